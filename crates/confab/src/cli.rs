@@ -1,0 +1,230 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{LogFormat, Overrides};
+
+/// confab: a self-hosted unified-communications server (SIP registrar/proxy, presence,
+/// instant messaging) modeled on Lync Server 2013.
+#[derive(Parser)]
+#[command(name = "confab", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every command.
+#[derive(Args)]
+pub struct GlobalArgs {
+    /// Data directory, holding the SQLite database [default: ./confab-data]
+    #[arg(long = "data", value_name = "DIR", global = true)]
+    pub data: Option<PathBuf>,
+
+    /// TOML configuration file (command-line options override it)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives such
+    /// as "info,confab_sip=debug". Without it, RUST_LOG, then the config file, then
+    /// "info" apply
+    #[arg(long, value_name = "FILTER", global = true)]
+    pub log_level: Option<String>,
+
+    /// Log line format [default: text]
+    #[arg(long, value_enum, value_name = "FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server
+    Serve(ServeArgs),
+    /// Manage user accounts
+    User(UserArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// SIP domain served (and digest realm) [default: example.com]
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+
+    /// SIP over UDP and TCP listen address [default: 0.0.0.0:5060]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub sip: Option<SocketAddr>,
+
+    /// SIP over TLS listen address [default: 0.0.0.0:5061]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub tls: Option<SocketAddr>,
+
+    /// HTTP listen address [default: 0.0.0.0:8080]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<SocketAddr>,
+
+    /// PEM certificate chain for TLS
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Database URL, e.g. postgres://USER:PASSWORD@HOST/DB [default: sqlite file
+    /// DATA/confab.db]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+}
+
+#[derive(Args)]
+pub struct UserArgs {
+    /// Database URL [default: the database option of the config file, else the sqlite
+    /// file DATA/confab.db]
+    #[arg(long, value_name = "URL", global = true)]
+    pub database: Option<String>,
+
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add a user
+    Add {
+        /// alice@example.com or sip:alice@example.com
+        address: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Name shown to other users
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+    },
+    /// List users
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one user
+    Show {
+        address: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password
+    SetPassword {
+        address: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set (or, without NAME, clear) a user's display name
+    SetDisplayName { address: String, name: Option<String> },
+    /// Stop a user from signing in
+    Disable { address: String },
+    /// Allow a disabled user to sign in again
+    Enable { address: String },
+    /// Remove a user
+    Remove { address: String },
+    /// Add users from a CSV file with columns address,password[,display_name] (header
+    /// row optional). All rows are added, or none
+    Import {
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+    },
+}
+
+/// Where the password comes from: exactly one of the two.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct PasswordArgs {
+    /// The password (other local users may see it in the process list: prefer
+    /// --password-stdin)
+    #[arg(long, value_name = "PASSWORD")]
+    pub password: Option<String>,
+
+    /// Read the password from the first line of standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+impl Cli {
+    /// The command-line values that override the configuration file.
+    pub fn overrides(&self) -> Overrides {
+        let g = &self.global;
+        let mut o = Overrides {
+            data_dir: g.data.clone(),
+            log_level: g.log_level.clone(),
+            log_format: g.log_format,
+            ..Overrides::default()
+        };
+        match &self.command {
+            Command::Serve(s) => {
+                o.domain = s.domain.clone();
+                o.sip = s.sip;
+                o.tls = s.tls;
+                o.http = s.http;
+                o.tls_cert = s.tls_cert.clone();
+                o.tls_key = s.tls_key.clone();
+                o.database = s.database.clone();
+            }
+            Command::User(u) => o.database = u.database.clone(),
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "confab", "user", "list", "--data", "/d", "--log-level", "debug", "--database",
+            "postgres://h/db",
+        ])
+        .unwrap();
+        let o = cli.overrides();
+        assert_eq!(o.data_dir, Some(PathBuf::from("/d")));
+        assert_eq!(o.log_level.as_deref(), Some("debug"));
+        assert_eq!(o.database.as_deref(), Some("postgres://h/db"));
+    }
+
+    #[test]
+    fn password_source_is_required_and_exclusive() {
+        assert!(Cli::try_parse_from(["confab", "user", "add", "a@b.com"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "confab", "user", "add", "a@b.com", "--password", "x", "--password-stdin"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["confab", "user", "add", "a@b.com", "--password-stdin"]).is_ok());
+    }
+
+    #[test]
+    fn serve_flags() {
+        let cli = Cli::try_parse_from([
+            "confab", "--data", "/d", "serve", "--domain", "contoso.com", "--sip",
+            "127.0.0.1:5070", "--log-format", "json",
+        ])
+        .unwrap();
+        let o = cli.overrides();
+        assert_eq!(o.domain.as_deref(), Some("contoso.com"));
+        assert_eq!(o.sip, Some("127.0.0.1:5070".parse().unwrap()));
+        assert_eq!(o.log_format, Some(LogFormat::Json));
+        assert!(Cli::try_parse_from(["confab", "serve", "--sip", "nonsense"]).is_err());
+        assert!(Cli::try_parse_from(["confab", "serve", "--tls-cert", "c.pem"]).is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! `confab prereq check`: this machine against the requirements of its roles
+//! (docs/system-requirements.md).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use confab_prereq::{Plan, SystemHost, host_fqdn};
+use confab_topology::local::LocalReplica;
+use confab_topology::{Role, Topology};
+
+#[derive(Args)]
+pub struct PrereqArgs {
+    #[command(subcommand)]
+    pub command: PrereqCommand,
+}
+
+#[derive(Subcommand)]
+pub enum PrereqCommand {
+    /// Check this machine: pass, warn or fail for each requirement, why, and how to fix it
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Check for this role (repeat for several): front-end, director, edge,
+    /// persistent-chat, mediation [default: this machine's roles in the topology, else
+    /// a Standard Edition front end]
+    #[arg(long = "role", value_name = "ROLE", value_parser = parse_role)]
+    pub roles: Vec<Role>,
+    /// Take this machine's roles, stores and ports from a topology file [default: the
+    /// topology this data directory was bootstrapped from]
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
+    /// This machine's FQDN in the topology [default: the host name]
+    #[arg(long, value_name = "FQDN")]
+    pub fqdn: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}
+
+/// The plan for this machine: from `--topology`, else `--role`, else the
+/// data directory's replicated topology, else the Standard Edition default.
+pub fn plan_for(
+    data_dir: &Path,
+    topology: Option<&Path>,
+    roles: &[Role],
+    fqdn: Option<&str>,
+) -> anyhow::Result<Plan> {
+    let from_file = match topology {
+        Some(file) => Some(crate::cmd_topology::load_valid(file)?.1),
+        None => None,
+    };
+    let replica = if from_file.is_none() && roles.is_empty() {
+        LocalReplica::load(data_dir)?
+    } else {
+        None
+    };
+    let (topology, recorded_fqdn): (Option<Topology>, Option<String>) = match (from_file, replica)
+    {
+        (Some(t), _) => (Some(t), None),
+        (None, Some(r)) => (r.topology()?, r.pointer.fqdn.clone()),
+        (None, None) => (None, None),
+    };
+    let fqdn = fqdn
+        .map(str::to_string)
+        .or(recorded_fqdn)
+        .unwrap_or_else(host_fqdn)
+        .to_ascii_lowercase();
+    let mut plan = match &topology {
+        Some(t) => Plan::from_topology(t, &fqdn, data_dir)?,
+        None if roles.is_empty() => Plan::standard_default(&fqdn, data_dir),
+        None => Plan::for_roles(roles, &fqdn, data_dir),
+    };
+    if topology.is_some() && !roles.is_empty() {
+        let missing: Vec<&str> = roles
+            .iter()
+            .filter(|r| !plan.roles.contains(r))
+            .map(|r| r.as_str())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "{} does not run {} in the topology (it runs {})",
+                plan.fqdn,
+                missing.join(", "),
+                plan.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        plan.restrict_roles(roles);
+    }
+    Ok(plan)
+}
+
+pub async fn run(args: PrereqArgs, data_dir: &Path) -> anyhow::Result<()> {
+    let PrereqCommand::Check(a) = args.command;
+    let data_dir = std::path::absolute(data_dir).context("resolving the data directory")?;
+    let plan = plan_for(&data_dir, a.topology.as_deref(), &a.roles, a.fqdn.as_deref())?;
+    let outcome = confab_prereq::run(&SystemHost, &plan).await;
+    if a.json {
+        let v = serde_json::json!({
+            "fqdn": outcome.fqdn,
+            "pool": outcome.pool,
+            "edition": outcome.edition,
+            "roles": outcome.roles,
+            "checks": outcome.checks,
+            "summary": {
+                "pass": outcome.count(confab_prereq::Status::Pass),
+                "warn": outcome.count(confab_prereq::Status::Warn),
+                "fail": outcome.count(confab_prereq::Status::Fail),
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", outcome.render());
+    }
+    let failed = outcome.count(confab_prereq::Status::Fail);
+    if failed > 0 {
+        bail!("{failed} prerequisite check(s) failed");
+    }
+    Ok(())
+}

@@ -1,0 +1,661 @@
+//! Server configuration: built-in defaults, overridden by a TOML file (`--config`),
+//! overridden by command-line flags.
+//!
+//! The file uses the field names of [`ServeConfig`] and its sections:
+//!
+//! ```toml
+//! domain = "contoso.com"
+//! sip = "0.0.0.0:5060"
+//!
+//! [registrar]
+//! min_expires = 30
+//! ```
+//!
+//! Unknown keys and values of the wrong type are refused with `FILE:LINE:COLUMN` and the
+//! key's full name. Relative paths are taken from the current directory.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// The data directory used when neither the file nor `--data` names one.
+pub const DEFAULT_DATA_DIR: &str = "./confab-data";
+
+/// Name of the SQLite database inside the data directory.
+pub const SQLITE_FILE: &str = "confab.db";
+
+/// Format of the log lines written to standard error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything `confab serve` needs to run, after defaults, file and flags are merged.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where the SQLite database (and later other state) lives.
+    pub data_dir: PathBuf,
+    /// The SIP domain served (and the digest realm).
+    pub domain: String,
+    /// SIP over UDP and TCP.
+    pub sip: SocketAddr,
+    /// SIP over TLS.
+    pub tls: SocketAddr,
+    /// HTTP (web services, WebSocket).
+    pub http: SocketAddr,
+    /// PEM certificate chain for TLS; a self-signed one is made when absent.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Database URL (`postgres://...` for a pool); `None` means the SQLite file
+    /// `<data_dir>/confab.db`. See [`ServeConfig::database_url`].
+    pub database: Option<String>,
+    /// `tracing` filter directives, e.g. `info` or `info,confab_sip=debug`.
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub registrar: RegistrarConfig,
+    pub presence: PresenceConfig,
+    pub limits: LimitsConfig,
+    pub auth: AuthConfig,
+}
+
+/// REGISTER expiry bounds, in seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrarConfig {
+    /// Shorter requested expiries get `423 Interval Too Brief`.
+    pub min_expires: u32,
+    /// Longer requested expiries are cut to this.
+    pub max_expires: u32,
+    /// Used when the request names none.
+    pub default_expires: u32,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig { min_expires: 60, max_expires: 7200, default_expires: 3600 }
+    }
+}
+
+/// Presence and subscriptions.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Users of the same domain may see each other's presence without being contacts.
+    pub same_domain_visible: bool,
+    /// Longest SUBSCRIBE expiry granted, in seconds.
+    pub max_subscription_expires: u32,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig { same_domain_visible: true, max_subscription_expires: 3600 }
+    }
+}
+
+/// Resource limits.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest SIP message accepted, headers and body.
+    pub max_message_bytes: usize,
+    /// Most header fields in one message.
+    pub max_headers: usize,
+    /// Most simultaneous connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Most simultaneous connections in all.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: 65535,
+            max_headers: 256,
+            max_connections_per_ip: 20000,
+            max_connections: 100000,
+        }
+    }
+}
+
+/// Authentication.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// How long a digest nonce stays valid.
+    pub nonce_lifetime_secs: u64,
+    /// Failed authentications from one source address allowed per window.
+    pub max_failures_per_source: u32,
+    /// Failed authentications for one user allowed per window.
+    pub max_failures_per_user: u32,
+    pub failure_window_secs: u64,
+    /// Accept requests without authentication (testing only).
+    pub allow_unauthenticated: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            nonce_lifetime_secs: 300,
+            max_failures_per_source: 20,
+            max_failures_per_user: 10,
+            failure_window_secs: 60,
+            allow_unauthenticated: false,
+        }
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            domain: "example.com".to_owned(),
+            sip: addr("0.0.0.0:5060"),
+            tls: addr("0.0.0.0:5061"),
+            http: addr("0.0.0.0:8080"),
+            tls_cert: None,
+            tls_key: None,
+            database: None,
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            registrar: RegistrarConfig::default(),
+            presence: PresenceConfig::default(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("domain", &self.domain)
+            .field("sip", &self.sip)
+            .field("tls", &self.tls)
+            .field("http", &self.http)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            // A database URL may carry a password.
+            .field("database", &self.database.as_deref().map(confab_store::redact_url))
+            .field("log_level", &self.log_level)
+            .field("log_format", &self.log_format)
+            .field("registrar", &self.registrar)
+            .field("presence", &self.presence)
+            .field("limits", &self.limits)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+impl ServeConfig {
+    /// The SQLite file used when no `database` URL is configured.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join(SQLITE_FILE)
+    }
+
+    /// The database to open: `database` if set, else the `sqlite://` URL of
+    /// `<data_dir>/confab.db`.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        match &self.database {
+            Some(url) => Ok(url.clone()),
+            None => confab_store::sqlite_url(&self.sqlite_path())
+                .map_err(|e| ConfigError(format!("data directory: {e}"))),
+        }
+    }
+}
+
+/// Values given on the command line; each one set overrides the file and the default.
+#[derive(Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub domain: Option<String>,
+    pub sip: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub database: Option<String>,
+    pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+/// A configuration that cannot be used; the message says where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The configuration file's text and where each key is.
+struct Source {
+    name: String,
+    text: String,
+}
+
+impl Source {
+    /// `FILE:LINE:COLUMN` of byte offset `pos`.
+    fn location(&self, pos: usize) -> String {
+        let pos = pos.min(self.text.len());
+        let before = self.text.get(..pos).unwrap_or("");
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("{}:{line}:{col}", self.name)
+    }
+}
+
+/// Loads the configuration: defaults, then the TOML file `file` (if any), then
+/// `overrides`; then checks it.
+pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<ServeConfig, ConfigError> {
+    let (mut cfg, source) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            let source = Source { name: path.display().to_string(), text };
+            (parse(&source)?, Some(source))
+        }
+        None => (ServeConfig::default(), None),
+    };
+
+    let o = overrides;
+    let mut from_flag: Vec<&'static str> = Vec::new();
+    macro_rules! apply {
+        ($field:ident) => {
+            if let Some(v) = o.$field {
+                cfg.$field = v;
+                from_flag.push(stringify!($field));
+            }
+        };
+        (opt $field:ident) => {
+            if let Some(v) = o.$field {
+                cfg.$field = Some(v);
+                from_flag.push(stringify!($field));
+            }
+        };
+    }
+    apply!(data_dir);
+    apply!(domain);
+    apply!(sip);
+    apply!(tls);
+    apply!(http);
+    apply!(opt tls_cert);
+    apply!(opt tls_key);
+    apply!(opt database);
+    apply!(log_level);
+    apply!(log_format);
+
+    if let Err(problem) = validate(&mut cfg) {
+        let key = problem.key;
+        let top = key.split('.').next().unwrap_or(key);
+        let place = if from_flag.contains(&top) {
+            format!("--{}", flag_name(top))
+        } else if let Some(loc) = source.as_ref().and_then(|s| locate_key(s, key)) {
+            format!("{loc}: `{key}`")
+        } else {
+            format!("`{key}`")
+        };
+        return Err(ConfigError(format!("invalid configuration: {place}: {}", problem.message)));
+    }
+    Ok(cfg)
+}
+
+fn flag_name(field: &str) -> String {
+    match field {
+        "data_dir" => "data".to_owned(),
+        other => other.replace('_', "-"),
+    }
+}
+
+/// Parses the file over the defaults, refusing unknown keys and bad values with their
+/// location and full key name.
+fn parse(source: &Source) -> Result<ServeConfig, ConfigError> {
+    let table = DeTable::parse(&source.text).map_err(|e| {
+        let at = e.span().map_or_else(|| source.name.clone(), |s| source.location(s.start));
+        ConfigError(format!("{at}: invalid TOML: {}", e.message()))
+    })?;
+    toml::from_str::<ServeConfig>(&source.text).map_err(|e| {
+        let Some(span) = e.span() else {
+            return ConfigError(format!("{}: {}", source.name, e.message()));
+        };
+        let key = key_at(table.get_ref(), &span, &mut Vec::new())
+            .map(|k| format!(" `{}`:", k.join(".")))
+            .unwrap_or_default();
+        ConfigError(format!("{}:{key} {}", source.location(span.start), e.message()))
+    })
+}
+
+fn overlaps(span: &Range<usize>, target: &Range<usize>) -> bool {
+    if target.is_empty() {
+        span.start <= target.start && target.start <= span.end
+    } else {
+        span.start < target.end && target.start < span.end
+    }
+}
+
+/// The full name of the innermost key whose key or value covers `target`.
+fn key_at(table: &DeTable<'_>, target: &Range<usize>, path: &mut Vec<String>) -> Option<Vec<String>> {
+    for (k, v) in table.iter() {
+        path.push(k.get_ref().to_string());
+        let inner = match v.get_ref() {
+            DeValue::Table(t) => key_at(t, target, path),
+            DeValue::Array(items) => items.iter().find_map(|item| match item.get_ref() {
+                DeValue::Table(t) => key_at(t, target, path),
+                _ => None,
+            }),
+            _ => None,
+        };
+        if inner.is_some() {
+            return inner;
+        }
+        if overlaps(&k.span(), target) || overlaps(&v.span(), target) {
+            return Some(path.clone());
+        }
+        path.pop();
+    }
+    None
+}
+
+/// `FILE:LINE:COLUMN` of the dotted key `key` in the file, if the file sets it.
+fn locate_key(source: &Source, key: &str) -> Option<String> {
+    let table = DeTable::parse(&source.text).ok()?;
+    let mut current: &DeTable<'_> = table.get_ref();
+    let mut found: Option<&Spanned<std::borrow::Cow<'_, str>>> = None;
+    for part in key.split('.') {
+        let (k, v) = current.get_key_value(part)?;
+        found = Some(k);
+        if let DeValue::Table(t) = v.get_ref() {
+            current = t;
+        }
+    }
+    found.map(|k| source.location(k.span().start))
+}
+
+struct Problem {
+    key: &'static str,
+    message: String,
+}
+
+fn problem(key: &'static str, message: impl Into<String>) -> Result<(), Problem> {
+    Err(Problem { key, message: message.into() })
+}
+
+/// Checks values that parse but make no sense, and normalizes the domain to lower case.
+fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
+    cfg.domain = cfg.domain.trim().to_ascii_lowercase();
+    if cfg.domain.is_empty() {
+        return problem("domain", "the domain must not be empty");
+    }
+    if !confab_store::is_valid_host_name(&cfg.domain) {
+        return problem(
+            "domain",
+            format!(
+                "{:?} is not a valid host name (letters, digits, '-' and '.', e.g. contoso.com)",
+                cfg.domain
+            ),
+        );
+    }
+    if cfg.data_dir.as_os_str().is_empty() {
+        return problem("data_dir", "the data directory must not be empty");
+    }
+    if let Some(url) = &cfg.database
+        && confab_store::Backend::from_url(url).is_err()
+    {
+        return problem(
+            "database",
+            "expected a sqlite://PATH or postgres://USER:PASSWORD@HOST/DB URL",
+        );
+    }
+    match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(_), None) => return problem("tls_cert", "tls_cert is set but tls_key is not"),
+        (None, Some(_)) => return problem("tls_key", "tls_key is set but tls_cert is not"),
+        _ => {}
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&cfg.log_level) {
+        return problem("log_level", format!("invalid log filter {:?}: {e}", cfg.log_level));
+    }
+
+    let r = &cfg.registrar;
+    if r.min_expires == 0 {
+        return problem("registrar.min_expires", "must be at least 1");
+    }
+    if r.min_expires > r.default_expires {
+        return problem(
+            "registrar.min_expires",
+            format!(
+                "min_expires ({}) must not exceed default_expires ({})",
+                r.min_expires, r.default_expires
+            ),
+        );
+    }
+    if r.default_expires > r.max_expires {
+        return problem(
+            "registrar.default_expires",
+            format!(
+                "default_expires ({}) must not exceed max_expires ({})",
+                r.default_expires, r.max_expires
+            ),
+        );
+    }
+    if cfg.presence.max_subscription_expires == 0 {
+        return problem("presence.max_subscription_expires", "must be at least 1");
+    }
+
+    let l = &cfg.limits;
+    if l.max_message_bytes < 1024 {
+        return problem("limits.max_message_bytes", "must be at least 1024");
+    }
+    if l.max_headers == 0 {
+        return problem("limits.max_headers", "must be at least 1");
+    }
+    if l.max_connections == 0 {
+        return problem("limits.max_connections", "must be at least 1");
+    }
+    if l.max_connections_per_ip == 0 {
+        return problem("limits.max_connections_per_ip", "must be at least 1");
+    }
+
+    let a = &cfg.auth;
+    if a.nonce_lifetime_secs == 0 {
+        return problem("auth.nonce_lifetime_secs", "must be at least 1");
+    }
+    if a.failure_window_secs == 0 {
+        return problem("auth.failure_window_secs", "must be at least 1");
+    }
+    if a.max_failures_per_source == 0 {
+        return problem("auth.max_failures_per_source", "must be at least 1");
+    }
+    if a.max_failures_per_user == 0 {
+        return problem("auth.max_failures_per_user", "must be at least 1");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load_text(text: &str) -> Result<ServeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "confab.toml", text);
+        load(Some(&path), Overrides::default())
+    }
+
+    #[test]
+    fn defaults() {
+        let cfg = load(None, Overrides::default()).unwrap();
+        assert_eq!(cfg.data_dir, PathBuf::from("./confab-data"));
+        assert_eq!(cfg.domain, "example.com");
+        assert_eq!(cfg.sip.to_string(), "0.0.0.0:5060");
+        assert_eq!(cfg.tls.to_string(), "0.0.0.0:5061");
+        assert_eq!(cfg.http.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.log_level, "info");
+        assert_eq!(cfg.log_format, LogFormat::Text);
+        assert_eq!(cfg.registrar, RegistrarConfig { min_expires: 60, max_expires: 7200, default_expires: 3600 });
+        assert!(cfg.presence.same_domain_visible);
+        assert_eq!(cfg.presence.max_subscription_expires, 3600);
+        assert_eq!(cfg.limits.max_message_bytes, 65535);
+        assert_eq!(cfg.limits.max_headers, 256);
+        assert_eq!(cfg.limits.max_connections_per_ip, 20000);
+        assert_eq!(cfg.limits.max_connections, 100000);
+        assert_eq!(cfg.auth.nonce_lifetime_secs, 300);
+        assert_eq!(cfg.auth.max_failures_per_source, 20);
+        assert_eq!(cfg.auth.max_failures_per_user, 10);
+        assert_eq!(cfg.auth.failure_window_secs, 60);
+        assert!(!cfg.auth.allow_unauthenticated);
+        assert!(cfg.database.is_none());
+        let url = cfg.database_url().unwrap();
+        assert!(url.starts_with("sqlite:///") && url.ends_with("/confab-data/confab.db?mode=rwc"), "{url}");
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "confab.toml",
+            r#"
+domain = "Contoso.COM"
+sip = "127.0.0.1:15060"
+http = "127.0.0.1:18080"
+data_dir = "/srv/confab"
+log_format = "json"
+
+[registrar]
+min_expires = 30
+
+[auth]
+allow_unauthenticated = true
+
+[limits]
+max_headers = 100
+"#,
+        );
+        let cfg = load(Some(&path), Overrides::default()).unwrap();
+        assert_eq!(cfg.domain, "contoso.com");
+        assert_eq!(cfg.sip.to_string(), "127.0.0.1:15060");
+        assert_eq!(cfg.tls.to_string(), "0.0.0.0:5061");
+        assert_eq!(cfg.data_dir, PathBuf::from("/srv/confab"));
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        assert_eq!(cfg.registrar.min_expires, 30);
+        assert_eq!(cfg.registrar.max_expires, 7200);
+        assert!(cfg.auth.allow_unauthenticated);
+        assert_eq!(cfg.auth.max_failures_per_user, 10);
+        assert_eq!(cfg.limits.max_headers, 100);
+
+        let flags = Overrides {
+            domain: Some("fabrikam.com".into()),
+            http: Some("127.0.0.1:9999".parse().unwrap()),
+            data_dir: Some("/tmp/other".into()),
+            log_format: Some(LogFormat::Text),
+            database: Some("postgres://confab:pw@db/confab".into()),
+            ..Overrides::default()
+        };
+        let cfg = load(Some(&path), flags).unwrap();
+        assert_eq!(cfg.domain, "fabrikam.com");
+        assert_eq!(cfg.http.to_string(), "127.0.0.1:9999");
+        assert_eq!(cfg.sip.to_string(), "127.0.0.1:15060");
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/other"));
+        assert_eq!(cfg.log_format, LogFormat::Text);
+        assert_eq!(cfg.database_url().unwrap(), "postgres://confab:pw@db/confab");
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains(":pw@"), "{debug}");
+        assert!(debug.contains("postgres://confab:***@db/confab"), "{debug}");
+    }
+
+    #[test]
+    fn unknown_top_level_key() {
+        let err = load_text("domain = \"a.com\"\n\nfrobnicate = 1\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:3:1:"), "{err}");
+        assert!(err.contains("`frobnicate`"), "{err}");
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn unknown_nested_key() {
+        let err = load_text("[registrar]\nmin_expires = 30\nmax_expirez = 10\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:3:1:"), "{err}");
+        assert!(err.contains("`registrar.max_expirez`"), "{err}");
+        let err = load_text("[registar]\nmin_expires = 30\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:1:2:"), "{err}");
+        assert!(err.contains("`registar`"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_type() {
+        let err = load_text("\n[auth]\nnonce_lifetime_secs = \"five\"\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:3:23:"), "{err}");
+        assert!(err.contains("`auth.nonce_lifetime_secs`"), "{err}");
+        assert!(err.contains("invalid type"), "{err}");
+        let err = load_text("sip = \"nowhere\"\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:1:7:") && err.contains("`sip`"), "{err}");
+        let err = load_text("[registrar]\nmin_expires = -5\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:2:") && err.contains("`registrar.min_expires`"), "{err}");
+        let err = load_text("log_format = \"xml\"\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:1:") && err.contains("`log_format`"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error() {
+        let err = load_text("domain = \"a.com\"\nsip = \n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:2:"), "{err}");
+        assert!(err.contains("invalid TOML"), "{err}");
+    }
+
+    #[test]
+    fn validation() {
+        let err = load_text("[registrar]\nmin_expires = 600\ndefault_expires = 300\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("confab.toml:2:1: `registrar.min_expires`"), "{err}");
+        assert!(err.contains("min_expires (600) must not exceed default_expires (300)"), "{err}");
+
+        let err = load_text("[registrar]\nmax_expires = 100\n").unwrap_err().to_string();
+        assert!(err.contains("default_expires (3600) must not exceed max_expires (100)"), "{err}");
+
+        let err = load_text("domain = \"\"\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:1:1: `domain`") && err.contains("must not be empty"), "{err}");
+        let err = load_text("domain = \"bad_domain!\"\n").unwrap_err().to_string();
+        assert!(err.contains("not a valid host name"), "{err}");
+
+        let flags = Overrides { domain: Some("-bad".into()), ..Overrides::default() };
+        let err = load(None, flags).unwrap_err().to_string();
+        assert!(err.contains("--domain:") && err.contains("not a valid host name"), "{err}");
+
+        let err = load_text("tls_cert = \"cert.pem\"\n").unwrap_err().to_string();
+        assert!(err.contains("tls_key is not"), "{err}");
+        let err = load_text("database = \"mysql://x/y\"\n").unwrap_err().to_string();
+        assert!(err.contains("`database`"), "{err}");
+        let err = load_text("log_level = \"info,=[\"\n").unwrap_err().to_string();
+        assert!(err.contains("`log_level`"), "{err}");
+        let err = load_text("[limits]\nmax_connections = 0\n").unwrap_err().to_string();
+        assert!(err.contains("confab.toml:2:1: `limits.max_connections`"), "{err}");
+    }
+
+    #[test]
+    fn missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(Some(&dir.path().join("nope.toml")), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("cannot read config file"), "{err}");
+        assert!(err.to_string().contains("nope.toml"), "{err}");
+    }
+}

@@ -1,0 +1,61 @@
+//! `confab`: the server and its administration commands.
+
+mod cli;
+mod config;
+mod serve;
+mod users;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::{LogFormat, ServeConfig};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let overrides = cli.overrides();
+    let log_flag_given = overrides.log_level.is_some();
+    let cfg = config::load(cli.global.config.as_deref(), overrides)?;
+    init_tracing(&cfg, log_flag_given)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => serve::run(cfg).await,
+            Command::User(args) => users::run(&cfg, args.command).await,
+        }
+    })
+}
+
+/// Logs go to standard error, filtered by `--log-level`, else `RUST_LOG`, else the
+/// config file's `log_level` (default `info`).
+fn init_tracing(cfg: &ServeConfig, log_flag_given: bool) -> anyhow::Result<()> {
+    let env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let directives = match env {
+        Some(env) if !log_flag_given => env,
+        _ => cfg.log_level.clone(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .with_context(|| format!("invalid log filter {directives:?}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match cfg.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot initialize logging: {e}"))
+}

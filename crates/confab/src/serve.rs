@@ -1,0 +1,270 @@
+//! `confab serve`: runs the roles of this machine. With no topology this is a
+//! Standard Edition server: every Front End service on one machine, state in the
+//! embedded SQLite database of the data directory.
+//!
+//! This is the thin tokio layer around the sans-IO front end: it owns the sockets
+//! (via `confab-transport` and `confab-web`), the timers, the store poller, and
+//! one task that feeds the `Core` and delivers what it produces.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use confab_frontend::{Advertise, Core, CoreConfig, DirectoryChange, Metrics, UserEntry};
+use confab_store::{Store, User, UserChange};
+use confab_transport::{Connections, Event, TransportLimits, Transports};
+use rand::Rng as _;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::config::ServeConfig;
+
+const NONCE_SECRET_KEY: &str = "digest.nonce_secret";
+
+fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn entry(u: &User) -> UserEntry {
+    UserEntry {
+        address: u.address.clone(),
+        display_name: u.display_name.clone(),
+        enabled: u.enabled,
+        credentials: u.credentials(),
+    }
+}
+
+async fn nonce_secret(store: &Store) -> anyhow::Result<[u8; 32]> {
+    if let Some(hexed) = store.get_setting(NONCE_SECRET_KEY).await?
+        && let Ok(bytes) = hex::decode(hexed.trim())
+        && let Ok(arr) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(arr);
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    store.set_setting(NONCE_SECRET_KEY, &hex::encode(secret)).await?;
+    Ok(secret)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let url = cfg.database_url().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {}", confab_store::redact_url(&url)))?;
+    let secret = nonce_secret(&store).await.context("loading the digest nonce secret")?;
+
+    // TLS: the configured certificate, or a self-signed one made on first start.
+    let tls_material = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => confab_tls::load_pem(c, k)
+            .with_context(|| format!("loading TLS certificate {}", c.display()))?,
+        (None, None) => {
+            let mut names = vec![cfg.domain.clone()];
+            if !cfg.sip.ip().is_unspecified() {
+                names.push(cfg.sip.ip().to_string());
+            }
+            let m = confab_tls::load_or_create(&cfg.data_dir, &names)
+                .context("creating the self-signed TLS certificate")?;
+            if m.created {
+                info!(cert = %m.cert_path.display(), "generated a self-signed TLS certificate; set tls_cert/tls_key to use your own");
+            }
+            m
+        }
+        _ => anyhow::bail!("tls_cert and tls_key must be given together"),
+    };
+    let tls_config = confab_tls::server_config(&tls_material).context("building the TLS configuration")?;
+
+    let metrics = Arc::new(Metrics::default());
+    let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(65_536);
+    let limits = TransportLimits {
+        sip: confab_sip::Limits {
+            max_message_bytes: cfg.limits.max_message_bytes,
+            max_headers: cfg.limits.max_headers,
+        },
+        max_connections: cfg.limits.max_connections,
+        max_connections_per_ip: cfg.limits.max_connections_per_ip,
+        send_queue: 1024,
+    };
+    let conns = Connections::new(limits, ev_tx.clone());
+    let transports = Transports::start(cfg.sip, Some((cfg.tls, tls_config)), conns.clone())
+        .await
+        .context("starting SIP transports")?;
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let mut stop_http = stop_rx.clone();
+    let (http_addr, http_task) = confab_web::serve(
+        cfg.http,
+        confab_web::WebState { metrics: metrics.clone(), conns: conns.clone() },
+        async move {
+            let _ = stop_http.changed().await;
+        },
+    )
+    .await
+    .context("starting HTTP")?;
+
+    let host = advertise_host(cfg.sip.ip());
+    let mut core_cfg = CoreConfig::new(&cfg.domain, &host, transports.udp_addr().port());
+    core_cfg.advertise = Advertise {
+        host,
+        sip_port: transports.udp_addr().port(),
+        tls_port: transports.tls_addr().map(|a| a.port()),
+        ws_port: Some(http_addr.port()),
+    };
+    core_cfg.min_expires = cfg.registrar.min_expires;
+    core_cfg.max_expires = cfg.registrar.max_expires;
+    core_cfg.default_expires = cfg.registrar.default_expires;
+    core_cfg.presence_same_domain_visible = cfg.presence.same_domain_visible;
+    core_cfg.max_subscription_expires = cfg.presence.max_subscription_expires;
+    core_cfg.nonce_lifetime = Duration::from_secs(cfg.auth.nonce_lifetime_secs);
+    core_cfg.max_failures_per_source = cfg.auth.max_failures_per_source;
+    core_cfg.max_failures_per_user = cfg.auth.max_failures_per_user;
+    core_cfg.failure_window = Duration::from_secs(cfg.auth.failure_window_secs);
+    core_cfg.allow_unauthenticated = cfg.auth.allow_unauthenticated;
+    if core_cfg.allow_unauthenticated {
+        warn!("auth.allow_unauthenticated is on: every request is accepted without authentication (development only)");
+    }
+
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    let mut core = Core::new(core_cfg, secret, seed, metrics.clone(), Instant::now());
+
+    // Users: load all, then follow the store's change feed.
+    let mut rev = store.current_rev().await?;
+    let users = store.list_users().await?;
+    let n_users = users.len();
+    for u in &users {
+        core.apply_directory_change(DirectoryChange::Upsert(entry(u)), Instant::now());
+    }
+    let (dir_tx, mut dir_rx) = mpsc::channel::<Vec<DirectoryChange>>(64);
+    let poll_store = store.clone();
+    let mut poll_stop = stop_rx.clone();
+    let poller = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = poll_stop.changed() => return,
+            }
+            match poll_store.user_changes_since(rev).await {
+                Ok((new_rev, changes)) => {
+                    rev = new_rev;
+                    if changes.is_empty() {
+                        continue;
+                    }
+                    let batch = changes
+                        .into_iter()
+                        .map(|c| match c {
+                            UserChange::Upsert(u) => DirectoryChange::Upsert(entry(&u)),
+                            UserChange::Removed { address } => DirectoryChange::Removed { address },
+                        })
+                        .collect();
+                    if dir_tx.send(batch).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => warn!(error = %e, "reading user changes failed"),
+            }
+        }
+    });
+
+    info!(
+        domain = %cfg.domain,
+        sip = %transports.udp_addr(),
+        tls = ?transports.tls_addr(),
+        http = %http_addr,
+        data = %cfg.data_dir.display(),
+        users = n_users,
+        "confab Standard Edition front end ready"
+    );
+
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut out = Vec::with_capacity(256);
+    loop {
+        let deadline = core.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            _ = stop_rx.changed() => break,
+            ev = ev_rx.recv() => {
+                let Some(ev) = ev else { break };
+                let now = Instant::now();
+                let wall = wall_ms();
+                handle(&mut core, ev, now, wall);
+                // Drain what is already queued before delivering, in one batch.
+                for _ in 0..256 {
+                    match ev_rx.try_recv() {
+                        Ok(ev) => handle(&mut core, ev, now, wall),
+                        Err(_) => break,
+                    }
+                }
+            }
+            batch = dir_rx.recv() => {
+                if let Some(batch) = batch {
+                    for change in batch {
+                        core.apply_directory_change(change, Instant::now());
+                    }
+                }
+            }
+            _ = sleep => core.on_tick(Instant::now(), wall_ms()),
+        }
+        core.drain_output(&mut out);
+        for o in out.drain(..) {
+            transports.deliver(o);
+        }
+    }
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = poller.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+fn handle(core: &mut Core, ev: Event, now: Instant, wall: u64) {
+    match ev {
+        Event::Message(m, src) => core.on_message(m, src, now, wall),
+        Event::Malformed(e, src) => core.on_parse_error(&e, src),
+        Event::Closed(id) => core.on_connection_closed(id, now),
+    }
+}
+
+/// The address put in Via/Record-Route/Contact: the bound address, or for a
+/// wildcard bind the loopback address (set `--sip` to a concrete address when
+/// clients run on other machines).
+fn advertise_host(bind: IpAddr) -> String {
+    if bind.is_unspecified() {
+        warn!("SIP is bound to a wildcard address; advertising 127.0.0.1 (bind --sip to this machine's address for remote clients)");
+        return "127.0.0.1".to_owned();
+    }
+    match bind {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}

@@ -1,0 +1,291 @@
+//! `confab topology` and `confab prereq check`, run as a user would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn confab(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_confab"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run confab")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output) -> String {
+    let t = text(&o);
+    assert!(o.status.success(), "confab failed:\n{t}");
+    t
+}
+
+fn fails(o: Output) -> String {
+    let t = text(&o);
+    assert!(!o.status.success(), "confab should have failed:\n{t}");
+    t
+}
+
+fn arg(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn new_writes_valid_starters() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let se = dir.path().join("se.toml");
+    let out = ok(confab(
+        &data,
+        &["topology", "new", "--edition", "standard", "--fqdn", "se01.contoso.com", "-o", arg(&se)],
+    ));
+    assert!(out.contains("Standard Edition starter"), "{out}");
+    let body = std::fs::read_to_string(&se).unwrap();
+    assert!(body.starts_with("# confab topology"));
+    assert!(body.contains("edition = \"standard\""));
+    let out = ok(confab(&data, &["topology", "validate", arg(&se)]));
+    assert!(out.contains("0 errors"), "{out}");
+    assert!(out.contains("is valid"), "{out}");
+
+    // No overwriting without --force.
+    let again = fails(confab(
+        &data,
+        &["topology", "new", "--edition", "standard", "--fqdn", "se01.contoso.com", "-o", arg(&se)],
+    ));
+    assert!(again.contains("--force"), "{again}");
+
+    let ee = dir.path().join("ee.toml");
+    ok(confab(
+        &data,
+        &[
+            "topology", "new", "--edition", "enterprise", "--fqdn", "fe01.fabrikam.com", "--fqdn",
+            "fe02.fabrikam.com", "-o", arg(&ee),
+        ],
+    ));
+    let out = ok(confab(&data, &["topology", "validate", arg(&ee)]));
+    assert!(out.contains("2 front-end"), "{out}");
+
+    let stdout = ok(confab(
+        &data,
+        &["topology", "new", "--edition", "enterprise", "--fqdn", "fe01.fabrikam.com", "-o", "-"],
+    ));
+    assert!(stdout.contains("edition = \"enterprise\""));
+    fails(confab(&data, &["topology", "new", "--edition", "premium", "--fqdn", "a.b.c"]));
+}
+
+#[test]
+fn validate_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"sip_domains = ["contoso.com"]
+
+[[site]]
+name = "main"
+
+[[store]]
+name = "backend"
+kind = "back-end"
+sqlite = "confab.db"
+
+[[pool]]
+fqdn = "se01.contoso.com"
+site = "main"
+edition = "standard"
+backend = "backend"
+
+[[pool.machine]]
+fqdn = "se01.contoso.com"
+roles = ["front-end"]
+
+[[pool]]
+fqdn = "edge.contoso.com"
+site = "main"
+
+[[pool.machine]]
+fqdn = "edge01.contoso.com"
+roles = ["edge"]
+internal_address = "10.0.0.5"
+"#,
+    )
+    .unwrap();
+    let out = fails(confab(dir.path(), &["topology", "validate", arg(&file)]));
+    let want = format!("{}:26:", file.display());
+    assert!(out.contains(&want), "{out}");
+    assert!(out.contains("error[edge-addresses]"), "{out}");
+    assert!(out.contains("help:"), "{out}");
+
+    let json = confab(dir.path(), &["topology", "validate", "--json", arg(&file)]);
+    assert!(!json.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["line"], 26);
+    assert_eq!(v["diagnostics"][0]["rule"], "edge-addresses");
+
+    std::fs::write(&file, "sip_domains = [\"contoso.com\"]\n\n[[pool]]\nfqdn = 7\n").unwrap();
+    let out = fails(confab(dir.path(), &["topology", "validate", arg(&file)]));
+    assert!(out.contains(&format!("{}:4:", file.display())), "{out}");
+}
+
+fn standard_topology(users: u32) -> String {
+    include_str!("../../../examples/topology-standard.toml").replace(
+        "users = 2500",
+        &format!("users = {users}"),
+    )
+}
+
+#[test]
+fn publish_show_history_diff_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("topology.toml");
+
+    let out = fails(confab(&data, &["topology", "show"]));
+    assert!(out.contains("no topology has been published"), "{out}");
+
+    std::fs::write(&file, standard_topology(2500)).unwrap();
+    let out = ok(confab(&data, &["topology", "publish", arg(&file), "--comment", "first"]));
+    assert!(out.contains("as topology version 1"), "{out}");
+    assert!(data.join("confab.db").exists(), "the Standard Edition back end holds the central store");
+    let out = ok(confab(&data, &["topology", "publish", arg(&file)]));
+    assert!(out.contains("Unchanged"), "{out}");
+
+    std::fs::write(&file, standard_topology(3000)).unwrap();
+    let out = ok(confab(&data, &["topology", "publish", arg(&file)]));
+    assert!(out.contains("as topology version 2"), "{out}");
+    assert!(out.contains("~ pool se01.contoso.com users: 2500 -> 3000"), "{out}");
+
+    let out = ok(confab(&data, &["topology", "history"]));
+    assert!(out.contains("first"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.trim_start().starts_with(['1', '2'])).count(), 2, "{out}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&confab(&data, &["topology", "history", "--json"]).stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+
+    let out = ok(confab(&data, &["topology", "show"]));
+    assert!(out.contains("topology version 2"), "{out}");
+    assert!(out.contains("machine se01.contoso.com: front-end, persistent-chat, mediation"), "{out}");
+    assert!(out.contains("users = 3000"), "{out}");
+    let out = ok(confab(&data, &["topology", "show", "--version", "1"]));
+    assert!(out.contains("users = 2500"), "{out}");
+    fails(confab(&data, &["topology", "show", "--version", "9"]));
+
+    let out = ok(confab(&data, &["topology", "diff", "--text"]));
+    assert!(out.contains("version 1 -> version 2: 1 change(s)"), "{out}");
+    assert!(out.contains("+ users = 3000"), "{out}");
+
+    std::fs::write(&file, standard_topology(3000).replace("remote_users = 1000", "remote_users = 1500"))
+        .unwrap();
+    let out = ok(confab(&data, &["topology", "diff", "--file", arg(&file)]));
+    assert!(out.contains("~ pool edge01.contoso.com remote_users: 1000 -> 1500"), "{out}");
+
+    // A topology with errors is not published.
+    std::fs::write(&file, standard_topology(3000).replace("roles = [\"edge\"]", "roles = [\"edge\", \"director\"]")).unwrap();
+    let out = fails(confab(&data, &["topology", "publish", arg(&file)]));
+    assert!(out.contains("nothing was changed"), "{out}");
+    let out = ok(confab(&data, &["topology", "history"]));
+    assert!(!out.lines().any(|l| l.trim_start().starts_with('3')), "{out}");
+}
+
+#[tokio::test]
+async fn publish_and_show_on_postgres() {
+    let Ok(base) = std::env::var("CONFAB_TEST_POSTGRES_URL") else {
+        println!("skipped: set CONFAB_TEST_POSTGRES_URL");
+        return;
+    };
+    use sqlx::migrate::MigrateDatabase;
+    let name = format!("confab_test_{}", uuid::Uuid::new_v4().simple());
+    let url = confab_topology::db::with_database(&base, &name).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("topology.toml");
+    std::fs::write(
+        &file,
+        include_str!("../../../examples/topology-enterprise.toml").replace(
+            "postgres://confab:CHANGE-ME@db01.fabrikam.com:5432/confab\"",
+            &format!("{url}\""),
+        ),
+    )
+    .unwrap();
+    let run = tokio::task::spawn_blocking({
+        let data = data.clone();
+        let file = file.clone();
+        let url = url.clone();
+        move || {
+            let out = ok(confab(&data, &["topology", "publish", arg(&file)]));
+            assert!(out.contains("as topology version 1"), "{out}");
+            assert!(!out.contains("confab:confab@"), "password shown: {out}");
+            // Another machine reads it back through --cms.
+            let other = tempfile::tempdir().unwrap();
+            let out = ok(confab(other.path(), &["topology", "show", "--cms", &url]));
+            assert!(out.contains("pool pool01.fabrikam.com (enterprise edition"), "{out}");
+            let out = ok(confab(other.path(), &["topology", "history", "--cms", &url]));
+            assert!(out.contains("      1  "), "{out}");
+            // This machine remembers where the central store is.
+            ok(confab(&data, &["topology", "show"]));
+        }
+    })
+    .await;
+    sqlx::Postgres::force_drop_database(&url).await.unwrap();
+    if let Err(e) = run {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[test]
+fn prereq_check_runs_for_real() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = confab(dir.path(), &["prereq", "check"]);
+    let t = text(&o);
+    println!("{t}");
+    for id in ["arch", "kernel", "libc", "distribution", "open-files", "disk", "clock", "certificate", "store:backend", "port:front-end.sip-tls", "preload"] {
+        assert!(t.lines().any(|l| l.split_whitespace().nth(1) == Some(id)), "no {id} line:\n{t}");
+    }
+    assert!(t.contains("PASS  arch"), "{t}");
+    let failed = t.contains("\nFAIL ");
+    assert_eq!(o.status.success(), !failed, "non-zero exit exactly when a check fails:\n{t}");
+    assert!(t.contains("summary: "), "{t}");
+
+    let o = confab(dir.path(), &["prereq", "check", "--json", "--role", "edge", "--role", "mediation"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["roles"], serde_json::json!(["edge", "mediation"]));
+    let checks = v["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["id"] == "port:edge.access"));
+    assert!(checks.iter().all(|c| ["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap())));
+    assert_eq!(o.status.success(), v["summary"]["fail"] == 0);
+
+    fails(confab(dir.path(), &["prereq", "check", "--role", "toaster"]));
+    assert!(!dir.path().join("confab.db").exists(), "checking creates nothing");
+}
+
+#[test]
+fn prereq_check_follows_a_topology() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    std::fs::write(&file, include_str!("../../../examples/topology-enterprise.toml")).unwrap();
+    let o = confab(
+        dir.path(),
+        &["prereq", "check", "--topology", arg(&file), "--fqdn", "dir01.fabrikam.com", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["pool"], "dir.fabrikam.com");
+    assert_eq!(v["roles"], serde_json::json!(["director"]));
+    let out = fails(confab(
+        dir.path(),
+        &["prereq", "check", "--topology", arg(&file), "--fqdn", "nobody.fabrikam.com"],
+    ));
+    assert!(out.contains("fe01.fabrikam.com"), "{out}");
+    let out = fails(confab(
+        dir.path(),
+        &["prereq", "check", "--topology", arg(&file), "--fqdn", "dir01.fabrikam.com", "--role", "edge"],
+    ));
+    assert!(out.contains("does not run edge"), "{out}");
+}

@@ -1,0 +1,784 @@
+//! The dispatcher: classifies every message and hands it to the registrar, the
+//! proxy or the presence agent.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use confab_auth::digest::{DigestError, DigestServer, Ha1s};
+use confab_auth::ratelimit::FailureLimiter;
+use confab_sip::header::{NameAddr, unquote};
+use confab_sip::transaction::{RequestMatch, ServerKey, TimerEvent, Transactions};
+use confab_sip::uri::Scheme;
+use confab_sip::{HeaderName, Message, Method, ParseError, ResponseBuilder, Uri};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tracing::{debug, info, warn};
+
+use crate::directory::{Directory, DirectoryChange};
+use crate::metrics::Metrics;
+use crate::presence_agent::PresenceAgent;
+use crate::proxy::ProxyState;
+use crate::registrar::{BindingEvents, ContactUpdate, RegisterError, Registrar};
+use crate::types::{ConnId, Dest, Output, Transport};
+
+/// How this server names itself in Via, Record-Route and Contact.
+#[derive(Debug, Clone)]
+pub struct Advertise {
+    /// Host or IP address peers can reach.
+    pub host: String,
+    /// UDP and TCP port.
+    pub sip_port: u16,
+    pub tls_port: Option<u16>,
+    /// WebSocket (HTTP) port.
+    pub ws_port: Option<u16>,
+}
+
+/// Front-end settings.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The SIP domain served (also the digest realm).
+    pub domain: String,
+    pub advertise: Advertise,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    pub max_contacts_per_aor: usize,
+    pub presence_same_domain_visible: bool,
+    pub max_subscription_expires: u32,
+    pub nonce_lifetime: Duration,
+    pub max_failures_per_source: u32,
+    pub max_failures_per_user: u32,
+    pub failure_window: Duration,
+    /// Development only: accept every request without authentication.
+    pub allow_unauthenticated: bool,
+    /// Also offer `algorithm=SHA-256` challenges (RFC 7616). Responses using
+    /// SHA-256 are always verified; offering it breaks some deployed clients.
+    pub digest_offer_sha256: bool,
+}
+
+impl CoreConfig {
+    /// Defaults for a domain and address (tests, embedded use).
+    pub fn new(domain: &str, host: &str, sip_port: u16) -> CoreConfig {
+        CoreConfig {
+            domain: domain.to_ascii_lowercase(),
+            advertise: Advertise { host: host.to_owned(), sip_port, tls_port: None, ws_port: None },
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+            max_contacts_per_aor: 32,
+            presence_same_domain_visible: true,
+            max_subscription_expires: 3600,
+            nonce_lifetime: Duration::from_secs(300),
+            max_failures_per_source: 20,
+            max_failures_per_user: 10,
+            failure_window: Duration::from_secs(60),
+            allow_unauthenticated: false,
+            digest_offer_sha256: false,
+        }
+    }
+}
+
+/// Our branches start with this, after the magic cookie; used for loop detection.
+pub(crate) const BRANCH_PREFIX: &str = "z9hG4bKcf";
+pub(crate) const SERVER_HEADER: &str = concat!("confab/", env!("CARGO_PKG_VERSION"));
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, SUBSCRIBE, NOTIFY, PUBLISH, INFO, UPDATE, PRACK, REFER";
+
+/// The front end. See the crate documentation.
+pub struct Core {
+    pub(crate) cfg: CoreConfig,
+    pub(crate) directory: Directory,
+    pub(crate) registrar: Registrar,
+    pub(crate) tx: Transactions<Dest>,
+    digest: DigestServer,
+    fail_src: FailureLimiter<IpAddr>,
+    fail_user: FailureLimiter<String>,
+    pub(crate) rng: StdRng,
+    pub(crate) out: Vec<Output>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) proxy: ProxyState,
+    pub(crate) pa: PresenceAgent,
+    pub(crate) now: Instant,
+    pub(crate) wall_ms: u64,
+}
+
+impl Core {
+    /// `nonce_secret` keys digest nonces (keep it across restarts so clients'
+    /// nonces stay valid); `seed` seeds tags, branches and entity-tags.
+    pub fn new(cfg: CoreConfig, nonce_secret: [u8; 32], seed: [u8; 32], metrics: Arc<Metrics>, now: Instant) -> Core {
+        let mut rng = StdRng::from_seed(seed);
+        let etag_seed = rng.next_u64();
+        let digest = DigestServer::new(nonce_secret, cfg.nonce_lifetime);
+        Core {
+            directory: Directory::new(),
+            registrar: Registrar::new(cfg.max_contacts_per_aor),
+            tx: Transactions::new(),
+            digest,
+            fail_src: FailureLimiter::new(cfg.max_failures_per_source, cfg.failure_window, 100_000),
+            fail_user: FailureLimiter::new(cfg.max_failures_per_user, cfg.failure_window, 100_000),
+            rng,
+            out: Vec::new(),
+            metrics,
+            proxy: ProxyState::default(),
+            pa: PresenceAgent::new(cfg.presence_same_domain_visible, etag_seed),
+            now,
+            wall_ms: 0,
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Number of registered contacts.
+    pub fn registrations(&self) -> usize {
+        self.registrar.len()
+    }
+
+    /// Applies a user change from the store. A disabled or removed user is signed
+    /// out: its registrations end.
+    pub fn apply_directory_change(&mut self, change: DirectoryChange, now: Instant) {
+        self.now = now;
+        if let Some(gone) = self.directory.apply(change) {
+            let ev = self.registrar.remove_all(&gone);
+            if !ev.removed.is_empty() {
+                info!(user = %gone, "user disabled or removed: registrations ended");
+            }
+            self.binding_events(ev);
+        }
+        self.update_gauges();
+    }
+
+    /// Takes the work produced so far.
+    pub fn take_output(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Moves the work produced so far into `buf`.
+    pub fn drain_output(&mut self, buf: &mut Vec<Output>) {
+        buf.append(&mut self.out);
+    }
+
+    pub(crate) fn send(&mut self, dest: Dest, data: Bytes) {
+        self.out.push(Output::Send { dest, data });
+    }
+
+    pub(crate) fn random_hex(&mut self, bytes: usize) -> String {
+        let mut b = [0u8; 16];
+        let n = bytes.min(16);
+        self.rng.fill_bytes(&mut b[..n]);
+        hex::encode(&b[..n])
+    }
+
+    pub(crate) fn new_tag(&mut self) -> String {
+        self.random_hex(6)
+    }
+
+    pub(crate) fn new_branch(&mut self) -> String {
+        format!("{BRANCH_PREFIX}{}", self.random_hex(8))
+    }
+
+    pub(crate) fn port_for(&self, t: Transport) -> u16 {
+        let a = &self.cfg.advertise;
+        match t {
+            Transport::Udp | Transport::Tcp => a.sip_port,
+            Transport::Tls => a.tls_port.unwrap_or(a.sip_port),
+            Transport::Ws | Transport::Wss => a.ws_port.unwrap_or(a.sip_port),
+        }
+    }
+
+    pub(crate) fn our_via(&self, t: Transport, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {}:{};branch={branch}",
+            t.via_name(),
+            self.cfg.advertise.host,
+            self.port_for(t)
+        )
+    }
+
+    /// `sip:host:port;transport=x` for Contact and Record-Route.
+    pub(crate) fn our_uri(&self, t: Transport) -> String {
+        let base = format!("sip:{}:{}", self.cfg.advertise.host, self.port_for(t));
+        match t {
+            Transport::Udp => base,
+            other => format!("{base};transport={}", other.uri_param()),
+        }
+    }
+
+    /// Whether a host names this server or its domain.
+    pub(crate) fn is_our_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.cfg.domain) || host.eq_ignore_ascii_case(&self.cfg.advertise.host)
+    }
+
+    /// Whether a URI (e.g. a Route) points at this server.
+    pub(crate) fn is_us(&self, uri: &Uri<'_>) -> bool {
+        if uri.user.is_some() && !uri.host.eq_ignore_ascii_case(&self.cfg.advertise.host) {
+            return false;
+        }
+        if uri.host.eq_ignore_ascii_case(&self.cfg.domain) {
+            return true;
+        }
+        if !uri.host.eq_ignore_ascii_case(&self.cfg.advertise.host) {
+            return false;
+        }
+        let a = &self.cfg.advertise;
+        match uri.port {
+            None => true,
+            Some(p) => p == a.sip_port || Some(p) == a.tls_port || Some(p) == a.ws_port,
+        }
+    }
+
+    /// Builds and sends a response in a server transaction.
+    pub(crate) fn reply(
+        &mut self,
+        key: &ServerKey,
+        req: &Message,
+        code: u16,
+        f: impl FnOnce(ResponseBuilder<'_>) -> ResponseBuilder<'_>,
+    ) {
+        let tag = self.new_tag();
+        self.reply_tagged(key, req, code, &tag, f);
+    }
+
+    pub(crate) fn reply_tagged(
+        &mut self,
+        key: &ServerKey,
+        req: &Message,
+        code: u16,
+        tag: &str,
+        f: impl FnOnce(ResponseBuilder<'_>) -> ResponseBuilder<'_>,
+    ) {
+        let b = ResponseBuilder::new(req, code).to_tag(tag).header("Server", SERVER_HEADER);
+        let bytes = f(b).build();
+        if let Some(dest) = self.tx.respond(key, code, bytes.clone(), self.now) {
+            self.send(dest, bytes);
+        }
+    }
+
+    /// Answers a message that could not be parsed, when it can be answered.
+    pub fn on_parse_error(&mut self, err: &ParseError, src: Dest) {
+        Metrics::inc(&self.metrics.sip_parse_errors_total);
+        debug!(peer = %src.addr, status = err.status, reason = %err.reason, "refused malformed message");
+        if let Some(resp) = err.response() {
+            self.send(src, resp);
+        }
+    }
+
+    /// A connection closed: bindings that depended on it end.
+    pub fn on_connection_closed(&mut self, conn: ConnId, now: Instant) {
+        self.now = now;
+        let ev = self.registrar.connection_closed(conn);
+        self.binding_events(ev);
+        self.update_gauges();
+    }
+
+    /// Feeds one parsed message received from `src`.
+    pub fn on_message(&mut self, msg: Message, src: Dest, now: Instant, wall_ms: u64) {
+        self.now = now;
+        self.wall_ms = wall_ms;
+        if msg.is_request() {
+            Metrics::inc(&self.metrics.sip_requests_received_total);
+            self.on_request(msg, src);
+        } else {
+            Metrics::inc(&self.metrics.sip_responses_received_total);
+            self.on_response(msg);
+        }
+        self.update_gauges();
+    }
+
+    /// When [`Core::on_tick`] must next be called.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.tx.next_deadline(),
+            self.registrar.next_expiry(),
+            self.pa.next_deadline(),
+            self.proxy.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Fires timers: retransmissions, timeouts, registration and subscription expiry.
+    pub fn on_tick(&mut self, now: Instant, wall_ms: u64) {
+        self.now = now;
+        self.wall_ms = wall_ms;
+        for ev in self.tx.poll(now) {
+            match ev {
+                TimerEvent::Retransmit(dest, data) => self.send(dest, data),
+                TimerEvent::ClientTimeout(key) => self.client_timeout(key),
+                TimerEvent::ServerNoAck(key) => debug!(?key, "no ACK for final response"),
+            }
+        }
+        let ev = self.registrar.expire(now);
+        self.binding_events(ev);
+        self.presence_tick();
+        self.proxy_tick();
+        self.fail_src.purge(now);
+        self.fail_user.purge(now);
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        let m = &self.metrics;
+        Metrics::set(&m.registrations, self.registrar.len());
+        Metrics::set(&m.registered_users, self.registrar.aor_count());
+        Metrics::set(&m.server_transactions, self.tx.server_count());
+        Metrics::set(&m.client_transactions, self.tx.client_count());
+        Metrics::set(&m.presence_subscriptions, self.pa.subscription_count());
+    }
+
+    pub(crate) fn binding_events(&mut self, ev: BindingEvents) {
+        for (aor, endpoint) in ev.added {
+            self.presence_endpoint(&aor, &endpoint, true);
+        }
+        for (aor, endpoint) in ev.removed {
+            self.presence_endpoint(&aor, &endpoint, false);
+        }
+    }
+
+    fn on_request(&mut self, msg: Message, src: Dest) {
+        let method = msg.method().cloned().unwrap_or(Method::Ack);
+        let key = match self.tx.on_request(&msg, src, src.transport.reliable(), self.now) {
+            RequestMatch::New(key) => key,
+            RequestMatch::Retransmission(resend) => {
+                Metrics::inc(&self.metrics.sip_retransmissions_absorbed_total);
+                if let Some((dest, data)) = resend {
+                    self.send(dest, data);
+                }
+                return;
+            }
+            RequestMatch::AckAbsorbed => return,
+            RequestMatch::Ack => {
+                self.route_ack(&msg, src);
+                return;
+            }
+        };
+
+        if msg.max_forwards() == Some(0) {
+            self.reply(&key, &msg, 483, |b| b);
+            return;
+        }
+        if self.is_looped(&msg) {
+            self.reply(&key, &msg, 482, |b| b);
+            return;
+        }
+        // Loose routing (§16.4): drop the Route entries that name us.
+        let mut our_routes = 0;
+        let mut next_route: Option<String> = None;
+        for r in msg.header_values(HeaderName::Route) {
+            let us = NameAddr::parse(r)
+                .ok()
+                .and_then(|n| Uri::parse(n.uri).ok().map(|u| self.is_us(&u)))
+                .unwrap_or(false);
+            if us && next_route.is_none() {
+                our_routes += 1;
+            } else {
+                if let Ok(n) = NameAddr::parse(r) {
+                    next_route = Some(n.uri.to_owned());
+                }
+                break;
+            }
+        }
+
+        if method == Method::Cancel {
+            self.handle_cancel(&key, &msg);
+            return;
+        }
+
+        // Requests inside a dialog this server owns (presence subscriptions).
+        if msg.to_tag().is_some() {
+            if let Some(id) = self.pa.dialog(msg.call_id(), msg.to_tag().unwrap_or("")) {
+                self.in_dialog_local(&key, &msg, id);
+                return;
+            }
+            // A dialog between two users: follow the route set or the Request-URI.
+            let target = next_route.clone().or_else(|| msg.request_uri().map(str::to_owned));
+            let Some(target) = target else {
+                self.reply(&key, &msg, 400, |b| b);
+                return;
+            };
+            match self.dest_for_uri(&target) {
+                Some(dest) => {
+                    let ruri = msg.request_uri().unwrap_or("").to_owned();
+                    self.forward(key, &msg, src, vec![(ruri, dest)], false, our_routes);
+                }
+                None => self.reply(&key, &msg, 481, |b| b.reason("No route for in-dialog request")),
+            }
+            return;
+        }
+
+        let Some(ruri_text) = msg.request_uri() else { return };
+        let ruri = match Uri::parse(ruri_text) {
+            Ok(u) => u,
+            Err(confab_sip::uri::UriError::Scheme) => {
+                self.reply(&key, &msg, 416, |b| b);
+                return;
+            }
+            Err(e) => {
+                self.reply(&key, &msg, 400, |b| b.reason(format!("Bad Request-URI: {e}")));
+                return;
+            }
+        };
+        if ruri.scheme == Scheme::Tel {
+            self.reply(&key, &msg, 404, |b| b.reason("No route to telephone numbers (no Mediation Server)"));
+            return;
+        }
+
+        if method == Method::Register {
+            if ruri.user.is_some() || !self.is_our_host(ruri.host) {
+                self.reply(&key, &msg, 404, |b| b.reason("Domain not served here"));
+                return;
+            }
+            self.handle_register(&key, &msg, src);
+            return;
+        }
+
+        let for_us = self.is_our_host(ruri.host);
+        let from_aor = msg.from().parsed_uri().ok().map(|u| u.aor());
+        let from_local = msg
+            .from()
+            .parsed_uri()
+            .ok()
+            .is_some_and(|u| self.is_our_host(u.host));
+
+        if ruri.user.is_none() && for_us {
+            match method {
+                Method::Options => {
+                    self.reply(&key, &msg, 200, |b| {
+                        b.header("Allow", ALLOW)
+                            .header("Accept", "application/sdp, application/pidf+xml, text/plain")
+                            .header("Supported", "outbound, path")
+                    });
+                }
+                _ => self.reply(&key, &msg, 404, |b| b.reason("No user in Request-URI")),
+            }
+            return;
+        }
+
+        // Authenticate requests from local users (§22.3: 407 from a proxy).
+        let mut identity = None;
+        if from_local {
+            match self.authenticate(&key, &msg, src, true) {
+                Some(id) => identity = Some(id),
+                None => return,
+            }
+            if from_aor.as_deref() != identity.as_deref() {
+                self.reply(&key, &msg, 403, |b| b.reason("From does not match the authenticated user"));
+                return;
+            }
+        }
+
+        if !for_us {
+            if !from_local {
+                self.reply(&key, &msg, 403, |b| b.reason("Relaying denied"));
+                return;
+            }
+            // A local user addressing a contact directly (an IP literal).
+            match self.dest_for_uri(ruri_text) {
+                Some(dest) if ruri.host.parse::<IpAddr>().is_ok() || ruri.host.starts_with('[') => {
+                    let r = ruri_text.to_owned();
+                    self.forward(key, &msg, src, vec![(r, dest)], method == Method::Invite, our_routes);
+                }
+                _ => self.reply(&key, &msg, 404, |b| {
+                    b.reason("Domain not served here (federation is not enabled)")
+                }),
+            }
+            return;
+        }
+
+        let target = format!(
+            "{}@{}",
+            ruri.user_unescaped().unwrap_or_default().to_lowercase(),
+            self.cfg.domain
+        );
+        let known = self.directory.get(&target).is_some_and(|u| u.enabled);
+        if !known {
+            self.reply(&key, &msg, 404, |b| b.reason("User not found"));
+            return;
+        }
+
+        match method {
+            Method::Publish => {
+                self.handle_publish(&key, &msg, identity.as_deref(), &target);
+                return;
+            }
+            Method::Subscribe if event_is(&msg, "presence") => {
+                let watcher = identity.or(from_aor).unwrap_or_default();
+                self.handle_subscribe(&key, &msg, src, &watcher, &target);
+                return;
+            }
+            _ => {}
+        }
+
+        let bindings: Vec<(String, Dest)> = self
+            .registrar
+            .lookup(&target, self.now)
+            .into_iter()
+            .map(|b| (b.uri.clone(), b.flow))
+            .collect();
+        if bindings.is_empty() {
+            self.reply(&key, &msg, 480, |b| b.reason("User is offline"));
+            return;
+        }
+        match method {
+            Method::Message => Metrics::inc(&self.metrics.messages_relayed_total),
+            Method::Invite => Metrics::inc(&self.metrics.calls_forwarded_total),
+            _ => {}
+        }
+        let rr = matches!(method, Method::Invite | Method::Subscribe | Method::Refer);
+        self.forward(key, &msg, src, bindings, rr, our_routes);
+    }
+
+    /// A request that already passed through us with our own branch.
+    fn is_looped(&self, msg: &Message) -> bool {
+        let host = &self.cfg.advertise.host;
+        msg.header_values(HeaderName::Via).skip(1).any(|v| {
+            confab_sip::Via::parse(v).is_ok_and(|via| {
+                via.host.eq_ignore_ascii_case(host)
+                    && via.branch().is_some_and(|b| b.starts_with(BRANCH_PREFIX))
+                    && msg.top_via().branch() != via.branch()
+            })
+        }) && msg
+            .header_values(HeaderName::Via)
+            .filter(|v| v.contains(host.as_str()) && v.contains(BRANCH_PREFIX))
+            .count()
+            > 2
+    }
+
+    /// Where to send a request for a URI: over the flow of a registered contact,
+    /// or to an IP literal.
+    pub(crate) fn dest_for_uri(&self, uri: &str) -> Option<Dest> {
+        if let Some(b) = self.registrar.by_contact_uri(uri, self.now) {
+            return Some(b.flow);
+        }
+        let u = Uri::parse(uri).ok()?;
+        let transport = match u.transport().and_then(Transport::parse) {
+            Some(t) => t,
+            None if u.scheme == Scheme::Sips => Transport::Tls,
+            None => Transport::Udp,
+        };
+        if matches!(transport, Transport::Ws | Transport::Wss) {
+            return None;
+        }
+        let host = u.host.trim_start_matches('[').trim_end_matches(']');
+        let ip: IpAddr = host.parse().ok()?;
+        let port = u.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
+        Some(Dest { transport, addr: SocketAddr::new(ip, port), conn: None })
+    }
+
+    /// Returns the authenticated address, or `None` after answering (challenge,
+    /// refusal).
+    pub(crate) fn authenticate(&mut self, key: &ServerKey, msg: &Message, src: Dest, proxy: bool) -> Option<String> {
+        if self.cfg.allow_unauthenticated {
+            return msg.from().parsed_uri().ok().map(|u| u.aor());
+        }
+        let ip = src.addr.ip();
+        if let Some(retry) = self.fail_src.is_blocked(&ip, self.now) {
+            self.refuse_rate_limited(key, msg, retry);
+            return None;
+        }
+        let header = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
+        let creds = msg
+            .headers_named(header)
+            .find(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("digest "))
+            .map(str::to_owned);
+        let Some(creds) = creds else {
+            self.challenge(key, msg, proxy, false);
+            return None;
+        };
+        let username = confab_auth::params::parse(&creds)
+            .ok()
+            .and_then(|p| p.get("username").map(|u| u.to_lowercase()))
+            .unwrap_or_default();
+        let user_key = format!("{username}@{}", self.cfg.domain);
+        if let Some(retry) = self.fail_user.is_blocked(&user_key, self.now) {
+            self.refuse_rate_limited(key, msg, retry);
+            return None;
+        }
+        let method = msg.method().map(|m| m.as_str().to_owned()).unwrap_or_default();
+        let domain = self.cfg.domain.clone();
+        let directory = &self.directory;
+        let result = self.digest.verify(
+            &method,
+            &creds,
+            |u, r| {
+                if !r.eq_ignore_ascii_case(&domain) {
+                    return None;
+                }
+                directory
+                    .get(&format!("{}@{}", u.to_lowercase(), domain))
+                    .filter(|e| e.enabled)
+                    .map(|e| Ha1s::from_stored(&e.credentials))
+            },
+            self.wall_ms,
+        );
+        match result {
+            Ok(a) => {
+                self.fail_src.record_success(&ip);
+                self.fail_user.record_success(&user_key);
+                Some(format!("{}@{}", a.username.to_lowercase(), self.cfg.domain))
+            }
+            Err(DigestError::StaleNonce) => {
+                self.challenge(key, msg, proxy, true);
+                None
+            }
+            Err(e) => {
+                Metrics::inc(&self.metrics.auth_failures_total);
+                warn!(peer = %src.addr, user = %user_key, reason = %e, "authentication failed");
+                self.fail_src.record_failure(ip, self.now);
+                self.fail_user.record_failure(user_key, self.now);
+                self.challenge(key, msg, proxy, false);
+                None
+            }
+        }
+    }
+
+    fn refuse_rate_limited(&mut self, key: &ServerKey, msg: &Message, retry: Duration) {
+        Metrics::inc(&self.metrics.auth_rate_limited_total);
+        let secs = retry.as_secs().max(1);
+        self.reply(key, msg, 403, |b| {
+            b.reason("Too many failed authentication attempts")
+                .header("Retry-After", secs.to_string())
+        });
+    }
+
+    fn challenge(&mut self, key: &ServerKey, msg: &Message, proxy: bool, stale: bool) {
+        Metrics::inc(&self.metrics.auth_challenges_total);
+        let domain = self.cfg.domain.clone();
+        let mut values = self.digest.challenge(&domain, self.wall_ms, stale, &mut self.rng);
+        // MD5 first: deployed clients answer the first challenge they understand.
+        // SHA-256 is offered only when configured: libre (baresip 1.0) rejects a
+        // 401 as soon as any challenge names an algorithm it lacks.
+        values.reverse();
+        if !self.cfg.digest_offer_sha256 {
+            values.retain(|v| !v.contains("SHA-256"));
+        }
+        let (code, name) = if proxy { (407, "Proxy-Authenticate") } else { (401, "WWW-Authenticate") };
+        self.reply(key, msg, code, |mut b| {
+            for v in values {
+                b = b.header(name, v);
+            }
+            b
+        });
+    }
+
+    fn handle_register(&mut self, key: &ServerKey, msg: &Message, src: Dest) {
+        let Ok(to) = msg.to().parsed_uri() else {
+            self.reply(key, msg, 400, |b| b.reason("Malformed To URI"));
+            return;
+        };
+        if !self.is_our_host(to.host) {
+            self.reply(key, msg, 404, |b| b.reason("Domain not served here"));
+            return;
+        }
+        let to_aor = format!("{}@{}", to.user_unescaped().unwrap_or_default().to_lowercase(), self.cfg.domain);
+        let Some(identity) = self.authenticate(key, msg, src, false) else { return };
+        if identity != to_aor {
+            self.reply(key, msg, 403, |b| b.reason("Authenticated user does not match the To address"));
+            return;
+        }
+        let header_expires = msg.expires();
+        let contacts: Vec<&str> = msg.header_values(HeaderName::Contact).collect();
+        let mut updates = Vec::with_capacity(contacts.len());
+        if contacts.iter().any(|c| c.trim() == "*") {
+            if contacts.len() != 1 || header_expires != Some(0) {
+                self.reply(key, msg, 400, |b| b.reason("Wildcard Contact needs Expires: 0 and no other contact"));
+                return;
+            }
+            let ev = self.registrar.remove_all(&to_aor);
+            self.binding_events(ev);
+        } else {
+            for c in &contacts {
+                let Ok(na) = NameAddr::parse(c) else {
+                    self.reply(key, msg, 400, |b| b.reason("Malformed Contact header"));
+                    return;
+                };
+                if Uri::parse(na.uri).is_err() {
+                    self.reply(key, msg, 400, |b| b.reason("Malformed Contact URI"));
+                    return;
+                }
+                let expires = na
+                    .param("expires")
+                    .flatten()
+                    .and_then(|e| e.parse::<u64>().ok())
+                    .map(|e| e.min(u64::from(u32::MAX)) as u32)
+                    .or(header_expires)
+                    .unwrap_or(self.cfg.default_expires);
+                if expires != 0 && expires < self.cfg.min_expires {
+                    let min = self.cfg.min_expires;
+                    self.reply(key, msg, 423, |b| b.header("Min-Expires", min.to_string()));
+                    return;
+                }
+                let instance = na.param("+sip.instance").flatten().map(|v| unquote(v).to_owned());
+                let reg_id = na.param("reg-id").flatten().and_then(|v| v.parse().ok());
+                let mut params = String::new();
+                if let Some(i) = &instance {
+                    params.push_str(&format!(";+sip.instance=\"{i}\""));
+                }
+                if let Some(r) = reg_id {
+                    params.push_str(&format!(";reg-id={r}"));
+                }
+                updates.push(ContactUpdate {
+                    uri: na.uri.to_owned(),
+                    instance,
+                    reg_id,
+                    expires: expires.min(self.cfg.max_expires),
+                    params,
+                });
+            }
+            if !updates.is_empty() {
+                let (n, _) = msg.cseq();
+                match self.registrar.update(&to_aor, msg.call_id(), n, &updates, src, self.now) {
+                    Ok(ev) => self.binding_events(ev),
+                    Err(RegisterError::OutOfOrder) => {
+                        self.reply(key, msg, 500, |b| b.reason("Out of order REGISTER").header("Retry-After", "1"));
+                        return;
+                    }
+                    Err(RegisterError::TooManyContacts(max)) => {
+                        self.reply(key, msg, 403, |b| b.reason(format!("Too many registered contacts (at most {max})")));
+                        return;
+                    }
+                }
+            }
+        }
+        Metrics::inc(&self.metrics.register_requests_total);
+        let now = self.now;
+        let current: Vec<String> = self
+            .registrar
+            .lookup(&to_aor, now)
+            .into_iter()
+            .map(|b| {
+                let left = b.expires_at.saturating_duration_since(now).as_secs();
+                format!("<{}>;expires={left}{}", b.uri, b.params)
+            })
+            .collect();
+        let expires = updates.first().map(|u| u.expires).unwrap_or(self.cfg.default_expires);
+        let outbound = updates.iter().any(|u| u.reg_id.is_some());
+        debug!(aor = %to_aor, contacts = current.len(), "registered");
+        self.reply(key, msg, 200, |mut b| {
+            for c in current {
+                b = b.header("Contact", c);
+            }
+            b = b.header("Expires", expires.to_string()).header("Allow", ALLOW);
+            if outbound {
+                b = b.header("Require", "outbound").header("Supported", "outbound");
+            }
+            b
+        });
+    }
+}
+
+/// Whether the request's Event header names this package.
+pub(crate) fn event_is(msg: &Message, package: &str) -> bool {
+    msg.header(HeaderName::Event)
+        .map(|e| e.split(';').next().unwrap_or("").trim())
+        .is_some_and(|e| e.eq_ignore_ascii_case(package))
+}

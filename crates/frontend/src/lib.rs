@@ -1,0 +1,20 @@
+//! The Front End role as a sans-IO core: registrar, authentication, stateful proxy
+//! (forking, CANCEL, Record-Route), instant messaging and the presence agent.
+//!
+//! [`Core`] is fed parsed messages with their source ([`Core::on_message`]), time
+//! ([`Core::on_tick`]) and directory changes, and produces [`Output`]s for the
+//! transport layer to carry out. It owns no socket, task or clock, so every
+//! behaviour is testable deterministically (see `tests/`).
+
+mod core;
+pub mod directory;
+pub mod metrics;
+mod presence_agent;
+mod proxy;
+pub mod registrar;
+pub mod types;
+
+pub use crate::core::{Core, CoreConfig, Advertise};
+pub use directory::{Directory, DirectoryChange, UserEntry};
+pub use metrics::Metrics;
+pub use types::{ConnId, Dest, Output, Transport};

@@ -1,0 +1,356 @@
+//! The location service: contacts registered per address-of-record (RFC 3261 §10.3,
+//! with RFC 5626 instance/reg-id), kept in memory.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+use crate::types::{ConnId, Dest};
+
+/// One registered contact.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// Contact URI as registered (used as Request-URI when forwarding).
+    pub uri: String,
+    /// `+sip.instance` value, if any.
+    pub instance: Option<String>,
+    pub reg_id: Option<u32>,
+    pub call_id: String,
+    pub cseq: u32,
+    pub expires_at: Instant,
+    /// The flow the REGISTER arrived on: requests for this contact go back over it.
+    pub flow: Dest,
+    /// Stable id of this endpoint for presence aggregation.
+    pub endpoint_id: String,
+    /// Extra contact parameters to echo (e.g. `methods`, `+sip.instance`).
+    pub params: String,
+}
+
+/// Why a registration update was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// Same Call-ID, CSeq not higher than the stored one (§10.3 step 7).
+    OutOfOrder,
+    /// Too many contacts for one address-of-record.
+    TooManyContacts(usize),
+}
+
+/// A requested change for one contact.
+#[derive(Debug, Clone)]
+pub struct ContactUpdate {
+    pub uri: String,
+    pub instance: Option<String>,
+    pub reg_id: Option<u32>,
+    pub expires: u32,
+    pub params: String,
+}
+
+/// What changed for presence: endpoints that came and went.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BindingEvents {
+    pub added: Vec<(String, String)>,
+    pub removed: Vec<(String, String)>,
+}
+
+/// All bindings.
+#[derive(Debug)]
+pub struct Registrar {
+    by_aor: FxHashMap<String, Vec<Binding>>,
+    by_conn: FxHashMap<ConnId, Vec<String>>,
+    by_contact: FxHashMap<String, String>,
+    expiry: BinaryHeap<Reverse<(Instant, String)>>,
+    max_per_aor: usize,
+    count: usize,
+}
+
+fn same_binding(b: &Binding, u: &ContactUpdate) -> bool {
+    match (&b.instance, &u.instance) {
+        (Some(a), Some(c)) => a == c && b.reg_id == u.reg_id,
+        _ => b.uri == u.uri,
+    }
+}
+
+impl Registrar {
+    pub fn new(max_per_aor: usize) -> Self {
+        Registrar {
+            by_aor: FxHashMap::default(),
+            by_conn: FxHashMap::default(),
+            by_contact: FxHashMap::default(),
+            expiry: BinaryHeap::new(),
+            max_per_aor,
+            count: 0,
+        }
+    }
+
+    /// Number of bindings.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Number of addresses with at least one binding.
+    pub fn aor_count(&self) -> usize {
+        self.by_aor.len()
+    }
+
+    /// Live bindings of an address-of-record.
+    pub fn lookup(&self, aor: &str, now: Instant) -> Vec<&Binding> {
+        self.by_aor
+            .get(aor)
+            .map(|v| v.iter().filter(|b| b.expires_at > now).collect())
+            .unwrap_or_default()
+    }
+
+    /// The binding registered with exactly this contact URI, if any (requests
+    /// addressed to a contact go back over its flow).
+    pub fn by_contact_uri(&self, uri: &str, now: Instant) -> Option<&Binding> {
+        let aor = self.by_contact.get(uri)?;
+        self.by_aor
+            .get(aor)?
+            .iter()
+            .find(|b| b.uri == uri && b.expires_at > now)
+    }
+
+    /// Applies a REGISTER's contacts atomically.
+    pub fn update(
+        &mut self,
+        aor: &str,
+        call_id: &str,
+        cseq: u32,
+        updates: &[ContactUpdate],
+        flow: Dest,
+        now: Instant,
+    ) -> Result<BindingEvents, RegisterError> {
+        let existing = self.by_aor.get(aor).map(Vec::as_slice).unwrap_or(&[]);
+        // Validate first so the update is all or nothing.
+        let mut new_count = existing.iter().filter(|b| b.expires_at > now).count();
+        for u in updates {
+            match existing.iter().find(|b| same_binding(b, u)) {
+                Some(b) => {
+                    if b.call_id == call_id && cseq <= b.cseq {
+                        return Err(RegisterError::OutOfOrder);
+                    }
+                    if u.expires == 0 {
+                        new_count = new_count.saturating_sub(1);
+                    }
+                }
+                None if u.expires > 0 => new_count += 1,
+                None => {}
+            }
+        }
+        if new_count > self.max_per_aor {
+            return Err(RegisterError::TooManyContacts(self.max_per_aor));
+        }
+        let mut events = BindingEvents::default();
+        let list = self.by_aor.entry(aor.to_owned()).or_default();
+        for u in updates {
+            let pos = list.iter().position(|b| same_binding(b, u));
+            if u.expires == 0 {
+                if let Some(p) = pos {
+                    let b = list.remove(p);
+                    events.removed.push((aor.to_owned(), b.endpoint_id.clone()));
+                    self.count -= 1;
+                    unindex(&mut self.by_conn, &mut self.by_contact, aor, &b);
+                }
+                continue;
+            }
+            let expires_at = now + Duration::from_secs(u64::from(u.expires));
+            let endpoint_id = u.instance.clone().unwrap_or_else(|| u.uri.clone());
+            let b = Binding {
+                uri: u.uri.clone(),
+                instance: u.instance.clone(),
+                reg_id: u.reg_id,
+                call_id: call_id.to_owned(),
+                cseq,
+                expires_at,
+                flow,
+                endpoint_id: endpoint_id.clone(),
+                params: u.params.clone(),
+            };
+            match pos {
+                Some(p) => {
+                    let old = std::mem::replace(&mut list[p], b);
+                    unindex(&mut self.by_conn, &mut self.by_contact, aor, &old);
+                }
+                None => {
+                    list.push(b);
+                    self.count += 1;
+                    events.added.push((aor.to_owned(), endpoint_id));
+                }
+            }
+            if let Some(c) = flow.conn {
+                self.by_conn.entry(c).or_default().push(aor.to_owned());
+            }
+            self.by_contact.insert(u.uri.clone(), aor.to_owned());
+            self.expiry.push(Reverse((expires_at, aor.to_owned())));
+        }
+        if list.is_empty() {
+            self.by_aor.remove(aor);
+        }
+        Ok(events)
+    }
+
+    /// Removes every binding of an address-of-record (`Contact: *`, user disabled).
+    pub fn remove_all(&mut self, aor: &str) -> BindingEvents {
+        let mut events = BindingEvents::default();
+        if let Some(list) = self.by_aor.remove(aor) {
+            for b in list {
+                self.count -= 1;
+                unindex(&mut self.by_conn, &mut self.by_contact, aor, &b);
+                events.removed.push((aor.to_owned(), b.endpoint_id));
+            }
+        }
+        events
+    }
+
+    /// A connection closed: its bindings can no longer be reached.
+    pub fn connection_closed(&mut self, conn: ConnId) -> BindingEvents {
+        let mut events = BindingEvents::default();
+        let Some(aors) = self.by_conn.remove(&conn) else { return events };
+        for aor in aors {
+            let Some(list) = self.by_aor.get_mut(&aor) else { continue };
+            let mut i = 0;
+            while i < list.len() {
+                if list[i].flow.conn == Some(conn) {
+                    let b = list.remove(i);
+                    self.count -= 1;
+                    if self.by_contact.get(&b.uri) == Some(&aor) {
+                        self.by_contact.remove(&b.uri);
+                    }
+                    events.removed.push((aor.clone(), b.endpoint_id));
+                } else {
+                    i += 1;
+                }
+            }
+            if list.is_empty() {
+                self.by_aor.remove(&aor);
+            }
+        }
+        events
+    }
+
+    /// Drops expired bindings.
+    pub fn expire(&mut self, now: Instant) -> BindingEvents {
+        let mut events = BindingEvents::default();
+        while let Some(Reverse((at, _))) = self.expiry.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, aor))) = self.expiry.pop() else { break };
+            let Some(list) = self.by_aor.get_mut(&aor) else { continue };
+            let mut i = 0;
+            while i < list.len() {
+                if list[i].expires_at <= now {
+                    let b = list.remove(i);
+                    self.count -= 1;
+                    unindex(&mut self.by_conn, &mut self.by_contact, &aor, &b);
+                    events.removed.push((aor.clone(), b.endpoint_id));
+                } else {
+                    i += 1;
+                }
+            }
+            if list.is_empty() {
+                self.by_aor.remove(&aor);
+            }
+        }
+        events
+    }
+
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.peek().map(|Reverse((at, _))| *at)
+    }
+}
+
+fn unindex(
+    by_conn: &mut FxHashMap<ConnId, Vec<String>>,
+    by_contact: &mut FxHashMap<String, String>,
+    aor: &str,
+    b: &Binding,
+) {
+    if let Some(c) = b.flow.conn
+        && let Some(v) = by_conn.get_mut(&c)
+    {
+        if let Some(p) = v.iter().position(|a| a == aor) {
+            v.swap_remove(p);
+        }
+        if v.is_empty() {
+            by_conn.remove(&c);
+        }
+    }
+    if by_contact.get(&b.uri).is_some_and(|a| a == aor) {
+        by_contact.remove(&b.uri);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Transport;
+
+    fn flow(conn: Option<u64>) -> Dest {
+        Dest {
+            transport: if conn.is_some() { Transport::Tcp } else { Transport::Udp },
+            addr: "127.0.0.1:5062".parse().unwrap(),
+            conn: conn.map(ConnId),
+        }
+    }
+
+    fn upd(uri: &str, expires: u32) -> ContactUpdate {
+        ContactUpdate { uri: uri.into(), instance: None, reg_id: None, expires, params: String::new() }
+    }
+
+    #[test]
+    fn register_refresh_expire() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(4);
+        let ev = r.update("a@x", "c1", 1, &[upd("sip:a@1.2.3.4", 60)], flow(None), t0).unwrap();
+        assert_eq!(ev.added.len(), 1);
+        assert_eq!(r.lookup("a@x", t0).len(), 1);
+        // Same Call-ID, same CSeq: out of order.
+        assert_eq!(
+            r.update("a@x", "c1", 1, &[upd("sip:a@1.2.3.4", 60)], flow(None), t0).unwrap_err(),
+            RegisterError::OutOfOrder
+        );
+        // Refresh extends.
+        let ev = r.update("a@x", "c1", 2, &[upd("sip:a@1.2.3.4", 60)], flow(None), t0 + Duration::from_secs(50)).unwrap();
+        assert!(ev.added.is_empty());
+        assert!(r.expire(t0 + Duration::from_secs(70)).removed.is_empty());
+        let ev = r.expire(t0 + Duration::from_secs(111));
+        assert_eq!(ev.removed.len(), 1);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn several_contacts_and_limit() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(2);
+        r.update("a@x", "c1", 1, &[upd("sip:a@1", 60), upd("sip:a@2", 60)], flow(None), t0).unwrap();
+        assert_eq!(r.lookup("a@x", t0).len(), 2);
+        assert!(matches!(
+            r.update("a@x", "c9", 1, &[upd("sip:a@3", 60)], flow(None), t0),
+            Err(RegisterError::TooManyContacts(2))
+        ));
+        r.update("a@x", "c1", 2, &[upd("sip:a@1", 0)], flow(None), t0).unwrap();
+        assert_eq!(r.lookup("a@x", t0).len(), 1);
+        assert_eq!(r.remove_all("a@x").removed.len(), 1);
+    }
+
+    #[test]
+    fn connection_close_removes_its_bindings() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(4);
+        r.update("a@x", "c1", 1, &[upd("sip:a@1;transport=tcp", 600)], flow(Some(7)), t0).unwrap();
+        r.update("b@x", "c2", 1, &[upd("sip:b@1", 600)], flow(None), t0).unwrap();
+        assert!(r.by_contact_uri("sip:a@1;transport=tcp", t0).is_some());
+        let ev = r.connection_closed(ConnId(7));
+        assert_eq!(ev.removed, vec![("a@x".to_string(), "sip:a@1;transport=tcp".to_string())]);
+        assert!(r.lookup("a@x", t0).is_empty());
+        assert_eq!(r.lookup("b@x", t0).len(), 1);
+        assert!(r.by_contact_uri("sip:a@1;transport=tcp", t0).is_none());
+    }
+}

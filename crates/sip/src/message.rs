@@ -1,0 +1,641 @@
+//! Zero-copy SIP message parsing (RFC 3261 §7 and §25).
+
+use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use crate::header::{HeaderName, NameAddr, Via, is_token_char, split_values};
+use crate::method::Method;
+
+/// Size limits applied while parsing. Anything larger is refused (513).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_message_bytes: 65_535, max_headers: 256 }
+    }
+}
+
+/// A byte range into the message buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Span {
+        Span { start: start as u32, end: end as u32 }
+    }
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Request line or status line.
+#[derive(Clone, Debug)]
+pub enum StartLine {
+    Request { method: Method, uri: Span },
+    Response { code: u16, reason: Span },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RawHeader {
+    name: HeaderName,
+    name_span: Span,
+    value: Span,
+}
+
+/// A parsed SIP request or response. Cheap to clone (the buffer is shared).
+#[derive(Clone, Debug)]
+pub struct Message {
+    buf: Bytes,
+    start: StartLine,
+    headers: SmallVec<[RawHeader; 20]>,
+    body: Span,
+    top_via: Span,
+    from: Span,
+    to: Span,
+    call_id: Span,
+    cseq_num: u32,
+    cseq_method: Method,
+    max_forwards: Option<u32>,
+}
+
+/// Why a message could not be accepted, with what to answer (when an answer can be
+/// addressed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// Status code to answer with: 400, 505 or 513.
+    pub status: u16,
+    /// Human-readable reason, used as the reason phrase of the error response.
+    pub reason: String,
+    reply: Option<Box<ReplyContext>>,
+}
+
+/// The raw headers of a broken request that are needed to answer it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+struct ReplyContext {
+    vias: Vec<String>,
+    from: Option<String>,
+    to: Option<String>,
+    call_id: Option<String>,
+    cseq: Option<String>,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.reason)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl ParseError {
+    fn new(status: u16, reason: impl Into<String>) -> ParseError {
+        ParseError { status, reason: reason.into(), reply: None }
+    }
+
+    /// Whether the broken message was a request that can be answered (it had a Via).
+    pub fn can_reply(&self) -> bool {
+        self.reply.as_ref().is_some_and(|r| !r.vias.is_empty())
+    }
+
+    /// The error response to send back, or `None` when the message cannot be answered
+    /// (a response, garbage, or no Via to address it to). The reason phrase names the
+    /// problem.
+    pub fn response(&self) -> Option<Bytes> {
+        let r = self.reply.as_ref()?;
+        if r.vias.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(256);
+        let reason: String = self
+            .reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        out.push_str(&format!("SIP/2.0 {} {}\r\n", self.status, reason));
+        for v in &r.vias {
+            out.push_str("Via: ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+        for (name, v) in [
+            ("From", &r.from),
+            ("To", &r.to),
+            ("Call-ID", &r.call_id),
+            ("CSeq", &r.cseq),
+        ] {
+            if let Some(v) = v {
+                out.push_str(name);
+                out.push_str(": ");
+                out.push_str(v);
+                out.push_str("\r\n");
+            }
+        }
+        out.push_str("Server: confab\r\nContent-Length: 0\r\n\r\n");
+        Some(Bytes::from(out))
+    }
+}
+
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let mut pos = from;
+    while pos < buf.len() {
+        let i = memchr::memchr(b'\r', &buf[pos..])? + pos;
+        if buf.get(i + 1) == Some(&b'\n') {
+            return Some(i);
+        }
+        pos = i + 1;
+    }
+    None
+}
+
+/// Finds the end of the header section: the index of the blank line's CRLF CRLF.
+pub(crate) fn find_header_end(buf: &[u8]) -> Option<usize> {
+    memchr::memmem::find(buf, b"\r\n\r\n")
+}
+
+fn trim_span(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
+    while s < e && (buf[s] == b' ' || buf[s] == b'\t') {
+        s += 1;
+    }
+    while e > s && (buf[e - 1] == b' ' || buf[e - 1] == b'\t') {
+        e -= 1;
+    }
+    (s, e)
+}
+
+impl Message {
+    /// Parses one complete message (a UDP datagram, a WebSocket frame, or a frame cut
+    /// by [`crate::Framer`]). Leading CRLFs are ignored. A Content-Length shorter than
+    /// the remaining bytes cuts the body; a longer one is an error.
+    pub fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+        let lead = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+        let buf = if lead > 0 { buf.slice(lead..) } else { buf };
+        if buf.len() > limits.max_message_bytes {
+            return Err(ParseError::new(513, "Message Too Large"));
+        }
+        if buf.is_empty() {
+            return Err(ParseError::new(400, "Empty message"));
+        }
+        let head_end = find_header_end(&buf)
+            .ok_or_else(|| ParseError::new(400, "Missing empty line after headers"))?;
+        // Unfold continuation lines (CRLF followed by whitespace) in place by turning
+        // the CRLF into two spaces: same length, so every span stays valid.
+        let head = &buf[..head_end];
+        let folded = memchr::memmem::find_iter(head, b"\r\n")
+            .any(|i| matches!(head.get(i + 2), Some(b' ' | b'\t')));
+        let buf = if folded {
+            let mut m = BytesMut::from(&buf[..]);
+            let mut i = 0;
+            while i < head_end && i + 2 < m.len() {
+                if m[i] == b'\r' && m[i + 1] == b'\n' && matches!(m[i + 2], b' ' | b'\t') {
+                    m[i] = b' ';
+                    m[i + 1] = b' ';
+                }
+                i += 1;
+            }
+            m.freeze()
+        } else {
+            buf
+        };
+        Self::parse_unfolded(buf, head_end, limits)
+    }
+
+    fn parse_unfolded(buf: Bytes, head_end: usize, limits: &Limits) -> Result<Message, ParseError> {
+        let b = &buf[..];
+        if std::str::from_utf8(&b[..head_end]).is_err() {
+            return Err(ParseError::new(400, "Invalid UTF-8 in message headers"));
+        }
+        let line_end = find_crlf(b, 0).unwrap_or(head_end).min(head_end);
+        let start = match parse_start_line(b, line_end) {
+            Ok(s) => s,
+            Err(mut e) => {
+                // A request in an unsupported version is still answered (505).
+                if e.status == 505 && !b.starts_with(b"SIP/") && !b.starts_with(b"sip/") {
+                    e.reply = Some(Box::new(raw_reply_context(b, line_end + 2, head_end)));
+                }
+                return Err(e);
+            }
+        };
+        let is_request = matches!(start, StartLine::Request { .. });
+
+        let mut headers: SmallVec<[RawHeader; 20]> = SmallVec::new();
+        let mut pos = line_end + 2;
+        while pos < head_end {
+            let end = find_crlf(b, pos).unwrap_or(head_end).min(head_end);
+            if end > pos {
+                if headers.len() >= limits.max_headers {
+                    return Err(ParseError::new(513, "Too many header fields"));
+                }
+                let line = &b[pos..end];
+                let colon = memchr::memchr(b':', line).ok_or_else(|| {
+                    ParseError::new(400, format!("Header line without ':' at byte {pos}"))
+                })?;
+                let (ns, ne) = trim_span(b, pos, pos + colon);
+                let name = &b[ns..ne];
+                if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
+                    return Err(ParseError::new(
+                        400,
+                        format!("Malformed header name at byte {pos}"),
+                    ));
+                }
+                let (vs, ve) = trim_span(b, pos + colon + 1, end);
+                if b[vs..ve].iter().any(|&c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+                    return Err(ParseError::new(
+                        400,
+                        format!(
+                            "Control character in {} header",
+                            String::from_utf8_lossy(name)
+                        ),
+                    ));
+                }
+                headers.push(RawHeader {
+                    name: HeaderName::from_bytes(name),
+                    name_span: Span::new(ns, ne),
+                    value: Span::new(vs, ve),
+                });
+            }
+            pos = end + 2;
+        }
+
+        let mut msg = Message {
+            buf,
+            start,
+            headers,
+            body: Span::default(),
+            top_via: Span::default(),
+            from: Span::default(),
+            to: Span::default(),
+            call_id: Span::default(),
+            cseq_num: 0,
+            cseq_method: Method::Ack,
+            max_forwards: None,
+        };
+        let checked = msg.validate(head_end + 4);
+        checked.map_err(|mut e| {
+            if is_request {
+                e.reply = Some(Box::new(msg.reply_context()));
+            }
+            e
+        })?;
+        Ok(msg)
+    }
+
+    fn reply_context(&self) -> ReplyContext {
+        let one = |n| self.header(n).map(str::to_owned);
+        ReplyContext {
+            vias: self.headers_named(HeaderName::Via).map(str::to_owned).collect(),
+            from: one(HeaderName::From),
+            to: one(HeaderName::To),
+            call_id: one(HeaderName::CallId),
+            cseq: one(HeaderName::CSeq),
+        }
+    }
+
+    fn single(&self, name: HeaderName, label: &str) -> Result<Span, ParseError> {
+        let mut it = self.headers.iter().filter(|h| h.name == name);
+        let first = it
+            .next()
+            .ok_or_else(|| ParseError::new(400, format!("Missing {label} header")))?;
+        if it.any(|h| self.span_str(h.value) != self.span_str(first.value)) {
+            return Err(ParseError::new(400, format!("More than one {label} header")));
+        }
+        if first.value.start == first.value.end {
+            return Err(ParseError::new(400, format!("Empty {label} header")));
+        }
+        Ok(first.value)
+    }
+
+    fn validate(&mut self, body_start: usize) -> Result<(), ParseError> {
+        // Via: the top value must be well formed.
+        let via_hdr = self
+            .headers
+            .iter()
+            .find(|h| h.name == HeaderName::Via)
+            .ok_or_else(|| ParseError::new(400, "Missing Via header"))?;
+        let via_text = self.span_str(via_hdr.value);
+        let first = split_values(via_text)
+            .next()
+            .ok_or_else(|| ParseError::new(400, "Empty Via header"))?;
+        Via::parse(first).map_err(|e| ParseError::new(400, format!("Malformed Via header: {e}")))?;
+        let off = first.as_ptr() as usize - self.buf.as_ptr() as usize;
+        self.top_via = Span::new(off, off + first.len());
+
+        self.from = self.single(HeaderName::From, "From")?;
+        NameAddr::parse(self.span_str(self.from))
+            .map_err(|e| ParseError::new(400, format!("Malformed From header: {e}")))?;
+        self.to = self.single(HeaderName::To, "To")?;
+        NameAddr::parse(self.span_str(self.to))
+            .map_err(|e| ParseError::new(400, format!("Malformed To header: {e}")))?;
+        self.call_id = self.single(HeaderName::CallId, "Call-ID")?;
+        if self.span_str(self.call_id).bytes().any(|c| c == b' ' || c == b'\t') {
+            return Err(ParseError::new(400, "Malformed Call-ID header"));
+        }
+
+        let cseq = self.span_str(self.single(HeaderName::CSeq, "CSeq")?);
+        let mut parts = cseq.split_ascii_whitespace();
+        let num = parts
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n < (1u32 << 31))
+            .ok_or_else(|| ParseError::new(400, "Malformed CSeq header: bad sequence number"))?;
+        let method = parts
+            .next()
+            .and_then(|m| Method::parse(m.as_bytes()))
+            .ok_or_else(|| ParseError::new(400, "Malformed CSeq header: bad method"))?;
+        if parts.next().is_some() {
+            return Err(ParseError::new(400, "Malformed CSeq header"));
+        }
+        if let StartLine::Request { method: m, .. } = &self.start
+            && *m != method
+        {
+            return Err(ParseError::new(400, "CSeq method does not match request method"));
+        }
+        self.cseq_num = num;
+        self.cseq_method = method;
+
+        if let Some(mf) = self.header(HeaderName::MaxForwards) {
+            let n = mf
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n <= 255)
+                .ok_or_else(|| ParseError::new(400, "Malformed Max-Forwards header"))?;
+            self.max_forwards = Some(n);
+        }
+
+        let available = self.buf.len().saturating_sub(body_start);
+        let mut cl: Option<usize> = None;
+        for h in self.headers.iter().filter(|h| h.name == HeaderName::ContentLength) {
+            let v = self.span_str(h.value);
+            let n = v
+                .parse::<usize>()
+                .map_err(|_| ParseError::new(400, "Malformed Content-Length header"))?;
+            if cl.is_some_and(|c| c != n) {
+                return Err(ParseError::new(400, "Conflicting Content-Length headers"));
+            }
+            cl = Some(n);
+        }
+        let body_len = match cl {
+            Some(n) if n > available => {
+                return Err(ParseError::new(400, "Content-Length larger than message body"));
+            }
+            Some(n) => n,
+            None => available,
+        };
+        self.body = Span::new(body_start.min(self.buf.len()), body_start + body_len);
+        Ok(())
+    }
+
+    fn span_str(&self, s: Span) -> &str {
+        // Header bytes were checked to be UTF-8 when parsed.
+        std::str::from_utf8(&self.buf[s.range()]).unwrap_or("")
+    }
+
+    /// The whole message as received (after unfolding).
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.buf
+    }
+
+    pub fn start_line(&self) -> &StartLine {
+        &self.start
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// Request method; `None` for responses.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.start {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// Request-URI text; `None` for responses.
+    pub fn request_uri(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Request { uri, .. } => Some(self.span_str(*uri)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// Status code; `None` for requests.
+    pub fn status(&self) -> Option<u16> {
+        match &self.start {
+            StartLine::Response { code, .. } => Some(*code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Response { reason, .. } => Some(self.span_str(*reason)),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// First value of the named header (the whole line for list headers).
+    pub fn header(&self, name: HeaderName) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| self.span_str(h.value))
+    }
+
+    /// Every line of the named header, unsplit.
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(move |h| h.name == name)
+            .map(|h| self.span_str(h.value))
+    }
+
+    /// Every value of the named header; comma-joined values of list headers are split.
+    pub fn header_values(&self, name: HeaderName) -> impl Iterator<Item = &str> {
+        let list = name.is_list();
+        self.headers_named(name).flat_map(move |line| {
+            let mut whole = Some(line);
+            let mut split = list.then(|| split_values(line));
+            std::iter::from_fn(move || match &mut split {
+                Some(s) => s.next(),
+                None => whole.take(),
+            })
+        })
+    }
+
+    /// First value of a header looked up by name text (case-insensitive), for
+    /// extension headers such as `ms-keep-alive`.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|h| self.buf[h.name_span.range()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| self.span_str(h.value))
+    }
+
+    /// All headers in order as `(name, name as received, value)`.
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, &str, &str)> {
+        self.headers
+            .iter()
+            .map(|h| (h.name, self.span_str(h.name_span), self.span_str(h.value)))
+    }
+
+    pub fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+
+    pub fn call_id(&self) -> &str {
+        self.span_str(self.call_id)
+    }
+
+    pub fn cseq(&self) -> (u32, &Method) {
+        (self.cseq_num, &self.cseq_method)
+    }
+
+    pub fn from(&self) -> NameAddr<'_> {
+        NameAddr::parse(self.span_str(self.from)).unwrap_or(EMPTY_NAME_ADDR)
+    }
+
+    pub fn to(&self) -> NameAddr<'_> {
+        NameAddr::parse(self.span_str(self.to)).unwrap_or(EMPTY_NAME_ADDR)
+    }
+
+    pub fn from_tag(&self) -> Option<&str> {
+        self.from().tag()
+    }
+
+    pub fn to_tag(&self) -> Option<&str> {
+        self.to().tag()
+    }
+
+    /// The topmost Via value.
+    pub fn top_via(&self) -> Via<'_> {
+        Via::parse(self.span_str(self.top_via)).unwrap_or(Via {
+            transport: "",
+            host: "",
+            port: None,
+            params: "",
+        })
+    }
+
+    /// Text of the topmost Via value.
+    pub fn top_via_str(&self) -> &str {
+        self.span_str(self.top_via)
+    }
+
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.max_forwards
+    }
+
+    /// The Expires header as seconds, if present and numeric.
+    pub fn expires(&self) -> Option<u32> {
+        self.header(HeaderName::Expires)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|v| v.min(u32::MAX as u64) as u32)
+    }
+
+    pub fn content_type(&self) -> Option<&str> {
+        self.header(HeaderName::ContentType)
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.body.range()]
+    }
+
+    /// The body as a shared slice of the buffer.
+    pub fn body_bytes(&self) -> Bytes {
+        self.buf.slice(self.body.range())
+    }
+
+    /// Whether the given option tag is listed in a header such as Supported/Require.
+    pub fn has_option(&self, name: HeaderName, tag: &str) -> bool {
+        self.header_values(name).any(|v| v.eq_ignore_ascii_case(tag))
+    }
+}
+
+/// The reply headers of a request whose start line could not be parsed, read from
+/// the raw header lines `from..head_end` (values with control characters skipped).
+fn raw_reply_context(b: &[u8], from: usize, head_end: usize) -> ReplyContext {
+    let mut ctx = ReplyContext::default();
+    let mut pos = from;
+    while pos < head_end {
+        let end = find_crlf(b, pos).unwrap_or(head_end).min(head_end);
+        let line = &b[pos..end];
+        pos = end + 2;
+        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Ok(value) = std::str::from_utf8(line[colon + 1..].trim_ascii()) else { continue };
+        if value.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+            continue;
+        }
+        let slot = match HeaderName::from_bytes(line[..colon].trim_ascii()) {
+            HeaderName::Via => {
+                ctx.vias.push(value.to_owned());
+                continue;
+            }
+            HeaderName::From => &mut ctx.from,
+            HeaderName::To => &mut ctx.to,
+            HeaderName::CallId => &mut ctx.call_id,
+            HeaderName::CSeq => &mut ctx.cseq,
+            _ => continue,
+        };
+        slot.get_or_insert_with(|| value.to_owned());
+    }
+    ctx
+}
+
+const EMPTY_NAME_ADDR: NameAddr<'static> =
+    NameAddr { display: None, uri: "", params: "", bracketed: false };
+
+fn parse_start_line(b: &[u8], end: usize) -> Result<StartLine, ParseError> {
+    let line = &b[..end];
+    if line.starts_with(b"SIP/") || line.starts_with(b"sip/") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let sp = memchr::memchr(b' ', line)
+            .ok_or_else(|| ParseError::new(400, "Malformed status line"))?;
+        if !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
+            return Err(ParseError::new(505, "Version Not Supported"));
+        }
+        let rest = &line[sp + 1..];
+        let code_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        let code = std::str::from_utf8(&rest[..code_end])
+            .ok()
+            .filter(|c| c.len() == 3)
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (100..700).contains(c))
+            .ok_or_else(|| ParseError::new(400, "Malformed status code"))?;
+        let rs = (sp + 1 + code_end + 1).min(end);
+        return Ok(StartLine::Response { code, reason: Span::new(rs, end) });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version
+    let sp1 = memchr::memchr(b' ', line)
+        .ok_or_else(|| ParseError::new(400, "Malformed request line"))?;
+    let sp2 = memchr::memrchr(b' ', line).unwrap_or(sp1);
+    if sp2 == sp1 {
+        return Err(ParseError::new(400, "Malformed request line"));
+    }
+    let method = Method::parse(&line[..sp1])
+        .ok_or_else(|| ParseError::new(400, "Malformed request method"))?;
+    let version = &line[sp2 + 1..];
+    if !version.starts_with(b"SIP/") && !version.starts_with(b"sip/") {
+        return Err(ParseError::new(400, "Malformed request line"));
+    }
+    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        return Err(ParseError::new(505, "Version Not Supported"));
+    }
+    let uri = &line[sp1 + 1..sp2];
+    if uri.is_empty() || uri.iter().any(|&c| c == b' ' || c == b'\t') {
+        return Err(ParseError::new(400, "Whitespace in Request-URI"));
+    }
+    if uri.starts_with(b"<") {
+        return Err(ParseError::new(400, "Request-URI in angle brackets"));
+    }
+    if !uri.contains(&b':') {
+        return Err(ParseError::new(400, "Request-URI has no scheme"));
+    }
+    Ok(StartLine::Request { method, uri: Span::new(sp1 + 1, sp2) })
+}

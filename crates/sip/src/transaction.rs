@@ -1,0 +1,475 @@
+//! The transaction layer of RFC 3261 §17 as a sans-IO state machine.
+//!
+//! [`Transactions`] matches incoming requests to server transactions (absorbing
+//! retransmissions and the ACK of a non-2xx final response) and incoming responses to
+//! client transactions, and drives the retransmission and timeout timers. It never
+//! touches a socket or a clock: callers pass `now` and send what it returns. `T` is the
+//! caller's notion of where to send (a transport, connection and address).
+//!
+//! Requests without an RFC 3261 branch (RFC 2543 peers, and pidgin-sipe for INVITE,
+//! ACK, MESSAGE and BYE) are matched on Call-ID, CSeq, From tag and the top Via's
+//! sent-by (§17.2.3).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::builder::RequestBuilder;
+use crate::header::HeaderName;
+use crate::message::{Limits, Message};
+use crate::method::Method;
+
+/// RTT estimate (RFC 3261 §17.1.1.1).
+pub const T1: Duration = Duration::from_millis(500);
+/// Maximum retransmit interval for non-INVITE requests and INVITE responses.
+pub const T2: Duration = Duration::from_secs(4);
+/// Maximum duration a message remains in the network.
+pub const T4: Duration = Duration::from_secs(5);
+
+/// Identifies a server transaction.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum ServerKey {
+    Rfc3261 { branch: Box<str>, sent_by: Box<str>, method: Method },
+    Rfc2543 { call_id: Box<str>, cseq: u32, method: Method, from_tag: Box<str>, sent_by: Box<str> },
+}
+
+impl ServerKey {
+    /// Key of the transaction `msg` belongs to. ACK maps to its INVITE.
+    pub fn of(msg: &Message) -> Option<ServerKey> {
+        let method = msg.method()?;
+        Some(Self::with_method(msg, if *method == Method::Ack { Method::Invite } else { method.clone() }))
+    }
+
+    /// Key of the INVITE transaction a CANCEL targets (§9.2).
+    pub fn cancel_target(cancel: &Message) -> ServerKey {
+        Self::with_method(cancel, Method::Invite)
+    }
+
+    fn with_method(msg: &Message, method: Method) -> ServerKey {
+        let via = msg.top_via();
+        let sent_by: Box<str> = match via.port {
+            Some(p) => format!("{}:{}", via.host.to_ascii_lowercase(), p).into(),
+            None => via.host.to_ascii_lowercase().into(),
+        };
+        match via.branch() {
+            // A branch that is only the cookie identifies nothing (RFC 4475 §3.2.1).
+            Some(b) if b.starts_with(crate::MAGIC_COOKIE) && b.len() > crate::MAGIC_COOKIE.len() => {
+                ServerKey::Rfc3261 { branch: b.into(), sent_by, method }
+            }
+            _ => ServerKey::Rfc2543 {
+                call_id: msg.call_id().into(),
+                cseq: msg.cseq().0,
+                method,
+                from_tag: msg.from_tag().unwrap_or("").into(),
+                sent_by,
+            },
+        }
+    }
+}
+
+/// Identifies a client transaction: our branch and the method (a CANCEL shares the
+/// INVITE's branch).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct ClientKey {
+    pub branch: Box<str>,
+    pub method: Method,
+}
+
+impl ClientKey {
+    pub fn of_response(msg: &Message) -> Option<ClientKey> {
+        let branch = msg.top_via().branch()?;
+        Some(ClientKey { branch: branch.into(), method: msg.cseq().1.clone() })
+    }
+}
+
+/// What an incoming request is, as far as transactions go.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RequestMatch<T> {
+    /// A new request: a server transaction now exists for it.
+    New(ServerKey),
+    /// A retransmission; resend this (the last response), if any.
+    Retransmission(Option<(T, Bytes)>),
+    /// The ACK for a non-2xx final response: absorbed.
+    AckAbsorbed,
+    /// An ACK that matches no transaction (the ACK for a 2xx): the core routes it.
+    Ack,
+}
+
+/// What an incoming response is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResponseMatch<T> {
+    /// Matches no client transaction.
+    Stray,
+    /// First time this provisional response is seen.
+    Provisional(ClientKey),
+    /// The final response; the transaction is now completed. For a non-2xx answer
+    /// to an INVITE, the ACK is returned to be sent.
+    Final(ClientKey, Option<(T, Bytes)>),
+    /// A retransmitted final response, absorbed (resend the ACK if one is given).
+    Retransmission(Option<(T, Bytes)>),
+}
+
+/// Something the caller must do because time passed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TimerEvent<T> {
+    /// Send these bytes again.
+    Retransmit(T, Bytes),
+    /// A client transaction got no final response (Timer B/F): act as if 408.
+    ClientTimeout(ClientKey),
+    /// An INVITE server transaction's final response was never acknowledged (Timer H).
+    ServerNoAck(ServerKey),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SState {
+    Proceeding,
+    Completed,
+    Confirmed,
+}
+
+struct ServerTx<T> {
+    invite: bool,
+    reliable: bool,
+    state: SState,
+    target: T,
+    last: Option<Bytes>,
+    retrans_interval: Duration,
+    epoch: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CState {
+    Trying,
+    Proceeding,
+    Completed,
+}
+
+struct ClientTx<T> {
+    invite: bool,
+    reliable: bool,
+    state: CState,
+    target: T,
+    request: Bytes,
+    ack: Option<Bytes>,
+    interval: Duration,
+    epoch: u32,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    // server
+    SRetransmit, // Timer G
+    SNoAck,      // Timer H
+    SKill,       // Timers I, J
+    // client
+    CRetransmit, // Timers A, E
+    CTimeout,    // Timers B, F
+    CKill,       // Timers D, K
+}
+
+/// Either kind of key for the timer wheel.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct TimerEntry {
+    at: Instant,
+    seq: u64,
+}
+
+enum TimerRef {
+    Server(ServerKey, u32),
+    Client(ClientKey, u32),
+}
+
+/// All transactions of one server.
+pub struct Transactions<T> {
+    server: HashMap<ServerKey, ServerTx<T>>,
+    client: HashMap<ClientKey, ClientTx<T>>,
+    heap: BinaryHeap<Reverse<TimerEntry>>,
+    timers: HashMap<u64, (TimerKind, TimerRef)>,
+    seq: u64,
+}
+
+impl<T: Clone> Default for Transactions<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Clone> Transactions<T> {
+    pub fn new() -> Self {
+        Transactions {
+            server: HashMap::new(),
+            client: HashMap::new(),
+            heap: BinaryHeap::new(),
+            timers: HashMap::new(),
+            seq: 0,
+        }
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.server.len()
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.client.len()
+    }
+
+    fn schedule(&mut self, at: Instant, kind: TimerKind, r: TimerRef) {
+        self.seq += 1;
+        self.heap.push(Reverse(TimerEntry { at, seq: self.seq }));
+        self.timers.insert(self.seq, (kind, r));
+    }
+
+    /// Classifies an incoming request; creates a server transaction for a new one.
+    pub fn on_request(&mut self, msg: &Message, target: T, reliable: bool, now: Instant) -> RequestMatch<T> {
+        let Some(key) = ServerKey::of(msg) else { return RequestMatch::Ack };
+        let is_ack = msg.method() == Some(&Method::Ack);
+        if let Some(tx) = self.server.get_mut(&key) {
+            if is_ack {
+                if tx.invite && tx.state == SState::Completed {
+                    tx.state = SState::Confirmed;
+                    tx.epoch += 1;
+                    let epoch = tx.epoch;
+                    let wait = if tx.reliable { Duration::ZERO } else { T4 };
+                    // Timer I: absorb further ACKs, then forget.
+                    if wait.is_zero() {
+                        self.server.remove(&key);
+                    } else {
+                        self.schedule(now + wait, TimerKind::SKill, TimerRef::Server(key, epoch));
+                    }
+                    return RequestMatch::AckAbsorbed;
+                }
+                if tx.state == SState::Confirmed {
+                    return RequestMatch::AckAbsorbed;
+                }
+                return RequestMatch::Ack;
+            }
+            return RequestMatch::Retransmission(tx.last.clone().map(|b| (tx.target.clone(), b)));
+        }
+        if is_ack {
+            return RequestMatch::Ack;
+        }
+        self.server.insert(
+            key.clone(),
+            ServerTx {
+                invite: msg.method() == Some(&Method::Invite),
+                reliable,
+                state: SState::Proceeding,
+                target,
+                last: None,
+                retrans_interval: T1,
+                epoch: 0,
+            },
+        );
+        RequestMatch::New(key)
+    }
+
+    /// Whether a server transaction exists (e.g. the INVITE a CANCEL targets).
+    pub fn has_server(&self, key: &ServerKey) -> bool {
+        self.server.contains_key(key)
+    }
+
+    /// Records a response sent in a server transaction and returns where to send
+    /// it. `None` when the transaction does not exist (any more).
+    pub fn respond(&mut self, key: &ServerKey, code: u16, response: Bytes, now: Instant) -> Option<T> {
+        let tx = self.server.get_mut(key)?;
+        let target = tx.target.clone();
+        if tx.state != SState::Proceeding {
+            return None;
+        }
+        tx.last = Some(response);
+        if code < 200 {
+            return Some(target);
+        }
+        tx.epoch += 1;
+        let epoch = tx.epoch;
+        if tx.invite {
+            if code < 300 {
+                // 2xx: the transaction ends; the TU retransmits 2xx.
+                self.server.remove(key);
+                return Some(target);
+            }
+            tx.state = SState::Completed;
+            let reliable = tx.reliable;
+            let interval = tx.retrans_interval;
+            if !reliable {
+                self.schedule(now + interval, TimerKind::SRetransmit, TimerRef::Server(key.clone(), epoch));
+            }
+            self.schedule(now + 64 * T1, TimerKind::SNoAck, TimerRef::Server(key.clone(), epoch));
+        } else {
+            tx.state = SState::Completed;
+            if tx.reliable {
+                self.server.remove(key);
+            } else {
+                self.schedule(now + 64 * T1, TimerKind::SKill, TimerRef::Server(key.clone(), epoch));
+            }
+        }
+        Some(target)
+    }
+
+    /// Starts a client transaction for a request confab sends (forwarded or its
+    /// own). The caller sends `request` once now; retransmissions come from
+    /// [`Transactions::poll`].
+    pub fn start_client(&mut self, key: ClientKey, request: Bytes, target: T, reliable: bool, now: Instant) {
+        let invite = key.method == Method::Invite;
+        if !reliable {
+            self.schedule(now + T1, TimerKind::CRetransmit, TimerRef::Client(key.clone(), 0));
+        }
+        self.schedule(now + 64 * T1, TimerKind::CTimeout, TimerRef::Client(key.clone(), 0));
+        self.client.insert(
+            key,
+            ClientTx { invite, reliable, state: CState::Trying, target, request, ack: None, interval: T1, epoch: 0 },
+        );
+    }
+
+    /// Drops a client transaction (e.g. its branch was cancelled and answered).
+    pub fn forget_client(&mut self, key: &ClientKey) {
+        self.client.remove(key);
+    }
+
+    /// Classifies an incoming response.
+    pub fn on_response(&mut self, msg: &Message, now: Instant) -> ResponseMatch<T> {
+        let Some(code) = msg.status() else { return ResponseMatch::Stray };
+        let Some(key) = ClientKey::of_response(msg) else { return ResponseMatch::Stray };
+        let Some(tx) = self.client.get_mut(&key) else { return ResponseMatch::Stray };
+        if tx.state == CState::Completed {
+            return ResponseMatch::Retransmission(tx.ack.clone().map(|a| (tx.target.clone(), a)));
+        }
+        if code < 200 {
+            let first = tx.state == CState::Trying;
+            tx.state = CState::Proceeding;
+            if tx.invite {
+                // Timer A stops once a provisional response arrives.
+                tx.epoch += 1;
+            }
+            return if first { ResponseMatch::Provisional(key) } else { ResponseMatch::Retransmission(None) };
+        }
+        tx.epoch += 1;
+        let epoch = tx.epoch;
+        if tx.invite && code < 300 {
+            self.client.remove(&key);
+            return ResponseMatch::Final(key, None);
+        }
+        tx.state = CState::Completed;
+        let mut ack_out = None;
+        if tx.invite {
+            if let Ok(req) = Message::parse(tx.request.clone(), &Limits { max_message_bytes: usize::MAX, max_headers: usize::MAX }) {
+                let ack = build_non2xx_ack(&req, msg);
+                tx.ack = Some(ack.clone());
+                ack_out = Some((tx.target.clone(), ack));
+            }
+        }
+        let wait = match (tx.reliable, tx.invite) {
+            (true, _) => Duration::ZERO,
+            (false, true) => Duration::from_secs(32), // Timer D
+            (false, false) => T4,                     // Timer K
+        };
+        if wait.is_zero() {
+            self.client.remove(&key);
+        } else {
+            self.schedule(now + wait, TimerKind::CKill, TimerRef::Client(key.clone(), epoch));
+        }
+        ResponseMatch::Final(key, ack_out)
+    }
+
+    /// When the next timer fires, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse(e)| e.at)
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn poll(&mut self, now: Instant) -> Vec<TimerEvent<T>> {
+        let mut out = Vec::new();
+        while let Some(Reverse(e)) = self.heap.peek() {
+            if e.at > now {
+                break;
+            }
+            let seq = e.seq;
+            self.heap.pop();
+            let Some((kind, r)) = self.timers.remove(&seq) else { continue };
+            match r {
+                TimerRef::Server(key, epoch) => self.fire_server(kind, key, epoch, now, &mut out),
+                TimerRef::Client(key, epoch) => self.fire_client(kind, key, epoch, now, &mut out),
+            }
+        }
+        out
+    }
+
+    fn fire_server(&mut self, kind: TimerKind, key: ServerKey, epoch: u32, now: Instant, out: &mut Vec<TimerEvent<T>>) {
+        let Some(tx) = self.server.get_mut(&key) else { return };
+        if tx.epoch != epoch {
+            return;
+        }
+        match kind {
+            TimerKind::SRetransmit if tx.state == SState::Completed => {
+                if let Some(last) = &tx.last {
+                    out.push(TimerEvent::Retransmit(tx.target.clone(), last.clone()));
+                }
+                tx.retrans_interval = (tx.retrans_interval * 2).min(T2);
+                let at = now + tx.retrans_interval;
+                self.schedule(at, TimerKind::SRetransmit, TimerRef::Server(key, epoch));
+            }
+            TimerKind::SNoAck if tx.state == SState::Completed => {
+                self.server.remove(&key);
+                out.push(TimerEvent::ServerNoAck(key));
+            }
+            TimerKind::SKill => {
+                self.server.remove(&key);
+            }
+            _ => {}
+        }
+    }
+
+    fn fire_client(&mut self, kind: TimerKind, key: ClientKey, epoch: u32, now: Instant, out: &mut Vec<TimerEvent<T>>) {
+        let Some(tx) = self.client.get_mut(&key) else { return };
+        match kind {
+            TimerKind::CRetransmit => {
+                if tx.state == CState::Completed || tx.epoch != epoch {
+                    return;
+                }
+                out.push(TimerEvent::Retransmit(tx.target.clone(), tx.request.clone()));
+                tx.interval = if tx.invite {
+                    tx.interval * 2
+                } else if tx.state == CState::Proceeding {
+                    T2
+                } else {
+                    (tx.interval * 2).min(T2)
+                };
+                let at = now + tx.interval;
+                self.schedule(at, TimerKind::CRetransmit, TimerRef::Client(key, epoch));
+            }
+            TimerKind::CTimeout => {
+                // Timer B only runs in Calling: once a 1xx arrived, an INVITE waits
+                // for its final response (the TU's Timer C); Timer F runs until then.
+                if tx.state == CState::Trying || (!tx.invite && tx.state == CState::Proceeding) {
+                    self.client.remove(&key);
+                    out.push(TimerEvent::ClientTimeout(key));
+                }
+            }
+            TimerKind::CKill => {
+                if tx.epoch == epoch {
+                    self.client.remove(&key);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The ACK a client transaction sends for a non-2xx final response to an INVITE
+/// (§17.1.1.3): same Request-URI, Call-ID, From, top Via and Route as the INVITE, the
+/// To of the response, CSeq number of the INVITE with method ACK.
+pub fn build_non2xx_ack(invite: &Message, response: &Message) -> Bytes {
+    let mut b = RequestBuilder::new(Method::Ack, invite.request_uri().unwrap_or(""))
+        .header("Via", invite.top_via_str())
+        .header("Max-Forwards", "70")
+        .header("From", invite.header(HeaderName::From).unwrap_or(""))
+        .header("To", response.header(HeaderName::To).unwrap_or(""))
+        .header("Call-ID", invite.call_id())
+        .header("CSeq", format!("{} ACK", invite.cseq().0));
+    for r in invite.headers_named(HeaderName::Route) {
+        b = b.header("Route", r);
+    }
+    b.build()
+}

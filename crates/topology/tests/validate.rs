@@ -1,0 +1,618 @@
+//! Every validation rule, each with a topology that breaks it. The offending line
+//! of each topology ends with `# HERE`; the diagnostic must name that line.
+
+use confab_topology::starter::{StarterOptions, starter};
+use confab_topology::{Diagnostic, Edition, Report, Severity, Topology, validate};
+
+fn report(src: &str) -> Report {
+    let t = Topology::parse(src).unwrap_or_else(|e| panic!("parse failed: {e}\n{src}"));
+    validate(&t, src)
+}
+
+fn marked_line(src: &str) -> usize {
+    src.lines()
+        .position(|l| l.trim_end().ends_with("# HERE"))
+        .map(|i| i + 1)
+        .expect("the test topology marks its offending line with # HERE")
+}
+
+/// Asserts a diagnostic of `rule` and `severity` on the `# HERE` line.
+fn expect(src: &str, rule: &str, severity: Severity) -> Diagnostic {
+    let r = report(src);
+    let line = marked_line(src);
+    let found = r
+        .diagnostics
+        .iter()
+        .find(|d| d.rule == rule && d.severity == severity && d.line == line)
+        .cloned();
+    found.unwrap_or_else(|| {
+        panic!(
+            "expected {severity} [{rule}] on line {line}; got:\n{}",
+            r.render("test.toml")
+        )
+    })
+}
+
+fn expect_error(src: &str, rule: &str) -> Diagnostic {
+    expect(src, rule, Severity::Error)
+}
+
+fn expect_warning(src: &str, rule: &str) -> Diagnostic {
+    expect(src, rule, Severity::Warning)
+}
+
+fn assert_clean(src: &str) {
+    let r = report(src);
+    assert!(r.diagnostics.is_empty(), "{}", r.render("test.toml"));
+}
+
+const HEAD: &str = r#"sip_domains = ["contoso.com"]
+
+[[site]]
+name = "main"
+"#;
+
+const SE_STORE: &str = r#"
+[[store]]
+name = "backend"
+kind = "back-end"
+sqlite = "confab.db"
+"#;
+
+const EE_STORE: &str = r#"
+[[store]]
+name = "backend"
+kind = "back-end"
+url = "postgres://confab:pw@db.contoso.com:5432/confab"
+"#;
+
+fn se(extra_pool: &str, roles: &str) -> String {
+    format!(
+        r#"{HEAD}{SE_STORE}
+[[pool]]
+fqdn = "se01.contoso.com"
+site = "main"
+edition = "standard"
+backend = "backend"
+{extra_pool}
+[[pool.machine]]
+fqdn = "se01.contoso.com"
+roles = {roles}
+"#
+    )
+}
+
+fn ee_pool(n: usize, extra_pool: &str) -> String {
+    let mut s = format!(
+        r#"
+[[pool]]
+fqdn = "pool01.contoso.com"
+site = "main"
+edition = "enterprise"
+backend = "backend"
+{extra_pool}
+"#
+    );
+    for i in 1..=n {
+        let mark = if i == 13 { " # HERE" } else { "" };
+        s.push_str(&format!(
+            "[[pool.machine]]\nfqdn = \"fe{i:02}.contoso.com\"{mark}\nroles = [\"front-end\"]\n\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn minimal_standard_edition_is_clean() {
+    assert_clean(&se("", r#"["front-end"]"#));
+}
+
+#[test]
+fn minimal_enterprise_pool_is_clean() {
+    assert_clean(&format!("{HEAD}{EE_STORE}{}", ee_pool(2, "")));
+}
+
+#[test]
+fn examples_and_starters_are_clean() {
+    for (name, src) in [
+        ("standard", include_str!("../../../examples/topology-standard.toml")),
+        ("enterprise", include_str!("../../../examples/topology-enterprise.toml")),
+    ] {
+        let t = Topology::parse(src).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let r = validate(&t, src);
+        assert!(!r.has_errors(), "{name}:\n{}", r.render(name));
+    }
+    let se = starter(&StarterOptions {
+        edition: Edition::Standard,
+        machines: vec!["se01.contoso.com".into()],
+        pool: None,
+        sip_domain: None,
+    })
+    .unwrap();
+    assert_clean(&se);
+    let ee = starter(&StarterOptions {
+        edition: Edition::Enterprise,
+        machines: vec!["fe01.fabrikam.com".into(), "fe02.fabrikam.com".into()],
+        pool: None,
+        sip_domain: Some("fabrikam.com".into()),
+    })
+    .unwrap();
+    assert_clean(&ee);
+    let t = Topology::parse(&ee).unwrap();
+    assert_eq!(t.pools[0].fqdn(), "pool01.fabrikam.com");
+    assert_eq!(t.pools[0].machines.len(), 2);
+    assert!(
+        starter(&StarterOptions {
+            edition: Edition::Standard,
+            machines: vec!["a.contoso.com".into(), "b.contoso.com".into()],
+            pool: None,
+            sip_domain: None,
+        })
+        .is_err()
+    );
+    assert!(
+        starter(&StarterOptions {
+            edition: Edition::Standard,
+            machines: vec!["not a name".into()],
+            pool: None,
+            sip_domain: None,
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn syntax_and_type_errors_name_the_line() {
+    let src = "sip_domains = [\"contoso.com\"]\n\n[[site]]\nname = \"main\"\ncolour = \"blue\"\n";
+    let e = Topology::parse(src).unwrap_err();
+    assert_eq!(e.line(), Some(5), "{e}");
+    assert!(e.to_string().contains("line 5"), "{e}");
+
+    let src = se("", r#"["front-end", "tea-maker"]"#);
+    let e = Topology::parse(&src).unwrap_err();
+    let line = src.lines().position(|l| l.contains("tea-maker")).unwrap() + 1;
+    assert_eq!(e.line(), Some(line), "{e}");
+
+    let e = Topology::parse("sip_domains = [\"a.b\"\n[[pool]]").unwrap_err();
+    assert!(e.line().is_some(), "{e}");
+
+    let src = se("users = -5", r#"["front-end"]"#);
+    let e = Topology::parse(&src).unwrap_err();
+    let line = src.lines().position(|l| l.contains("users = -5")).unwrap() + 1;
+    assert_eq!(e.line(), Some(line), "{e}");
+}
+
+#[test]
+fn front_end_required() {
+    let src = format!(
+        r#"{HEAD}{EE_STORE}
+[[pool]]
+fqdn = "dir01.contoso.com" # HERE
+site = "main"
+
+[[pool.machine]]
+fqdn = "dir01.contoso.com"
+roles = ["director"]
+"#
+    );
+    let d = expect_error(&src, "front-end-required");
+    assert!(d.message.contains("no Front End or Standard Edition server"));
+}
+
+#[test]
+fn back_end_required_on_the_pool() {
+    let src = format!(
+        r#"{HEAD}{SE_STORE}
+[[pool]]
+fqdn = "se01.contoso.com" # HERE
+site = "main"
+edition = "standard"
+
+[[pool.machine]]
+fqdn = "se01.contoso.com"
+roles = ["front-end"]
+"#
+    );
+    expect_error(&src, "back-end-required");
+}
+
+#[test]
+fn back_end_store_required() {
+    let src = format!(
+        r#"{HEAD}
+[[store]]
+name = "files" # HERE
+kind = "file"
+path = "files"
+
+[[pool]]
+fqdn = "se01.contoso.com"
+site = "main"
+edition = "standard"
+backend = "files"
+
+[[pool.machine]]
+fqdn = "se01.contoso.com"
+roles = ["front-end"]
+"#
+    );
+    expect_error(&src, "back-end-required");
+    let r = report(&src);
+    assert!(r.by_rule("store-kind").next().is_some(), "{}", r.render("t"));
+}
+
+#[test]
+fn persistent_chat_not_collocated_with_enterprise_front_end() {
+    let src = format!(
+        r#"{HEAD}{EE_STORE}
+[[store]]
+name = "pchat"
+kind = "persistent-chat"
+url = "postgres://confab:pw@db.contoso.com:5432/pchat"
+
+[[pool]]
+fqdn = "pool01.contoso.com"
+site = "main"
+edition = "enterprise"
+backend = "backend"
+persistent_chat_store = "pchat"
+
+[[pool.machine]]
+fqdn = "fe01.contoso.com"
+roles = ["front-end", "persistent-chat"] # HERE
+"#
+    );
+    let d = expect_error(&src, "pchat-collocation");
+    assert!(d.help.unwrap().contains("pool of its own"));
+}
+
+fn pchat_pool(active: usize, passive: usize, extra: &str) -> String {
+    let mut s = format!(
+        r#"{HEAD}{EE_STORE}{}
+[[store]]
+name = "pchat"
+kind = "persistent-chat"
+url = "postgres://confab:pw@db.contoso.com:5432/pchat"
+
+[[pool]]
+fqdn = "pchat.contoso.com"
+site = "main"
+next_hop = "pool01.contoso.com"
+persistent_chat_store = "pchat"
+{extra}
+"#,
+        ee_pool(1, "")
+    );
+    for i in 1..=active + passive {
+        let state = if i <= active { "active" } else { "passive" };
+        let mark = if i == 5 && state == "active" { " # HERE" } else { "" };
+        s.push_str(&format!(
+            "[[pool.machine]]\nfqdn = \"pchat{i:02}.contoso.com\"\nroles = [\"persistent-chat\"]\npersistent_chat = \"{state}\"{mark}\n\n"
+        ));
+    }
+    s
+}
+
+#[test]
+fn at_most_four_active_persistent_chat_servers() {
+    assert_clean(&pchat_pool(4, 4, ""));
+    let d = expect_error(&pchat_pool(5, 0, ""), "pchat-active-limit");
+    assert!(d.message.contains("5 active"), "{}", d.message);
+}
+
+#[test]
+fn enterprise_persistent_chat_needs_its_store() {
+    let src = pchat_pool(1, 0, "").replace(
+        "fqdn = \"pchat.contoso.com\"\n",
+        "fqdn = \"pchat.contoso.com\" # HERE\n",
+    );
+    let src = src.replace("persistent_chat_store = \"pchat\"\n", "");
+    expect_error(&src, "pchat-store");
+}
+
+#[test]
+fn persistent_chat_on_standard_edition_warns() {
+    let src = se("", r#"["front-end", "persistent-chat"]"#)
+        .replace("fqdn = \"se01.contoso.com\"\nsite", "fqdn = \"se01.contoso.com\" # HERE\nsite");
+    let d = expect_warning(&src, "pchat-standard-edition");
+    assert!(d.message.contains("no high availability"));
+    assert!(!report(&src).has_errors());
+}
+
+#[test]
+fn persistent_chat_on_standard_edition_has_no_passive_server() {
+    let src = se("", r#"["front-end", "persistent-chat"]"#)
+        + "persistent_chat = \"passive\" # HERE\n";
+    expect_error(&src, "pchat-standard-edition");
+}
+
+#[test]
+fn persistent_chat_on_standard_edition_uses_the_local_store() {
+    let src = se(
+        "persistent_chat_store = \"pchat\" # HERE\n",
+        r#"["front-end", "persistent-chat"]"#,
+    ) + "\n[[store]]\nname = \"pchat\"\nkind = \"persistent-chat\"\nurl = \"postgres://db.contoso.com/pchat\"\n";
+    expect_error(&src, "pchat-standard-edition");
+}
+
+#[test]
+fn persistent_chat_on_standard_edition_is_collocated() {
+    let src = format!(
+        r#"{HEAD}{SE_STORE}
+[[pool]]
+fqdn = "se01.contoso.com"
+site = "main"
+edition = "standard"
+backend = "backend"
+
+[[pool.machine]]
+fqdn = "se01.contoso.com"
+roles = ["front-end"]
+
+[[pool]]
+fqdn = "chat.contoso.com"
+site = "main"
+edition = "standard"
+
+[[pool.machine]]
+fqdn = "chat.contoso.com"
+roles = ["persistent-chat"] # HERE
+"#
+    );
+    expect_error(&src, "pchat-standard-edition");
+}
+
+#[test]
+fn at_most_twelve_front_ends_per_enterprise_pool() {
+    assert_clean(&format!("{HEAD}{EE_STORE}{}", ee_pool(12, "")));
+    let d = expect_error(&format!("{HEAD}{EE_STORE}{}", ee_pool(13, "")), "front-end-limit");
+    assert!(d.message.contains("13 front ends"), "{}", d.message);
+}
+
+#[test]
+fn standard_edition_is_one_server() {
+    let src = se("", r#"["front-end"]"#)
+        + "\n[[pool.machine]]\nfqdn = \"se02.contoso.com\" # HERE\nroles = [\"front-end\"]\n";
+    expect_error(&src, "standard-edition");
+}
+
+#[test]
+fn compliance_needs_a_store() {
+    let src = pchat_pool(1, 0, "compliance = true # HERE");
+    let d = expect_error(&src, "compliance-store");
+    assert!(d.message.contains("its own compliance store"));
+}
+
+#[test]
+fn compliance_needs_its_own_store() {
+    let src = pchat_pool(1, 0, "compliance = true\ncompliance_store = \"pchat\" # HERE");
+    let d = expect_error(&src, "compliance-store");
+    assert!(d.message.contains("its own store"), "{}", d.message);
+    let ok = pchat_pool(1, 0, "compliance = true\ncompliance_store = \"comp\"")
+        + "[[store]]\nname = \"comp\"\nkind = \"compliance\"\nurl = \"postgres://db.contoso.com/comp\"\n";
+    assert_clean(&ok);
+}
+
+fn edge(machine_lines: &str) -> String {
+    format!(
+        r#"{HEAD}{EE_STORE}{}
+[[pool]]
+fqdn = "edge.contoso.com"
+site = "main"
+next_hop = "pool01.contoso.com"
+
+[[pool.machine]]
+fqdn = "edge01.contoso.com"
+roles = ["edge"]
+{machine_lines}
+"#,
+        ee_pool(1, "")
+    )
+}
+
+#[test]
+fn edge_needs_internal_and_external_addresses() {
+    assert_clean(&edge(
+        "internal_address = \"10.0.1.10\"\nexternal_address = \"203.0.113.10\"",
+    ));
+    let src = edge("internal_address = \"10.0.1.10\"").replace(
+        "fqdn = \"edge01.contoso.com\"",
+        "fqdn = \"edge01.contoso.com\" # HERE",
+    );
+    let d = expect_error(&src, "edge-addresses");
+    assert!(d.message.contains("external_address missing"), "{}", d.message);
+    let src = edge("internal_address = \"10.0.1.10\"\nexternal_address = \"10.0.1.10\" # HERE");
+    expect_error(&src, "edge-addresses");
+    let src = edge("internal_address = \"10.0.1.10\"\nexternal_address = \"not-an-ip\" # HERE");
+    expect_error(&src, "address");
+}
+
+fn director(pool_lines: &str, roles: &str) -> String {
+    format!(
+        r#"{HEAD}{EE_STORE}{}
+[[pool]]
+fqdn = "dir.contoso.com"
+site = "main"
+next_hop = "pool01.contoso.com"
+{pool_lines}
+
+[[pool.machine]]
+fqdn = "dir01.contoso.com"
+roles = {roles}
+"#,
+        ee_pool(1, "")
+    )
+}
+
+#[test]
+fn director_homes_no_users() {
+    assert_clean(&director("remote_users = 5000", r#"["director"]"#));
+    let d = expect_error(&director("users = 100 # HERE", r#"["director"]"#), "director-users");
+    assert!(d.message.contains("homes no users"));
+    let src = director("", r#"["director", "front-end"] # HERE"#);
+    expect_error(&src, "director-users");
+}
+
+#[test]
+fn machine_fqdns_are_unique() {
+    let src = format!("{HEAD}{EE_STORE}{}", ee_pool(2, "")).replace(
+        "fqdn = \"fe02.contoso.com\"",
+        "fqdn = \"FE01.contoso.com\" # HERE",
+    );
+    let d = expect_error(&src, "duplicate-fqdn");
+    assert!(d.message.contains("fe01.contoso.com"));
+}
+
+#[test]
+fn pool_fqdn_is_not_another_machine() {
+    let src = format!("{HEAD}{EE_STORE}{}", ee_pool(2, "")).replace(
+        "fqdn = \"pool01.contoso.com\"",
+        "fqdn = \"fe01.contoso.com\" # HERE",
+    );
+    expect_error(&src, "duplicate-fqdn");
+}
+
+#[test]
+fn listening_ports_are_unique_per_machine() {
+    let src = se("", r#"["front-end", "mediation"]"#)
+        + "\n[pool.machine.ports]\nmediation.sip-tls = 5061 # HERE\n";
+    let d = expect_error(&src, "duplicate-port");
+    assert!(d.message.contains("5061"), "{}", d.message);
+    // Moving the front end's SIP port out of the way fixes it.
+    let ok = se("", r#"["front-end", "mediation"]"#)
+        + "\n[pool.machine.ports]\nmediation.sip-tls = 5071\n";
+    assert_clean(&ok);
+    // An edge's internal and external listeners may share a port number.
+    assert_clean(&edge(
+        "internal_address = \"10.0.1.10\"\nexternal_address = \"203.0.113.10\"",
+    ));
+    let src = se("", r#"["front-end"]"#) + "\n[pool.machine.ports]\nfront-end.sip-tls = 8080 # HERE\n";
+    expect_error(&src, "duplicate-port");
+    let src = se("", r#"["front-end"]"#) + "\n[pool.machine.ports]\nfront-end.nope = 4000 # HERE\n";
+    expect_error(&src, "ports");
+}
+
+#[test]
+fn referenced_pools_and_stores_exist() {
+    let src = se("", r#"["front-end"]"#).replace("site = \"main\"\n", "site = \"elsewhere\" # HERE\n");
+    expect_error(&src, "unknown-reference");
+    let src = se("", r#"["front-end"]"#).replace(
+        "backend = \"backend\"\n",
+        "backend = \"nope\" # HERE\n",
+    );
+    expect_error(&src, "unknown-reference");
+    let src = se("file_store = \"uploads\" # HERE", r#"["front-end"]"#);
+    expect_error(&src, "unknown-reference");
+    let src = se("edge_pool = \"edge.contoso.com\" # HERE", r#"["front-end"]"#);
+    expect_error(&src, "unknown-reference");
+    let src = director("", r#"["director"]"#).replace(
+        "next_hop = \"pool01.contoso.com\"",
+        "next_hop = \"pool99.contoso.com\" # HERE",
+    );
+    expect_error(&src, "unknown-reference");
+    let src = format!("central_store = \"cms\" # HERE\n{}", se("", r#"["front-end"]"#));
+    expect_error(&src, "unknown-reference");
+}
+
+#[test]
+fn enterprise_back_end_is_postgres_and_standard_is_sqlite() {
+    let src = format!("{HEAD}{SE_STORE}{}", ee_pool(2, ""))
+        .replace("backend = \"backend\"", "backend = \"backend\" # HERE");
+    expect_error(&src, "store-location");
+    let src = se("", r#"["front-end"]"#)
+        .replace("sqlite = \"confab.db\"", "url = \"postgres://db.contoso.com/x\"")
+        .replace("backend = \"backend\"", "backend = \"backend\" # HERE");
+    expect_error(&src, "store-location");
+    let src = se("", r#"["front-end"]"#)
+        .replace("sqlite = \"confab.db\"", "sqlite = \"confab.db\"\npath = \"x\" # HERE");
+    expect_error(&src, "store-location");
+}
+
+#[test]
+fn front_end_pools_state_their_edition() {
+    let src = se("", r#"["front-end"]"#)
+        .replace("edition = \"standard\"\n", "")
+        .replace("fqdn = \"se01.contoso.com\"\nsite", "fqdn = \"se01.contoso.com\" # HERE\nsite");
+    expect_error(&src, "edition");
+}
+
+#[test]
+fn sip_domains_are_valid() {
+    let src = se("", r#"["front-end"]"#).replace(
+        "sip_domains = [\"contoso.com\"]",
+        "sip_domains = [\"contoso.com\", \"not a domain\"] # HERE",
+    );
+    expect_error(&src, "sip-domain");
+    let src = se("", r#"["front-end"]"#).replace("sip_domains = [\"contoso.com\"]", "");
+    let r = report(&src);
+    assert!(r.by_rule("sip-domain").any(|d| d.line == 1), "{}", r.render("t"));
+}
+
+#[test]
+fn machines_of_a_pool_run_the_same_roles() {
+    let src = format!("{HEAD}{EE_STORE}{}", ee_pool(2, "")).replace(
+        "fqdn = \"fe02.contoso.com\"\nroles = [\"front-end\"]",
+        "fqdn = \"fe02.contoso.com\"\nroles = [\"front-end\", \"mediation\"] # HERE",
+    );
+    expect_error(&src, "pool-roles");
+}
+
+#[test]
+fn capacity_warnings() {
+    let d = expect_warning(&se("users = 6000 # HERE", r#"["front-end"]"#), "capacity");
+    assert!(d.message.contains("5000"), "{}", d.message);
+    assert!(!report(&se("users = 5000", r#"["front-end"]"#)).diagnostics.iter().any(|d| d.rule == "capacity"));
+
+    let src = format!("{HEAD}{EE_STORE}{}", ee_pool(12, "users = 90000 # HERE"));
+    let d = expect_warning(&src, "capacity");
+    assert!(d.message.contains("80000"), "{}", d.message);
+
+    let src = format!("{HEAD}{EE_STORE}{}", ee_pool(2, "users = 20000 # HERE"));
+    let d = expect_warning(&src, "capacity");
+    assert!(d.message.contains("per front end"), "{}", d.message);
+    assert!(d.help.unwrap().contains("4 are needed"));
+
+    let d = expect_warning(&pchat_pool(1, 0, "active_users = 25000 # HERE"), "capacity");
+    assert!(d.message.contains("20000"), "{}", d.message);
+    assert!(!report(&pchat_pool(2, 0, "active_users = 25000")).diagnostics.iter().any(|d| d.rule == "capacity"));
+
+    let src = edge("internal_address = \"10.0.1.10\"\nexternal_address = \"203.0.113.10\"").replace(
+        "next_hop = \"pool01.contoso.com\"\n\n[[pool.machine]]\nfqdn = \"edge01",
+        "next_hop = \"pool01.contoso.com\"\nremote_users = 13000 # HERE\n\n[[pool.machine]]\nfqdn = \"edge01",
+    );
+    let d = expect_warning(&src, "capacity");
+    assert!(d.message.contains("12000"), "{}", d.message);
+
+    let d = expect_warning(&director("remote_users = 12001 # HERE", r#"["director"]"#), "capacity");
+    assert!(d.message.contains("per edge or director"));
+}
+
+#[test]
+fn render_names_file_line_and_rule() {
+    let src = director("users = 100 # HERE", r#"["director"]"#);
+    let text = report(&src).render("topo.toml");
+    let line = marked_line(&src);
+    assert!(
+        text.contains(&format!("topo.toml:{line}:")) && text.contains("error[director-users]:"),
+        "{text}"
+    );
+    assert!(text.contains("    help: "), "{text}");
+    assert!(text.contains("1 error, 0 warnings"), "{text}");
+}
+
+#[test]
+fn garbage_does_not_panic() {
+    for src in [
+        "",
+        "[[pool]]",
+        "[[pool]]\nfqdn = 1",
+        "pool = 3",
+        "[[pool.machine]]\nfqdn = \"a.b\"\nroles = []",
+        "[[pool]]\nfqdn = \"a.b\"\nsite = \"s\"\n[[pool.machine]]\nfqdn = \"a.b\"\nroles = []\n[pool.machine.ports]\nfront-end = 3",
+        "\u{0}\u{ffff}",
+    ] {
+        if let Ok(t) = Topology::parse(src) {
+            let _ = validate(&t, src).render("x");
+        }
+    }
+}
