@@ -128,7 +128,10 @@ impl Challenge {
         let ha1 = self.h(&format!("{username}:{}:{password}", self.realm));
         let ha2 = self.h(&format!("{method}:{uri}"));
         if self.qop.iter().any(|q| q == "auth") {
-            self.h(&format!("{ha1}:{}:{nc:08x}:{cnonce}:auth:{ha2}", self.nonce))
+            self.h(&format!(
+                "{ha1}:{}:{nc:08x}:{cnonce}:auth:{ha2}",
+                self.nonce
+            ))
         } else {
             self.h(&format!("{ha1}:{}:{ha2}", self.nonce))
         }
@@ -196,7 +199,14 @@ mod tests {
             1,
         );
         assert_eq!(r, "6629fae49393a05397450978507c4ef1");
-        let h = c.authorization("GET", "/dir/index.html", "Mufasa", "Circle Of Life", "0a4f113b", 1);
+        let h = c.authorization(
+            "GET",
+            "/dir/index.html",
+            "Mufasa",
+            "Circle Of Life",
+            "0a4f113b",
+            1,
+        );
         assert!(h.contains("nc=00000001"));
         assert!(h.contains("opaque=\"5ccc069c403ebaf9f0171e9517f40e41\""));
     }

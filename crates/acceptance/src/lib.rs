@@ -137,7 +137,11 @@ pub fn read_lossy(path: &Path) -> String {
 }
 
 /// Polls `f` every `step` until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, step: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn wait_for<T>(
+    timeout: Duration,
+    step: Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let end = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {

@@ -68,7 +68,10 @@ fn pick(count: u16, even: bool) -> u16 {
     }
     // Extremely unlikely; fall back to a kernel-chosen port (single port only).
     let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0));
-    let p = l.and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+    let p = l
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0);
     assert!(p != 0, "no free port found on 127.0.0.1");
     used.insert(p);
     p

@@ -115,8 +115,20 @@ fn external_target() -> Result<Option<External>> {
     for part in spec.split(',') {
         let (k, v) = part.split_once('=').unwrap_or(("sip", part));
         match k.trim() {
-            "sip" => sip = Some(v.trim().parse::<SocketAddr>().ctx("CONFAB_TEST_EXTERNAL sip=")?),
-            "http" => http = Some(v.trim().parse::<SocketAddr>().ctx("CONFAB_TEST_EXTERNAL http=")?),
+            "sip" => {
+                sip = Some(
+                    v.trim()
+                        .parse::<SocketAddr>()
+                        .ctx("CONFAB_TEST_EXTERNAL sip=")?,
+                )
+            }
+            "http" => {
+                http = Some(
+                    v.trim()
+                        .parse::<SocketAddr>()
+                        .ctx("CONFAB_TEST_EXTERNAL http=")?,
+                )
+            }
             "domain" => domain = Some(v.trim().to_string()),
             other => return Err(Error(format!("CONFAB_TEST_EXTERNAL: unknown key {other}"))),
         }
@@ -253,13 +265,17 @@ impl ConfabServer {
     }
 
     fn bin(&self) -> Result<&Path> {
-        self.bin
-            .as_deref()
-            .ok_or_else(|| Error::new("not available against an external server (CONFAB_TEST_EXTERNAL)"))
+        self.bin.as_deref().ok_or_else(|| {
+            Error::new("not available against an external server (CONFAB_TEST_EXTERNAL)")
+        })
     }
 
     fn append_log(&self, line: &str) {
-        if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(&self.log_path) {
+        if let Ok(mut f) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }
@@ -270,12 +286,18 @@ impl ConfabServer {
         let bin = self.bin()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--data").arg(&self.data_dir).args(args);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.env("NO_COLOR", "1");
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
-        let shown = format!("confab --data {} {}", self.data_dir.display(), args.join(" "));
+        let shown = format!(
+            "confab --data {} {}",
+            self.data_dir.display(),
+            args.join(" ")
+        );
         let out = run_bounded(cmd, Duration::from_secs(60)).ctx(format!("running `{shown}`"))?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -296,12 +318,16 @@ impl ConfabServer {
 
     /// `confab user add ADDRESS --password PW`.
     pub fn add_user(&self, address: &str, password: &str) -> Result<()> {
-        self.cli(&["user", "add", address, "--password", password]).map(|_| ())
+        self.cli(&["user", "add", address, "--password", password])
+            .map(|_| ())
     }
 
     /// `confab user import FILE.csv` with `address,password` rows (no header).
     pub fn import_users(&self, users: &[(String, String)]) -> Result<()> {
-        let csv = self.dir.path().join(format!("import-{}.csv", crate::unique_token()));
+        let csv = self
+            .dir
+            .path()
+            .join(format!("import-{}.csv", crate::unique_token()));
         let mut text = String::new();
         for (a, p) in users {
             text.push_str(&format!("{a},{p}\n"));
@@ -342,7 +368,10 @@ impl ConfabServer {
             .ctx("opening the server log")?;
         let log2 = log.try_clone().ctx("cloning the log handle")?;
         let mut cmd = Command::new(&bin);
-        cmd.args(&args).stdin(Stdio::null()).stdout(log2).stderr(log);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(log2)
+            .stderr(log);
         // plain text in server.log (tracing-subscriber honours NO_COLOR)
         cmd.env("NO_COLOR", "1");
         for (k, v) in &self.opts.env {
@@ -526,7 +555,10 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 if complete_http(&buf) {
                     break;
                 }
@@ -549,7 +581,11 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
     });
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Ok((code, body))
 }
 
@@ -574,7 +610,8 @@ fn dechunk(body: &str) -> String {
     let mut out = String::new();
     let mut rest = body;
     while let Some((size_line, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
         if size == 0 || after.len() < size {
             break;
         }
@@ -613,7 +650,18 @@ fn profile_dir() -> (PathBuf, Option<(PathBuf, String)>) {
     (repo_root().join("target").join("debug"), None)
 }
 
+/// Newest mtime of what goes into the `confab` binary: for every crate under
+/// `crates/` except this one, `Cargo.toml`, `build.rs`, `src/**` and `migrations/**`;
+/// plus the workspace `Cargo.toml` and `Cargo.lock`. (Tests, benches and examples of
+/// other crates do not count: touching them must not trigger a rebuild.)
 fn newest_source_mtime(root: &Path) -> Option<SystemTime> {
+    fn newer(newest: &mut Option<SystemTime>, p: &Path) {
+        if let Ok(m) = std::fs::metadata(p).and_then(|m| m.modified())
+            && newest.is_none_or(|n| m > n)
+        {
+            *newest = Some(m);
+        }
+    }
     fn walk(dir: &Path, newest: &mut Option<SystemTime>, depth: u32) {
         if depth > 12 {
             return;
@@ -623,31 +671,28 @@ fn newest_source_mtime(root: &Path) -> Option<SystemTime> {
         };
         for e in rd.flatten() {
             let p = e.path();
-            let Ok(md) = e.metadata() else { continue };
-            if md.is_dir() {
-                let name = e.file_name();
-                if name == "target" || name == "acceptance" || name.to_string_lossy().starts_with('.') {
-                    continue;
-                }
+            if p.is_dir() {
                 walk(&p, newest, depth + 1);
-            } else if let Ok(m) = md.modified() {
-                let relevant = p.extension().is_some_and(|x| x == "rs" || x == "toml" || x == "sql")
-                    || p.file_name().is_some_and(|n| n == "Cargo.lock");
-                if relevant && newest.is_none_or(|n| m > n) {
-                    *newest = Some(m);
-                }
+            } else {
+                newer(newest, &p);
             }
         }
     }
     let mut newest = None;
-    walk(&root.join("crates"), &mut newest, 0);
-    for f in ["Cargo.toml", "Cargo.lock"] {
-        if let Ok(m) = std::fs::metadata(root.join(f)).and_then(|m| m.modified())
-            && newest.is_none_or(|n| m > n)
-        {
-            newest = Some(m);
+    if let Ok(rd) = std::fs::read_dir(root.join("crates")) {
+        for e in rd.flatten() {
+            let krate = e.path();
+            if !krate.is_dir() || e.file_name() == "acceptance" {
+                continue;
+            }
+            newer(&mut newest, &krate.join("Cargo.toml"));
+            newer(&mut newest, &krate.join("build.rs"));
+            walk(&krate.join("src"), &mut newest, 0);
+            walk(&krate.join("migrations"), &mut newest, 0);
         }
     }
+    newer(&mut newest, &root.join("Cargo.toml"));
+    newer(&mut newest, &root.join("Cargo.lock"));
     newest
 }
 
@@ -671,17 +716,34 @@ fn resolve_bin() -> Result<PathBuf> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(&cargo);
         cmd.current_dir(&root)
-            .args(["build", "-p", "confab", "--bin", "confab", "--manifest-path"])
+            .args([
+                "build",
+                "-p",
+                "confab",
+                "--bin",
+                "confab",
+                "--manifest-path",
+            ])
             .arg(root.join("Cargo.toml"));
         if let Some((target_dir, name)) = &target {
             cmd.arg("--target-dir").arg(target_dir);
-            let prof = if name == "debug" { "dev" } else { name.as_str() };
+            let prof = if name == "debug" {
+                "dev"
+            } else {
+                name.as_str()
+            };
             cmd.args(["--profile", prof]);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         eprintln!(
             "[acceptance] building confab ({}): cargo build -p confab --bin confab",
-            if bin_mtime.is_none() { "missing" } else { "sources newer than the binary" }
+            if bin_mtime.is_none() {
+                "missing"
+            } else {
+                "sources newer than the binary"
+            }
         );
         let out = run_bounded(cmd, Duration::from_secs(1800)).ctx("cargo build -p confab")?;
         if !out.status.success() {

@@ -83,7 +83,9 @@ impl Message {
             headers,
             body: Vec::new(),
         };
-        if let Some(n) = m.header("Content-Length").and_then(|v| v.parse::<usize>().ok())
+        if let Some(n) = m
+            .header("Content-Length")
+            .and_then(|v| v.parse::<usize>().ok())
             && body.len() > n
         {
             body.truncate(n);
@@ -316,7 +318,8 @@ impl Link for UdpLink {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
             match self.sock.recv_from(&mut buf) {
                 Ok((n, _from)) => {
                     let d = &buf[..n];
@@ -387,7 +390,8 @@ impl Link for TcpLink {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(Error::new("TCP connection closed by the server")),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
@@ -458,7 +462,11 @@ impl<L: Link> Ua<L> {
 
     fn contact(&self) -> String {
         match self.link.transport_param() {
-            Some(t) => format!("<sip:{}@{};transport={t}>", self.user, self.link.contact_hostport()),
+            Some(t) => format!(
+                "<sip:{}@{};transport={t}>",
+                self.user,
+                self.link.contact_hostport()
+            ),
             None => format!("<sip:{}@{}>", self.user, self.link.contact_hostport()),
         }
     }
@@ -514,9 +522,8 @@ impl<L: Link> Ua<L> {
         let Some(raw) = self.link.recv(timeout)? else {
             return Ok(None);
         };
-        let m = Message::parse(&raw).map_err(|e| {
-            Error(format!("{e}: {:?}", String::from_utf8_lossy(&raw)))
-        })?;
+        let m = Message::parse(&raw)
+            .map_err(|e| Error(format!("{e}: {:?}", String::from_utf8_lossy(&raw))))?;
         self.note("<<", &m);
         Ok(Some(m))
     }
@@ -538,7 +545,10 @@ impl<L: Link> Ua<L> {
             self.cseq += 1;
             let branch = format!("z9hG4bK{}", unique_token());
             let mut headers: Vec<(String, String)> = vec![
-                ("Via".into(), format!("{};branch={branch};rport", self.link.via())),
+                (
+                    "Via".into(),
+                    format!("{};branch={branch};rport", self.link.via()),
+                ),
                 ("Max-Forwards".into(), "70".into()),
                 ("From".into(), format!("<{}>;tag={}", self.aor(), self.tag)),
                 ("To".into(), format!("<{to}>")),
@@ -615,7 +625,8 @@ impl<L: Link> Ua<L> {
                 Some(m) if m.is_request() => self.handle_request(m)?,
                 Some(m) => {
                     let matches = m.branch().as_deref() == Some(branch)
-                        && m.cseq().is_some_and(|(_, meth)| meth.eq_ignore_ascii_case(method));
+                        && m.cseq()
+                            .is_some_and(|(_, meth)| meth.eq_ignore_ascii_case(method));
                     if !matches {
                         continue; // stray/late response
                     }
@@ -628,11 +639,14 @@ impl<L: Link> Ua<L> {
                 }
                 None => {
                     if !self.link.reliable() && Instant::now() >= next_retx {
-                        self.note(">>", &Message {
-                            first_line: format!("(retransmission) {}", req.first_line),
-                            headers: Vec::new(),
-                            body: Vec::new(),
-                        });
+                        self.note(
+                            ">>",
+                            &Message {
+                                first_line: format!("(retransmission) {}", req.first_line),
+                                headers: Vec::new(),
+                                body: Vec::new(),
+                            },
+                        );
                         self.link.send(&req.to_bytes())?;
                         interval = (interval * 2).min(Duration::from_secs(4));
                         next_retx = Instant::now() + interval;
@@ -673,7 +687,14 @@ impl<L: Link> Ua<L> {
     /// Out-of-dialog MESSAGE (text/plain) to `to_aor`; returns the final response.
     pub fn send_message(&mut self, to_aor: &str, text: &str) -> Result<Message> {
         let call_id = format!("msg-{}", unique_token());
-        self.request("MESSAGE", to_aor, to_aor, &call_id, &[], Some(("text/plain", text)))
+        self.request(
+            "MESSAGE",
+            to_aor,
+            to_aor,
+            &call_id,
+            &[],
+            Some(("text/plain", text)),
+        )
     }
 
     /// Waits for an incoming request with this method (answered automatically, see

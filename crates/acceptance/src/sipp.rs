@@ -115,7 +115,12 @@ impl Sipp {
     }
 
     /// A server-mode run (scenario starts with `<recv>`) listening on `port`.
-    pub fn server_mode(server: &ConfabServer, scenario: &str, transport: Transport, port: u16) -> Sipp {
+    pub fn server_mode(
+        server: &ConfabServer,
+        scenario: &str,
+        transport: Transport,
+        port: u16,
+    ) -> Sipp {
         Sipp::new(scenario, server.work_dir())
             .transport(transport)
             .port(port)
@@ -367,7 +372,12 @@ impl SippProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        Ok(SippRun::collect(&self.sipp, &self.command, status.code(), killed))
+        Ok(SippRun::collect(
+            &self.sipp,
+            &self.command,
+            status.code(),
+            killed,
+        ))
     }
 }
 
@@ -460,7 +470,11 @@ impl SippRun {
             "SIPp `{}`: exit {:?}{}, successful {}, failed {}{}\n  command: {}\n",
             self.name,
             self.exit_code,
-            if self.killed { " (killed by the watchdog)" } else { "" },
+            if self.killed {
+                " (killed by the watchdog)"
+            } else {
+                ""
+            },
             self.successful,
             self.failed,
             if self.failure_reasons.is_empty() {
@@ -471,7 +485,10 @@ impl SippRun {
             self.command
         );
         if !self.errors.trim().is_empty() {
-            r.push_str(&format!("  errors (-trace_err):\n{}", tail(&self.errors, 40)));
+            r.push_str(&format!(
+                "  errors (-trace_err):\n{}",
+                tail(&self.errors, 40)
+            ));
         }
         if self.exit_code != Some(0) && !self.stdout.trim().is_empty() {
             r.push_str(&format!("  stdout/stderr:\n{}", tail(&self.stdout, 15)));

@@ -39,13 +39,17 @@ pub fn skip_external() -> bool {
 /// ```
 #[track_caller]
 pub fn tools_required(tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| which(t).is_none()).collect();
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
     if missing.is_empty() {
         return true;
     }
     let pkgs: Vec<&str> = missing.iter().map(|t| package_of(t)).collect();
     let msg = format!(
-        "missing tool(s) {}: install {} (`apt-get install -y {}`, see README)",
+        "missing tool(s) {}: install {} (`apt-get install -y {}`, see tests/README.md)",
         missing.join(", "),
         pkgs.join("/"),
         pkgs.join(" ")

@@ -36,15 +36,22 @@ impl WsClient {
     /// Opens `ws://addr{path}` offering `protocol` (e.g. `sip`); fails unless the
     /// server answers `101` with a correct `Sec-WebSocket-Accept` and selects the
     /// subprotocol.
-    pub fn connect(addr: SocketAddr, path: &str, protocol: &str, timeout: Duration) -> Result<WsClient> {
-        let mut stream =
-            TcpStream::connect_timeout(&addr, timeout).ctx(format!("WebSocket TCP connect {addr}"))?;
+    pub fn connect(
+        addr: SocketAddr,
+        path: &str,
+        protocol: &str,
+        timeout: Duration,
+    ) -> Result<WsClient> {
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)
+            .ctx(format!("WebSocket TCP connect {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(timeout))?;
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\nOrigin: http://{addr}\r\nUser-Agent: confab-acceptance\r\n\r\n"
         );
-        stream.write_all(req.as_bytes()).ctx("sending the WebSocket handshake")?;
+        stream
+            .write_all(req.as_bytes())
+            .ctx("sending the WebSocket handshake")?;
         let end = Instant::now() + timeout;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -80,7 +87,9 @@ impl WsClient {
         let hv = |name: &str| -> Option<String> {
             head.lines().skip(1).find_map(|l| {
                 let (n, v) = l.split_once(':')?;
-                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
             })
         };
         crate::ensure!(
@@ -192,7 +201,8 @@ impl WsClient {
                     0x9 => self.send_frame(0xA, &payload)?,
                     0xA => {}
                     0x8 => {
-                        let code = (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+                        let code = (payload.len() >= 2)
+                            .then(|| u16::from_be_bytes([payload[0], payload[1]]));
                         if !self.closed {
                             self.closed = true;
                             let _ = self.send_frame(0x8, &payload[..payload.len().min(2)]);
@@ -222,7 +232,8 @@ impl WsClient {
             if left.is_zero() {
                 return Ok(None);
             }
-            self.stream.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Err(Error::new("WebSocket: TCP connection closed by the server")),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),

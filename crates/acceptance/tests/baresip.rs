@@ -17,7 +17,10 @@ const ALL_CHECKS: usize = 8;
 
 /// Parses the `N passed, M failed` line.
 fn summary(out: &str) -> Option<(usize, usize)> {
-    let line = out.lines().rev().find(|l| l.contains(" passed, ") && l.ends_with(" failed"))?;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed, ") && l.ends_with(" failed"))?;
     let mut it = line.split_whitespace();
     let passed = it.next()?.parse().ok()?;
     let failed = it.nth(1)?.parse().ok()?;
@@ -75,7 +78,10 @@ fn baresip(transport: &str) -> Result<()> {
         )))
     };
     match summary(&stdout) {
-        None => fail(format!("no `N passed, M failed` line (exit {})", out.status)),
+        None => fail(format!(
+            "no `N passed, M failed` line (exit {})",
+            out.status
+        )),
         Some((passed, failed)) if failed > 0 || passed != ALL_CHECKS => fail(format!(
             "{passed} passed, {failed} failed (want {ALL_CHECKS} passed, 0 failed)"
         )),

@@ -32,9 +32,11 @@ fn register_100(t: Transport) -> Result<()> {
     }
     let users = numbered_users(100);
     let server = ConfabServer::start(
-        ServerOptions::new()
-            .domain(DOMAIN)
-            .import_users(users.iter().map(|(u, p)| (format!("{u}@{DOMAIN}"), p.clone()))),
+        ServerOptions::new().domain(DOMAIN).import_users(
+            users
+                .iter()
+                .map(|(u, p)| (format!("{u}@{DOMAIN}"), p.clone())),
+        ),
     )?;
     let rows: Vec<Vec<String>> = users
         .iter()
@@ -130,12 +132,24 @@ fn uac_to_uas(
 
 #[test]
 fn message_authenticated_reaches_uas_udp() -> Result<()> {
-    uac_to_uas(Transport::Udp, "message_uac.xml", "message_uas.xml", 3, None)
+    uac_to_uas(
+        Transport::Udp,
+        "message_uac.xml",
+        "message_uas.xml",
+        3,
+        None,
+    )
 }
 
 #[test]
 fn message_authenticated_reaches_uas_tcp() -> Result<()> {
-    uac_to_uas(Transport::Tcp, "message_uac.xml", "message_uas.xml", 3, None)
+    uac_to_uas(
+        Transport::Tcp,
+        "message_uac.xml",
+        "message_uas.xml",
+        3,
+        None,
+    )
 }
 
 #[test]

@@ -24,7 +24,9 @@ fn websocket_handshake_selects_sip_subprotocol() -> Result<()> {
     let ws = WsClient::connect(server.http_addr()?, "/", "sip", Duration::from_secs(5));
     let ws = server.with_log(ws)?;
     ensure!(
-        ws.handshake_response.to_ascii_lowercase().contains("sec-websocket-protocol: sip"),
+        ws.handshake_response
+            .to_ascii_lowercase()
+            .contains("sec-websocket-protocol: sip"),
         "handshake response: {}",
         ws.handshake_response
     );
@@ -79,7 +81,10 @@ fn deliver<A: Link + Send, B: Link + Send>(
     let resp = sent.map_err(|e| fail(format!("sending failed: {e}")))?;
     let msg = received.map_err(|e| fail(format!("not received: {e}")))?;
     if resp.status() != Some(200) {
-        return Err(fail(format!("final response `{}` (want 200)", resp.first_line)));
+        return Err(fail(format!(
+            "final response `{}` (want 200)",
+            resp.first_line
+        )));
     }
     if !msg.body_text().contains(&text) {
         return Err(fail(format!("wrong body {:?}", msg.body_text())));

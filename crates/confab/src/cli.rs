@@ -46,6 +46,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage user accounts
     User(UserArgs),
+    /// Write, validate, publish and read back the deployment's topology
+    Topology(crate::cmd_topology::TopologyArgs),
+    /// Check this machine against the requirements of its roles
+    Prereq(crate::cmd_prereq::PrereqArgs),
+    /// Prepare this machine for its roles in the published topology
+    Bootstrap(crate::cmd_bootstrap::BootstrapArgs),
 }
 
 #[derive(Args)]
@@ -73,6 +79,11 @@ pub struct ServeArgs {
     /// PEM private key for TLS
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Host or address to advertise in Via, Record-Route and Contact [default: the
+    /// --sip address; 127.0.0.1 when that is a wildcard]
+    #[arg(long, value_name = "HOST")]
+    pub advertise: Option<String>,
 
     /// Database URL, e.g. postgres://USER:PASSWORD@HOST/DB [default: sqlite file
     /// DATA/confab.db]
@@ -123,7 +134,10 @@ pub enum UserCommand {
         password: PasswordArgs,
     },
     /// Set (or, without NAME, clear) a user's display name
-    SetDisplayName { address: String, name: Option<String> },
+    SetDisplayName {
+        address: String,
+        name: Option<String>,
+    },
     /// Stop a user from signing in
     Disable { address: String },
     /// Allow a disabled user to sign in again
@@ -170,9 +184,11 @@ impl Cli {
                 o.http = s.http;
                 o.tls_cert = s.tls_cert.clone();
                 o.tls_key = s.tls_key.clone();
+                o.advertise = s.advertise.clone();
                 o.database = s.database.clone();
             }
             Command::User(u) => o.database = u.database.clone(),
+            _ => {}
         }
         o
     }
@@ -191,7 +207,14 @@ mod tests {
     #[test]
     fn global_options_after_the_subcommand() {
         let cli = Cli::try_parse_from([
-            "confab", "user", "list", "--data", "/d", "--log-level", "debug", "--database",
+            "confab",
+            "user",
+            "list",
+            "--data",
+            "/d",
+            "--log-level",
+            "debug",
+            "--database",
             "postgres://h/db",
         ])
         .unwrap();
@@ -206,18 +229,34 @@ mod tests {
         assert!(Cli::try_parse_from(["confab", "user", "add", "a@b.com"]).is_err());
         assert!(
             Cli::try_parse_from([
-                "confab", "user", "add", "a@b.com", "--password", "x", "--password-stdin"
+                "confab",
+                "user",
+                "add",
+                "a@b.com",
+                "--password",
+                "x",
+                "--password-stdin"
             ])
             .is_err()
         );
-        assert!(Cli::try_parse_from(["confab", "user", "add", "a@b.com", "--password-stdin"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["confab", "user", "add", "a@b.com", "--password-stdin"]).is_ok()
+        );
     }
 
     #[test]
     fn serve_flags() {
         let cli = Cli::try_parse_from([
-            "confab", "--data", "/d", "serve", "--domain", "contoso.com", "--sip",
-            "127.0.0.1:5070", "--log-format", "json",
+            "confab",
+            "--data",
+            "/d",
+            "serve",
+            "--domain",
+            "contoso.com",
+            "--sip",
+            "127.0.0.1:5070",
+            "--log-format",
+            "json",
         ])
         .unwrap();
         let o = cli.overrides();

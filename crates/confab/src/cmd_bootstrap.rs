@@ -240,7 +240,12 @@ pub async fn run(args: BootstrapArgs, data_dir: &Path) -> anyhow::Result<()> {
         bar.set_message("central store record");
         let cms = CentralStore::open_existing(&s.url).await?;
         let changed = cms
-            .record_machine(&plan.fqdn, &plan.pool, &roles.join(","), s.published.version)
+            .record_machine(
+                &plan.fqdn,
+                &plan.pool,
+                &roles.join(","),
+                s.published.version,
+            )
             .await?;
         cms.close().await;
         done.push(Done::new(
@@ -310,7 +315,11 @@ async fn prepare_store(s: &StoreTarget) -> anyhow::Result<Done> {
     let created = db::ensure_database(&url)
         .await
         .with_context(|| format!("creating the database of {label}"))?;
-    let created_text = if created { "created the database; " } else { "" };
+    let created_text = if created {
+        "created the database; "
+    } else {
+        ""
+    };
     if s.kind == StoreKind::BackEnd {
         let (changed, detail) = prepare_back_end(&url)
             .await

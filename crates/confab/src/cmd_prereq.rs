@@ -62,8 +62,7 @@ pub fn plan_for(
     } else {
         None
     };
-    let (topology, recorded_fqdn): (Option<Topology>, Option<String>) = match (from_file, replica)
-    {
+    let (topology, recorded_fqdn): (Option<Topology>, Option<String>) = match (from_file, replica) {
         (Some(t), _) => (Some(t), None),
         (None, Some(r)) => (r.topology()?, r.pointer.fqdn.clone()),
         (None, None) => (None, None),
@@ -104,7 +103,12 @@ pub fn plan_for(
 pub async fn run(args: PrereqArgs, data_dir: &Path) -> anyhow::Result<()> {
     let PrereqCommand::Check(a) = args.command;
     let data_dir = std::path::absolute(data_dir).context("resolving the data directory")?;
-    let plan = plan_for(&data_dir, a.topology.as_deref(), &a.roles, a.fqdn.as_deref())?;
+    let plan = plan_for(
+        &data_dir,
+        a.topology.as_deref(),
+        &a.roles,
+        a.fqdn.as_deref(),
+    )?;
     let outcome = confab_prereq::run(&SystemHost, &plan).await;
     if a.json {
         let v = serde_json::json!({

@@ -141,8 +141,8 @@ pub fn absolute_data_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
 /// Reads, parses and validates a topology file, printing the diagnostics to
 /// standard error. Fails on errors.
 pub fn load_valid(file: &Path) -> anyhow::Result<(String, Topology)> {
-    let source = std::fs::read_to_string(file)
-        .with_context(|| format!("reading {}", file.display()))?;
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let name = file.display().to_string();
     let topology = Topology::parse(&source).map_err(|e| parse_error(&name, &e))?;
     let report = validate(&topology, &source);
@@ -196,14 +196,26 @@ pub async fn run(args: TopologyArgs, data_dir: &Path) -> anyhow::Result<()> {
         TopologyCommand::Show { version, cms, json } => {
             show(&data_dir, cms.cms.as_deref(), version, json).await
         }
-        TopologyCommand::History { cms, json } => history(&data_dir, cms.cms.as_deref(), json).await,
+        TopologyCommand::History { cms, json } => {
+            history(&data_dir, cms.cms.as_deref(), json).await
+        }
         TopologyCommand::Diff {
             from,
             to,
             file,
             text,
             cms,
-        } => diff_cmd(&data_dir, cms.cms.as_deref(), from, to, file.as_deref(), text).await,
+        } => {
+            diff_cmd(
+                &data_dir,
+                cms.cms.as_deref(),
+                from,
+                to,
+                file.as_deref(),
+                text,
+            )
+            .await
+        }
     }
 }
 
@@ -239,8 +251,8 @@ fn new(a: NewArgs) -> anyhow::Result<()> {
 }
 
 fn validate_cmd(file: &Path, json: bool) -> anyhow::Result<()> {
-    let source = std::fs::read_to_string(file)
-        .with_context(|| format!("reading {}", file.display()))?;
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let name = file.display().to_string();
     let topology = match Topology::parse(&source) {
         Ok(t) => t,
@@ -274,10 +286,7 @@ fn validate_cmd(file: &Path, json: bool) -> anyhow::Result<()> {
         print!("{}", report.render(&name));
         if errors == 0 {
             let counts = confab_topology::validate::role_counts(&topology);
-            let roles: Vec<String> = counts
-                .iter()
-                .map(|(r, n)| format!("{n} {r}"))
-                .collect();
+            let roles: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
             println!(
                 "{name} is valid: {} pool(s), {} machine(s) ({}), {} store(s)",
                 topology.pools.len(),
@@ -305,7 +314,9 @@ async fn publish(
         None => topology
             .central_store()
             .and_then(|s| s.connection_url(data_dir))
-            .context("the topology names no central store (a back-end store of a front-end pool)")?,
+            .context(
+                "the topology names no central store (a back-end store of a front-end pool)",
+            )?,
     };
     let cms = CentralStore::open(&url)
         .await
@@ -328,7 +339,11 @@ async fn publish(
                 && let Ok(old) = Topology::parse(&prev.source)
             {
                 let changes = diff::changes(&old, &topology);
-                println!("{} change(s) since version {}:", changes.len(), prev.version);
+                println!(
+                    "{} change(s) since version {}:",
+                    changes.len(),
+                    prev.version
+                );
                 for c in changes {
                     println!("  {c}");
                 }
@@ -461,7 +476,10 @@ async fn history(data_dir: &Path, cms_flag: Option<&str>, json: bool) -> anyhow:
         println!("no topology has been published to {}", db::redact(&url));
         return Ok(());
     }
-    println!("{:>7}  {:<23}  {:<24}  {:<12}  comment", "version", "published", "by", "sha256");
+    println!(
+        "{:>7}  {:<23}  {:<24}  {:<12}  comment",
+        "version", "published", "by", "sha256"
+    );
     for p in &all {
         println!(
             "{:>7}  {:<23}  {:<24}  {:<12}  {}",

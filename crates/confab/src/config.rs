@@ -58,6 +58,9 @@ pub struct ServeConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key matching `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Host or address put in Via, Record-Route and Contact; default: the `sip`
+    /// address, or 127.0.0.1 when that is a wildcard.
+    pub advertise: Option<String>,
     /// Database URL (`postgres://...` for a pool); `None` means the SQLite file
     /// `<data_dir>/confab.db`. See [`ServeConfig::database_url`].
     pub database: Option<String>,
@@ -84,7 +87,11 @@ pub struct RegistrarConfig {
 
 impl Default for RegistrarConfig {
     fn default() -> Self {
-        RegistrarConfig { min_expires: 60, max_expires: 7200, default_expires: 3600 }
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 7200,
+            default_expires: 3600,
+        }
     }
 }
 
@@ -100,7 +107,10 @@ pub struct PresenceConfig {
 
 impl Default for PresenceConfig {
     fn default() -> Self {
-        PresenceConfig { same_domain_visible: true, max_subscription_expires: 3600 }
+        PresenceConfig {
+            same_domain_visible: true,
+            max_subscription_expires: 3600,
+        }
     }
 }
 
@@ -142,6 +152,8 @@ pub struct AuthConfig {
     pub failure_window_secs: u64,
     /// Accept requests without authentication (testing only).
     pub allow_unauthenticated: bool,
+    /// Also offer SHA-256 digest challenges (RFC 7616); MD5 is always offered.
+    pub digest_sha256: bool,
 }
 
 impl Default for AuthConfig {
@@ -152,6 +164,7 @@ impl Default for AuthConfig {
             max_failures_per_user: 10,
             failure_window_secs: 60,
             allow_unauthenticated: false,
+            digest_sha256: false,
         }
     }
 }
@@ -170,6 +183,7 @@ impl Default for ServeConfig {
             http: addr("0.0.0.0:8080"),
             tls_cert: None,
             tls_key: None,
+            advertise: None,
             database: None,
             log_level: "info".to_owned(),
             log_format: LogFormat::Text,
@@ -191,8 +205,12 @@ impl fmt::Debug for ServeConfig {
             .field("http", &self.http)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("advertise", &self.advertise)
             // A database URL may carry a password.
-            .field("database", &self.database.as_deref().map(confab_store::redact_url))
+            .field(
+                "database",
+                &self.database.as_deref().map(confab_store::redact_url),
+            )
             .field("log_level", &self.log_level)
             .field("log_format", &self.log_format)
             .field("registrar", &self.registrar)
@@ -230,6 +248,7 @@ pub struct Overrides {
     pub http: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub advertise: Option<String>,
     pub database: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
@@ -265,7 +284,10 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<ServeConfig, Co
             let text = std::fs::read_to_string(path).map_err(|e| {
                 ConfigError(format!("cannot read config file {}: {e}", path.display()))
             })?;
-            let source = Source { name: path.display().to_string(), text };
+            let source = Source {
+                name: path.display().to_string(),
+                text,
+            };
             (parse(&source)?, Some(source))
         }
         None => (ServeConfig::default(), None),
@@ -294,6 +316,7 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<ServeConfig, Co
     apply!(http);
     apply!(opt tls_cert);
     apply!(opt tls_key);
+    apply!(opt advertise);
     apply!(opt database);
     apply!(log_level);
     apply!(log_format);
@@ -308,7 +331,10 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<ServeConfig, Co
         } else {
             format!("`{key}`")
         };
-        return Err(ConfigError(format!("invalid configuration: {place}: {}", problem.message)));
+        return Err(ConfigError(format!(
+            "invalid configuration: {place}: {}",
+            problem.message
+        )));
     }
     Ok(cfg)
 }
@@ -324,7 +350,9 @@ fn flag_name(field: &str) -> String {
 /// location and full key name.
 fn parse(source: &Source) -> Result<ServeConfig, ConfigError> {
     let table = DeTable::parse(&source.text).map_err(|e| {
-        let at = e.span().map_or_else(|| source.name.clone(), |s| source.location(s.start));
+        let at = e
+            .span()
+            .map_or_else(|| source.name.clone(), |s| source.location(s.start));
         ConfigError(format!("{at}: invalid TOML: {}", e.message()))
     })?;
     toml::from_str::<ServeConfig>(&source.text).map_err(|e| {
@@ -334,7 +362,11 @@ fn parse(source: &Source) -> Result<ServeConfig, ConfigError> {
         let key = key_at(table.get_ref(), &span, &mut Vec::new())
             .map(|k| format!(" `{}`:", k.join(".")))
             .unwrap_or_default();
-        ConfigError(format!("{}:{key} {}", source.location(span.start), e.message()))
+        ConfigError(format!(
+            "{}:{key} {}",
+            source.location(span.start),
+            e.message()
+        ))
     })
 }
 
@@ -347,7 +379,11 @@ fn overlaps(span: &Range<usize>, target: &Range<usize>) -> bool {
 }
 
 /// The full name of the innermost key whose key or value covers `target`.
-fn key_at(table: &DeTable<'_>, target: &Range<usize>, path: &mut Vec<String>) -> Option<Vec<String>> {
+fn key_at(
+    table: &DeTable<'_>,
+    target: &Range<usize>,
+    path: &mut Vec<String>,
+) -> Option<Vec<String>> {
     for (k, v) in table.iter() {
         path.push(k.get_ref().to_string());
         let inner = match v.get_ref() {
@@ -390,7 +426,10 @@ struct Problem {
 }
 
 fn problem(key: &'static str, message: impl Into<String>) -> Result<(), Problem> {
-    Err(Problem { key, message: message.into() })
+    Err(Problem {
+        key,
+        message: message.into(),
+    })
 }
 
 /// Checks values that parse but make no sense, and normalizes the domain to lower case.
@@ -425,7 +464,10 @@ fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
         _ => {}
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&cfg.log_level) {
-        return problem("log_level", format!("invalid log filter {:?}: {e}", cfg.log_level));
+        return problem(
+            "log_level",
+            format!("invalid log filter {:?}: {e}", cfg.log_level),
+        );
     }
 
     let r = &cfg.registrar;
@@ -510,7 +552,14 @@ mod tests {
         assert_eq!(cfg.http.to_string(), "0.0.0.0:8080");
         assert_eq!(cfg.log_level, "info");
         assert_eq!(cfg.log_format, LogFormat::Text);
-        assert_eq!(cfg.registrar, RegistrarConfig { min_expires: 60, max_expires: 7200, default_expires: 3600 });
+        assert_eq!(
+            cfg.registrar,
+            RegistrarConfig {
+                min_expires: 60,
+                max_expires: 7200,
+                default_expires: 3600
+            }
+        );
         assert!(cfg.presence.same_domain_visible);
         assert_eq!(cfg.presence.max_subscription_expires, 3600);
         assert_eq!(cfg.limits.max_message_bytes, 65535);
@@ -524,7 +573,10 @@ mod tests {
         assert!(!cfg.auth.allow_unauthenticated);
         assert!(cfg.database.is_none());
         let url = cfg.database_url().unwrap();
-        assert!(url.starts_with("sqlite:///") && url.ends_with("/confab-data/confab.db?mode=rwc"), "{url}");
+        assert!(
+            url.starts_with("sqlite:///") && url.ends_with("/confab-data/confab.db?mode=rwc"),
+            "{url}"
+        );
     }
 
     #[test]
@@ -576,7 +628,10 @@ max_headers = 100
         assert_eq!(cfg.sip.to_string(), "127.0.0.1:15060");
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/other"));
         assert_eq!(cfg.log_format, LogFormat::Text);
-        assert_eq!(cfg.database_url().unwrap(), "postgres://confab:pw@db/confab");
+        assert_eq!(
+            cfg.database_url().unwrap(),
+            "postgres://confab:pw@db/confab"
+        );
         let debug = format!("{cfg:?}");
         assert!(!debug.contains(":pw@"), "{debug}");
         assert!(debug.contains("postgres://confab:***@db/confab"), "{debug}");
@@ -584,7 +639,9 @@ max_headers = 100
 
     #[test]
     fn unknown_top_level_key() {
-        let err = load_text("domain = \"a.com\"\n\nfrobnicate = 1\n").unwrap_err().to_string();
+        let err = load_text("domain = \"a.com\"\n\nfrobnicate = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("confab.toml:3:1:"), "{err}");
         assert!(err.contains("`frobnicate`"), "{err}");
         assert!(err.contains("unknown field"), "{err}");
@@ -592,31 +649,50 @@ max_headers = 100
 
     #[test]
     fn unknown_nested_key() {
-        let err = load_text("[registrar]\nmin_expires = 30\nmax_expirez = 10\n").unwrap_err().to_string();
+        let err = load_text("[registrar]\nmin_expires = 30\nmax_expirez = 10\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("confab.toml:3:1:"), "{err}");
         assert!(err.contains("`registrar.max_expirez`"), "{err}");
-        let err = load_text("[registar]\nmin_expires = 30\n").unwrap_err().to_string();
+        let err = load_text("[registar]\nmin_expires = 30\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("confab.toml:1:2:"), "{err}");
         assert!(err.contains("`registar`"), "{err}");
     }
 
     #[test]
     fn bad_value_type() {
-        let err = load_text("\n[auth]\nnonce_lifetime_secs = \"five\"\n").unwrap_err().to_string();
+        let err = load_text("\n[auth]\nnonce_lifetime_secs = \"five\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("confab.toml:3:23:"), "{err}");
         assert!(err.contains("`auth.nonce_lifetime_secs`"), "{err}");
         assert!(err.contains("invalid type"), "{err}");
         let err = load_text("sip = \"nowhere\"\n").unwrap_err().to_string();
-        assert!(err.contains("confab.toml:1:7:") && err.contains("`sip`"), "{err}");
-        let err = load_text("[registrar]\nmin_expires = -5\n").unwrap_err().to_string();
-        assert!(err.contains("confab.toml:2:") && err.contains("`registrar.min_expires`"), "{err}");
+        assert!(
+            err.contains("confab.toml:1:7:") && err.contains("`sip`"),
+            "{err}"
+        );
+        let err = load_text("[registrar]\nmin_expires = -5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("confab.toml:2:") && err.contains("`registrar.min_expires`"),
+            "{err}"
+        );
         let err = load_text("log_format = \"xml\"\n").unwrap_err().to_string();
-        assert!(err.contains("confab.toml:1:") && err.contains("`log_format`"), "{err}");
+        assert!(
+            err.contains("confab.toml:1:") && err.contains("`log_format`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn syntax_error() {
-        let err = load_text("domain = \"a.com\"\nsip = \n").unwrap_err().to_string();
+        let err = load_text("domain = \"a.com\"\nsip = \n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("confab.toml:2:"), "{err}");
         assert!(err.contains("invalid TOML"), "{err}");
     }
@@ -626,29 +702,62 @@ max_headers = 100
         let err = load_text("[registrar]\nmin_expires = 600\ndefault_expires = 300\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("confab.toml:2:1: `registrar.min_expires`"), "{err}");
-        assert!(err.contains("min_expires (600) must not exceed default_expires (300)"), "{err}");
+        assert!(
+            err.contains("confab.toml:2:1: `registrar.min_expires`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("min_expires (600) must not exceed default_expires (300)"),
+            "{err}"
+        );
 
-        let err = load_text("[registrar]\nmax_expires = 100\n").unwrap_err().to_string();
-        assert!(err.contains("default_expires (3600) must not exceed max_expires (100)"), "{err}");
+        let err = load_text("[registrar]\nmax_expires = 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("default_expires (3600) must not exceed max_expires (100)"),
+            "{err}"
+        );
 
         let err = load_text("domain = \"\"\n").unwrap_err().to_string();
-        assert!(err.contains("confab.toml:1:1: `domain`") && err.contains("must not be empty"), "{err}");
-        let err = load_text("domain = \"bad_domain!\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("confab.toml:1:1: `domain`") && err.contains("must not be empty"),
+            "{err}"
+        );
+        let err = load_text("domain = \"bad_domain!\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a valid host name"), "{err}");
 
-        let flags = Overrides { domain: Some("-bad".into()), ..Overrides::default() };
+        let flags = Overrides {
+            domain: Some("-bad".into()),
+            ..Overrides::default()
+        };
         let err = load(None, flags).unwrap_err().to_string();
-        assert!(err.contains("--domain:") && err.contains("not a valid host name"), "{err}");
+        assert!(
+            err.contains("--domain:") && err.contains("not a valid host name"),
+            "{err}"
+        );
 
-        let err = load_text("tls_cert = \"cert.pem\"\n").unwrap_err().to_string();
+        let err = load_text("tls_cert = \"cert.pem\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("tls_key is not"), "{err}");
-        let err = load_text("database = \"mysql://x/y\"\n").unwrap_err().to_string();
+        let err = load_text("database = \"mysql://x/y\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`database`"), "{err}");
-        let err = load_text("log_level = \"info,=[\"\n").unwrap_err().to_string();
+        let err = load_text("log_level = \"info,=[\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`log_level`"), "{err}");
-        let err = load_text("[limits]\nmax_connections = 0\n").unwrap_err().to_string();
-        assert!(err.contains("confab.toml:2:1: `limits.max_connections`"), "{err}");
+        let err = load_text("[limits]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("confab.toml:2:1: `limits.max_connections`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 mod cli;
 mod config;
+mod cmd_bootstrap;
+mod cmd_prereq;
+mod cmd_topology;
 mod serve;
 mod users;
 
@@ -38,6 +41,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(_) => serve::run(cfg).await,
             Command::User(args) => users::run(&cfg, args.command).await,
+            Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
+            Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
+            Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,
         }
     })
 }
@@ -45,14 +51,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Logs go to standard error, filtered by `--log-level`, else `RUST_LOG`, else the
 /// config file's `log_level` (default `info`).
 fn init_tracing(cfg: &ServeConfig, log_flag_given: bool) -> anyhow::Result<()> {
-    let env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
     let directives = match env {
         Some(env) if !log_flag_given => env,
         _ => cfg.log_level.clone(),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .with_context(|| format!("invalid log filter {directives:?}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match cfg.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -23,7 +23,10 @@ use crate::config::ServeConfig;
 const NONCE_SECRET_KEY: &str = "digest.nonce_secret";
 
 fn wall_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn entry(u: &User) -> UserEntry {
@@ -44,7 +47,9 @@ async fn nonce_secret(store: &Store) -> anyhow::Result<[u8; 32]> {
     }
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
-    store.set_setting(NONCE_SECRET_KEY, &hex::encode(secret)).await?;
+    store
+        .set_setting(NONCE_SECRET_KEY, &hex::encode(secret))
+        .await?;
     Ok(secret)
 }
 
@@ -76,7 +81,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let store = Store::open(&url)
         .await
         .with_context(|| format!("opening the database {}", confab_store::redact_url(&url)))?;
-    let secret = nonce_secret(&store).await.context("loading the digest nonce secret")?;
+    let secret = nonce_secret(&store)
+        .await
+        .context("loading the digest nonce secret")?;
 
     // TLS: the configured certificate, or a self-signed one made on first start.
     let tls_material = match (&cfg.tls_cert, &cfg.tls_key) {
@@ -96,7 +103,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("tls_cert and tls_key must be given together"),
     };
-    let tls_config = confab_tls::server_config(&tls_material).context("building the TLS configuration")?;
+    let tls_config =
+        confab_tls::server_config(&tls_material).context("building the TLS configuration")?;
 
     let metrics = Arc::new(Metrics::default());
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(65_536);
@@ -118,7 +126,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let mut stop_http = stop_rx.clone();
     let (http_addr, http_task) = confab_web::serve(
         cfg.http,
-        confab_web::WebState { metrics: metrics.clone(), conns: conns.clone() },
+        confab_web::WebState {
+            metrics: metrics.clone(),
+            conns: conns.clone(),
+        },
         async move {
             let _ = stop_http.changed().await;
         },
@@ -126,7 +137,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     .await
     .context("starting HTTP")?;
 
-    let host = advertise_host(cfg.sip.ip());
+    let host = cfg.advertise.clone().unwrap_or_else(|| advertise_host(cfg.sip.ip()));
     let mut core_cfg = CoreConfig::new(&cfg.domain, &host, transports.udp_addr().port());
     core_cfg.advertise = Advertise {
         host,
@@ -144,8 +155,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     core_cfg.max_failures_per_user = cfg.auth.max_failures_per_user;
     core_cfg.failure_window = Duration::from_secs(cfg.auth.failure_window_secs);
     core_cfg.allow_unauthenticated = cfg.auth.allow_unauthenticated;
+    core_cfg.digest_offer_sha256 = cfg.auth.digest_sha256;
     if core_cfg.allow_unauthenticated {
-        warn!("auth.allow_unauthenticated is on: every request is accepted without authentication (development only)");
+        warn!(
+            "auth.allow_unauthenticated is on: every request is accepted without authentication (development only)"
+        );
     }
 
     let mut seed = [0u8; 32];
@@ -163,7 +177,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let poll_store = store.clone();
     let mut poll_stop = stop_rx.clone();
     let poller = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -205,7 +219,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     let mut out = Vec::with_capacity(256);
     loop {
-        let deadline = core.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let deadline = core
+            .next_deadline()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
         tokio::select! {
             biased;
@@ -226,6 +242,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             }
             batch = dir_rx.recv() => {
                 if let Some(batch) = batch {
+                    info!(changes = batch.len(), "applied user changes from the store");
                     for change in batch {
                         core.apply_directory_change(change, Instant::now());
                     }
@@ -260,7 +277,9 @@ fn handle(core: &mut Core, ev: Event, now: Instant, wall: u64) {
 /// clients run on other machines).
 fn advertise_host(bind: IpAddr) -> String {
     if bind.is_unspecified() {
-        warn!("SIP is bound to a wildcard address; advertising 127.0.0.1 (bind --sip to this machine's address for remote clients)");
+        warn!(
+            "SIP is bound to a wildcard address; advertising 127.0.0.1 (bind --sip to this machine's address for remote clients)"
+        );
         return "127.0.0.1".to_owned();
     }
     match bind {

@@ -37,7 +37,9 @@ pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Store> {
         }
     };
     let url = cfg.database_url()?;
-    Store::open(&url).await.with_context(|| format!("opening database {shown}"))
+    Store::open(&url)
+        .await
+        .with_context(|| format!("opening database {shown}"))
 }
 
 /// Creates the data directory, readable by its owner only (it holds password hashes).
@@ -46,13 +48,19 @@ fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).with_context(|| format!("creating data directory {}", dir.display()))
+    builder
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))
 }
 
 async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        UserCommand::Add { address, password, display_name } => {
+        UserCommand::Add {
+            address,
+            password,
+            display_name,
+        } => {
             let address = parse_address(&address)?;
             let display_name = display_name.map(|n| check_display_name(&n)).transpose()?;
             let password = read_password(&password)?;
@@ -62,8 +70,7 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
                     display_name,
                     creds: credentials(&address, &password),
                 })
-                .await
-                ?;
+                .await?;
             writeln!(out, "added {}", user.address)?;
         }
         UserCommand::List { json } => {
@@ -77,8 +84,7 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Show { address, json } => {
             let address = parse_address(&address)?;
-            let Some(user) = store.get_user(&address.to_string()).await?
-            else {
+            let Some(user) = store.get_user(&address.to_string()).await? else {
                 bail!("user {address} not found");
             };
             if json {
@@ -92,8 +98,7 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
             let password = read_password(&password)?;
             let user = store
                 .set_credentials(&address.to_string(), credentials(&address, &password))
-                .await
-                ?;
+                .await?;
             writeln!(out, "password changed for {}", user.address)?;
         }
         UserCommand::SetDisplayName { address, name } => {
@@ -101,8 +106,7 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
             let name = name.map(|n| check_display_name(&n)).transpose()?;
             let user = store
                 .set_display_name(&address.to_string(), name.as_deref())
-                .await
-                ?;
+                .await?;
             match &user.display_name {
                 Some(n) => writeln!(out, "display name of {} set to {n:?}", user.address)?,
                 None => writeln!(out, "display name of {} cleared", user.address)?,
@@ -110,8 +114,7 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Disable { address } => {
             let address = parse_address(&address)?;
-            let user =
-                store.set_enabled(&address.to_string(), false).await?;
+            let user = store.set_enabled(&address.to_string(), false).await?;
             writeln!(out, "disabled {}", user.address)?;
         }
         UserCommand::Enable { address } => {
@@ -185,7 +188,13 @@ fn write_table(out: &mut impl Write, users: &[User]) -> anyhow::Result<()> {
     }
     let rows: Vec<[&str; 3]> = users
         .iter()
-        .map(|u| [u.address.as_str(), u.display_name.as_deref().unwrap_or("-"), yes_no(u.enabled)])
+        .map(|u| {
+            [
+                u.address.as_str(),
+                u.display_name.as_deref().unwrap_or("-"),
+                yes_no(u.enabled),
+            ]
+        })
         .collect();
     let header = ["ADDRESS", "DISPLAY NAME", "ENABLED"];
     let mut widths = header.map(|h| h.chars().count());
@@ -195,14 +204,26 @@ fn write_table(out: &mut impl Write, users: &[User]) -> anyhow::Result<()> {
         }
     }
     for row in std::iter::once(&header).chain(&rows) {
-        writeln!(out, "{:<w0$}  {:<w1$}  {}", row[0], row[1], row[2], w0 = widths[0], w1 = widths[1])?;
+        writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            w0 = widths[0],
+            w1 = widths[1]
+        )?;
     }
     Ok(())
 }
 
 fn write_user(out: &mut impl Write, u: &User) -> anyhow::Result<()> {
     writeln!(out, "address:       {}", u.address)?;
-    writeln!(out, "display name:  {}", u.display_name.as_deref().unwrap_or("-"))?;
+    writeln!(
+        out,
+        "display name:  {}",
+        u.display_name.as_deref().unwrap_or("-")
+    )?;
     writeln!(out, "enabled:       {}", yes_no(u.enabled))?;
     writeln!(out, "username:      {}", u.username)?;
     writeln!(out, "domain:        {}", u.domain)?;
@@ -323,7 +344,10 @@ fn parse_csv(text: &str) -> Result<Vec<Record>, (usize, String)> {
         }
         let blank = !any_quoted && fields.len() == 1 && fields[0].trim().is_empty();
         if !blank {
-            records.push(Record { line: start, fields });
+            records.push(Record {
+                line: start,
+                fields,
+            });
         }
     }
     Ok(records)
@@ -332,11 +356,13 @@ fn parse_csv(text: &str) -> Result<Vec<Record>, (usize, String)> {
 /// Reads and checks every row of an import file; any bad row fails the whole file.
 fn read_import_file(file: &Path) -> anyhow::Result<Vec<Row>> {
     let name = file.display();
-    let bytes = Zeroizing::new(
-        std::fs::read(file).with_context(|| format!("cannot read {name}"))?,
-    );
+    let bytes = Zeroizing::new(std::fs::read(file).with_context(|| format!("cannot read {name}"))?);
     let text = std::str::from_utf8(&bytes).map_err(|e| {
-        let line = bytes[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count() + 1;
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
         anyhow::anyhow!("{name}:{line}: not valid UTF-8; nothing was imported")
     })?;
     let records = parse_csv(text)
@@ -349,9 +375,13 @@ fn read_import_file(file: &Path) -> anyhow::Result<Vec<Row>> {
         let bad = |msg: String| anyhow::anyhow!("{name}:{line}: {msg}; nothing was imported");
         let first = rec.fields.first().map(|f| f.trim().to_ascii_lowercase());
         if i == 0 && first.as_deref() == Some("address") {
-            let header: Vec<String> =
-                rec.fields.iter().map(|f| f.trim().to_ascii_lowercase()).collect();
-            if header != ["address", "password"] && header != ["address", "password", "display_name"]
+            let header: Vec<String> = rec
+                .fields
+                .iter()
+                .map(|f| f.trim().to_ascii_lowercase())
+                .collect();
+            if header != ["address", "password"]
+                && header != ["address", "password", "display_name"]
             {
                 return Err(bad(format!(
                     "unexpected header {:?}, expected address,password[,display_name]",
@@ -381,7 +411,12 @@ fn read_import_file(file: &Path) -> anyhow::Result<Vec<Row>> {
         if let Some(prev) = first_line.insert(address.to_string(), line) {
             return Err(bad(format!("{address} is already on line {prev}")));
         }
-        rows.push(Row { line, address, password, display_name });
+        rows.push(Row {
+            line,
+            address,
+            password,
+            display_name,
+        });
     }
     Ok(rows)
 }
@@ -402,12 +437,17 @@ async fn import(store: &Store, file: &Path) -> anyhow::Result<usize> {
         display_name: r.display_name.clone(),
         creds: credentials(&r.address, &r.password),
     });
-    let result = store.import_users(users, |done| bar.set_position(done as u64)).await;
+    let result = store
+        .import_users(users, |done| bar.set_position(done as u64))
+        .await;
     bar.finish_and_clear();
     match result {
         Ok(n) => Ok(n),
         Err(StoreError::UserExists(addr)) => {
-            let line = rows.iter().find(|r| r.address.to_string() == addr).map_or(0, |r| r.line);
+            let line = rows
+                .iter()
+                .find(|r| r.address.to_string() == addr)
+                .map_or(0, |r| r.line);
             bail!(
                 "{}:{line}: user {addr} already exists; nothing was imported",
                 file.display()
@@ -448,7 +488,10 @@ mod tests {
                 (6, vec!["y".into(), "z".into()]),
             ]
         );
-        assert_eq!(fields("\u{feff}a,b"), vec![(1, vec!["a".into(), "b".into()])]);
+        assert_eq!(
+            fields("\u{feff}a,b"),
+            vec![(1, vec!["a".into(), "b".into()])]
+        );
         assert_eq!(parse_csv("a,\"b").err().unwrap().0, 1);
         assert_eq!(parse_csv("x\na,\"b\"c\n").err().unwrap().0, 2);
     }

@@ -1,6 +1,9 @@
 //! `confab bootstrap` against real SQLite and (when CONFAB_TEST_POSTGRES_URL is
 //! set) real PostgreSQL: twice each, the second run changing nothing.
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -62,10 +65,24 @@ fn front_end_ports() -> String {
     )
 }
 
+/// Port overrides for a front end whose SIP/TLS port is `sip_tls`.
+fn ports_with_sip_tls(sip_tls: u16) -> String {
+    format!(
+        "[pool.machine.ports]\nfront-end.sip = {}\nfront-end.sip-udp = {}\nfront-end.sip-tls = {sip_tls}\nfront-end.web = {}\n",
+        free_port(),
+        free_port(),
+        free_port()
+    )
+}
+
+/// The line of bootstrap's closing list ("changed"/"unchanged") that mentions `needle`.
 fn line_with<'a>(out: &'a str, needle: &str) -> &'a str {
     out.lines()
-        .find(|l| l.contains(needle))
-        .unwrap_or_else(|| panic!("no line with {needle:?}:\n{out}"))
+        .find(|l| {
+            let t = l.trim_start();
+            (t.starts_with("changed") || t.starts_with("unchanged")) && l.contains(needle)
+        })
+        .unwrap_or_else(|| panic!("no changed/unchanged line with {needle:?}:\n{out}"))
 }
 
 #[test]
@@ -78,10 +95,18 @@ fn zero_configuration_standard_edition_twice() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let first = ok(confab(&data, &["bootstrap", "--force", "--fqdn", "se01.contoso.com"]));
+    let first = ok(confab(
+        &data,
+        &["bootstrap", "--force", "--fqdn", "se01.contoso.com"],
+    ));
     assert!(first.contains("zero-configuration default"), "{first}");
     assert!(first.contains("PASS  arch"), "{first}");
-    assert!(line_with(&first, "back-end store").trim_start().starts_with("changed"), "{first}");
+    assert!(
+        line_with(&first, "back-end store")
+            .trim_start()
+            .starts_with("changed"),
+        "{first}"
+    );
     assert!(first.contains("applied"), "{first}");
     assert!(first.contains("self-signed"), "{first}");
     assert!(first.contains("To replace it"), "{first}");
@@ -90,7 +115,10 @@ fn zero_configuration_standard_edition_twice() {
     let sans = confab_tls::cert_sans(&data.join("tls/cert.pem")).unwrap();
     assert!(sans.contains(&"se01.contoso.com".to_string()), "{sans:?}");
 
-    let second = ok(confab(&data, &["bootstrap", "--force", "--fqdn", "se01.contoso.com"]));
+    let second = ok(confab(
+        &data,
+        &["bootstrap", "--force", "--fqdn", "se01.contoso.com"],
+    ));
     assert!(second.contains("Nothing to do"), "{second}");
     assert!(!second.contains("  changed"), "{second}");
 }
@@ -121,18 +149,21 @@ backend = "backend"
 fqdn = "se01.contoso.com"
 roles = ["front-end"]
 {}"#,
-            front_end_ports().replace(
-                &format!("front-end.sip-tls = "),
-                &format!("front-end.sip-tls = {port}\n# was "),
-            )
+            ports_with_sip_tls(port)
         ),
     )
     .unwrap();
     ok(confab(&data, &["topology", "publish", arg(&file)]));
-    let out = fails(confab(&data, &["bootstrap", "--force", "--fqdn", "se01.contoso.com"]));
+    let out = fails(confab(
+        &data,
+        &["bootstrap", "--force", "--fqdn", "se01.contoso.com"],
+    ));
     assert!(out.contains("FAIL  port:front-end.sip-tls"), "{out}");
     assert!(out.contains("refusing to bootstrap"), "{out}");
-    assert!(!data.join("tls/cert.pem").exists(), "nothing done after a failure");
+    assert!(
+        !data.join("tls/cert.pem").exists(),
+        "nothing done after a failure"
+    );
     drop(busy);
 
     // Warnings stop it too, unless --force.
@@ -165,13 +196,25 @@ fn standard_edition_topology_twice() {
     ok(confab(&data, &["topology", "publish", arg(&file)]));
 
     // Not a machine of the topology.
-    let out = fails(confab(&data, &["bootstrap", "--force", "--fqdn", "other.contoso.com"]));
+    let out = fails(confab(
+        &data,
+        &["bootstrap", "--force", "--fqdn", "other.contoso.com"],
+    ));
     assert!(out.contains("se01.contoso.com"), "{out}");
 
-    let first = ok(confab(&data, &["bootstrap", "--force", "--fqdn", "se01.contoso.com"]));
+    let first = ok(confab(
+        &data,
+        &["bootstrap", "--force", "--fqdn", "se01.contoso.com"],
+    ));
     assert!(first.contains("from topology version 1"), "{first}");
-    assert!(first.contains("front-end, persistent-chat, mediation"), "{first}");
-    assert!(line_with(&first, "archiving store").contains("created its schema"), "{first}");
+    assert!(
+        first.contains("front-end, persistent-chat, mediation"),
+        "{first}"
+    );
+    assert!(
+        line_with(&first, "archiving store").contains("created its schema"),
+        "{first}"
+    );
     assert!(data.join("archiving.db").exists());
     assert!(data.join("files").is_dir());
     assert!(data.join("tls/cert.pem").exists());
@@ -189,12 +232,23 @@ fn standard_edition_topology_twice() {
     assert!(shown.contains("se01.contoso.com (pool se01.contoso.com, front-end,persistent-chat,mediation): version 1"), "{shown}");
 
     // A new version: bootstrap follows it.
-    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("users = 2500", "users = 2600")).unwrap();
+    std::fs::write(
+        &file,
+        std::fs::read_to_string(&file)
+            .unwrap()
+            .replace("users = 2500", "users = 2600"),
+    )
+    .unwrap();
     ok(confab(&data, &["topology", "publish", arg(&file)]));
     let third = ok(confab(&data, &["bootstrap", "--force"]));
     assert!(third.contains("from topology version 2"), "{third}");
     assert!(!third.contains("Nothing to do"), "{third}");
-    assert!(line_with(&third, "back-end store").trim_start().starts_with("unchanged"), "{third}");
+    assert!(
+        line_with(&third, "back-end store")
+            .trim_start()
+            .starts_with("unchanged"),
+        "{third}"
+    );
 }
 
 #[tokio::test]
@@ -308,17 +362,43 @@ persistent-chat.sip-tls = {}
     let fe2 = dir.path().join("fe02");
     let chat = dir.path().join("pchat01");
 
-    let first = ok(confab(&fe1, &["bootstrap", "--force", "--cms", backend, "--fqdn", "fe01.contoso.com"]));
-    assert!(first.contains("pool pool01.contoso.com, enterprise edition: front-end"), "{first}");
+    let first = ok(confab(
+        &fe1,
+        &[
+            "bootstrap",
+            "--force",
+            "--cms",
+            backend,
+            "--fqdn",
+            "fe01.contoso.com",
+        ],
+    ));
+    assert!(
+        first.contains("pool pool01.contoso.com, enterprise edition: front-end"),
+        "{first}"
+    );
     let line = line_with(&first, "back-end store");
     assert!(line.trim_start().starts_with("changed"), "{first}");
     assert!(line.contains("applied"), "{first}");
-    assert!(!first.contains("confab:confab@"), "password shown:\n{first}");
+    assert!(
+        !first.contains("confab:confab@"),
+        "password shown:\n{first}"
+    );
     let again = ok(confab(&fe1, &["bootstrap", "--force"]));
     assert!(again.contains("Nothing to do"), "{again}");
 
     // The second front end finds the shared parts in place.
-    let second = ok(confab(&fe2, &["bootstrap", "--force", "--cms", backend, "--fqdn", "fe02.contoso.com"]));
+    let second = ok(confab(
+        &fe2,
+        &[
+            "bootstrap",
+            "--force",
+            "--cms",
+            backend,
+            "--fqdn",
+            "fe02.contoso.com",
+        ],
+    ));
     let line = line_with(&second, "back-end store");
     assert!(line.trim_start().starts_with("unchanged"), "{second}");
     assert!(line.contains("schema up to date"), "{second}");
@@ -327,9 +407,25 @@ persistent-chat.sip-tls = {}
     assert!(again.contains("Nothing to do"), "{again}");
 
     // Persistent Chat: its own and the compliance database are created.
-    let out = ok(confab(&chat, &["bootstrap", "--force", "--cms", backend, "--fqdn", "pchat01.contoso.com"]));
-    assert!(line_with(&out, "persistent-chat store").contains("created the database"), "{out}");
-    assert!(line_with(&out, "compliance store").contains("created the database"), "{out}");
+    let out = ok(confab(
+        &chat,
+        &[
+            "bootstrap",
+            "--force",
+            "--cms",
+            backend,
+            "--fqdn",
+            "pchat01.contoso.com",
+        ],
+    ));
+    assert!(
+        line_with(&out, "persistent-chat store").contains("created the database"),
+        "{out}"
+    );
+    assert!(
+        line_with(&out, "compliance store").contains("created the database"),
+        "{out}"
+    );
     let again = ok(confab(&chat, &["bootstrap", "--force"]));
     assert!(again.contains("Nothing to do"), "{again}");
 
@@ -343,10 +439,17 @@ persistent-chat.sip-tls = {}
         assert!(sans.contains(&"pool01.contoso.com".to_string()), "{sans:?}");
         assert!(sans.contains(&fqdn.to_string()), "{sans:?}");
         let check = ok(confab(data, &["prereq", "check"]));
-        assert!(check.contains(&format!("prerequisites of {fqdn}")), "{check}");
+        assert!(
+            check.contains(&format!("prerequisites of {fqdn}")),
+            "{check}"
+        );
     }
     let shown = ok(confab(&admin, &["topology", "show"]));
-    for m in ["fe01.contoso.com", "fe02.contoso.com", "pchat01.contoso.com"] {
+    for m in [
+        "fe01.contoso.com",
+        "fe02.contoso.com",
+        "pchat01.contoso.com",
+    ] {
         assert!(shown.contains(&format!("  {m} (pool")), "{shown}");
     }
 }

@@ -1,5 +1,8 @@
 //! `confab user ...` run as a real process on a temporary data directory.
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -14,7 +17,9 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        Env { dir: tempfile::tempdir().unwrap() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -47,7 +52,12 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -67,7 +77,9 @@ impl Env {
     }
 
     async fn store(&self) -> Store {
-        Store::open_sqlite(&self.data().join("confab.db")).await.unwrap()
+        Store::open_sqlite(&self.data().join("confab.db"))
+            .await
+            .unwrap()
     }
 }
 
@@ -88,9 +100,18 @@ fn assert_ok(out: &Output, what: &[&str]) {
 fn table(list: &str) -> Vec<Vec<String>> {
     let mut lines = list.lines();
     let header = lines.next().unwrap();
-    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["ADDRESS", "DISPLAY", "NAME", "ENABLED"]);
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["ADDRESS", "DISPLAY", "NAME", "ENABLED"]
+    );
     lines
-        .map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect())
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .collect()
 }
 
@@ -99,33 +120,55 @@ async fn add_list_show_and_remove() {
     let env = Env::new();
     assert!(!env.data().exists());
     assert_eq!(env.ok(&["user", "list"]), "no users\n");
-    assert!(env.data().join("confab.db").exists(), "data dir and database are created");
+    assert!(
+        env.data().join("confab.db").exists(),
+        "data dir and database are created"
+    );
 
     let out = env.ok(&[
-        "user", "add", "alice@example.com", "--password", "alice-secret", "--display-name",
+        "user",
+        "add",
+        "alice@example.com",
+        "--password",
+        "alice-secret",
+        "--display-name",
         "Alice Liddell",
     ]);
     assert_eq!(out, "added alice@example.com\n");
     assert!(!out.contains("alice-secret"));
-    assert_eq!(env.ok(&["user", "add", "SIP:Bob@Example.COM", "--password", "b"]), "added bob@example.com\n");
+    assert_eq!(
+        env.ok(&["user", "add", "SIP:Bob@Example.COM", "--password", "b"]),
+        "added bob@example.com\n"
+    );
 
     let list = env.ok(&["user", "list"]);
     assert_eq!(
         table(&list),
-        [["alice@example.com", "Alice Liddell", "yes"], ["bob@example.com", "-", "yes"]]
+        [
+            ["alice@example.com", "Alice Liddell", "yes"],
+            ["bob@example.com", "-", "yes"]
+        ]
     );
 
-    let json: serde_json::Value = serde_json::from_str(&env.ok(&["user", "list", "--json"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["user", "list", "--json"])).unwrap();
     let users = json.as_array().unwrap();
     assert_eq!(users.len(), 2);
     assert_eq!(users[0]["address"], "alice@example.com");
     assert_eq!(users[0]["display_name"], "Alice Liddell");
     assert_eq!(users[0]["enabled"], true);
     assert_eq!(users[1]["display_name"], serde_json::Value::Null);
-    assert!(!json.to_string().contains(&derive("alice", "example.com", "alice-secret").ha1_md5));
+    assert!(
+        !json
+            .to_string()
+            .contains(&derive("alice", "example.com", "alice-secret").ha1_md5)
+    );
 
     let show = env.ok(&["user", "show", "sip:alice@example.com"]);
-    assert!(show.contains("address:       alice@example.com\n"), "{show}");
+    assert!(
+        show.contains("address:       alice@example.com\n"),
+        "{show}"
+    );
     assert!(show.contains("display name:  Alice Liddell\n"), "{show}");
     assert!(show.contains("enabled:       yes\n"), "{show}");
     assert!(show.contains("domain:        example.com\n"), "{show}");
@@ -137,13 +180,28 @@ async fn add_list_show_and_remove() {
     // Stored hashes: realm = the address's domain, digest username = the user part.
     let store = env.store().await;
     let alice = store.get_user("alice@example.com").await.unwrap().unwrap();
-    assert_eq!(alice.credentials(), derive("alice", "example.com", "alice-secret"));
+    assert_eq!(
+        alice.credentials(),
+        derive("alice", "example.com", "alice-secret")
+    );
     store.close().await;
 
-    assert_eq!(env.ok(&["user", "remove", "bob@example.com"]), "removed bob@example.com\n");
-    assert_eq!(table(&env.ok(&["user", "list"])), [["alice@example.com", "Alice Liddell", "yes"]]);
-    assert_eq!(env.fails(&["user", "remove", "bob@example.com"]), "error: user bob@example.com not found\n");
-    assert_eq!(env.fails(&["user", "show", "bob@example.com"]), "error: user bob@example.com not found\n");
+    assert_eq!(
+        env.ok(&["user", "remove", "bob@example.com"]),
+        "removed bob@example.com\n"
+    );
+    assert_eq!(
+        table(&env.ok(&["user", "list"])),
+        [["alice@example.com", "Alice Liddell", "yes"]]
+    );
+    assert_eq!(
+        env.fails(&["user", "remove", "bob@example.com"]),
+        "error: user bob@example.com not found\n"
+    );
+    assert_eq!(
+        env.fails(&["user", "show", "bob@example.com"]),
+        "error: user bob@example.com not found\n"
+    );
 }
 
 #[test]
@@ -159,39 +217,78 @@ fn duplicate_add_fails_clearly() {
 fn bad_input_is_refused() {
     let env = Env::new();
     let err = env.fails(&["user", "add", "alice", "--password", "x"]);
-    assert!(err.starts_with("error: invalid address \"alice\": expected user@domain"), "{err}");
+    assert!(
+        err.starts_with("error: invalid address \"alice\": expected user@domain"),
+        "{err}"
+    );
     let err = env.fails(&["user", "add", "alice@example.com", "--password", ""]);
     assert_eq!(err, "error: the password must not be empty\n");
-    let err = env.fails(&["user", "set-password", "nobody@example.com", "--password", "x"]);
+    let err = env.fails(&[
+        "user",
+        "set-password",
+        "nobody@example.com",
+        "--password",
+        "x",
+    ]);
     assert_eq!(err, "error: user nobody@example.com not found\n");
 
     // Usage errors: exit code 2 and clap's message.
     let out = env.run(&["user", "add", "alice@example.com"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--password"), "{}", stderr(&out));
-    let out = env.run(&["user", "add", "a@example.com", "--password", "x", "--password-stdin"]);
+    let out = env.run(&[
+        "user",
+        "add",
+        "a@example.com",
+        "--password",
+        "x",
+        "--password-stdin",
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 
 #[tokio::test]
 async fn password_from_stdin_and_set_password() {
     let env = Env::new();
-    let out = env.run_with_stdin(&["user", "add", "carol@example.com", "--password-stdin"], "pa ss,wörd\n");
+    let out = env.run_with_stdin(
+        &["user", "add", "carol@example.com", "--password-stdin"],
+        "pa ss,wörd\n",
+    );
     assert_ok(&out, &["add --password-stdin"]);
     assert_eq!(stdout(&out), "added carol@example.com\n");
     let store = env.store().await;
     let carol = store.get_user("carol@example.com").await.unwrap().unwrap();
-    assert_eq!(carol.credentials(), derive("carol", "example.com", "pa ss,wörd"));
+    assert_eq!(
+        carol.credentials(),
+        derive("carol", "example.com", "pa ss,wörd")
+    );
 
     // CRLF and no trailing newline both work.
-    let out = env.run_with_stdin(&["user", "set-password", "carol@example.com", "--password-stdin"], "new-pw\r\n");
+    let out = env.run_with_stdin(
+        &[
+            "user",
+            "set-password",
+            "carol@example.com",
+            "--password-stdin",
+        ],
+        "new-pw\r\n",
+    );
     assert_ok(&out, &["set-password --password-stdin"]);
     assert_eq!(stdout(&out), "password changed for carol@example.com\n");
     let carol = store.get_user("carol@example.com").await.unwrap().unwrap();
-    assert_eq!(carol.credentials(), derive("carol", "example.com", "new-pw"));
+    assert_eq!(
+        carol.credentials(),
+        derive("carol", "example.com", "new-pw")
+    );
 
     assert_eq!(
-        env.ok(&["user", "set-password", "sip:carol@example.com", "--password", "third"]),
+        env.ok(&[
+            "user",
+            "set-password",
+            "sip:carol@example.com",
+            "--password",
+            "third"
+        ]),
         "password changed for carol@example.com\n"
     );
     let carol = store.get_user("carol@example.com").await.unwrap().unwrap();
@@ -207,18 +304,39 @@ async fn password_from_stdin_and_set_password() {
 fn disable_enable_and_display_name() {
     let env = Env::new();
     env.ok(&["user", "add", "alice@example.com", "--password", "x"]);
-    assert_eq!(env.ok(&["user", "disable", "alice@example.com"]), "disabled alice@example.com\n");
-    assert_eq!(table(&env.ok(&["user", "list"])), [["alice@example.com", "-", "no"]]);
-    assert!(env.ok(&["user", "show", "alice@example.com"]).contains("enabled:       no\n"));
-    assert_eq!(env.ok(&["user", "enable", "alice@example.com"]), "enabled alice@example.com\n");
-    assert_eq!(table(&env.ok(&["user", "list"])), [["alice@example.com", "-", "yes"]]);
-    assert_eq!(env.fails(&["user", "disable", "zed@example.com"]), "error: user zed@example.com not found\n");
+    assert_eq!(
+        env.ok(&["user", "disable", "alice@example.com"]),
+        "disabled alice@example.com\n"
+    );
+    assert_eq!(
+        table(&env.ok(&["user", "list"])),
+        [["alice@example.com", "-", "no"]]
+    );
+    assert!(
+        env.ok(&["user", "show", "alice@example.com"])
+            .contains("enabled:       no\n")
+    );
+    assert_eq!(
+        env.ok(&["user", "enable", "alice@example.com"]),
+        "enabled alice@example.com\n"
+    );
+    assert_eq!(
+        table(&env.ok(&["user", "list"])),
+        [["alice@example.com", "-", "yes"]]
+    );
+    assert_eq!(
+        env.fails(&["user", "disable", "zed@example.com"]),
+        "error: user zed@example.com not found\n"
+    );
 
     assert_eq!(
         env.ok(&["user", "set-display-name", "alice@example.com", "Alice A."]),
         "display name of alice@example.com set to \"Alice A.\"\n"
     );
-    assert_eq!(table(&env.ok(&["user", "list"])), [["alice@example.com", "Alice A.", "yes"]]);
+    assert_eq!(
+        table(&env.ok(&["user", "list"])),
+        [["alice@example.com", "Alice A.", "yes"]]
+    );
     assert_eq!(
         env.ok(&["user", "set-display-name", "alice@example.com"]),
         "display name of alice@example.com cleared\n"
@@ -252,7 +370,10 @@ async fn import_csv() {
     );
     let store = env.store().await;
     let bob = store.get_user("bob@example.com").await.unwrap().unwrap();
-    assert_eq!(bob.credentials(), derive("bob", "example.com", "bob \"pw\""));
+    assert_eq!(
+        bob.credentials(),
+        derive("bob", "example.com", "bob \"pw\"")
+    );
     store.close().await;
 
     // No header row.
@@ -269,25 +390,58 @@ async fn import_refuses_bad_rows_and_imports_nothing() {
     let env = Env::new();
     env.ok(&["user", "add", "existing@example.com", "--password", "x"]);
     let cases: &[(&str, &str)] = &[
-        ("a@example.com,pw\nb@example.com,pw\nnot-an-address,pw\n", ":3: invalid address \"not-an-address\""),
-        ("address,password\na@example.com,pw\nb@example.com\n", ":3: expected 2 or 3 columns"),
-        ("a@example.com,pw\nb@example.com,pw,B,extra\n", ":2: expected 2 or 3 columns"),
-        ("a@example.com,pw\nb@example.com,\n", ":2: empty password for b@example.com"),
-        ("a@example.com,pw\nx@example.com,1\nA@example.com,pw\n", ":3: a@example.com is already on line 1"),
-        ("a@example.com,pw\nb@example.com,\"unterminated\n", ":2: unterminated quoted field"),
-        ("a@example.com,pw\n\nEXISTING@example.com,pw\n", ":3: user existing@example.com already exists"),
-        ("address,secret\na@example.com,pw\n", ":1: unexpected header"),
+        (
+            "a@example.com,pw\nb@example.com,pw\nnot-an-address,pw\n",
+            ":3: invalid address \"not-an-address\"",
+        ),
+        (
+            "address,password\na@example.com,pw\nb@example.com\n",
+            ":3: expected 2 or 3 columns",
+        ),
+        (
+            "a@example.com,pw\nb@example.com,pw,B,extra\n",
+            ":2: expected 2 or 3 columns",
+        ),
+        (
+            "a@example.com,pw\nb@example.com,\n",
+            ":2: empty password for b@example.com",
+        ),
+        (
+            "a@example.com,pw\nx@example.com,1\nA@example.com,pw\n",
+            ":3: a@example.com is already on line 1",
+        ),
+        (
+            "a@example.com,pw\nb@example.com,\"unterminated\n",
+            ":2: unterminated quoted field",
+        ),
+        (
+            "a@example.com,pw\n\nEXISTING@example.com,pw\n",
+            ":3: user existing@example.com already exists",
+        ),
+        (
+            "address,secret\na@example.com,pw\n",
+            ":1: unexpected header",
+        ),
     ];
     for (i, (content, expected)) in cases.iter().enumerate() {
         let csv = env.path(&format!("bad{i}.csv"));
         std::fs::write(&csv, content).unwrap();
         let err = env.fails(&["user", "import", csv.to_str().unwrap()]);
         let want = format!("error: {}{expected}", csv.display());
-        assert!(err.starts_with(&want), "case {i}: expected {want:?}, got {err:?}");
-        assert!(err.trim_end().ends_with("nothing was imported"), "case {i}: {err}");
+        assert!(
+            err.starts_with(&want),
+            "case {i}: expected {want:?}, got {err:?}"
+        );
+        assert!(
+            err.trim_end().ends_with("nothing was imported"),
+            "case {i}: {err}"
+        );
     }
     let err = env.fails(&["user", "import", env.path("missing.csv").to_str().unwrap()]);
-    assert!(err.starts_with("error: cannot read ") && err.contains("missing.csv"), "{err}");
+    assert!(
+        err.starts_with("error: cannot read ") && err.contains("missing.csv"),
+        "{err}"
+    );
 
     let store = env.store().await;
     let users = store.list_users().await.unwrap();
@@ -321,7 +475,11 @@ async fn commands_work_beside_a_running_server() {
     seen.sort();
     assert_eq!(
         seen,
-        ["alice@example.com enabled=false", "bob@example.com enabled=true", "carol@example.com removed"]
+        [
+            "alice@example.com enabled=false",
+            "bob@example.com enabled=true",
+            "carol@example.com removed"
+        ]
     );
     server.close().await;
 }
@@ -332,10 +490,21 @@ fn database_option_and_nested_data_dir() {
     let db = env.path("elsewhere/users.db");
     std::fs::create_dir_all(db.parent().unwrap()).unwrap();
     let url = format!("sqlite://{}?mode=rwc", db.display());
-    env.ok(&["user", "--database", &url, "add", "a@example.com", "--password", "x"]);
+    env.ok(&[
+        "user",
+        "--database",
+        &url,
+        "add",
+        "a@example.com",
+        "--password",
+        "x",
+    ]);
     assert!(db.exists());
     assert!(!env.data().exists(), "--database leaves the data dir alone");
-    assert_eq!(table(&env.ok(&["user", "list", "--database", &url])), [["a@example.com", "-", "yes"]]);
+    assert_eq!(
+        table(&env.ok(&["user", "list", "--database", &url])),
+        [["a@example.com", "-", "yes"]]
+    );
 
     let nested = env.path("x/y/z");
     let out = Command::new(env!("CARGO_BIN_EXE_confab"))
@@ -351,17 +520,29 @@ fn database_option_and_nested_data_dir() {
 #[test]
 fn logging_options() {
     let env = Env::new();
-    let out = env.run(&["--log-level", "debug", "--log-format", "json", "user", "list"]);
+    let out = env.run(&[
+        "--log-level",
+        "debug",
+        "--log-format",
+        "json",
+        "user",
+        "list",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let logs = stderr(&out);
     assert!(!logs.is_empty(), "debug logging produced nothing");
     for line in logs.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v.get("level").is_some(), "{line}");
     }
     let out = env.run(&["user", "list", "--log-level", "nonsense=[=]"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--log-level: invalid log filter"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--log-level: invalid log filter"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test]
@@ -373,9 +554,17 @@ async fn postgres_database() {
     use sqlx::Connection;
     let db = format!("confab_cli_test_{}", std::process::id());
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut admin).await.unwrap();
-    let (base, query) = admin_url.split_once('?').map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
-    let base = &base[..base.rfind('/').filter(|i| *i > "postgres://".len()).unwrap_or(base.len())];
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url.as_str(), None), |(b, q)| (b, Some(q)));
+    let base = &base[..base
+        .rfind('/')
+        .filter(|i| *i > "postgres://".len())
+        .unwrap_or(base.len())];
     let url = match query {
         Some(q) => format!("{base}/{db}?{q}"),
         None => format!("{base}/{db}"),
@@ -383,7 +572,15 @@ async fn postgres_database() {
 
     let env = Env::new();
     let result = std::panic::catch_unwind(|| {
-        env.ok(&["user", "add", "pg@example.com", "--password", "x", "--database", &url]);
+        env.ok(&[
+            "user",
+            "add",
+            "pg@example.com",
+            "--password",
+            "x",
+            "--database",
+            &url,
+        ]);
         let csv = env.path("u.csv");
         std::fs::write(&csv, "a@example.com,1\nb@example.com,2\n").unwrap();
         env.ok(&["user", "import", csv.to_str().unwrap(), "--database", &url]);
@@ -391,10 +588,12 @@ async fn postgres_database() {
         assert_eq!(table(&list).len(), 3, "{list}");
         assert!(!env.data().exists());
     });
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {db} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }

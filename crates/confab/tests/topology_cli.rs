@@ -1,5 +1,8 @@
 //! `confab topology` and `confab prereq check`, run as a user would.
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -44,7 +47,16 @@ fn new_writes_valid_starters() {
     let se = dir.path().join("se.toml");
     let out = ok(confab(
         &data,
-        &["topology", "new", "--edition", "standard", "--fqdn", "se01.contoso.com", "-o", arg(&se)],
+        &[
+            "topology",
+            "new",
+            "--edition",
+            "standard",
+            "--fqdn",
+            "se01.contoso.com",
+            "-o",
+            arg(&se),
+        ],
     ));
     assert!(out.contains("Standard Edition starter"), "{out}");
     let body = std::fs::read_to_string(&se).unwrap();
@@ -57,7 +69,16 @@ fn new_writes_valid_starters() {
     // No overwriting without --force.
     let again = fails(confab(
         &data,
-        &["topology", "new", "--edition", "standard", "--fqdn", "se01.contoso.com", "-o", arg(&se)],
+        &[
+            "topology",
+            "new",
+            "--edition",
+            "standard",
+            "--fqdn",
+            "se01.contoso.com",
+            "-o",
+            arg(&se),
+        ],
     ));
     assert!(again.contains("--force"), "{again}");
 
@@ -65,8 +86,16 @@ fn new_writes_valid_starters() {
     ok(confab(
         &data,
         &[
-            "topology", "new", "--edition", "enterprise", "--fqdn", "fe01.fabrikam.com", "--fqdn",
-            "fe02.fabrikam.com", "-o", arg(&ee),
+            "topology",
+            "new",
+            "--edition",
+            "enterprise",
+            "--fqdn",
+            "fe01.fabrikam.com",
+            "--fqdn",
+            "fe02.fabrikam.com",
+            "-o",
+            arg(&ee),
         ],
     ));
     let out = ok(confab(&data, &["topology", "validate", arg(&ee)]));
@@ -74,10 +103,22 @@ fn new_writes_valid_starters() {
 
     let stdout = ok(confab(
         &data,
-        &["topology", "new", "--edition", "enterprise", "--fqdn", "fe01.fabrikam.com", "-o", "-"],
+        &[
+            "topology",
+            "new",
+            "--edition",
+            "enterprise",
+            "--fqdn",
+            "fe01.fabrikam.com",
+            "-o",
+            "-",
+        ],
     ));
     assert!(stdout.contains("edition = \"enterprise\""));
-    fails(confab(&data, &["topology", "new", "--edition", "premium", "--fqdn", "a.b.c"]));
+    fails(confab(
+        &data,
+        &["topology", "new", "--edition", "premium", "--fqdn", "a.b.c"],
+    ));
 }
 
 #[test]
@@ -130,16 +171,18 @@ internal_address = "10.0.0.5"
     assert_eq!(v["diagnostics"][0]["line"], 26);
     assert_eq!(v["diagnostics"][0]["rule"], "edge-addresses");
 
-    std::fs::write(&file, "sip_domains = [\"contoso.com\"]\n\n[[pool]]\nfqdn = 7\n").unwrap();
+    std::fs::write(
+        &file,
+        "sip_domains = [\"contoso.com\"]\n\n[[pool]]\nfqdn = 7\n",
+    )
+    .unwrap();
     let out = fails(confab(dir.path(), &["topology", "validate", arg(&file)]));
     assert!(out.contains(&format!("{}:4:", file.display())), "{out}");
 }
 
 fn standard_topology(users: u32) -> String {
-    include_str!("../../../examples/topology-standard.toml").replace(
-        "users = 2500",
-        &format!("users = {users}"),
-    )
+    include_str!("../../../examples/topology-standard.toml")
+        .replace("users = 2500", &format!("users = {users}"))
 }
 
 #[test]
@@ -152,27 +195,45 @@ fn publish_show_history_diff_on_sqlite() {
     assert!(out.contains("no topology has been published"), "{out}");
 
     std::fs::write(&file, standard_topology(2500)).unwrap();
-    let out = ok(confab(&data, &["topology", "publish", arg(&file), "--comment", "first"]));
+    let out = ok(confab(
+        &data,
+        &["topology", "publish", arg(&file), "--comment", "first"],
+    ));
     assert!(out.contains("as topology version 1"), "{out}");
-    assert!(data.join("confab.db").exists(), "the Standard Edition back end holds the central store");
+    assert!(
+        data.join("confab.db").exists(),
+        "the Standard Edition back end holds the central store"
+    );
     let out = ok(confab(&data, &["topology", "publish", arg(&file)]));
     assert!(out.contains("Unchanged"), "{out}");
 
     std::fs::write(&file, standard_topology(3000)).unwrap();
     let out = ok(confab(&data, &["topology", "publish", arg(&file)]));
     assert!(out.contains("as topology version 2"), "{out}");
-    assert!(out.contains("~ pool se01.contoso.com users: 2500 -> 3000"), "{out}");
+    assert!(
+        out.contains("~ pool se01.contoso.com users: 2500 -> 3000"),
+        "{out}"
+    );
 
     let out = ok(confab(&data, &["topology", "history"]));
     assert!(out.contains("first"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.trim_start().starts_with(['1', '2'])).count(), 2, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.trim_start().starts_with(['1', '2']))
+            .count(),
+        2,
+        "{out}"
+    );
     let v: serde_json::Value =
         serde_json::from_slice(&confab(&data, &["topology", "history", "--json"]).stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
 
     let out = ok(confab(&data, &["topology", "show"]));
     assert!(out.contains("topology version 2"), "{out}");
-    assert!(out.contains("machine se01.contoso.com: front-end, persistent-chat, mediation"), "{out}");
+    assert!(
+        out.contains("machine se01.contoso.com: front-end, persistent-chat, mediation"),
+        "{out}"
+    );
     assert!(out.contains("users = 3000"), "{out}");
     let out = ok(confab(&data, &["topology", "show", "--version", "1"]));
     assert!(out.contains("users = 2500"), "{out}");
@@ -182,17 +243,30 @@ fn publish_show_history_diff_on_sqlite() {
     assert!(out.contains("version 1 -> version 2: 1 change(s)"), "{out}");
     assert!(out.contains("+ users = 3000"), "{out}");
 
-    std::fs::write(&file, standard_topology(3000).replace("remote_users = 1000", "remote_users = 1500"))
-        .unwrap();
+    std::fs::write(
+        &file,
+        standard_topology(3000).replace("remote_users = 1000", "remote_users = 1500"),
+    )
+    .unwrap();
     let out = ok(confab(&data, &["topology", "diff", "--file", arg(&file)]));
-    assert!(out.contains("~ pool edge01.contoso.com remote_users: 1000 -> 1500"), "{out}");
+    assert!(
+        out.contains("~ pool edge01.contoso.com remote_users: 1000 -> 1500"),
+        "{out}"
+    );
 
     // A topology with errors is not published.
-    std::fs::write(&file, standard_topology(3000).replace("roles = [\"edge\"]", "roles = [\"edge\", \"director\"]")).unwrap();
+    std::fs::write(
+        &file,
+        standard_topology(3000).replace("roles = [\"edge\"]", "roles = [\"edge\", \"director\"]"),
+    )
+    .unwrap();
     let out = fails(confab(&data, &["topology", "publish", arg(&file)]));
     assert!(out.contains("nothing was changed"), "{out}");
     let out = ok(confab(&data, &["topology", "history"]));
-    assert!(!out.lines().any(|l| l.trim_start().starts_with('3')), "{out}");
+    assert!(
+        !out.lines().any(|l| l.trim_start().starts_with('3')),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -226,8 +300,14 @@ async fn publish_and_show_on_postgres() {
             // Another machine reads it back through --cms.
             let other = tempfile::tempdir().unwrap();
             let out = ok(confab(other.path(), &["topology", "show", "--cms", &url]));
-            assert!(out.contains("pool pool01.fabrikam.com (enterprise edition"), "{out}");
-            let out = ok(confab(other.path(), &["topology", "history", "--cms", &url]));
+            assert!(
+                out.contains("pool pool01.fabrikam.com (enterprise edition"),
+                "{out}"
+            );
+            let out = ok(confab(
+                other.path(),
+                &["topology", "history", "--cms", &url],
+            ));
             assert!(out.contains("      1  "), "{out}");
             // This machine remembers where the central store is.
             ok(confab(&data, &["topology", "show"]));
@@ -246,46 +326,114 @@ fn prereq_check_runs_for_real() {
     let o = confab(dir.path(), &["prereq", "check"]);
     let t = text(&o);
     println!("{t}");
-    for id in ["arch", "kernel", "libc", "distribution", "open-files", "disk", "clock", "certificate", "store:backend", "port:front-end.sip-tls", "preload"] {
-        assert!(t.lines().any(|l| l.split_whitespace().nth(1) == Some(id)), "no {id} line:\n{t}");
+    for id in [
+        "arch",
+        "kernel",
+        "libc",
+        "distribution",
+        "open-files",
+        "disk",
+        "clock",
+        "certificate",
+        "store:backend",
+        "port:front-end.sip-tls",
+        "preload",
+    ] {
+        assert!(
+            t.lines().any(|l| l.split_whitespace().nth(1) == Some(id)),
+            "no {id} line:\n{t}"
+        );
     }
     assert!(t.contains("PASS  arch"), "{t}");
     let failed = t.contains("\nFAIL ");
-    assert_eq!(o.status.success(), !failed, "non-zero exit exactly when a check fails:\n{t}");
+    assert_eq!(
+        o.status.success(),
+        !failed,
+        "non-zero exit exactly when a check fails:\n{t}"
+    );
     assert!(t.contains("summary: "), "{t}");
 
-    let o = confab(dir.path(), &["prereq", "check", "--json", "--role", "edge", "--role", "mediation"]);
+    let o = confab(
+        dir.path(),
+        &[
+            "prereq",
+            "check",
+            "--json",
+            "--role",
+            "edge",
+            "--role",
+            "mediation",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["roles"], serde_json::json!(["edge", "mediation"]));
     let checks = v["checks"].as_array().unwrap();
     assert!(checks.iter().any(|c| c["id"] == "port:edge.access"));
-    assert!(checks.iter().all(|c| ["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap())));
+    assert!(
+        checks
+            .iter()
+            .all(|c| ["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap()))
+    );
     assert_eq!(o.status.success(), v["summary"]["fail"] == 0);
 
-    fails(confab(dir.path(), &["prereq", "check", "--role", "toaster"]));
-    assert!(!dir.path().join("confab.db").exists(), "checking creates nothing");
+    fails(confab(
+        dir.path(),
+        &["prereq", "check", "--role", "toaster"],
+    ));
+    assert!(
+        !dir.path().join("confab.db").exists(),
+        "checking creates nothing"
+    );
 }
 
 #[test]
 fn prereq_check_follows_a_topology() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("t.toml");
-    std::fs::write(&file, include_str!("../../../examples/topology-enterprise.toml")).unwrap();
+    std::fs::write(
+        &file,
+        include_str!("../../../examples/topology-enterprise.toml"),
+    )
+    .unwrap();
     let o = confab(
         dir.path(),
-        &["prereq", "check", "--topology", arg(&file), "--fqdn", "dir01.fabrikam.com", "--json"],
+        &[
+            "prereq",
+            "check",
+            "--topology",
+            arg(&file),
+            "--fqdn",
+            "dir01.fabrikam.com",
+            "--json",
+        ],
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["pool"], "dir.fabrikam.com");
     assert_eq!(v["roles"], serde_json::json!(["director"]));
     let out = fails(confab(
         dir.path(),
-        &["prereq", "check", "--topology", arg(&file), "--fqdn", "nobody.fabrikam.com"],
+        &[
+            "prereq",
+            "check",
+            "--topology",
+            arg(&file),
+            "--fqdn",
+            "nobody.fabrikam.com",
+        ],
     ));
     assert!(out.contains("fe01.fabrikam.com"), "{out}");
     let out = fails(confab(
         dir.path(),
-        &["prereq", "check", "--topology", arg(&file), "--fqdn", "dir01.fabrikam.com", "--role", "edge"],
+        &[
+            "prereq",
+            "check",
+            "--topology",
+            arg(&file),
+            "--fqdn",
+            "dir01.fabrikam.com",
+            "--role",
+            "edge",
+        ],
     ));
     assert!(out.contains("does not run edge"), "{out}");
 }

@@ -405,7 +405,9 @@ impl Core {
                 self.reply(&key, &msg, 400, |b| b);
                 return;
             };
-            match self.dest_for_uri(&target) {
+            // Addressed to us but not one of our dialogs: it does not exist (any more).
+            let to_us = Uri::parse(&target).is_ok_and(|u| self.is_us(&u));
+            match self.dest_for_uri(&target).filter(|_| !to_us) {
                 Some(dest) => {
                     let ruri = msg.request_uri().unwrap_or("").to_owned();
                     self.forward(key, &msg, src, vec![(ruri, dest)], false, our_routes);
@@ -578,7 +580,11 @@ impl Core {
     /// refusal).
     pub(crate) fn authenticate(&mut self, key: &ServerKey, msg: &Message, src: Dest, proxy: bool) -> Option<String> {
         if self.cfg.allow_unauthenticated {
-            return msg.from().parsed_uri().ok().map(|u| u.aor());
+            let who = msg.from().parsed_uri().ok().map(|u| u.aor());
+            if who.is_none() {
+                self.reply(key, msg, 400, |b| b.reason("Malformed From URI"));
+            }
+            return who;
         }
         let ip = src.addr.ip();
         if let Some(retry) = self.fail_src.is_blocked(&ip, self.now) {
@@ -586,9 +592,20 @@ impl Core {
             return None;
         }
         let header = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
+        // `get`, not slicing: the value may have a multi-byte character at byte 7.
+        let is_digest = |v: &&str| v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("digest "));
+        // Prefer the credentials for our realm (others may be for other proxies).
+        let ours = |v: &&str| {
+            confab_auth::params::parse(v)
+                .ok()
+                .and_then(|p| p.get("realm").map(|r| r.eq_ignore_ascii_case(&self.cfg.domain)))
+                .unwrap_or(false)
+        };
         let creds = msg
             .headers_named(header)
-            .find(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("digest "))
+            .filter(is_digest)
+            .find(ours)
+            .or_else(|| msg.headers_named(header).find(is_digest))
             .map(str::to_owned);
         let Some(creds) = creds else {
             self.challenge(key, msg, proxy, false);

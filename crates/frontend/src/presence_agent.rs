@@ -171,6 +171,10 @@ impl Core {
             self.reply(key, msg, 400, |b| b.reason("SUBSCRIBE without Contact"));
             return;
         };
+        if confab_sip::Uri::parse(&contact).is_err() {
+            self.reply(key, msg, 400, |b| b.reason("Malformed Contact URI"));
+            return;
+        }
         let expires = msg.expires().unwrap_or(3600).min(self.cfg.max_subscription_expires);
         let our_tag = self.new_tag();
         let our_contact = format!("<{}>", self.our_uri(src.transport));

@@ -17,6 +17,11 @@ use crate::types::Dest;
 
 /// How long a finished forwarding context stays to relay retransmitted 2xx.
 const LINGER: Duration = Duration::from_secs(32);
+/// Timer C (RFC 3261 §16.6 step 11, §16.8): an INVITE branch still without a
+/// final response this long after it was forwarded is cancelled, and given up
+/// (as if answered 408) when it stays unanswered [`GIVE_UP`] longer.
+const TIMER_C: Duration = Duration::from_secs(180);
+const GIVE_UP: Duration = Duration::from_secs(32);
 
 struct Branch {
     key: ClientKey,
@@ -43,12 +48,14 @@ pub(crate) struct ProxyState {
     by_client: FxHashMap<ClientKey, (u64, usize)>,
     by_server: FxHashMap<ServerKey, u64>,
     cleanup: BinaryHeap<Reverse<(Instant, u64)>>,
+    timer_c: BinaryHeap<Reverse<(Instant, u64)>>,
     next_id: u64,
 }
 
 impl ProxyState {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.cleanup.peek().map(|Reverse((at, _))| *at)
+        let c = self.timer_c.peek().map(|Reverse((at, _))| *at);
+        self.cleanup.peek().map(|Reverse((at, _))| *at).into_iter().chain(c).min()
     }
 }
 
@@ -96,6 +103,7 @@ impl Core {
                 .pop_values(HeaderName::Route, pop_routes)
                 .max_forwards(mf)
                 .prepend("Via", via);
+            rw = self.strip_our_credentials(msg, rw);
             if record_route {
                 let out_rr = format!("<{};lr>", self.our_uri(dest.transport));
                 rw = rw.prepend("Record-Route", out_rr);
@@ -122,6 +130,9 @@ impl Core {
             return;
         }
         self.proxy.by_server.insert(server_key.clone(), id);
+        if invite {
+            self.proxy.timer_c.push(Reverse((self.now + TIMER_C, id)));
+        }
         self.proxy.ctxs.insert(
             id,
             ProxyCtx { server_key, upstream, invite, branches, best: None, final_sent: false, cancelled: false },
@@ -137,6 +148,7 @@ impl Core {
                 if let Some(key) = ClientKey::of_response(&resp)
                     && let Some(&(id, _)) = self.proxy.by_client.get(&key)
                     && resp.status().is_some_and(|c| (200..300).contains(&c))
+                    && has_upstream_via(&resp)
                     && let Some(ctx) = self.proxy.ctxs.get(&id)
                 {
                     let up = ctx.upstream;
@@ -155,6 +167,10 @@ impl Core {
                 if self.own_response(&key, &resp) {
                     return;
                 }
+                if !has_upstream_via(&resp) {
+                    debug!("provisional response without a Via to relay to dropped");
+                    return;
+                }
                 self.branch_provisional(&key, &resp);
             }
             ResponseMatch::Final(key, ack) => {
@@ -162,6 +178,14 @@ impl Core {
                     self.send(dest, data);
                 }
                 if self.own_response(&key, &resp) {
+                    return;
+                }
+                if !has_upstream_via(&resp) {
+                    // Nothing left to relay it to (§16.7 step 3): the branch failed.
+                    debug!("final response without a Via to relay to dropped");
+                    if let Some(&(id, idx)) = self.proxy.by_client.get(&key) {
+                        self.branch_final_code(id, idx, 502, None);
+                    }
                     return;
                 }
                 self.branch_final(&key, resp);
@@ -381,28 +405,96 @@ impl Core {
         let branch = self.new_branch();
         let via = self.our_via(dest.transport, &branch);
         let mf = msg.max_forwards().map(|m| m.saturating_sub(1)).unwrap_or(70);
-        let bytes = Rewriter::new(msg)
+        let rw = Rewriter::new(msg)
             .pop_values(HeaderName::Route, ours)
             .max_forwards(mf)
-            .prepend("Via", via)
-            .build();
+            .prepend("Via", via);
+        let bytes = self.strip_our_credentials(msg, rw).build();
         self.send(dest, bytes);
     }
 
+    /// Proxy-Authorization values for our realm are consumed here and never
+    /// forwarded (RFC 3261 §22.3): the next hop could otherwise attack the
+    /// caller's password offline. Values for other realms pass unchanged.
+    fn strip_our_credentials<'a>(&self, msg: &'a Message, rw: Rewriter<'a>) -> Rewriter<'a> {
+        let mut ours = false;
+        let mut keep = Vec::new();
+        for v in msg.headers_named(HeaderName::ProxyAuthorization) {
+            let realm = confab_auth::params::parse(v).ok().and_then(|p| p.get("realm").map(str::to_owned));
+            if realm.is_some_and(|r| r.eq_ignore_ascii_case(&self.cfg.domain)) {
+                ours = true;
+            } else {
+                keep.push(v);
+            }
+        }
+        if !ours {
+            return rw;
+        }
+        let mut rw = rw.remove(HeaderName::ProxyAuthorization);
+        for v in keep {
+            rw = rw.append("Proxy-Authorization", v);
+        }
+        rw
+    }
+
+    /// Timer C fired for a forwarding context: cancel the branches still
+    /// proceeding; give up on those already cancelled.
+    fn timer_c(&mut self, id: u64) {
+        let Some(ctx) = self.proxy.ctxs.get(&id) else { return };
+        let pending: Vec<(usize, bool, ClientKey)> = ctx
+            .branches
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.done)
+            .map(|(i, b)| (i, b.cancelled || !b.provisional, b.key.clone()))
+            .collect();
+        let mut again = false;
+        for (idx, give_up, key) in pending {
+            if give_up {
+                debug!(branch = %key.branch, "INVITE branch never answered: given up");
+                self.tx.forget_client(&key);
+                self.branch_final_code(id, idx, 408, None);
+            } else {
+                self.cancel_branch(id, idx);
+                again = true;
+            }
+        }
+        if again {
+            self.proxy.timer_c.push(Reverse((self.now + GIVE_UP, id)));
+        }
+    }
+
     pub(crate) fn proxy_tick(&mut self) {
+        while let Some(Reverse((at, id))) = self.proxy.timer_c.peek().copied() {
+            if at > self.now {
+                break;
+            }
+            self.proxy.timer_c.pop();
+            self.timer_c(id);
+        }
         while let Some(Reverse((at, id))) = self.proxy.cleanup.peek().copied() {
             if at > self.now {
                 break;
             }
             self.proxy.cleanup.pop();
             if let Some(ctx) = self.proxy.ctxs.remove(&id) {
-                self.proxy.by_server.remove(&ctx.server_key);
+                // A request received again after its transaction ended has a newer
+                // context under the same key: leave that one's entry alone.
+                if self.proxy.by_server.get(&ctx.server_key) == Some(&id) {
+                    self.proxy.by_server.remove(&ctx.server_key);
+                }
                 for b in ctx.branches {
                     self.proxy.by_client.remove(&b.key);
                 }
             }
         }
     }
+}
+
+/// Whether a response still has a (well-formed) Via below ours, i.e.
+/// somewhere to go upstream.
+fn has_upstream_via(resp: &Message) -> bool {
+    resp.header_values(HeaderName::Via).nth(1).is_some_and(|v| confab_sip::Via::parse(v).is_ok())
 }
 
 fn unbounded() -> Limits {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
-use crate::types::{ConnId, Dest};
+use crate::types::{ConnId, Dest, Transport};
 
 /// One registered contact.
 #[derive(Debug, Clone)]
@@ -208,7 +208,10 @@ impl Registrar {
         events
     }
 
-    /// A connection closed: its bindings can no longer be reached.
+    /// A connection closed. Bindings bound to that flow (RFC 5626 outbound with a
+    /// `reg-id`, WebSocket contacts, Lync endpoints with `ms-opaque`) end, as their
+    /// contact can't be reached any other way. Other bindings stay: requests for them
+    /// open a new connection to the contact address, as RFC 3261 §18.1.1 allows.
     pub fn connection_closed(&mut self, conn: ConnId) -> BindingEvents {
         let mut events = BindingEvents::default();
         let Some(aors) = self.by_conn.remove(&conn) else { return events };
@@ -216,15 +219,23 @@ impl Registrar {
             let Some(list) = self.by_aor.get_mut(&aor) else { continue };
             let mut i = 0;
             while i < list.len() {
-                if list[i].flow.conn == Some(conn) {
-                    let b = list.remove(i);
-                    self.count -= 1;
-                    if self.by_contact.get(&b.uri) == Some(&aor) {
-                        self.by_contact.remove(&b.uri);
-                    }
-                    events.removed.push((aor.clone(), b.endpoint_id));
-                } else {
+                if list[i].flow.conn != Some(conn) {
                     i += 1;
+                    continue;
+                }
+                match reconnect_dest(&list[i]) {
+                    Some(dest) => {
+                        list[i].flow = dest;
+                        i += 1;
+                    }
+                    None => {
+                        let b = list.remove(i);
+                        self.count -= 1;
+                        if self.by_contact.get(&b.uri) == Some(&aor) {
+                            self.by_contact.remove(&b.uri);
+                        }
+                        events.removed.push((aor.clone(), b.endpoint_id));
+                    }
                 }
             }
             if list.is_empty() {
@@ -264,6 +275,26 @@ impl Registrar {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.expiry.peek().map(|Reverse((at, _))| *at)
     }
+}
+
+/// Where to reach a binding whose connection closed, if it can be reached at all.
+fn reconnect_dest(b: &Binding) -> Option<Dest> {
+    if b.reg_id.is_some() || matches!(b.flow.transport, Transport::Ws | Transport::Wss) {
+        return None;
+    }
+    let uri = confab_sip::Uri::parse(&b.uri).ok()?;
+    if uri.param("ms-opaque").is_some() {
+        return None;
+    }
+    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let transport = uri.transport().and_then(Transport::parse).unwrap_or(b.flow.transport);
+    let default_port = if transport == Transport::Tls { 5061 } else { 5060 };
+    Some(Dest {
+        transport,
+        addr: std::net::SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
+        conn: None,
+    })
 }
 
 fn unindex(
@@ -341,16 +372,24 @@ mod tests {
     }
 
     #[test]
-    fn connection_close_removes_its_bindings() {
+    fn connection_close_ends_flow_bound_bindings_only() {
         let t0 = Instant::now();
         let mut r = Registrar::new(4);
-        r.update("a@x", "c1", 1, &[upd("sip:a@1;transport=tcp", 600)], flow(Some(7)), t0).unwrap();
+        // Not reachable except over its flow: a Lync contact (ms-opaque), a host name.
+        r.update("a@x", "c1", 1, &[upd("sip:127.0.0.1:4000;transport=tcp;ms-opaque=1f", 600)], flow(Some(7)), t0).unwrap();
+        r.update("c@x", "c3", 1, &[upd("sip:c@host.invalid;transport=tcp", 600)], flow(Some(7)), t0).unwrap();
+        // Reachable again at its contact address.
+        r.update("d@x", "c4", 1, &[upd("sip:d@127.0.0.1:5090;transport=tcp", 600)], flow(Some(7)), t0).unwrap();
         r.update("b@x", "c2", 1, &[upd("sip:b@1", 600)], flow(None), t0).unwrap();
-        assert!(r.by_contact_uri("sip:a@1;transport=tcp", t0).is_some());
         let ev = r.connection_closed(ConnId(7));
-        assert_eq!(ev.removed, vec![("a@x".to_string(), "sip:a@1;transport=tcp".to_string())]);
+        assert_eq!(ev.removed.len(), 2);
         assert!(r.lookup("a@x", t0).is_empty());
+        assert!(r.lookup("c@x", t0).is_empty());
+        let d = r.lookup("d@x", t0);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].flow.conn, None);
+        assert_eq!(d[0].flow.addr, "127.0.0.1:5090".parse().unwrap());
         assert_eq!(r.lookup("b@x", t0).len(), 1);
-        assert!(r.by_contact_uri("sip:a@1;transport=tcp", t0).is_none());
+        assert!(r.by_contact_uri("sip:127.0.0.1:4000;transport=tcp;ms-opaque=1f", t0).is_none());
     }
 }

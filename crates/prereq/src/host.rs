@@ -530,13 +530,18 @@ impl Host for SystemHost {
     }
 
     fn ld_preload_env(&self) -> Option<String> {
-        std::env::var("LD_PRELOAD").ok().filter(|v| !v.trim().is_empty())
+        std::env::var("LD_PRELOAD")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
     }
 
     fn ld_so_preload(&self) -> Option<String> {
         std::fs::read_to_string("/etc/ld.so.preload")
             .ok()
-            .filter(|v| v.lines().any(|l| !l.trim().is_empty() && !l.trim().starts_with('#')))
+            .filter(|v| {
+                v.lines()
+                    .any(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+            })
     }
 
     fn certificate(&self, path: &Path) -> CertFacts {
@@ -631,7 +636,11 @@ mod tests {
         assert_eq!(l.version, "2.36");
         let l = parse_libc(None, Some("ldd (GNU libc) 2.34\n")).unwrap();
         assert_eq!(l.version, "2.34");
-        let m = parse_libc(None, Some("musl libc (x86_64)\nVersion 1.2.4\nDynamic Program Loader\n")).unwrap();
+        let m = parse_libc(
+            None,
+            Some("musl libc (x86_64)\nVersion 1.2.4\nDynamic Program Loader\n"),
+        )
+        .unwrap();
         assert_eq!((m.name.as_str(), m.version.as_str()), ("musl", "1.2.4"));
         assert!(parse_libc(None, Some("something else")).is_none());
         assert!(parse_libc(None, None).is_none());
@@ -655,8 +664,12 @@ mod tests {
             ClockFacts::Synced { offset, .. } => assert_eq!(offset, Some(-0.00012)),
             other => panic!("{other:?}"),
         }
-        let not = "System time     : 0.0 seconds fast of NTP time\nLeap status     : Not synchronised\n";
-        assert!(matches!(parse_chrony(not).unwrap(), ClockFacts::NotSynced { .. }));
+        let not =
+            "System time     : 0.0 seconds fast of NTP time\nLeap status     : Not synchronised\n";
+        assert!(matches!(
+            parse_chrony(not).unwrap(),
+            ClockFacts::NotSynced { .. }
+        ));
         assert!(parse_chrony("506 Cannot talk to daemon").is_none());
     }
 
@@ -668,9 +681,15 @@ mod tests {
         assert!(h.hardware().cpus >= 1);
         let dir = tempfile::tempdir().unwrap();
         assert!(h.disk_available(&dir.path().join("a/b/c")).is_some());
-        assert_eq!(h.path_writable(&dir.path().join("x.db"), false), PathFacts::Creatable);
+        assert_eq!(
+            h.path_writable(&dir.path().join("x.db"), false),
+            PathFacts::Creatable
+        );
         assert_eq!(h.path_writable(dir.path(), true), PathFacts::Writable);
-        assert_eq!(h.certificate(&dir.path().join("none.pem")), CertFacts::Missing);
+        assert_eq!(
+            h.certificate(&dir.path().join("none.pem")),
+            CertFacts::Missing
+        );
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         assert_eq!(h.port(Protocol::Tcp, addr), PortState::InUse);

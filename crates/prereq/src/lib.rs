@@ -187,7 +187,10 @@ pub fn arch(a: &ArchFacts) -> Check {
     if a.pointer_width != 64 {
         return Check::fail(
             "arch",
-            format!("this build of confab is {}-bit; confab runs 64-bit only", a.pointer_width),
+            format!(
+                "this build of confab is {}-bit; confab runs 64-bit only",
+                a.pointer_width
+            ),
             "install the 64-bit build of confab",
         );
     }
@@ -375,7 +378,10 @@ pub fn hardware(h: &HardwareFacts, plan: &Plan) -> Vec<Check> {
                 need.rec_cpus,
                 role_list(&plan.roles)
             ),
-            format!("give the machine {} CPUs, or plan for fewer users", need.rec_cpus),
+            format!(
+                "give the machine {} CPUs, or plan for fewer users",
+                need.rec_cpus
+            ),
         )
     } else {
         Check::pass("cpu", format!("{} CPU(s)", h.cpus))
@@ -384,7 +390,10 @@ pub fn hardware(h: &HardwareFacts, plan: &Plan) -> Vec<Check> {
         None => Check::warn(
             "memory",
             "cannot read the memory size from /proc/meminfo",
-            format!("make sure the machine has {} GiB of memory", need.rec_memory_gib),
+            format!(
+                "make sure the machine has {} GiB of memory",
+                need.rec_memory_gib
+            ),
         ),
         Some(m) if m < need.min_memory_gib * GIB * 9 / 10 => Check::fail(
             "memory",
@@ -399,7 +408,10 @@ pub fn hardware(h: &HardwareFacts, plan: &Plan) -> Vec<Check> {
                 need.rec_memory_gib,
                 role_list(&plan.roles)
             ),
-            format!("give the machine {} GiB, or plan for fewer users", need.rec_memory_gib),
+            format!(
+                "give the machine {} GiB, or plan for fewer users",
+                need.rec_memory_gib
+            ),
         ),
         Some(m) => Check::pass("memory", gib(m)),
     };
@@ -407,7 +419,11 @@ pub fn hardware(h: &HardwareFacts, plan: &Plan) -> Vec<Check> {
 }
 
 fn role_list(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" + ")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// The open-file limit against the roles' capacity.
@@ -422,10 +438,23 @@ pub fn open_files(limit: Option<FileLimit>, plan: &Plan) -> Check {
     let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
     let soft_ok = l.soft.is_none_or(|s| s >= need);
     let hard_ok = l.hard.is_none_or(|h| h >= need);
-    let load = format!(
-        "{} homed, {} remote, {} chat users per server",
-        plan.load.homed_users, plan.load.remote_users, plan.load.chat_users
-    );
+    let mut parts = Vec::new();
+    for r in &plan.roles {
+        let part = match r {
+            Role::FrontEnd => format!("{} homed users", plan.load.homed_users),
+            Role::Director | Role::Edge => format!("{} remote users", plan.load.remote_users),
+            Role::PersistentChat => format!("{} active chat users", plan.load.chat_users),
+            Role::Mediation => "mediation".to_string(),
+        };
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    let load = if parts.is_empty() {
+        "no roles".to_string()
+    } else {
+        parts.join(", ")
+    };
     if soft_ok {
         Check::pass(
             "open-files",
@@ -471,14 +500,21 @@ pub fn disk<H: Host>(host: &H, plan: &Plan) -> Check {
         return Check::warn(
             "disk",
             format!("cannot tell the free space at {}", plan.data_dir.display()),
-            format!("make sure {} are free for the data directory", gib(need.recommended)),
+            format!(
+                "make sure {} are free for the data directory",
+                gib(need.recommended)
+            ),
         );
     };
     let at = plan.data_dir.display();
     if free < need.minimum {
         Check::fail(
             "disk",
-            format!("{} free at {at}; at least {} needed", gib(free), gib(need.minimum)),
+            format!(
+                "{} free at {at}; at least {} needed",
+                gib(free),
+                gib(need.minimum)
+            ),
             "free space or move the data directory (--data) to a larger filesystem",
         )
     } else if free < need.recommended {
@@ -494,7 +530,11 @@ pub fn disk<H: Host>(host: &H, plan: &Plan) -> Check {
     } else {
         Check::pass(
             "disk",
-            format!("{} free at {at} ({} recommended)", gib(free), gib(need.recommended)),
+            format!(
+                "{} free at {at} ({} recommended)",
+                gib(free),
+                gib(need.recommended)
+            ),
         )
     }
 }
@@ -518,12 +558,20 @@ pub async fn store<H: Host>(host: &H, plan: &Plan, s: &StoreTarget) -> (Check, O
                         "{} {what} {} does not exist yet; it can be created{}",
                         s.kind,
                         path.display(),
-                        if plan.bootstrap { " and bootstrap will" } else { " (confab bootstrap does)" }
+                        if plan.bootstrap {
+                            " and bootstrap will"
+                        } else {
+                            " (confab bootstrap does)"
+                        }
                     ),
                 ),
                 PathFacts::NotWritable(why) => Check::fail(
                     id,
-                    format!("{} {what} {} is not writable: {why}", s.kind, path.display()),
+                    format!(
+                        "{} {what} {} is not writable: {why}",
+                        s.kind,
+                        path.display()
+                    ),
                     "run confab as a user that owns the data directory, or fix the permissions (chown/chmod)",
                 ),
             };
@@ -556,7 +604,10 @@ pub async fn store<H: Host>(host: &H, plan: &Plan, s: &StoreTarget) -> (Check, O
                             "upgrade PostgreSQL to 13 or later",
                         )
                     } else if database_exists {
-                        Check::pass(id, format!("{} store at {shown}: PostgreSQL {version}", s.kind))
+                        Check::pass(
+                            id,
+                            format!("{} store at {shown}: PostgreSQL {version}", s.kind),
+                        )
                     } else {
                         Check::pass(
                             id,
@@ -614,7 +665,9 @@ pub fn clock(c: &ClockFacts, pg_offsets: &[(String, f64)]) -> Check {
                     fix_sync,
                 );
             }
-            let off = offset.map(|o| format!(", offset {:.3} s", o)).unwrap_or_default();
+            let off = offset
+                .map(|o| format!(", offset {:.3} s", o))
+                .unwrap_or_default();
             let pg = worst
                 .map(|(s, o)| format!(", {:.1} s from store {s}", o.abs()))
                 .unwrap_or_default();
@@ -690,7 +743,11 @@ pub fn certificate<H: Host>(host: &H, plan: &Plan) -> Check {
                     "certificate",
                     format!(
                         "{path} does not name the pool FQDN {pool} in its SAN (it has: {})",
-                        if info.sans.is_empty() { "none".to_string() } else { info.sans.join(", ") }
+                        if info.sans.is_empty() {
+                            "none".to_string()
+                        } else {
+                            info.sans.join(", ")
+                        }
                     ),
                     replace,
                 );
@@ -705,7 +762,11 @@ pub fn certificate<H: Host>(host: &H, plan: &Plan) -> Check {
                     "certificate",
                     format!(
                         "{path} names the pool but not the machine FQDN {}",
-                        missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     replace,
                 );
@@ -725,7 +786,10 @@ pub fn certificate<H: Host>(host: &H, plan: &Plan) -> Check {
             };
             Check::pass(
                 "certificate",
-                format!("{path} names {} ({issuer}), valid {days} more days", names.join(", ")),
+                format!(
+                    "{path} names {} ({issuer}), valid {days} more days",
+                    names.join(", ")
+                ),
             )
         }
     }
@@ -800,7 +864,10 @@ pub fn preload(env: Option<String>, file: Option<String>) -> Check {
         }
     }
     if libs.is_empty() {
-        return Check::pass("preload", "no library preloaded (LD_PRELOAD, /etc/ld.so.preload)");
+        return Check::pass(
+            "preload",
+            "no library preloaded (LD_PRELOAD, /etc/ld.so.preload)",
+        );
     }
     let interposers: Vec<String> = libs
         .iter()
@@ -835,4 +902,3 @@ pub fn preload(env: Option<String>, file: Option<String>) -> Check {
 
 #[cfg(test)]
 mod tests;
-

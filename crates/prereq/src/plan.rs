@@ -59,9 +59,7 @@ pub struct Plan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error(
-        "machine {fqdn} is not in the topology; pass --fqdn with one of: {known}"
-    )]
+    #[error("machine {fqdn} is not in the topology; pass --fqdn with one of: {known}")]
     UnknownMachine { fqdn: String, known: String },
 }
 
@@ -169,7 +167,9 @@ impl Plan {
                 target,
             });
         };
-        let get = |o: &Option<confab_topology::model::Spanned<String>>| o.as_ref().map(|s| s.get_ref().clone());
+        let get = |o: &Option<confab_topology::model::Spanned<String>>| {
+            o.as_ref().map(|s| s.get_ref().clone())
+        };
         if roles.contains(&Role::FrontEnd) {
             add(get(&pool.backend).as_ref());
             add(get(&pool.file_store).as_ref());

@@ -113,7 +113,9 @@ pub const MEDIATION_FILES: u64 = 3072;
 
 /// The open-file limit the roles need for their load: one connection per user
 /// plus one spare per homed user (subscriptions, conferences), one and a half per
-/// remote user through an edge (access plus media relay), one per chat user.
+/// remote user through an edge (access plus media relay), one per remote user
+/// through a director, and one per four active chat users (their traffic comes
+/// multiplexed over the front ends' connections).
 pub fn open_files(roles: &[Role], load: Load) -> u64 {
     let mut n = BASE_FILES;
     for r in roles {
@@ -121,7 +123,7 @@ pub fn open_files(roles: &[Role], load: Load) -> u64 {
             Role::FrontEnd => load.homed_users.saturating_mul(2),
             Role::Director => load.remote_users,
             Role::Edge => load.remote_users.saturating_mul(3) / 2,
-            Role::PersistentChat => load.chat_users,
+            Role::PersistentChat => load.chat_users / 4,
             Role::Mediation => MEDIATION_FILES,
         };
     }

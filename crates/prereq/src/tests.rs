@@ -100,7 +100,10 @@ impl Host for Fake {
         self.disk
     }
     fn port(&self, _: Protocol, addr: SocketAddr) -> PortState {
-        self.ports.get(&addr.port()).cloned().unwrap_or(PortState::Free)
+        self.ports
+            .get(&addr.port())
+            .cloned()
+            .unwrap_or(PortState::Free)
     }
     fn clock(&self) -> ClockFacts {
         self.clock.clone()
@@ -323,7 +326,14 @@ fn open_file_limit_follows_capacity() {
     assert!(w.fix.unwrap().contains(&need.to_string()));
     assert_eq!(open_files(lim(1024, 4096), &p).status, Status::Fail);
     assert_eq!(
-        open_files(Some(FileLimit { soft: None, hard: None }), &p).status,
+        open_files(
+            Some(FileLimit {
+                soft: None,
+                hard: None
+            }),
+            &p
+        )
+        .status,
         Status::Pass
     );
     assert_eq!(open_files(None, &p).status, Status::Warn);
@@ -354,7 +364,13 @@ fn clock_sync_and_skew() {
     };
     assert_eq!(clock(&synced, &[]).status, Status::Pass);
     assert_eq!(
-        clock(&ClockFacts::NotSynced { source: "timedatectl".into() }, &[]).status,
+        clock(
+            &ClockFacts::NotSynced {
+                source: "timedatectl".into()
+            },
+            &[]
+        )
+        .status,
         Status::Warn
     );
     let unknown = clock(&ClockFacts::Unknown("no timedatectl".into()), &[]);
@@ -387,7 +403,11 @@ fn certificate_names_the_pool() {
             self_signed: true,
         })
     };
-    h.cert = info(&["pool01.contoso.com", "fe02.contoso.com"], NOW - DAY, NOW + 400 * DAY);
+    h.cert = info(
+        &["pool01.contoso.com", "fe02.contoso.com"],
+        NOW - DAY,
+        NOW + 400 * DAY,
+    );
     let c = certificate(&h, &p);
     assert_eq!(c.status, Status::Pass, "{c:?}");
     assert!(c.detail.contains("self-signed"));
@@ -399,12 +419,28 @@ fn certificate_names_the_pool() {
     assert!(c.detail.contains("pool01.contoso.com"));
     assert!(c.fix.unwrap().contains("SAN"));
     h.cert = info(&["pool01.contoso.com"], NOW - DAY, NOW + 400 * DAY);
-    assert_eq!(certificate(&h, &p).status, Status::Warn, "machine FQDN missing");
-    h.cert = info(&["pool01.contoso.com", "fe02.contoso.com"], NOW - 400 * DAY, NOW - DAY);
+    assert_eq!(
+        certificate(&h, &p).status,
+        Status::Warn,
+        "machine FQDN missing"
+    );
+    h.cert = info(
+        &["pool01.contoso.com", "fe02.contoso.com"],
+        NOW - 400 * DAY,
+        NOW - DAY,
+    );
     assert_eq!(certificate(&h, &p).status, Status::Fail, "expired");
-    h.cert = info(&["pool01.contoso.com", "fe02.contoso.com"], NOW + DAY, NOW + 400 * DAY);
+    h.cert = info(
+        &["pool01.contoso.com", "fe02.contoso.com"],
+        NOW + DAY,
+        NOW + 400 * DAY,
+    );
     assert_eq!(certificate(&h, &p).status, Status::Fail, "not yet valid");
-    h.cert = info(&["pool01.contoso.com", "fe02.contoso.com"], NOW - DAY, NOW + 5 * DAY);
+    h.cert = info(
+        &["pool01.contoso.com", "fe02.contoso.com"],
+        NOW - DAY,
+        NOW + 5 * DAY,
+    );
     assert_eq!(certificate(&h, &p).status, Status::Warn, "expiring");
     h.cert = CertFacts::Unreadable("garbage".into());
     assert_eq!(certificate(&h, &p).status, Status::Fail);
@@ -418,7 +454,12 @@ fn certificate_names_the_pool() {
 #[test]
 fn stores_reachable_at_supported_versions() {
     let p = plan("fe01.contoso.com");
-    let backend = p.stores.iter().find(|s| s.name == "backend").unwrap().clone();
+    let backend = p
+        .stores
+        .iter()
+        .find(|s| s.name == "backend")
+        .unwrap()
+        .clone();
     let mut h = good();
     let (c, off) = block_on(store(&h, &p, &backend));
     assert_eq!(c.status, Status::Pass);
@@ -442,11 +483,17 @@ fn stores_reachable_at_supported_versions() {
     h.pg = PostgresFacts::Unreachable("connection refused".into());
     let (c, _) = block_on(store(&h, &p, &backend));
     assert_eq!(c.status, Status::Fail);
-    assert!(!c.detail.contains("pw@"), "password must not be shown: {}", c.detail);
+    assert!(
+        !c.detail.contains("pw@"),
+        "password must not be shown: {}",
+        c.detail
+    );
 
     let se = Plan::standard_default("se01.contoso.com", Path::new("/var/lib/confab"));
     let sqlite = se.stores[0].clone();
-    assert!(matches!(sqlite.target, Target::Sqlite(ref p) if p == &PathBuf::from("/var/lib/confab/confab.db")));
+    assert!(
+        matches!(sqlite.target, Target::Sqlite(ref p) if p == &PathBuf::from("/var/lib/confab/confab.db"))
+    );
     h.paths = PathFacts::Creatable;
     assert_eq!(block_on(store(&h, &se, &sqlite)).0.status, Status::Pass);
     h.paths = PathFacts::NotWritable("permission denied".into());
@@ -458,7 +505,8 @@ fn ports_free() {
     let p = plan("fe01.contoso.com");
     let mut h = good();
     h.ports.insert(5061, PortState::InUse);
-    h.ports.insert(8080, PortState::Denied("permission denied".into()));
+    h.ports
+        .insert(8080, PortState::Denied("permission denied".into()));
     let o = outcome(&h, &p);
     assert_eq!(status(&o, "port:front-end.sip-tls"), Status::Fail);
     let web = o.get("port:front-end.web").unwrap();
@@ -468,7 +516,11 @@ fn ports_free() {
     assert!(o.has_failures());
     // The edge binds its internal and external addresses.
     let e = plan("edge01.contoso.com");
-    assert!(e.binds.iter().any(|b| b.address == Some("203.0.113.5".parse().unwrap())));
+    assert!(
+        e.binds
+            .iter()
+            .any(|b| b.address == Some("203.0.113.5".parse().unwrap()))
+    );
     let mut h = good();
     h.ports.insert(444, PortState::AddressMissing);
     assert_eq!(status(&outcome(&h, &e), "port:edge.webconf"), Status::Fail);
@@ -480,11 +532,20 @@ fn media_roles_refuse_socket_interposers() {
     let c = preload(Some("/usr/lib/libvma.so".into()), None);
     assert_eq!(c.status, Status::Fail);
     assert!(c.detail.contains("LD_PRELOAD"));
-    let c = preload(None, Some("# comment\n/usr/lib/x86_64-linux-gnu/libproxychains.so.4\n".into()));
+    let c = preload(
+        None,
+        Some("# comment\n/usr/lib/x86_64-linux-gnu/libproxychains.so.4\n".into()),
+    );
     assert_eq!(c.status, Status::Fail);
     assert!(c.detail.contains("/etc/ld.so.preload"));
-    assert_eq!(preload(Some("libjemalloc.so.2".into()), None).status, Status::Warn);
-    assert_eq!(preload(None, Some("# nothing\n".into())).status, Status::Pass);
+    assert_eq!(
+        preload(Some("libjemalloc.so.2".into()), None).status,
+        Status::Warn
+    );
+    assert_eq!(
+        preload(None, Some("# nothing\n".into())).status,
+        Status::Pass
+    );
     // Directors relay no media: no preload check.
     let mut p = plan("fe01.contoso.com");
     p.roles = vec![Role::Director];
@@ -500,7 +561,11 @@ fn role_filter_and_defaults() {
     p.restrict_roles(&[Role::Mediation]);
     assert!(p.roles.is_empty());
     assert!(p.binds.is_empty());
-    let p = Plan::for_roles(&[Role::Mediation, Role::FrontEnd, Role::FrontEnd], "a.b.c", Path::new("/d"));
+    let p = Plan::for_roles(
+        &[Role::Mediation, Role::FrontEnd, Role::FrontEnd],
+        "a.b.c",
+        Path::new("/d"),
+    );
     assert_eq!(p.roles, vec![Role::FrontEnd, Role::Mediation]);
     assert!(p.binds.iter().any(|b| b.listener.port == 5070));
     let e = Plan::for_roles(&[Role::Edge], "a.b.c", Path::new("/d"));

@@ -1,6 +1,9 @@
 //! The checks on the real machine: they must run and explain themselves; which
 //! of them pass depends on the machine.
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use confab_prereq::{Plan, Status, SystemHost, host_fqdn, run};
 use confab_topology::Role;
 

@@ -29,11 +29,17 @@ pub enum FramingError {
 pub struct Framer {
     buf: BytesMut,
     max_message: usize,
+    /// How far the header-end search got without finding one, so that a message
+    /// arriving in many small reads is not rescanned from its start each time.
+    scanned: usize,
+    /// Length of the message at the front once its header section is complete (0:
+    /// not known yet), so a body arriving in small reads is not re-parsed each time.
+    total: usize,
 }
 
 impl Framer {
     pub fn new(max_message: usize) -> Self {
-        Framer { buf: BytesMut::with_capacity(4096), max_message }
+        Framer { buf: BytesMut::with_capacity(4096), max_message, scanned: 0, total: 0 }
     }
 
     /// The read buffer (append received bytes here).
@@ -51,9 +57,13 @@ impl Framer {
     }
 
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FramingError> {
+        if self.total > 0 {
+            return Ok(self.take_message());
+        }
         loop {
             if self.buf.starts_with(b"\r\n\r\n") {
                 self.buf.advance(4);
+                self.scanned = 0;
                 return Ok(Some(Frame::Ping));
             }
             if self.buf.starts_with(b"\r\n") {
@@ -61,6 +71,7 @@ impl Framer {
                     return Ok(None); // might become a ping
                 }
                 self.buf.advance(2); // a pong or stray CRLF
+                self.scanned = 0;
                 continue;
             }
             break;
@@ -68,21 +79,36 @@ impl Framer {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        let Some(head_end) = find_header_end(&self.buf) else {
+        let from = self.scanned.min(self.buf.len()).saturating_sub(3);
+        let Some(head_end) = find_header_end(&self.buf[from..]).map(|p| p + from) else {
+            self.scanned = self.buf.len();
             if self.buf.len() > self.max_message {
                 return Err(FramingError::TooLarge(self.max_message));
             }
             return Ok(None);
         };
+        if head_end + 4 > self.max_message {
+            // Same verdict as when the header end arrives after the limit was hit.
+            return Err(FramingError::TooLarge(self.max_message));
+        }
         let cl = content_length(&self.buf[..head_end])?;
         let total = (head_end + 4).saturating_add(cl);
         if total > self.max_message {
             return Err(FramingError::TooLarge(self.max_message));
         }
-        if self.buf.len() < total {
-            return Ok(None);
+        self.total = total;
+        Ok(self.take_message())
+    }
+
+    /// The message at the front once `total` bytes of it are buffered.
+    fn take_message(&mut self) -> Option<Frame> {
+        if self.buf.len() < self.total {
+            return None;
         }
-        Ok(Some(Frame::Message(self.buf.split_to(total).freeze())))
+        let msg = self.buf.split_to(self.total).freeze();
+        self.scanned = 0;
+        self.total = 0;
+        Some(Frame::Message(msg))
     }
 }
 
@@ -93,6 +119,9 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
     let mut lines = head.split(|&b| b == b'\n').peekable();
     while let Some(line) = lines.next() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            continue; // continuation of another header ("Via: SIP/2.0/UDP\r\n l:5060")
+        }
         let Some(colon) = memchr::memchr(b':', line) else { continue };
         let name = line[..colon].trim_ascii();
         if HeaderName::from_bytes(name) != HeaderName::ContentLength {
@@ -111,6 +140,7 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
         }
         let v = std::str::from_utf8(text)
             .ok()
+            .filter(|v| !v.starts_with('+'))
             .and_then(|v| v.parse::<usize>().ok())
             .ok_or(FramingError::BadContentLength)?;
         if value.is_some_and(|old| old != v) {

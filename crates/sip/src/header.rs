@@ -141,7 +141,7 @@ pub fn split_values(value: &str) -> impl Iterator<Item = &str> {
             } else if b == b'>' {
                 in_angle = false;
             } else if b == b',' && !in_angle {
-                let item = value.get(start..pos).unwrap_or("").trim();
+                let item = value.get(start..pos).unwrap_or("").trim_ascii();
                 pos += 1;
                 start = pos;
                 return Some(item);
@@ -149,7 +149,7 @@ pub fn split_values(value: &str) -> impl Iterator<Item = &str> {
             pos += 1;
         }
         done = true;
-        let item = value.get(start.min(value.len())..).unwrap_or("").trim();
+        let item = value.get(start.min(value.len())..).unwrap_or("").trim_ascii();
         Some(item)
     })
     .filter(|s| !s.is_empty())
@@ -189,12 +189,12 @@ pub fn params(section: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
                 }
                 pos += 1;
             }
-            let item = section.get(start..pos.min(bytes.len())).unwrap_or("").trim();
+            let item = section.get(start..pos.min(bytes.len())).unwrap_or("").trim_ascii();
             if item.is_empty() {
                 continue;
             }
             return Some(match item.find('=') {
-                Some(eq) => (item[..eq].trim(), Some(item[eq + 1..].trim())),
+                Some(eq) => (item[..eq].trim_ascii(), Some(item[eq + 1..].trim_ascii())),
                 None => (item, None),
             });
         }
@@ -251,7 +251,7 @@ pub enum HeaderError {
 
 impl<'a> NameAddr<'a> {
     pub fn parse(value: &'a str) -> Result<NameAddr<'a>, HeaderError> {
-        let v = value.trim();
+        let v = value.trim_ascii();
         if v.is_empty() {
             return Err(HeaderError::Empty);
         }
@@ -295,15 +295,15 @@ impl<'a> NameAddr<'a> {
             let display = match display_end {
                 Some(end) => Some(&v[1..end]),
                 None => {
-                    let d = v[..lt].trim();
+                    let d = v[..lt].trim_ascii();
                     (!d.is_empty()).then_some(d)
                 }
             };
-            let uri = v[lt + 1..gt].trim();
+            let uri = v[lt + 1..gt].trim_ascii();
             if uri.is_empty() {
                 return Err(HeaderError::NoUri);
             }
-            let rest = v[gt + 1..].trim_start();
+            let rest = v[gt + 1..].trim_ascii_start();
             Ok(NameAddr { display, uri, params: rest, bracketed: true })
         } else {
             if display_end.is_some() {
@@ -311,7 +311,7 @@ impl<'a> NameAddr<'a> {
             }
             // addr-spec: parameters after the first ';' belong to the header.
             let (uri, params) = match v.find(';') {
-                Some(p) => (v[..p].trim(), &v[p..]),
+                Some(p) => (v[..p].trim_ascii(), &v[p..]),
                 None => (v, ""),
             };
             if uri.is_empty() {
@@ -351,9 +351,9 @@ pub struct Via<'a> {
 
 impl<'a> Via<'a> {
     pub fn parse(value: &'a str) -> Result<Via<'a>, HeaderError> {
-        let v = value.trim();
+        let v = value.trim_ascii();
         let (proto, rest) = split_ws(v).ok_or(HeaderError::Via("no sent-by"))?;
-        let mut parts = proto.split('/').map(str::trim);
+        let mut parts = proto.split('/').map(str::trim_ascii);
         let name = parts.next().unwrap_or("");
         let version = parts.next().unwrap_or("");
         let transport = parts.next().unwrap_or("");
@@ -364,14 +364,14 @@ impl<'a> Via<'a> {
         {
             return Err(HeaderError::Via("bad transport"));
         }
-        let rest = rest.trim_start();
+        let rest = rest.trim_ascii_start();
         let (sent_by, params) = match rest.find(';') {
-            Some(p) => (rest[..p].trim(), &rest[p..]),
-            None => (rest.trim(), ""),
+            Some(p) => (rest[..p].trim_ascii(), &rest[p..]),
+            None => (rest.trim_ascii(), ""),
         };
         // A Via may carry a comment in parentheses; drop it.
         let sent_by = match sent_by.find('(') {
-            Some(p) => sent_by[..p].trim(),
+            Some(p) => sent_by[..p].trim_ascii(),
             None => sent_by,
         };
         let (host, port) = split_host_port(sent_by).ok_or(HeaderError::Via("bad sent-by"))?;
@@ -402,30 +402,41 @@ impl<'a> Via<'a> {
 }
 
 /// Whether a `;`-parameter section has a parameter without a name (`;;`, a trailing
-/// `;`, `;=x`): RFC 4475 badinv01.
+/// `;`, `;=x`): RFC 4475 badinv01. One pass over the bytes (Via::parse is hot).
 fn has_nameless_param(section: &str) -> bool {
-    let b = section.as_bytes();
-    let nameless = |s: usize, e: usize| {
-        section.get(s..e).is_none_or(|p| p.split('=').next().unwrap_or("").trim().is_empty())
-    };
-    let mut in_quote = false;
-    let mut seg_start: Option<usize> = None;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if in_quote => i += 1,
-            b'"' => in_quote = !in_quote,
-            b';' if !in_quote => {
-                if seg_start.is_some_and(|s| nameless(s, i)) {
+    let (mut in_param, mut named, mut in_value) = (false, false, false);
+    let (mut in_quote, mut escaped) = (false, false);
+    for &c in section.as_bytes() {
+        if in_quote {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_quote = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b';' => {
+                if in_param && !named {
                     return true;
                 }
-                seg_start = Some(i + 1);
+                (in_param, named, in_value) = (true, false, false);
             }
-            _ => {}
+            b'=' if !in_value => {
+                if in_param && !named {
+                    return true;
+                }
+                in_value = true;
+            }
+            b' ' | b'\t' => {}
+            _ => {
+                in_quote = c == b'"';
+                named |= !in_value;
+            }
         }
-        i += 1;
     }
-    seg_start.is_some_and(|s| nameless(s, b.len()))
+    in_param && !named
 }
 
 fn split_ws(s: &str) -> Option<(&str, &str)> {
@@ -455,7 +466,7 @@ fn split_ws(s: &str) -> Option<(&str, &str)> {
 /// Splits `host[:port]`, accepting `[v6]:port`. Returns `None` on a malformed port
 /// or empty host.
 pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    let s = s.trim();
+    let s = s.trim_ascii();
     if s.is_empty() {
         return None;
     }
@@ -466,16 +477,16 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         if rest.is_empty() {
             return Some((host, None));
         }
-        let port = rest.strip_prefix(':')?.trim().parse().ok()?;
+        let port = rest.strip_prefix(':')?.trim_ascii().parse().ok()?;
         return Some((host, Some(port)));
     }
     match s.rfind(':') {
         Some(p) => {
-            let host = s[..p].trim();
+            let host = s[..p].trim_ascii();
             if host.is_empty() || host.contains(':') {
                 return None;
             }
-            Some((host, Some(s[p + 1..].trim().parse().ok()?)))
+            Some((host, Some(s[p + 1..].trim_ascii().parse().ok()?)))
         }
         None => Some((s, None)),
     }

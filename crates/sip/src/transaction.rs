@@ -353,12 +353,12 @@ impl<T: Clone> Transactions<T> {
         }
         tx.state = CState::Completed;
         let mut ack_out = None;
-        if tx.invite {
-            if let Ok(req) = Message::parse(tx.request.clone(), &Limits { max_message_bytes: usize::MAX, max_headers: usize::MAX }) {
-                let ack = build_non2xx_ack(&req, msg);
-                tx.ack = Some(ack.clone());
-                ack_out = Some((tx.target.clone(), ack));
-            }
+        if tx.invite
+            && let Ok(req) = Message::parse(tx.request.clone(), &Limits { max_message_bytes: usize::MAX, max_headers: usize::MAX })
+        {
+            let ack = build_non2xx_ack(&req, msg);
+            tx.ack = Some(ack.clone());
+            ack_out = Some((tx.target.clone(), ack));
         }
         let wait = match (tx.reliable, tx.invite) {
             (true, _) => Duration::ZERO,
@@ -439,18 +439,16 @@ impl<T: Clone> Transactions<T> {
                 let at = now + tx.interval;
                 self.schedule(at, TimerKind::CRetransmit, TimerRef::Client(key, epoch));
             }
-            TimerKind::CTimeout => {
-                // Timer B only runs in Calling: once a 1xx arrived, an INVITE waits
-                // for its final response (the TU's Timer C); Timer F runs until then.
-                if tx.state == CState::Trying || (!tx.invite && tx.state == CState::Proceeding) {
-                    self.client.remove(&key);
-                    out.push(TimerEvent::ClientTimeout(key));
-                }
+            // Timer B only runs in Calling: once a 1xx arrived, an INVITE waits for
+            // its final response (the TU's Timer C); Timer F runs until then.
+            TimerKind::CTimeout
+                if tx.state == CState::Trying || (!tx.invite && tx.state == CState::Proceeding) =>
+            {
+                self.client.remove(&key);
+                out.push(TimerEvent::ClientTimeout(key));
             }
-            TimerKind::CKill => {
-                if tx.epoch == epoch {
-                    self.client.remove(&key);
-                }
+            TimerKind::CKill if tx.epoch == epoch => {
+                self.client.remove(&key);
             }
             _ => {}
         }

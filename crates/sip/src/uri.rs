@@ -39,7 +39,7 @@ pub enum UriError {
 
 impl<'a> Uri<'a> {
     pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
-        let s = s.trim();
+        let s = s.trim_ascii();
         let colon = s.find(':').ok_or(UriError::Scheme)?;
         let scheme = &s[..colon];
         let scheme = if scheme.eq_ignore_ascii_case("sip") {

@@ -9,11 +9,17 @@ mod common;
 use bytes::Bytes;
 use common::msggen::{self, GenMsg};
 use common::{harness, squash};
-use confab_sip::{Frame, Framer, HeaderName, Limits, Message, Method, ResponseBuilder, Rewriter, Uri};
+use confab_sip::{
+    Frame, Framer, HeaderName, Limits, Message, Method, ResponseBuilder, Rewriter, Uri,
+};
 use proptest::prelude::*;
 
 fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 /// The valid corpus: RFC 4475 messages that parse, and the pidgin-sipe captures.
@@ -81,8 +87,24 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (
             any::<usize>(),
             prop::sample::select(vec![
-                &b"\r\n"[..], b"\0", b"\r\n ", b"\r\n\r\n", b",", b";", b"\"", b"<", b">", b":",
-                b"%", b"\\", b"\xff", b"\xc3", b" ", b"\t", b"\n", b"\r",
+                &b"\r\n"[..],
+                b"\0",
+                b"\r\n ",
+                b"\r\n\r\n",
+                b",",
+                b";",
+                b"\"",
+                b"<",
+                b">",
+                b":",
+                b"%",
+                b"\\",
+                b"\xff",
+                b"\xc3",
+                b" ",
+                b"\t",
+                b"\n",
+                b"\r",
             ]),
         )
             .prop_map(|(i, s)| Mutation::Insert(i, s)),
@@ -124,7 +146,10 @@ fn parse_gen(g: &GenMsg) -> Message {
     let bytes = g.to_bytes();
     match Message::parse(Bytes::from(bytes.clone()), &Limits::default()) {
         Ok(m) => m,
-        Err(e) => panic!("generated message rejected: {e}\n{}", String::from_utf8_lossy(&bytes)),
+        Err(e) => panic!(
+            "generated message rejected: {e}\n{}",
+            String::from_utf8_lossy(&bytes)
+        ),
     }
 }
 
@@ -134,7 +159,7 @@ fn check_gen(g: &GenMsg, m: &Message) {
         (Some((method, uri)), _) => {
             assert_eq!(m.method().map(Method::as_str), Some(method.as_str()));
             assert_eq!(m.request_uri(), Some(uri.as_str()));
-            let u = Uri::parse(uri).unwrap();
+            let u = Uri::parse(uri).unwrap_or_else(|e| panic!("{uri}: {e}"));
             assert!(!u.host.is_empty());
         }
         (None, Some((code, reason))) => {
@@ -166,14 +191,12 @@ fn check_gen(g: &GenMsg, m: &Message) {
     if let Some(c) = &g.contact {
         let got: Vec<_> = m.header_values(HeaderName::Contact).collect();
         assert_eq!(got.len(), 1);
-        let n = confab_sip::NameAddr::parse(got[0]).unwrap();
+        let n = confab_sip::NameAddr::parse(got[0]).unwrap_or_else(|e| panic!("{}: {e}", got[0]));
         assert_eq!(n.uri, c.uri);
         assert_eq!(n.display, c.display_view());
     }
     for (name, value) in &g.extra {
-        let first = g.extra.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v);
-        assert_eq!(m.header_str(name).map(squash), first.map(|v| squash(v)));
-        let _ = value;
+        assert_eq!(m.header_str(name).map(squash), Some(squash(value)));
     }
     assert_eq!(m.content_type(), g.content_type.as_deref());
     assert_eq!(m.body(), &g.body[..]);
@@ -242,10 +265,9 @@ proptest! {
 
     // (d) builder and rewriter output parses again
     #[test]
-    fn response_builder_output_parses(g in msggen::message(false), code in 100u16..700, tag in msggen::token(),
+    fn response_builder_output_parses(g in msggen::request(false), code in 100u16..700, tag in msggen::token(),
                                       body in prop::collection::vec(any::<u8>(), 0..40)) {
         let req = parse_gen(&g);
-        prop_assume!(req.is_request());
         let out = ResponseBuilder::new(&req, code)
             .to_tag(tag.clone())
             .header("Allow", "INVITE, ACK, BYE")
@@ -307,7 +329,7 @@ proptest! {
 
 #[derive(Clone, Debug)]
 enum Piece {
-    Msg(GenMsg),
+    Msg(Box<GenMsg>),
     Ping,
     Pong,
 }
@@ -315,7 +337,7 @@ enum Piece {
 fn stream() -> impl Strategy<Value = Vec<Piece>> {
     prop::collection::vec(
         prop_oneof![
-            6 => msggen::message(true).prop_map(Piece::Msg),
+            6 => msggen::message(true).prop_map(|g| Piece::Msg(Box::new(g))),
             1 => Just(Piece::Ping),
             1 => Just(Piece::Pong),
         ],

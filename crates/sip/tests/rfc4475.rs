@@ -46,7 +46,11 @@ fn err(name: &str) -> ParseError {
 fn rejected(name: &str, status: u16, reason_has: &str, answerable: bool) -> ParseError {
     let e = err(name);
     assert_eq!(e.status, status, "{name}: {e}");
-    assert!(e.reason.contains(reason_has), "{name}: reason {:?} lacks {reason_has:?}", e.reason);
+    assert!(
+        e.reason.contains(reason_has),
+        "{name}: reason {:?} lacks {reason_has:?}",
+        e.reason
+    );
     assert_eq!(e.response().is_some(), answerable, "{name}: answerable");
     if let Some(resp) = e.response() {
         assert!(resp.starts_with(format!("SIP/2.0 {status} ").as_bytes()));
@@ -66,7 +70,10 @@ fn uri(s: &str) -> Uri<'_> {
 fn wsinv_short_tortuous_invite() {
     let m = ok("wsinv");
     assert_eq!(m.method(), Some(&Method::Invite));
-    assert_eq!(m.request_uri(), Some("sip:vivekg@chair-dnrc.example.com;unknownparam"));
+    assert_eq!(
+        m.request_uri(),
+        Some("sip:vivekg@chair-dnrc.example.com;unknownparam")
+    );
     // header names in any case, whitespace before the colon, folded values
     assert_eq!(m.to().uri, "sip:vivekg@chair-dnrc.example.com");
     assert_eq!(m.to_tag(), Some("1918181833n"));
@@ -78,23 +85,41 @@ fn wsinv_short_tortuous_invite() {
     assert_eq!(m.cseq(), (9, &Method::Invite)); // "0009\r\n  INVITE"
     // "SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw"
     let top = m.top_via();
-    assert_eq!((top.transport, top.host, top.port), ("UDP", "192.0.2.2", None));
+    assert_eq!(
+        (top.transport, top.host, top.port),
+        ("UDP", "192.0.2.2", None)
+    );
     assert_eq!(top.branch(), Some("390skdjuw"));
     assert!(!top.is_rfc3261());
-    let vias: Vec<Via> = m.header_values(HeaderName::Via).map(|v| Via::parse(v).unwrap()).collect();
+    let vias: Vec<Via> = m
+        .header_values(HeaderName::Via)
+        .map(|v| Via::parse(v).unwrap())
+        .collect();
     assert_eq!(vias.len(), 3);
-    assert_eq!((vias[1].transport, vias[1].host), ("TCP", "spindle.example.com"));
+    assert_eq!(
+        (vias[1].transport, vias[1].host),
+        ("TCP", "spindle.example.com")
+    );
     assert_eq!(vias[1].branch(), Some("z9hG4bK9ikj8"));
-    assert_eq!((vias[2].transport, vias[2].host), ("UDP", "192.168.255.111"));
+    assert_eq!(
+        (vias[2].transport, vias[2].host),
+        ("UDP", "192.168.255.111")
+    );
     assert_eq!(vias[2].branch(), Some("z9hG4bK30239"));
     assert_eq!(m.header(HeaderName::Subject), Some("")); // "s :" with an empty value
     assert_eq!(
         m.header_str("newfangledheader").map(squash).as_deref(),
         Some("newfangled value continued newfangled value")
     );
-    assert_eq!(m.header_str("UnknownHeaderWithUnusualValue"), Some(";;,,;;,;"));
+    assert_eq!(
+        m.header_str("UnknownHeaderWithUnusualValue"),
+        Some(";;,,;;,;")
+    );
     let route = NameAddr::parse(m.header(HeaderName::Route).unwrap()).unwrap();
-    assert_eq!(route.parsed_uri().unwrap().param("unknown-no-value"), Some(None));
+    assert_eq!(
+        route.parsed_uri().unwrap().param("unknown-no-value"),
+        Some(None)
+    );
     let contact = NameAddr::parse(m.header(HeaderName::Contact).unwrap()).unwrap();
     assert_eq!(contact.display, Some(r#"Quoted string \"\""#));
     assert_eq!(contact.uri, "sip:jdrosen@example.com");
@@ -120,12 +145,18 @@ fn intmeth_wide_range_of_valid_characters() {
     let m = ok("intmeth-printable");
     assert_eq!(m.method().map(Method::as_str), Some(INTMETH));
     assert!(matches!(m.method(), Some(Method::Other(_))));
-    assert_eq!(m.cseq(), (139_122_385, &Method::parse(INTMETH.as_bytes()).unwrap()));
+    assert_eq!(
+        m.cseq(),
+        (139_122_385, &Method::parse(INTMETH.as_bytes()).unwrap())
+    );
     // The user part of the Request-URI contains '?', ';', ':' and ','.
     let ruri = m.request_uri().unwrap();
     let u = uri(ruri);
     assert_eq!(u.host, "example.com");
-    assert_eq!(u.user, Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+    assert_eq!(
+        u.user,
+        Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+    );
     assert_eq!(u.headers, "");
     let to = m.to();
     assert_eq!(to.display, Some(r"BEL:\b NUL:\0 DEL:\d"));
@@ -134,10 +165,16 @@ fn intmeth_wide_range_of_valid_characters() {
     assert!(m.top_via().is_rfc3261());
     assert_eq!(m.from().display, Some("token1~` token2'+_ token3*%!.-"));
     assert_eq!(m.from_tag(), Some("_token~1'+`*%!-."));
-    assert_eq!(m.from().param("fromParam''~+*_!.-%"), Some(Some("\"живой параметр\"")));
+    assert_eq!(
+        m.from().param("fromParam''~+*_!.-%"),
+        Some(Some("\"живой параметр\""))
+    );
     assert_eq!(m.call_id(), r#"intmeth.word%ZK-!.*_+'@word`~)(><:\/"][?}{"#);
     assert_eq!(m.max_forwards(), Some(255));
-    assert_eq!(m.header_str("extensionHeader-!.%*+_`'~"), Some("\u{feff}大停電"));
+    assert_eq!(
+        m.header_str("extensionHeader-!.%*+_`'~"),
+        Some("\u{feff}大停電")
+    );
     assert_eq!(m.body(), b"");
 }
 
@@ -148,8 +185,14 @@ fn esc01_valid_percent_escapes() {
     let u = uri(m.request_uri().unwrap());
     assert_eq!(u.host, "example.net");
     assert_eq!(u.user_unescaped().as_deref(), Some("sips:user@example.com"));
-    assert_eq!(m.to().parsed_uri().unwrap().user_unescaped().as_deref(), Some("user"));
-    assert_eq!(m.from().parsed_uri().unwrap().user_unescaped().as_deref(), Some("I have spaces"));
+    assert_eq!(
+        m.to().parsed_uri().unwrap().user_unescaped().as_deref(),
+        Some("user")
+    );
+    assert_eq!(
+        m.from().parsed_uri().unwrap().user_unescaped().as_deref(),
+        Some("I have spaces")
+    );
     assert_eq!(m.from_tag(), Some("938"));
     assert_eq!(m.call_id(), "esc01.239409asdfakjkn23onasd0-3234"); // compact "i"
     assert_eq!(m.cseq(), (234_234, &Method::Invite));
@@ -189,7 +232,10 @@ fn esc02_percent_that_is_not_an_escape() {
     assert_eq!(m.top_via().rport(), Some(None));
     // "C%6Fntact" is an unknown header, not Contact.
     assert_eq!(m.header_values(HeaderName::Contact).count(), 2);
-    assert_eq!(m.header_str("C%6Fntact"), Some("<sip:alias2@host2.example.com>"));
+    assert_eq!(
+        m.header_str("C%6Fntact"),
+        Some("<sip:alias2@host2.example.com>")
+    );
 }
 
 #[test]
@@ -208,7 +254,12 @@ fn longreq_long_values() {
     assert_eq!(m.method(), Some(&Method::Invite));
     assert_eq!(m.top_via().branch(), Some("z9hG4bKlongreqtop"));
     assert_eq!(m.header_values(HeaderName::Via).count(), 33);
-    assert!(m.to().display.unwrap().starts_with("I have a user name of extremeextreme"));
+    assert!(
+        m.to()
+            .display
+            .unwrap()
+            .starts_with("I have a user name of extremeextreme")
+    );
     assert_eq!(m.to().parsed_uri().unwrap().port, Some(6000));
     assert_eq!(m.from_tag().map(str::len), Some(202));
     assert!(m.call_id().starts_with("longreq.onereallyreally") && m.call_id().len() > 480);
@@ -224,7 +275,11 @@ fn dblreq_extra_octets_in_datagram_are_ignored() {
     assert_eq!(m.call_id(), "dblreq.0ha0isndaksdj99sdfafnl3lk233412"); // compact "I"
     assert_eq!(m.cseq(), (8, &Method::Register));
     assert_eq!(m.top_via().branch(), Some("z9hG4bKkdjuw23492"));
-    assert_eq!(m.body(), b"", "Content-Length: 0 cuts off the second request");
+    assert_eq!(
+        m.body(),
+        b"",
+        "Content-Length: 0 cuts off the second request"
+    );
     assert_eq!(m.header(HeaderName::ContentType), None);
 }
 
@@ -243,8 +298,10 @@ fn semiuri_semicolons_in_user_part() {
 fn transports_varied_and_unknown() {
     let m = ok("transports");
     assert_eq!(m.call_id(), "transports.kijh4akdnaqjkwendsasfdj");
-    let t: Vec<&str> =
-        m.header_values(HeaderName::Via).map(|v| Via::parse(v).unwrap().transport).collect();
+    let t: Vec<&str> = m
+        .header_values(HeaderName::Via)
+        .map(|v| Via::parse(v).unwrap().transport)
+        .collect();
     assert_eq!(t, ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"]);
     assert_eq!(m.top_via().branch(), Some("z9hG4bKkdjuw"));
 }
@@ -254,9 +311,19 @@ fn mpart01_binary_multipart_body() {
     let m = ok("mpart01");
     assert_eq!(m.method(), Some(&Method::Message));
     assert_eq!(m.call_id(), "3d9485ad0c49859b@Zmx1ZmZ5LW1hYy0xNi5sb2NhbA..");
-    assert_eq!(m.top_via().branch(), Some("z9hG4bK-d87543-4dade06d0bdb11ee-1--d87543-"));
-    assert_eq!(m.content_type(), Some("multipart/mixed;boundary=7a9cbec02ceef655"));
-    let cl: usize = m.header(HeaderName::ContentLength).unwrap().parse().unwrap();
+    assert_eq!(
+        m.top_via().branch(),
+        Some("z9hG4bK-d87543-4dade06d0bdb11ee-1--d87543-")
+    );
+    assert_eq!(
+        m.content_type(),
+        Some("multipart/mixed;boundary=7a9cbec02ceef655")
+    );
+    let cl: usize = m
+        .header(HeaderName::ContentLength)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(m.body().len(), cl);
     assert!(std::str::from_utf8(m.body()).is_err(), "the body is binary");
     assert!(m.body().ends_with(b"--7a9cbec02ceef655--\r\n"));
@@ -266,7 +333,10 @@ fn mpart01_binary_multipart_body() {
 fn unreason_utf8_reason_phrase() {
     let m = ok("unreason");
     assert_eq!(m.status(), Some(200));
-    assert_eq!(m.reason(), Some("= 2**3 * 5**2 но сто девяносто девять - простое"));
+    assert_eq!(
+        m.reason(),
+        Some("= 2**3 * 5**2 но сто девяносто девять - простое")
+    );
     assert_eq!(m.cseq(), (35, &Method::Invite));
     assert_eq!(m.to_tag(), Some("2229"));
 }
@@ -345,14 +415,20 @@ fn escruri_escaped_headers_in_request_uri() {
     // Deliberate: accepted by the parser. A Request-URI must not carry headers
     // (RFC 3261 §19.1.5 table); the core sees them in `Uri::headers` and answers 400.
     let m = ok("escruri");
-    assert_eq!(uri(m.request_uri().unwrap()).headers, "Route=%3Csip:example.com%3E");
+    assert_eq!(
+        uri(m.request_uri().unwrap()).headers,
+        "Route=%3Csip:example.com%3E"
+    );
 }
 
 #[test]
 fn baddate_invalid_time_zone() {
     // Accepted: Date is never interpreted by confab (the RFC allows accepting it).
     let m = ok("baddate");
-    assert_eq!(m.header(HeaderName::Date), Some("Fri, 01 Jan 2010 16:00:00 EST"));
+    assert_eq!(
+        m.header(HeaderName::Date),
+        Some("Fri, 01 Jan 2010 16:00:00 EST")
+    );
 }
 
 #[test]
@@ -363,7 +439,10 @@ fn regbadct_addr_spec_with_uri_header() {
     let m = ok("regbadct");
     let c = NameAddr::parse(m.header(HeaderName::Contact).unwrap()).unwrap();
     assert!(!c.bracketed);
-    assert_eq!(c.parsed_uri().unwrap().headers, "Route=%3Csip:sip.example.com%3E");
+    assert_eq!(
+        c.parsed_uri().unwrap().headers,
+        "Route=%3Csip:sip.example.com%3E"
+    );
 }
 
 #[test]
@@ -395,8 +474,14 @@ fn badvers_unknown_protocol_version() {
     let e = rejected("badvers", 505, "Version", true);
     let resp = e.response().unwrap();
     let text = String::from_utf8_lossy(&resp).into_owned();
-    assert!(text.contains("Call-ID: badvers.31417@c.example.com\r\n"), "{text}");
-    assert!(text.contains("Via: SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw\r\n"), "{text}");
+    assert!(
+        text.contains("Call-ID: badvers.31417@c.example.com\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Via: SIP/7.0/UDP c.example.com;branch=z9hG4bKkdjuw\r\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -437,7 +522,10 @@ fn unkscm_unknown_request_uri_scheme() {
     // Deliberate: parsed (the Request-URI has a scheme); the core answers 416
     // because `Uri::parse` refuses the scheme.
     let m = ok("unkscm");
-    assert_eq!(m.request_uri(), Some("nobodyKnowsThisScheme:totallyopaquecontent"));
+    assert_eq!(
+        m.request_uri(),
+        Some("nobodyKnowsThisScheme:totallyopaquecontent")
+    );
     assert!(Uri::parse(m.request_uri().unwrap()).is_err());
 }
 
@@ -558,16 +646,58 @@ fn inv2543_rfc2543_syntax() {
 #[test]
 fn every_file_has_an_expectation() {
     const VALID: &[&str] = &[
-        "wsinv", "intmeth-printable", "esc01", "escnull", "esc02", "lwsdisp", "longreq", "dblreq",
-        "semiuri", "transports", "mpart01", "unreason", "noreason", "escruri", "baddate",
-        "regbadct", "badaspec", "baddn", "badbranch", "unkscm", "novelsc", "unksm2", "bext01",
-        "invut", "regaut01", "bcast", "zeromf", "cparam01", "cparam02", "regescrt", "sdp01",
+        "wsinv",
+        "intmeth-printable",
+        "esc01",
+        "escnull",
+        "esc02",
+        "lwsdisp",
+        "longreq",
+        "dblreq",
+        "semiuri",
+        "transports",
+        "mpart01",
+        "unreason",
+        "noreason",
+        "escruri",
+        "baddate",
+        "regbadct",
+        "badaspec",
+        "baddn",
+        "badbranch",
+        "unkscm",
+        "novelsc",
+        "unksm2",
+        "bext01",
+        "invut",
+        "regaut01",
+        "bcast",
+        "zeromf",
+        "cparam01",
+        "cparam02",
+        "regescrt",
+        "sdp01",
         "inv2543",
     ];
     const INVALID: &[&str] = &[
-        "intmeth", "badinv01", "clerr", "ncl", "scalar02", "scalarlg", "quotbal", "ltgtruri",
-        "lwsruri", "lwsstart", "trws", "badvers", "mismatch01", "mismatch02", "bigcode", "insuf",
-        "multi01", "mcl01",
+        "intmeth",
+        "badinv01",
+        "clerr",
+        "ncl",
+        "scalar02",
+        "scalarlg",
+        "quotbal",
+        "ltgtruri",
+        "lwsruri",
+        "lwsstart",
+        "trws",
+        "badvers",
+        "mismatch01",
+        "mismatch02",
+        "bigcode",
+        "insuf",
+        "multi01",
+        "mcl01",
     ];
     for (name, bytes) in common::corpus("rfc4475") {
         let r = parse(&bytes);
@@ -581,10 +711,11 @@ fn every_file_has_an_expectation() {
         // Whatever the outcome, parsing it through the stream framer agrees.
         let mut f = confab_sip::Framer::new(65_535);
         f.push(&bytes);
-        if let Ok(Some(confab_sip::Frame::Message(b))) = f.next_frame() {
-            if r.is_ok() && name != "dblreq" {
-                assert_eq!(b, bytes, "{name}: framer cut");
-            }
+        if let Ok(Some(confab_sip::Frame::Message(b))) = f.next_frame()
+            && r.is_ok()
+            && name != "dblreq"
+        {
+            assert_eq!(b, bytes, "{name}: framer cut");
         }
     }
     let _ = Bytes::new();

@@ -40,7 +40,9 @@ impl Address {
             return Err(invalid("empty user part"));
         }
         if !user.bytes().all(valid_user_byte) {
-            return Err(invalid("user part contains a character that is not allowed"));
+            return Err(invalid(
+                "user part contains a character that is not allowed",
+            ));
         }
         if !is_valid_host_name(domain) {
             return Err(invalid("domain is not a valid host name"));
@@ -110,7 +112,9 @@ pub fn is_valid_host_name(name: &str) -> bool {
         if bytes.len() > 63
             || first == b'-'
             || end == b'-'
-            || !bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            || !bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         {
             return false;
         }
@@ -129,7 +133,12 @@ mod tests {
         assert_eq!(a.to_string(), "alice@example.com");
         assert_eq!(a.username(), "alice");
         assert_eq!(a.domain(), "example.com");
-        assert_eq!(Address::parse("bob.smith@lab.example.org").unwrap().username(), "bob.smith");
+        assert_eq!(
+            Address::parse("bob.smith@lab.example.org")
+                .unwrap()
+                .username(),
+            "bob.smith"
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub enum StoreError {
     #[error("user {0} not found")]
     UserNotFound(String),
     #[error("invalid address {address:?}: {reason}")]
-    InvalidAddress { address: String, reason: &'static str },
+    InvalidAddress {
+        address: String,
+        reason: &'static str,
+    },
     #[error("unsupported database URL: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl,
     #[error("database path {0:?} is not valid UTF-8")]
@@ -86,7 +89,9 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The pool's options hold the database URL, which may carry a password.
-        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,6 +128,14 @@ impl Store {
                 AnyPoolOptions::new()
                     .max_connections(10)
                     .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|conn, _meta| {
+                        Box::pin(async move {
+                            // NOTICEs (e.g. "relation _sqlx_migrations already exists,
+                            // skipping" on every start) would be logged at info level.
+                            conn.execute("SET client_min_messages = warning").await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
                     .await?
             }
@@ -269,7 +282,10 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
         assert_eq!(redact_url("postgres://user@h/db"), "postgres://user@h/db");
-        assert_eq!(redact_url("sqlite:///var/lib/confab/confab.db?mode=rwc"), "sqlite:///var/lib/confab/confab.db?mode=rwc");
+        assert_eq!(
+            redact_url("sqlite:///var/lib/confab/confab.db?mode=rwc"),
+            "sqlite:///var/lib/confab/confab.db?mode=rwc"
+        );
     }
 
     #[test]
@@ -283,9 +299,18 @@ mod tests {
 
     #[test]
     fn backend_from_url() {
-        assert_eq!(Backend::from_url("sqlite:///x.db").unwrap(), Backend::Sqlite);
-        assert_eq!(Backend::from_url("postgres://h/db").unwrap(), Backend::Postgres);
-        assert_eq!(Backend::from_url("PostgreSQL://h/db").unwrap(), Backend::Postgres);
+        assert_eq!(
+            Backend::from_url("sqlite:///x.db").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::from_url("postgres://h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::from_url("PostgreSQL://h/db").unwrap(),
+            Backend::Postgres
+        );
         assert!(Backend::from_url("mysql://h/db").is_err());
     }
 }

@@ -108,7 +108,9 @@ fn user_from_row(row: &AnyRow) -> std::result::Result<User, sqlx::Error> {
 
 /// `None` for a missing or blank display name, else the trimmed name.
 fn clean_display_name(name: Option<&str>) -> Option<String> {
-    name.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned)
+    name.map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
 }
 
 impl Store {
@@ -168,24 +170,37 @@ impl Store {
     /// case), if any.
     pub async fn get_user(&self, address: &str) -> Result<Option<User>> {
         let address = Address::parse(address)?;
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE address = $1"))
-            .bind(address.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE address = $1"
+        ))
+        .bind(address.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(user_from_row).transpose()?)
     }
 
     /// Every user, ordered by address.
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users ORDER BY address"))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().map(user_from_row).collect::<std::result::Result<_, _>>()?)
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY address"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(user_from_row)
+            .collect::<std::result::Result<_, _>>()?)
     }
 
     /// Number of users.
     pub async fn count_users(&self) -> Result<i64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n)
     }
 
@@ -205,7 +220,11 @@ impl Store {
     }
 
     /// Sets or (with `None` or a blank name) clears the display name.
-    pub async fn set_display_name(&self, address: &str, display_name: Option<&str>) -> Result<User> {
+    pub async fn set_display_name(
+        &self,
+        address: &str,
+        display_name: Option<&str>,
+    ) -> Result<User> {
         let sql = concat!(
             "UPDATE users SET display_name = $1, updated_at = $2, rev = $3 WHERE address = $4 \
              RETURNING ",
@@ -222,12 +241,18 @@ impl Store {
              RETURNING ",
             user_columns!()
         );
-        self.update_user(address, sql, vec![Value::Int(i64::from(enabled))]).await
+        self.update_user(address, sql, vec![Value::Int(i64::from(enabled))])
+            .await
     }
 
     /// Runs `sql`, an UPDATE of one user binding `values` as `$1..$k`, then the time,
     /// the new revision and the address, and returning the user's columns.
-    async fn update_user(&self, address: &str, sql: &'static str, values: Vec<Value>) -> Result<User> {
+    async fn update_user(
+        &self,
+        address: &str,
+        sql: &'static str,
+        values: Vec<Value>,
+    ) -> Result<User> {
         let address = Address::parse(address)?.to_string();
         let mut tx = self.pool.begin().await?;
         let rev = next_rev(&mut tx).await?;
@@ -238,7 +263,12 @@ impl Store {
                 Value::Int(i) => query.bind(i),
             };
         }
-        let row = query.bind(now_secs()).bind(rev).bind(&address).fetch_optional(&mut *tx).await?;
+        let row = query
+            .bind(now_secs())
+            .bind(rev)
+            .bind(&address)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else {
             return Err(StoreError::UserNotFound(address));
         };
@@ -302,7 +332,12 @@ impl Store {
                 if !seen.insert(addr.clone()) {
                     return Err(StoreError::UserExists(addr));
                 }
-                rows.push((address, addr, clean_display_name(new.display_name.as_deref()), new.creds));
+                rows.push((
+                    address,
+                    addr,
+                    clean_display_name(new.display_name.as_deref()),
+                    new.creds,
+                ));
             }
 
             let mut params = Params::new(self.backend);
@@ -397,7 +432,9 @@ impl Store {
             let row_rev: i64 = row.try_get("rev")?;
             last = last.max(row_rev);
             if removed != 0 {
-                changes.push(UserChange::Removed { address: row.try_get("address")? });
+                changes.push(UserChange::Removed {
+                    address: row.try_get("address")?,
+                });
             } else {
                 changes.push(UserChange::Upsert(user_from_row(row)?));
             }

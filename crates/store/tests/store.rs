@@ -1,6 +1,9 @@
 //! The store against real databases: SQLite in a temp dir always; PostgreSQL when
 //! `CONFAB_TEST_POSTGRES_URL` names a server (each test in its own fresh database).
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -26,7 +29,9 @@ where
     Fut: Future<Output = ()>,
 {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("confab.db")).await.unwrap();
+    let store = Store::open_sqlite(&dir.path().join("confab.db"))
+        .await
+        .unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
     body(store.clone()).await;
     store.close().await;
@@ -39,7 +44,9 @@ fn with_database(url: &str, db: &str) -> String {
         None => (url, None),
     };
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
     let mut out = format!("{}/{db}", &base[..path_start]);
     if let Some(q) = query {
         out.push('?');
@@ -75,13 +82,15 @@ where
             store.close().await;
             run
         }
-        Err(e) => Ok(Err(e).unwrap()),
+        Err(e) => panic!("opening the test database: {e}"),
     };
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {db} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     admin.close().await.unwrap();
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
@@ -130,14 +139,24 @@ async fn add_get_list(store: Store) {
     assert_eq!(added.display_name.as_deref(), Some("Bob Builder"));
     assert!(added.enabled);
     assert!(added.rev > 0);
-    store.add_user(new_user("Alice@Example.COM", "alice-pw")).await.unwrap();
+    store
+        .add_user(new_user("Alice@Example.COM", "alice-pw"))
+        .await
+        .unwrap();
 
-    let alice = store.get_user("sip:alice@example.com").await.unwrap().unwrap();
+    let alice = store
+        .get_user("sip:alice@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(alice.address, "alice@example.com");
     assert_eq!(alice.username, "alice");
     assert_eq!(alice.domain, "example.com");
     assert_eq!(alice.display_name, None);
-    assert_eq!(alice.credentials(), derive("alice", "example.com", "alice-pw"));
+    assert_eq!(
+        alice.credentials(),
+        derive("alice", "example.com", "alice-pw")
+    );
     assert!(alice.created_at > 1_700_000_000);
     assert_eq!(alice.created_at, alice.updated_at);
 
@@ -145,7 +164,10 @@ async fn add_get_list(store: Store) {
     assert!(debug.contains("alice@example.com"));
     let creds = alice.credentials();
     for secret in [&creds.ha1_md5, &creds.ha1_sha256, &creds.nt_hash] {
-        assert!(!debug.contains(secret.as_str()), "Debug leaks a hash: {debug}");
+        assert!(
+            !debug.contains(secret.as_str()),
+            "Debug leaks a hash: {debug}"
+        );
     }
 
     let got = store.get_user("BOB@example.com").await.unwrap().unwrap();
@@ -159,11 +181,17 @@ async fn add_get_list(store: Store) {
 }
 
 async fn duplicate_add_is_refused(store: Store) {
-    store.add_user(new_user("alice@example.com", "one")).await.unwrap();
+    store
+        .add_user(new_user("alice@example.com", "one"))
+        .await
+        .unwrap();
     let rev = store.current_rev().await.unwrap();
     for dup in ["alice@example.com", "sip:ALICE@example.com"] {
         let err = store.add_user(new_user(dup, "two")).await.unwrap_err();
-        assert!(matches!(&err, StoreError::UserExists(a) if a == "alice@example.com"), "{err}");
+        assert!(
+            matches!(&err, StoreError::UserExists(a) if a == "alice@example.com"),
+            "{err}"
+        );
         assert_eq!(err.to_string(), "user alice@example.com already exists");
     }
     // The failed adds changed nothing: same password, same revision.
@@ -173,17 +201,29 @@ async fn duplicate_add_is_refused(store: Store) {
 }
 
 async fn updates_and_removal(store: Store) {
-    let added = store.add_user(new_user("alice@example.com", "old")).await.unwrap();
+    let added = store
+        .add_user(new_user("alice@example.com", "old"))
+        .await
+        .unwrap();
 
     let new_creds = derive("alice", "example.com", "new");
-    let u = store.set_credentials("alice@example.com", new_creds.clone()).await.unwrap();
+    let u = store
+        .set_credentials("alice@example.com", new_creds.clone())
+        .await
+        .unwrap();
     assert_eq!(u.credentials(), new_creds);
     assert!(u.rev > added.rev);
     assert_eq!(u.id, added.id);
 
-    let u = store.set_display_name("sip:alice@example.com", Some("Alice A.")).await.unwrap();
+    let u = store
+        .set_display_name("sip:alice@example.com", Some("Alice A."))
+        .await
+        .unwrap();
     assert_eq!(u.display_name.as_deref(), Some("Alice A."));
-    let u = store.set_display_name("alice@example.com", None).await.unwrap();
+    let u = store
+        .set_display_name("alice@example.com", None)
+        .await
+        .unwrap();
     assert_eq!(u.display_name, None);
 
     let u = store.set_enabled("alice@example.com", false).await.unwrap();
@@ -191,12 +231,27 @@ async fn updates_and_removal(store: Store) {
     let fetched = store.get_user("alice@example.com").await.unwrap().unwrap();
     assert!(!fetched.enabled);
     assert_eq!(fetched.credentials(), new_creds);
-    assert!(store.set_enabled("alice@example.com", true).await.unwrap().enabled);
+    assert!(
+        store
+            .set_enabled("alice@example.com", true)
+            .await
+            .unwrap()
+            .enabled
+    );
 
     for result in [
-        store.set_enabled("nobody@example.com", false).await.map(|_| ()),
-        store.set_credentials("nobody@example.com", new_creds.clone()).await.map(|_| ()),
-        store.set_display_name("nobody@example.com", Some("x")).await.map(|_| ()),
+        store
+            .set_enabled("nobody@example.com", false)
+            .await
+            .map(|_| ()),
+        store
+            .set_credentials("nobody@example.com", new_creds.clone())
+            .await
+            .map(|_| ()),
+        store
+            .set_display_name("nobody@example.com", Some("x"))
+            .await
+            .map(|_| ()),
         store.remove_user("nobody@example.com").await,
     ] {
         let err = result.unwrap_err();
@@ -212,7 +267,10 @@ async fn updates_and_removal(store: Store) {
         Err(StoreError::UserNotFound(_))
     ));
     // The address can be taken again.
-    let again = store.add_user(new_user("alice@example.com", "x")).await.unwrap();
+    let again = store
+        .add_user(new_user("alice@example.com", "x"))
+        .await
+        .unwrap();
     assert_ne!(again.id, added.id);
 }
 
@@ -220,8 +278,14 @@ async fn change_feed(store: Store) {
     assert_eq!(store.current_rev().await.unwrap(), 0);
     assert_eq!(store.user_changes_since(0).await.unwrap(), (0, vec![]));
 
-    store.add_user(new_user("alice@example.com", "a")).await.unwrap();
-    store.add_user(new_user("bob@example.com", "b")).await.unwrap();
+    store
+        .add_user(new_user("alice@example.com", "a"))
+        .await
+        .unwrap();
+    store
+        .add_user(new_user("bob@example.com", "b"))
+        .await
+        .unwrap();
     let (rev1, changes) = store.user_changes_since(0).await.unwrap();
     assert_eq!(rev1, store.current_rev().await.unwrap());
     let upserted: Vec<_> = changes
@@ -234,7 +298,10 @@ async fn change_feed(store: Store) {
     assert_eq!(upserted, ["alice@example.com", "bob@example.com"]);
 
     // Nothing new: same revision back, no changes.
-    assert_eq!(store.user_changes_since(rev1).await.unwrap(), (rev1, vec![]));
+    assert_eq!(
+        store.user_changes_since(rev1).await.unwrap(),
+        (rev1, vec![])
+    );
 
     store.set_enabled("alice@example.com", false).await.unwrap();
     store.remove_user("bob@example.com").await.unwrap();
@@ -249,7 +316,12 @@ async fn change_feed(store: Store) {
         }
         other => panic!("expected alice's upsert, got {other:?}"),
     }
-    assert_eq!(changes[1], UserChange::Removed { address: "bob@example.com".into() });
+    assert_eq!(
+        changes[1],
+        UserChange::Removed {
+            address: "bob@example.com".into()
+        }
+    );
 
     // A poller starting from scratch sees the removal too, after the current users.
     let (rev_all, all) = store.user_changes_since(0).await.unwrap();
@@ -257,7 +329,10 @@ async fn change_feed(store: Store) {
     assert_eq!(all.len(), 2);
 
     // Re-adding a removed user supersedes the tombstone.
-    store.add_user(new_user("bob@example.com", "b2")).await.unwrap();
+    store
+        .add_user(new_user("bob@example.com", "b2"))
+        .await
+        .unwrap();
     let (rev3, changes) = store.user_changes_since(rev2).await.unwrap();
     assert!(rev3 > rev2);
     assert!(matches!(&changes[..], [UserChange::Upsert(u)] if u.address == "bob@example.com"));
@@ -266,7 +341,10 @@ async fn change_feed(store: Store) {
 }
 
 async fn import_many(store: Store) {
-    store.add_user(new_user("existing@example.com", "x")).await.unwrap();
+    store
+        .add_user(new_user("existing@example.com", "x"))
+        .await
+        .unwrap();
     let rev0 = store.current_rev().await.unwrap();
     let n = 2_345;
     let users = (0..n).map(|i| {
@@ -275,15 +353,29 @@ async fn import_many(store: Store) {
         u
     });
     let mut seen = Vec::new();
-    let count = store.import_users(users, |done| seen.push(done)).await.unwrap();
+    let count = store
+        .import_users(users, |done| seen.push(done))
+        .await
+        .unwrap();
     assert_eq!(count, n);
     assert_eq!(seen, [1000, 2000, n]);
     assert_eq!(store.count_users().await.unwrap(), n as i64 + 1);
 
-    let u = store.get_user("user01233@example.com").await.unwrap().unwrap();
+    let u = store
+        .get_user("user01233@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(u.display_name, None);
-    assert_eq!(u.credentials(), derive("user01233", "example.com", "pw1233"));
-    let u = store.get_user("user02344@example.com").await.unwrap().unwrap();
+    assert_eq!(
+        u.credentials(),
+        derive("user01233", "example.com", "pw1233")
+    );
+    let u = store
+        .get_user("user02344@example.com")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(u.display_name.as_deref(), Some("User 2344"));
     assert!(u.enabled);
 
@@ -298,20 +390,33 @@ async fn import_many(store: Store) {
 }
 
 async fn import_is_all_or_nothing(store: Store) {
-    store.add_user(new_user("taken@example.com", "x")).await.unwrap();
+    store
+        .add_user(new_user("taken@example.com", "x"))
+        .await
+        .unwrap();
     let rev = store.current_rev().await.unwrap();
 
     // An address already in the database, in the second batch.
-    let mut users: Vec<_> =
-        (0..1500).map(|i| new_user(&format!("u{i}@example.com"), "pw")).collect();
+    let mut users: Vec<_> = (0..1500)
+        .map(|i| new_user(&format!("u{i}@example.com"), "pw"))
+        .collect();
     users.push(new_user("Taken@example.com", "y"));
     let err = store.import_users(users, |_| {}).await.unwrap_err();
-    assert!(matches!(&err, StoreError::UserExists(a) if a == "taken@example.com"), "{err}");
+    assert!(
+        matches!(&err, StoreError::UserExists(a) if a == "taken@example.com"),
+        "{err}"
+    );
 
     // The same address twice in one import.
-    let users = vec![new_user("a@example.com", "1"), new_user("sip:A@example.com", "2")];
+    let users = vec![
+        new_user("a@example.com", "1"),
+        new_user("sip:A@example.com", "2"),
+    ];
     let err = store.import_users(users, |_| {}).await.unwrap_err();
-    assert!(matches!(&err, StoreError::UserExists(a) if a == "a@example.com"), "{err}");
+    assert!(
+        matches!(&err, StoreError::UserExists(a) if a == "a@example.com"),
+        "{err}"
+    );
 
     // A bad address.
     let mut bad = new_user("b@example.com", "1");
@@ -330,21 +435,48 @@ async fn import_is_all_or_nothing(store: Store) {
 async fn settings(store: Store) {
     assert_eq!(store.get_setting("nonce_secret").await.unwrap(), None);
     store.set_setting("nonce_secret", "abc").await.unwrap();
-    assert_eq!(store.get_setting("nonce_secret").await.unwrap().as_deref(), Some("abc"));
+    assert_eq!(
+        store.get_setting("nonce_secret").await.unwrap().as_deref(),
+        Some("abc")
+    );
     store.set_setting("nonce_secret", "def").await.unwrap();
     store.set_setting("other", "").await.unwrap();
-    assert_eq!(store.get_setting("nonce_secret").await.unwrap().as_deref(), Some("def"));
-    assert_eq!(store.get_setting("other").await.unwrap().as_deref(), Some(""));
+    assert_eq!(
+        store.get_setting("nonce_secret").await.unwrap().as_deref(),
+        Some("def")
+    );
+    assert_eq!(
+        store.get_setting("other").await.unwrap().as_deref(),
+        Some("")
+    );
 }
 
 async fn invalid_addresses(store: Store) {
-    for bad in ["alice", "alice@", "@example.com", "alice@bad_domain", "a b@example.com"] {
-        let err = store.add_user(new_user("x@example.com", "pw")).await.map(|_| ());
+    for bad in [
+        "alice",
+        "alice@",
+        "@example.com",
+        "alice@bad_domain",
+        "a b@example.com",
+    ] {
+        let err = store
+            .add_user(new_user("x@example.com", "pw"))
+            .await
+            .map(|_| ());
         assert!(err.is_ok() || matches!(err, Err(StoreError::UserExists(_))));
         let mut u = new_user("x@example.com", "pw");
         u.address = bad.into();
-        assert!(matches!(store.add_user(u).await, Err(StoreError::InvalidAddress { .. })), "{bad}");
-        assert!(matches!(store.get_user(bad).await, Err(StoreError::InvalidAddress { .. })));
+        assert!(
+            matches!(
+                store.add_user(u).await,
+                Err(StoreError::InvalidAddress { .. })
+            ),
+            "{bad}"
+        );
+        assert!(matches!(
+            store.get_user(bad).await,
+            Err(StoreError::InvalidAddress { .. })
+        ));
     }
 }
 
@@ -394,7 +526,10 @@ async fn sqlite_reopen_keeps_data_and_uses_wal() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     {
         let store = Store::open_sqlite(&path).await.unwrap();
-        store.add_user(new_user("alice@example.com", "pw")).await.unwrap();
+        store
+            .add_user(new_user("alice@example.com", "pw"))
+            .await
+            .unwrap();
         store.set_setting("k", "v").await.unwrap();
         store.close().await;
     }
@@ -411,7 +546,10 @@ async fn sqlite_reopen_keeps_data_and_uses_wal() {
     )
     .await
     .unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(mode, "wal");
     conn.close().await.unwrap();
 }
@@ -428,7 +566,10 @@ async fn sqlite_two_stores_on_one_file_write_concurrently() {
         for i in 0..25 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                store.add_user(new_user(&format!("{name}{i}@example.com"), "pw")).await.unwrap();
+                store
+                    .add_user(new_user(&format!("{name}{i}@example.com"), "pw"))
+                    .await
+                    .unwrap();
             }));
         }
     }
@@ -455,21 +596,32 @@ async fn sqlite_write_survives_process_abort() {
     if let Ok(db) = std::env::var(CHILD_DB_ENV) {
         // Child: commit, then die without closing anything (like kill -9).
         let store = Store::open_sqlite(Path::new(&db)).await.unwrap();
-        store.add_user(new_user("durable@example.com", "pw")).await.unwrap();
+        store
+            .add_user(new_user("durable@example.com", "pw"))
+            .await
+            .unwrap();
         store.set_setting("k", "v").await.unwrap();
         std::process::abort();
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("confab.db");
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sqlite_write_survives_process_abort", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "sqlite_write_survives_process_abort",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DB_ENV, &db)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(!status.success(), "the child should have aborted");
-    assert!(db.with_extension("db-wal").exists(), "the child left its WAL behind");
+    assert!(
+        db.with_extension("db-wal").exists(),
+        "the child left its WAL behind"
+    );
 
     let store = Store::open_sqlite(&db).await.unwrap();
     let user = store.get_user("durable@example.com").await.unwrap();
@@ -481,7 +633,10 @@ async fn sqlite_write_survives_process_abort() {
 #[tokio::test]
 async fn open_refuses_unknown_urls() {
     for url in ["mysql://root@localhost/db", "confab.db", ""] {
-        assert!(matches!(Store::open(url).await, Err(StoreError::UnsupportedUrl)), "{url}");
+        assert!(
+            matches!(Store::open(url).await, Err(StoreError::UnsupportedUrl)),
+            "{url}"
+        );
     }
 }
 
@@ -505,7 +660,10 @@ fn database_name_substitution() {
         with_database("postgres://u:p@h:5432/postgres", "x"),
         "postgres://u:p@h:5432/x"
     );
-    assert_eq!(with_database("postgres://u:p@h/postgres?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
+    assert_eq!(
+        with_database("postgres://u:p@h/postgres?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
 
@@ -514,7 +672,9 @@ fn database_name_substitution() {
 #[ignore = "benchmark"]
 async fn sqlite_import_100k_timing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_sqlite(&dir.path().join("confab.db")).await.unwrap();
+    let store = Store::open_sqlite(&dir.path().join("confab.db"))
+        .await
+        .unwrap();
     let creds = derive("u", "example.com", "pw");
     let users: Vec<_> = (0..100_000)
         .map(|i| NewUser {

@@ -235,8 +235,7 @@ fn parse_time(t: &Tlv<'_>) -> Result<i64, TlsError> {
     let hour = digits(&rest[4..6])?;
     let min = digits(&rest[6..8])?;
     let sec = digits(&rest[8..10])?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return Err(bad("time out of range"));
     }
     let days = days_from_civil(year, month, day);
@@ -308,7 +307,10 @@ mod tests {
         params.not_after = rcgen::date_time_ymd(2051, 1, 1);
         let cert = params.self_signed(&key).unwrap();
         let info = parse_cert_der(cert.der().as_ref()).unwrap();
-        assert_eq!(info.sans, vec!["sip.contoso.com", "10.1.2.3", "2001:db8::1"]);
+        assert_eq!(
+            info.sans,
+            vec!["sip.contoso.com", "10.1.2.3", "2001:db8::1"]
+        );
         assert_eq!(info.not_before, days_from_civil(2024, 2, 29) * 86_400);
         assert_eq!(info.not_after, days_from_civil(2051, 1, 1) * 86_400);
         assert!(info.self_signed);

@@ -71,9 +71,12 @@ pub struct TlsMaterial {
 impl TlsMaterial {
     /// Subject alternative names, validity and issuer facts of the leaf certificate.
     pub fn leaf_info(&self) -> Result<CertInfo, TlsError> {
-        let leaf = self.cert_chain.first().ok_or_else(|| TlsError::NoCertificate {
-            path: self.cert_path.clone(),
-        })?;
+        let leaf = self
+            .cert_chain
+            .first()
+            .ok_or_else(|| TlsError::NoCertificate {
+                path: self.cert_path.clone(),
+            })?;
         parse_cert_der(leaf.as_ref())
     }
 }
@@ -133,8 +136,8 @@ pub fn self_signed_names(names: &[String]) -> Vec<String> {
 
 fn create_self_signed(cert: &Path, key: &Path, names: &[String]) -> Result<TlsMaterial, TlsError> {
     let sans = self_signed_names(names);
-    let mut params =
-        rcgen::CertificateParams::new(sans.clone()).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let mut params = rcgen::CertificateParams::new(sans.clone())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
     let common_name = sans.first().cloned().unwrap_or_else(|| "localhost".into());
     let mut dn = rcgen::DistinguishedName::new();
     dn.push(rcgen::DnType::CommonName, common_name);
@@ -211,11 +214,10 @@ pub fn load_pem(cert: &Path, key: &Path) -> Result<TlsMaterial, TlsError> {
             reason,
         },
     })?;
-    let key_der =
-        PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| TlsError::BadKeyPem {
-            path: key.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| TlsError::BadKeyPem {
+        path: key.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     Ok(TlsMaterial {
         cert_chain,
         key: key_der,
@@ -328,8 +330,17 @@ mod tests {
         assert_eq!(first.cert_path, dir.path().join("tls/cert.pem"));
         let info = first.leaf_info().unwrap();
         assert!(info.self_signed);
-        for n in ["pool01.contoso.com", "fe01.contoso.com", "localhost", "127.0.0.1"] {
-            assert!(info.sans.iter().any(|s| s == n), "{n} missing from {:?}", info.sans);
+        for n in [
+            "pool01.contoso.com",
+            "fe01.contoso.com",
+            "localhost",
+            "127.0.0.1",
+        ] {
+            assert!(
+                info.sans.iter().any(|s| s == n),
+                "{n} missing from {:?}",
+                info.sans
+            );
         }
         let now = unix_now();
         assert!(info.not_before <= now && now < info.not_after);
@@ -362,7 +373,10 @@ mod tests {
         let k = dir.path().join("k.pem");
         fs::write(&c, "hello").unwrap();
         fs::write(&k, "world").unwrap();
-        assert!(matches!(load_pem(&c, &k), Err(TlsError::NoCertificate { .. })));
+        assert!(matches!(
+            load_pem(&c, &k),
+            Err(TlsError::NoCertificate { .. })
+        ));
         assert!(cert_info(&c).is_err());
         fs::write(
             &c,

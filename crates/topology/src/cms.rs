@@ -171,12 +171,11 @@ impl CentralStore {
     ) -> Result<PublishOutcome, TopologyError> {
         let sha = sha256_hex(source);
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        let latest = sqlx::query(
-            "SELECT version, sha256 FROM cms_topology ORDER BY version DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
+        let latest =
+            sqlx::query("SELECT version, sha256 FROM cms_topology ORDER BY version DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
         let mut next = 1i64;
         if let Some(row) = latest {
             let version: i64 = row.try_get("version").map_err(|e| self.err(e))?;

@@ -78,8 +78,8 @@ pub fn redact(url: &str) -> String {
 
 /// The database name of a PostgreSQL URL.
 pub fn postgres_database(url: &str) -> Result<String, TopologyError> {
-    let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-        .map_err(|e| TopologyError::db(url, e))?;
+    let opts =
+        sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| TopologyError::db(url, e))?;
     Ok(opts
         .get_database()
         .map(str::to_string)
@@ -263,7 +263,10 @@ mod tests {
             with_database("postgres://u:p@h:5432/a?sslmode=disable", "b").unwrap(),
             "postgres://u:p@h:5432/b?sslmode=disable"
         );
-        assert_eq!(with_database("postgres://h", "b").unwrap(), "postgres://h/b");
+        assert_eq!(
+            with_database("postgres://h", "b").unwrap(),
+            "postgres://h/b"
+        );
         assert_eq!(postgres_database("postgres://u:p@h/abc").unwrap(), "abc");
     }
 }

@@ -9,9 +9,19 @@ use crate::model::{StoreLocation, Topology};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "change", rename_all = "lowercase")]
 pub enum Change {
-    Added { item: String, value: String },
-    Removed { item: String, value: String },
-    Changed { item: String, from: String, to: String },
+    Added {
+        item: String,
+        value: String,
+    },
+    Removed {
+        item: String,
+        value: String,
+    },
+    Changed {
+        item: String,
+        from: String,
+        to: String,
+    },
 }
 
 impl std::fmt::Display for Change {
@@ -49,11 +59,17 @@ pub fn facts(t: &Topology) -> BTreeMap<String, String> {
             Some(StoreLocation::Directory(d)) => format!("directory {d}"),
             None => "no location".into(),
         };
-        f.insert(format!("store {}", s.name()), format!("{} at {loc}", s.kind()));
+        f.insert(
+            format!("store {}", s.name()),
+            format!("{} at {loc}", s.kind()),
+        );
     }
     for p in &t.pools {
         let key = format!("pool {}", p.fqdn().to_ascii_lowercase());
-        f.insert(key.clone(), format!("{} in site {}", p.edition(), p.site.get_ref()));
+        f.insert(
+            key.clone(),
+            format!("{} in site {}", p.edition(), p.site.get_ref()),
+        );
         let fields = [
             ("backend", opt(&p.backend)),
             ("persistent_chat_store", opt(&p.persistent_chat_store)),
@@ -75,7 +91,10 @@ pub fn facts(t: &Topology) -> BTreeMap<String, String> {
         }
         for m in &p.machines {
             let mkey = format!("machine {}", m.fqdn().to_ascii_lowercase());
-            f.insert(mkey.clone(), format!("in pool {}", p.fqdn().to_ascii_lowercase()));
+            f.insert(
+                mkey.clone(),
+                format!("in pool {}", p.fqdn().to_ascii_lowercase()),
+            );
             let roles: Vec<&str> = m.roles().iter().map(|r| r.as_str()).collect();
             f.insert(format!("{mkey} roles"), roles.join(", "));
             let addrs: Vec<String> = m.addresses.iter().map(|a| a.get_ref().clone()).collect();

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{MachineRef, Role, Topology};
 use crate::TopologyError;
+use crate::model::{MachineRef, Role, Topology};
 
 pub const DIR: &str = "topology";
 pub const POINTER_FILE: &str = "cms.toml";
@@ -125,14 +125,21 @@ pub fn local_roles(data_dir: &Path, fqdn: &str) -> Result<Option<LocalRoles>, To
     let Some(topology) = replica.topology()? else {
         return Ok(None);
     };
-    let fqdn = replica.pointer.fqdn.clone().unwrap_or_else(|| fqdn.to_string());
+    let fqdn = replica
+        .pointer
+        .fqdn
+        .clone()
+        .unwrap_or_else(|| fqdn.to_string());
     let machine = topology.machine(&fqdn).ok_or_else(|| {
         TopologyError::Other(format!(
             "machine {fqdn} is not in topology version {}",
             replica.pointer.version
         ))
     })?;
-    Ok(Some(LocalRoles::from_machine(machine, replica.pointer.version)))
+    Ok(Some(LocalRoles::from_machine(
+        machine,
+        replica.pointer.version,
+    )))
 }
 
 /// The roles and pool of one machine.

@@ -44,7 +44,9 @@ impl std::str::FromStr for Edition {
         match s.to_ascii_lowercase().as_str() {
             "standard" | "se" => Ok(Edition::Standard),
             "enterprise" | "ee" => Ok(Edition::Enterprise),
-            other => Err(format!("unknown edition {other:?} (standard or enterprise)")),
+            other => Err(format!(
+                "unknown edition {other:?} (standard or enterprise)"
+            )),
         }
     }
 }
@@ -562,9 +564,11 @@ impl Topology {
 
     /// Every machine with its pool, in file order.
     pub fn machines(&self) -> impl Iterator<Item = MachineRef<'_>> {
-        self.pools
-            .iter()
-            .flat_map(|pool| pool.machines.iter().map(move |machine| MachineRef { pool, machine }))
+        self.pools.iter().flat_map(|pool| {
+            pool.machines
+                .iter()
+                .map(move |machine| MachineRef { pool, machine })
+        })
     }
 
     /// The machine with this FQDN (case-insensitive).
@@ -616,7 +620,10 @@ impl Topology {
     }
 
     pub fn sip_domains(&self) -> Vec<String> {
-        self.sip_domains.iter().map(|d| d.get_ref().clone()).collect()
+        self.sip_domains
+            .iter()
+            .map(|d| d.get_ref().clone())
+            .collect()
     }
 }
 

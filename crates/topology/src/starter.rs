@@ -1,8 +1,8 @@
 //! `confab topology new`: a commented starter topology.
 
+use crate::TopologyError;
 use crate::model::Edition;
 use crate::validate::valid_fqdn;
-use crate::TopologyError;
 
 /// Options for [`starter`].
 #[derive(Debug, Clone)]
@@ -17,7 +17,9 @@ pub struct StarterOptions {
 }
 
 fn domain_of(fqdn: &str) -> Option<&str> {
-    fqdn.split_once('.').map(|(_, d)| d).filter(|d| d.contains('.'))
+    fqdn.split_once('.')
+        .map(|(_, d)| d)
+        .filter(|d| d.contains('.'))
 }
 
 /// The text of a starter topology. It validates without errors.

@@ -9,8 +9,8 @@ use std::ops::Range;
 use serde::Serialize;
 
 use crate::model::{
-    ChatState, Edition, Listener, Machine, Pool, Role, Spanned, StoreKind, StoreLocation,
-    Topology, line_col,
+    ChatState, Edition, Listener, Machine, Pool, Role, Spanned, StoreKind, StoreLocation, Topology,
+    line_col,
 };
 
 /// Published capacity figures (Lync Server 2013) that the capacity warnings use.
@@ -177,9 +177,7 @@ pub fn validate(t: &Topology, source: &str) -> Report {
         capacity_warnings(&mut v, pool);
     }
     let mut out = v.out;
-    out.sort_by(|a, b| {
-        (a.line, a.column, a.severity).cmp(&(b.line, b.column, b.severity))
-    });
+    out.sort_by_key(|a| (a.line, a.column, a.severity));
     Report { diagnostics: out }
 }
 
@@ -283,7 +281,10 @@ fn sites_and_stores(v: &mut Validator<'_>) {
             (StoreKind::File, None, _) => v.error(
                 "store-location",
                 span(&s.kind),
-                format!("file store {:?} must name a directory with `path`", s.name()),
+                format!(
+                    "file store {:?} must name a directory with `path`",
+                    s.name()
+                ),
                 "use `path = \"files\"` (relative to the data directory) or an absolute path",
             ),
             (kind, Some(p), _) if kind != StoreKind::File => v.error(
@@ -361,7 +362,10 @@ fn fqdns_and_addresses(v: &mut Validator<'_>) {
             v.error(
                 "fqdn",
                 span(&m.machine.fqdn),
-                format!("{:?} is not a fully qualified domain name", m.machine.fqdn()),
+                format!(
+                    "{:?} is not a fully qualified domain name",
+                    m.machine.fqdn()
+                ),
                 "write the machine's full DNS name, e.g. fe01.contoso.com",
             );
         }
@@ -428,9 +432,7 @@ fn fqdns_and_addresses(v: &mut Validator<'_>) {
         pools.push(fqdn.clone());
         if let Some(m) = machines.get(&fqdn) {
             let own_single = p.machines.len() == 1
-                && p.machines
-                    .first()
-                    .is_some_and(|own| std::ptr::eq(own, *m));
+                && p.machines.first().is_some_and(|own| std::ptr::eq(own, *m));
             if !own_single {
                 v.error(
                     "duplicate-fqdn",
@@ -485,7 +487,11 @@ fn pool_rules(v: &mut Validator<'_>, pool: &Pool) {
     match pool.edition() {
         Edition::Standard => {
             if pool.machines.len() > 1 {
-                let at = pool.machines.get(1).map(|m| span(&m.fqdn)).unwrap_or(span(&pool.fqdn));
+                let at = pool
+                    .machines
+                    .get(1)
+                    .map(|m| span(&m.fqdn))
+                    .unwrap_or(span(&pool.fqdn));
                 v.error(
                     "standard-edition",
                     at,
@@ -602,7 +608,10 @@ fn pool_rules(v: &mut Validator<'_>, pool: &Pool) {
         v.warn(
             "users",
             span(users),
-            format!("pool {} has no front ends, so it homes no users", pool.fqdn()),
+            format!(
+                "pool {} has no front ends, so it homes no users",
+                pool.fqdn()
+            ),
             "set `users` on the Front End pool that homes them",
         );
     }
@@ -612,7 +621,11 @@ fn role_list(roles: &[Role]) -> String {
     if roles.is_empty() {
         return "no roles".into();
     }
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" + ")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 fn machine_rules(v: &mut Validator<'_>, pool: &Pool, m: &Machine) {
@@ -684,12 +697,18 @@ fn machine_rules(v: &mut Validator<'_>, pool: &Pool, m: &Machine) {
             v.warn(
                 "edge-addresses",
                 span(a),
-                format!("{} is not an edge; its internal/external address is ignored", m.fqdn()),
+                format!(
+                    "{} is not an edge; its internal/external address is ignored",
+                    m.fqdn()
+                ),
                 "use `addresses = [...]` for machines other than edges",
             );
         }
     }
-    if m.has_role(Role::PersistentChat) && m.has_role(Role::FrontEnd) && pool.edition() == Edition::Enterprise {
+    if m.has_role(Role::PersistentChat)
+        && m.has_role(Role::FrontEnd)
+        && pool.edition() == Edition::Enterprise
+    {
         v.error(
             "pchat-collocation",
             span(&m.roles),
@@ -706,7 +725,10 @@ fn machine_rules(v: &mut Validator<'_>, pool: &Pool, m: &Machine) {
         v.error(
             "pchat-state",
             span(state),
-            format!("{} runs no Persistent Chat, so it cannot be active or passive", m.fqdn()),
+            format!(
+                "{} runs no Persistent Chat, so it cannot be active or passive",
+                m.fqdn()
+            ),
             "remove `persistent_chat` or add \"persistent-chat\" to the roles",
         );
     }
@@ -721,7 +743,10 @@ fn ports(v: &mut Validator<'_>, m: &Machine) {
             v.error(
                 "ports",
                 first_span,
-                format!("ports.{role_name}: {} does not run a role named {role_name:?}", m.fqdn()),
+                format!(
+                    "ports.{role_name}: {} does not run a role named {role_name:?}",
+                    m.fqdn()
+                ),
                 "set ports only for the machine's own roles",
             );
             continue;
@@ -791,7 +816,10 @@ fn persistent_chat(v: &mut Validator<'_>, pool: &Pool) {
             v.warn(
                 "pchat-store",
                 span(s),
-                format!("pool {} runs no Persistent Chat; persistent_chat_store is ignored", pool.fqdn()),
+                format!(
+                    "pool {} runs no Persistent Chat; persistent_chat_store is ignored",
+                    pool.fqdn()
+                ),
                 "set persistent_chat_store on the Persistent Chat pool",
             );
         }
@@ -904,7 +932,10 @@ fn compliance(v: &mut Validator<'_>, pool: &Pool) {
             v.warn(
                 "compliance-store",
                 span(s),
-                format!("compliance is off on pool {}; compliance_store is unused", pool.fqdn()),
+                format!(
+                    "compliance is off on pool {}; compliance_store is unused",
+                    pool.fqdn()
+                ),
                 "set compliance = true or remove compliance_store",
             );
         }
@@ -914,7 +945,10 @@ fn compliance(v: &mut Validator<'_>, pool: &Pool) {
         v.warn(
             "compliance-store",
             at.clone(),
-            format!("compliance records Persistent Chat, and pool {} runs none", pool.fqdn()),
+            format!(
+                "compliance records Persistent Chat, and pool {} runs none",
+                pool.fqdn()
+            ),
             "enable compliance on the Persistent Chat pool",
         );
     }
@@ -922,14 +956,23 @@ fn compliance(v: &mut Validator<'_>, pool: &Pool) {
         v.error(
             "compliance-store",
             at,
-            format!("compliance on pool {} needs its own compliance store", pool.fqdn()),
+            format!(
+                "compliance on pool {} needs its own compliance store",
+                pool.fqdn()
+            ),
             "add compliance_store = \"NAME\" naming a [[store]] of kind \"compliance\"",
         );
         return;
     };
     let name = cs.get_ref();
-    if pool.persistent_chat_store.as_ref().is_some_and(|p| p.get_ref() == name)
-        || v.t.pools.iter().any(|p| p.backend.as_ref().is_some_and(|b| b.get_ref() == name))
+    if pool
+        .persistent_chat_store
+        .as_ref()
+        .is_some_and(|p| p.get_ref() == name)
+        || v.t
+            .pools
+            .iter()
+            .any(|p| p.backend.as_ref().is_some_and(|b| b.get_ref() == name))
     {
         v.error(
             "compliance-store",
@@ -944,21 +987,33 @@ fn compliance(v: &mut Validator<'_>, pool: &Pool) {
             v.error(
                 "store-kind",
                 span(cs),
-                format!("store {name:?} is a {} store, not a compliance store", st.kind()),
+                format!(
+                    "store {name:?} is a {} store, not a compliance store",
+                    st.kind()
+                ),
                 "name a [[store]] of kind \"compliance\"",
             );
         } else if let Some(other) = v.t.pools.iter().find(|p| {
-            !std::ptr::eq(*p, pool) && p.compliance_store.as_ref().is_some_and(|c| c.get_ref() == name)
+            !std::ptr::eq(*p, pool)
+                && p.compliance_store
+                    .as_ref()
+                    .is_some_and(|c| c.get_ref() == name)
         }) {
             v.error(
                 "compliance-store",
                 span(cs),
-                format!("compliance store {name:?} is already used by pool {}", other.fqdn()),
+                format!(
+                    "compliance store {name:?} is already used by pool {}",
+                    other.fqdn()
+                ),
                 "each Persistent Chat pool records compliance in a store of its own",
             );
         }
     }
 }
+
+/// An optional reference to a store or pool by name.
+type OptRef = Option<Spanned<String>>;
 
 fn references(v: &mut Validator<'_>, pool: &Pool) {
     let t = v.t;
@@ -966,15 +1021,35 @@ fn references(v: &mut Validator<'_>, pool: &Pool) {
         v.error(
             "unknown-reference",
             span(&pool.site),
-            format!("pool {} is in site {:?}, which is not defined", pool.fqdn(), pool.site.get_ref()),
+            format!(
+                "pool {} is in site {:?}, which is not defined",
+                pool.fqdn(),
+                pool.site.get_ref()
+            ),
             "define the site with a [[site]] table",
         );
     }
-    let store_refs: [(&str, &Option<Spanned<String>>, &[StoreKind]); 5] = [
-        ("persistent_chat_store", &pool.persistent_chat_store, &[StoreKind::PersistentChat]),
-        ("compliance_store", &pool.compliance_store, &[StoreKind::Compliance]),
-        ("archiving_store", &pool.archiving_store, &[StoreKind::Archiving, StoreKind::Monitoring]),
-        ("monitoring_store", &pool.monitoring_store, &[StoreKind::Monitoring, StoreKind::Archiving]),
+    let store_refs: [(&str, &OptRef, &[StoreKind]); 5] = [
+        (
+            "persistent_chat_store",
+            &pool.persistent_chat_store,
+            &[StoreKind::PersistentChat],
+        ),
+        (
+            "compliance_store",
+            &pool.compliance_store,
+            &[StoreKind::Compliance],
+        ),
+        (
+            "archiving_store",
+            &pool.archiving_store,
+            &[StoreKind::Archiving, StoreKind::Monitoring],
+        ),
+        (
+            "monitoring_store",
+            &pool.monitoring_store,
+            &[StoreKind::Monitoring, StoreKind::Archiving],
+        ),
         ("file_store", &pool.file_store, &[StoreKind::File]),
     ];
     for (key, r, kinds) in store_refs {
@@ -989,14 +1064,23 @@ fn references(v: &mut Validator<'_>, pool: &Pool) {
             Some(s) if !kinds.contains(&s.kind()) && key != "compliance_store" => v.error(
                 "store-kind",
                 span(r),
-                format!("{key}: store {:?} is a {} store, not {}", s.name(), s.kind(), kinds.first().map(|k| k.as_str()).unwrap_or("")),
+                format!(
+                    "{key}: store {:?} is a {} store, not {}",
+                    s.name(),
+                    s.kind(),
+                    kinds.first().map(|k| k.as_str()).unwrap_or("")
+                ),
                 "name a [[store]] of the matching kind",
             ),
             _ => {}
         }
     }
-    let pool_refs: [(&str, &Option<Spanned<String>>, &[Role]); 2] = [
-        ("next_hop", &pool.next_hop, &[Role::FrontEnd, Role::Director]),
+    let pool_refs: [(&str, &OptRef, &[Role]); 2] = [
+        (
+            "next_hop",
+            &pool.next_hop,
+            &[Role::FrontEnd, Role::Director],
+        ),
         ("edge_pool", &pool.edge_pool, &[Role::Edge]),
     ];
     for (key, r, roles) in pool_refs {
@@ -1019,7 +1103,11 @@ fn references(v: &mut Validator<'_>, pool: &Pool) {
                 span(r),
                 format!(
                     "{key} must name a {} pool; {} runs {}",
-                    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or "),
+                    roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
                     p.fqdn(),
                     role_list(&p.roles())
                 ),

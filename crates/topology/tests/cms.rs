@@ -1,6 +1,9 @@
 //! The central management store on real SQLite and (when
 //! CONFAB_TEST_POSTGRES_URL is set) real PostgreSQL.
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use confab_topology::cms::{CentralStore, PublishOutcome};
 use confab_topology::db;
 use confab_topology::diff;
@@ -145,7 +148,11 @@ async fn postgres_database_creation_is_idempotent() {
 fn local_replica_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     assert!(LocalReplica::load(dir.path()).unwrap().is_none());
-    assert!(local_roles(dir.path(), "fe01.fabrikam.com").unwrap().is_none());
+    assert!(
+        local_roles(dir.path(), "fe01.fabrikam.com")
+            .unwrap()
+            .is_none()
+    );
     let replica = LocalReplica {
         pointer: Pointer {
             url: "postgres://confab:pw@db/confab".into(),
@@ -155,9 +162,14 @@ fn local_replica_round_trip() {
         source: Some(V1.to_string()),
     };
     assert!(replica.save(dir.path()).unwrap());
-    assert!(!replica.save(dir.path()).unwrap(), "second save changes nothing");
+    assert!(
+        !replica.save(dir.path()).unwrap(),
+        "second save changes nothing"
+    );
     assert_eq!(LocalReplica::load(dir.path()).unwrap().unwrap(), replica);
-    let roles = local_roles(dir.path(), "ignored.example.com").unwrap().unwrap();
+    let roles = local_roles(dir.path(), "ignored.example.com")
+        .unwrap()
+        .unwrap();
     assert_eq!(roles.fqdn, "fe02.fabrikam.com");
     assert_eq!(roles.pool, "pool01.fabrikam.com");
     assert_eq!(roles.roles, vec![Role::FrontEnd]);

@@ -1,6 +1,9 @@
 //! Every validation rule, each with a topology that breaks it. The offending line
 //! of each topology ends with `# HERE`; the diagnostic must name that line.
 
+// Test helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use confab_topology::starter::{StarterOptions, starter};
 use confab_topology::{Diagnostic, Edition, Report, Severity, Topology, validate};
 
@@ -115,8 +118,14 @@ fn minimal_enterprise_pool_is_clean() {
 #[test]
 fn examples_and_starters_are_clean() {
     for (name, src) in [
-        ("standard", include_str!("../../../examples/topology-standard.toml")),
-        ("enterprise", include_str!("../../../examples/topology-enterprise.toml")),
+        (
+            "standard",
+            include_str!("../../../examples/topology-standard.toml"),
+        ),
+        (
+            "enterprise",
+            include_str!("../../../examples/topology-enterprise.toml"),
+        ),
     ] {
         let t = Topology::parse(src).unwrap_or_else(|e| panic!("{name}: {e}"));
         let r = validate(&t, src);
@@ -196,7 +205,10 @@ roles = ["director"]
 "#
     );
     let d = expect_error(&src, "front-end-required");
-    assert!(d.message.contains("no Front End or Standard Edition server"));
+    assert!(
+        d.message
+            .contains("no Front End or Standard Edition server")
+    );
 }
 
 #[test]
@@ -238,7 +250,11 @@ roles = ["front-end"]
     );
     expect_error(&src, "back-end-required");
     let r = report(&src);
-    assert!(r.by_rule("store-kind").next().is_some(), "{}", r.render("t"));
+    assert!(
+        r.by_rule("store-kind").next().is_some(),
+        "{}",
+        r.render("t")
+    );
 }
 
 #[test]
@@ -285,7 +301,11 @@ persistent_chat_store = "pchat"
     );
     for i in 1..=active + passive {
         let state = if i <= active { "active" } else { "passive" };
-        let mark = if i == 5 && state == "active" { " # HERE" } else { "" };
+        let mark = if i == 5 && state == "active" {
+            " # HERE"
+        } else {
+            ""
+        };
         s.push_str(&format!(
             "[[pool.machine]]\nfqdn = \"pchat{i:02}.contoso.com\"\nroles = [\"persistent-chat\"]\npersistent_chat = \"{state}\"{mark}\n\n"
         ));
@@ -312,8 +332,10 @@ fn enterprise_persistent_chat_needs_its_store() {
 
 #[test]
 fn persistent_chat_on_standard_edition_warns() {
-    let src = se("", r#"["front-end", "persistent-chat"]"#)
-        .replace("fqdn = \"se01.contoso.com\"\nsite", "fqdn = \"se01.contoso.com\" # HERE\nsite");
+    let src = se("", r#"["front-end", "persistent-chat"]"#).replace(
+        "fqdn = \"se01.contoso.com\"\nsite",
+        "fqdn = \"se01.contoso.com\" # HERE\nsite",
+    );
     let d = expect_warning(&src, "pchat-standard-edition");
     assert!(d.message.contains("no high availability"));
     assert!(!report(&src).has_errors());
@@ -321,8 +343,8 @@ fn persistent_chat_on_standard_edition_warns() {
 
 #[test]
 fn persistent_chat_on_standard_edition_has_no_passive_server() {
-    let src = se("", r#"["front-end", "persistent-chat"]"#)
-        + "persistent_chat = \"passive\" # HERE\n";
+    let src =
+        se("", r#"["front-end", "persistent-chat"]"#) + "persistent_chat = \"passive\" # HERE\n";
     expect_error(&src, "pchat-standard-edition");
 }
 
@@ -365,7 +387,10 @@ roles = ["persistent-chat"] # HERE
 #[test]
 fn at_most_twelve_front_ends_per_enterprise_pool() {
     assert_clean(&format!("{HEAD}{EE_STORE}{}", ee_pool(12, "")));
-    let d = expect_error(&format!("{HEAD}{EE_STORE}{}", ee_pool(13, "")), "front-end-limit");
+    let d = expect_error(
+        &format!("{HEAD}{EE_STORE}{}", ee_pool(13, "")),
+        "front-end-limit",
+    );
     assert!(d.message.contains("13 front ends"), "{}", d.message);
 }
 
@@ -385,7 +410,11 @@ fn compliance_needs_a_store() {
 
 #[test]
 fn compliance_needs_its_own_store() {
-    let src = pchat_pool(1, 0, "compliance = true\ncompliance_store = \"pchat\" # HERE");
+    let src = pchat_pool(
+        1,
+        0,
+        "compliance = true\ncompliance_store = \"pchat\" # HERE",
+    );
     let d = expect_error(&src, "compliance-store");
     assert!(d.message.contains("its own store"), "{}", d.message);
     let ok = pchat_pool(1, 0, "compliance = true\ncompliance_store = \"comp\"")
@@ -420,7 +449,11 @@ fn edge_needs_internal_and_external_addresses() {
         "fqdn = \"edge01.contoso.com\" # HERE",
     );
     let d = expect_error(&src, "edge-addresses");
-    assert!(d.message.contains("external_address missing"), "{}", d.message);
+    assert!(
+        d.message.contains("external_address missing"),
+        "{}",
+        d.message
+    );
     let src = edge("internal_address = \"10.0.1.10\"\nexternal_address = \"10.0.1.10\" # HERE");
     expect_error(&src, "edge-addresses");
     let src = edge("internal_address = \"10.0.1.10\"\nexternal_address = \"not-an-ip\" # HERE");
@@ -447,7 +480,10 @@ roles = {roles}
 #[test]
 fn director_homes_no_users() {
     assert_clean(&director("remote_users = 5000", r#"["director"]"#));
-    let d = expect_error(&director("users = 100 # HERE", r#"["director"]"#), "director-users");
+    let d = expect_error(
+        &director("users = 100 # HERE", r#"["director"]"#),
+        "director-users",
+    );
     assert!(d.message.contains("homes no users"));
     let src = director("", r#"["director", "front-end"] # HERE"#);
     expect_error(&src, "director-users");
@@ -486,7 +522,8 @@ fn listening_ports_are_unique_per_machine() {
     assert_clean(&edge(
         "internal_address = \"10.0.1.10\"\nexternal_address = \"203.0.113.10\"",
     ));
-    let src = se("", r#"["front-end"]"#) + "\n[pool.machine.ports]\nfront-end.sip-tls = 8080 # HERE\n";
+    let src =
+        se("", r#"["front-end"]"#) + "\n[pool.machine.ports]\nfront-end.sip-tls = 8080 # HERE\n";
     expect_error(&src, "duplicate-port");
     let src = se("", r#"["front-end"]"#) + "\n[pool.machine.ports]\nfront-end.nope = 4000 # HERE\n";
     expect_error(&src, "ports");
@@ -494,23 +531,28 @@ fn listening_ports_are_unique_per_machine() {
 
 #[test]
 fn referenced_pools_and_stores_exist() {
-    let src = se("", r#"["front-end"]"#).replace("site = \"main\"\n", "site = \"elsewhere\" # HERE\n");
+    let src =
+        se("", r#"["front-end"]"#).replace("site = \"main\"\n", "site = \"elsewhere\" # HERE\n");
     expect_error(&src, "unknown-reference");
-    let src = se("", r#"["front-end"]"#).replace(
-        "backend = \"backend\"\n",
-        "backend = \"nope\" # HERE\n",
-    );
+    let src = se("", r#"["front-end"]"#)
+        .replace("backend = \"backend\"\n", "backend = \"nope\" # HERE\n");
     expect_error(&src, "unknown-reference");
     let src = se("file_store = \"uploads\" # HERE", r#"["front-end"]"#);
     expect_error(&src, "unknown-reference");
-    let src = se("edge_pool = \"edge.contoso.com\" # HERE", r#"["front-end"]"#);
+    let src = se(
+        "edge_pool = \"edge.contoso.com\" # HERE",
+        r#"["front-end"]"#,
+    );
     expect_error(&src, "unknown-reference");
     let src = director("", r#"["director"]"#).replace(
         "next_hop = \"pool01.contoso.com\"",
         "next_hop = \"pool99.contoso.com\" # HERE",
     );
     expect_error(&src, "unknown-reference");
-    let src = format!("central_store = \"cms\" # HERE\n{}", se("", r#"["front-end"]"#));
+    let src = format!(
+        "central_store = \"cms\" # HERE\n{}",
+        se("", r#"["front-end"]"#)
+    );
     expect_error(&src, "unknown-reference");
 }
 
@@ -520,11 +562,16 @@ fn enterprise_back_end_is_postgres_and_standard_is_sqlite() {
         .replace("backend = \"backend\"", "backend = \"backend\" # HERE");
     expect_error(&src, "store-location");
     let src = se("", r#"["front-end"]"#)
-        .replace("sqlite = \"confab.db\"", "url = \"postgres://db.contoso.com/x\"")
+        .replace(
+            "sqlite = \"confab.db\"",
+            "url = \"postgres://db.contoso.com/x\"",
+        )
         .replace("backend = \"backend\"", "backend = \"backend\" # HERE");
     expect_error(&src, "store-location");
-    let src = se("", r#"["front-end"]"#)
-        .replace("sqlite = \"confab.db\"", "sqlite = \"confab.db\"\npath = \"x\" # HERE");
+    let src = se("", r#"["front-end"]"#).replace(
+        "sqlite = \"confab.db\"",
+        "sqlite = \"confab.db\"\npath = \"x\" # HERE",
+    );
     expect_error(&src, "store-location");
 }
 
@@ -532,7 +579,10 @@ fn enterprise_back_end_is_postgres_and_standard_is_sqlite() {
 fn front_end_pools_state_their_edition() {
     let src = se("", r#"["front-end"]"#)
         .replace("edition = \"standard\"\n", "")
-        .replace("fqdn = \"se01.contoso.com\"\nsite", "fqdn = \"se01.contoso.com\" # HERE\nsite");
+        .replace(
+            "fqdn = \"se01.contoso.com\"\nsite",
+            "fqdn = \"se01.contoso.com\" # HERE\nsite",
+        );
     expect_error(&src, "edition");
 }
 
@@ -545,7 +595,11 @@ fn sip_domains_are_valid() {
     expect_error(&src, "sip-domain");
     let src = se("", r#"["front-end"]"#).replace("sip_domains = [\"contoso.com\"]", "");
     let r = report(&src);
-    assert!(r.by_rule("sip-domain").any(|d| d.line == 1), "{}", r.render("t"));
+    assert!(
+        r.by_rule("sip-domain").any(|d| d.line == 1),
+        "{}",
+        r.render("t")
+    );
 }
 
 #[test]
@@ -561,7 +615,12 @@ fn machines_of_a_pool_run_the_same_roles() {
 fn capacity_warnings() {
     let d = expect_warning(&se("users = 6000 # HERE", r#"["front-end"]"#), "capacity");
     assert!(d.message.contains("5000"), "{}", d.message);
-    assert!(!report(&se("users = 5000", r#"["front-end"]"#)).diagnostics.iter().any(|d| d.rule == "capacity"));
+    assert!(
+        !report(&se("users = 5000", r#"["front-end"]"#))
+            .diagnostics
+            .iter()
+            .any(|d| d.rule == "capacity")
+    );
 
     let src = format!("{HEAD}{EE_STORE}{}", ee_pool(12, "users = 90000 # HERE"));
     let d = expect_warning(&src, "capacity");
@@ -574,7 +633,12 @@ fn capacity_warnings() {
 
     let d = expect_warning(&pchat_pool(1, 0, "active_users = 25000 # HERE"), "capacity");
     assert!(d.message.contains("20000"), "{}", d.message);
-    assert!(!report(&pchat_pool(2, 0, "active_users = 25000")).diagnostics.iter().any(|d| d.rule == "capacity"));
+    assert!(
+        !report(&pchat_pool(2, 0, "active_users = 25000"))
+            .diagnostics
+            .iter()
+            .any(|d| d.rule == "capacity")
+    );
 
     let src = edge("internal_address = \"10.0.1.10\"\nexternal_address = \"203.0.113.10\"").replace(
         "next_hop = \"pool01.contoso.com\"\n\n[[pool.machine]]\nfqdn = \"edge01",
@@ -583,7 +647,10 @@ fn capacity_warnings() {
     let d = expect_warning(&src, "capacity");
     assert!(d.message.contains("12000"), "{}", d.message);
 
-    let d = expect_warning(&director("remote_users = 12001 # HERE", r#"["director"]"#), "capacity");
+    let d = expect_warning(
+        &director("remote_users = 12001 # HERE", r#"["director"]"#),
+        "capacity",
+    );
     assert!(d.message.contains("per edge or director"));
 }
 

@@ -15,7 +15,10 @@ use confab_sip::{
 
 /// Limits used to re-parse what confab itself wrote (it may add a few headers and
 /// bytes to a message that was just under the default limits).
-const ROOMY: Limits = Limits { max_message_bytes: 1 << 20, max_headers: 4096 };
+const ROOMY: Limits = Limits {
+    max_message_bytes: 1 << 20,
+    max_headers: 4096,
+};
 
 /// Parse a datagram; on success touch every accessor and check that a response
 /// and a proxied copy built from it parse again. On failure check the error reply.
@@ -43,10 +46,22 @@ pub fn exercise_message(data: &[u8]) {
 /// Every accessor of a parsed message, plus the builder round trips.
 pub fn exercise_parsed(m: &Message) {
     let _ = m.start_line();
-    let _ = (m.method(), m.request_uri(), m.status(), m.reason(), m.is_request());
+    let _ = (
+        m.method(),
+        m.request_uri(),
+        m.status(),
+        m.reason(),
+        m.is_request(),
+    );
     assert_eq!(m.is_request(), m.method().is_some());
     assert_eq!(m.is_request(), m.status().is_none());
-    let _ = (m.call_id(), m.cseq(), m.max_forwards(), m.expires(), m.content_type());
+    let _ = (
+        m.call_id(),
+        m.cseq(),
+        m.max_forwards(),
+        m.expires(),
+        m.content_type(),
+    );
     assert!(!m.call_id().is_empty());
     let _ = (m.from(), m.to(), m.from_tag(), m.to_tag(), m.top_via_str());
     let via = m.top_via();
@@ -76,7 +91,11 @@ pub fn exercise_parsed(m: &Message) {
             let _ = (n.param("expires"), n.parsed_uri().map(|u| u.aor()));
         }
     }
-    for name in [HeaderName::Supported, HeaderName::Require, HeaderName::Allow] {
+    for name in [
+        HeaderName::Supported,
+        HeaderName::Require,
+        HeaderName::Allow,
+    ] {
         let _ = m.has_option(name, "100rel");
     }
     let _ = m.header_str("ms-keep-alive");
@@ -146,12 +165,15 @@ pub fn exercise_framer(data: &[u8]) {
     let whole = frame_all(data, data.len().max(1));
     let step = 1 + data.first().map_or(0, |b| usize::from(*b % 13));
     let chunked = frame_all(data, step);
-    assert_eq!(whole, chunked, "framing depends on how the stream was cut (step {step})");
+    assert_eq!(
+        whole, chunked,
+        "framing depends on how the stream was cut (step {step})"
+    );
     for f in whole.0 {
-        if let Frame::Message(b) = f {
-            if let Ok(m) = Message::parse(b, &Limits::default()) {
-                let _ = (m.call_id(), m.body().len());
-            }
+        if let Frame::Message(b) = f
+            && let Ok(m) = Message::parse(b, &Limits::default())
+        {
+            let _ = (m.call_id(), m.body().len());
         }
     }
 }
@@ -177,7 +199,9 @@ fn frame_all(data: &[u8], step: usize) -> Framed {
 
 /// URI, name-addr and Via views on arbitrary text.
 pub fn exercise_uri(data: &[u8]) {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     exercise_uri_str(s);
     if let Ok(n) = NameAddr::parse(s) {
         let _ = (n.tag(), n.param("q"), n.display);

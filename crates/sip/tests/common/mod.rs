@@ -2,8 +2,8 @@
 //! fuzz harness (also compiled into the `fuzz/` targets).
 #![allow(dead_code)]
 
-pub mod msggen;
 pub mod harness;
+pub mod msggen;
 
 use std::path::PathBuf;
 
@@ -12,7 +12,10 @@ use confab_sip::{Limits, Message, ParseError};
 
 /// `tests/data/<sub>`.
 pub fn data_dir(sub: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("data").join(sub)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("data")
+        .join(sub)
 }
 
 /// One test-data file.
@@ -33,7 +36,10 @@ pub fn corpus(sub: &str) -> Vec<(String, Bytes)> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "sip"))
         .map(|p| {
-            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             (stem, Bytes::from(bytes))
         })

@@ -64,7 +64,11 @@ impl GenAddr {
 
     /// The display name as `NameAddr::display` reports it (quotes stripped).
     pub fn display_view(&self) -> Option<&str> {
-        self.display.as_deref().map(|d| d.strip_prefix('"').and_then(|d| d.strip_suffix('"')).unwrap_or(d))
+        self.display.as_deref().map(|d| {
+            d.strip_prefix('"')
+                .and_then(|d| d.strip_suffix('"'))
+                .unwrap_or(d)
+        })
     }
 }
 
@@ -136,7 +140,12 @@ impl GenMsg {
         lines.push(("From", Some("f"), self.from.text(), false));
         lines.push(("To", Some("t"), self.to.text(), false));
         lines.push(("Call-ID", Some("i"), self.call_id.clone(), false));
-        lines.push(("CSeq", None, format!("{} {}", self.cseq, self.method()), false));
+        lines.push((
+            "CSeq",
+            None,
+            format!("{} {}", self.cseq, self.method()),
+            false,
+        ));
         if let Some(mf) = self.max_forwards {
             lines.push(("Max-Forwards", None, mf.to_string(), false));
         }
@@ -150,7 +159,12 @@ impl GenMsg {
             lines.push(("Content-Type", Some("c"), ct.clone(), false));
         }
         if self.with_cl {
-            lines.push(("Content-Length", Some("l"), self.body.len().to_string(), false));
+            lines.push((
+                "Content-Length",
+                Some("l"),
+                self.body.len().to_string(),
+                false,
+            ));
         }
         // Shuffle, then put the Via lines back in their original relative order.
         let n = lines.len();
@@ -163,10 +177,10 @@ impl GenMsg {
         let vias: Vec<_> = lines.iter().filter(|l| l.3).cloned().collect();
         let mut vi = vias.into_iter();
         for l in shuffled.iter_mut() {
-            if l.3 {
-                if let Some(v) = vi.next() {
-                    *l = v;
-                }
+            if l.3
+                && let Some(v) = vi.next()
+            {
+                *l = v;
             }
         }
 
@@ -238,8 +252,21 @@ pub fn token() -> impl Strategy<Value = String> {
 pub fn method() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "INVITE", "REGISTER", "OPTIONS", "MESSAGE", "SUBSCRIBE", "NOTIFY", "BYE", "INFO",
-            "SERVICE", "BENOTIFY", "NEGOTIATE", "PUBLISH", "REFER", "UPDATE", "PRACK",
+            "INVITE",
+            "REGISTER",
+            "OPTIONS",
+            "MESSAGE",
+            "SUBSCRIBE",
+            "NOTIFY",
+            "BYE",
+            "INFO",
+            "SERVICE",
+            "BENOTIFY",
+            "NEGOTIATE",
+            "PUBLISH",
+            "REFER",
+            "UPDATE",
+            "PRACK",
         ])
         .prop_map(str::to_owned),
         "[A-Z][A-Z0-9_.!%*+`'~-]{0,11}",
@@ -261,7 +288,10 @@ pub fn sip_uri() -> impl Strategy<Value = String> {
         proptest::option::weighted(0.8, "[a-zA-Z0-9._~!*+-]{1,10}(%4[1-9A-F])?"),
         host(),
         proptest::option::of(1u16..=65535),
-        prop::sample::subsequence(vec![";transport=tcp", ";lr", ";maddr=192.0.2.1", ";x-y=z"], 0..3),
+        prop::sample::subsequence(
+            vec![";transport=tcp", ";lr", ";maddr=192.0.2.1", ";x-y=z"],
+            0..3,
+        ),
     )
         .prop_map(|(sips, user, host, port, params)| {
             let mut s = String::from(if sips { "sips:" } else { "sip:" });
@@ -292,8 +322,14 @@ pub fn display() -> impl Strategy<Value = Option<String>> {
 }
 
 pub fn addr(tag: bool) -> impl Strategy<Value = GenAddr> {
-    (display(), sip_uri(), any::<bool>(), token())
-        .prop_map(move |(display, uri, bracket, t)| GenAddr { display, uri, tag: tag.then_some(t), bracket })
+    (display(), sip_uri(), any::<bool>(), token()).prop_map(move |(display, uri, bracket, t)| {
+        GenAddr {
+            display,
+            uri,
+            tag: tag.then_some(t),
+            bracket,
+        }
+    })
 }
 
 pub fn via() -> impl Strategy<Value = GenVia> {
@@ -304,12 +340,28 @@ pub fn via() -> impl Strategy<Value = GenVia> {
         proptest::option::weighted(0.9, token().prop_map(|t| format!("z9hG4bK{t}"))),
         any::<bool>(),
     )
-        .prop_map(|(t, host, port, branch, rport)| GenVia { transport: t.to_owned(), host, port, branch, rport })
+        .prop_map(|(t, host, port, branch, rport)| GenVia {
+            transport: t.to_owned(),
+            host,
+            port,
+            branch,
+            rport,
+        })
 }
 
 pub fn style() -> impl Strategy<Value = Style> {
-    (prop::bool::weighted(0.3), 0u8..4, prop::bool::weighted(0.1), prop::bool::weighted(0.2))
-        .prop_map(|(compact, colon, fold_after_colon, fold_inside)| Style { compact, colon, fold_after_colon, fold_inside })
+    (
+        prop::bool::weighted(0.3),
+        0u8..4,
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(|(compact, colon, fold_after_colon, fold_inside)| Style {
+            compact,
+            colon,
+            fold_after_colon,
+            fold_inside,
+        })
 }
 
 pub fn extra_header() -> impl Strategy<Value = (String, String)> {
@@ -324,10 +376,29 @@ pub fn extra_header() -> impl Strategy<Value = (String, String)> {
 
 /// Any valid message. `stream`: always with Content-Length (for the framer).
 pub fn message(stream: bool) -> impl Strategy<Value = GenMsg> {
-    let start = prop_oneof![
-        3 => (method(), sip_uri()).prop_map(|(m, u)| (Some((m, u)), None)),
-        1 => (100u16..700, "[A-Za-z][A-Za-z ]{0,20}").prop_map(|(c, r)| (None, Some((c, r)))),
-    ];
+    message_of(stream, true)
+}
+
+/// A valid request.
+pub fn request(stream: bool) -> impl Strategy<Value = GenMsg> {
+    message_of(stream, false)
+}
+
+fn message_of(stream: bool, responses: bool) -> impl Strategy<Value = GenMsg> {
+    let start = (
+        method(),
+        sip_uri(),
+        prop::bool::weighted(0.25),
+        100u16..700,
+        "[A-Za-z][A-Za-z ]{0,20}",
+    )
+        .prop_map(move |(m, u, resp, c, r)| {
+            if resp && responses {
+                (None, Some((c, r)))
+            } else {
+                (Some((m, u)), None)
+            }
+        });
     let headers = (
         prop::collection::vec(via(), 1..5),
         prop::collection::vec(any::<bool>(), 4),
@@ -344,7 +415,10 @@ pub fn message(stream: bool) -> impl Strategy<Value = GenMsg> {
     let tail = (
         prop::collection::vec(extra_header(), 0..4),
         prop::collection::vec(any::<u8>(), 0..80),
-        proptest::option::of(prop::sample::select(vec!["application/sdp", "text/plain;charset=UTF-8"])),
+        proptest::option::of(prop::sample::select(vec![
+            "application/sdp",
+            "text/plain;charset=UTF-8",
+        ])),
         prop::bool::weighted(0.85),
         prop::collection::vec(style(), 16),
         prop::collection::vec(any::<u16>(), 16),
@@ -356,6 +430,10 @@ pub fn message(stream: bool) -> impl Strategy<Value = GenMsg> {
             (vias, join, from, to, call_id, cseq, max_forwards, contact),
             (extra, body, content_type, with_cl, styles, order, to_tagged),
         )| {
+            // One line per extension header name, so its value is known after shuffling.
+            let mut extra = extra;
+            let mut seen = std::collections::HashSet::new();
+            extra.retain(|(n, _)| seen.insert(n.to_ascii_lowercase()));
             let mut to = to;
             if response.is_some() && to_tagged {
                 to.tag = Some("resp1".into());
