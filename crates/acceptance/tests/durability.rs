@@ -15,7 +15,12 @@ fn register(server: &ConfabServer, user: &str, password: &str) -> Result<()> {
 /// A user added while the server runs signs in once the server has picked the change
 /// up from the store (it polls every 200 ms): retry for a bounded time, like a user
 /// whose client retries.
-fn register_within(server: &ConfabServer, user: &str, password: &str, within: std::time::Duration) -> Result<()> {
+fn register_within(
+    server: &ConfabServer,
+    user: &str,
+    password: &str,
+    within: std::time::Duration,
+) -> Result<()> {
     let deadline = std::time::Instant::now() + within;
     loop {
         match register(server, user, password) {
@@ -83,7 +88,12 @@ fn user_added_while_running_survives_kill9() -> Result<()> {
     // Provisioning while the server runs (the admin's normal case) ...
     server.add_user("carol@example.com", "carolpw")?;
     // ... takes effect without a restart, within a second ...
-    register_within(&server, "carol", "carolpw", std::time::Duration::from_secs(1))?;
+    register_within(
+        &server,
+        "carol",
+        "carolpw",
+        std::time::Duration::from_secs(1),
+    )?;
     // ... and is on disk: kill -9 right away, then start again.
     server.kill9()?;
     server.start_again()?;

@@ -10,7 +10,7 @@ use crate::config::{LogFormat, Overrides};
 /// confab: a self-hosted unified-communications server (SIP registrar/proxy, presence,
 /// instant messaging) modeled on Lync Server 2013.
 #[derive(Parser)]
-#[command(name = "confab", version, propagate_version = true)]
+#[command(name = "confab", version)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

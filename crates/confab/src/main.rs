@@ -1,10 +1,10 @@
 //! `confab`: the server and its administration commands.
 
 mod cli;
-mod config;
 mod cmd_bootstrap;
 mod cmd_prereq;
 mod cmd_topology;
+mod config;
 mod serve;
 mod users;
 

@@ -137,7 +137,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     .await
     .context("starting HTTP")?;
 
-    let host = cfg.advertise.clone().unwrap_or_else(|| advertise_host(cfg.sip.ip()));
+    let host = cfg
+        .advertise
+        .clone()
+        .unwrap_or_else(|| advertise_host(cfg.sip.ip()));
     let mut core_cfg = CoreConfig::new(&cfg.domain, &host, transports.udp_addr().port());
     core_cfg.advertise = Advertise {
         host,

@@ -63,7 +63,12 @@ impl CoreConfig {
     pub fn new(domain: &str, host: &str, sip_port: u16) -> CoreConfig {
         CoreConfig {
             domain: domain.to_ascii_lowercase(),
-            advertise: Advertise { host: host.to_owned(), sip_port, tls_port: None, ws_port: None },
+            advertise: Advertise {
+                host: host.to_owned(),
+                sip_port,
+                tls_port: None,
+                ws_port: None,
+            },
             min_expires: 60,
             max_expires: 7200,
             default_expires: 3600,
@@ -83,8 +88,7 @@ impl CoreConfig {
 /// Our branches start with this, after the magic cookie; used for loop detection.
 pub(crate) const BRANCH_PREFIX: &str = "z9hG4bKcf";
 pub(crate) const SERVER_HEADER: &str = concat!("confab/", env!("CARGO_PKG_VERSION"));
-pub(crate) const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, SUBSCRIBE, NOTIFY, PUBLISH, INFO, UPDATE, PRACK, REFER";
+pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, SUBSCRIBE, NOTIFY, PUBLISH, INFO, UPDATE, PRACK, REFER";
 
 /// The front end. See the crate documentation.
 pub struct Core {
@@ -102,12 +106,20 @@ pub struct Core {
     pub(crate) pa: PresenceAgent,
     pub(crate) now: Instant,
     pub(crate) wall_ms: u64,
+    /// MS-SIPAE (Lync NTLM) security associations, see `crate::lync`.
+    pub(crate) lync: crate::lync::LyncState,
 }
 
 impl Core {
     /// `nonce_secret` keys digest nonces (keep it across restarts so clients'
     /// nonces stay valid); `seed` seeds tags, branches and entity-tags.
-    pub fn new(cfg: CoreConfig, nonce_secret: [u8; 32], seed: [u8; 32], metrics: Arc<Metrics>, now: Instant) -> Core {
+    pub fn new(
+        cfg: CoreConfig,
+        nonce_secret: [u8; 32],
+        seed: [u8; 32],
+        metrics: Arc<Metrics>,
+        now: Instant,
+    ) -> Core {
         let mut rng = StdRng::from_seed(seed);
         let etag_seed = rng.next_u64();
         let digest = DigestServer::new(nonce_secret, cfg.nonce_lifetime);
@@ -125,6 +137,7 @@ impl Core {
             pa: PresenceAgent::new(cfg.presence_same_domain_visible, etag_seed),
             now,
             wall_ms: 0,
+            lync: Default::default(),
             cfg,
         }
     }
@@ -167,6 +180,8 @@ impl Core {
     }
 
     pub(crate) fn send(&mut self, dest: Dest, data: Bytes) {
+        // Lync hook: sign everything sent on a connection with an MS-SIPAE SA.
+        let data = self.lync_sign(&dest, data);
         self.out.push(Output::Send { dest, data });
     }
 
@@ -214,7 +229,8 @@ impl Core {
 
     /// Whether a host names this server or its domain.
     pub(crate) fn is_our_host(&self, host: &str) -> bool {
-        host.eq_ignore_ascii_case(&self.cfg.domain) || host.eq_ignore_ascii_case(&self.cfg.advertise.host)
+        host.eq_ignore_ascii_case(&self.cfg.domain)
+            || host.eq_ignore_ascii_case(&self.cfg.advertise.host)
     }
 
     /// Whether a URI (e.g. a Route) points at this server.
@@ -255,7 +271,9 @@ impl Core {
         tag: &str,
         f: impl FnOnce(ResponseBuilder<'_>) -> ResponseBuilder<'_>,
     ) {
-        let b = ResponseBuilder::new(req, code).to_tag(tag).header("Server", SERVER_HEADER);
+        let b = ResponseBuilder::new(req, code)
+            .to_tag(tag)
+            .header("Server", SERVER_HEADER);
         let bytes = f(b).build();
         if let Some(dest) = self.tx.respond(key, code, bytes.clone(), self.now) {
             self.send(dest, bytes);
@@ -274,6 +292,7 @@ impl Core {
     /// A connection closed: bindings that depended on it end.
     pub fn on_connection_closed(&mut self, conn: ConnId, now: Instant) {
         self.now = now;
+        self.lync.connection_closed(conn); // Lync hook: the SA ends with its connection.
         let ev = self.registrar.connection_closed(conn);
         self.binding_events(ev);
         self.update_gauges();
@@ -283,6 +302,10 @@ impl Core {
     pub fn on_message(&mut self, msg: Message, src: Dest, now: Instant, wall_ms: u64) {
         self.now = now;
         self.wall_ms = wall_ms;
+        // Lync hook: requests on a connection with an MS-SIPAE SA must be signed.
+        if !self.lync_check_incoming(&msg, &src) {
+            return;
+        }
         if msg.is_request() {
             Metrics::inc(&self.metrics.sip_requests_received_total);
             self.on_request(msg, src);
@@ -346,7 +369,10 @@ impl Core {
 
     fn on_request(&mut self, msg: Message, src: Dest) {
         let method = msg.method().cloned().unwrap_or(Method::Ack);
-        let key = match self.tx.on_request(&msg, src, src.transport.reliable(), self.now) {
+        let key = match self
+            .tx
+            .on_request(&msg, src, src.transport.reliable(), self.now)
+        {
             RequestMatch::New(key) => key,
             RequestMatch::Retransmission(resend) => {
                 Metrics::inc(&self.metrics.sip_retransmissions_absorbed_total);
@@ -400,7 +426,9 @@ impl Core {
                 return;
             }
             // A dialog between two users: follow the route set or the Request-URI.
-            let target = next_route.clone().or_else(|| msg.request_uri().map(str::to_owned));
+            let target = next_route
+                .clone()
+                .or_else(|| msg.request_uri().map(str::to_owned));
             let Some(target) = target else {
                 self.reply(&key, &msg, 400, |b| b);
                 return;
@@ -412,12 +440,16 @@ impl Core {
                     let ruri = msg.request_uri().unwrap_or("").to_owned();
                     self.forward(key, &msg, src, vec![(ruri, dest)], false, our_routes);
                 }
-                None => self.reply(&key, &msg, 481, |b| b.reason("No route for in-dialog request")),
+                None => self.reply(&key, &msg, 481, |b| {
+                    b.reason("No route for in-dialog request")
+                }),
             }
             return;
         }
 
-        let Some(ruri_text) = msg.request_uri() else { return };
+        let Some(ruri_text) = msg.request_uri() else {
+            return;
+        };
         let ruri = match Uri::parse(ruri_text) {
             Ok(u) => u,
             Err(confab_sip::uri::UriError::Scheme) => {
@@ -425,12 +457,16 @@ impl Core {
                 return;
             }
             Err(e) => {
-                self.reply(&key, &msg, 400, |b| b.reason(format!("Bad Request-URI: {e}")));
+                self.reply(&key, &msg, 400, |b| {
+                    b.reason(format!("Bad Request-URI: {e}"))
+                });
                 return;
             }
         };
         if ruri.scheme == Scheme::Tel {
-            self.reply(&key, &msg, 404, |b| b.reason("No route to telephone numbers (no Mediation Server)"));
+            self.reply(&key, &msg, 404, |b| {
+                b.reason("No route to telephone numbers (no Mediation Server)")
+            });
             return;
         }
 
@@ -456,7 +492,10 @@ impl Core {
                 Method::Options => {
                     self.reply(&key, &msg, 200, |b| {
                         b.header("Allow", ALLOW)
-                            .header("Accept", "application/sdp, application/pidf+xml, text/plain")
+                            .header(
+                                "Accept",
+                                "application/sdp, application/pidf+xml, text/plain",
+                            )
                             .header("Supported", "outbound, path")
                     });
                 }
@@ -473,7 +512,9 @@ impl Core {
                 None => return,
             }
             if from_aor.as_deref() != identity.as_deref() {
-                self.reply(&key, &msg, 403, |b| b.reason("From does not match the authenticated user"));
+                self.reply(&key, &msg, 403, |b| {
+                    b.reason("From does not match the authenticated user")
+                });
                 return;
             }
         }
@@ -487,7 +528,14 @@ impl Core {
             match self.dest_for_uri(ruri_text) {
                 Some(dest) if ruri.host.parse::<IpAddr>().is_ok() || ruri.host.starts_with('[') => {
                     let r = ruri_text.to_owned();
-                    self.forward(key, &msg, src, vec![(r, dest)], method == Method::Invite, our_routes);
+                    self.forward(
+                        key,
+                        &msg,
+                        src,
+                        vec![(r, dest)],
+                        method == Method::Invite,
+                        our_routes,
+                    );
                 }
                 _ => self.reply(&key, &msg, 404, |b| {
                     b.reason("Domain not served here (federation is not enabled)")
@@ -572,13 +620,27 @@ impl Core {
         }
         let host = u.host.trim_start_matches('[').trim_end_matches(']');
         let ip: IpAddr = host.parse().ok()?;
-        let port = u.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
-        Some(Dest { transport, addr: SocketAddr::new(ip, port), conn: None })
+        let port = u.port.unwrap_or(if transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        });
+        Some(Dest {
+            transport,
+            addr: SocketAddr::new(ip, port),
+            conn: None,
+        })
     }
 
     /// Returns the authenticated address, or `None` after answering (challenge,
     /// refusal).
-    pub(crate) fn authenticate(&mut self, key: &ServerKey, msg: &Message, src: Dest, proxy: bool) -> Option<String> {
+    pub(crate) fn authenticate(
+        &mut self,
+        key: &ServerKey,
+        msg: &Message,
+        src: Dest,
+        proxy: bool,
+    ) -> Option<String> {
         if self.cfg.allow_unauthenticated {
             let who = msg.from().parsed_uri().ok().map(|u| u.aor());
             if who.is_none() {
@@ -586,19 +648,33 @@ impl Core {
             }
             return who;
         }
+        // Lync hook: NTLM (MS-SIPAE) for Lync clients and signed connections.
+        if let Some(result) = self.lync_authenticate(key, msg, src) {
+            return result;
+        }
         let ip = src.addr.ip();
         if let Some(retry) = self.fail_src.is_blocked(&ip, self.now) {
             self.refuse_rate_limited(key, msg, retry);
             return None;
         }
-        let header = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
+        let header = if proxy {
+            HeaderName::ProxyAuthorization
+        } else {
+            HeaderName::Authorization
+        };
         // `get`, not slicing: the value may have a multi-byte character at byte 7.
-        let is_digest = |v: &&str| v.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("digest "));
+        let is_digest = |v: &&str| {
+            v.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("digest "))
+        };
         // Prefer the credentials for our realm (others may be for other proxies).
         let ours = |v: &&str| {
             confab_auth::params::parse(v)
                 .ok()
-                .and_then(|p| p.get("realm").map(|r| r.eq_ignore_ascii_case(&self.cfg.domain)))
+                .and_then(|p| {
+                    p.get("realm")
+                        .map(|r| r.eq_ignore_ascii_case(&self.cfg.domain))
+                })
                 .unwrap_or(false)
         };
         let creds = msg
@@ -620,7 +696,10 @@ impl Core {
             self.refuse_rate_limited(key, msg, retry);
             return None;
         }
-        let method = msg.method().map(|m| m.as_str().to_owned()).unwrap_or_default();
+        let method = msg
+            .method()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
         let domain = self.cfg.domain.clone();
         let directory = &self.directory;
         let result = self.digest.verify(
@@ -670,7 +749,9 @@ impl Core {
     fn challenge(&mut self, key: &ServerKey, msg: &Message, proxy: bool, stale: bool) {
         Metrics::inc(&self.metrics.auth_challenges_total);
         let domain = self.cfg.domain.clone();
-        let mut values = self.digest.challenge(&domain, self.wall_ms, stale, &mut self.rng);
+        let mut values = self
+            .digest
+            .challenge(&domain, self.wall_ms, stale, &mut self.rng);
         // MD5 first: deployed clients answer the first challenge they understand.
         // SHA-256 is offered only when configured: libre (baresip 1.0) rejects a
         // 401 as soon as any challenge names an algorithm it lacks.
@@ -678,7 +759,11 @@ impl Core {
         if !self.cfg.digest_offer_sha256 {
             values.retain(|v| !v.contains("SHA-256"));
         }
-        let (code, name) = if proxy { (407, "Proxy-Authenticate") } else { (401, "WWW-Authenticate") };
+        let (code, name) = if proxy {
+            (407, "Proxy-Authenticate")
+        } else {
+            (401, "WWW-Authenticate")
+        };
         self.reply(key, msg, code, |mut b| {
             for v in values {
                 b = b.header(name, v);
@@ -696,10 +781,18 @@ impl Core {
             self.reply(key, msg, 404, |b| b.reason("Domain not served here"));
             return;
         }
-        let to_aor = format!("{}@{}", to.user_unescaped().unwrap_or_default().to_lowercase(), self.cfg.domain);
-        let Some(identity) = self.authenticate(key, msg, src, false) else { return };
+        let to_aor = format!(
+            "{}@{}",
+            to.user_unescaped().unwrap_or_default().to_lowercase(),
+            self.cfg.domain
+        );
+        let Some(identity) = self.authenticate(key, msg, src, false) else {
+            return;
+        };
         if identity != to_aor {
-            self.reply(key, msg, 403, |b| b.reason("Authenticated user does not match the To address"));
+            self.reply(key, msg, 403, |b| {
+                b.reason("Authenticated user does not match the To address")
+            });
             return;
         }
         let header_expires = msg.expires();
@@ -707,7 +800,9 @@ impl Core {
         let mut updates = Vec::with_capacity(contacts.len());
         if contacts.iter().any(|c| c.trim() == "*") {
             if contacts.len() != 1 || header_expires != Some(0) {
-                self.reply(key, msg, 400, |b| b.reason("Wildcard Contact needs Expires: 0 and no other contact"));
+                self.reply(key, msg, 400, |b| {
+                    b.reason("Wildcard Contact needs Expires: 0 and no other contact")
+                });
                 return;
             }
             let ev = self.registrar.remove_all(&to_aor);
@@ -734,7 +829,10 @@ impl Core {
                     self.reply(key, msg, 423, |b| b.header("Min-Expires", min.to_string()));
                     return;
                 }
-                let instance = na.param("+sip.instance").flatten().map(|v| unquote(v).to_owned());
+                let instance = na
+                    .param("+sip.instance")
+                    .flatten()
+                    .map(|v| unquote(v).to_owned());
                 let reg_id = na.param("reg-id").flatten().and_then(|v| v.parse().ok());
                 let mut params = String::new();
                 if let Some(i) = &instance {
@@ -753,14 +851,21 @@ impl Core {
             }
             if !updates.is_empty() {
                 let (n, _) = msg.cseq();
-                match self.registrar.update(&to_aor, msg.call_id(), n, &updates, src, self.now) {
+                match self
+                    .registrar
+                    .update(&to_aor, msg.call_id(), n, &updates, src, self.now)
+                {
                     Ok(ev) => self.binding_events(ev),
                     Err(RegisterError::OutOfOrder) => {
-                        self.reply(key, msg, 500, |b| b.reason("Out of order REGISTER").header("Retry-After", "1"));
+                        self.reply(key, msg, 500, |b| {
+                            b.reason("Out of order REGISTER").header("Retry-After", "1")
+                        });
                         return;
                     }
                     Err(RegisterError::TooManyContacts(max)) => {
-                        self.reply(key, msg, 403, |b| b.reason(format!("Too many registered contacts (at most {max})")));
+                        self.reply(key, msg, 403, |b| {
+                            b.reason(format!("Too many registered contacts (at most {max})"))
+                        });
                         return;
                     }
                 }
@@ -777,16 +882,42 @@ impl Core {
                 format!("<{}>;expires={left}{}", b.uri, b.params)
             })
             .collect();
-        let expires = updates.first().map(|u| u.expires).unwrap_or(self.cfg.default_expires);
+        let expires = updates
+            .first()
+            .map(|u| u.expires)
+            .unwrap_or(self.cfg.default_expires);
         let outbound = updates.iter().any(|u| u.reg_id.is_some());
+        // Lync hook: GRUU contacts and the headers Lync clients need in the 200.
+        let lync = crate::lync::is_lync_register(msg, &src);
+        let current: Vec<String> = if lync {
+            let aor = to_aor.clone();
+            current
+                .into_iter()
+                .map(|c| crate::lync::with_gruu(c, &aor))
+                .collect()
+        } else {
+            current
+        };
+        let lync_headers = if lync {
+            self.lync_register_headers()
+        } else {
+            Vec::new()
+        };
         debug!(aor = %to_aor, contacts = current.len(), "registered");
         self.reply(key, msg, 200, |mut b| {
             for c in current {
                 b = b.header("Contact", c);
             }
-            b = b.header("Expires", expires.to_string()).header("Allow", ALLOW);
+            b = b
+                .header("Expires", expires.to_string())
+                .header("Allow", ALLOW);
+            for (name, value) in lync_headers {
+                b = b.header(name, value);
+            }
             if outbound {
-                b = b.header("Require", "outbound").header("Supported", "outbound");
+                b = b
+                    .header("Require", "outbound")
+                    .header("Supported", "outbound");
             }
             b
         });

@@ -8,13 +8,14 @@
 
 mod core;
 pub mod directory;
+mod lync;
 pub mod metrics;
 mod presence_agent;
 mod proxy;
 pub mod registrar;
 pub mod types;
 
-pub use crate::core::{Core, CoreConfig, Advertise};
+pub use crate::core::{Advertise, Core, CoreConfig};
 pub use directory::{Directory, DirectoryChange, UserEntry};
 pub use metrics::Metrics;
 pub use types::{ConnId, Dest, Output, Transport};

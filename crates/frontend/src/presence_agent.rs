@@ -47,14 +47,23 @@ impl PresenceAgent {
     pub(crate) fn new(same_domain_visible: bool, etag_seed: u64) -> Self {
         PresenceAgent {
             compositor: Compositor::new(
-                CompositorLimits { max_entities: 1_000_000, max_publications: 1_000_000, ..Default::default() },
+                CompositorLimits {
+                    max_entities: 1_000_000,
+                    max_publications: 1_000_000,
+                    ..Default::default()
+                },
                 etag_seed,
             ),
-            watchers: Watchers::new(WatcherLimits { max_subscriptions_per_watcher: 1000, max_subscriptions: 2_000_000 }),
+            watchers: Watchers::new(WatcherLimits {
+                max_subscriptions_per_watcher: 1000,
+                max_subscriptions: 2_000_000,
+            }),
             subs: FxHashMap::default(),
             by_dialog: FxHashMap::default(),
             own: FxHashMap::default(),
-            policy: Policy { same_domain_visible },
+            policy: Policy {
+                same_domain_visible,
+            },
             next_id: 1,
         }
     }
@@ -64,11 +73,16 @@ impl PresenceAgent {
     }
 
     pub(crate) fn dialog(&self, call_id: &str, our_tag: &str) -> Option<u64> {
-        self.by_dialog.get(&(call_id.to_owned(), our_tag.to_owned())).copied()
+        self.by_dialog
+            .get(&(call_id.to_owned(), our_tag.to_owned()))
+            .copied()
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.compositor.next_expiry(), self.watchers.next_expiry()].into_iter().flatten().min()
+        [self.compositor.next_expiry(), self.watchers.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Aggregated state of a user (for other front-end parts and tests).
@@ -98,15 +112,28 @@ impl Core {
     }
 
     fn notify_watchers(&mut self, aor: &str) {
-        let ids: Vec<u64> = self.pa.watchers.watchers_of(aor).map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = self
+            .pa
+            .watchers
+            .watchers_of(aor)
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             self.send_notify(id, None);
         }
     }
 
-    pub(crate) fn handle_publish(&mut self, key: &ServerKey, msg: &Message, identity: Option<&str>, target: &str) {
+    pub(crate) fn handle_publish(
+        &mut self,
+        key: &ServerKey,
+        msg: &Message,
+        identity: Option<&str>,
+        target: &str,
+    ) {
         if identity != Some(target) {
-            self.reply(key, msg, 403, |b| b.reason("Only the user may publish their own presence"));
+            self.reply(key, msg, 403, |b| {
+                b.reason("Only the user may publish their own presence")
+            });
             return;
         }
         if !event_is(msg, "presence") {
@@ -118,13 +145,17 @@ impl Core {
         } else {
             let ct = msg.content_type().unwrap_or("");
             if !ct.to_ascii_lowercase().starts_with("application/pidf+xml") {
-                self.reply(key, msg, 415, |b| b.header("Accept", "application/pidf+xml"));
+                self.reply(key, msg, 415, |b| {
+                    b.header("Accept", "application/pidf+xml")
+                });
                 return;
             }
             match parse_pidf(msg.body()) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    self.reply(key, msg, 400, |b| b.reason(format!("Bad PIDF document: {e}")));
+                    self.reply(key, msg, 400, |b| {
+                        b.reason(format!("Bad PIDF document: {e}"))
+                    });
                     return;
                 }
             }
@@ -138,7 +169,8 @@ impl Core {
             Ok(out) => {
                 Metrics::inc(&self.metrics.presence_publications_total);
                 self.reply(key, msg, 200, |b| {
-                    b.header("SIP-ETag", out.etag.clone()).header("Expires", out.expires.to_string())
+                    b.header("SIP-ETag", out.etag.clone())
+                        .header("Expires", out.expires.to_string())
                 });
                 if out.changed {
                     self.notify_watchers(target);
@@ -157,9 +189,18 @@ impl Core {
         }
     }
 
-    pub(crate) fn handle_subscribe(&mut self, key: &ServerKey, msg: &Message, src: Dest, watcher: &str, target: &str) {
+    pub(crate) fn handle_subscribe(
+        &mut self,
+        key: &ServerKey,
+        msg: &Message,
+        src: Dest,
+        watcher: &str,
+        target: &str,
+    ) {
         if !self.pa.policy.may_watch(watcher, target) {
-            self.reply(key, msg, 403, |b| b.reason("Presence of this user is not visible to you"));
+            self.reply(key, msg, 403, |b| {
+                b.reason("Presence of this user is not visible to you")
+            });
             return;
         }
         let Some(contact) = msg
@@ -175,7 +216,10 @@ impl Core {
             self.reply(key, msg, 400, |b| b.reason("Malformed Contact URI"));
             return;
         }
-        let expires = msg.expires().unwrap_or(3600).min(self.cfg.max_subscription_expires);
+        let expires = msg
+            .expires()
+            .unwrap_or(3600)
+            .min(self.cfg.max_subscription_expires);
         let our_tag = self.new_tag();
         let our_contact = format!("<{}>", self.our_uri(src.transport));
         let id = self.pa.next_id;
@@ -187,7 +231,10 @@ impl Core {
             their_from: msg.header(HeaderName::From).unwrap_or("").to_owned(),
             our_uri: msg.to().uri.to_owned(),
             remote_target: contact,
-            route_set: msg.headers_named(HeaderName::RecordRoute).map(str::to_owned).collect(),
+            route_set: msg
+                .headers_named(HeaderName::RecordRoute)
+                .map(str::to_owned)
+                .collect(),
             cseq: 0,
             flow: src,
             expires_at: self.now + Duration::from_secs(u64::from(expires)),
@@ -195,13 +242,19 @@ impl Core {
         if expires > 0
             && let Err(e) = self.pa.watchers.add(id, watcher, target, sub.expires_at)
         {
-            self.reply(key, msg, 503, |b| b.reason(format!("Cannot subscribe: {e}")));
+            self.reply(key, msg, 503, |b| {
+                b.reason(format!("Cannot subscribe: {e}"))
+            });
             return;
         }
-        self.pa.by_dialog.insert((sub.call_id.clone(), our_tag.clone()), id);
+        self.pa
+            .by_dialog
+            .insert((sub.call_id.clone(), our_tag.clone()), id);
         self.pa.subs.insert(id, sub);
         self.reply_tagged(key, msg, 200, &our_tag, |b| {
-            b.header("Expires", expires.to_string()).header("Contact", our_contact).copy_record_route()
+            b.header("Expires", expires.to_string())
+                .header("Contact", our_contact)
+                .copy_record_route()
         });
         debug!(%watcher, %target, expires, "presence subscription");
         if expires == 0 {
@@ -217,9 +270,19 @@ impl Core {
             self.reply(key, msg, 405, |b| b.header("Allow", "SUBSCRIBE"));
             return;
         }
-        let expires = msg.expires().unwrap_or(3600).min(self.cfg.max_subscription_expires);
-        let tag = self.pa.subs.get(&id).map(|s| s.our_tag.clone()).unwrap_or_default();
-        self.reply_tagged(key, msg, 200, &tag, |b| b.header("Expires", expires.to_string()));
+        let expires = msg
+            .expires()
+            .unwrap_or(3600)
+            .min(self.cfg.max_subscription_expires);
+        let tag = self
+            .pa
+            .subs
+            .get(&id)
+            .map(|s| s.our_tag.clone())
+            .unwrap_or_default();
+        self.reply_tagged(key, msg, 200, &tag, |b| {
+            b.header("Expires", expires.to_string())
+        });
         if expires == 0 {
             self.send_notify(id, Some("timeout"));
         } else {
@@ -236,7 +299,9 @@ impl Core {
     fn send_notify(&mut self, id: u64, terminated: Option<&str>) {
         let now = self.now;
         let branch = self.new_branch();
-        let Some(sub) = self.pa.subs.get_mut(&id) else { return };
+        let Some(sub) = self.pa.subs.get_mut(&id) else {
+            return;
+        };
         sub.cseq += 1;
         let flow = sub.flow;
         let via = format!(
@@ -245,13 +310,24 @@ impl Core {
             self.cfg.advertise.host,
             match flow.transport {
                 crate::Transport::Udp | crate::Transport::Tcp => self.cfg.advertise.sip_port,
-                crate::Transport::Tls => self.cfg.advertise.tls_port.unwrap_or(self.cfg.advertise.sip_port),
-                _ => self.cfg.advertise.ws_port.unwrap_or(self.cfg.advertise.sip_port),
+                crate::Transport::Tls => self
+                    .cfg
+                    .advertise
+                    .tls_port
+                    .unwrap_or(self.cfg.advertise.sip_port),
+                _ => self
+                    .cfg
+                    .advertise
+                    .ws_port
+                    .unwrap_or(self.cfg.advertise.sip_port),
             }
         );
         let state = match terminated {
             Some(reason) => format!("terminated;reason={reason}"),
-            None => format!("active;expires={}", sub.expires_at.saturating_duration_since(now).as_secs()),
+            None => format!(
+                "active;expires={}",
+                sub.expires_at.saturating_duration_since(now).as_secs()
+            ),
         };
         let entity = format!("sip:{}", sub.target);
         let mut b = RequestBuilder::new(Method::Notify, sub.remote_target.clone())
@@ -279,8 +355,17 @@ impl Core {
             b = b.body("application/pidf+xml", body);
         }
         let bytes = b.build();
-        let key = ClientKey { branch: branch.into(), method: Method::Notify };
-        self.tx.start_client(key.clone(), bytes.clone(), flow, flow.transport.reliable(), now);
+        let key = ClientKey {
+            branch: branch.into(),
+            method: Method::Notify,
+        };
+        self.tx.start_client(
+            key.clone(),
+            bytes.clone(),
+            flow,
+            flow.transport.reliable(),
+            now,
+        );
         self.send(flow, bytes);
         Metrics::inc(&self.metrics.presence_notifies_sent_total);
         self.pa.own.insert(key, id);
@@ -302,7 +387,9 @@ impl Core {
         if code < 200 {
             return self.pa.own.contains_key(key);
         }
-        let Some(id) = self.pa.own.remove(key) else { return false };
+        let Some(id) = self.pa.own.remove(key) else {
+            return false;
+        };
         if code >= 300 && code != 401 && code != 407 {
             debug!(code, "watcher refused NOTIFY: subscription ended");
             self.remove_sub(id);
@@ -311,7 +398,9 @@ impl Core {
     }
 
     pub(crate) fn own_timeout(&mut self, key: &ClientKey) -> bool {
-        let Some(id) = self.pa.own.remove(key) else { return false };
+        let Some(id) = self.pa.own.remove(key) else {
+            return false;
+        };
         self.remove_sub(id);
         true
     }

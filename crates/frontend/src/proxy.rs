@@ -55,7 +55,12 @@ pub(crate) struct ProxyState {
 impl ProxyState {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let c = self.timer_c.peek().map(|Reverse((at, _))| *at);
-        self.cleanup.peek().map(|Reverse((at, _))| *at).into_iter().chain(c).min()
+        self.cleanup
+            .peek()
+            .map(|Reverse((at, _))| *at)
+            .into_iter()
+            .chain(c)
+            .min()
     }
 }
 
@@ -93,7 +98,10 @@ impl Core {
         }
         let id = self.proxy.next_id;
         self.proxy.next_id += 1;
-        let mf = msg.max_forwards().map(|m| m.saturating_sub(1)).unwrap_or(70);
+        let mf = msg
+            .max_forwards()
+            .map(|m| m.saturating_sub(1))
+            .unwrap_or(70);
         let mut branches = Vec::with_capacity(targets.len());
         for (ruri, dest) in targets {
             let branch = self.new_branch();
@@ -114,19 +122,38 @@ impl Core {
                 }
             }
             let bytes = rw.build();
-            let Ok(forwarded) = Message::parse(bytes.clone(), &unbounded()) else { continue };
+            let Ok(forwarded) = Message::parse(bytes.clone(), &unbounded()) else {
+                continue;
+            };
             let key = ClientKey {
                 branch: branch.into(),
                 method: msg.method().cloned().unwrap_or(Method::Ack),
             };
-            self.tx.start_client(key.clone(), bytes.clone(), dest, dest.transport.reliable(), self.now);
+            self.tx.start_client(
+                key.clone(),
+                bytes.clone(),
+                dest,
+                dest.transport.reliable(),
+                self.now,
+            );
             self.send(dest, bytes);
             Metrics::inc(&self.metrics.requests_forwarded_total);
-            self.proxy.by_client.insert(key.clone(), (id, branches.len()));
-            branches.push(Branch { key, dest, forwarded, done: false, provisional: false, cancelled: false });
+            self.proxy
+                .by_client
+                .insert(key.clone(), (id, branches.len()));
+            branches.push(Branch {
+                key,
+                dest,
+                forwarded,
+                done: false,
+                provisional: false,
+                cancelled: false,
+            });
         }
         if branches.is_empty() {
-            self.reply(&server_key, msg, 500, |b| b.reason("Could not forward request"));
+            self.reply(&server_key, msg, 500, |b| {
+                b.reason("Could not forward request")
+            });
             return;
         }
         self.proxy.by_server.insert(server_key.clone(), id);
@@ -135,7 +162,15 @@ impl Core {
         }
         self.proxy.ctxs.insert(
             id,
-            ProxyCtx { server_key, upstream, invite, branches, best: None, final_sent: false, cancelled: false },
+            ProxyCtx {
+                server_key,
+                upstream,
+                invite,
+                branches,
+                best: None,
+                final_sent: false,
+                cancelled: false,
+            },
         );
     }
 
@@ -152,7 +187,9 @@ impl Core {
                     && let Some(ctx) = self.proxy.ctxs.get(&id)
                 {
                     let up = ctx.upstream;
-                    let bytes = Rewriter::new(&resp).pop_first_value(HeaderName::Via).build();
+                    let bytes = Rewriter::new(&resp)
+                        .pop_first_value(HeaderName::Via)
+                        .build();
                     self.send(up, bytes);
                     return;
                 }
@@ -194,8 +231,12 @@ impl Core {
     }
 
     fn branch_provisional(&mut self, key: &ClientKey, resp: &Message) {
-        let Some(&(id, idx)) = self.proxy.by_client.get(key) else { return };
-        let Some(ctx) = self.proxy.ctxs.get_mut(&id) else { return };
+        let Some(&(id, idx)) = self.proxy.by_client.get(key) else {
+            return;
+        };
+        let Some(ctx) = self.proxy.ctxs.get_mut(&id) else {
+            return;
+        };
         if let Some(b) = ctx.branches.get_mut(idx) {
             b.provisional = true;
         }
@@ -216,14 +257,18 @@ impl Core {
     }
 
     fn branch_final(&mut self, key: &ClientKey, resp: Message) {
-        let Some(&(id, idx)) = self.proxy.by_client.get(key) else { return };
+        let Some(&(id, idx)) = self.proxy.by_client.get(key) else {
+            return;
+        };
         let code = resp.status().unwrap_or(500);
         self.branch_final_code(id, idx, code, Some(resp));
     }
 
     /// A branch ended with `code` (`resp` is `None` for a local timeout).
     fn branch_final_code(&mut self, id: u64, idx: usize, code: u16, resp: Option<Message>) {
-        let Some(ctx) = self.proxy.ctxs.get_mut(&id) else { return };
+        let Some(ctx) = self.proxy.ctxs.get_mut(&id) else {
+            return;
+        };
         if let Some(b) = ctx.branches.get_mut(idx) {
             if b.done {
                 return;
@@ -235,7 +280,9 @@ impl Core {
         let invite = ctx.invite;
         if (200..300).contains(&code) {
             let Some(resp) = resp else { return };
-            let bytes = Rewriter::new(&resp).pop_first_value(HeaderName::Via).build();
+            let bytes = Rewriter::new(&resp)
+                .pop_first_value(HeaderName::Via)
+                .build();
             let first = !ctx.final_sent;
             ctx.final_sent = true;
             if first {
@@ -268,7 +315,9 @@ impl Core {
     }
 
     fn maybe_finish(&mut self, id: u64, last_code: u16) {
-        let Some(ctx) = self.proxy.ctxs.get_mut(&id) else { return };
+        let Some(ctx) = self.proxy.ctxs.get_mut(&id) else {
+            return;
+        };
         if ctx.branches.iter().any(|b| !b.done) {
             return;
         }
@@ -279,8 +328,11 @@ impl Core {
             match best {
                 Some(resp) => {
                     let code = resp.status().unwrap_or(500);
-                    let bytes = Rewriter::new(&resp).pop_first_value(HeaderName::Via).build();
-                    if let Some(dest) = self.tx.respond(&server_key, code, bytes.clone(), self.now) {
+                    let bytes = Rewriter::new(&resp)
+                        .pop_first_value(HeaderName::Via)
+                        .build();
+                    if let Some(dest) = self.tx.respond(&server_key, code, bytes.clone(), self.now)
+                    {
                         self.send(dest, bytes);
                     }
                 }
@@ -298,18 +350,30 @@ impl Core {
     /// Sends a locally generated final response in a forwarding context whose
     /// original request we no longer hold parsed: rebuild from a branch.
     fn respond_local(&mut self, server_key: &ServerKey, code: u16) {
-        let Some(&id) = self.proxy.by_server.get(server_key) else { return };
-        let Some(ctx) = self.proxy.ctxs.get(&id) else { return };
-        let Some(b) = ctx.branches.first() else { return };
+        let Some(&id) = self.proxy.by_server.get(server_key) else {
+            return;
+        };
+        let Some(ctx) = self.proxy.ctxs.get(&id) else {
+            return;
+        };
+        let Some(b) = ctx.branches.first() else {
+            return;
+        };
         // The forwarded request carries our Via on top: strip it for the upstream copy.
-        let upstream_req = Rewriter::new(&b.forwarded).pop_first_value(HeaderName::Via).build();
-        let Ok(req) = Message::parse(upstream_req, &unbounded()) else { return };
+        let upstream_req = Rewriter::new(&b.forwarded)
+            .pop_first_value(HeaderName::Via)
+            .build();
+        let Ok(req) = Message::parse(upstream_req, &unbounded()) else {
+            return;
+        };
         let key = server_key.clone();
         self.reply(&key, &req, code, |r| r);
     }
 
     fn cancel_pending(&mut self, id: u64) {
-        let Some(ctx) = self.proxy.ctxs.get(&id) else { return };
+        let Some(ctx) = self.proxy.ctxs.get(&id) else {
+            return;
+        };
         let pending: Vec<usize> = ctx
             .branches
             .iter()
@@ -325,9 +389,13 @@ impl Core {
     /// Sends CANCEL on one branch (§9.1: only once a provisional response came;
     /// otherwise it is sent when one arrives).
     fn cancel_branch(&mut self, id: u64, idx: usize) {
-        let Some(ctx) = self.proxy.ctxs.get_mut(&id) else { return };
+        let Some(ctx) = self.proxy.ctxs.get_mut(&id) else {
+            return;
+        };
         ctx.cancelled = true;
-        let Some(b) = ctx.branches.get_mut(idx) else { return };
+        let Some(b) = ctx.branches.get_mut(idx) else {
+            return;
+        };
         if b.done || b.cancelled || !b.provisional {
             return;
         }
@@ -345,8 +413,17 @@ impl Core {
         }
         let bytes = cancel.build();
         let dest = b.dest;
-        let key = ClientKey { branch: b.key.branch.clone(), method: Method::Cancel };
-        self.tx.start_client(key, bytes.clone(), dest, dest.transport.reliable(), self.now);
+        let key = ClientKey {
+            branch: b.key.branch.clone(),
+            method: Method::Cancel,
+        };
+        self.tx.start_client(
+            key,
+            bytes.clone(),
+            dest,
+            dest.transport.reliable(),
+            self.now,
+        );
         self.send(dest, bytes);
     }
 
@@ -404,7 +481,10 @@ impl Core {
         };
         let branch = self.new_branch();
         let via = self.our_via(dest.transport, &branch);
-        let mf = msg.max_forwards().map(|m| m.saturating_sub(1)).unwrap_or(70);
+        let mf = msg
+            .max_forwards()
+            .map(|m| m.saturating_sub(1))
+            .unwrap_or(70);
         let rw = Rewriter::new(msg)
             .pop_values(HeaderName::Route, ours)
             .max_forwards(mf)
@@ -420,7 +500,9 @@ impl Core {
         let mut ours = false;
         let mut keep = Vec::new();
         for v in msg.headers_named(HeaderName::ProxyAuthorization) {
-            let realm = confab_auth::params::parse(v).ok().and_then(|p| p.get("realm").map(str::to_owned));
+            let realm = confab_auth::params::parse(v)
+                .ok()
+                .and_then(|p| p.get("realm").map(str::to_owned));
             if realm.is_some_and(|r| r.eq_ignore_ascii_case(&self.cfg.domain)) {
                 ours = true;
             } else {
@@ -440,7 +522,9 @@ impl Core {
     /// Timer C fired for a forwarding context: cancel the branches still
     /// proceeding; give up on those already cancelled.
     fn timer_c(&mut self, id: u64) {
-        let Some(ctx) = self.proxy.ctxs.get(&id) else { return };
+        let Some(ctx) = self.proxy.ctxs.get(&id) else {
+            return;
+        };
         let pending: Vec<(usize, bool, ClientKey)> = ctx
             .branches
             .iter()
@@ -494,9 +578,14 @@ impl Core {
 /// Whether a response still has a (well-formed) Via below ours, i.e.
 /// somewhere to go upstream.
 fn has_upstream_via(resp: &Message) -> bool {
-    resp.header_values(HeaderName::Via).nth(1).is_some_and(|v| confab_sip::Via::parse(v).is_ok())
+    resp.header_values(HeaderName::Via)
+        .nth(1)
+        .is_some_and(|v| confab_sip::Via::parse(v).is_ok())
 }
 
 fn unbounded() -> Limits {
-    Limits { max_message_bytes: usize::MAX, max_headers: usize::MAX }
+    Limits {
+        max_message_bytes: usize::MAX,
+        max_headers: usize::MAX,
+    }
 }

@@ -214,9 +214,13 @@ impl Registrar {
     /// open a new connection to the contact address, as RFC 3261 §18.1.1 allows.
     pub fn connection_closed(&mut self, conn: ConnId) -> BindingEvents {
         let mut events = BindingEvents::default();
-        let Some(aors) = self.by_conn.remove(&conn) else { return events };
+        let Some(aors) = self.by_conn.remove(&conn) else {
+            return events;
+        };
         for aor in aors {
-            let Some(list) = self.by_aor.get_mut(&aor) else { continue };
+            let Some(list) = self.by_aor.get_mut(&aor) else {
+                continue;
+            };
             let mut i = 0;
             while i < list.len() {
                 if list[i].flow.conn != Some(conn) {
@@ -252,8 +256,12 @@ impl Registrar {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, aor))) = self.expiry.pop() else { break };
-            let Some(list) = self.by_aor.get_mut(&aor) else { continue };
+            let Some(Reverse((_, aor))) = self.expiry.pop() else {
+                break;
+            };
+            let Some(list) = self.by_aor.get_mut(&aor) else {
+                continue;
+            };
             let mut i = 0;
             while i < list.len() {
                 if list[i].expires_at <= now {
@@ -288,8 +296,15 @@ fn reconnect_dest(b: &Binding) -> Option<Dest> {
     }
     let host = uri.host.trim_start_matches('[').trim_end_matches(']');
     let ip: std::net::IpAddr = host.parse().ok()?;
-    let transport = uri.transport().and_then(Transport::parse).unwrap_or(b.flow.transport);
-    let default_port = if transport == Transport::Tls { 5061 } else { 5060 };
+    let transport = uri
+        .transport()
+        .and_then(Transport::parse)
+        .unwrap_or(b.flow.transport);
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
     Some(Dest {
         transport,
         addr: std::net::SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
@@ -325,30 +340,52 @@ mod tests {
 
     fn flow(conn: Option<u64>) -> Dest {
         Dest {
-            transport: if conn.is_some() { Transport::Tcp } else { Transport::Udp },
+            transport: if conn.is_some() {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            },
             addr: "127.0.0.1:5062".parse().unwrap(),
             conn: conn.map(ConnId),
         }
     }
 
     fn upd(uri: &str, expires: u32) -> ContactUpdate {
-        ContactUpdate { uri: uri.into(), instance: None, reg_id: None, expires, params: String::new() }
+        ContactUpdate {
+            uri: uri.into(),
+            instance: None,
+            reg_id: None,
+            expires,
+            params: String::new(),
+        }
     }
 
     #[test]
     fn register_refresh_expire() {
         let t0 = Instant::now();
         let mut r = Registrar::new(4);
-        let ev = r.update("a@x", "c1", 1, &[upd("sip:a@1.2.3.4", 60)], flow(None), t0).unwrap();
+        let ev = r
+            .update("a@x", "c1", 1, &[upd("sip:a@1.2.3.4", 60)], flow(None), t0)
+            .unwrap();
         assert_eq!(ev.added.len(), 1);
         assert_eq!(r.lookup("a@x", t0).len(), 1);
         // Same Call-ID, same CSeq: out of order.
         assert_eq!(
-            r.update("a@x", "c1", 1, &[upd("sip:a@1.2.3.4", 60)], flow(None), t0).unwrap_err(),
+            r.update("a@x", "c1", 1, &[upd("sip:a@1.2.3.4", 60)], flow(None), t0)
+                .unwrap_err(),
             RegisterError::OutOfOrder
         );
         // Refresh extends.
-        let ev = r.update("a@x", "c1", 2, &[upd("sip:a@1.2.3.4", 60)], flow(None), t0 + Duration::from_secs(50)).unwrap();
+        let ev = r
+            .update(
+                "a@x",
+                "c1",
+                2,
+                &[upd("sip:a@1.2.3.4", 60)],
+                flow(None),
+                t0 + Duration::from_secs(50),
+            )
+            .unwrap();
         assert!(ev.added.is_empty());
         assert!(r.expire(t0 + Duration::from_secs(70)).removed.is_empty());
         let ev = r.expire(t0 + Duration::from_secs(111));
@@ -360,13 +397,22 @@ mod tests {
     fn several_contacts_and_limit() {
         let t0 = Instant::now();
         let mut r = Registrar::new(2);
-        r.update("a@x", "c1", 1, &[upd("sip:a@1", 60), upd("sip:a@2", 60)], flow(None), t0).unwrap();
+        r.update(
+            "a@x",
+            "c1",
+            1,
+            &[upd("sip:a@1", 60), upd("sip:a@2", 60)],
+            flow(None),
+            t0,
+        )
+        .unwrap();
         assert_eq!(r.lookup("a@x", t0).len(), 2);
         assert!(matches!(
             r.update("a@x", "c9", 1, &[upd("sip:a@3", 60)], flow(None), t0),
             Err(RegisterError::TooManyContacts(2))
         ));
-        r.update("a@x", "c1", 2, &[upd("sip:a@1", 0)], flow(None), t0).unwrap();
+        r.update("a@x", "c1", 2, &[upd("sip:a@1", 0)], flow(None), t0)
+            .unwrap();
         assert_eq!(r.lookup("a@x", t0).len(), 1);
         assert_eq!(r.remove_all("a@x").removed.len(), 1);
     }
@@ -376,11 +422,36 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Registrar::new(4);
         // Not reachable except over its flow: a Lync contact (ms-opaque), a host name.
-        r.update("a@x", "c1", 1, &[upd("sip:127.0.0.1:4000;transport=tcp;ms-opaque=1f", 600)], flow(Some(7)), t0).unwrap();
-        r.update("c@x", "c3", 1, &[upd("sip:c@host.invalid;transport=tcp", 600)], flow(Some(7)), t0).unwrap();
+        r.update(
+            "a@x",
+            "c1",
+            1,
+            &[upd("sip:127.0.0.1:4000;transport=tcp;ms-opaque=1f", 600)],
+            flow(Some(7)),
+            t0,
+        )
+        .unwrap();
+        r.update(
+            "c@x",
+            "c3",
+            1,
+            &[upd("sip:c@host.invalid;transport=tcp", 600)],
+            flow(Some(7)),
+            t0,
+        )
+        .unwrap();
         // Reachable again at its contact address.
-        r.update("d@x", "c4", 1, &[upd("sip:d@127.0.0.1:5090;transport=tcp", 600)], flow(Some(7)), t0).unwrap();
-        r.update("b@x", "c2", 1, &[upd("sip:b@1", 600)], flow(None), t0).unwrap();
+        r.update(
+            "d@x",
+            "c4",
+            1,
+            &[upd("sip:d@127.0.0.1:5090;transport=tcp", 600)],
+            flow(Some(7)),
+            t0,
+        )
+        .unwrap();
+        r.update("b@x", "c2", 1, &[upd("sip:b@1", 600)], flow(None), t0)
+            .unwrap();
         let ev = r.connection_closed(ConnId(7));
         assert_eq!(ev.removed.len(), 2);
         assert!(r.lookup("a@x", t0).is_empty());
@@ -390,6 +461,9 @@ mod tests {
         assert_eq!(d[0].flow.conn, None);
         assert_eq!(d[0].flow.addr, "127.0.0.1:5090".parse().unwrap());
         assert_eq!(r.lookup("b@x", t0).len(), 1);
-        assert!(r.by_contact_uri("sip:127.0.0.1:4000;transport=tcp;ms-opaque=1f", t0).is_none());
+        assert!(
+            r.by_contact_uri("sip:127.0.0.1:4000;transport=tcp;ms-opaque=1f", t0)
+                .is_none()
+        );
     }
 }

@@ -6,11 +6,30 @@ use crate::uri::Uri;
 
 /// RFC 3261 `token` characters.
 pub fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    TOKEN[usize::from(b)]
+}
+
+/// `is_token_char` as a table: it runs on every byte of every header name.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        i += 1;
+    }
+    t
+};
+
+/// Byte offset of an ASCII byte: a plain loop, faster than `str::find` (memchr
+/// set-up) on the short values of header fields.
+pub(crate) fn find_byte(s: &str, c: u8) -> Option<usize> {
+    s.bytes().position(|b| b == c)
+}
+
+pub(crate) fn rfind_byte(s: &str, c: u8) -> Option<usize> {
+    s.bytes().rposition(|b| b == c)
 }
 
 macro_rules! header_names {
@@ -126,7 +145,22 @@ pub fn split_values(value: &str) -> impl Iterator<Item = &str> {
         }
         let mut in_quote = false;
         let mut in_angle = false;
+        // Jump between the bytes that matter in each state (memchr): in a quoted
+        // string `\` and `"`; inside <> `"` and `>`; otherwise `"`, `<` and `,`.
         while pos < bytes.len() {
+            let rest = &bytes[pos..];
+            let next = if in_quote {
+                memchr::memchr2(b'\\', b'"', rest)
+            } else if in_angle {
+                memchr::memchr2(b'"', b'>', rest)
+            } else {
+                memchr::memchr3(b'"', b'<', b',', rest)
+            };
+            let Some(n) = next else {
+                pos = bytes.len();
+                break;
+            };
+            pos += n;
             let b = bytes[pos];
             if in_quote {
                 if b == b'\\' {
@@ -175,6 +209,18 @@ pub fn params(section: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
             let start = pos;
             let mut in_quote = false;
             while pos < bytes.len() {
+                // Jump to the next byte that matters (memchr).
+                let rest = &bytes[pos..];
+                let next = if in_quote {
+                    memchr::memchr2(b'\\', b'"', rest)
+                } else {
+                    memchr::memchr2(b'"', b';', rest)
+                };
+                let Some(n) = next else {
+                    pos = bytes.len();
+                    break;
+                };
+                pos += n;
                 let b = bytes[pos];
                 if in_quote {
                     if b == b'\\' {
@@ -193,7 +239,7 @@ pub fn params(section: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
             if item.is_empty() {
                 continue;
             }
-            return Some(match item.find('=') {
+            return Some(match find_byte(item, b'=') {
                 Some(eq) => (item[..eq].trim_ascii(), Some(item[eq + 1..].trim_ascii())),
                 None => (item, None),
             });
@@ -291,7 +337,7 @@ impl<'a> NameAddr<'a> {
             i += 1;
         }
         if let Some(lt) = lt {
-            let gt = v[lt..].find('>').map(|g| g + lt).ok_or(HeaderError::UnterminatedAngle)?;
+            let gt = find_byte(&v[lt..], b'>').map(|g| g + lt).ok_or(HeaderError::UnterminatedAngle)?;
             let display = match display_end {
                 Some(end) => Some(&v[1..end]),
                 None => {
@@ -310,7 +356,7 @@ impl<'a> NameAddr<'a> {
                 return Err(HeaderError::NoUri);
             }
             // addr-spec: parameters after the first ';' belong to the header.
-            let (uri, params) = match v.find(';') {
+            let (uri, params) = match find_byte(v, b';') {
                 Some(p) => (v[..p].trim_ascii(), &v[p..]),
                 None => (v, ""),
             };
@@ -365,12 +411,12 @@ impl<'a> Via<'a> {
             return Err(HeaderError::Via("bad transport"));
         }
         let rest = rest.trim_ascii_start();
-        let (sent_by, params) = match rest.find(';') {
+        let (sent_by, params) = match find_byte(rest, b';') {
             Some(p) => (rest[..p].trim_ascii(), &rest[p..]),
             None => (rest.trim_ascii(), ""),
         };
         // A Via may carry a comment in parentheses; drop it.
-        let sent_by = match sent_by.find('(') {
+        let sent_by = match find_byte(sent_by, b'(') {
             Some(p) => sent_by[..p].trim_ascii(),
             None => sent_by,
         };
@@ -402,41 +448,32 @@ impl<'a> Via<'a> {
 }
 
 /// Whether a `;`-parameter section has a parameter without a name (`;;`, a trailing
-/// `;`, `;=x`): RFC 4475 badinv01. One pass over the bytes (Via::parse is hot).
+/// `;`, `;=x`): RFC 4475 badinv01.
 fn has_nameless_param(section: &str) -> bool {
-    let (mut in_param, mut named, mut in_value) = (false, false, false);
-    let (mut in_quote, mut escaped) = (false, false);
-    for &c in section.as_bytes() {
+    let b = section.as_bytes();
+    let mut in_quote = false;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        i += 1;
         if in_quote {
             match c {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
+                b'\\' => i += 1,
                 b'"' => in_quote = false,
                 _ => {}
             }
-            continue;
-        }
-        match c {
-            b';' => {
-                if in_param && !named {
-                    return true;
-                }
-                (in_param, named, in_value) = (true, false, false);
+        } else if c == b'"' {
+            in_quote = true;
+        } else if c == b';' {
+            while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+                i += 1;
             }
-            b'=' if !in_value => {
-                if in_param && !named {
-                    return true;
-                }
-                in_value = true;
-            }
-            b' ' | b'\t' => {}
-            _ => {
-                in_quote = c == b'"';
-                named |= !in_value;
+            if matches!(b.get(i), None | Some(b';' | b'=')) {
+                return true;
             }
         }
     }
-    in_param && !named
+    false
 }
 
 fn split_ws(s: &str) -> Option<(&str, &str)> {
@@ -471,7 +508,7 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         return None;
     }
     if s.starts_with('[') {
-        let end = s.find(']')?;
+        let end = find_byte(s, b']')?;
         let host = &s[..=end];
         let rest = &s[end + 1..];
         if rest.is_empty() {
@@ -480,7 +517,7 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
         let port = rest.strip_prefix(':')?.trim_ascii().parse().ok()?;
         return Some((host, Some(port)));
     }
-    match s.rfind(':') {
+    match rfind_byte(s, b':') {
         Some(p) => {
             let host = s[..p].trim_ascii();
             if host.is_empty() || host.contains(':') {

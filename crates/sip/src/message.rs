@@ -166,7 +166,8 @@ pub(crate) fn find_header_end(buf: &[u8]) -> Option<usize> {
 /// Written as a fold without early exit so that it compiles to SIMD: this check runs
 /// over every header byte and dominated parsing as a short-circuiting loop.
 fn has_ctl(s: &[u8]) -> bool {
-    s.iter().fold(false, |acc, &c| acc | ((c < 0x20) & (c != b'\t')) | (c == 0x7f))
+    s.iter().fold(0u8, |acc, &c| acc | (u8::from(c < 0x20) & u8::from(c != b'\t')) | u8::from(c == 0x7f))
+        != 0
 }
 
 fn trim_span(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {

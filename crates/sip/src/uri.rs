@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::header::{param, split_host_port};
+use crate::header::{find_byte, param, rfind_byte, split_host_port};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
@@ -40,7 +40,7 @@ pub enum UriError {
 impl<'a> Uri<'a> {
     pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
         let s = s.trim_ascii();
-        let colon = s.find(':').ok_or(UriError::Scheme)?;
+        let colon = find_byte(s, b':').ok_or(UriError::Scheme)?;
         let scheme = &s[..colon];
         let scheme = if scheme.eq_ignore_ascii_case("sip") {
             Scheme::Sip
@@ -56,7 +56,7 @@ impl<'a> Uri<'a> {
             return Err(UriError::Char);
         }
         if scheme == Scheme::Tel {
-            let (number, params) = match rest.find(';') {
+            let (number, params) = match find_byte(rest, b';') {
                 Some(p) => (&rest[..p], &rest[p..]),
                 None => (rest, ""),
             };
@@ -68,15 +68,15 @@ impl<'a> Uri<'a> {
         // userinfo ends at the last '@' before any ';' of the host part. Users may
         // contain ';' (user-params) and '?' (RFC 4475 intmeth) so search '@' first;
         // '@' cannot appear unescaped in URI parameters or headers.
-        let (user, hostpart) = match rest.rfind('@') {
+        let (user, hostpart) = match rfind_byte(rest, b'@') {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
-        let (hostpart, headers) = match hostpart.find('?') {
+        let (hostpart, headers) = match find_byte(hostpart, b'?') {
             Some(q) => (&hostpart[..q], &hostpart[q + 1..]),
             None => (hostpart, ""),
         };
-        let (hostport, params) = match hostpart.find(';') {
+        let (hostport, params) = match find_byte(hostpart, b';') {
             Some(p) => (&hostpart[..p], &hostpart[p..]),
             None => (hostpart, ""),
         };
@@ -91,7 +91,7 @@ impl<'a> Uri<'a> {
         if port == Some(0) {
             return Err(UriError::Port);
         }
-        let user = user.map(|u| match u.find(':') {
+        let user = user.map(|u| match find_byte(u, b':') {
             Some(c) => &u[..c],
             None => u,
         });

@@ -234,6 +234,16 @@ const SIPX_STRICTER: &[(&str, &str)] = &[
     ),
 ];
 
+/// Messages both parsers accept, read once.
+static SEEDS: std::sync::LazyLock<Vec<Bytes>> = std::sync::LazyLock::new(|| {
+    common::corpus("rfc4475")
+        .into_iter()
+        .chain(common::corpus("sipe"))
+        .map(|(_, b)| b)
+        .filter(|b| ours(b).is_ok() && theirs(b).is_ok())
+        .collect()
+});
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -247,13 +257,7 @@ proptest! {
         ]),
         replace in any::<bool>(),
     ) {
-        let seeds: Vec<Bytes> = common::corpus("rfc4475")
-            .into_iter()
-            .chain(common::corpus("sipe"))
-            .map(|(_, b)| b)
-            .filter(|b| ours(b).is_ok() && theirs(b).is_ok())
-            .collect();
-        let mut v = pick.get(&seeds).to_vec();
+        let mut v = pick.get(&SEEDS).to_vec();
         let head = v.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(v.len());
         let at = pos.index(head.max(1));
         let end = if replace { (at + 1).min(v.len()) } else { at };

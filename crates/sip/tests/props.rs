@@ -23,6 +23,8 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 /// The valid corpus: RFC 4475 messages that parse, and the pidgin-sipe captures.
+static SEEDS: std::sync::LazyLock<Vec<Bytes>> = std::sync::LazyLock::new(seeds);
+
 fn seeds() -> Vec<Bytes> {
     let mut v: Vec<Bytes> = common::corpus("rfc4475")
         .into_iter()
@@ -236,8 +238,7 @@ proptest! {
         pick in any::<prop::sample::Index>(),
         muts in prop::collection::vec(mutation(), 1..6),
     ) {
-        let seeds = seeds();
-        let seed = pick.get(&seeds);
+        let seed = pick.get(&SEEDS);
         let data = mutate(seed.to_vec(), &muts);
         harness::exercise_message(&data);
         harness::exercise_framer(&data);

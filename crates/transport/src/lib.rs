@@ -23,6 +23,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 /// What the transports hand to the core.
+// Messages are by far the most common event; boxing them would cost an allocation
+// per message for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Event {
     /// A parsed message and where it came from.
@@ -57,7 +60,11 @@ impl Default for TransportLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("cannot bind {transport} on {addr}")]
-    Bind { transport: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 struct ConnEntry {
@@ -90,7 +97,12 @@ pub struct Registered {
 
 impl Connections {
     pub fn new(limits: TransportLimits, events: mpsc::Sender<Event>) -> Arc<Self> {
-        Arc::new(Connections { table: Mutex::new(Table::default()), next: AtomicU64::new(1), limits, events })
+        Arc::new(Connections {
+            table: Mutex::new(Table::default()),
+            next: AtomicU64::new(1),
+            limits,
+            events,
+        })
     }
 
     pub fn limits(&self) -> &TransportLimits {
@@ -119,7 +131,14 @@ impl Connections {
         *n += 1;
         let id = ConnId(self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.limits.send_queue);
-        t.conns.insert(id, ConnEntry { tx: tx.clone(), transport, peer });
+        t.conns.insert(
+            id,
+            ConnEntry {
+                tx: tx.clone(),
+                transport,
+                peer,
+            },
+        );
         t.by_addr.insert((transport, peer), id);
         Some(Registered { id, rx, tx })
     }
@@ -184,11 +203,19 @@ impl Transports {
         tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
         conns: Arc<Connections>,
     ) -> Result<Transports, TransportError> {
-        let udp = bind_udp(sip).map_err(|source| TransportError::Bind { transport: "UDP", addr: sip, source })?;
+        let udp = bind_udp(sip).map_err(|source| TransportError::Bind {
+            transport: "UDP",
+            addr: sip,
+            source,
+        })?;
         let udp_addr = udp.local_addr().unwrap_or(sip);
         let tcp = TcpListener::bind(sip)
             .await
-            .map_err(|source| TransportError::Bind { transport: "TCP", addr: sip, source })?;
+            .map_err(|source| TransportError::Bind {
+                transport: "TCP",
+                addr: sip,
+                source,
+            })?;
         let tcp_addr = tcp.local_addr().unwrap_or(sip);
         let udp = Arc::new(udp);
         tokio::spawn(udp_loop(udp.clone(), conns.clone()));
@@ -197,13 +224,23 @@ impl Transports {
         if let Some((addr, cfg)) = tls {
             let l = TcpListener::bind(addr)
                 .await
-                .map_err(|source| TransportError::Bind { transport: "TLS", addr, source })?;
+                .map_err(|source| TransportError::Bind {
+                    transport: "TLS",
+                    addr,
+                    source,
+                })?;
             tls_addr = Some(l.local_addr().unwrap_or(addr));
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             tokio::spawn(accept_loop(l, Some(acceptor), conns.clone()));
         }
         info!(%udp_addr, %tcp_addr, tls = ?tls_addr, "SIP transports listening");
-        Ok(Transports { udp, conns, udp_addr, tcp_addr, tls_addr })
+        Ok(Transports {
+            udp,
+            conns,
+            udp_addr,
+            tcp_addr,
+            tls_addr,
+        })
     }
 
     pub fn udp_addr(&self) -> SocketAddr {
@@ -258,14 +295,20 @@ impl Transports {
                         tokio::spawn(connect_and_run(conns, dest.addr, reg));
                     }
                 }
-                None => debug!(peer = %dest.addr, transport = ?dest.transport, "no connection to send on"),
+                None => {
+                    debug!(peer = %dest.addr, transport = ?dest.transport, "no connection to send on")
+                }
             },
         }
     }
 }
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // Large buffers absorb bursts (the 200 kB default drops datagrams under load).
     let _ = s.set_recv_buffer_size(8 << 20);
@@ -290,7 +333,11 @@ async fn udp_loop(sock: Arc<UdpSocket>, conns: Arc<Connections>) {
         if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
             continue; // keep-alive
         }
-        let dest = Dest { transport: Transport::Udp, addr: peer, conn: None };
+        let dest = Dest {
+            transport: Transport::Udp,
+            addr: peer,
+            conn: None,
+        };
         let ev = match Message::parse(Bytes::copy_from_slice(data), &limits) {
             Ok(m) => Event::Message(m, dest),
             Err(e) => Event::Malformed(e, dest),
@@ -301,8 +348,16 @@ async fn udp_loop(sock: Arc<UdpSocket>, conns: Arc<Connections>) {
     }
 }
 
-async fn accept_loop(l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, conns: Arc<Connections>) {
-    let transport = if tls.is_some() { Transport::Tls } else { Transport::Tcp };
+async fn accept_loop(
+    l: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    conns: Arc<Connections>,
+) {
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
     loop {
         let (stream, peer) = match l.accept().await {
             Ok(v) => v,
@@ -326,7 +381,9 @@ async fn accept_loop(l: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, con
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
                         Ok(Ok(s)) => run_stream(s, peer, transport, reg, conns).await,
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
@@ -357,8 +414,13 @@ async fn connect_and_run(conns: Arc<Connections>, addr: SocketAddr, reg: Registe
 }
 
 /// Reads and writes one stream connection until it closes.
-async fn run_stream<S>(stream: S, peer: SocketAddr, transport: Transport, reg: Registered, conns: Arc<Connections>)
-where
+async fn run_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    reg: Registered,
+    conns: Arc<Connections>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let Registered { id, mut rx, tx } = reg;
@@ -373,7 +435,11 @@ where
     });
     let limits = conns.limits.sip;
     let mut framer = Framer::new(limits.max_message_bytes);
-    let dest = Dest { transport, addr: peer, conn: Some(id) };
+    let dest = Dest {
+        transport,
+        addr: peer,
+        conn: Some(id),
+    };
     'read: loop {
         let buf: &mut BytesMut = framer.buffer();
         buf.reserve(4096);

@@ -28,7 +28,10 @@ pub struct WebState {
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
     #[error("cannot bind HTTP on {addr}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub fn router(state: WebState) -> Router {
@@ -45,12 +48,17 @@ pub async fn serve(
     state: WebState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), WebError> {
-    let listener = TcpListener::bind(addr).await.map_err(|source| WebError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| WebError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     info!(%local, "HTTP listening (metrics, SIP over WebSocket)");
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
@@ -72,7 +80,11 @@ async fn ws_upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(ws) = ws else {
-        return (StatusCode::OK, "confab: SIP over WebSocket lives here (subprotocol \"sip\")\n").into_response();
+        return (
+            StatusCode::OK,
+            "confab: SIP over WebSocket lives here (subprotocol \"sip\")\n",
+        )
+            .into_response();
     };
     let wants_sip = headers
         .get_all(header::SEC_WEBSOCKET_PROTOCOL)
@@ -81,9 +93,14 @@ async fn ws_upgrade(
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case("sip"));
     if !wants_sip {
-        return (StatusCode::BAD_REQUEST, "WebSocket subprotocol \"sip\" required (RFC 7118)\n").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "WebSocket subprotocol \"sip\" required (RFC 7118)\n",
+        )
+            .into_response();
     }
-    ws.protocols(["sip"]).on_upgrade(move |socket| run_ws(socket, peer, st))
+    ws.protocols(["sip"])
+        .on_upgrade(move |socket| run_ws(socket, peer, st))
 }
 
 async fn run_ws(socket: WebSocket, peer: SocketAddr, st: WebState) {
@@ -107,7 +124,11 @@ async fn run_ws(socket: WebSocket, peer: SocketAddr, st: WebState) {
         let _ = sink.close().await;
     });
     let limits = st.conns.limits().sip;
-    let dest = Dest { transport: Transport::Ws, addr: peer, conn: Some(id) };
+    let dest = Dest {
+        transport: Transport::Ws,
+        addr: peer,
+        conn: Some(id),
+    };
     while let Some(Ok(frame)) = stream.next().await {
         let data: Bytes = match frame {
             WsMessage::Text(t) => Bytes::copy_from_slice(t.as_bytes()),

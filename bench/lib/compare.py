@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""One table, confab vs Kamailio, from one bench/run.sh run.
+
+    compare.py RUNDIR [--smoke]
+
+Reads RUNDIR/confab/results.json, RUNDIR/kamailio/results.json (lib/bench.py),
+RUNDIR/confab/presence/presence.json (lib/presence.py) and RUNDIR/micro.txt
+(cargo bench output, if any); writes RUNDIR/summary.md and prints it.
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+UNIT = {"register": "REGISTER/s", "message": "MESSAGE/s", "call": "calls/s"}
+LABEL = {"register": "digest REGISTER", "message": "authenticated MESSAGE relay",
+         "call": "INVITE/200/ACK/BYE call"}
+
+
+def load(p):
+    try:
+        return json.loads(Path(p).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def num(v, nd=0):
+    if v is None:
+        return "-"
+    return f"{v:,.{nd}f}"
+
+
+def pct(res, k="p50", rtd="1"):
+    r = (res or {}).get(str(rtd)) or (res or {}).get(int(rtd)) if isinstance(res, dict) else None
+    return None if not r else r.get(k)
+
+
+def lat(rtt, rtd="1"):
+    a, b = pct(rtt, "p50", rtd), pct(rtt, "p99", rtd)
+    if a is None:
+        return "-"
+    return f"{a:.0f} / {b:.0f}"
+
+
+def ratio(c, k):
+    if c is None or k in (None, 0):
+        return None
+    return c / k
+
+
+def verdict(r, target, higher_better=True):
+    if r is None:
+        return "n/a"
+    ok = r >= target if higher_better else r <= target
+    return ("met" if ok else "NOT met") + f" (target {'≥' if higher_better else '≤'} {target:g}×)"
+
+
+def main():
+    run = Path(sys.argv[1])
+    smoke = "--smoke" in sys.argv
+    C = load(run / "confab" / "results.json") or {}
+    K = load(run / "kamailio" / "results.json") or {}
+    PR = load(run / "confab" / "presence" / "presence.json")
+    out = []
+    w = out.append
+    meta = C.get("meta") or K.get("meta") or {}
+    w(f"# confab vs Kamailio — bench run {run.name}\n")
+    if smoke:
+        w("**SMOKE RUN**: a few seconds per step, small user counts, rates capped low "
+          "(`--quick`). These numbers only show the harness works; they are not results.\n")
+    w(f"- machine: {meta.get('cpus', os.cpu_count())} CPUs ({meta.get('cpu_model', '?')}), "
+      f"kernel {meta.get('kernel', os.uname().release)}, "
+      f"{(meta.get('mem_total_kb') or 0) / 1048576:.1f} GiB RAM; "
+      f"SIPp ({meta.get('sipp_version', '?')}) runs on the same cores as the server under test")
+    w(f"- confab: {C.get('meta', {}).get('server_version', '-')}; "
+      f"Kamailio: {K.get('meta', {}).get('server_version', '-')} (bench/kamailio/kamailio.cfg)")
+    w(f"- confab run {C.get('meta', {}).get('started', '-')} → {C.get('meta', {}).get('finished', '-')}; "
+      f"Kamailio run {K.get('meta', {}).get('started', '-')} → {K.get('meta', {}).get('finished', '-')} (same machine, back to back)")
+    cal = [(n, (R.get("calibration") or [{}])[0]) for n, R in (("confab", C), ("kamailio", K)) if R]
+    if cal:
+        w("- CPU yardstick at start of each run (sha256 200 MiB / python loop, ms; equal = same machine speed): "
+          + ", ".join(f"{n} {c.get('sha256_200MiB_ms', '-')}/{c.get('pyloop_2M_ms', '-')}" for n, c in cal))
+    w("")
+    w("## Rates (highest sustained rate with < 0.1 % failures, confirmed by a longer run)\n")
+    w("Latency = SIPp p50 / p99 of the whole procedure incl. the digest challenge, ms "
+      "(4 ms clock granularity). CPU = server cores used during the confirm run "
+      "(of 2; SIPp used the rest). RSS/PSS = server memory after the run.\n")
+    w("| scenario | transport | confab | Kamailio | confab/Kamailio | target | confab p50/p99 ms | Kamailio p50/p99 ms | CPU confab / Kamailio | PSS MiB confab / Kamailio |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    for t in ("register", "message", "call"):
+        for tr in ("udp", "tcp"):
+            c = (C.get("throughput", {}).get(t) or {}).get(tr)
+            k = (K.get("throughput", {}).get(t) or {}).get(tr)
+            if not c and not k:
+                continue
+            cc, kc = (c or {}).get("confirm") or {}, (k or {}).get("confirm") or {}
+            cr, kr = (c or {}).get("max_rate"), (k or {}).get("max_rate")
+            r = ratio(cr, kr)
+            capped = " (capped)" if (c or {}).get("capped_by_max_rate") else ""
+            kcapped = " (capped)" if (k or {}).get("capped_by_max_rate") else ""
+            mem = lambda x: (x.get("mem") or {}).get("pss_kb")
+            w(f"| {LABEL[t]} | {tr} | {num(cr)} {UNIT[t]}{capped} | {num(kr)} {UNIT[t]}{kcapped} | "
+              f"{num(r, 2) if r else '-'} | {verdict(r, 1.2)} | {lat(cc.get('rtt_ms'))} | {lat(kc.get('rtt_ms'))} | "
+              f"{num((cc.get('cpu') or {}).get('server_cores'), 2)} / {num((kc.get('cpu') or {}).get('server_cores'), 2)} | "
+              f"{num((mem(cc) or 0) / 1024, 1) if mem(cc) else '-'} / {num((mem(kc) or 0) / 1024, 1) if mem(kc) else '-'} |")
+    w("")
+    holds_c = C.get("hold") or []
+    holds_k = K.get("hold") or []
+    if holds_c or holds_k:
+        w("## Registered endpoints held with refreshes\n")
+        w("Memory per endpoint = (PSS while holding − PSS of a fresh server) / registered endpoints "
+          "(PSS summed over the process tree: Kamailio's shared memory counted once). "
+          "Refresh p99 = SIPp p99 of refresh REGISTER (with digest) → 200. "
+          "CPU per refresh = server CPU while holding / refreshes per second.\n")
+        w("| transport | endpoints (requested) | registered confab / Kamailio | bytes/endpoint confab | bytes/endpoint Kamailio | confab/Kamailio | target | PSS held MiB confab / Kamailio | refresh p50/p99 ms confab / Kamailio | initial REGISTER p99 ms confab / Kamailio | CPU µs per refresh confab / Kamailio | notes |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        keys = []
+        for h in holds_c + holds_k:
+            kk = (h["transport"], h["requested"])
+            if kk not in keys:
+                keys.append(kk)
+
+        def find(L, kk):
+            return next((h for h in L if (h["transport"], h["requested"]) == kk), None)
+
+        def us_per_refresh(h):
+            if not h or not h.get("registered") or not h.get("cpu_hold"):
+                return None
+            per_s = h["registered"] / h["refresh_secs"]
+            return h["cpu_hold"]["server_cores"] / per_s * 1e6
+
+        for kk in keys:
+            c, k = find(holds_c, kk), find(holds_k, kk)
+            cb = ((c or {}).get("per_user_bytes") or {}).get("pss")
+            kb = ((k or {}).get("per_user_bytes") or {}).get("pss")
+            r = ratio(cb, kb) if cb and kb and kb > 0 else None
+            notes = "; ".join(x for x in ((c or {}).get("capped_note"), (k or {}).get("capped_note"),
+                                          (c or {}).get("skipped"), (k or {}).get("skipped")) if x)
+            p99c, p99k = pct((c or {}).get("rtt_ms"), "p99", 1), pct((k or {}).get("rtt_ms"), "p99", 1)
+            pssc = ((c or {}).get("mem_held") or {}).get("pss_kb")
+            pssk = ((k or {}).get("mem_held") or {}).get("pss_kb")
+            w(f"| {kk[0]} | {(c or k).get('users', '-')} ({kk[1]}) | {(c or {}).get('registered', '-')} / {(k or {}).get('registered', '-')} | "
+              f"{num(cb)} | {num(kb)} | {num(r, 2) if r else '-'} | {verdict(r, 1.0, higher_better=False) if r else 'n/a'} | "
+              f"{num(pssc / 1024, 1) if pssc else '-'} / {num(pssk / 1024, 1) if pssk else '-'} | "
+              f"{lat((c or {}).get('rtt_ms'), 2)} / {lat((k or {}).get('rtt_ms'), 2)} (target p99 < 50) | "
+              f"{num(p99c)} / {num(p99k)} | {num(us_per_refresh(c))} / {num(us_per_refresh(k))} | {notes} |")
+        w("")
+    w("## Presence (PUBLISH + SUBSCRIBE/NOTIFY), confab only\n")
+    if not PR:
+        w("not run\n")
+    else:
+        w(f"{PR['presentities']} presentities × {PR['watchers_per_presentity']} watchers = "
+          f"{PR['subscriptions']} subscriptions over UDP. Kamailio is not measured here: the reference "
+          "kamailio.cfg has no presence module configured (see docs/performance.md).\n")
+        s = PR.get("subscribe") or {}
+        w(f"- subscriptions: {s.get('ok')}/{s.get('offered')} ok in {s.get('secs')} s, "
+          f"{s.get('initial_notifies')} initial NOTIFYs, SUBSCRIBE p50/p99 {lat(s.get('rtt_ms'))} ms, "
+          f"{PR.get('pss_per_subscription_bytes')} B PSS per subscription")
+        if PR.get("error"):
+            w(f"- ERROR: {PR['error']}")
+        w("")
+        w("| step | PUBLISH/s | NOTIFY/s delivered | NOTIFYs received / expected | PUBLISH p50/p99 ms (target p99 < 100) | server CPU cores | pass |")
+        w("|---|---|---|---|---|---|---|")
+        for st in PR.get("steps", []):
+            w(f"| {st['tag']} | {st['publish_rate']:g} | {num(st['notify_rate'])} | {st['notifies_received']} / {st['notifies_expected']} | "
+              f"{lat(st.get('rtt_ms'))} | {num(st['cpu']['server_cores'], 2)} | {'yes' if st['pass'] else 'no: ' + '; '.join(st['reasons'])} |")
+        ce = PR.get("ceiling")
+        w("")
+        w(f"NOTIFY/s ceiling (highest passing step): **{num(ce['notify_rate']) if ce else '-'}**"
+          + (" (the ramp stopped at --max-publish-rate; the real ceiling is higher)" if ce and ce == PR['steps'][-1] else ""))
+        w("")
+    micro = run / "micro.txt"
+    if micro.exists():
+        w("## Micro-benchmarks (cargo bench)\n")
+        w("```")
+        w(micro.read_text().strip())
+        w("```\n")
+    w(f"_written {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} by bench/lib/compare.py; "
+      "per-server details: confab/summary.md, kamailio/summary.md, confab/presence/presence.json_")
+    md = "\n".join(out) + "\n"
+    (run / "summary.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Presence benchmark (PUBLISH + SUBSCRIBE/NOTIFY), SIPp driven, UDP.
+
+    presence.py HOST:PORT PID|@PIDFILE --out DIR [--smoke] [options]
+
+Model (Lync Server 2013 user model): P presentities, each watched by W others
+(watcher k of presentity p is user (p+1+k) mod P, so every user both
+publishes and watches).  The W*P subscriptions are made first (SUBSCRIBE with
+digest, Contact = a SIPp NOTIFY sink); then PUBLISH runs at fixed rates for
+fixed steps, each PUBLISH fanning out to W NOTIFYs:
+
+  * "lync peak" step: P * 6 / 3600 PUBLISH/s (6 publications per user per
+    hour, the peak of the model; the average is 4);
+  * a ramp doubling the PUBLISH rate until a step fails, to find the NOTIFY/s
+    ceiling.
+
+A step passes when < --fail-pct of the PUBLISHes fail, SIPp kept the rate,
+PUBLISH p99 (whole procedure incl. challenge) <= --p99-max-ms and at least
+(100 - fail-pct) % of the expected NOTIFYs reached the sink within 3 s after
+the step.  SIPp cannot time the PUBLISH -> NOTIFY fan-out itself; the NOTIFY
+delivery check bounds it by the step length.
+
+Writes DIR/presence.json.  Users user0000.. / password pw must exist.
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import bench as B  # noqa: E402
+import sipstat as S  # noqa: E402
+
+SIPP = HERE.parent / "sipp"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target")
+    p.add_argument("pid")
+    p.add_argument("--out", required=True)
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--domain", default="127.0.0.1")
+    p.add_argument("--presentities", type=int, default=10000)
+    p.add_argument("--watchers", type=int, default=20)
+    p.add_argument("--subscribe-rate", type=float, default=1000)
+    p.add_argument("--expires", type=int, default=3600)
+    p.add_argument("--step-secs", type=int, default=20)
+    p.add_argument("--max-publish-rate", type=float, default=5000)
+    p.add_argument("--fail-pct", type=float, default=0.1)
+    p.add_argument("--p99-max-ms", type=float, default=100)
+    a = p.parse_args()
+    if a.smoke:
+        a.presentities, a.watchers, a.subscribe_rate = 200, 5, 500
+        a.step_secs, a.max_publish_rate = 3, 200
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    B.LOG = out / "run.log"
+    srv = B.Server(a.target, a.pid)
+    P, W = a.presentities, a.watchers
+    if W >= P:
+        raise SystemExit("--watchers must be < --presentities")
+    ip = "127.0.0.1"
+    res = {"presentities": P, "watchers_per_presentity": W, "subscriptions": P * W,
+           "transport": "udp", "args": vars(a), "steps": []}
+
+    def save():
+        (out / "presence.json").write_text(json.dumps(res, indent=1, default=str))
+
+    # CSVs
+    pairs = out / "subs.csv"
+    with open(pairs, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for k in range(W):
+            for q in range(P):
+                w = "user%04d" % ((q + 1 + k) % P)
+                f.write(f"{w};[authentication username={w} password=pw];user{q:04d};\n")
+    pubs = out / "publishers.csv"
+    with open(pubs, "w") as f:
+        f.write("SEQUENTIAL\n")
+        for q in range(P):
+            f.write(f"user{q:04d};[authentication username=user{q:04d} password=pw];\n")
+
+    def trace(name):
+        return ["-trace_stat", "-stf", f"{name}_stat.csv", "-fd", 1, "-trace_err",
+                "-error_file", f"{name}_errors.log", "-max_log_size", 10000000,
+                "-trace_rtt", "-rtt_freq", 1000]
+
+    nport = B.free_port(ip)
+    sink = B.Sipp(out / "sink", ["-sf", SIPP / "presence_notify_uas.xml", "-i", ip, "-p", nport,
+                                 "-t", "u1", "-nostdin", "-buff_size", 4194304,
+                                 "-l", P * W + 1000, "-trace_stat", "-stf", "sink_stat.csv",
+                                 "-fd", 1], "sink").start()
+    time.sleep(1)
+    if sink.poll():
+        raise SystemExit(f"NOTIFY sink failed to start, see {out / 'sink'}")
+
+    def notifies():
+        return S.stat_int(sink.last(), "GenericCounter1(C)")
+
+    try:
+        B.log(f"== presence: {P} presentities x {W} watchers = {P * W} subscriptions")
+        mem0 = srv.mem()
+        d = out / "subscribe"
+        n = P * W
+        args = [a.target, "-sf", SIPP / "presence_subscribe.xml", "-i", ip,
+                "-p", B.free_port(ip), "-t", "u1", "-nostdin", "-buff_size", 4194304,
+                "-inf", pairs, "-key", "domain", a.domain, "-key", "notify_port", nport,
+                "-key", "expires", a.expires, "-r", a.subscribe_rate, "-m", n,
+                "-l", max(2000, int(a.subscribe_rate * 5)), "-timeout", int(n / a.subscribe_rate * 3 + 60),
+                "-timeout_error", "-recv_timeout", 16000] + trace("sub")
+        sub = B.Sipp(d, args, "sub")
+        meter = B.CpuMeter(srv, [sink.pid])
+        t0 = time.time()
+        sub.start()
+        sub.wait(n / a.subscribe_rate * 3 + 90)
+        cpu = meter.stop(extra_sipp_ticks=sub.rusage_ticks)
+        ok = S.stat_int(sub.last(), "SuccessfulCall(C)")
+        # the initial NOTIFYs
+        end = time.time() + 30
+        while notifies() < ok and time.time() < end:
+            time.sleep(1)
+        time.sleep(2)
+        rtt = S.read_rtt(d)
+        res["subscribe"] = {"ok": ok, "offered": n, "secs": round(time.time() - t0, 1),
+                            "initial_notifies": notifies(), "cpu": cpu,
+                            "rtt_ms": {k: S.summarize(v) for k, v in rtt.items()}}
+        mem1 = srv.mem()
+        res["mem_before_subscribe"], res["mem_subscribed"] = mem0, mem1
+        res["pss_per_subscription_bytes"] = round((mem1["pss_kb"] - mem0["pss_kb"]) * 1024 / max(1, ok))
+        B.log(f"  {ok}/{n} subscriptions ok, {notifies()} initial NOTIFYs; "
+              f"PSS {mem0['pss_kb'] / 1024:.1f} -> {mem1['pss_kb'] / 1024:.1f} MiB")
+        save()
+        if ok < n * (1 - a.fail_pct / 100):
+            res["error"] = f"only {ok} of {n} subscriptions succeeded"
+            B.log("  " + res["error"])
+            return 1
+
+        def step(rate, tag):
+            nonlocal_no = len(res["steps"]) + 1
+            secs = a.step_secs
+            m = max(1, int(round(rate * secs)))
+            d = out / f"step{nonlocal_no:02d}-{tag}-r{rate:g}"
+            base = notifies()
+            args = [a.target, "-sf", SIPP / "presence_publish.xml", "-i", ip,
+                    "-p", B.free_port(ip), "-t", "u1", "-nostdin", "-buff_size", 4194304,
+                    "-inf", pubs, "-key", "domain", a.domain, "-r", f"{rate:.3f}", "-m", m,
+                    "-l", max(1000, int(rate * 3)), "-timeout", secs * 3 + 30,
+                    "-timeout_error", "-recv_timeout", 16000] + trace("pub")
+            u = B.Sipp(d, args, "pub")
+            meter = B.CpuMeter(srv, [sink.pid])
+            t0 = time.time()
+            u.start()
+            u.wait(secs * 3 + 60)
+            wall = time.time() - t0
+            succ = S.stat_int(u.last(), "SuccessfulCall(C)")
+            expected = succ * W
+            end = time.time() + 3
+            while notifies() - base < expected and time.time() < end:
+                time.sleep(0.2)
+            time.sleep(1.1)   # the sink's stat file is written once a second
+            cpu = meter.stop(extra_sipp_ticks=u.rusage_ticks)
+            got = notifies() - base
+            rtt = S.read_rtt(d)
+            rtts = {k: S.summarize(v) for k, v in rtt.items()}
+            p99 = (rtts.get(1) or {}).get("p99")
+            fail_pct = 100.0 * (m - succ) / m
+            reasons = []
+            if fail_pct >= a.fail_pct:
+                reasons.append(f"PUBLISH failures {fail_pct:.3f}%")
+            if wall > secs + max(2.0, 0.1 * secs) + 1:
+                reasons.append(f"took {wall:.1f}s (rate not sustained)")
+            if p99 is not None and p99 > a.p99_max_ms:
+                reasons.append(f"PUBLISH p99 {p99:.0f}ms > {a.p99_max_ms}ms")
+            if expected and got < expected * (1 - a.fail_pct / 100):
+                reasons.append(f"NOTIFYs {got}/{expected}")
+            r = {"tag": tag, "publish_rate": rate, "secs": secs, "publishes": m, "ok": succ,
+                 "fail_pct": round(fail_pct, 4), "notifies_expected": expected,
+                 "notifies_received": got, "notify_rate": round(got / max(secs, wall), 1),
+                 "wall": round(wall, 2), "rtt_ms": rtts, "cpu": cpu, "mem": srv.mem(),
+                 "pass": not reasons, "reasons": reasons}
+            res["steps"].append(r)
+            save()
+            r1 = rtts.get(1) or {}
+            B.log(f"  {tag} PUBLISH {rate:g}/s: {'PASS' if r['pass'] else 'FAIL'} ok={succ}/{m} "
+                  f"NOTIFY {got}/{expected} ({r['notify_rate']}/s) p50/p99={r1.get('p50')}/{r1.get('p99')}ms "
+                  f"cpu srv={cpu['server_cores']:.2f} sipp={cpu['sipp_cores']:.2f} {'; '.join(reasons)}")
+            time.sleep(1)
+            return r
+
+        peak = max(1.0, P * 6 / 3600)
+        res["lync_peak"] = step(peak, "lync-peak")
+        rate, best = peak, None
+        while rate <= a.max_publish_rate:
+            r = step(rate, "ramp")
+            if not r["pass"]:
+                break
+            best = r
+            rate *= 2
+        res["ceiling"] = best
+        save()
+        if best:
+            B.log(f"== presence: NOTIFY/s ceiling >= {best['notify_rate']} "
+                  f"(PUBLISH {best['publish_rate']:g}/s passed; next step failed or max reached)")
+        return 0
+    finally:
+        sink.stop()
+        save()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

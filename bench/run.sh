@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# confab vs Kamailio, side by side, one command.
+#
+#   bench/run.sh            full run (~1.5-2 h): every scenario against confab, then Kamailio
+#   bench/run.sh --smoke    a few seconds per scenario, small user counts (CI)
+#
+# Options:
+#   --smoke                 tiny settings (lib/bench.py --quick), no quiet-machine waits
+#   --users N               users provisioned in both servers (default 50000; smoke 3000)
+#   --only confab|kamailio  run one server only (the table then has no ratios)
+#   --tests LIST            harness tests (default hold,register,message,call,presence)
+#   --out DIR               results directory (default bench/results/<date>)
+#   --micro / --no-micro    also run the parser micro-benchmark (cargo bench, pinned to
+#                           one core with taskset); default: on for full runs, off for --smoke
+#   -- ARGS...              passed to lib/bench.py for both servers (see lib/bench.py -h)
+#
+# What it does: builds target/release/confab (cargo build --release -p confab) unless
+# CONFAB_BIN is set; writes a CSV of users user0000..user{N-1}@bench.test / "pw" and
+# provisions them with `confab user import`; starts confab with bench/confab-bench.toml
+# on 127.0.0.1:5060 (UDP+TCP); runs lib/bench.py; stops it; creates the same users in
+# Kamailio's sqlite DB, starts bench/kamailio/kamailio.cfg on the same port, runs the
+# same harness with the same arguments, stops it; then lib/compare.py writes
+# RESULTS/summary.md (one table, confab/Kamailio ratios) and prints it.
+# SIPp runs on the same machine and shares its cores with the server under test.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+
+SMOKE=0
+USERS=
+ONLY=
+TESTS=hold,register,message,call,presence
+OUT=
+MICRO=
+EXTRA=()
+FAILED=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1 ;;
+    --users) USERS=$2; shift ;;
+    --only) ONLY=$2; shift ;;
+    --tests) TESTS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --micro) MICRO=1 ;;
+    --no-micro) MICRO=0 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+for tool in sipp python3 ss; do
+  command -v "$tool" >/dev/null || { echo "$tool not found (apt-get install sip-tester python3 iproute2)" >&2; exit 1; }
+done
+RUN_KAM=1
+RUN_CONFAB=1
+[ "$ONLY" = confab ] && RUN_KAM=0
+[ "$ONLY" = kamailio ] && RUN_CONFAB=0
+if [ $RUN_KAM = 1 ] && ! command -v kamailio >/dev/null; then
+  echo "kamailio not found (apt-get install kamailio kamailio-sqlite-modules): running confab only" >&2
+  RUN_KAM=0
+fi
+
+if [ $SMOKE = 1 ]; then
+  MICRO=${MICRO:-0}
+  USERS=${USERS:-3000}
+  HARNESS=(--quick --quiet-wait 0 --step-secs 2 --confirm-secs 3 --confirm-tries 1
+    --start-rate register=500,message=200,call=100 --max-rate register=1000,message=400,call=200
+    --call-hold-ms 200 --hold-udp 1000 --hold-tcp 500 --hold-refresh-secs 10 --hold-secs 5
+    --reg-users 1000)
+else
+  MICRO=${MICRO:-1}
+  USERS=${USERS:-50000}
+  HARNESS=(--quiet-wait 300 --hold-udp 50000 --hold-tcp 10000,19000 --hold-infeasible cap)
+fi
+OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)$([ $SMOKE = 1 ] && echo -smoke)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/confab-bench.XXXXXX")
+# the users' SIP domain and digest realm, same for both servers (confab refuses an
+# IP literal as a user's domain; Kamailio has it as an alias in kamailio.cfg)
+DOMAIN=bench.test
+export CONFAB_RUNDIR=$WORK/confab RUNDIR=$WORK/kamailio CONFAB_SIP=127.0.0.1:5060
+mkdir -p "$CONFAB_RUNDIR" "$RUNDIR"
+
+cleanup() {
+  "$HERE/lib/confab.sh" stop >/dev/null 2>&1 || true
+  "$HERE/kamailio/stop.sh" >/dev/null 2>&1 || true
+  # keep the server logs with the results, drop the rest (user DBs)
+  cp "$CONFAB_RUNDIR/confab.log" "$OUT/confab-server.log" 2>/dev/null || true
+  cp "$RUNDIR/kamailio.log" "$OUT/kamailio-server.log" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# the harness' own split of tests: presence is ours (lib/presence.py)
+BTESTS=$(echo "$TESTS" | tr ',' '\n' | grep -v '^presence$' | paste -sd, || true)
+WANT_PRESENCE=0
+echo ",$TESTS," | grep -q ',presence,' && WANT_PRESENCE=1
+
+echo "== results -> $OUT"
+echo "== users: $USERS; tests: $TESTS; smoke: $SMOKE"
+
+if [ $RUN_CONFAB = 1 ]; then
+  if [ -z "${CONFAB_BIN:-}" ]; then
+    echo "== building confab (cargo build --release -p confab)"
+    (cd "$ROOT" && cargo build --release -p confab)
+    CONFAB_BIN=$ROOT/target/release/confab
+  fi
+  export CONFAB_BIN
+  echo "== provisioning $USERS users with 'confab user import'"
+  python3 - "$USERS" "$CONFAB_RUNDIR/users.csv" "$DOMAIN" <<'PY'
+import sys
+n, path, dom = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+with open(path, "w") as f:
+    f.write("address,password,display_name\n")
+    for i in range(n):
+        f.write(f"user{i:04d}@{dom},pw,Bench User {i}\n")
+PY
+  t0=$SECONDS
+  "$CONFAB_BIN" --data "$CONFAB_RUNDIR/data" user import "$CONFAB_RUNDIR/users.csv" </dev/null
+  echo "   imported in $((SECONDS - t0)) s"
+  echo "$((SECONDS - t0))" >"$OUT/confab-import-secs.txt"
+  sed -e "s/@SIP@/$CONFAB_SIP/" -e "s/@DOMAIN@/$DOMAIN/" "$HERE/confab-bench.toml" >"$CONFAB_RUNDIR/bench.toml"
+  "$HERE/lib/confab.sh" start
+  if [ -n "$BTESTS" ]; then
+    "$HERE/lib/harness.sh" "$CONFAB_SIP" "@$CONFAB_RUNDIR/confab.pid" --name confab \
+      --out "$OUT/confab" --tests "$BTESTS" --domain "$DOMAIN" \
+      --restart-cmd "$HERE/lib/confab.sh restart" \
+      --server-version-cmd "$CONFAB_BIN --version" \
+      "${HARNESS[@]}" "${EXTRA[@]}" || { echo "!! harness against confab failed (exit $?)" >&2; FAILED+=("confab harness"); }
+  fi
+  if [ $WANT_PRESENCE = 1 ]; then
+    python3 "$HERE/lib/presence.py" "$CONFAB_SIP" "@$CONFAB_RUNDIR/confab.pid" \
+      --out "$OUT/confab/presence" --domain "$DOMAIN" $([ $SMOKE = 1 ] && echo --smoke) \
+      || { echo "!! presence against confab failed (exit $?)" >&2; FAILED+=("confab presence"); }
+  fi
+  "$HERE/lib/confab.sh" stop
+fi
+
+if [ $RUN_KAM = 1 ]; then
+  echo "== Kamailio: same $USERS users in its sqlite DB"
+  "$HERE/kamailio/stop.sh" >/dev/null 2>&1 || true
+  "$HERE/kamailio/mkusers.sh" "$USERS" "$RUNDIR/users.sqlite" "$DOMAIN"
+  "$HERE/kamailio/start.sh"
+  CTL="kamcmd -s unix:$RUNDIR/kamailio_ctl"
+  if [ -n "$BTESTS" ]; then
+    "$HERE/lib/harness.sh" 127.0.0.1:5060 "@$RUNDIR/kamailio.pid" --name kamailio \
+      --out "$OUT/kamailio" --tests "$BTESTS" --domain "$DOMAIN" \
+      --restart-cmd "$HERE/kamailio/restart.sh" \
+      --info-cmd "$CTL core.shmmem; $CTL stats.get_statistics registered_users; $CTL core.tcp_info" \
+      --server-version-cmd "kamailio -v | head -1" \
+      "${HARNESS[@]}" "${EXTRA[@]}" || { echo "!! harness against kamailio failed (exit $?)" >&2; FAILED+=("kamailio harness"); }
+  fi
+  "$HERE/kamailio/stop.sh"
+fi
+
+if [ "$MICRO" = 1 ]; then
+  echo "== micro-benchmarks: taskset -c 1 cargo bench -p confab-sip --bench parse"
+  (cd "$ROOT" && taskset -c 1 cargo bench -p confab-sip --bench parse 2>&1) | tee "$OUT/micro-full.txt" \
+    | grep -E '^[a-zA-Z].*|thrpt|time:' >"$OUT/micro.txt" || { echo "!! cargo bench failed" >&2; FAILED+=("cargo bench"); }
+fi
+
+python3 "$HERE/lib/compare.py" "$OUT" $([ $SMOKE = 1 ] && echo --smoke)
+echo "== summary -> $OUT/summary.md"
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "!! failed parts: ${FAILED[*]}" >&2
+  exit 1
+fi
