@@ -102,3 +102,36 @@ fn user_added_while_running_survives_kill9() -> Result<()> {
     listed(&server, &["alice@example.com", "carol@example.com"])?;
     Ok(())
 }
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_restarts() -> Result<()> {
+    let mut server = ConfabServer::start(
+        ServerOptions::new()
+            .domain(DOMAIN)
+            .user("alice@example.com", "alicepw"),
+    )?;
+    if server.skip_if_external("sigterm_shuts_down_cleanly_and_restarts") {
+        return Ok(());
+    }
+    register(&server, "alice", "alicepw")?;
+    server.stop()?;
+    let log = server.log_text();
+    ensure!(
+        log.contains("shutting down") && log.contains("confab::serve: stopped"),
+        "no clean shutdown after SIGTERM:\n{}",
+        server.log_tail(20)
+    );
+    ensure!(
+        log.contains("stopped: exit status: 0"),
+        "confab did not exit with status 0 after SIGTERM:\n{}",
+        server.log_tail(20)
+    );
+    ensure!(
+        !log.contains("SIGKILL"),
+        "confab ignored SIGTERM:\n{}",
+        server.log_tail(20)
+    );
+    server.start_again()?;
+    register(&server, "alice", "alicepw")?;
+    Ok(())
+}

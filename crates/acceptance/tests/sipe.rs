@@ -35,9 +35,7 @@ fn start_sipe(
     server: &ConfabServer,
     workdir: &Path,
     label: &str,
-    user: &str,
-    password: &str,
-    login: Option<&str>,
+    (user, password, login): (&str, &str, Option<&str>),
     transport: &str,
     stay: u32,
 ) -> Result<Run> {
@@ -130,9 +128,7 @@ fn two_users_sign_in(transport: &str) -> Result<()> {
         &server,
         &work,
         "alice",
-        "alice@example.com",
-        "alice-secret",
-        None,
+        ("alice@example.com", "alice-secret", None),
         transport,
         6,
     )?;
@@ -140,9 +136,7 @@ fn two_users_sign_in(transport: &str) -> Result<()> {
         &server,
         &work,
         "bob",
-        "bob@example.com",
-        "bob-secret",
-        Some("EXAMPLE\\bob"),
+        ("bob@example.com", "bob-secret", Some("EXAMPLE\\bob")),
         transport,
         6,
     )?;
@@ -151,7 +145,10 @@ fn two_users_sign_in(transport: &str) -> Result<()> {
     check_passed("alice", ok_a, &out_a, &server)?;
     check_passed("bob", ok_b, &out_b, &server)?;
     for out in [&out_a, &out_b] {
-        if !out.lines().any(|l| l.starts_with("PASS") && l.contains("sign-in")) {
+        if !out
+            .lines()
+            .any(|l| l.starts_with("PASS") && l.contains("sign-in"))
+        {
             return Err(Error(format!("no PASS sign-in line:\n{}", tail(out, 60))));
         }
     }
@@ -188,9 +185,7 @@ fn sipe_wrong_password_is_refused() -> Result<()> {
         &server,
         &work,
         "alice",
-        "alice@example.com",
-        "not-the-password",
-        None,
+        ("alice@example.com", "not-the-password", None),
         "tcp",
         0,
     )?;
@@ -198,7 +193,9 @@ fn sipe_wrong_password_is_refused() -> Result<()> {
     let refused = out
         .lines()
         .any(|l| l.starts_with("FAIL") && l.contains("sign-in"));
-    let reported = out.contains("Login error") || out.contains("rejected") || out.contains("Failed to authenticate");
+    let reported = out.contains("Login error")
+        || out.contains("rejected")
+        || out.contains("Failed to authenticate");
     if ok || !refused || !reported {
         return Err(Error(format!(
             "wrong password: want a FAIL sign-in line with the client's login error (exit ok: {ok})\n{}{}",

@@ -5,6 +5,7 @@ mod cmd_bootstrap;
 mod cmd_prereq;
 mod cmd_topology;
 mod config;
+mod roles;
 mod serve;
 mod users;
 

@@ -75,6 +75,7 @@ async fn shutdown_signal() {
 }
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let cfg = crate::roles::apply_topology(cfg)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let url = cfg.database_url().map_err(|e| anyhow::anyhow!("{e}"))?;

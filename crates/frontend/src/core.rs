@@ -97,8 +97,8 @@ pub struct Core {
     pub(crate) registrar: Registrar,
     pub(crate) tx: Transactions<Dest>,
     digest: DigestServer,
-    fail_src: FailureLimiter<IpAddr>,
-    fail_user: FailureLimiter<String>,
+    pub(crate) fail_src: FailureLimiter<IpAddr>, // pub(crate): also used by crate::lync
+    pub(crate) fail_user: FailureLimiter<String>,
     pub(crate) rng: StdRng,
     pub(crate) out: Vec<Output>,
     pub(crate) metrics: Arc<Metrics>,

@@ -6,6 +6,8 @@
 //! MD5 below); the client's session keys are then derived with the auth crate's
 //! acceptor (`verify_ntlmv2` is symmetric: it yields both directions' keys).
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use bytes::Bytes;
@@ -32,7 +34,8 @@ fn md5(data: &[u8]) -> [u8; 16] {
         msg.push(0);
     }
     msg.extend_from_slice(&bit_len.to_le_bytes());
-    let (mut a0, mut b0, mut c0, mut d0) = (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
+    let (mut a0, mut b0, mut c0, mut d0) =
+        (0x67452301u32, 0xefcdab89u32, 0x98badcfeu32, 0x10325476u32);
     for chunk in msg.chunks(64) {
         let m: Vec<u32> = chunk
             .chunks(4)
@@ -78,7 +81,10 @@ fn hmac_md5(key: &[u8], data: &[u8]) -> [u8; 16] {
 fn md5_self_check() {
     assert_eq!(hex::encode(md5(b"")), "d41d8cd98f00b204e9800998ecf8427e");
     assert_eq!(
-        hex::encode(hmac_md5(b"key", b"The quick brown fox jumps over the lazy dog")),
+        hex::encode(hmac_md5(
+            b"key",
+            b"The quick brown fox jumps over the lazy dog"
+        )),
         "80070713463e7749b90c2dc24911e275"
     );
 }
@@ -94,7 +100,8 @@ fn utf16le(s: &str) -> Vec<u8> {
 fn authenticate_message(challenge: &[u8], user: &str, domain: &str, nt_hash: &[u8; 16]) -> Vec<u8> {
     let server_challenge = &challenge[24..32];
     let ti_len = u16::from_le_bytes([challenge[40], challenge[41]]) as usize;
-    let ti_off = u32::from_le_bytes([challenge[44], challenge[45], challenge[46], challenge[47]]) as usize;
+    let ti_off =
+        u32::from_le_bytes([challenge[44], challenge[45], challenge[46], challenge[47]]) as usize;
     let ti = &challenge[ti_off..ti_off + ti_len];
     let mut id = utf16le(&user.to_uppercase());
     id.extend(utf16le(domain));
@@ -190,7 +197,12 @@ impl Lync {
         let cnum = self.cnum.to_string();
         let msg = parse(&req.bytes());
         let text = signature_text(&msg, &crand, &cnum, REALM, &self.target);
-        let sig = ntlm::sign(&self.keys.client_sign, &self.keys.client_seal, ntlm::SIPAE_SEQ, text.as_bytes());
+        let sig = ntlm::sign(
+            &self.keys.client_sign,
+            &self.keys.client_seal,
+            ntlm::SIPAE_SEQ,
+            text.as_bytes(),
+        );
         req.set(
             "Authorization",
             format!(
@@ -217,7 +229,13 @@ impl Lync {
         let text = signature_text(&s.msg, srand, snum, realm, target);
         let sig = ntlm::parse_signature_hex(rspauth).expect("hex signature");
         assert!(
-            ntlm::verify_signature(&self.keys.server_sign, &self.keys.server_seal, ntlm::SIPAE_SEQ, text.as_bytes(), &sig),
+            ntlm::verify_signature(
+                &self.keys.server_sign,
+                &self.keys.server_seal,
+                ntlm::SIPAE_SEQ,
+                text.as_bytes(),
+                &sig
+            ),
             "bad server signature on:\n{}",
             s.text()
         );
@@ -237,14 +255,29 @@ fn ap<'a>(value: &'a str, name: &str) -> Option<&'a str> {
 
 fn lync_register(ua: &mut Ua) -> Req {
     ua.register(300)
-        .set("Contact", format!("<{}>;+sip.instance=\"<urn:uuid:0e3b6a84-1d2c-5ab1-9f33-2c9a1e1b7c11>\"", ua.contact_uri()))
-        .header("Supported", "gruu-10, adhoclist, msrtc-event-categories, com.microsoft.msrtc.presence")
+        .set(
+            "Contact",
+            format!(
+                "<{}>;+sip.instance=\"<urn:uuid:0e3b6a84-1d2c-5ab1-9f33-2c9a1e1b7c11>\"",
+                ua.contact_uri()
+            ),
+        )
+        .header(
+            "Supported",
+            "gruu-10, adhoclist, msrtc-event-categories, com.microsoft.msrtc.presence",
+        )
         .header("Event", "registration")
         .header("ms-keep-alive", "UAC;hop-hop=yes")
 }
 
 /// Runs the handshake; returns the final answer and, on success, the client.
-fn sign_in(h: &mut Harness, user: &str, login: (&str, &str), password_hash: [u8; 16], conn: u64) -> (Sent, Option<Lync>) {
+fn sign_in(
+    h: &mut Harness,
+    user: &str,
+    login: (&str, &str),
+    password_hash: [u8; 16],
+    conn: u64,
+) -> (Sent, Option<Lync>) {
     let mut ua = h.ua(user, &format!("10.0.0.{conn}:40{conn:03}")).tcp(conn);
     // 1. no credentials → NTLM offer.
     let req = lync_register(&mut ua);
@@ -268,9 +301,13 @@ fn sign_in(h: &mut Harness, user: &str, login: (&str, &str), password_hash: [u8;
     assert_eq!(r.status(), Some(401), "{}", out.dump());
     let ch = r.header("WWW-Authenticate").expect("challenge").to_owned();
     let opaque = ap(&ch, "opaque").expect("opaque").to_owned();
-    let challenge = ntlm::decode_gssapi_data(ap(&ch, "gssapi-data").expect("gssapi-data")).expect("b64");
+    let challenge =
+        ntlm::decode_gssapi_data(ap(&ch, "gssapi-data").expect("gssapi-data")).expect("b64");
     assert_eq!(&challenge[..8], b"NTLMSSP\0");
-    assert_eq!(u32::from_le_bytes([challenge[20], challenge[21], challenge[22], challenge[23]]), ntlm::CHALLENGE_FLAGS);
+    assert_eq!(
+        u32::from_le_bytes([challenge[20], challenge[21], challenge[22], challenge[23]]),
+        ntlm::CHALLENGE_FLAGS
+    );
     // 3. AUTHENTICATE, with the REGISTER's own signature.
     let auth = authenticate_message(&challenge, login.0, login.1, &password_hash);
     let parsed = ntlm::parse_authenticate(&auth).expect("parse");
@@ -282,7 +319,14 @@ fn sign_in(h: &mut Harness, user: &str, login: (&str, &str), password_hash: [u8;
     let text = signature_text(&parse(&unsigned.bytes()), crand, "1", REALM, &target);
     let response = keys
         .as_ref()
-        .map(|k| ntlm::to_hex_upper(&ntlm::sign(&k.client_sign, &k.client_seal, ntlm::SIPAE_SEQ, text.as_bytes())))
+        .map(|k| {
+            ntlm::to_hex_upper(&ntlm::sign(
+                &k.client_sign,
+                &k.client_seal,
+                ntlm::SIPAE_SEQ,
+                text.as_bytes(),
+            ))
+        })
         .unwrap_or_else(|| "0".repeat(32));
     let req = req.set(
         "Authorization",
@@ -323,7 +367,10 @@ fn feed(h: &mut Harness, ua: &Ua, req: &Req) -> (Vec<Sent>, Vec<ConnId>) {
     let mut closed = Vec::new();
     for o in out {
         match o {
-            Output::Send { dest, data } => sent.push(Sent { dest, msg: parse(&data) }),
+            Output::Send { dest, data } => sent.push(Sent {
+                dest,
+                msg: parse(&data),
+            }),
             Output::Close { conn } => closed.push(conn),
         }
     }
@@ -340,19 +387,47 @@ fn full_handshake_user_at_domain() {
     c.verify(&r);
     // The Lync REGISTER 200 requirements (lync-protocol.md §1.7).
     let info = r.header("Authentication-Info").expect("info");
-    for p in ["qop", "opaque", "srand", "snum", "rspauth", "realm", "targetname", "version"] {
+    for p in [
+        "qop",
+        "opaque",
+        "srand",
+        "snum",
+        "rspauth",
+        "realm",
+        "targetname",
+        "version",
+    ] {
         assert!(ap(info, p).is_some(), "{p} missing in {info}");
     }
     assert_eq!(ap(info, "opaque"), Some(c.opaque.as_str()));
     assert_eq!(r.header("Expires"), Some("300"));
     let text = r.text();
-    assert!(text.contains("\r\nAllow-Events: vnd-microsoft-provisioning,vnd-microsoft-roaming-contacts,"), "{text}");
-    assert!(!r.header("Allow-Events").expect("allow-events").contains(", "));
+    assert!(
+        text.contains(
+            "\r\nAllow-Events: vnd-microsoft-provisioning,vnd-microsoft-roaming-contacts,"
+        ),
+        "{text}"
+    );
+    assert!(
+        !r.header("Allow-Events")
+            .expect("allow-events")
+            .contains(", ")
+    );
     assert!(text.contains("\r\nSupported: adhoclist\r\n"), "{text}");
-    assert!(text.contains("\r\nSupported: msrtc-event-categories\r\n"), "{text}");
-    assert!(r.header("ms-keep-alive").is_some_and(|v| v.contains("timeout=")), "{text}");
+    assert!(
+        text.contains("\r\nSupported: msrtc-event-categories\r\n"),
+        "{text}"
+    );
+    assert!(
+        r.header("ms-keep-alive")
+            .is_some_and(|v| v.contains("timeout=")),
+        "{text}"
+    );
     let contact = r.header("Contact").expect("contact");
-    assert!(contact.contains("gruu=\"sip:alice@example.com;opaque=user:epid:"), "{contact}");
+    assert!(
+        contact.contains("gruu=\"sip:alice@example.com;opaque=user:epid:"),
+        "{contact}"
+    );
     assert_eq!(h.core.registrations(), 1);
 }
 
@@ -396,14 +471,23 @@ fn everything_sent_on_the_connection_is_signed() {
         .request("MESSAGE", "sip:alice@example.com", "sip:alice@example.com")
         .body("text/plain", "hi");
     let (_, out) = h.send_authed(&mut bob, msg);
-    let to_alice: Vec<&Sent> = out.iter().filter(|s| s.dest.conn == alice.ua.conn).collect();
+    let to_alice: Vec<&Sent> = out
+        .iter()
+        .filter(|s| s.dest.conn == alice.ua.conn)
+        .collect();
     assert_eq!(to_alice.len(), 1, "{}", out.dump());
     assert_eq!(to_alice[0].method(), Some("MESSAGE"));
     alice.verify(to_alice[0]);
     // Bob's side is not signed.
-    assert!(out.iter().filter(|s| s.dest.conn != alice.ua.conn).all(|s| s.msg.header(HeaderName::AuthenticationInfo).is_none()));
+    assert!(
+        out.iter()
+            .filter(|s| s.dest.conn != alice.ua.conn)
+            .all(|s| s.msg.header(HeaderName::AuthenticationInfo).is_none())
+    );
     // Alice's signed OPTIONS gets a signed answer.
-    let opt = alice.ua.request("OPTIONS", "sip:example.com", "sip:example.com");
+    let opt = alice
+        .ua
+        .request("OPTIONS", "sip:example.com", "sip:example.com");
     let opt = alice.sign(opt);
     let (out, closed) = feed(&mut h, &alice.ua.clone(), &opt);
     assert!(closed.is_empty(), "{}", out.dump());
@@ -419,7 +503,9 @@ fn forged_missing_or_replayed_signature_closes_the_connection() {
         let hash = nt_hash_of(&h, "alice@example.com");
         let (_, alice) = sign_in(&mut h, "alice", ("alice@example.com", ""), hash, 5);
         let mut alice = alice.expect("alice");
-        let opt = alice.ua.request("OPTIONS", "sip:example.com", "sip:example.com");
+        let opt = alice
+            .ua
+            .request("OPTIONS", "sip:example.com", "sip:example.com");
         let req = match case {
             "forged" => {
                 let signed = alice.sign(opt);
@@ -453,7 +539,10 @@ fn non_lync_clients_keep_digest() {
     let req = ua.register(300);
     let out = h.send(&ua, &req);
     let r = out.one_to(&ua);
-    assert!(r.header("WWW-Authenticate").is_some_and(|v| v.starts_with("Digest ")));
+    assert!(
+        r.header("WWW-Authenticate")
+            .is_some_and(|v| v.starts_with("Digest "))
+    );
     let r = h.register(&mut ua, 300);
     assert!(r.header("Allow-Events").is_none());
     assert!(r.header("ms-keep-alive").is_none());
@@ -462,7 +551,11 @@ fn non_lync_clients_keep_digest() {
     let mut udp = h.ua("bob", "10.0.0.8:5060");
     let req = lync_register(&mut udp);
     let out = h.send(&udp, &req);
-    assert!(out.one_to(&udp).header("WWW-Authenticate").is_some_and(|v| v.starts_with("Digest ")));
+    assert!(
+        out.one_to(&udp)
+            .header("WWW-Authenticate")
+            .is_some_and(|v| v.starts_with("Digest "))
+    );
     let _ = (Transport::Udp, Bytes::new());
 }
 
@@ -479,5 +572,33 @@ fn sa_expiry_forces_reauthentication() {
     assert!(closed.is_empty());
     let r = out.one_to(&alice.ua);
     assert_eq!(r.status(), Some(401), "{}", out.dump());
-    assert!(r.header("WWW-Authenticate").is_some_and(|v| v.starts_with("NTLM ")));
+    assert!(
+        r.header("WWW-Authenticate")
+            .is_some_and(|v| v.starts_with("NTLM "))
+    );
+}
+
+#[test]
+fn repeated_wrong_passwords_are_rate_limited() {
+    let mut h = Harness::new();
+    let wrong = nt_hash_of(&h, "bob@example.com");
+    let mut limited = false;
+    for i in 0..30u64 {
+        let mut ua = h
+            .ua("alice", &format!("10.0.1.1:{}", 41000 + i))
+            .tcp(100 + i);
+        let req = lync_register(&mut ua).set(
+            "Authorization",
+            format!("NTLM qop=\"auth\", realm=\"{REALM}\", targetname=\"{SERVER_HOST}\", gssapi-data=\"\", version=4"),
+        );
+        let out = h.send(&ua, &req);
+        let r = out.one_to(&ua);
+        if r.status() == Some(403) && r.reason().contains("Too many") {
+            limited = true;
+            break;
+        }
+        let _ = sign_in(&mut h, "alice", ("alice@example.com", ""), wrong, 200 + i);
+    }
+    assert!(limited, "NTLM failures are never rate limited");
+    // The right password from elsewhere is refused while the user is blocked too.
 }

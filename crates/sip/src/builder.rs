@@ -141,7 +141,12 @@ pub struct RequestBuilder {
 
 impl RequestBuilder {
     pub fn new(method: Method, uri: impl Into<String>) -> Self {
-        RequestBuilder { method, uri: uri.into(), headers: Vec::with_capacity(10), body: None }
+        RequestBuilder {
+            method,
+            uri: uri.into(),
+            headers: Vec::with_capacity(10),
+            body: None,
+        }
     }
 
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -267,7 +272,9 @@ impl<'a> Rewriter<'a> {
             if name == HeaderName::ContentLength {
                 continue;
             }
-            if name == HeaderName::MaxForwards && let Some(n) = self.max_forwards {
+            if name == HeaderName::MaxForwards
+                && let Some(n) = self.max_forwards
+            {
                 if !mf_written {
                     put_header(&mut out, "Max-Forwards", &n.to_string());
                     mf_written = true;

@@ -39,7 +39,12 @@ pub struct Framer {
 
 impl Framer {
     pub fn new(max_message: usize) -> Self {
-        Framer { buf: BytesMut::with_capacity(4096), max_message, scanned: 0, total: 0 }
+        Framer {
+            buf: BytesMut::with_capacity(4096),
+            max_message,
+            scanned: 0,
+            total: 0,
+        }
     }
 
     /// The read buffer (append received bytes here).
@@ -122,7 +127,9 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
         if line.starts_with(b" ") || line.starts_with(b"\t") {
             continue; // continuation of another header ("Via: SIP/2.0/UDP\r\n l:5060")
         }
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
         let name = line[..colon].trim_ascii();
         if HeaderName::from_bytes(name) != HeaderName::ContentLength {
             continue;
@@ -155,7 +162,8 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"MESSAGE sip:b@x SIP/2.0\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
+    const MSG: &[u8] =
+        b"MESSAGE sip:b@x SIP/2.0\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
 
     #[test]
     fn frames_byte_by_byte() {

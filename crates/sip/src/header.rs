@@ -16,7 +16,10 @@ static TOKEN: [bool; 256] = {
     while i < 256 {
         let b = i as u8;
         t[i] = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            );
         i += 1;
     }
     t
@@ -183,7 +186,10 @@ pub fn split_values(value: &str) -> impl Iterator<Item = &str> {
             pos += 1;
         }
         done = true;
-        let item = value.get(start.min(value.len())..).unwrap_or("").trim_ascii();
+        let item = value
+            .get(start.min(value.len())..)
+            .unwrap_or("")
+            .trim_ascii();
         Some(item)
     })
     .filter(|s| !s.is_empty())
@@ -235,7 +241,10 @@ pub fn params(section: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
                 }
                 pos += 1;
             }
-            let item = section.get(start..pos.min(bytes.len())).unwrap_or("").trim_ascii();
+            let item = section
+                .get(start..pos.min(bytes.len()))
+                .unwrap_or("")
+                .trim_ascii();
             if item.is_empty() {
                 continue;
             }
@@ -337,7 +346,9 @@ impl<'a> NameAddr<'a> {
             i += 1;
         }
         if let Some(lt) = lt {
-            let gt = find_byte(&v[lt..], b'>').map(|g| g + lt).ok_or(HeaderError::UnterminatedAngle)?;
+            let gt = find_byte(&v[lt..], b'>')
+                .map(|g| g + lt)
+                .ok_or(HeaderError::UnterminatedAngle)?;
             let display = match display_end {
                 Some(end) => Some(&v[1..end]),
                 None => {
@@ -350,7 +361,12 @@ impl<'a> NameAddr<'a> {
                 return Err(HeaderError::NoUri);
             }
             let rest = v[gt + 1..].trim_ascii_start();
-            Ok(NameAddr { display, uri, params: rest, bracketed: true })
+            Ok(NameAddr {
+                display,
+                uri,
+                params: rest,
+                bracketed: true,
+            })
         } else {
             if display_end.is_some() {
                 return Err(HeaderError::NoUri);
@@ -363,7 +379,12 @@ impl<'a> NameAddr<'a> {
             if uri.is_empty() {
                 return Err(HeaderError::NoUri);
             }
-            Ok(NameAddr { display: None, uri, params, bracketed: false })
+            Ok(NameAddr {
+                display: None,
+                uri,
+                params,
+                bracketed: false,
+            })
         }
     }
 
@@ -406,8 +427,7 @@ impl<'a> Via<'a> {
         if !name.eq_ignore_ascii_case("SIP") || version != "2.0" {
             return Err(HeaderError::Via("protocol is not SIP/2.0"));
         }
-        if transport.is_empty() || !transport.bytes().all(is_token_char) || parts.next().is_some()
-        {
+        if transport.is_empty() || !transport.bytes().all(is_token_char) || parts.next().is_some() {
             return Err(HeaderError::Via("bad transport"));
         }
         let rest = rest.trim_ascii_start();
@@ -424,7 +444,12 @@ impl<'a> Via<'a> {
         if has_nameless_param(params) {
             return Err(HeaderError::Via("empty parameter"));
         }
-        Ok(Via { transport, host, port, params })
+        Ok(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
     }
 
     pub fn branch(&self) -> Option<&'a str> {
@@ -552,8 +577,8 @@ mod tests {
 
     #[test]
     fn name_addr_forms() {
-        let n = NameAddr::parse(r#""J Rosenberg \"" <sip:jdrosen@example.com>;tag=98asjd8"#)
-            .unwrap();
+        let n =
+            NameAddr::parse(r#""J Rosenberg \"" <sip:jdrosen@example.com>;tag=98asjd8"#).unwrap();
         assert_eq!(n.display, Some(r#"J Rosenberg \""#));
         assert_eq!(n.uri, "sip:jdrosen@example.com");
         assert_eq!(n.tag(), Some("98asjd8"));

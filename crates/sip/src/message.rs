@@ -15,7 +15,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_message_bytes: 65_535, max_headers: 256 }
+        Limits {
+            max_message_bytes: 65_535,
+            max_headers: 256,
+        }
     }
 }
 
@@ -28,7 +31,10 @@ pub struct Span {
 
 impl Span {
     fn new(start: usize, end: usize) -> Span {
-        Span { start: start as u32, end: end as u32 }
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
     }
     fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
@@ -96,7 +102,11 @@ impl std::error::Error for ParseError {}
 
 impl ParseError {
     fn new(status: u16, reason: impl Into<String>) -> ParseError {
-        ParseError { status, reason: reason.into(), reply: None }
+        ParseError {
+            status,
+            reason: reason.into(),
+            reply: None,
+        }
     }
 
     /// Whether the broken message was a request that can be answered (it had a Via).
@@ -166,8 +176,9 @@ pub(crate) fn find_header_end(buf: &[u8]) -> Option<usize> {
 /// Written as a fold without early exit so that it compiles to SIMD: this check runs
 /// over every header byte and dominated parsing as a short-circuiting loop.
 fn has_ctl(s: &[u8]) -> bool {
-    s.iter().fold(0u8, |acc, &c| acc | (u8::from(c < 0x20) & u8::from(c != b'\t')) | u8::from(c == 0x7f))
-        != 0
+    s.iter().fold(0u8, |acc, &c| {
+        acc | (u8::from(c < 0x20) & u8::from(c != b'\t')) | u8::from(c == 0x7f)
+    }) != 0
 }
 
 fn trim_span(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
@@ -185,7 +196,10 @@ impl Message {
     /// by [`crate::Framer`]). Leading CRLFs are ignored. A Content-Length shorter than
     /// the remaining bytes cuts the body; a longer one is an error.
     pub fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
-        let lead = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+        let lead = buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
         let buf = if lead > 0 { buf.slice(lead..) } else { buf };
         if buf.len() > limits.max_message_bytes {
             return Err(ParseError::new(513, "Message Too Large"));
@@ -312,7 +326,10 @@ impl Message {
     fn reply_context(&self) -> ReplyContext {
         let one = |n| self.header(n).map(str::to_owned);
         ReplyContext {
-            vias: self.headers_named(HeaderName::Via).map(str::to_owned).collect(),
+            vias: self
+                .headers_named(HeaderName::Via)
+                .map(str::to_owned)
+                .collect(),
             from: one(HeaderName::From),
             to: one(HeaderName::To),
             call_id: one(HeaderName::CallId),
@@ -326,7 +343,10 @@ impl Message {
             .next()
             .ok_or_else(|| ParseError::new(400, format!("Missing {label} header")))?;
         if it.any(|h| self.span_str(h.value) != self.span_str(first.value)) {
-            return Err(ParseError::new(400, format!("More than one {label} header")));
+            return Err(ParseError::new(
+                400,
+                format!("More than one {label} header"),
+            ));
         }
         if first.value.start == first.value.end {
             return Err(ParseError::new(400, format!("Empty {label} header")));
@@ -345,7 +365,8 @@ impl Message {
         let first = split_values(via_text)
             .next()
             .ok_or_else(|| ParseError::new(400, "Empty Via header"))?;
-        Via::parse(first).map_err(|e| ParseError::new(400, format!("Malformed Via header: {e}")))?;
+        Via::parse(first)
+            .map_err(|e| ParseError::new(400, format!("Malformed Via header: {e}")))?;
         let off = first.as_ptr() as usize - self.buf.as_ptr() as usize;
         self.top_via = Span::new(off, off + first.len());
 
@@ -356,7 +377,11 @@ impl Message {
         NameAddr::parse(self.span_str(self.to))
             .map_err(|e| ParseError::new(400, format!("Malformed To header: {e}")))?;
         self.call_id = self.single(HeaderName::CallId, "Call-ID")?;
-        if self.span_str(self.call_id).bytes().any(|c| c == b' ' || c == b'\t') {
+        if self
+            .span_str(self.call_id)
+            .bytes()
+            .any(|c| c == b' ' || c == b'\t')
+        {
             return Err(ParseError::new(400, "Malformed Call-ID header"));
         }
 
@@ -378,7 +403,10 @@ impl Message {
         if let StartLine::Request { method: m, .. } = &self.start
             && *m != method
         {
-            return Err(ParseError::new(400, "CSeq method does not match request method"));
+            return Err(ParseError::new(
+                400,
+                "CSeq method does not match request method",
+            ));
         }
         self.cseq_num = num;
         self.cseq_method = method;
@@ -394,7 +422,11 @@ impl Message {
 
         let available = self.buf.len().saturating_sub(body_start);
         let mut cl: Option<usize> = None;
-        for h in self.headers.iter().filter(|h| h.name == HeaderName::ContentLength) {
+        for h in self
+            .headers
+            .iter()
+            .filter(|h| h.name == HeaderName::ContentLength)
+        {
             let v = self.span_str(h.value);
             let n = v
                 .parse::<usize>()
@@ -408,7 +440,10 @@ impl Message {
         }
         let body_len = match cl {
             Some(n) if n > available => {
-                return Err(ParseError::new(400, "Content-Length larger than message body"));
+                return Err(ParseError::new(
+                    400,
+                    "Content-Length larger than message body",
+                ));
             }
             Some(n) => n,
             None => available,
@@ -580,7 +615,8 @@ impl Message {
 
     /// Whether the given option tag is listed in a header such as Supported/Require.
     pub fn has_option(&self, name: HeaderName, tag: &str) -> bool {
-        self.header_values(name).any(|v| v.eq_ignore_ascii_case(tag))
+        self.header_values(name)
+            .any(|v| v.eq_ignore_ascii_case(tag))
     }
 }
 
@@ -593,8 +629,12 @@ fn raw_reply_context(b: &[u8], from: usize, head_end: usize) -> ReplyContext {
         let end = find_crlf(b, pos).unwrap_or(head_end).min(head_end);
         let line = &b[pos..end];
         pos = end + 2;
-        let Some(colon) = memchr::memchr(b':', line) else { continue };
-        let Ok(value) = std::str::from_utf8(line[colon + 1..].trim_ascii()) else { continue };
+        let Some(colon) = memchr::memchr(b':', line) else {
+            continue;
+        };
+        let Ok(value) = std::str::from_utf8(line[colon + 1..].trim_ascii()) else {
+            continue;
+        };
         if value.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
             continue;
         }
@@ -614,8 +654,12 @@ fn raw_reply_context(b: &[u8], from: usize, head_end: usize) -> ReplyContext {
     ctx
 }
 
-const EMPTY_NAME_ADDR: NameAddr<'static> =
-    NameAddr { display: None, uri: "", params: "", bracketed: false };
+const EMPTY_NAME_ADDR: NameAddr<'static> = NameAddr {
+    display: None,
+    uri: "",
+    params: "",
+    bracketed: false,
+};
 
 fn parse_start_line(b: &[u8], end: usize) -> Result<StartLine, ParseError> {
     let line = &b[..end];
@@ -638,11 +682,14 @@ fn parse_start_line(b: &[u8], end: usize) -> Result<StartLine, ParseError> {
             .filter(|c| (100..700).contains(c))
             .ok_or_else(|| ParseError::new(400, "Malformed status code"))?;
         let rs = (sp + 1 + code_end + 1).min(end);
-        return Ok(StartLine::Response { code, reason: Span::new(rs, end) });
+        return Ok(StartLine::Response {
+            code,
+            reason: Span::new(rs, end),
+        });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
-    let sp1 = memchr::memchr(b' ', line)
-        .ok_or_else(|| ParseError::new(400, "Malformed request line"))?;
+    let sp1 =
+        memchr::memchr(b' ', line).ok_or_else(|| ParseError::new(400, "Malformed request line"))?;
     let sp2 = memchr::memrchr(b' ', line).unwrap_or(sp1);
     if sp2 == sp1 {
         return Err(ParseError::new(400, "Malformed request line"));
@@ -666,5 +713,8 @@ fn parse_start_line(b: &[u8], end: usize) -> Result<StartLine, ParseError> {
     if !uri.contains(&b':') {
         return Err(ParseError::new(400, "Request-URI has no scheme"));
     }
-    Ok(StartLine::Request { method, uri: Span::new(sp1 + 1, sp2) })
+    Ok(StartLine::Request {
+        method,
+        uri: Span::new(sp1 + 1, sp2),
+    })
 }

@@ -31,15 +31,32 @@ pub const T4: Duration = Duration::from_secs(5);
 /// Identifies a server transaction.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum ServerKey {
-    Rfc3261 { branch: Box<str>, sent_by: Box<str>, method: Method },
-    Rfc2543 { call_id: Box<str>, cseq: u32, method: Method, from_tag: Box<str>, sent_by: Box<str> },
+    Rfc3261 {
+        branch: Box<str>,
+        sent_by: Box<str>,
+        method: Method,
+    },
+    Rfc2543 {
+        call_id: Box<str>,
+        cseq: u32,
+        method: Method,
+        from_tag: Box<str>,
+        sent_by: Box<str>,
+    },
 }
 
 impl ServerKey {
     /// Key of the transaction `msg` belongs to. ACK maps to its INVITE.
     pub fn of(msg: &Message) -> Option<ServerKey> {
         let method = msg.method()?;
-        Some(Self::with_method(msg, if *method == Method::Ack { Method::Invite } else { method.clone() }))
+        Some(Self::with_method(
+            msg,
+            if *method == Method::Ack {
+                Method::Invite
+            } else {
+                method.clone()
+            },
+        ))
     }
 
     /// Key of the INVITE transaction a CANCEL targets (§9.2).
@@ -55,8 +72,14 @@ impl ServerKey {
         };
         match via.branch() {
             // A branch that is only the cookie identifies nothing (RFC 4475 §3.2.1).
-            Some(b) if b.starts_with(crate::MAGIC_COOKIE) && b.len() > crate::MAGIC_COOKIE.len() => {
-                ServerKey::Rfc3261 { branch: b.into(), sent_by, method }
+            Some(b)
+                if b.starts_with(crate::MAGIC_COOKIE) && b.len() > crate::MAGIC_COOKIE.len() =>
+            {
+                ServerKey::Rfc3261 {
+                    branch: b.into(),
+                    sent_by,
+                    method,
+                }
             }
             _ => ServerKey::Rfc2543 {
                 call_id: msg.call_id().into(),
@@ -80,7 +103,10 @@ pub struct ClientKey {
 impl ClientKey {
     pub fn of_response(msg: &Message) -> Option<ClientKey> {
         let branch = msg.top_via().branch()?;
-        Some(ClientKey { branch: branch.into(), method: msg.cseq().1.clone() })
+        Some(ClientKey {
+            branch: branch.into(),
+            method: msg.cseq().1.clone(),
+        })
     }
 }
 
@@ -222,8 +248,16 @@ impl<T: Clone> Transactions<T> {
     }
 
     /// Classifies an incoming request; creates a server transaction for a new one.
-    pub fn on_request(&mut self, msg: &Message, target: T, reliable: bool, now: Instant) -> RequestMatch<T> {
-        let Some(key) = ServerKey::of(msg) else { return RequestMatch::Ack };
+    pub fn on_request(
+        &mut self,
+        msg: &Message,
+        target: T,
+        reliable: bool,
+        now: Instant,
+    ) -> RequestMatch<T> {
+        let Some(key) = ServerKey::of(msg) else {
+            return RequestMatch::Ack;
+        };
         let is_ack = msg.method() == Some(&Method::Ack);
         if let Some(tx) = self.server.get_mut(&key) {
             if is_ack {
@@ -272,7 +306,13 @@ impl<T: Clone> Transactions<T> {
 
     /// Records a response sent in a server transaction and returns where to send
     /// it. `None` when the transaction does not exist (any more).
-    pub fn respond(&mut self, key: &ServerKey, code: u16, response: Bytes, now: Instant) -> Option<T> {
+    pub fn respond(
+        &mut self,
+        key: &ServerKey,
+        code: u16,
+        response: Bytes,
+        now: Instant,
+    ) -> Option<T> {
         let tx = self.server.get_mut(key)?;
         let target = tx.target.clone();
         if tx.state != SState::Proceeding {
@@ -294,15 +334,27 @@ impl<T: Clone> Transactions<T> {
             let reliable = tx.reliable;
             let interval = tx.retrans_interval;
             if !reliable {
-                self.schedule(now + interval, TimerKind::SRetransmit, TimerRef::Server(key.clone(), epoch));
+                self.schedule(
+                    now + interval,
+                    TimerKind::SRetransmit,
+                    TimerRef::Server(key.clone(), epoch),
+                );
             }
-            self.schedule(now + 64 * T1, TimerKind::SNoAck, TimerRef::Server(key.clone(), epoch));
+            self.schedule(
+                now + 64 * T1,
+                TimerKind::SNoAck,
+                TimerRef::Server(key.clone(), epoch),
+            );
         } else {
             tx.state = SState::Completed;
             if tx.reliable {
                 self.server.remove(key);
             } else {
-                self.schedule(now + 64 * T1, TimerKind::SKill, TimerRef::Server(key.clone(), epoch));
+                self.schedule(
+                    now + 64 * T1,
+                    TimerKind::SKill,
+                    TimerRef::Server(key.clone(), epoch),
+                );
             }
         }
         Some(target)
@@ -311,15 +363,39 @@ impl<T: Clone> Transactions<T> {
     /// Starts a client transaction for a request confab sends (forwarded or its
     /// own). The caller sends `request` once now; retransmissions come from
     /// [`Transactions::poll`].
-    pub fn start_client(&mut self, key: ClientKey, request: Bytes, target: T, reliable: bool, now: Instant) {
+    pub fn start_client(
+        &mut self,
+        key: ClientKey,
+        request: Bytes,
+        target: T,
+        reliable: bool,
+        now: Instant,
+    ) {
         let invite = key.method == Method::Invite;
         if !reliable {
-            self.schedule(now + T1, TimerKind::CRetransmit, TimerRef::Client(key.clone(), 0));
+            self.schedule(
+                now + T1,
+                TimerKind::CRetransmit,
+                TimerRef::Client(key.clone(), 0),
+            );
         }
-        self.schedule(now + 64 * T1, TimerKind::CTimeout, TimerRef::Client(key.clone(), 0));
+        self.schedule(
+            now + 64 * T1,
+            TimerKind::CTimeout,
+            TimerRef::Client(key.clone(), 0),
+        );
         self.client.insert(
             key,
-            ClientTx { invite, reliable, state: CState::Trying, target, request, ack: None, interval: T1, epoch: 0 },
+            ClientTx {
+                invite,
+                reliable,
+                state: CState::Trying,
+                target,
+                request,
+                ack: None,
+                interval: T1,
+                epoch: 0,
+            },
         );
     }
 
@@ -330,9 +406,15 @@ impl<T: Clone> Transactions<T> {
 
     /// Classifies an incoming response.
     pub fn on_response(&mut self, msg: &Message, now: Instant) -> ResponseMatch<T> {
-        let Some(code) = msg.status() else { return ResponseMatch::Stray };
-        let Some(key) = ClientKey::of_response(msg) else { return ResponseMatch::Stray };
-        let Some(tx) = self.client.get_mut(&key) else { return ResponseMatch::Stray };
+        let Some(code) = msg.status() else {
+            return ResponseMatch::Stray;
+        };
+        let Some(key) = ClientKey::of_response(msg) else {
+            return ResponseMatch::Stray;
+        };
+        let Some(tx) = self.client.get_mut(&key) else {
+            return ResponseMatch::Stray;
+        };
         if tx.state == CState::Completed {
             return ResponseMatch::Retransmission(tx.ack.clone().map(|a| (tx.target.clone(), a)));
         }
@@ -343,7 +425,11 @@ impl<T: Clone> Transactions<T> {
                 // Timer A stops once a provisional response arrives.
                 tx.epoch += 1;
             }
-            return if first { ResponseMatch::Provisional(key) } else { ResponseMatch::Retransmission(None) };
+            return if first {
+                ResponseMatch::Provisional(key)
+            } else {
+                ResponseMatch::Retransmission(None)
+            };
         }
         tx.epoch += 1;
         let epoch = tx.epoch;
@@ -354,7 +440,13 @@ impl<T: Clone> Transactions<T> {
         tx.state = CState::Completed;
         let mut ack_out = None;
         if tx.invite
-            && let Ok(req) = Message::parse(tx.request.clone(), &Limits { max_message_bytes: usize::MAX, max_headers: usize::MAX })
+            && let Ok(req) = Message::parse(
+                tx.request.clone(),
+                &Limits {
+                    max_message_bytes: usize::MAX,
+                    max_headers: usize::MAX,
+                },
+            )
         {
             let ack = build_non2xx_ack(&req, msg);
             tx.ack = Some(ack.clone());
@@ -368,7 +460,11 @@ impl<T: Clone> Transactions<T> {
         if wait.is_zero() {
             self.client.remove(&key);
         } else {
-            self.schedule(now + wait, TimerKind::CKill, TimerRef::Client(key.clone(), epoch));
+            self.schedule(
+                now + wait,
+                TimerKind::CKill,
+                TimerRef::Client(key.clone(), epoch),
+            );
         }
         ResponseMatch::Final(key, ack_out)
     }
@@ -387,7 +483,9 @@ impl<T: Clone> Transactions<T> {
             }
             let seq = e.seq;
             self.heap.pop();
-            let Some((kind, r)) = self.timers.remove(&seq) else { continue };
+            let Some((kind, r)) = self.timers.remove(&seq) else {
+                continue;
+            };
             match r {
                 TimerRef::Server(key, epoch) => self.fire_server(kind, key, epoch, now, &mut out),
                 TimerRef::Client(key, epoch) => self.fire_client(kind, key, epoch, now, &mut out),
@@ -396,8 +494,17 @@ impl<T: Clone> Transactions<T> {
         out
     }
 
-    fn fire_server(&mut self, kind: TimerKind, key: ServerKey, epoch: u32, now: Instant, out: &mut Vec<TimerEvent<T>>) {
-        let Some(tx) = self.server.get_mut(&key) else { return };
+    fn fire_server(
+        &mut self,
+        kind: TimerKind,
+        key: ServerKey,
+        epoch: u32,
+        now: Instant,
+        out: &mut Vec<TimerEvent<T>>,
+    ) {
+        let Some(tx) = self.server.get_mut(&key) else {
+            return;
+        };
         if tx.epoch != epoch {
             return;
         }
@@ -421,14 +528,26 @@ impl<T: Clone> Transactions<T> {
         }
     }
 
-    fn fire_client(&mut self, kind: TimerKind, key: ClientKey, epoch: u32, now: Instant, out: &mut Vec<TimerEvent<T>>) {
-        let Some(tx) = self.client.get_mut(&key) else { return };
+    fn fire_client(
+        &mut self,
+        kind: TimerKind,
+        key: ClientKey,
+        epoch: u32,
+        now: Instant,
+        out: &mut Vec<TimerEvent<T>>,
+    ) {
+        let Some(tx) = self.client.get_mut(&key) else {
+            return;
+        };
         match kind {
             TimerKind::CRetransmit => {
                 if tx.state == CState::Completed || tx.epoch != epoch {
                     return;
                 }
-                out.push(TimerEvent::Retransmit(tx.target.clone(), tx.request.clone()));
+                out.push(TimerEvent::Retransmit(
+                    tx.target.clone(),
+                    tx.request.clone(),
+                ));
                 tx.interval = if tx.invite {
                     tx.interval * 2
                 } else if tx.state == CState::Proceeding {

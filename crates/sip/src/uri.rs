@@ -52,7 +52,10 @@ impl<'a> Uri<'a> {
             return Err(UriError::Scheme);
         };
         let rest = &s[colon + 1..];
-        if rest.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"') {
+        if rest
+            .bytes()
+            .any(|b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"')
+        {
             return Err(UriError::Char);
         }
         if scheme == Scheme::Tel {
@@ -63,7 +66,14 @@ impl<'a> Uri<'a> {
             if number.is_empty() {
                 return Err(UriError::NoHost);
             }
-            return Ok(Uri { scheme, user: Some(number), host: "", port: None, params, headers: "" });
+            return Ok(Uri {
+                scheme,
+                user: Some(number),
+                host: "",
+                port: None,
+                params,
+                headers: "",
+            });
         }
         // userinfo ends at the last '@' before any ';' of the host part. Users may
         // contain ';' (user-params) and '?' (RFC 4475 intmeth) so search '@' first;
@@ -95,7 +105,14 @@ impl<'a> Uri<'a> {
             Some(c) => &u[..c],
             None => u,
         });
-        Ok(Uri { scheme, user, host, port, params, headers })
+        Ok(Uri {
+            scheme,
+            user,
+            host,
+            port,
+            params,
+            headers,
+        })
     }
 
     /// User part with %-escapes decoded.
@@ -158,8 +175,8 @@ mod tests {
         assert_eq!(u.user, Some("alice"));
         assert_eq!(u.host, "example.com");
         assert_eq!(u.aor(), "alice@example.com");
-        let u = Uri::parse("sips:bob:secret@[2001:db8::1]:5061;transport=tls;lr?subject=hi")
-            .unwrap();
+        let u =
+            Uri::parse("sips:bob:secret@[2001:db8::1]:5061;transport=tls;lr?subject=hi").unwrap();
         assert_eq!(u.user, Some("bob"));
         assert_eq!(u.host, "[2001:db8::1]");
         assert_eq!(u.port, Some(5061));

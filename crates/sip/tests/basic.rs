@@ -49,7 +49,10 @@ fn errors_name_the_problem_and_can_be_answered() {
     assert_eq!(e.status, 400);
     assert!(e.reason.contains("CSeq"), "{}", e.reason);
     let resp = String::from_utf8(e.response().unwrap().to_vec()).unwrap();
-    assert!(resp.starts_with("SIP/2.0 400 CSeq method does not match"), "{resp}");
+    assert!(
+        resp.starts_with("SIP/2.0 400 CSeq method does not match"),
+        "{resp}"
+    );
     assert!(resp.contains("Via: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"));
     let e = parse("MESSAGE sip:a@b SIP/7.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").unwrap_err();
     assert_eq!(e.status, 505);
@@ -66,7 +69,9 @@ fn errors_name_the_problem_and_can_be_answered() {
 
 #[test]
 fn limits() {
-    let mut s = String::from("MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 MESSAGE\r\n");
+    let mut s = String::from(
+        "MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 1 MESSAGE\r\n",
+    );
     for i in 0..300 {
         s.push_str(&format!("X-{i}: y\r\n"));
     }
@@ -79,7 +84,10 @@ fn limits() {
 #[test]
 fn response_and_rewrite_round_trip() {
     let m = parse(INVITE).unwrap();
-    let r = ResponseBuilder::new(&m, 180).to_tag("srv1").header("Server", "confab").build();
+    let r = ResponseBuilder::new(&m, 180)
+        .to_tag("srv1")
+        .header("Server", "confab")
+        .build();
     let r = Message::parse(r, &Limits::default()).unwrap();
     assert_eq!(r.status(), Some(180));
     assert_eq!(r.to_tag(), Some("srv1"));
@@ -100,8 +108,18 @@ fn response_and_rewrite_round_trip() {
     assert_eq!(f.body(), m.body());
 
     // A response going back upstream loses its top Via value.
-    let resp = Message::parse(ResponseBuilder::new(&f, 200).to_tag("x").build(), &Limits::default()).unwrap();
-    let up = Message::parse(Rewriter::new(&resp).pop_first_value(HeaderName::Via).build(), &Limits::default()).unwrap();
+    let resp = Message::parse(
+        ResponseBuilder::new(&f, 200).to_tag("x").build(),
+        &Limits::default(),
+    )
+    .unwrap();
+    let up = Message::parse(
+        Rewriter::new(&resp)
+            .pop_first_value(HeaderName::Via)
+            .build(),
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!(up.top_via().branch(), Some("z9hG4bK74bf9"));
     assert_eq!(up.header_values(HeaderName::Via).count(), 2);
 }

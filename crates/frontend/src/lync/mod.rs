@@ -295,7 +295,11 @@ impl Core {
         if !is_lync_register(msg, &src) {
             return None;
         }
-        Metrics::inc(&self.metrics.auth_challenges_total);
+        let ip = src.addr.ip();
+        if let Some(retry) = self.fail_src.is_blocked(&ip, self.now) {
+            self.lync_refuse_rate_limited(key, msg, retry);
+            return Some(None);
+        }
         let creds = ntlm_authorization(msg).map(str::to_owned);
         let parsed = creds
             .as_deref()
@@ -304,6 +308,7 @@ impl Core {
             .as_ref()
             .and_then(|p| p.get("gssapi-data").map(str::to_owned));
         let Some(gssapi) = gssapi else {
+            Metrics::inc(&self.metrics.auth_challenges_total);
             let offer = self.lync_offer_header();
             self.reply(key, msg, 401, |b| b.header("WWW-Authenticate", offer));
             return Some(None);
@@ -326,10 +331,20 @@ impl Core {
             return Some(None);
         };
         let result = self.lync_verify(&gssapi, &pending);
+        if let Ok((user, _)) | Err((Some(user), _)) = &result
+            && let Some(retry) = self.fail_user.is_blocked(user, self.now)
+        {
+            self.lync_refuse_rate_limited(key, msg, retry);
+            return Some(None);
+        }
         let (user, keys) = match result {
             Ok(v) => v,
-            Err(reason) => {
+            Err((user, reason)) => {
                 Metrics::inc(&self.metrics.auth_failures_total);
+                self.fail_src.record_failure(ip, self.now);
+                if let Some(u) = user {
+                    self.fail_user.record_failure(u, self.now);
+                }
                 warn!(peer = %src.addr, %reason, "NTLM authentication failed");
                 self.reply(key, msg, 403, |b| {
                     b.reason("Forbidden")
@@ -351,6 +366,8 @@ impl Core {
             self.reply(key, msg, 403, |b| b.reason("NTLM needs a connection"));
             return Some(None);
         };
+        self.fail_src.record_success(&ip);
+        self.fail_user.record_success(&user);
         debug!(%user, ?conn, "MS-SIPAE security association established");
         self.lync.sas.insert(
             conn,
@@ -366,7 +383,17 @@ impl Core {
         Some(Some(user))
     }
 
+    fn lync_refuse_rate_limited(&mut self, key: &ServerKey, msg: &Message, retry: Duration) {
+        Metrics::inc(&self.metrics.auth_rate_limited_total);
+        let secs = retry.as_secs().max(1);
+        self.reply(key, msg, 403, |b| {
+            b.reason("Too many failed authentication attempts")
+                .header("Retry-After", secs.to_string())
+        });
+    }
+
     fn lync_challenge(&mut self, key: &ServerKey, msg: &Message) {
+        Metrics::inc(&self.metrics.auth_challenges_total);
         let now = self.now;
         self.lync
             .pending
@@ -413,30 +440,41 @@ impl Core {
         self.reply(key, msg, 401, |b| b.header("WWW-Authenticate", value));
     }
 
-    /// Verifies an AUTHENTICATE_MESSAGE: returns the user's address and the keys.
+    /// Verifies an AUTHENTICATE_MESSAGE: returns the user's address and the keys, or
+    /// the address (when known) and the reason.
     fn lync_verify(
         &self,
         gssapi: &str,
         pending: &Pending,
-    ) -> Result<(String, SessionKeys), String> {
-        let bytes = ntlm::decode_gssapi_data(gssapi).map_err(|e| e.to_string())?;
-        let auth = ntlm::parse_authenticate(&bytes).map_err(|e| e.to_string())?;
+    ) -> Result<(String, SessionKeys), (Option<String>, String)> {
+        let bytes = ntlm::decode_gssapi_data(gssapi).map_err(|e| (None, e.to_string()))?;
+        let auth = ntlm::parse_authenticate(&bytes).map_err(|e| (None, e.to_string()))?;
         let address = self
             .lync_address(&auth.user, &auth.domain)
-            .ok_or_else(|| format!("unknown domain {:?}", auth.domain))?;
+            .ok_or_else(|| (None, format!("unknown domain {:?}", auth.domain)))?;
+        self.lync_verify_user(&auth, &address, pending)
+            .map(|keys| (address.clone(), keys))
+            .map_err(|reason| (Some(address), reason))
+    }
+
+    fn lync_verify_user(
+        &self,
+        auth: &ntlm::AuthenticateMessage,
+        address: &str,
+        pending: &Pending,
+    ) -> Result<SessionKeys, String> {
         let entry = self
             .directory
-            .get(&address)
+            .get(address)
             .filter(|e| e.enabled)
             .ok_or_else(|| format!("unknown user {address}"))?;
         let mut nt_hash = [0u8; 16];
         hex::decode_to_slice(&entry.credentials.nt_hash, &mut nt_hash)
             .map_err(|_| format!("no NT hash stored for {address}"))?;
-        let keys = ntlm::verify_ntlmv2(&auth, pending.server_challenge, nt_hash)
+        let keys = ntlm::verify_ntlmv2(auth, pending.server_challenge, nt_hash)
             .map_err(|e| format!("{address}: {e}"))?;
-        ntlm::verify_mic(&auth, &pending.challenge, &keys)
-            .map_err(|e| format!("{address}: {e}"))?;
-        Ok((address, keys))
+        ntlm::verify_mic(auth, &pending.challenge, &keys).map_err(|e| format!("{address}: {e}"))?;
+        Ok(keys)
     }
 
     /// The directory address for an NTLM user/domain: `user@domain` (domain empty), or

@@ -1,0 +1,424 @@
+//! The roles a published topology gives this machine, applied to `confab serve`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use confab_topology::local::{LocalReplica, LocalRoles};
+use confab_topology::{Listener, Role, StoreLocation, Topology};
+use tracing::{info, warn};
+
+use crate::config::ServeConfig;
+
+/// Adjusts the serve configuration from the topology bootstrapped into the data
+/// directory; with no topology, the zero-configuration Standard Edition applies
+/// and `cfg` is returned unchanged.
+///
+/// The machine is the one `confab bootstrap` recorded in the data directory, else
+/// the host's FQDN. It must have a role `confab serve` runs (front end, which
+/// includes a Standard Edition server); a machine with only director, edge,
+/// mediation or Persistent Chat roles is refused, as those roles are not built yet.
+///
+/// The topology sets, for this machine:
+/// - `database`: the pool's back-end store (its PostgreSQL URL on Enterprise
+///   Edition, its SQLite file on Standard Edition);
+/// - `domain`: the topology's first (default) SIP domain;
+/// - `sip`, `tls`, `http`: the ports of the front end's `sip`, `sip-tls` and `web`
+///   listeners, on the machine's first address in the topology (else the
+///   configured address).
+///
+/// A value given by the configuration file or a command-line flag wins. Since the
+/// merged configuration does not record where a value came from, **a field still
+/// equal to its built-in default ([`ServeConfig::default`]) counts as not given**;
+/// any other value is kept (and logged when it differs from the topology's).
+pub fn apply_topology(cfg: ServeConfig) -> anyhow::Result<ServeConfig> {
+    apply_with_host(cfg, confab_prereq::host_fqdn)
+}
+
+/// [`apply_topology`] with the host-FQDN lookup supplied (called only when the
+/// data directory records no FQDN).
+fn apply_with_host(
+    mut cfg: ServeConfig,
+    host_fqdn: impl FnOnce() -> String,
+) -> anyhow::Result<ServeConfig> {
+    let Some(replica) = LocalReplica::load(&cfg.data_dir)
+        .with_context(|| format!("reading the topology replica in {}", cfg.data_dir.display()))?
+    else {
+        return Ok(cfg);
+    };
+    let version = replica.pointer.version;
+    let Some(topology) = replica
+        .topology()
+        .with_context(|| format!("reading the replica of topology version {version}"))?
+    else {
+        return Ok(cfg);
+    };
+    let fqdn = replica
+        .pointer
+        .fqdn
+        .clone()
+        .unwrap_or_else(host_fqdn)
+        .to_ascii_lowercase();
+    let Some(machine) = topology.machine(&fqdn) else {
+        bail!(
+            "this machine, {fqdn}, is not in topology version {version} bootstrapped into {}; \
+             run `confab bootstrap --fqdn FQDN` with its FQDN in the topology",
+            cfg.data_dir.display()
+        );
+    };
+    let local = LocalRoles::from_machine(machine, version);
+    check_runnable(&local)?;
+
+    let defaults = ServeConfig::default();
+    let mut set: Vec<String> = Vec::new();
+
+    // Database: the pool's back end.
+    apply_database(&mut cfg, &topology, machine.pool, &local, &mut set)?;
+
+    // Domain: the default SIP domain.
+    if let Some(domain) = topology.sip_domains().first() {
+        let domain = domain.trim().to_ascii_lowercase();
+        if cfg.domain == defaults.domain {
+            if cfg.domain != domain {
+                set.push(format!("domain={domain}"));
+            }
+            cfg.domain = domain;
+        } else if cfg.domain != domain {
+            info!(
+                configured = %cfg.domain,
+                topology = %domain,
+                "the configured SIP domain wins over the topology's default SIP domain"
+            );
+        }
+    }
+
+    // Listeners: the front end's ports on the machine's address.
+    let ip = machine
+        .machine
+        .addresses
+        .iter()
+        .find_map(|a| a.get_ref().trim().parse::<IpAddr>().ok());
+    let front_end: Vec<&Listener> = local
+        .listeners
+        .iter()
+        .filter(|l| l.role == Role::FrontEnd)
+        .collect();
+    let port_of = |name: &str| front_end.iter().find(|l| l.name == name).map(|l| l.port);
+    if let (Some(tcp), Some(udp)) = (port_of("sip"), port_of("sip-udp"))
+        && tcp != udp
+    {
+        warn!(
+            sip = tcp,
+            sip_udp = udp,
+            "the topology gives SIP over UDP its own port; confab serves SIP over UDP and TCP on the sip port"
+        );
+    }
+    for (field, listener, current, default) in [
+        ("sip", "sip", &mut cfg.sip, defaults.sip),
+        ("tls", "sip-tls", &mut cfg.tls, defaults.tls),
+        ("http", "web", &mut cfg.http, defaults.http),
+    ] {
+        let Some(port) = port_of(listener) else {
+            continue;
+        };
+        let wanted = SocketAddr::new(ip.unwrap_or(current.ip()), port);
+        if *current == default {
+            if *current != wanted {
+                set.push(format!("{field}={wanted}"));
+            }
+            *current = wanted;
+        } else if *current != wanted {
+            info!(
+                configured = %current,
+                topology = %wanted,
+                "the configured {field} address wins over the topology's front-end.{listener} listener"
+            );
+        }
+    }
+
+    info!(
+        machine = %local.fqdn,
+        pool = %local.pool,
+        edition = %local.edition,
+        roles = %role_list(&local.roles),
+        version,
+        set = %if set.is_empty() { "nothing (the configuration already matches)".to_owned() } else { set.join(", ") },
+        "serving this machine's roles from the bootstrapped topology"
+    );
+    Ok(cfg)
+}
+
+fn role_list(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Refuses a machine without a role `confab serve` runs; warns about roles it
+/// does not run yet.
+fn check_runnable(local: &LocalRoles) -> anyhow::Result<()> {
+    let not_built: Vec<Role> = local
+        .roles
+        .iter()
+        .copied()
+        .filter(|r| *r != Role::FrontEnd)
+        .collect();
+    if !local.roles.contains(&Role::FrontEnd) {
+        bail!(
+            "this machine, {} (pool {}), has the role(s) {} in topology version {}, and `confab serve` \
+             cannot run them yet: it runs the front-end role (an Enterprise front end or a Standard \
+             Edition server); director, edge, mediation and persistent-chat are not built yet",
+            local.fqdn,
+            local.pool,
+            role_list(&local.roles),
+            local.version
+        );
+    }
+    if !not_built.is_empty() {
+        warn!(
+            machine = %local.fqdn,
+            roles = %role_list(&not_built),
+            "the topology gives this machine roles that are not built yet; only the front end runs"
+        );
+    }
+    Ok(())
+}
+
+/// Points `database` at the pool's back end unless the configuration names one.
+fn apply_database(
+    cfg: &mut ServeConfig,
+    topology: &Topology,
+    pool: &confab_topology::Pool,
+    local: &LocalRoles,
+    set: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let Some(store) = topology.backend_of(pool) else {
+        bail!(
+            "pool {} in topology version {} names no back-end store",
+            local.pool,
+            local.version
+        );
+    };
+    let wanted = match store.location() {
+        Some(StoreLocation::Postgres(url)) => Some(url),
+        Some(StoreLocation::Sqlite(path)) => {
+            let path = confab_topology::model::resolve(&cfg.data_dir, &path);
+            if same_path(&path, &cfg.sqlite_path()) {
+                // The built-in default file: leave `database` unset.
+                None
+            } else {
+                Some(
+                    confab_store::sqlite_url(&path)
+                        .map_err(|e| anyhow::anyhow!("back-end store {:?}: {e}", store.name()))?,
+                )
+            }
+        }
+        _ => bail!(
+            "back-end store {:?} of pool {} has no database location",
+            store.name(),
+            local.pool
+        ),
+    };
+    match (&cfg.database, wanted) {
+        (Some(configured), wanted) => {
+            if wanted.as_deref() != Some(configured.as_str()) {
+                info!(
+                    configured = %confab_store::redact_url(configured),
+                    back_end = store.name(),
+                    "the configured database wins over the topology's back-end store"
+                );
+            }
+        }
+        (None, Some(url)) => {
+            set.push(format!(
+                "database={} (store {:?})",
+                confab_store::redact_url(&url),
+                store.name()
+            ));
+            cfg.database = Some(url);
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (std::path::absolute(a), std::path::absolute(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_topology::local::Pointer;
+
+    fn bootstrapped(dir: &Path, source: &str, fqdn: Option<&str>) -> ServeConfig {
+        LocalReplica {
+            pointer: Pointer {
+                url: "sqlite:///nowhere/confab.db".into(),
+                version: 3,
+                fqdn: fqdn.map(str::to_owned),
+            },
+            source: Some(source.to_owned()),
+        }
+        .save(dir)
+        .unwrap();
+        ServeConfig {
+            data_dir: dir.to_path_buf(),
+            ..ServeConfig::default()
+        }
+    }
+
+    fn no_host() -> String {
+        panic!("the host FQDN should not be needed")
+    }
+
+    const STANDARD: &str = r#"sip_domains = ["contoso.com"]
+[[site]]
+name = "main"
+[[store]]
+name = "backend"
+kind = "back-end"
+sqlite = "confab.db"
+[[pool]]
+fqdn = "se01.contoso.com"
+site = "main"
+edition = "standard"
+backend = "backend"
+[[pool.machine]]
+fqdn = "se01.contoso.com"
+roles = ["front-end"]
+"#;
+
+    const ENTERPRISE: &str = r#"sip_domains = ["fabrikam.com", "other.com"]
+[[site]]
+name = "main"
+[[store]]
+name = "backend"
+kind = "back-end"
+url = "postgres://confab:secret@db.fabrikam.com/confab"
+[[pool]]
+fqdn = "pool01.fabrikam.com"
+site = "main"
+edition = "enterprise"
+backend = "backend"
+[[pool.machine]]
+fqdn = "fe01.fabrikam.com"
+addresses = ["10.0.0.11"]
+roles = ["front-end"]
+[pool.machine.ports]
+front-end.sip = 15060
+front-end.sip-udp = 15060
+front-end.sip-tls = 15061
+front-end.web = 18080
+[[pool.machine]]
+fqdn = "fe02.fabrikam.com"
+roles = ["front-end"]
+[[pool]]
+fqdn = "dir01.fabrikam.com"
+site = "main"
+next_hop = "pool01.fabrikam.com"
+[[pool.machine]]
+fqdn = "dir01.fabrikam.com"
+roles = ["director"]
+"#;
+
+    #[test]
+    fn no_topology_leaves_the_configuration_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ServeConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..ServeConfig::default()
+        };
+        let out = apply_with_host(cfg.clone(), no_host).unwrap();
+        assert_eq!(format!("{out:?}"), format!("{cfg:?}"));
+    }
+
+    #[test]
+    fn standard_edition_keeps_the_default_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = bootstrapped(dir.path(), STANDARD, Some("se01.contoso.com"));
+        let out = apply_with_host(cfg, no_host).unwrap();
+        assert!(out.database.is_none(), "{out:?}");
+        assert_eq!(out.sqlite_path(), dir.path().join("confab.db"));
+        assert_eq!(out.domain, "contoso.com");
+        assert_eq!(out.sip.to_string(), "0.0.0.0:5060");
+        assert_eq!(out.tls.to_string(), "0.0.0.0:5061");
+        assert_eq!(out.http.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn standard_edition_elsewhere_and_host_fqdn() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = STANDARD.replace("sqlite = \"confab.db\"", "sqlite = \"db/backend.db\"");
+        let cfg = bootstrapped(dir.path(), &source, None);
+        let out = apply_with_host(cfg, || "SE01.contoso.com".into()).unwrap();
+        let url = out.database.unwrap();
+        assert!(url.starts_with("sqlite://"), "{url}");
+        assert!(url.contains("/db/backend.db"), "{url}");
+    }
+
+    #[test]
+    fn enterprise_front_end_gets_postgres_and_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = bootstrapped(dir.path(), ENTERPRISE, Some("fe01.fabrikam.com"));
+        let out = apply_with_host(cfg, no_host).unwrap();
+        assert_eq!(
+            out.database.as_deref(),
+            Some("postgres://confab:secret@db.fabrikam.com/confab")
+        );
+        assert_eq!(out.domain, "fabrikam.com");
+        assert_eq!(out.sip.to_string(), "10.0.0.11:15060");
+        assert_eq!(out.tls.to_string(), "10.0.0.11:15061");
+        assert_eq!(out.http.to_string(), "10.0.0.11:18080");
+
+        // The second front end has no address and default ports.
+        let cfg = bootstrapped(dir.path(), ENTERPRISE, Some("fe02.fabrikam.com"));
+        let out = apply_with_host(cfg, no_host).unwrap();
+        assert!(out.database.unwrap().starts_with("postgres://"));
+        assert_eq!(out.sip.to_string(), "0.0.0.0:5060");
+    }
+
+    #[test]
+    fn explicit_values_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = bootstrapped(dir.path(), ENTERPRISE, Some("fe01.fabrikam.com"));
+        cfg.database = Some("postgres://me@elsewhere/db".into());
+        cfg.domain = "mine.example".into();
+        cfg.sip = "127.0.0.1:25060".parse().unwrap();
+        cfg.http = "127.0.0.1:28080".parse().unwrap();
+        let out = apply_with_host(cfg, no_host).unwrap();
+        assert_eq!(out.database.as_deref(), Some("postgres://me@elsewhere/db"));
+        assert_eq!(out.domain, "mine.example");
+        assert_eq!(out.sip.to_string(), "127.0.0.1:25060");
+        assert_eq!(out.http.to_string(), "127.0.0.1:28080");
+        // Not given: from the topology.
+        assert_eq!(out.tls.to_string(), "10.0.0.11:15061");
+    }
+
+    #[test]
+    fn director_only_machine_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = bootstrapped(dir.path(), ENTERPRISE, Some("dir01.fabrikam.com"));
+        let err = apply_with_host(cfg, no_host).unwrap_err().to_string();
+        assert!(err.contains("dir01.fabrikam.com"), "{err}");
+        assert!(err.contains("role(s) director"), "{err}");
+        assert!(err.contains("topology version 3"), "{err}");
+        assert!(err.contains("not built yet"), "{err}");
+    }
+
+    #[test]
+    fn machine_not_in_the_topology() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = bootstrapped(dir.path(), ENTERPRISE, None);
+        let err = apply_with_host(cfg, || "stranger.fabrikam.com".into())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stranger.fabrikam.com"), "{err}");
+        assert!(err.contains("not in topology version 3"), "{err}");
+    }
+}
