@@ -13,6 +13,8 @@
 #   --micro / --no-micro    also run the parser micro-benchmark (cargo bench, pinned to
 #                           one core with taskset); default: on for full runs, off for --smoke
 #   -- ARGS...              passed to lib/bench.py for both servers (see lib/bench.py -h)
+# Env: CONFAB_BIN (skip the build), PRESENCE_ARGS (extra lib/presence.py options, e.g.
+#      "--presentities 2000 --step-secs 10"; default 10,000 users x 20 watchers)
 #
 # What it does: builds target/release/confab (cargo build --release -p confab) unless
 # CONFAB_BIN is set; writes a CSV of users user0000..user{N-1}@bench.test / "pw" and
@@ -44,7 +46,7 @@ while [ $# -gt 0 ]; do
     --micro) MICRO=1 ;;
     --no-micro) MICRO=0 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -134,6 +136,7 @@ PY
   if [ $WANT_PRESENCE = 1 ]; then
     python3 "$HERE/lib/presence.py" "$CONFAB_SIP" "@$CONFAB_RUNDIR/confab.pid" \
       --out "$OUT/confab/presence" --domain "$DOMAIN" $([ $SMOKE = 1 ] && echo --smoke) \
+      ${PRESENCE_ARGS:-} \
       || { echo "!! presence against confab failed (exit $?)" >&2; FAILED+=("confab presence"); }
   fi
   "$HERE/lib/confab.sh" stop

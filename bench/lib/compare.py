@@ -40,7 +40,7 @@ def lat(rtt, rtd="1"):
     a, b = pct(rtt, "p50", rtd), pct(rtt, "p99", rtd)
     if a is None:
         return "-"
-    return f"{a:.0f} / {b:.0f}"
+    return f"{a:.0f}/{b:.0f}"
 
 
 def ratio(c, k):
@@ -101,7 +101,7 @@ def main():
             kcapped = " (capped)" if (k or {}).get("capped_by_max_rate") else ""
             mem = lambda x: (x.get("mem") or {}).get("pss_kb")
             w(f"| {LABEL[t]} | {tr} | {num(cr)} {UNIT[t]}{capped} | {num(kr)} {UNIT[t]}{kcapped} | "
-              f"{num(r, 2) if r else '-'} | {verdict(r, 1.2)} | {lat(cc.get('rtt_ms'))} | {lat(kc.get('rtt_ms'))} | "
+              f"{num(r, 2) if r else '-'} | {'n/a: ramp capped by --max-rate' if capped or kcapped else verdict(r, 1.2)} | {lat(cc.get('rtt_ms'))} | {lat(kc.get('rtt_ms'))} | "
               f"{num((cc.get('cpu') or {}).get('server_cores'), 2)} / {num((kc.get('cpu') or {}).get('server_cores'), 2)} | "
               f"{num((mem(cc) or 0) / 1024, 1) if mem(cc) else '-'} / {num((mem(kc) or 0) / 1024, 1) if mem(kc) else '-'} |")
     w("")
@@ -113,7 +113,7 @@ def main():
           "(PSS summed over the process tree: Kamailio's shared memory counted once). "
           "Refresh p99 = SIPp p99 of refresh REGISTER (with digest) → 200. "
           "CPU per refresh = server CPU while holding / refreshes per second.\n")
-        w("| transport | endpoints (requested) | registered confab / Kamailio | bytes/endpoint confab | bytes/endpoint Kamailio | confab/Kamailio | target | PSS held MiB confab / Kamailio | refresh p50/p99 ms confab / Kamailio | initial REGISTER p99 ms confab / Kamailio | CPU µs per refresh confab / Kamailio | notes |")
+        w("| transport | endpoints (requested) | registered confab / Kamailio | bytes/endpoint confab | bytes/endpoint Kamailio | confab/Kamailio | target | PSS held MiB confab / Kamailio | refresh p50/p99 ms confab vs Kamailio | initial REGISTER p99 ms confab / Kamailio | CPU µs per refresh confab / Kamailio | notes |")
         w("|---|---|---|---|---|---|---|---|---|---|---|---|")
         keys = []
         for h in holds_c + holds_k:
@@ -143,7 +143,7 @@ def main():
             w(f"| {kk[0]} | {(c or k).get('users', '-')} ({kk[1]}) | {(c or {}).get('registered', '-')} / {(k or {}).get('registered', '-')} | "
               f"{num(cb)} | {num(kb)} | {num(r, 2) if r else '-'} | {verdict(r, 1.0, higher_better=False) if r else 'n/a'} | "
               f"{num(pssc / 1024, 1) if pssc else '-'} / {num(pssk / 1024, 1) if pssk else '-'} | "
-              f"{lat((c or {}).get('rtt_ms'), 2)} / {lat((k or {}).get('rtt_ms'), 2)} (target p99 < 50) | "
+              f"{lat((c or {}).get('rtt_ms'), 2)} vs {lat((k or {}).get('rtt_ms'), 2)} (target p99 < 50) | "
               f"{num(p99c)} / {num(p99k)} | {num(us_per_refresh(c))} / {num(us_per_refresh(k))} | {notes} |")
         w("")
     w("## Presence (PUBLISH + SUBSCRIBE/NOTIFY), confab only\n")

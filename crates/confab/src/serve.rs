@@ -216,7 +216,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         http = %http_addr,
         data = %cfg.data_dir.display(),
         users = n_users,
-        "confab Standard Edition front end ready"
+        "confab front end ready"
     );
 
     let shutdown = shutdown_signal();

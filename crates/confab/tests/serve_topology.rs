@@ -388,7 +388,7 @@ fn enterprise_scenario(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("topology.toml");
     let (ports1, sip1, _, _) = front_end_ports();
-    let (ports2, sip2, _, _) = front_end_ports();
+    let (ports2, topo_sip2, _, _) = front_end_ports();
     std::fs::write(
         &file,
         format!(
@@ -416,7 +416,6 @@ roles = ["front-end"]
 {ports1}
 [[pool.machine]]
 fqdn = "fe02.contoso.com"
-addresses = ["127.0.0.1"]
 roles = ["front-end"]
 {ports2}"#
         ),
@@ -447,10 +446,24 @@ roles = ["front-end"]
         ],
     ));
 
-    // Both front ends start from their replica alone: database, domain, address
-    // and ports come from the topology.
+    // The first front end starts from its replica alone: database, domain, address
+    // and ports come from the topology. The second has no address in the topology,
+    // so it is given loopback addresses on other ports by flag (the flags win);
+    // its database and domain still come from the topology.
+    let (sip2, tls2, http2) = (free_port(), free_port(), free_port());
     let mut s1 = Server::start(&fe1, &[]);
-    let mut s2 = Server::start(&fe2, &[]);
+    let mut s2 = Server::start(
+        &fe2,
+        &[
+            "--sip",
+            &format!("127.0.0.1:{sip2}"),
+            "--tls",
+            &format!("127.0.0.1:{tls2}"),
+            "--http",
+            &format!("127.0.0.1:{http2}"),
+        ],
+    );
+    assert_ne!(sip2, topo_sip2);
     for (server, sip, fqdn) in [
         (&mut s1, sip1, "fe01.contoso.com"),
         (&mut s2, sip2, "fe02.contoso.com"),
