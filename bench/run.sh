@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
     --micro) MICRO=1 ;;
     --no-micro) MICRO=0 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
