@@ -1,7 +1,7 @@
 //! The dispatcher: classifies every message and hands it to the registrar, the
 //! proxy or the presence agent.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -610,26 +610,12 @@ impl Core {
             return Some(b.flow);
         }
         let u = Uri::parse(uri).ok()?;
-        let transport = match u.transport().and_then(Transport::parse) {
-            Some(t) => t,
-            None if u.scheme == Scheme::Sips => Transport::Tls,
-            None => Transport::Udp,
-        };
-        if matches!(transport, Transport::Ws | Transport::Wss) {
-            return None;
-        }
-        let host = u.host.trim_start_matches('[').trim_end_matches(']');
-        let ip: IpAddr = host.parse().ok()?;
-        let port = u.port.unwrap_or(if transport == Transport::Tls {
-            5061
+        let default = if u.scheme == Scheme::Sips {
+            Transport::Tls
         } else {
-            5060
-        });
-        Some(Dest {
-            transport,
-            addr: SocketAddr::new(ip, port),
-            conn: None,
-        })
+            Transport::Udp
+        };
+        Dest::for_uri(&u, default)
     }
 
     /// Returns the authenticated address, or `None` after answering (challenge,

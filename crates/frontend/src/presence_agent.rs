@@ -299,29 +299,14 @@ impl Core {
     fn send_notify(&mut self, id: u64, terminated: Option<&str>) {
         let now = self.now;
         let branch = self.new_branch();
+        let Some(flow) = self.pa.subs.get(&id).map(|s| s.flow) else {
+            return;
+        };
+        let via = self.our_via(flow.transport, &branch);
         let Some(sub) = self.pa.subs.get_mut(&id) else {
             return;
         };
         sub.cseq += 1;
-        let flow = sub.flow;
-        let via = format!(
-            "SIP/2.0/{} {}:{};branch={branch}",
-            flow.transport.via_name(),
-            self.cfg.advertise.host,
-            match flow.transport {
-                crate::Transport::Udp | crate::Transport::Tcp => self.cfg.advertise.sip_port,
-                crate::Transport::Tls => self
-                    .cfg
-                    .advertise
-                    .tls_port
-                    .unwrap_or(self.cfg.advertise.sip_port),
-                _ => self
-                    .cfg
-                    .advertise
-                    .ws_port
-                    .unwrap_or(self.cfg.advertise.sip_port),
-            }
-        );
         let state = match terminated {
             Some(reason) => format!("terminated;reason={reason}"),
             None => format!(

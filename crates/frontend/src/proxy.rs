@@ -304,8 +304,6 @@ impl Core {
             };
             if better && let Some(r) = resp {
                 ctx.best = Some(r);
-            } else if ctx.best.is_none() {
-                ctx.best = None;
             }
             if (600..700).contains(&code) && invite {
                 self.cancel_pending(id);

@@ -294,22 +294,7 @@ fn reconnect_dest(b: &Binding) -> Option<Dest> {
     if uri.param("ms-opaque").is_some() {
         return None;
     }
-    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-    let ip: std::net::IpAddr = host.parse().ok()?;
-    let transport = uri
-        .transport()
-        .and_then(Transport::parse)
-        .unwrap_or(b.flow.transport);
-    let default_port = if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    };
-    Some(Dest {
-        transport,
-        addr: std::net::SocketAddr::new(ip, uri.port.unwrap_or(default_port)),
-        conn: None,
-    })
+    Dest::for_uri(&uri, b.flow.transport)
 }
 
 fn unindex(

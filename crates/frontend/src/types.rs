@@ -69,6 +69,33 @@ pub struct Dest {
     pub conn: Option<ConnId>,
 }
 
+impl Dest {
+    /// Where to reach a URI with no connection: its host must be an IP literal; the
+    /// transport is its `transport` parameter, else `default`. WebSocket URIs can't
+    /// be reached this way (the client connects to us).
+    pub fn for_uri(uri: &confab_sip::Uri<'_>, default: Transport) -> Option<Dest> {
+        let transport = uri
+            .transport()
+            .and_then(Transport::parse)
+            .unwrap_or(default);
+        if matches!(transport, Transport::Ws | Transport::Wss) {
+            return None;
+        }
+        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+        let ip: std::net::IpAddr = host.parse().ok()?;
+        let port = uri.port.unwrap_or(if transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        });
+        Some(Dest {
+            transport,
+            addr: SocketAddr::new(ip, port),
+            conn: None,
+        })
+    }
+}
+
 /// Work for the transport layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
