@@ -3,8 +3,9 @@
 //! Everything here treats confab as a black box: the `confab` binary is run as a
 //! child process ([`ConfabServer`]) in a fresh temporary data directory, users are
 //! provisioned through its CLI, and the server is driven from the outside by real SIP
-//! tools ([`Sipp`], the baresip script under `tests/clients/baresip/`) or by the small
-//! clients in this crate ([`sip::Ua`] over UDP, TCP or WebSocket).
+//! tools ([`Sipp`], the baresip script under `tests/clients/baresip/`, pidgin-sipe in
+//! bitlbee through `tests/clients/sipe/` ([`sipe`])) or by the small clients in this
+//! crate ([`sip::Ua`] over UDP, TCP or WebSocket).
 //!
 //! Conventions:
 //! * everything listens on and talks to 127.0.0.1 only;
@@ -26,6 +27,7 @@ pub mod digest;
 pub mod ports;
 pub mod server;
 pub mod sip;
+pub mod sipe;
 pub mod sipp;
 pub mod tools;
 pub mod ws;

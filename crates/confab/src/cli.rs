@@ -46,6 +46,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage user accounts
     User(UserArgs),
+    /// Manage users' server-side contact lists
+    Contact(ContactArgs),
     /// Write, validate, publish and read back the deployment's topology
     Topology(crate::cmd_topology::TopologyArgs),
     /// Check this machine against the requirements of its roles
@@ -152,6 +154,50 @@ pub enum UserCommand {
     },
 }
 
+#[derive(Args)]
+pub struct ContactArgs {
+    /// Database URL [default: the database option of the config file, else the sqlite
+    /// file DATA/confab.db]
+    #[arg(long, value_name = "URL", global = true)]
+    pub database: Option<String>,
+
+    #[command(subcommand)]
+    pub command: ContactCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ContactCommand {
+    /// Add a contact to a user's list, or change the alias or group of one already there
+    Add {
+        /// The user whose list it is: alice@example.com
+        owner: String,
+        /// The contact: bob@example.com or sip:bob@example.com (any domain)
+        uri: String,
+        /// Alias shown instead of the contact's display name ("" clears it)
+        #[arg(long, value_name = "ALIAS")]
+        name: Option<String>,
+        /// Group to put the contact in, created if missing [default for a new contact:
+        /// "~", which clients show as "Other Contacts"]
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+    },
+    /// Remove a contact from a user's list
+    Remove {
+        /// The user whose list it is
+        owner: String,
+        /// The contact to remove
+        uri: String,
+    },
+    /// Show a user's contact list
+    List {
+        /// The user whose list it is
+        owner: String,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// Where the password comes from: exactly one of the two.
 #[derive(Args)]
 #[group(required = true, multiple = false)]
@@ -188,6 +234,7 @@ impl Cli {
                 o.database = s.database.clone();
             }
             Command::User(u) => o.database = u.database.clone(),
+            Command::Contact(c) => o.database = c.database.clone(),
             _ => {}
         }
         o
@@ -222,6 +269,35 @@ mod tests {
         assert_eq!(o.data_dir, Some(PathBuf::from("/d")));
         assert_eq!(o.log_level.as_deref(), Some("debug"));
         assert_eq!(o.database.as_deref(), Some("postgres://h/db"));
+    }
+
+    #[test]
+    fn contact_commands() {
+        let cli = Cli::try_parse_from([
+            "confab",
+            "contact",
+            "add",
+            "alice@example.com",
+            "bob@example.com",
+            "--group",
+            "Team",
+            "--database",
+            "postgres://h/db",
+        ])
+        .unwrap();
+        assert_eq!(cli.overrides().database.as_deref(), Some("postgres://h/db"));
+        let Command::Contact(args) = cli.command else {
+            panic!("not a contact command");
+        };
+        assert!(matches!(
+            args.command,
+            ContactCommand::Add { name: None, group: Some(g), .. } if g == "Team"
+        ));
+        assert!(Cli::try_parse_from(["confab", "contact", "add", "alice@example.com"]).is_err());
+        assert!(
+            Cli::try_parse_from(["confab", "contact", "list", "alice@example.com", "--json"])
+                .is_ok()
+        );
     }
 
     #[test]

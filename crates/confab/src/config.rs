@@ -154,6 +154,9 @@ pub struct AuthConfig {
     pub allow_unauthenticated: bool,
     /// Also offer SHA-256 digest challenges (RFC 7616); MD5 is always offered.
     pub digest_sha256: bool,
+    /// The server FQDN Lync clients see as NTLM `targetname` (MS-SIPAE); default:
+    /// the advertised host.
+    pub server_fqdn: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -165,6 +168,7 @@ impl Default for AuthConfig {
             failure_window_secs: 60,
             allow_unauthenticated: false,
             digest_sha256: false,
+            server_fqdn: None,
         }
     }
 }
@@ -450,6 +454,14 @@ fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
     if cfg.data_dir.as_os_str().is_empty() {
         return problem("data_dir", "the data directory must not be empty");
     }
+    if let Some(fqdn) = &cfg.auth.server_fqdn
+        && !confab_store::is_valid_host_name(fqdn)
+    {
+        return problem(
+            "auth.server_fqdn",
+            format!("{fqdn:?} is not a valid host name (e.g. fe01.contoso.com)"),
+        );
+    }
     if let Some(url) = &cfg.database
         && confab_store::Backend::from_url(url).is_err()
     {
@@ -576,6 +588,19 @@ mod tests {
         assert!(
             url.starts_with("sqlite:///") && url.ends_with("/confab-data/confab.db?mode=rwc"),
             "{url}"
+        );
+    }
+
+    #[test]
+    fn server_fqdn_is_checked_with_its_line() {
+        let cfg = load_text("[auth]\nserver_fqdn = \"fe01.example.com\"\n").unwrap();
+        assert_eq!(cfg.auth.server_fqdn.as_deref(), Some("fe01.example.com"));
+        let err = load_text("[auth]\n\nserver_fqdn = \"not a host\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("auth.server_fqdn"),
+            "{err}"
         );
     }
 

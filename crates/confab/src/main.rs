@@ -5,6 +5,7 @@ mod cmd_bootstrap;
 mod cmd_prereq;
 mod cmd_topology;
 mod config;
+mod contacts;
 mod roles;
 mod serve;
 mod users;
@@ -42,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(_) => serve::run(cfg).await,
             Command::User(args) => users::run(&cfg, args.command).await,
+            Command::Contact(args) => contacts::run(&cfg, args.command).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,

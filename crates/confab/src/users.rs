@@ -146,12 +146,18 @@ fn credentials(address: &Address, password: &str) -> StoredCredentials {
 }
 
 fn check_display_name(name: &str) -> anyhow::Result<String> {
+    check_name("display name", name)
+}
+
+/// `name` trimmed; refused if it holds control characters or is longer than 256
+/// characters. `what` names it in the error ("display name").
+pub(crate) fn check_name(what: &str, name: &str) -> anyhow::Result<String> {
     let name = name.trim();
     if name.chars().any(char::is_control) {
-        bail!("the display name must not contain control characters");
+        bail!("the {what} must not contain control characters");
     }
     if name.chars().count() > 256 {
-        bail!("the display name is longer than 256 characters");
+        bail!("the {what} is longer than 256 characters");
     }
     Ok(name.to_owned())
 }
@@ -177,7 +183,7 @@ fn read_password(args: &PasswordArgs) -> anyhow::Result<Zeroizing<String>> {
     Ok(password)
 }
 
-fn yes_no(b: bool) -> &'static str {
+pub(crate) fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 

@@ -3,98 +3,13 @@
 // Test helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod cli_env;
+
+use cli_env::*;
+use std::process::Command;
 
 use confab_auth::credentials::derive;
-use confab_store::{Store, UserChange};
-
-/// A temporary working directory with a data directory inside it.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_confab"));
-        cmd.arg("--data")
-            .arg(self.data())
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("RUST_LOG");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs a command that must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_ok(&out, args);
-        stdout(&out)
-    }
-
-    /// Runs a command that must fail with exit code 1; returns its standard error.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
-        assert!(out.stdout.is_empty(), "{args:?} printed: {}", stdout(&out));
-        stderr(&out)
-    }
-
-    async fn store(&self) -> Store {
-        Store::open_sqlite(&self.data().join("confab.db"))
-            .await
-            .unwrap()
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
-
-fn assert_ok(out: &Output, what: &[&str]) {
-    assert!(out.status.success(), "{what:?} failed: {}", stderr(out));
-    assert_eq!(stderr(out), "", "{what:?} wrote to stderr");
-}
+use confab_store::UserChange;
 
 /// The data rows of `user list` (header skipped), split on runs of 2+ spaces.
 fn table(list: &str) -> Vec<Vec<String>> {

@@ -56,6 +56,8 @@ pub struct CoreConfig {
     /// Also offer `algorithm=SHA-256` challenges (RFC 7616). Responses using
     /// SHA-256 are always verified; offering it breaks some deployed clients.
     pub digest_offer_sha256: bool,
+    /// The FQDN Lync clients see as NTLM `targetname`; `None`: the advertised host.
+    pub ntlm_target: Option<String>,
 }
 
 impl CoreConfig {
@@ -81,6 +83,7 @@ impl CoreConfig {
             failure_window: Duration::from_secs(60),
             allow_unauthenticated: false,
             digest_offer_sha256: false,
+            ntlm_target: None,
         }
     }
 }
@@ -160,6 +163,8 @@ impl Core {
     pub fn apply_directory_change(&mut self, change: DirectoryChange, now: Instant) {
         self.now = now;
         if let Some(gone) = self.directory.apply(change) {
+            // Lync hook: Lync endpoints are told they were signed out.
+            self.lync_sign_out(&gone);
             let ev = self.registrar.remove_all(&gone);
             if !ev.removed.is_empty() {
                 info!(user = %gone, "user disabled or removed: registrations ended");
@@ -383,7 +388,10 @@ impl Core {
             }
             RequestMatch::AckAbsorbed => return,
             RequestMatch::Ack => {
-                self.route_ack(&msg, src);
+                // Lync hook: the ACK of an IM gateway session ends here.
+                if !self.lync_im_is_session(&msg) {
+                    self.route_ack(&msg, src);
+                }
                 return;
             }
         };
@@ -421,6 +429,10 @@ impl Core {
 
         // Requests inside a dialog this server owns (presence subscriptions).
         if msg.to_tag().is_some() {
+            // Lync hook: a request inside an IM gateway session.
+            if self.lync_im_in_dialog(&key, &msg) {
+                return;
+            }
             if let Some(id) = self.pa.dialog(msg.call_id(), msg.to_tag().unwrap_or("")) {
                 self.in_dialog_local(&key, &msg, id);
                 return;
@@ -555,6 +567,24 @@ impl Core {
             return;
         }
 
+        // Lync hook: what a Lync client asks of its own address (contact list,
+        // category publication, roaming data, batched presence subscriptions).
+        if identity.as_deref() == Some(target.as_str()) {
+            match method {
+                Method::Subscribe => {
+                    if let Some(kind) = crate::lync::lync_subscription_kind(&msg) {
+                        self.lync_subscribe(&key, &msg, src, &target, kind);
+                        return;
+                    }
+                }
+                Method::Service => {
+                    self.lync_service(&key, &msg, src, &target);
+                    return;
+                }
+                _ => {}
+            }
+        }
+
         match method {
             Method::Publish => {
                 self.handle_publish(&key, &msg, identity.as_deref(), &target);
@@ -576,6 +606,16 @@ impl Core {
             .collect();
         if bindings.is_empty() {
             self.reply(&key, &msg, 480, |b| b.reason("User is offline"));
+            return;
+        }
+        // Lync hook: IM from a Lync client to a user with no Lync endpoint.
+        if method == Method::Invite
+            && src.conn.is_some_and(|c| self.lync.is_signed(c))
+            && crate::lync::im::is_im_offer(&msg)
+            && self.lync_needs_im_gateway(&bindings)
+        {
+            let caller = identity.clone().unwrap_or_default();
+            self.lync_im_invite(&key, &msg, src, &caller, &target, bindings);
             return;
         }
         match method {
@@ -610,6 +650,21 @@ impl Core {
             return Some(b.flow);
         }
         let u = Uri::parse(uri).ok()?;
+        // A GRUU we issued (`sip:aor;opaque=user:epid:<id>;gruu`): the endpoint
+        // whose `+sip.instance` carries that id.
+        if let Some(Some(opaque)) = u.param("opaque")
+            && let Some(epid) = opaque.strip_prefix("user:epid:")
+            && u.param("gruu").is_some()
+            && self.is_our_host(u.host)
+        {
+            let aor = u.aor();
+            return self
+                .registrar
+                .lookup(&aor, self.now)
+                .into_iter()
+                .find(|b| b.instance.as_deref().is_some_and(|i| i.contains(epid)))
+                .map(|b| b.flow);
+        }
         let default = if u.scheme == Scheme::Sips {
             Transport::Tls
         } else {

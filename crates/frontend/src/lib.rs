@@ -6,6 +6,7 @@
 //! transport layer to carry out. It owns no socket, task or clock, so every
 //! behaviour is testable deterministically (see `tests/`).
 
+pub mod contacts;
 mod core;
 pub mod directory;
 mod lync;
@@ -17,5 +18,6 @@ pub mod types;
 
 pub use crate::core::{Advertise, Core, CoreConfig};
 pub use directory::{Directory, DirectoryChange, UserEntry};
+pub use lync::StoreRequest;
 pub use metrics::Metrics;
 pub use types::{ConnId, Dest, Output, Transport};

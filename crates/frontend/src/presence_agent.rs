@@ -1,11 +1,17 @@
 //! Presence agent (RFC 3856 with RFC 3903 PUBLISH and RFC 6665 subscriptions):
 //! this server is the notifier for every user of its domain.
+//!
+//! It owns every subscription dialog this server is the notifier of: RFC 3856
+//! presence with PIDF bodies, and the Lync subscriptions (batched category
+//! presence, the roaming contact list, roaming-self and in-band provisioning;
+//! see [`SubKind`]). One presence state per user (the [`Compositor`]) feeds
+//! both body formats, so SIMPLE and Lync clients see each other.
 
 use std::time::{Duration, Instant};
 
 use confab_presence::{
-    Compositor, CompositorLimits, Policy, PresenceState, PublishRequest, WatcherLimits, Watchers,
-    parse_pidf, render_pidf,
+    Compositor, CompositorLimits, Policy, PresenceState, PublishRequest, WatchError, WatcherLimits,
+    Watchers, mspres, parse_pidf, render_pidf,
 };
 use confab_sip::header::NameAddr;
 use confab_sip::transaction::{ClientKey, ServerKey};
@@ -17,9 +23,45 @@ use crate::core::{Core, event_is};
 use crate::metrics::Metrics;
 use crate::types::Dest;
 
-/// One presence subscription (a dialog this server owns as notifier).
+/// What a subscription is for, and so which Event and body its NOTIFYs carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SubKind {
+    /// RFC 3856 presence of `target`, PIDF bodies.
+    Pidf,
+    /// Lync batched presence of `resources` (MS-PRES categories, one NOTIFY or
+    /// BENOTIFY per resource).
+    Categories,
+    /// The contact list of `target` (`vnd-microsoft-roaming-contacts`).
+    Contacts,
+    /// `target`'s own categories, containers and subscribers (`vnd-microsoft-roaming-self`).
+    RoamingSelf,
+    /// In-band provisioning (`vnd-microsoft-provisioning-v2`): one NOTIFY, then over.
+    Provisioning,
+}
+
+impl SubKind {
+    fn event(self) -> &'static str {
+        match self {
+            SubKind::Pidf | SubKind::Categories => "presence",
+            SubKind::Contacts => "vnd-microsoft-roaming-contacts",
+            SubKind::RoamingSelf => "vnd-microsoft-roaming-self",
+            SubKind::Provisioning => "vnd-microsoft-provisioning-v2",
+        }
+    }
+}
+
+/// Watch index key: (subscription, resource index).
+pub(crate) type WatchId = (u64, u32);
+
+/// One subscription (a dialog this server owns as notifier).
 struct Sub {
+    kind: SubKind,
+    /// Pidf: the watched user; Lync kinds: the subscriber (owner) itself.
     target: String,
+    /// Categories: the watched users (`user@domain`).
+    resources: Vec<String>,
+    /// Later NOTIFYs may go as BENOTIFY (no response expected; `Supported: ms-benotify`).
+    benotify: bool,
     call_id: String,
     our_tag: String,
     /// The subscriber's From header value (with its tag): our To.
@@ -34,13 +76,18 @@ struct Sub {
 }
 
 pub(crate) struct PresenceAgent {
-    compositor: Compositor,
-    watchers: Watchers<u64>,
+    pub(crate) compositor: Compositor,
+    /// Who watches whose presence (Pidf and Categories subscriptions).
+    watchers: Watchers<WatchId>,
+    /// Whose own data a subscription follows (Contacts, RoamingSelf).
+    owners: Watchers<WatchId>,
     subs: FxHashMap<u64, Sub>,
     by_dialog: FxHashMap<(String, String), u64>,
     own: FxHashMap<ClientKey, u64>,
     policy: Policy,
     next_id: u64,
+    /// Version counter for category documents.
+    version: u32,
 }
 
 impl PresenceAgent {
@@ -56,7 +103,11 @@ impl PresenceAgent {
             ),
             watchers: Watchers::new(WatcherLimits {
                 max_subscriptions_per_watcher: 1000,
-                max_subscriptions: 2_000_000,
+                max_subscriptions: 4_000_000,
+            }),
+            owners: Watchers::new(WatcherLimits {
+                max_subscriptions_per_watcher: 64,
+                max_subscriptions: 1_000_000,
             }),
             subs: FxHashMap::default(),
             by_dialog: FxHashMap::default(),
@@ -65,6 +116,7 @@ impl PresenceAgent {
                 same_domain_visible,
             },
             next_id: 1,
+            version: 0,
         }
     }
 
@@ -79,10 +131,14 @@ impl PresenceAgent {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.compositor.next_expiry(), self.watchers.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.compositor.next_expiry(),
+            self.watchers.next_expiry(),
+            self.owners.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Aggregated state of a user (for other front-end parts and tests).
@@ -104,6 +160,7 @@ impl Core {
                 .set_endpoint_state(aor, endpoint, PresenceState::online())
                 .unwrap_or(false)
         } else {
+            self.lync_endpoint_gone(aor, endpoint);
             self.pa.compositor.clear_endpoint(aor, endpoint)
         };
         if changed {
@@ -111,15 +168,33 @@ impl Core {
         }
     }
 
-    fn notify_watchers(&mut self, aor: &str) {
-        let ids: Vec<u64> = self
+    /// Tells every watcher of `aor` its new presence.
+    pub(crate) fn notify_watchers(&mut self, aor: &str) {
+        self.pa.version = self.pa.version.wrapping_add(1);
+        let ids: Vec<WatchId> = self
             .pa
             .watchers
             .watchers_of(aor)
             .map(|(id, _)| *id)
             .collect();
+        for (id, res) in ids {
+            self.send_notify(id, Some(res), None);
+        }
+    }
+
+    /// Sends the current contact list / roaming-self data to every endpoint of `owner`
+    /// subscribed to it.
+    pub(crate) fn notify_owner(&mut self, owner: &str, kind: SubKind) {
+        let ids: Vec<u64> = self
+            .pa
+            .owners
+            .watchers_of(owner)
+            .map(|(id, _)| id.0)
+            .collect();
         for id in ids {
-            self.send_notify(id, None);
+            if self.pa.subs.get(&id).is_some_and(|s| s.kind == kind) {
+                self.send_notify(id, None, None);
+            }
         }
     }
 
@@ -189,6 +264,7 @@ impl Core {
         }
     }
 
+    /// An RFC 3856 presence SUBSCRIBE of `watcher` to `target`.
     pub(crate) fn handle_subscribe(
         &mut self,
         key: &ServerKey,
@@ -203,6 +279,30 @@ impl Core {
             });
             return;
         }
+        self.subscribe(
+            key,
+            msg,
+            src,
+            SubKind::Pidf,
+            watcher,
+            target,
+            vec![target.to_owned()],
+        );
+    }
+
+    /// Creates a subscription dialog of `kind`, answers 200 and sends the first
+    /// NOTIFY(s). `resources` are the watched users (Pidf, Categories).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn subscribe(
+        &mut self,
+        key: &ServerKey,
+        msg: &Message,
+        src: Dest,
+        kind: SubKind,
+        watcher: &str,
+        target: &str,
+        resources: Vec<String>,
+    ) {
         let Some(contact) = msg
             .header_values(HeaderName::Contact)
             .next()
@@ -216,16 +316,23 @@ impl Core {
             self.reply(key, msg, 400, |b| b.reason("Malformed Contact URI"));
             return;
         }
-        let expires = msg
-            .expires()
-            .unwrap_or(3600)
-            .min(self.cfg.max_subscription_expires);
+        let expires = if kind == SubKind::Provisioning {
+            0
+        } else {
+            msg.expires()
+                .unwrap_or(3600)
+                .min(self.cfg.max_subscription_expires)
+        };
         let our_tag = self.new_tag();
         let our_contact = format!("<{}>", self.our_uri(src.transport));
         let id = self.pa.next_id;
         self.pa.next_id += 1;
+        let expires_at = self.now + Duration::from_secs(u64::from(expires));
         let sub = Sub {
+            kind,
             target: target.to_owned(),
+            resources,
+            benotify: msg.has_option(HeaderName::Supported, "ms-benotify"),
             call_id: msg.call_id().to_owned(),
             our_tag: our_tag.clone(),
             their_from: msg.header(HeaderName::From).unwrap_or("").to_owned(),
@@ -237,16 +344,17 @@ impl Core {
                 .collect(),
             cseq: 0,
             flow: src,
-            expires_at: self.now + Duration::from_secs(u64::from(expires)),
+            expires_at,
         };
         if expires > 0
-            && let Err(e) = self.pa.watchers.add(id, watcher, target, sub.expires_at)
+            && let Err(e) = self.index_sub(id, watcher, &sub)
         {
             self.reply(key, msg, 503, |b| {
                 b.reason(format!("Cannot subscribe: {e}"))
             });
             return;
         }
+        let n_resources = sub.resources.len();
         self.pa
             .by_dialog
             .insert((sub.call_id.clone(), our_tag.clone()), id);
@@ -254,13 +362,58 @@ impl Core {
         self.reply_tagged(key, msg, 200, &our_tag, |b| {
             b.header("Expires", expires.to_string())
                 .header("Contact", our_contact)
+                .header("Event", kind.event())
                 .copy_record_route()
         });
-        debug!(%watcher, %target, expires, "presence subscription");
-        if expires == 0 {
-            self.send_notify(id, Some("timeout"));
+        debug!(%watcher, %target, ?kind, expires, "subscription");
+        self.notify_all(id, n_resources, expires == 0);
+    }
+
+    /// Sends the full state of a subscription: one NOTIFY per resource for
+    /// Categories (BENOTIFY after the first when the client supports it).
+    fn notify_all(&mut self, id: u64, n_resources: usize, terminate: bool) {
+        let Some(kind) = self.pa.subs.get(&id).map(|s| s.kind) else {
+            return;
+        };
+        if kind == SubKind::Categories {
+            for i in 0..n_resources {
+                let last = i + 1 == n_resources;
+                let end = (terminate && last).then_some("timeout");
+                self.send_notify(id, Some(i as u32), end);
+            }
+            if n_resources == 0 {
+                self.send_notify(id, None, terminate.then_some("timeout"));
+            }
+        } else if kind == SubKind::Provisioning || terminate {
+            self.send_notify(id, Some(0), Some("timeout"));
         } else {
-            self.send_notify(id, None);
+            self.send_notify(id, Some(0), None);
+        }
+    }
+
+    fn index_sub(&mut self, id: u64, watcher: &str, sub: &Sub) -> Result<(), WatchError> {
+        match sub.kind {
+            SubKind::Pidf | SubKind::Categories => {
+                for (i, r) in sub.resources.iter().enumerate() {
+                    if let Err(e) = self
+                        .pa
+                        .watchers
+                        .add((id, i as u32), watcher, r, sub.expires_at)
+                    {
+                        for j in 0..i {
+                            self.pa.watchers.remove(&(id, j as u32));
+                        }
+                        return Err(e);
+                    }
+                }
+                Ok(())
+            }
+            SubKind::Contacts | SubKind::RoamingSelf => {
+                self.pa
+                    .owners
+                    .add((id, 0), watcher, &sub.target, sub.expires_at)
+            }
+            SubKind::Provisioning => Ok(()),
         }
     }
 
@@ -274,37 +427,164 @@ impl Core {
             .expires()
             .unwrap_or(3600)
             .min(self.cfg.max_subscription_expires);
-        let tag = self
+        let Some((tag, kind, n)) = self
             .pa
             .subs
             .get(&id)
-            .map(|s| s.our_tag.clone())
-            .unwrap_or_default();
+            .map(|s| (s.our_tag.clone(), s.kind, s.resources.len()))
+        else {
+            return;
+        };
         self.reply_tagged(key, msg, 200, &tag, |b| {
             b.header("Expires", expires.to_string())
+                .header("Event", kind.event())
         });
         if expires == 0 {
-            self.send_notify(id, Some("timeout"));
-        } else {
-            let at = self.now + Duration::from_secs(u64::from(expires));
-            if let Some(s) = self.pa.subs.get_mut(&id) {
-                s.expires_at = at;
+            self.notify_all(id, n, true);
+            return;
+        }
+        let at = self.now + Duration::from_secs(u64::from(expires));
+        if let Some(s) = self.pa.subs.get_mut(&id) {
+            s.expires_at = at;
+        }
+        for i in 0..n.max(1) {
+            self.pa.watchers.refresh(&(id, i as u32), at);
+        }
+        self.pa.owners.refresh(&(id, 0), at);
+        // A Lync client adds contacts to its batched subscription with an
+        // in-dialog SUBSCRIBE listing them: watch the new ones, and answer for
+        // those listed.
+        if kind == SubKind::Categories && !msg.body().is_empty() {
+            let listed = match mspres::parse_batch_subscribe(msg.body()) {
+                Ok(b) => b.resources,
+                Err(e) => {
+                    debug!(error = %e, "unreadable batch subscription refresh");
+                    Vec::new()
+                }
+            };
+            let mut indices = Vec::new();
+            for r in listed {
+                let aor = crate::lync::resource_aor(&r);
+                if !aor.contains('@') {
+                    continue;
+                }
+                let Some(sub) = self.pa.subs.get_mut(&id) else {
+                    return;
+                };
+                let i = match sub.resources.iter().position(|x| *x == aor) {
+                    Some(i) => i,
+                    None => {
+                        sub.resources.push(aor.clone());
+                        let i = sub.resources.len() - 1;
+                        let watcher = sub.target.clone();
+                        if self
+                            .pa
+                            .watchers
+                            .add((id, i as u32), &watcher, &aor, at)
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        i
+                    }
+                };
+                indices.push(i as u32);
             }
-            self.pa.watchers.refresh(&id, at);
-            self.send_notify(id, None);
+            for i in indices {
+                self.send_notify(id, Some(i), None);
+            }
+            return;
+        }
+        self.notify_all(id, n, false);
+    }
+
+    /// The body of a NOTIFY: (content type, document).
+    fn notify_body(&self, sub: &Sub, resource: Option<u32>) -> Option<(&'static str, String)> {
+        let watched = |i: Option<u32>| {
+            i.and_then(|i| sub.resources.get(i as usize))
+                .map(String::as_str)
+        };
+        match sub.kind {
+            SubKind::Pidf => {
+                let target = watched(Some(0)).unwrap_or(&sub.target);
+                let st = self.pa.compositor.aggregate(target);
+                Some((
+                    "application/pidf+xml",
+                    render_pidf(&format!("sip:{target}"), &st),
+                ))
+            }
+            SubKind::Categories => {
+                let r = watched(resource)?;
+                let st = if self.pa.policy.may_watch(&sub.target, r) {
+                    self.pa.compositor.aggregate(r)
+                } else {
+                    PresenceState::offline()
+                };
+                let name = self
+                    .directory
+                    .get(r)
+                    .and_then(|u| u.display_name.as_deref());
+                Some((
+                    "application/msrtc-event-categories+xml",
+                    mspres::render_categories(
+                        &format!("sip:{r}"),
+                        &st,
+                        name,
+                        &rfc3339(self.wall_ms),
+                        self.pa.version,
+                    ),
+                ))
+            }
+            SubKind::Contacts => Some((
+                "application/vnd-microsoft-roaming-contacts+xml",
+                self.lync_contact_list_document(&sub.target),
+            )),
+            SubKind::RoamingSelf => {
+                // The client's own categories are not echoed: SIPE would take a
+                // server-made `state` instance for another endpoint's and re-publish.
+                Some((
+                    "application/vnd-microsoft-roaming-self+xml",
+                    mspres::render_roaming_self(
+                        &format!("sip:{}", sub.target),
+                        None,
+                        &rfc3339(self.wall_ms),
+                        self.pa.version,
+                        &[],
+                    ),
+                ))
+            }
+            SubKind::Provisioning => Some((
+                "application/vnd-microsoft-roaming-provisioning-v2+xml",
+                crate::lync::provisioning_document(),
+            )),
         }
     }
 
-    /// Sends a NOTIFY with the current state; `terminated` ends the subscription.
-    fn send_notify(&mut self, id: u64, terminated: Option<&str>) {
+    /// Sends a NOTIFY (or BENOTIFY) with the current state of `resource`;
+    /// `terminated` ends the subscription.
+    fn send_notify(&mut self, id: u64, resource: Option<u32>, terminated: Option<&str>) {
         let now = self.now;
         let branch = self.new_branch();
-        let Some(flow) = self.pa.subs.get(&id).map(|s| s.flow) else {
+        let Some(sub) = self.pa.subs.get(&id) else {
             return;
         };
+        let flow = sub.flow;
+        let with_body = terminated.is_none() || sub.kind == SubKind::Provisioning;
+        let body = if with_body {
+            self.notify_body(sub, resource)
+        } else {
+            None
+        };
         let via = self.our_via(flow.transport, &branch);
+        let contact = format!("<{}>", self.our_uri(flow.transport));
         let Some(sub) = self.pa.subs.get_mut(&id) else {
             return;
+        };
+        // BENOTIFY (no response) for updates once the dialog is confirmed.
+        let method = if sub.benotify && sub.cseq > 0 && terminated.is_none() {
+            Method::Benotify
+        } else {
+            Method::Notify
         };
         sub.cseq += 1;
         let state = match terminated {
@@ -314,46 +594,39 @@ impl Core {
                 sub.expires_at.saturating_duration_since(now).as_secs()
             ),
         };
-        let entity = format!("sip:{}", sub.target);
-        let mut b = RequestBuilder::new(Method::Notify, sub.remote_target.clone())
+        let mut b = RequestBuilder::new(method.clone(), sub.remote_target.clone())
             .header("Via", via)
             .header("Max-Forwards", "70")
             .header("From", format!("<{}>;tag={}", sub.our_uri, sub.our_tag))
             .header("To", sub.their_from.clone())
             .header("Call-ID", sub.call_id.clone())
-            .header("CSeq", format!("{} NOTIFY", sub.cseq))
-            .header("Event", "presence")
+            .header("CSeq", format!("{} {}", sub.cseq, method.as_str()))
+            .header("Event", sub.kind.event())
             .header("Subscription-State", state);
         for r in &sub.route_set {
             b = b.header("Route", r.clone());
         }
-        let target = sub.target.clone();
-        let body = if terminated.is_none() {
-            let st = self.pa.compositor.aggregate(&target);
-            Some(render_pidf(&entity, &st))
-        } else {
-            None
-        };
-        let contact = format!("<{}>", self.our_uri(flow.transport));
         b = b.header("Contact", contact);
-        if let Some(body) = body {
-            b = b.body("application/pidf+xml", body);
+        if let Some((ct, body)) = body {
+            b = b.body(ct, body);
         }
         let bytes = b.build();
-        let key = ClientKey {
-            branch: branch.into(),
-            method: Method::Notify,
-        };
-        self.tx.start_client(
-            key.clone(),
-            bytes.clone(),
-            flow,
-            flow.transport.reliable(),
-            now,
-        );
+        if method == Method::Notify {
+            let key = ClientKey {
+                branch: branch.into(),
+                method: Method::Notify,
+            };
+            self.tx.start_client(
+                key.clone(),
+                bytes.clone(),
+                flow,
+                flow.transport.reliable(),
+                now,
+            );
+            self.pa.own.insert(key, id);
+        }
         self.send(flow, bytes);
         Metrics::inc(&self.metrics.presence_notifies_sent_total);
-        self.pa.own.insert(key, id);
         if terminated.is_some() {
             self.remove_sub(id);
         }
@@ -362,18 +635,21 @@ impl Core {
     fn remove_sub(&mut self, id: u64) {
         if let Some(s) = self.pa.subs.remove(&id) {
             self.pa.by_dialog.remove(&(s.call_id, s.our_tag));
+            for i in 0..s.resources.len().max(1) {
+                self.pa.watchers.remove(&(id, i as u32));
+            }
         }
-        self.pa.watchers.remove(&id);
+        self.pa.owners.remove(&(id, 0));
     }
 
     /// A response to one of our own requests (NOTIFY). Returns whether it was ours.
     pub(crate) fn own_response(&mut self, key: &ClientKey, resp: &Message) -> bool {
         let code = resp.status().unwrap_or(0);
-        if code < 200 {
-            return self.pa.own.contains_key(key);
+        if code < 200 && self.pa.own.contains_key(key) {
+            return true;
         }
         let Some(id) = self.pa.own.remove(key) else {
-            return false;
+            return self.lync_im_response(key, resp);
         };
         if code >= 300 && code != 401 && code != 407 {
             debug!(code, "watcher refused NOTIFY: subscription ended");
@@ -384,7 +660,7 @@ impl Core {
 
     pub(crate) fn own_timeout(&mut self, key: &ClientKey) -> bool {
         let Some(id) = self.pa.own.remove(key) else {
-            return false;
+            return self.lync_im_timeout(key);
         };
         self.remove_sub(id);
         true
@@ -395,8 +671,50 @@ impl Core {
         for aor in changed {
             self.notify_watchers(&aor);
         }
-        for id in self.pa.watchers.expire(self.now) {
-            self.send_notify(id, Some("timeout"));
+        let mut ended: Vec<u64> = self
+            .pa
+            .watchers
+            .expire(self.now)
+            .into_iter()
+            .chain(self.pa.owners.expire(self.now))
+            .map(|(id, _)| id)
+            .collect();
+        ended.sort_unstable();
+        ended.dedup();
+        for id in ended {
+            self.send_notify(id, None, Some("timeout"));
         }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a wall-clock time in milliseconds since the epoch.
+pub(crate) fn rfc3339(wall_ms: u64) -> String {
+    let secs = wall_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_000_000_000), "2026-11-18T11:06:40Z");
+        assert_eq!(super::rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
     }
 }

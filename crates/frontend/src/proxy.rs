@@ -341,7 +341,13 @@ impl Core {
                 }
             }
         }
-        let at = self.now + LINGER;
+        // Only an INVITE context lingers, to relay retransmitted 2xx (which bypass
+        // transactions). A non-INVITE one is done: its server transaction answers
+        // retransmitted requests, its client transactions absorb retransmitted
+        // responses. Keeping it (parsed request and best response) for 32 s held
+        // ~2 kB per MESSAGE at the relay rate.
+        let invite = self.proxy.ctxs.get(&id).is_some_and(|c| c.invite);
+        let at = if invite { self.now + LINGER } else { self.now };
         self.proxy.cleanup.push(Reverse((at, id)));
     }
 

@@ -58,9 +58,15 @@ pub struct BindingEvents {
 #[derive(Debug)]
 pub struct Registrar {
     by_aor: FxHashMap<String, Vec<Binding>>,
-    by_conn: FxHashMap<ConnId, Vec<String>>,
+    /// Per connection: the addresses with bindings on it, and how many.
+    by_conn: FxHashMap<ConnId, FxHashMap<String, u32>>,
     by_contact: FxHashMap<String, String>,
+    /// Expiry checks, at most one live entry per address-of-record (a refresh does
+    /// not add one; see `scheduled`).
     expiry: BinaryHeap<Reverse<(Instant, String)>>,
+    /// The time of each address's live entry in `expiry`; heap entries at another
+    /// time are stale and skipped.
+    scheduled: FxHashMap<String, Instant>,
     max_per_aor: usize,
     count: usize,
 }
@@ -79,6 +85,7 @@ impl Registrar {
             by_conn: FxHashMap::default(),
             by_contact: FxHashMap::default(),
             expiry: BinaryHeap::new(),
+            scheduled: FxHashMap::default(),
             max_per_aor,
             count: 0,
         }
@@ -184,10 +191,20 @@ impl Registrar {
                 }
             }
             if let Some(c) = flow.conn {
-                self.by_conn.entry(c).or_default().push(aor.to_owned());
+                *self
+                    .by_conn
+                    .entry(c)
+                    .or_default()
+                    .entry(aor.to_owned())
+                    .or_insert(0) += 1;
             }
             self.by_contact.insert(u.uri.clone(), aor.to_owned());
-            self.expiry.push(Reverse((expires_at, aor.to_owned())));
+            // An earlier check already scheduled covers this binding: it
+            // reschedules for the earliest binding left when it fires.
+            if self.scheduled.get(aor).is_none_or(|at| *at > expires_at) {
+                self.scheduled.insert(aor.to_owned(), expires_at);
+                self.expiry.push(Reverse((expires_at, aor.to_owned())));
+            }
         }
         if list.is_empty() {
             self.by_aor.remove(aor);
@@ -217,7 +234,7 @@ impl Registrar {
         let Some(aors) = self.by_conn.remove(&conn) else {
             return events;
         };
-        for aor in aors {
+        for aor in aors.into_keys() {
             let Some(list) = self.by_aor.get_mut(&aor) else {
                 continue;
             };
@@ -256,9 +273,13 @@ impl Registrar {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, aor))) = self.expiry.pop() else {
+            let Some(Reverse((at, aor))) = self.expiry.pop() else {
                 break;
             };
+            if self.scheduled.get(&aor) != Some(&at) {
+                continue; // stale: a later check replaced it
+            }
+            self.scheduled.remove(&aor);
             let Some(list) = self.by_aor.get_mut(&aor) else {
                 continue;
             };
@@ -273,11 +294,22 @@ impl Registrar {
                     i += 1;
                 }
             }
-            if list.is_empty() {
-                self.by_aor.remove(&aor);
+            match list.iter().map(|b| b.expires_at).min() {
+                Some(next) => {
+                    self.scheduled.insert(aor.clone(), next);
+                    self.expiry.push(Reverse((next, aor)));
+                }
+                None => {
+                    self.by_aor.remove(&aor);
+                }
             }
         }
         events
+    }
+
+    /// Entries in the expiry queue (live and stale), for tests and gauges.
+    pub fn expiry_queue_len(&self) -> usize {
+        self.expiry.len()
     }
 
     pub fn next_expiry(&self) -> Option<Instant> {
@@ -298,18 +330,21 @@ fn reconnect_dest(b: &Binding) -> Option<Dest> {
 }
 
 fn unindex(
-    by_conn: &mut FxHashMap<ConnId, Vec<String>>,
+    by_conn: &mut FxHashMap<ConnId, FxHashMap<String, u32>>,
     by_contact: &mut FxHashMap<String, String>,
     aor: &str,
     b: &Binding,
 ) {
     if let Some(c) = b.flow.conn
-        && let Some(v) = by_conn.get_mut(&c)
+        && let Some(m) = by_conn.get_mut(&c)
     {
-        if let Some(p) = v.iter().position(|a| a == aor) {
-            v.swap_remove(p);
+        if let Some(n) = m.get_mut(aor) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(aor);
+            }
         }
-        if v.is_empty() {
+        if m.is_empty() {
             by_conn.remove(&c);
         }
     }
@@ -450,5 +485,75 @@ mod tests {
             r.by_contact_uri("sip:127.0.0.1:4000;transport=tcp;ms-opaque=1f", t0)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn refreshes_do_not_grow_the_expiry_queue() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(4);
+        let aor = "alice@example.com";
+        for i in 0..1000u32 {
+            let now = t0 + Duration::from_secs(u64::from(i));
+            r.update(
+                aor,
+                "c1",
+                i + 1,
+                &[upd("sip:a@192.0.2.1", 600)],
+                flow(Some(1)),
+                now,
+            )
+            .unwrap();
+        }
+        assert!(
+            r.expiry_queue_len() <= 2,
+            "{} entries",
+            r.expiry_queue_len()
+        );
+        // The binding lives until 600 s after the last refresh, not the first.
+        let last = t0 + Duration::from_secs(999);
+        let ev = r.expire(t0 + Duration::from_secs(601));
+        assert!(ev.removed.is_empty());
+        assert_eq!(r.next_expiry(), Some(last + Duration::from_secs(600)));
+        assert!(r.expire(last + Duration::from_secs(599)).removed.is_empty());
+        assert_eq!(r.expire(last + Duration::from_secs(600)).removed.len(), 1);
+        assert!(r.is_empty());
+        assert_eq!(r.next_expiry(), None);
+        // A shorter expiry than the scheduled check moves the check earlier.
+        r.update(aor, "c2", 1, &[upd("sip:a@192.0.2.1", 600)], flow(None), t0)
+            .unwrap();
+        r.update(aor, "c2", 2, &[upd("sip:a@192.0.2.1", 60)], flow(None), t0)
+            .unwrap();
+        assert_eq!(r.next_expiry(), Some(t0 + Duration::from_secs(60)));
+        assert_eq!(r.expire(t0 + Duration::from_secs(60)).removed.len(), 1);
+    }
+
+    #[test]
+    fn many_bindings_on_one_connection_are_indexed_once_each() {
+        let t0 = Instant::now();
+        let mut r = Registrar::new(4);
+        for i in 0..100 {
+            let aor = format!("u{i}@example.com");
+            r.update(
+                &aor,
+                "c",
+                1,
+                &[upd(&format!("sip:u{i}@192.0.2.1"), 600)],
+                flow(Some(7)),
+                t0,
+            )
+            .unwrap();
+            r.update(
+                &aor,
+                "c",
+                2,
+                &[upd(&format!("sip:u{i}@192.0.2.1"), 600)],
+                flow(Some(7)),
+                t0,
+            )
+            .unwrap();
+        }
+        // The connection closes: every binding bound to it is considered once.
+        let ev = r.connection_closed(ConnId(7));
+        assert_eq!(ev.removed.len() + r.len(), 100);
     }
 }

@@ -598,3 +598,158 @@ fn repeated_wrong_passwords_are_rate_limited() {
     assert_eq!(r.status(), Some(403));
     assert!(client.is_none());
 }
+
+#[test]
+fn a_disabled_user_is_signed_out_with_registration_notify() {
+    let mut h = Harness::new();
+    let hash = nt_hash_of(&h, "alice@example.com");
+    let (_, alice) = sign_in(&mut h, "alice", ("alice@example.com", ""), hash, 4);
+    let alice = alice.expect("alice");
+    h.add_user("alice", "alice-pw", false);
+    let out = h.outputs();
+    let n = out.one_to(&alice.ua);
+    assert_eq!(n.method(), Some("NOTIFY"), "{}", out.dump());
+    assert_eq!(n.header("Event"), Some("registration-notify"));
+    assert_eq!(n.body(), "deregistered;event=rejected");
+    alice.verify(&n);
+    assert_eq!(h.core.registrations(), 0);
+}
+
+/// The SDP of a Lync IM INVITE.
+const IM_SDP: &str = "v=0\r\no=- 0 0 IN IP4 10.0.0.4\r\ns=session\r\nc=IN IP4 10.0.0.4\r\nt=0 0\r\nm=message 5060 sip null\r\na=accept-types:text/plain text/html\r\n";
+
+#[test]
+fn lync_im_reaches_a_pager_mode_client_through_the_gateway() {
+    let mut h = Harness::new();
+    let hash = nt_hash_of(&h, "alice@example.com");
+    let (_, alice) = sign_in(&mut h, "alice", ("alice@example.com", ""), hash, 4);
+    let mut alice = alice.expect("alice");
+    let mut carol = h.ua("carol", "10.0.9.7:5060");
+    h.register(&mut carol, 300);
+
+    // INVITE with the first text in ms-text-format (base64 "hello carol").
+    let inv = alice
+        .ua
+        .request("INVITE", "sip:carol@example.com", "sip:carol@example.com")
+        .header(
+            "ms-text-format",
+            "text/plain; charset=UTF-8;msgr=WAAtAE0A;ms-body=aGVsbG8gY2Fyb2w=",
+        )
+        .header("Supported", "ms-sender")
+        .body("application/sdp", IM_SDP);
+    let inv = alice.sign(inv);
+    let (out, closed) = feed(&mut h, &alice.ua.clone(), &inv);
+    assert!(closed.is_empty());
+    let page = out.one_to(&carol);
+    assert_eq!(page.method(), Some("MESSAGE"), "{}", out.dump());
+    assert_eq!(page.body(), "hello carol");
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/plain;charset=UTF-8")
+    );
+    assert!(
+        page.header("From")
+            .is_some_and(|f| f.contains("sip:alice@example.com"))
+    );
+    // Nothing final for alice until carol took the text.
+    assert!(
+        out.to_ua(&alice.ua)
+            .iter()
+            .all(|s| s.status().is_none_or(|c| c < 200))
+    );
+    let out = h.answer(&carol, &page, 200);
+    let ok = out.one_to(&alice.ua);
+    assert_eq!(ok.status(), Some(200), "{}", out.dump());
+    assert!(
+        ok.headers(HeaderName::Supported)
+            .iter()
+            .any(|s| s == "ms-text-format")
+    );
+    assert!(ok.body().contains("m=message"));
+    alice.verify(&ok);
+    let contact = uri_of(ok.header("Contact").expect("contact")).to_owned();
+    let to = ok.header("To").expect("to").to_owned();
+
+    // In-dialog MESSAGE → page; typing INFO is answered and not passed on.
+    let in_dialog = |alice: &mut Lync, method: &str, cseq: u32, body: Option<(&str, &str)>| {
+        let via = alice.ua.via();
+        let mut r = Req {
+            method: method.into(),
+            ruri: contact.clone(),
+            headers: Vec::new(),
+            body: None,
+        }
+        .header("Via", via)
+        .header("Max-Forwards", "70")
+        .header("From", inv.get("From").unwrap_or_default().to_owned())
+        .header("To", to.clone())
+        .header("Call-ID", inv.get("Call-ID").unwrap_or_default().to_owned())
+        .header("CSeq", format!("{cseq} {method}"));
+        if let Some((ct, b)) = body {
+            r = r.body(ct, b);
+        }
+        alice.sign(r)
+    };
+    let ack = in_dialog(&mut alice, "ACK", inv.cseq(), None);
+    let (out, _) = feed(&mut h, &alice.ua.clone(), &ack);
+    assert!(out.is_empty(), "ACK ends at the gateway:\n{}", out.dump());
+    let typing = in_dialog(
+        &mut alice,
+        "INFO",
+        3,
+        Some((
+            "application/xml",
+            "<KeyboardActivity><status status=\"type\" /></KeyboardActivity>",
+        )),
+    );
+    let (out, _) = feed(&mut h, &alice.ua.clone(), &typing);
+    assert_eq!(out.one_to(&alice.ua).status(), Some(200));
+    assert!(out.to_ua(&carol).is_empty());
+    let m = in_dialog(
+        &mut alice,
+        "MESSAGE",
+        4,
+        Some(("text/plain; charset=UTF-8;msgr=WAAtAE0A", "second")),
+    );
+    let (out, _) = feed(&mut h, &alice.ua.clone(), &m);
+    let page = out.one_to(&carol);
+    assert_eq!(page.body(), "second");
+    let out = h.answer(&carol, &page, 200);
+    assert_eq!(out.one_to(&alice.ua).status(), Some(200));
+
+    // carol signs off: the next text is refused as the client should show it.
+    h.register(&mut carol, 0);
+    let m = in_dialog(&mut alice, "MESSAGE", 5, Some(("text/plain", "anyone?")));
+    let (out, _) = feed(&mut h, &alice.ua.clone(), &m);
+    let r = out.one_to(&alice.ua);
+    assert_eq!(r.status(), Some(480), "{}", out.dump());
+    alice.verify(&r);
+    let bye = in_dialog(&mut alice, "BYE", 6, None);
+    let (out, _) = feed(&mut h, &alice.ua.clone(), &bye);
+    assert_eq!(out.one_to(&alice.ua).status(), Some(200));
+    // The session is gone: a late MESSAGE finds no dialog.
+    let m = in_dialog(&mut alice, "MESSAGE", 7, Some(("text/plain", "late")));
+    let (out, _) = feed(&mut h, &alice.ua.clone(), &m);
+    assert_eq!(out.one_to(&alice.ua).status(), Some(481), "{}", out.dump());
+}
+
+#[test]
+fn a_refused_first_text_fails_the_invite() {
+    let mut h = Harness::new();
+    let hash = nt_hash_of(&h, "alice@example.com");
+    let (_, alice) = sign_in(&mut h, "alice", ("alice@example.com", ""), hash, 4);
+    let mut alice = alice.expect("alice");
+    let mut carol = h.ua("carol", "10.0.9.7:5060");
+    h.register(&mut carol, 300);
+    let inv = alice
+        .ua
+        .request("INVITE", "sip:carol@example.com", "sip:carol@example.com")
+        .header("ms-text-format", "text/plain; charset=UTF-8;ms-body=aGk=")
+        .body("application/sdp", IM_SDP);
+    let inv = alice.sign(inv);
+    let (out, _) = feed(&mut h, &alice.ua.clone(), &inv);
+    let page = out.one_to(&carol);
+    let out = h.answer(&carol, &page, 486);
+    let r = out.one_to(&alice.ua);
+    assert_eq!(r.status(), Some(486), "{}", out.dump());
+}

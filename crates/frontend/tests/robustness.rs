@@ -425,6 +425,9 @@ fn apply(data: &[u8], m: &Mutation) -> Vec<u8> {
 fn seeds(uas: &mut [Ua]) -> Vec<(usize, Bytes)> {
     let mut out = Vec::new();
     let pidf = "<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:alice@example.com\"><tuple id=\"a\"><status><basic>open</basic></status><note>n</note></tuple></presence>";
+    let batch_sub = "<batchSub xmlns=\"http://schemas.microsoft.com/2006/01/sip/batch-subscribe\" uri=\"sip:alice@example.com\"><action name=\"subscribe\" id=\"1\"><adhocList><resource uri=\"sip:bob@example.com\"/><resource uri=\"sip:carol@example.com\"/></adhocList></action></batchSub>";
+    let soap = "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:m=\"http://schemas.microsoft.com/winrtc/2002/11/sip\"><s:Body><m:setContact><m:displayName></m:displayName><m:groups>1</m:groups><m:subscribed>true</m:subscribed><m:URI>sip:bob@example.com</m:URI><m:deltaNum>1</m:deltaNum></m:setContact></s:Body></s:Envelope>";
+    let publish = "<publish xmlns=\"http://schemas.microsoft.com/2006/09/sip/rich-presence\"><publications uri=\"sip:alice@example.com\"><publication categoryName=\"state\" instance=\"1\" container=\"2\" version=\"0\" expireType=\"static\"><state xmlns=\"http://schemas.microsoft.com/2006/09/sip/state\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" manual=\"true\" xsi:type=\"userState\"><availability>15500</availability></state></publication><publication categoryName=\"note\" instance=\"0\" container=\"200\" version=\"0\" expireType=\"static\"><note xmlns=\"http://schemas.microsoft.com/2006/09/sip/note\"><body type=\"personal\">x</body></note></publication></publications></publish>";
     for (i, ua) in uas.iter_mut().enumerate() {
         let me = ua.uri();
         let bob = "sip:bob@example.com";
@@ -461,6 +464,23 @@ fn seeds(uas: &mut [Ua]) -> Vec<(usize, Bytes)> {
             ua.request("MESSAGE", "sip:x@other.example", "sip:x@other.example"),
             ua.request("MESSAGE", "sip:bob@192.0.2.20:5060", bob),
             ua.request("MESSAGE", "tel:+15551234", bob),
+            // Lync requests to one's own address.
+            ua.request("SUBSCRIBE", &me, &me)
+                .header("Event", "vnd-microsoft-roaming-contacts"),
+            ua.request("SUBSCRIBE", &me, &me)
+                .header("Event", "vnd-microsoft-provisioning-v2")
+                .header("Expires", "0"),
+            ua.request("SUBSCRIBE", &me, &me)
+                .header("Event", "presence")
+                .header("Supported", "ms-benotify")
+                .body("application/msrtc-adrl-categorylist+xml", batch_sub),
+            ua.request("SERVICE", &me, &me)
+                .body("application/SOAP+xml", soap),
+            ua.request("SERVICE", &me, &me)
+                .body("application/msrtc-category-publish+xml", publish),
+            ua.request("INVITE", bob, bob)
+                .header("ms-text-format", "text/plain; charset=UTF-8;ms-body=aGk=")
+                .body("application/sdp", "v=0\r\nm=message 5060 sip null\r\n"),
         ];
         for r in reqs {
             out.push((i, r.bytes()));
@@ -606,6 +626,14 @@ fn run(open: bool, actions: &[Action]) {
                 h.add_user(name, &format!("{name}-pw"), *enabled);
                 emitted.extend(h.outputs());
             }
+        }
+        // The store (a fake here) saves what the core hands it.
+        let mut saves = Vec::new();
+        h.core.drain_store_requests(&mut saves);
+        for r in saves {
+            let confab_frontend::StoreRequest::SaveContacts { op, .. } = r;
+            h.core.on_contacts_saved(op, Ok(()));
+            emitted.extend(h.outputs());
         }
         // Bookkeeping agrees with what is exported.
         assert_eq!(

@@ -5,6 +5,10 @@
 //! * **publications** — soft state created by PUBLISH, identified by an
 //!   entity-tag and kept until they expire or are removed; these are the
 //!   user's *explicit* state (like Lync's manual `userState`);
+//! * **manual state** — an explicit state without expiry, set by the front end
+//!   for clients that publish their own presence another way (a Lync client's
+//!   `userState`/`note` categories, [`Compositor::set_manual_state`]); it
+//!   counts like a publication, but only while the entity has an endpoint;
 //! * **endpoint states** — *implicit* state derived from registrations
 //!   ([`Compositor::set_endpoint_state`] / [`Compositor::clear_endpoint`]);
 //!   a registered endpoint that published nothing is simply
@@ -14,8 +18,8 @@
 //!
 //! [`Compositor::aggregate`] combines the sources of one entity:
 //!
-//! 1. If the entity has at least one publication, only publications are
-//!    considered (an explicit state such as "away" or "appear offline" beats
+//! 1. If the entity has at least one publication (or a manual state and a
+//!    registered endpoint), only those are considered (an explicit state such as "away" or "appear offline" beats
 //!    the implicit "registered, therefore online" — as a manual user state
 //!    beats machine state in Lync). Otherwise the endpoint states are
 //!    considered. With neither, the entity is [`Availability::Offline`](crate::Availability::Offline).
@@ -160,11 +164,12 @@ struct Entity {
     /// Entity-tags of the live publications.
     publications: BTreeSet<String>,
     endpoints: BTreeMap<String, EndpointState>,
+    manual: Option<EndpointState>,
 }
 
 impl Entity {
     fn is_empty(&self) -> bool {
-        self.publications.is_empty() && self.endpoints.is_empty()
+        self.publications.is_empty() && self.endpoints.is_empty() && self.manual.is_none()
     }
 }
 
@@ -368,7 +373,8 @@ impl Compositor {
         let Some(e) = self.entities.get(entity) else {
             return PresenceState::offline();
         };
-        let sources: Vec<(&PresenceState, u64)> = if e.publications.is_empty() {
+        let manual = e.manual.as_ref().filter(|_| !e.endpoints.is_empty());
+        let sources: Vec<(&PresenceState, u64)> = if e.publications.is_empty() && manual.is_none() {
             e.endpoints
                 .values()
                 .map(|ep| (&ep.state, ep.modified))
@@ -378,9 +384,44 @@ impl Compositor {
                 .iter()
                 .filter_map(|tag| self.publications.get(tag))
                 .map(|p| (&p.state, p.modified))
+                .chain(manual.map(|m| (&m.state, m.modified)))
                 .collect()
         };
         aggregate_sources(&sources)
+    }
+
+    /// Sets (or with `None` clears) the manual state of `entity`: an explicit
+    /// state without expiry that counts only while the entity has at least one
+    /// endpoint (see the module documentation). Returns whether the aggregate
+    /// changed.
+    pub fn set_manual_state(
+        &mut self,
+        entity: &str,
+        state: Option<PresenceState>,
+    ) -> Result<bool, EndpointError> {
+        let before = self.aggregate(entity);
+        match state {
+            Some(state) => {
+                if !self.entities.contains_key(entity)
+                    && self.entities.len() >= self.limits.max_entities
+                {
+                    return Err(EndpointError::CapacityExhausted);
+                }
+                let modified = self.next_seq();
+                self.entities.entry(entity.to_owned()).or_default().manual =
+                    Some(EndpointState { state, modified });
+            }
+            None => {
+                let Some(e) = self.entities.get_mut(entity) else {
+                    return Ok(false);
+                };
+                e.manual = None;
+                if e.is_empty() {
+                    self.entities.remove(entity);
+                }
+            }
+        }
+        Ok(self.aggregate(entity) != before)
     }
 
     /// Records the presence of one registered endpoint of `entity` (typically
@@ -1081,5 +1122,29 @@ mod tests {
             .unwrap()
             .etag;
         assert_ne!(ta, tb);
+    }
+
+    #[test]
+    fn manual_state_beats_endpoints_only_while_registered() {
+        let mut c = Compositor::new(CompositorLimits::default(), 1);
+        let away = PresenceState::new(Availability::Away).with_note("lunch");
+        // No endpoint yet: the manual state alone does not make the user present.
+        assert!(!c.set_manual_state(ALICE, Some(away.clone())).unwrap());
+        assert_eq!(c.aggregate(ALICE).availability, Availability::Offline);
+        // Registered: the manual Away beats the implicit Online of the endpoint.
+        assert!(
+            c.set_endpoint_state(ALICE, "e1", PresenceState::online())
+                .unwrap()
+        );
+        assert_eq!(c.aggregate(ALICE), away);
+        // Cleared: back to the endpoint's Online.
+        assert!(c.set_manual_state(ALICE, None).unwrap());
+        assert_eq!(c.aggregate(ALICE).availability, Availability::Online);
+        // Signed out with a manual state left: offline, and nothing leaks.
+        c.set_manual_state(ALICE, Some(away)).unwrap();
+        assert!(c.clear_endpoint(ALICE, "e1"));
+        assert_eq!(c.aggregate(ALICE).availability, Availability::Offline);
+        c.set_manual_state(ALICE, None).unwrap();
+        assert_eq!(c.entity_count(), 0);
     }
 }

@@ -30,4 +30,20 @@ pub enum PresenceError {
     /// The document has no root element.
     #[error("presence document is empty")]
     Empty,
+    /// The root element is not the one the content type calls for (MS-PRES
+    /// documents: `publish`, `batchSub`).
+    #[error("root element is <{found}>, expected <{expected}>")]
+    WrongRoot {
+        /// Local name of the root element found.
+        found: String,
+        /// Local name expected.
+        expected: &'static str,
+    },
+    /// The document lists more resources or publications than the limit.
+    #[error("presence document lists more than {0} resources or publications")]
+    TooManyItems(usize),
+    /// The document is well-formed but a required element or attribute is
+    /// missing or has an unusable value.
+    #[error("invalid presence document: {0}")]
+    Invalid(String),
 }

@@ -18,9 +18,11 @@ pub mod compositor;
 mod error;
 mod etag;
 mod model;
+pub mod mspres;
 mod pidf;
 mod policy;
 mod watchers;
+pub mod xmltree;
 
 pub use compositor::{
     Compositor, CompositorLimits, EndpointError, PublishError, PublishOutcome, PublishRequest,

@@ -76,14 +76,57 @@ impl<'a> ResponseBuilder<'a> {
     }
 
     pub fn build(self) -> Bytes {
+        use std::fmt::Write as _;
         let req = self.req;
-        let mut out = BytesMut::with_capacity(512 + self.body.as_ref().map_or(0, |b| b.1.len()));
         let reason = self
             .reason
             .as_deref()
             .unwrap_or_else(|| crate::reason_phrase(self.code));
-        let reason: String = reason.chars().filter(|c| !c.is_control()).collect();
-        out.put_slice(format!("SIP/2.0 {} {}\r\n", self.code, reason).as_bytes());
+        let reason: std::borrow::Cow<'_, str> = if reason.chars().any(char::is_control) {
+            reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect::<String>()
+                .into()
+        } else {
+            reason.into()
+        };
+        let to = req.header(HeaderName::To).unwrap_or("");
+        let add_tag = match (&self.to_tag, req.to_tag()) {
+            (Some(tag), None) if self.code > 100 => Some(tag.as_str()),
+            _ => None,
+        };
+        let (n, m) = req.cseq();
+        // Allocate the exact size (within a few bytes) once: a response is kept
+        // by its server transaction for Timer J, so slack is memory held.
+        let header_len = |name: &str, value: &str| name.len() + value.len() + 4;
+        let mut cap = 24 + reason.len();
+        let via_lines: usize = req
+            .headers_named(HeaderName::Via)
+            .map(|l| header_len("Via", l))
+            .sum();
+        cap += via_lines + self.top_via.as_ref().map_or(0, |t| t.len() + 9);
+        if self.copy_record_route {
+            cap += req
+                .headers_named(HeaderName::RecordRoute)
+                .map(|l| header_len("Record-Route", l))
+                .sum::<usize>();
+        }
+        cap += header_len("From", req.header(HeaderName::From).unwrap_or(""));
+        cap += header_len("To", to) + add_tag.map_or(0, |t| t.len() + 5);
+        cap += header_len("Call-ID", req.call_id());
+        cap += 30 + m.as_str().len();
+        cap += self
+            .headers
+            .iter()
+            .map(|(k, v)| header_len(k, v))
+            .sum::<usize>();
+        cap += match &self.body {
+            Some((ct, body)) => header_len("Content-Type", ct) + 40 + body.len(),
+            None => 24,
+        };
+        let mut out = BytesMut::with_capacity(cap);
+        let _ = write!(out, "SIP/2.0 {} {}\r\n", self.code, reason);
         let mut first_via = true;
         for line in req.headers_named(HeaderName::Via) {
             if first_via && let Some(top) = &self.top_via {
@@ -105,28 +148,34 @@ impl<'a> ResponseBuilder<'a> {
             }
         }
         put_header(&mut out, "From", req.header(HeaderName::From).unwrap_or(""));
-        let to = req.header(HeaderName::To).unwrap_or("");
-        match (&self.to_tag, req.to_tag()) {
-            (Some(tag), None) if self.code > 100 => {
-                put_header(&mut out, "To", &format!("{to};tag={tag}"))
+        match add_tag {
+            Some(tag) => {
+                out.put_slice(b"To: ");
+                out.put_slice(to.as_bytes());
+                out.put_slice(b";tag=");
+                out.put_slice(tag.as_bytes());
+                out.put_slice(b"\r\n");
             }
-            _ => put_header(&mut out, "To", to),
+            None => put_header(&mut out, "To", to),
         }
         put_header(&mut out, "Call-ID", req.call_id());
-        let (n, m) = req.cseq();
-        put_header(&mut out, "CSeq", &format!("{n} {m}"));
+        let _ = write!(out, "CSeq: {n} {m}\r\n");
         for (k, v) in &self.headers {
             put_header(&mut out, k, v);
         }
         match &self.body {
             Some((ct, body)) => {
                 put_header(&mut out, "Content-Type", ct);
-                put_header(&mut out, "Content-Length", &body.len().to_string());
-                out.put_slice(b"\r\n");
+                let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
                 out.put_slice(body);
             }
             None => out.put_slice(b"Content-Length: 0\r\n\r\n"),
         }
+        debug_assert!(
+            out.len() <= cap,
+            "response size estimate {cap} < {}",
+            out.len()
+        );
         out.freeze()
     }
 }

@@ -55,6 +55,25 @@ struct RawHeader {
     value: Span,
 }
 
+/// A parsed top Via as spans of the buffer.
+#[derive(Clone, Copy, Debug, Default)]
+struct ViaSpans {
+    transport: Span,
+    host: Span,
+    port: Option<u16>,
+    params: Span,
+}
+
+/// A parsed name-addr (From/To) as spans of the buffer, with its tag.
+#[derive(Clone, Copy, Debug, Default)]
+struct AddrSpans {
+    display: Option<Span>,
+    uri: Span,
+    params: Span,
+    bracketed: bool,
+    tag: Option<Span>,
+}
+
 /// A parsed SIP request or response. Cheap to clone (the buffer is shared).
 #[derive(Clone, Debug)]
 pub struct Message {
@@ -63,8 +82,13 @@ pub struct Message {
     headers: SmallVec<[RawHeader; 20]>,
     body: Span,
     top_via: Span,
+    /// The top Via and From/To, parsed once when the message is validated: every
+    /// layer (transactions, proxy, registrar) reads them, often more than once.
+    via: ViaSpans,
     from: Span,
+    from_addr: AddrSpans,
     to: Span,
+    to_addr: AddrSpans,
     call_id: Span,
     cseq_num: u32,
     cseq_method: Method,
@@ -306,8 +330,11 @@ impl Message {
             headers,
             body: Span::default(),
             top_via: Span::default(),
+            via: ViaSpans::default(),
             from: Span::default(),
+            from_addr: AddrSpans::default(),
             to: Span::default(),
+            to_addr: AddrSpans::default(),
             call_id: Span::default(),
             cseq_num: 0,
             cseq_method: Method::Ack,
@@ -365,17 +392,25 @@ impl Message {
         let first = split_values(via_text)
             .next()
             .ok_or_else(|| ParseError::new(400, "Empty Via header"))?;
-        Via::parse(first)
+        let via = Via::parse(first)
             .map_err(|e| ParseError::new(400, format!("Malformed Via header: {e}")))?;
-        let off = first.as_ptr() as usize - self.buf.as_ptr() as usize;
-        self.top_via = Span::new(off, off + first.len());
+        let via = ViaSpans {
+            transport: self.span_of(via.transport),
+            host: self.span_of(via.host),
+            port: via.port,
+            params: self.span_of(via.params),
+        };
+        self.top_via = self.span_of(first);
+        self.via = via;
 
         self.from = self.single(HeaderName::From, "From")?;
-        NameAddr::parse(self.span_str(self.from))
+        let from = NameAddr::parse(self.span_str(self.from))
             .map_err(|e| ParseError::new(400, format!("Malformed From header: {e}")))?;
+        self.from_addr = self.addr_spans(&from);
         self.to = self.single(HeaderName::To, "To")?;
-        NameAddr::parse(self.span_str(self.to))
+        let to = NameAddr::parse(self.span_str(self.to))
             .map_err(|e| ParseError::new(400, format!("Malformed To header: {e}")))?;
+        self.to_addr = self.addr_spans(&to);
         self.call_id = self.single(HeaderName::CallId, "Call-ID")?;
         if self
             .span_str(self.call_id)
@@ -450,6 +485,36 @@ impl Message {
         };
         self.body = Span::new(body_start.min(self.buf.len()), body_start + body_len);
         Ok(())
+    }
+
+    /// The span of `s`, a slice of this message's buffer (an empty span for an
+    /// empty or foreign string).
+    fn span_of(&self, s: &str) -> Span {
+        let base = self.buf.as_ptr() as usize;
+        let p = s.as_ptr() as usize;
+        if s.is_empty() || p < base || p + s.len() > base + self.buf.len() {
+            return Span::default();
+        }
+        Span::new(p - base, p - base + s.len())
+    }
+
+    fn addr_spans(&self, a: &NameAddr<'_>) -> AddrSpans {
+        AddrSpans {
+            display: a.display.map(|d| self.span_of(d)),
+            uri: self.span_of(a.uri),
+            params: self.span_of(a.params),
+            bracketed: a.bracketed,
+            tag: a.tag().map(|t| self.span_of(t)),
+        }
+    }
+
+    fn name_addr(&self, a: &AddrSpans) -> NameAddr<'_> {
+        NameAddr {
+            display: a.display.map(|d| self.span_str(d)),
+            uri: self.span_str(a.uri),
+            params: self.span_str(a.params),
+            bracketed: a.bracketed,
+        }
     }
 
     fn span_str(&self, s: Span) -> &str {
@@ -559,29 +624,29 @@ impl Message {
     }
 
     pub fn from(&self) -> NameAddr<'_> {
-        NameAddr::parse(self.span_str(self.from)).unwrap_or(EMPTY_NAME_ADDR)
+        self.name_addr(&self.from_addr)
     }
 
     pub fn to(&self) -> NameAddr<'_> {
-        NameAddr::parse(self.span_str(self.to)).unwrap_or(EMPTY_NAME_ADDR)
+        self.name_addr(&self.to_addr)
     }
 
     pub fn from_tag(&self) -> Option<&str> {
-        self.from().tag()
+        self.from_addr.tag.map(|t| self.span_str(t))
     }
 
     pub fn to_tag(&self) -> Option<&str> {
-        self.to().tag()
+        self.to_addr.tag.map(|t| self.span_str(t))
     }
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Via<'_> {
-        Via::parse(self.span_str(self.top_via)).unwrap_or(Via {
-            transport: "",
-            host: "",
-            port: None,
-            params: "",
-        })
+        Via {
+            transport: self.span_str(self.via.transport),
+            host: self.span_str(self.via.host),
+            port: self.via.port,
+            params: self.span_str(self.via.params),
+        }
     }
 
     /// Text of the topmost Via value.
@@ -653,13 +718,6 @@ fn raw_reply_context(b: &[u8], from: usize, head_end: usize) -> ReplyContext {
     }
     ctx
 }
-
-const EMPTY_NAME_ADDR: NameAddr<'static> = NameAddr {
-    display: None,
-    uri: "",
-    params: "",
-    bracketed: false,
-};
 
 fn parse_start_line(b: &[u8], end: usize) -> Result<StartLine, ParseError> {
     let line = &b[..end];

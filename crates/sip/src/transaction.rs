@@ -10,8 +10,9 @@
 //! ACK, MESSAGE and BYE) are matched on Call-ID, CSeq, From tag and the top Via's
 //! sent-by (§17.2.3).
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -183,7 +184,7 @@ struct ClientTx<T> {
     epoch: u32,
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TimerKind {
     // server
     SRetransmit, // Timer G
@@ -195,24 +196,46 @@ enum TimerKind {
     CKill,       // Timers D, K
 }
 
-/// Either kind of key for the timer wheel.
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct TimerEntry {
-    at: Instant,
-    seq: u64,
+/// Which transaction a timer belongs to. The key is shared with the transaction
+/// table (`Arc`), so scheduling a timer allocates nothing.
+enum TimerRef {
+    Server(Arc<ServerKey>),
+    Client(Arc<ClientKey>),
 }
 
-enum TimerRef {
-    Server(ServerKey, u32),
-    Client(ClientKey, u32),
+/// One pending timer, stored inline in the heap (ordered by `at`, then `seq`).
+/// A timer whose transaction has moved on (another epoch) or is gone is skipped
+/// when it fires.
+struct Timer {
+    at: Instant,
+    seq: u64,
+    kind: TimerKind,
+    epoch: u32,
+    r: TimerRef,
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at && self.seq == other.seq
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// All transactions of one server.
 pub struct Transactions<T> {
-    server: HashMap<ServerKey, ServerTx<T>>,
-    client: HashMap<ClientKey, ClientTx<T>>,
-    heap: BinaryHeap<Reverse<TimerEntry>>,
-    timers: HashMap<u64, (TimerKind, TimerRef)>,
+    server: HashMap<Arc<ServerKey>, ServerTx<T>>,
+    client: HashMap<Arc<ClientKey>, ClientTx<T>>,
+    heap: BinaryHeap<Reverse<Timer>>,
     seq: u64,
 }
 
@@ -228,7 +251,6 @@ impl<T: Clone> Transactions<T> {
             server: HashMap::new(),
             client: HashMap::new(),
             heap: BinaryHeap::new(),
-            timers: HashMap::new(),
             seq: 0,
         }
     }
@@ -241,10 +263,35 @@ impl<T: Clone> Transactions<T> {
         self.client.len()
     }
 
-    fn schedule(&mut self, at: Instant, kind: TimerKind, r: TimerRef) {
+    /// Pending timers, including those of transactions that already ended.
+    pub fn timer_count(&self) -> usize {
+        self.heap.len()
+    }
+
+    fn schedule(&mut self, at: Instant, kind: TimerKind, epoch: u32, r: TimerRef) {
         self.seq += 1;
-        self.heap.push(Reverse(TimerEntry { at, seq: self.seq }));
-        self.timers.insert(self.seq, (kind, r));
+        self.heap.push(Reverse(Timer {
+            at,
+            seq: self.seq,
+            kind,
+            epoch,
+            r,
+        }));
+    }
+
+    /// Gives memory back after a burst: the tables never shrink on their own, so a
+    /// peak of transactions would otherwise stay allocated for good.
+    fn shrink(&mut self) {
+        fn shrink_map<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
+            if m.capacity() > 4096 && m.capacity() > 4 * m.len() {
+                m.shrink_to(2 * m.len());
+            }
+        }
+        shrink_map(&mut self.server);
+        shrink_map(&mut self.client);
+        if self.heap.capacity() > 4096 && self.heap.capacity() > 4 * self.heap.len() {
+            self.heap.shrink_to(2 * self.heap.len());
+        }
     }
 
     /// Classifies an incoming request; creates a server transaction for a new one.
@@ -259,18 +306,21 @@ impl<T: Clone> Transactions<T> {
             return RequestMatch::Ack;
         };
         let is_ack = msg.method() == Some(&Method::Ack);
-        if let Some(tx) = self.server.get_mut(&key) {
+        if let Some((shared, tx)) = self.server.get_key_value(&key) {
             if is_ack {
                 if tx.invite && tx.state == SState::Completed {
+                    let shared = shared.clone();
+                    let Some(tx) = self.server.get_mut(&key) else {
+                        return RequestMatch::AckAbsorbed;
+                    };
                     tx.state = SState::Confirmed;
                     tx.epoch += 1;
                     let epoch = tx.epoch;
-                    let wait = if tx.reliable { Duration::ZERO } else { T4 };
                     // Timer I: absorb further ACKs, then forget.
-                    if wait.is_zero() {
+                    if tx.reliable {
                         self.server.remove(&key);
                     } else {
-                        self.schedule(now + wait, TimerKind::SKill, TimerRef::Server(key, epoch));
+                        self.schedule(now + T4, TimerKind::SKill, epoch, TimerRef::Server(shared));
                     }
                     return RequestMatch::AckAbsorbed;
                 }
@@ -285,7 +335,7 @@ impl<T: Clone> Transactions<T> {
             return RequestMatch::Ack;
         }
         self.server.insert(
-            key.clone(),
+            Arc::new(key.clone()),
             ServerTx {
                 invite: msg.method() == Some(&Method::Invite),
                 reliable,
@@ -313,11 +363,13 @@ impl<T: Clone> Transactions<T> {
         response: Bytes,
         now: Instant,
     ) -> Option<T> {
-        let tx = self.server.get_mut(key)?;
-        let target = tx.target.clone();
+        let (shared, tx) = self.server.get_key_value(key)?;
         if tx.state != SState::Proceeding {
             return None;
         }
+        let shared = shared.clone();
+        let tx = self.server.get_mut(key)?;
+        let target = tx.target.clone();
         tx.last = Some(response);
         if code < 200 {
             return Some(target);
@@ -337,23 +389,27 @@ impl<T: Clone> Transactions<T> {
                 self.schedule(
                     now + interval,
                     TimerKind::SRetransmit,
-                    TimerRef::Server(key.clone(), epoch),
+                    epoch,
+                    TimerRef::Server(shared.clone()),
                 );
             }
             self.schedule(
                 now + 64 * T1,
                 TimerKind::SNoAck,
-                TimerRef::Server(key.clone(), epoch),
+                epoch,
+                TimerRef::Server(shared),
             );
         } else {
             tx.state = SState::Completed;
             if tx.reliable {
                 self.server.remove(key);
             } else {
+                // Timer J: keep only the response, to answer retransmissions.
                 self.schedule(
                     now + 64 * T1,
                     TimerKind::SKill,
-                    TimerRef::Server(key.clone(), epoch),
+                    epoch,
+                    TimerRef::Server(shared),
                 );
             }
         }
@@ -372,17 +428,20 @@ impl<T: Clone> Transactions<T> {
         now: Instant,
     ) {
         let invite = key.method == Method::Invite;
+        let key = Arc::new(key);
         if !reliable {
             self.schedule(
                 now + T1,
                 TimerKind::CRetransmit,
-                TimerRef::Client(key.clone(), 0),
+                0,
+                TimerRef::Client(key.clone()),
             );
         }
         self.schedule(
             now + 64 * T1,
             TimerKind::CTimeout,
-            TimerRef::Client(key.clone(), 0),
+            0,
+            TimerRef::Client(key.clone()),
         );
         self.client.insert(
             key,
@@ -412,6 +471,10 @@ impl<T: Clone> Transactions<T> {
         let Some(key) = ClientKey::of_response(msg) else {
             return ResponseMatch::Stray;
         };
+        let Some((shared, _)) = self.client.get_key_value(&key) else {
+            return ResponseMatch::Stray;
+        };
+        let shared = shared.clone();
         let Some(tx) = self.client.get_mut(&key) else {
             return ResponseMatch::Stray;
         };
@@ -438,10 +501,12 @@ impl<T: Clone> Transactions<T> {
             return ResponseMatch::Final(key, None);
         }
         tx.state = CState::Completed;
+        // The request is only needed for retransmissions, which stop now.
+        let request = std::mem::take(&mut tx.request);
         let mut ack_out = None;
         if tx.invite
             && let Ok(req) = Message::parse(
-                tx.request.clone(),
+                request,
                 &Limits {
                     max_message_bytes: usize::MAX,
                     max_headers: usize::MAX,
@@ -463,7 +528,8 @@ impl<T: Clone> Transactions<T> {
             self.schedule(
                 now + wait,
                 TimerKind::CKill,
-                TimerRef::Client(key.clone(), epoch),
+                epoch,
+                TimerRef::Client(shared),
             );
         }
         ResponseMatch::Final(key, ack_out)
@@ -477,19 +543,22 @@ impl<T: Clone> Transactions<T> {
     /// Fires every timer due at `now`.
     pub fn poll(&mut self, now: Instant) -> Vec<TimerEvent<T>> {
         let mut out = Vec::new();
+        let mut fired = false;
         while let Some(Reverse(e)) = self.heap.peek() {
             if e.at > now {
                 break;
             }
-            let seq = e.seq;
-            self.heap.pop();
-            let Some((kind, r)) = self.timers.remove(&seq) else {
-                continue;
+            let Some(Reverse(t)) = self.heap.pop() else {
+                break;
             };
-            match r {
-                TimerRef::Server(key, epoch) => self.fire_server(kind, key, epoch, now, &mut out),
-                TimerRef::Client(key, epoch) => self.fire_client(kind, key, epoch, now, &mut out),
+            fired = true;
+            match t.r {
+                TimerRef::Server(key) => self.fire_server(t.kind, key, t.epoch, now, &mut out),
+                TimerRef::Client(key) => self.fire_client(t.kind, key, t.epoch, now, &mut out),
             }
+        }
+        if fired {
+            self.shrink();
         }
         out
     }
@@ -497,7 +566,7 @@ impl<T: Clone> Transactions<T> {
     fn fire_server(
         &mut self,
         kind: TimerKind,
-        key: ServerKey,
+        key: Arc<ServerKey>,
         epoch: u32,
         now: Instant,
         out: &mut Vec<TimerEvent<T>>,
@@ -515,11 +584,11 @@ impl<T: Clone> Transactions<T> {
                 }
                 tx.retrans_interval = (tx.retrans_interval * 2).min(T2);
                 let at = now + tx.retrans_interval;
-                self.schedule(at, TimerKind::SRetransmit, TimerRef::Server(key, epoch));
+                self.schedule(at, TimerKind::SRetransmit, epoch, TimerRef::Server(key));
             }
             TimerKind::SNoAck if tx.state == SState::Completed => {
                 self.server.remove(&key);
-                out.push(TimerEvent::ServerNoAck(key));
+                out.push(TimerEvent::ServerNoAck(unshare(key)));
             }
             TimerKind::SKill => {
                 self.server.remove(&key);
@@ -531,7 +600,7 @@ impl<T: Clone> Transactions<T> {
     fn fire_client(
         &mut self,
         kind: TimerKind,
-        key: ClientKey,
+        key: Arc<ClientKey>,
         epoch: u32,
         now: Instant,
         out: &mut Vec<TimerEvent<T>>,
@@ -556,7 +625,7 @@ impl<T: Clone> Transactions<T> {
                     (tx.interval * 2).min(T2)
                 };
                 let at = now + tx.interval;
-                self.schedule(at, TimerKind::CRetransmit, TimerRef::Client(key, epoch));
+                self.schedule(at, TimerKind::CRetransmit, epoch, TimerRef::Client(key));
             }
             // Timer B only runs in Calling: once a 1xx arrived, an INVITE waits for
             // its final response (the TU's Timer C); Timer F runs until then.
@@ -564,7 +633,7 @@ impl<T: Clone> Transactions<T> {
                 if tx.state == CState::Trying || (!tx.invite && tx.state == CState::Proceeding) =>
             {
                 self.client.remove(&key);
-                out.push(TimerEvent::ClientTimeout(key));
+                out.push(TimerEvent::ClientTimeout(unshare(key)));
             }
             TimerKind::CKill if tx.epoch == epoch => {
                 self.client.remove(&key);
@@ -572,6 +641,11 @@ impl<T: Clone> Transactions<T> {
             _ => {}
         }
     }
+}
+
+/// The key out of its `Arc` (cloned only if a timer still holds it).
+fn unshare<K: Clone>(key: Arc<K>) -> K {
+    Arc::try_unwrap(key).unwrap_or_else(|k| (*k).clone())
 }
 
 /// The ACK a client transaction sends for a non-2xx final response to an INVITE

@@ -8,9 +8,11 @@
 //! Every write bumps one global revision counter inside its transaction. The counter row
 //! is locked until commit, so revisions are handed out in commit order; a server can
 //! poll [`Store::user_changes_since`] with the last revision it saw and never miss a
-//! change, removals included (they leave a tombstone).
+//! change, removals included (they leave a tombstone). Contact lists follow the same
+//! design: [`Store::contact_changes_since`] reports the owners whose list changed.
 
 mod address;
+mod contacts;
 mod users;
 
 use std::path::Path;
@@ -22,6 +24,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use address::{Address, is_valid_host_name};
 pub use confab_auth::credentials::StoredCredentials;
+pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use users::{NewUser, User, UserChange};
 
 /// How long a SQLite connection waits for another writer (the server, or a `confab user`
@@ -40,6 +43,8 @@ pub enum StoreError {
         address: String,
         reason: &'static str,
     },
+    #[error("invalid contact list of {owner}: {reason}")]
+    InvalidContactList { owner: String, reason: String },
     #[error("unsupported database URL: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl,
     #[error("database path {0:?} is not valid UTF-8")]
@@ -79,7 +84,7 @@ const SLOW_STATEMENT: Duration = Duration::from_secs(5);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The database: users, their change feed and server settings.
+/// The database: users, their contact lists, the change feeds and server settings.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,

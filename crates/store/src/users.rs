@@ -278,7 +278,8 @@ impl Store {
         Ok(user)
     }
 
-    /// Removes the user. Fails with [`StoreError::UserNotFound`] if there is none.
+    /// Removes the user and their contact list. Fails with [`StoreError::UserNotFound`]
+    /// if there is none.
     pub async fn remove_user(&self, address: &str) -> Result<()> {
         let address = Address::parse(address)?.to_string();
         let mut tx = self.pool.begin().await?;
@@ -298,6 +299,7 @@ impl Store {
         .bind(rev)
         .execute(&mut *tx)
         .await?;
+        crate::contacts::delete_list(&mut tx, &address, rev).await?;
         tx.commit().await?;
         tracing::debug!(address = %address, rev, "user removed");
         Ok(())
@@ -446,18 +448,18 @@ impl Store {
 /// Bind placeholders for generated statements, numbered in order of appearance:
 /// `$1, $2, ...` on PostgreSQL, anonymous `?` on SQLite (where looking up thousands of
 /// numbered parameters by name is quadratic).
-struct Params {
+pub(crate) struct Params {
     backend: Backend,
     next: usize,
 }
 
 impl Params {
-    fn new(backend: Backend) -> Params {
+    pub(crate) fn new(backend: Backend) -> Params {
         Params { backend, next: 1 }
     }
 
     /// Appends `count` comma-separated placeholders.
-    fn push_list(&mut self, sql: &mut String, count: usize) {
+    pub(crate) fn push_list(&mut self, sql: &mut String, count: usize) {
         for i in 0..count {
             if i > 0 {
                 sql.push_str(", ");

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info, warn};
 
 /// What the transports hand to the core.
@@ -52,7 +52,7 @@ impl Default for TransportLimits {
             sip: Limits::default(),
             max_connections: 100_000,
             max_connections_per_ip: 20_000,
-            send_queue: 1024,
+            send_queue: 16_384,
         }
     }
 }
@@ -69,6 +69,8 @@ pub enum TransportError {
 
 struct ConnEntry {
     tx: mpsc::Sender<Bytes>,
+    /// Wakes the connection's reader when the core closes the connection.
+    closed: Arc<Notify>,
     transport: Transport,
     peer: SocketAddr,
 }
@@ -84,6 +86,8 @@ struct Table {
 pub struct Connections {
     table: Mutex<Table>,
     next: AtomicU64,
+    /// Messages dropped because a connection's send queue was full.
+    dropped: AtomicU64,
     limits: TransportLimits,
     events: mpsc::Sender<Event>,
 }
@@ -93,6 +97,9 @@ pub struct Registered {
     pub id: ConnId,
     pub rx: mpsc::Receiver<Bytes>,
     pub tx: mpsc::Sender<Bytes>,
+    /// Notified when [`Connections::close`] is called: the reader must stop and
+    /// the connection end.
+    pub closed: Arc<Notify>,
 }
 
 impl Connections {
@@ -100,6 +107,7 @@ impl Connections {
         Arc::new(Connections {
             table: Mutex::new(Table::default()),
             next: AtomicU64::new(1),
+            dropped: AtomicU64::new(0),
             limits,
             events,
         })
@@ -118,6 +126,11 @@ impl Connections {
         self.table.lock().conns.len()
     }
 
+    /// Messages dropped so far because a connection's send queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Registers a new connection, enforcing the global and per-address limits.
     pub fn register(&self, transport: Transport, peer: SocketAddr) -> Option<Registered> {
         let mut t = self.table.lock();
@@ -131,16 +144,18 @@ impl Connections {
         *n += 1;
         let id = ConnId(self.next.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = mpsc::channel(self.limits.send_queue);
+        let closed = Arc::new(Notify::new());
         t.conns.insert(
             id,
             ConnEntry {
                 tx: tx.clone(),
+                closed: closed.clone(),
                 transport,
                 peer,
             },
         );
         t.by_addr.insert((transport, peer), id);
-        Some(Registered { id, rx, tx })
+        Some(Registered { id, rx, tx, closed })
     }
 
     /// Forgets a connection and tells the core.
@@ -181,7 +196,12 @@ impl Connections {
 
     /// Closes a connection from our side.
     pub fn close(&self, id: ConnId) {
-        // Dropping the table's sender ends the writer, which ends the connection.
+        // Wake the reader (it stops reading and drops its sender); with the table's
+        // sender gone too, the writer flushes what is queued and shuts down.
+        let closed = self.table.lock().conns.get(&id).map(|e| e.closed.clone());
+        if let Some(c) = closed {
+            c.notify_one();
+        }
         self.unregister(id);
     }
 }
@@ -189,6 +209,8 @@ impl Connections {
 /// The transport layer: sockets and connections.
 pub struct Transports {
     udp: Arc<UdpSocket>,
+    /// Batches of datagrams for the UDP sending task (see [`Transports::deliver_all`]).
+    udp_out: mpsc::Sender<Vec<(SocketAddr, Bytes)>>,
     conns: Arc<Connections>,
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
@@ -219,6 +241,8 @@ impl Transports {
         let tcp_addr = tcp.local_addr().unwrap_or(sip);
         let udp = Arc::new(udp);
         tokio::spawn(udp_loop(udp.clone(), conns.clone()));
+        let (udp_out, udp_rx) = mpsc::channel(UDP_SEND_BATCHES);
+        tokio::spawn(udp_send_loop(udp.clone(), udp_rx));
         tokio::spawn(accept_loop(tcp, None, conns.clone()));
         let mut tls_addr = None;
         if let Some((addr, cfg)) = tls {
@@ -236,6 +260,7 @@ impl Transports {
         info!(%udp_addr, %tcp_addr, tls = ?tls_addr, "SIP transports listening");
         Ok(Transports {
             udp,
+            udp_out,
             conns,
             udp_addr,
             tcp_addr,
@@ -259,6 +284,37 @@ impl Transports {
         &self.conns
     }
 
+    /// Carries out every output in `outs` (emptying it). UDP datagrams are handed
+    /// in one batch to a sending task, so the kernel's work for them (on loopback
+    /// that includes the receiver's side) runs off the caller's thread; the
+    /// caller (the single core task) only queues.
+    pub fn deliver_all(&self, outs: &mut Vec<Output>) {
+        let mut batch: Vec<(SocketAddr, Bytes)> = Vec::new();
+        for out in outs.drain(..) {
+            match out {
+                Output::Send { dest, data } if dest.transport == Transport::Udp => {
+                    if batch.is_empty() {
+                        batch.reserve(64);
+                    }
+                    batch.push((dest.addr, data));
+                }
+                other => self.deliver(other),
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.udp_out.try_send(batch) {
+            // The sending task is behind (or gone): send from here.
+            let batch = match e {
+                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+            };
+            for (addr, data) in batch {
+                self.send_udp(addr, data);
+            }
+        }
+    }
+
     /// Carries out one output of the core.
     pub fn deliver(&self, out: Output) {
         match out {
@@ -269,22 +325,16 @@ impl Transports {
 
     fn send(&self, dest: Dest, data: Bytes) {
         match dest.transport {
-            Transport::Udp => {
-                if let Err(e) = self.udp.try_send_to(&data, dest.addr) {
-                    if e.kind() == std::io::ErrorKind::WouldBlock {
-                        let udp = self.udp.clone();
-                        tokio::spawn(async move {
-                            let _ = udp.send_to(&data, dest.addr).await;
-                        });
-                    } else {
-                        debug!(peer = %dest.addr, error = %e, "UDP send failed");
-                    }
-                }
-            }
+            Transport::Udp => self.send_udp(dest.addr, data),
             _ => match self.conns.sender_for(&dest) {
                 Some(tx) => {
                     if tx.try_send(data).is_err() {
-                        warn!(peer = %dest.addr, "connection send queue full or closed: message dropped");
+                        // Logged at 1, 2, 4, 8... drops: under overload a line per
+                        // message would add to the overload.
+                        let n = self.conns.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n.is_power_of_two() {
+                            warn!(peer = %dest.addr, dropped_total = n, "connection send queue full or closed: message dropped");
+                        }
                     }
                 }
                 None if dest.transport == Transport::Tcp => {
@@ -299,6 +349,49 @@ impl Transports {
                     debug!(peer = %dest.addr, transport = ?dest.transport, "no connection to send on")
                 }
             },
+        }
+    }
+}
+
+impl Transports {
+    fn send_udp(&self, addr: SocketAddr, data: Bytes) {
+        if let Err(e) = self.udp.try_send_to(&data, addr) {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                let udp = self.udp.clone();
+                tokio::spawn(async move {
+                    let _ = udp.send_to(&data, addr).await;
+                });
+            } else {
+                debug!(peer = %addr, error = %e, "UDP send failed");
+            }
+        }
+    }
+}
+
+/// Batches of outgoing datagrams queued for the UDP sending task.
+const UDP_SEND_BATCHES: usize = 4096;
+/// Datagrams read per wake-up of the UDP receiving task before yielding.
+const UDP_RECV_BATCH: usize = 64;
+
+/// Sends the batches the core produced.
+async fn udp_send_loop(sock: Arc<UdpSocket>, mut rx: mpsc::Receiver<Vec<(SocketAddr, Bytes)>>) {
+    while let Some(batch) = rx.recv().await {
+        for (addr, data) in batch {
+            loop {
+                match sock.try_send_to(&data, addr) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // Socket buffer full: wait for room, keep the order.
+                        if sock.writable().await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        debug!(peer = %addr, error = %e, "UDP send failed");
+                        break;
+                    }
+                }
+            }
         }
     }
 }
@@ -321,29 +414,50 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 async fn udp_loop(sock: Arc<UdpSocket>, conns: Arc<Connections>) {
     let limits = conns.limits.sip;
     let mut buf = vec![0u8; 65_536];
+    let mut batch: Vec<Event> = Vec::with_capacity(UDP_RECV_BATCH);
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(v) => v,
-            Err(e) => {
-                debug!(error = %e, "UDP receive error");
-                continue;
-            }
-        };
-        let data = &buf[..n];
-        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-            continue; // keep-alive
+        if let Err(e) = sock.readable().await {
+            debug!(error = %e, "UDP socket error");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         }
-        let dest = Dest {
-            transport: Transport::Udp,
-            addr: peer,
-            conn: None,
-        };
-        let ev = match Message::parse(Bytes::copy_from_slice(data), &limits) {
-            Ok(m) => Event::Message(m, dest),
-            Err(e) => Event::Malformed(e, dest),
-        };
-        if conns.events.send(ev).await.is_err() {
+        // Read what is queued (up to a batch) with non-blocking calls, parse it
+        // here, then hand the whole batch over: one wake-up of the core per batch
+        // instead of one per datagram.
+        while batch.len() < UDP_RECV_BATCH {
+            let (n, peer) = match sock.try_recv_from(&mut buf) {
+                Ok(v) => v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // e.g. ICMP port unreachable reported on the socket
+                    debug!(error = %e, "UDP receive error");
+                    break;
+                }
+            };
+            let data = &buf[..n];
+            if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                continue; // keep-alive
+            }
+            let dest = Dest {
+                transport: Transport::Udp,
+                addr: peer,
+                conn: None,
+            };
+            batch.push(
+                match Message::parse(Bytes::copy_from_slice(data), &limits) {
+                    Ok(m) => Event::Message(m, dest),
+                    Err(e) => Event::Malformed(e, dest),
+                },
+            );
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let Ok(permits) = conns.events.reserve_many(batch.len()).await else {
             return;
+        };
+        for (permit, ev) in permits.zip(batch.drain(..)) {
+            permit.send(ev);
         }
     }
 }
@@ -413,6 +527,13 @@ async fn connect_and_run(conns: Arc<Connections>, addr: SocketAddr, reg: Registe
     }
 }
 
+/// Bytes of queued messages joined into one write on a stream connection.
+const WRITE_COALESCE: usize = 64 * 1024;
+/// Room made in a stream's read buffer before each read; a connection whose last
+/// read filled that room gets [`READ_CHUNK_BUSY`] (one read per burst).
+const READ_CHUNK: usize = 4096;
+const READ_CHUNK_BUSY: usize = 64 * 1024;
+
 /// Reads and writes one stream connection until it closes.
 async fn run_stream<S>(
     stream: S,
@@ -423,11 +544,32 @@ async fn run_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let Registered { id, mut rx, tx } = reg;
+    let Registered {
+        id,
+        mut rx,
+        tx,
+        closed,
+    } = reg;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
+        // Coalesce what is queued into one write (one syscall for a burst of
+        // responses on a busy connection). The buffer lives for one burst only:
+        // an idle connection holds no write buffer.
         while let Some(data) = rx.recv().await {
-            if wr.write_all(&data).await.is_err() {
+            let res = if rx.is_empty() {
+                wr.write_all(&data).await
+            } else {
+                let mut out = BytesMut::with_capacity(WRITE_COALESCE.min(16 * data.len()));
+                out.extend_from_slice(&data);
+                while out.len() < WRITE_COALESCE {
+                    match rx.try_recv() {
+                        Ok(more) => out.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                wr.write_all(&out).await
+            };
+            if res.is_err() {
                 break;
             }
         }
@@ -440,16 +582,40 @@ async fn run_stream<S>(
         addr: peer,
         conn: Some(id),
     };
+    let mut chunk = READ_CHUNK;
     'read: loop {
         let buf: &mut BytesMut = framer.buffer();
-        buf.reserve(4096);
-        match rd.read_buf(buf).await {
+        buf.reserve(chunk);
+        let room = buf.capacity() - buf.len();
+        let read = tokio::select! {
+            r = rd.read_buf(buf) => r,
+            _ = closed.notified() => {
+                debug!(%peer, "connection closed by the server");
+                break;
+            }
+        };
+        match read {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => {
+                chunk = if n >= room {
+                    READ_CHUNK_BUSY
+                } else {
+                    READ_CHUNK
+                };
+            }
         }
         loop {
             match framer.next_frame() {
-                Ok(None) => break,
+                Ok(None) => {
+                    // Nothing partial left: give the buffer back, so an idle
+                    // connection holds no read buffer (the frames already cut
+                    // keep their part of it alive as long as they need it).
+                    let buf = framer.buffer();
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                    break;
+                }
                 Ok(Some(Frame::Ping)) => {
                     let _ = tx.try_send(Bytes::from_static(b"\r\n"));
                 }

@@ -129,7 +129,16 @@ async fn run_ws(socket: WebSocket, peer: SocketAddr, st: WebState) {
         addr: peer,
         conn: Some(id),
     };
-    while let Some(Ok(frame)) = stream.next().await {
+    let closed = reg.closed.clone();
+    loop {
+        let frame = tokio::select! {
+            f = stream.next() => f,
+            _ = closed.notified() => {
+                debug!(%peer, "WebSocket closed by the server");
+                break;
+            }
+        };
+        let Some(Ok(frame)) = frame else { break };
         let data: Bytes = match frame {
             WsMessage::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
             WsMessage::Binary(b) => b,

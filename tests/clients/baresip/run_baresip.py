@@ -29,7 +29,9 @@ Config dirs and logs (baresip.log = everything the UA printed; with
 else in a fresh confab-baresip.* dir under the system temp dir; everything is
 bounded by timeouts and both agents are stopped at the end.  Last line: "N passed, M failed"; exit 0 only if all passed.
 
-The Agent class is reusable by other harnesses (the shared SIPE harness imports it).
+The Agent class is reusable by other harnesses (the SIPE harness imports it; with
+presence=True it loads baresip's presence module, PUBLISHes its own PIDF and
+subscribes to the peer's presence, shown by Agent.contact_status()).
 """
 import argparse
 import json
@@ -121,20 +123,28 @@ def module_path():
 
 class Agent:
     def __init__(self, name, user, password, domain, outbound, sip, ctrl, rtp, root, peer_uri=None,
-                 sip_trace=False):
+                 sip_trace=False, presence=False):
+        """presence=True: load baresip's presence module; the account PUBLISHes
+        its PIDF (pubint=300: 'open' once registered) and the peer contact gets
+        ;presence=p2p, so baresip SUBSCRIBEs to the peer's presence (see
+        contact_status)."""
         self.name, self.user, self.domain = name, user, domain
         self.aor = "sip:%s@%s" % (user, domain)
         self.dir = os.path.join(root, name)
         self.ctrl = ctrl
+        self.peer_uri = peer_uri
         os.makedirs(self.dir, exist_ok=True)
         with open(os.path.join(self.dir, "config"), "w") as f:
             f.write(CONFIG.format(sip=sip, rtp=rtp, rtp1=rtp + 1, ctrl=ctrl, modules=module_path()))
+            if presence:
+                f.write("module_app\t\tpresence.so\n")
         with open(os.path.join(self.dir, "accounts"), "w") as f:
             f.write('<%s>;auth_user=%s;auth_pass=%s;outbound="%s";regint=600;answermode=auto;'
-                    'audio_codecs=PCMU,PCMA\n' % (self.aor, user, password, outbound))
+                    'audio_codecs=PCMU,PCMA%s\n' % (self.aor, user, password, outbound,
+                                                     ";pubint=300" if presence else ""))
         with open(os.path.join(self.dir, "contacts"), "w") as f:
             if peer_uri:
-                f.write('"peer" <%s>\n' % peer_uri)
+                f.write('"peer" <%s>%s\n' % (peer_uri, ";presence=p2p" if presence else ""))
         self.log_path = os.path.join(self.dir, "baresip.log")
         self.sip_trace = sip_trace
         self.proc = None
@@ -243,6 +253,29 @@ class Agent:
                 return None
             time.sleep(0.05)
         return None
+
+    def contact_status(self, uri):
+        """The presence baresip shows for contact `uri` in its `contacts` list
+        (presence module: Online, Offline, Busy or Unknown), or None."""
+        r = self.command("contacts", timeout=2.0)
+        data = re.sub(r"\x1b\[[0-9;]*m", "", (r or {}).get("data", ""))
+        for line in data.splitlines():
+            if "<%s>" % uri in line:
+                m = re.search(r"(Online|Offline|Busy|Unknown)", line)
+                return m.group(1) if m else line.strip()
+        return None
+
+    def wait_contact_status(self, uri, status_re, timeout):
+        """Polls contact_status until it matches status_re.  Returns (ok, last)."""
+        end = time.time() + timeout
+        last = None
+        while True:
+            last = self.contact_status(uri)
+            if last and re.search(status_re, last):
+                return True, last
+            if time.time() >= end or self.proc.poll() is not None:
+                return False, last
+            time.sleep(0.5)
 
     def wait_registered(self, timeout):
         """Poll 'reginfo' (the REGISTER_OK event may fire before we connect)."""

@@ -29,6 +29,14 @@
 //!    as SIPE and Lync clients expect); other requests stay accepted for a grace
 //!    period, after which the connection is closed.
 
+pub(crate) mod contacts;
+pub(crate) mod im;
+pub(crate) mod presence;
+pub(crate) mod soap;
+
+pub use contacts::StoreRequest;
+pub(crate) use presence::{lync_subscription_kind, provisioning_document, resource_aor};
+
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -77,6 +85,15 @@ struct Sa {
 pub(crate) struct LyncState {
     sas: FxHashMap<ConnId, Sa>,
     pending: FxHashMap<String, Pending>,
+    /// Contact lists by owner (see `contacts`).
+    pub(crate) contacts: FxHashMap<String, crate::contacts::ContactList>,
+    pub(crate) saves: FxHashMap<u64, contacts::PendingSave>,
+    pub(crate) store_requests: Vec<StoreRequest>,
+    pub(crate) next_op: u64,
+    /// Published categories by user (see `presence`).
+    pub(crate) presence: FxHashMap<String, presence::UserCategories>,
+    /// IM gateway sessions (see `im`).
+    pub(crate) im: im::Gateway,
 }
 
 impl LyncState {
@@ -183,7 +200,10 @@ fn strip_signature_headers(head: &str) -> String {
 impl Core {
     /// The server FQDN announced as NTLM `targetname`.
     fn lync_target(&self) -> String {
-        self.cfg.advertise.host.clone()
+        self.cfg
+            .ntlm_target
+            .clone()
+            .unwrap_or_else(|| self.cfg.advertise.host.clone())
     }
 
     fn lync_offer_header(&self) -> String {
@@ -541,6 +561,38 @@ impl Core {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&data[head_end + 4..]);
         out.freeze()
+    }
+
+    /// Server-initiated sign-out (MS-SIPREGE `registration-notify`): every Lync
+    /// endpoint of `aor` gets a NOTIFY saying its registration was rejected, which
+    /// the client shows and acts on (it stops re-registering).
+    pub(crate) fn lync_sign_out(&mut self, aor: &str) {
+        let targets: Vec<(String, Dest)> = self
+            .registrar
+            .lookup(aor, self.now)
+            .into_iter()
+            .filter(|b| b.flow.conn.is_some_and(|c| self.lync.is_signed(c)))
+            .map(|b| (b.uri.clone(), b.flow))
+            .collect();
+        for (uri, flow) in targets {
+            let branch = self.new_branch();
+            let tag = self.new_tag();
+            let call_id = self.random_hex(12);
+            let bytes = confab_sip::RequestBuilder::new(Method::Notify, uri)
+                .header("Via", self.our_via(flow.transport, &branch))
+                .header("Max-Forwards", "70")
+                .header("From", format!("<sip:{aor}>;tag={tag}"))
+                .header("To", format!("<sip:{aor}>"))
+                .header("Call-ID", call_id)
+                .header("CSeq", "1 NOTIFY")
+                .header("Event", "registration-notify")
+                .header("Subscription-State", "terminated;reason=rejected")
+                .body("text/registration-event", "deregistered;event=rejected")
+                .build();
+            // Fire and forget: the registration is removed right after.
+            self.send(flow, bytes);
+            debug!(user = %aor, "sent registration-notify (signed out)");
+        }
     }
 
     /// Extra headers of the REGISTER 200 for a Lync client (MS-SIPAE/MS-SIPRE and
