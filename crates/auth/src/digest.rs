@@ -465,6 +465,8 @@ pub struct DigestServer {
     lifetime_ms: u64,
     allow_no_qop: bool,
     replay: ReplayTable,
+    /// `opaque` of the last realm asked for (a server has one realm in practice).
+    opaque_cache: std::cell::OnceCell<(String, String)>,
 }
 
 impl std::fmt::Debug for DigestServer {
@@ -498,6 +500,7 @@ impl DigestServer {
             lifetime_ms: u64::try_from(nonce_lifetime.as_millis()).unwrap_or(u64::MAX),
             allow_no_qop: true,
             replay: ReplayTable::new(DEFAULT_REPLAY_CAPACITY),
+            opaque_cache: std::cell::OnceCell::new(),
         }
     }
 
@@ -552,8 +555,18 @@ impl DigestServer {
 
     /// The `opaque` value for `realm` (fixed per secret and realm).
     pub fn opaque(&self, realm: &str) -> String {
-        let mac = crypto::hmac_sha256(&self.secret, &[OPAQUE_LABEL, realm.as_bytes()]);
-        URL_SAFE_NO_PAD.encode(&mac[..12])
+        let compute = || {
+            let mac = crypto::hmac_sha256(&self.secret, &[OPAQUE_LABEL, realm.as_bytes()]);
+            URL_SAFE_NO_PAD.encode(&mac[..12])
+        };
+        let (cached_realm, value) = self
+            .opaque_cache
+            .get_or_init(|| (realm.to_owned(), compute()));
+        if cached_realm == realm {
+            value.clone()
+        } else {
+            compute()
+        }
     }
 
     /// Header values for `WWW-Authenticate` / `Proxy-Authenticate`: first SHA-256, then
@@ -622,9 +635,9 @@ impl DigestServer {
         now_ms: u64,
     ) -> Result<Authenticated, DigestError> {
         let resp = DigestResponse::parse(header_value)?;
-        self.check_nonce(&resp.nonce, &resp.realm)?;
+        let nonce = self.check_nonce(&resp.nonce, &resp.realm)?;
         let ha1s = lookup(&resp.username, &resp.realm);
-        self.verify_parsed(method, &resp, ha1s.as_ref(), now_ms)
+        self.verify_checked(method, &resp, ha1s.as_ref(), nonce, now_ms)
     }
 
     /// Verifies parsed credentials against the user's HA1 values (`None`: unknown user).
@@ -635,10 +648,22 @@ impl DigestServer {
         ha1s: Option<&Ha1s>,
         now_ms: u64,
     ) -> Result<Authenticated, DigestError> {
+        let nonce = self.check_nonce(&resp.nonce, &resp.realm)?;
+        self.verify_checked(method, resp, ha1s, nonce, now_ms)
+    }
+
+    /// [`DigestServer::verify_parsed`] once the nonce is known to be ours.
+    fn verify_checked(
+        &mut self,
+        method: &str,
+        resp: &DigestResponse<'_>,
+        ha1s: Option<&Ha1s>,
+        nonce: DecodedNonce,
+        now_ms: u64,
+    ) -> Result<Authenticated, DigestError> {
         if !resp.qop_auth && !self.allow_no_qop {
             return Err(DigestError::Malformed("qop required".into()));
         }
-        let nonce = self.check_nonce(&resp.nonce, &resp.realm)?;
         if let Some(op) = &resp.opaque {
             let expected = self.opaque(&resp.realm);
             if !bool::from(expected.as_bytes().ct_eq(op.as_bytes())) {

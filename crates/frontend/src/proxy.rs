@@ -26,7 +26,9 @@ const GIVE_UP: Duration = Duration::from_secs(32);
 struct Branch {
     key: ClientKey,
     dest: Dest,
-    forwarded: Message,
+    /// The request as forwarded on this branch (for CANCEL and local answers);
+    /// dropped once the context's final response went upstream.
+    forwarded: Option<Message>,
     done: bool,
     provisional: bool,
     cancelled: bool,
@@ -144,7 +146,7 @@ impl Core {
             branches.push(Branch {
                 key,
                 dest,
-                forwarded,
+                forwarded: Some(forwarded),
                 done: false,
                 provisional: false,
                 cancelled: false,
@@ -347,6 +349,13 @@ impl Core {
         // responses. Keeping it (parsed request and best response) for 32 s held
         // ~2 kB per MESSAGE at the relay rate.
         let invite = self.proxy.ctxs.get(&id).is_some_and(|c| c.invite);
+        if invite && let Some(ctx) = self.proxy.ctxs.get_mut(&id) {
+            // Relaying a retransmitted 2xx needs only the upstream flow and the
+            // branch keys: let the forwarded requests go now, not after LINGER.
+            for b in &mut ctx.branches {
+                b.forwarded = None;
+            }
+        }
         let at = if invite { self.now + LINGER } else { self.now };
         self.proxy.cleanup.push(Reverse((at, id)));
     }
@@ -363,8 +372,11 @@ impl Core {
         let Some(b) = ctx.branches.first() else {
             return;
         };
+        let Some(forwarded) = &b.forwarded else {
+            return;
+        };
         // The forwarded request carries our Via on top: strip it for the upstream copy.
-        let upstream_req = Rewriter::new(&b.forwarded)
+        let upstream_req = Rewriter::new(forwarded)
             .pop_first_value(HeaderName::Via)
             .build();
         let Ok(req) = Message::parse(upstream_req, &unbounded()) else {
@@ -404,7 +416,9 @@ impl Core {
             return;
         }
         b.cancelled = true;
-        let f = &b.forwarded;
+        let Some(f) = &b.forwarded else {
+            return;
+        };
         let mut cancel = RequestBuilder::new(Method::Cancel, f.request_uri().unwrap_or(""))
             .header("Via", f.top_via_str())
             .header("Max-Forwards", "70")
