@@ -610,7 +610,7 @@ const LIMITS: Limits = Limits {
 
 /// Parses `body` into a tree, enforcing the size, depth and element limits.
 fn parse_tree(body: &[u8]) -> Result<Node, PresenceError> {
-    xmltree::parse(body, &LIMITS).map_err(|e| match e {
+    xmltree::parse_tree(body, &LIMITS).map_err(|e| match e {
         XmlError::TooLarge { size, limit } => PresenceError::TooLarge { size, limit },
         XmlError::NotUtf8 => PresenceError::NotUtf8,
         XmlError::TooDeep(n) => PresenceError::TooDeep(n),

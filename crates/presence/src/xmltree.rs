@@ -12,24 +12,39 @@ use quick_xml::reader::Reader;
 /// Bounds on a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Largest document accepted, in bytes.
     pub max_bytes: usize,
+    /// Deepest element nesting accepted (the root is depth 1).
     pub max_depth: usize,
+    /// Most elements accepted in one document.
     pub max_elements: usize,
 }
 
 /// Why a document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
+    /// The document exceeds [`Limits::max_bytes`].
     #[error("document too large: {size} bytes (limit {limit})")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// Size of the rejected document.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The document is not UTF-8.
     #[error("document is not valid UTF-8")]
     NotUtf8,
+    /// Elements are nested deeper than [`Limits::max_depth`].
     #[error("nested deeper than {0}")]
     TooDeep(usize),
+    /// The document has more than [`Limits::max_elements`] elements.
     #[error("more than {0} elements")]
     TooManyElements(usize),
+    /// The document has no root element.
     #[error("empty document")]
     Empty,
+    /// Not well-formed XML, or a refused construct (DOCTYPE, unknown entity,
+    /// content outside the root element); the reason is the message.
     #[error("{0}")]
     Malformed(String),
 }
@@ -67,13 +82,18 @@ fn malformed(e: impl std::fmt::Display) -> XmlError {
 /// (namespace declarations left out), element children and direct text.
 #[derive(Debug, Default)]
 pub struct Node {
+    /// Local name (prefix removed).
     pub name: String,
+    /// Attributes in document order: (local name, normalised value).
     pub attrs: Vec<(String, String)>,
+    /// Element children in document order.
     pub children: Vec<Node>,
+    /// Direct text (text, CDATA and references), untrimmed.
     pub text: String,
 }
 
 impl Node {
+    /// Value of the attribute with local name `name`.
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs
             .iter()
@@ -81,10 +101,12 @@ impl Node {
             .map(|(_, v)| v.as_str())
     }
 
+    /// First child element with local name `name`.
     pub fn child(&self, name: &str) -> Option<&Node> {
         self.children.iter().find(|c| c.name == name)
     }
 
+    /// Child elements with local name `name`, in document order.
     pub fn children_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
         self.children.iter().filter(move |c| c.name == name)
     }
@@ -127,7 +149,7 @@ fn new_node(start: &BytesStart<'_>) -> Result<Node, XmlError> {
 }
 
 /// Parses `body` into a tree, enforcing the size, depth and element limits.
-pub fn parse(body: &[u8], limits: &Limits) -> Result<Node, XmlError> {
+pub fn parse_tree(body: &[u8], limits: &Limits) -> Result<Node, XmlError> {
     if body.len() > limits.max_bytes {
         return Err(XmlError::TooLarge {
             size: body.len(),
@@ -226,7 +248,7 @@ mod tests {
     #[test]
     fn local_names_attributes_and_text() {
         let doc = br#"<?xml version="1.0"?><s:a xmlns:s="urn:x" k="v &amp; w"><s:b>one &lt;2&gt; &#x41;</s:b><c/><b><![CDATA[x<y]]></b></s:a>"#;
-        let root = parse(doc, &L).unwrap();
+        let root = parse_tree(doc, &L).unwrap();
         assert_eq!(root.name, "a");
         assert_eq!(root.attr("k"), Some("v & w"));
         assert_eq!(
@@ -242,19 +264,19 @@ mod tests {
     #[test]
     fn limits_and_refusals() {
         let deep = b"<a><a><a><a><a/></a></a></a></a>";
-        assert_eq!(parse(deep, &L).unwrap_err(), XmlError::TooDeep(4));
+        assert_eq!(parse_tree(deep, &L).unwrap_err(), XmlError::TooDeep(4));
         let many = format!("<a>{}</a>", "<b/>".repeat(10));
         assert_eq!(
-            parse(many.as_bytes(), &L).unwrap_err(),
+            parse_tree(many.as_bytes(), &L).unwrap_err(),
             XmlError::TooManyElements(10)
         );
         let big = vec![b' '; 1025];
         assert!(matches!(
-            parse(&big, &L),
+            parse_tree(&big, &L),
             Err(XmlError::TooLarge { size: 1025, .. })
         ));
-        assert_eq!(parse(b"", &L).unwrap_err(), XmlError::Empty);
-        assert_eq!(parse(b"\xff<a/>", &L).unwrap_err(), XmlError::NotUtf8);
+        assert_eq!(parse_tree(b"", &L).unwrap_err(), XmlError::Empty);
+        assert_eq!(parse_tree(b"\xff<a/>", &L).unwrap_err(), XmlError::NotUtf8);
         for bad in [
             &b"<!DOCTYPE a [<!ENTITY e \"x\">]><a>&e;</a>"[..],
             b"<a>&e;</a>",
@@ -264,11 +286,99 @@ mod tests {
             b"<a>",
         ] {
             assert!(
-                matches!(parse(bad, &L), Err(XmlError::Malformed(_))),
+                matches!(parse_tree(bad, &L), Err(XmlError::Malformed(_))),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        // Exactly at each limit is accepted.
+        let deep = b"<a><a><a><a/></a></a></a>";
+        assert!(parse_tree(deep, &L).is_ok());
+        let many = format!("<a>{}</a>", "<b/>".repeat(9));
+        assert_eq!(
+            parse_tree(many.as_bytes(), &L).map(|r| r.children.len()),
+            Ok(9)
+        );
+        let mut big = b"<a>".to_vec();
+        big.resize(1020, b' ');
+        big.extend_from_slice(b"</a>");
+        assert_eq!(big.len(), 1024);
+        assert!(parse_tree(&big, &L).is_ok());
+        // Per-call limits: the same document against tighter bounds.
+        let tight = Limits {
+            max_bytes: 1024,
+            max_depth: 1,
+            max_elements: 1,
+        };
+        assert_eq!(parse_tree(b"<a/>", &tight).map(|r| r.name), Ok("a".into()));
+        assert_eq!(
+            parse_tree(b"<a><b/></a>", &tight).err(),
+            Some(XmlError::TooManyElements(1))
+        );
+        let tight = Limits {
+            max_elements: 10,
+            ..tight
+        };
+        assert_eq!(
+            parse_tree(b"<a><b/></a>", &tight).err(),
+            Some(XmlError::TooDeep(1))
+        );
+    }
+
+    #[test]
+    fn doctype_and_unknown_entities_are_refused() {
+        let refused = |doc: &[u8]| match parse_tree(doc, &L) {
+            Err(XmlError::Malformed(m)) => m,
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(doc)),
+        };
+        assert_eq!(refused(b"<!DOCTYPE a><a/>"), "DOCTYPE is not allowed");
+        assert_eq!(
+            refused(b"<?xml version=\"1.0\"?>\n<!DOCTYPE a [<!ENTITY e \"x\">]><a>&e;</a>"),
+            "DOCTYPE is not allowed"
+        );
+        assert_eq!(refused(b"<a>&nbsp;</a>"), "unknown entity &nbsp;");
+        // The five predefined entities and character references are fine.
+        let root = parse_tree(b"<a>&lt;&gt;&amp;&apos;&quot;&#65;&#x42;</a>", &L);
+        assert_eq!(root.map(|r| r.text), Ok("<>&'\"AB".into()));
+    }
+
+    #[test]
+    fn prefixes_are_ignored_in_names() {
+        let doc = br#"<p:root xmlns:p="urn:p" xmlns="urn:d" xmlns:xsi="urn:xsi" xsi:type="aggregateState" plain="1"><q:item xmlns:q="urn:q" q:id="7"/><item id="8"/><a:b:c/></p:root>"#;
+        let root = parse_tree(doc, &L).unwrap();
+        assert_eq!(root.name, "root");
+        assert_eq!(
+            root.attrs,
+            vec![
+                ("type".to_owned(), "aggregateState".to_owned()),
+                ("plain".to_owned(), "1".to_owned()),
+            ]
+        );
+        let ids: Vec<_> = root.children_named("item").map(|c| c.attr("id")).collect();
+        assert_eq!(ids, [Some("7"), Some("8")]);
+        assert_eq!(root.text_of("item"), Some(""));
+        assert!(root.child("c").is_some(), "last segment after ':'");
+        assert!(root.child("p:root").is_none());
+    }
+
+    #[test]
+    fn text_and_attributes() {
+        let doc = "\u{FEFF}<a k=\"x\ty\nz\" e=\"&#xA;&lt;\"><!-- c --><?pi x?> one <b>two</b> three<![CDATA[ & four ]]></a>\n";
+        let root = parse_tree(doc.as_bytes(), &L).unwrap();
+        // Attribute values are normalised; character references survive.
+        assert_eq!(root.attr("k"), Some("x y z"));
+        assert_eq!(root.attr("e"), Some("\n<"));
+        assert_eq!(root.attr("missing"), None);
+        // Direct text only, untrimmed; child text stays with the child.
+        assert_eq!(root.text, " one  three & four ");
+        assert_eq!(root.text_of("b"), Some("two"));
+        assert_eq!(trim_xml(&root.text), "one  three & four");
+        assert_eq!(root.text_of("none"), None);
+        assert!(root.child("b").is_some_and(|b| b.children.is_empty()));
     }
 
     #[test]

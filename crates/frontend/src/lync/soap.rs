@@ -335,7 +335,7 @@ fn malformed(e: impl std::fmt::Display) -> SoapError {
 
 /// Parses `body` into a tree, enforcing the size, depth and element limits.
 fn parse_tree(body: &[u8]) -> Result<Node, SoapError> {
-    xmltree::parse(body, &LIMITS).map_err(|e| match e {
+    xmltree::parse_tree(body, &LIMITS).map_err(|e| match e {
         XmlError::TooLarge { size, limit } => SoapError::TooLarge { size, limit },
         XmlError::NotUtf8 => SoapError::NotUtf8,
         other => malformed(other),
