@@ -11,9 +11,10 @@ set -euo pipefail
 SIP=${CONFAB_SIP:-127.0.0.1:5060}
 PIDFILE=$CONFAB_RUNDIR/confab.pid
 port=${SIP##*:}
+host=${SIP%:*}
 
 listening() {
-  ss -lnu | grep -q "127.0.0.1:$port " && ss -lnt | grep -q "127.0.0.1:$port "
+  ss -lnu | grep -q "$host:$port " && ss -lnt | grep -q "$host:$port "
 }
 
 start() {
@@ -45,7 +46,7 @@ stop() {
     echo "confab $pid stopped"
   fi
   rm -f "$PIDFILE"
-  for _ in $(seq 50); do ss -lnu | grep -q "127.0.0.1:$port " || break; sleep 0.1; done
+  for _ in $(seq 50); do ss -lnu | grep -q "$host:$port " || break; sleep 0.1; done
 }
 
 case "${1:-}" in

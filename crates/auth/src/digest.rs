@@ -10,9 +10,9 @@
 //! * Replay protection for `qop=auth`: the highest nonce-count accepted per nonce is kept
 //!   in a bounded table (see [`DigestServer::with_replay_capacity`]); a request whose
 //!   `nc` is not above it is a [`DigestError::Replay`]. Entries expire with the nonce.
-//!   When the table is full the entry of the oldest nonce is dropped and every nonce
-//!   issued at or before that one is treated as stale from then on, so eviction can
-//!   never re-open a replay window. Entries are created only after a correct response,
+//!   When the table is full the oldest entry is dropped and every nonce issued at or
+//!   before that one is treated as stale from then on, so eviction can never re-open a
+//!   replay window. An entry costs about 32 bytes. Entries are created only after a correct response,
 //!   so filling the table needs valid credentials. The table is in memory: a restart
 //!   forgets it (nonces then stay usable, replayable at most once per lost entry, until
 //!   they expire — keep lifetimes short).
@@ -26,7 +26,7 @@
 //! UNIX epoch) and randomness as an RNG.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -384,37 +384,87 @@ pub fn compute_response(
     }
 }
 
-struct NonceUse {
-    highest_nc: u32,
-}
-
 /// Bounded table of the highest nonce-count accepted per nonce.
+///
+/// Compact on purpose: with clients that take a fresh nonce for every request (SIPp,
+/// many phones on each refresh), one entry exists per authenticated request of the
+/// last nonce lifetime, so the table is a large part of a registrar's memory per
+/// endpoint. A nonce is identified by the first 8 bytes of its MAC (already verified,
+/// so only our own nonces get here; two of them colliding needs ~2^32 live nonces),
+/// and expiry follows insertion order instead of a sorted tree: 16 bytes in a ring
+/// plus 16 in a hash table per entry.
 struct ReplayTable {
     cap: usize,
-    by_mac: HashMap<[u8; MAC_LEN], NonceUse>,
-    /// (nonce timestamp, nonce MAC) in timestamp order, for expiry and eviction.
-    by_age: BTreeSet<(u64, [u8; MAC_LEN])>,
+    /// Nonce id → highest nonce-count accepted.
+    by_id: HashMap<u64, u32, BuildNoHash>,
+    /// (nonce timestamp, nonce id) in the order entries were made. Timestamps are
+    /// nearly ordered (a nonce is used soon after it is issued); an entry stuck behind
+    /// a newer one only lives a little longer.
+    by_age: VecDeque<(u64, u64)>,
     /// Nonces issued at or before this time whose entry was evicted: treat as stale.
     evicted_up_to: Option<u64>,
+}
+
+/// Nonce ids are HMAC output: already uniformly distributed, no hashing needed.
+#[derive(Clone, Copy, Default)]
+struct BuildNoHash;
+
+impl std::hash::BuildHasher for BuildNoHash {
+    type Hasher = NoHash;
+    fn build_hasher(&self) -> NoHash {
+        NoHash(0)
+    }
+}
+
+struct NoHash(u64);
+
+impl std::hash::Hasher for NoHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; fold anything else in for completeness.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+fn nonce_id(mac: &[u8; MAC_LEN]) -> u64 {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&mac[..8]);
+    u64::from_le_bytes(id)
 }
 
 impl ReplayTable {
     fn new(cap: usize) -> Self {
         Self {
             cap: cap.max(1),
-            by_mac: HashMap::new(),
-            by_age: BTreeSet::new(),
+            by_id: HashMap::default(),
+            by_age: VecDeque::new(),
             evicted_up_to: None,
         }
     }
 
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     fn purge_expired(&mut self, now_ms: u64, lifetime_ms: u64) {
-        while let Some(&(ts, mac)) = self.by_age.first() {
+        while let Some(&(ts, id)) = self.by_age.front() {
             if ts.saturating_add(lifetime_ms) >= now_ms {
                 break;
             }
-            self.by_age.pop_first();
-            self.by_mac.remove(&mac);
+            self.by_age.pop_front();
+            self.by_id.remove(&id);
+        }
+        // Give memory back after a burst.
+        if self.by_age.capacity() > 4096 && self.by_age.capacity() > 4 * self.by_age.len() {
+            self.by_age.shrink_to(2 * self.by_age.len());
+            self.by_id.shrink_to(2 * self.by_id.len());
         }
     }
 
@@ -428,33 +478,34 @@ impl ReplayTable {
         lifetime_ms: u64,
     ) -> Result<(), DigestError> {
         self.purge_expired(now_ms, lifetime_ms);
-        if let Some(entry) = self.by_mac.get_mut(&mac) {
-            if nc <= entry.highest_nc {
+        let id = nonce_id(&mac);
+        if let Some(highest) = self.by_id.get_mut(&id) {
+            if nc <= *highest {
                 return Err(DigestError::Replay);
             }
-            entry.highest_nc = nc;
+            *highest = nc;
             return Ok(());
         }
         if self.evicted_up_to.is_some_and(|w| ts <= w) {
             return Err(DigestError::StaleNonce);
         }
-        if self.by_mac.len() >= self.cap && self.by_age.first().is_some_and(|&(t, _)| ts <= t) {
-            // Full, and this nonce is not newer than any tracked one: no room for it.
+        if self.by_id.len() >= self.cap && self.by_age.front().is_some_and(|&(t, _)| ts <= t) {
+            // Full, and this nonce is not newer than the oldest tracked one: no room.
             return Err(DigestError::StaleNonce);
         }
-        while self.by_mac.len() >= self.cap {
-            let Some((old_ts, old_mac)) = self.by_age.pop_first() else {
+        while self.by_id.len() >= self.cap {
+            let Some((old_ts, old_id)) = self.by_age.pop_front() else {
                 break;
             };
-            self.by_mac.remove(&old_mac);
+            self.by_id.remove(&old_id);
             self.evicted_up_to = Some(self.evicted_up_to.map_or(old_ts, |w| w.max(old_ts)));
         }
         if self.evicted_up_to.is_some_and(|w| ts <= w) {
             // The new nonce is itself among the oldest: no room to track it.
             return Err(DigestError::StaleNonce);
         }
-        self.by_mac.insert(mac, NonceUse { highest_nc: nc });
-        self.by_age.insert((ts, mac));
+        self.by_id.insert(id, nc);
+        self.by_age.push_back((ts, id));
         Ok(())
     }
 }
@@ -474,7 +525,7 @@ impl std::fmt::Debug for DigestServer {
         f.debug_struct("DigestServer")
             .field("lifetime_ms", &self.lifetime_ms)
             .field("allow_no_qop", &self.allow_no_qop)
-            .field("tracked_nonces", &self.replay.by_mac.len())
+            .field("tracked_nonces", &self.replay.len())
             .finish_non_exhaustive()
     }
 }
@@ -522,7 +573,7 @@ impl DigestServer {
 
     /// Number of nonces currently tracked for replay protection.
     pub fn tracked_nonces(&self) -> usize {
-        self.replay.by_mac.len()
+        self.replay.len()
     }
 
     fn realm_tag(realm: &str) -> [u8; TAG_LEN] {
@@ -1192,6 +1243,40 @@ mod tests {
         );
         assert!(s.verify("REGISTER", &b1, alice, T0 + 400_000).is_ok());
         assert_eq!(s.tracked_nonces(), 1);
+    }
+
+    #[test]
+    fn nonces_used_out_of_order_stay_protected_after_eviction() {
+        let mut s = server().with_replay_capacity(2);
+        let mut r = rng();
+        // Issued at T0+10, T0+20, T0+30; used in the order 2nd, 1st, 3rd.
+        let cs: Vec<Vec<String>> = (1..=3)
+            .map(|i| s.challenge(REALM, T0 + i * 10, false, &mut r))
+            .collect();
+        let use_nc = |s: &mut DigestServer, i: usize, nc: u32| {
+            let a = answer(
+                &cs[i][0],
+                "alice",
+                "wonderland",
+                REALM,
+                "REGISTER",
+                "sip:x",
+                Some(nc),
+            );
+            s.verify("REGISTER", &a, alice, T0 + 100)
+        };
+        assert!(use_nc(&mut s, 1, 1).is_ok());
+        assert!(use_nc(&mut s, 0, 1).is_ok());
+        // Full: the first entry made (nonce 2, issued T0+20) makes room for nonce 3.
+        assert!(use_nc(&mut s, 2, 1).is_ok());
+        assert_eq!(s.tracked_nonces(), 2);
+        // Nonce 2 was evicted: stale, never replayable.
+        assert_eq!(use_nc(&mut s, 1, 1), Err(DigestError::StaleNonce));
+        // Nonce 1 is older than the evicted one but still tracked: replay refused,
+        // a higher count accepted.
+        assert_eq!(use_nc(&mut s, 0, 1), Err(DigestError::Replay));
+        assert!(use_nc(&mut s, 0, 2).is_ok());
+        assert_eq!(use_nc(&mut s, 2, 1), Err(DigestError::Replay));
     }
 
     #[test]

@@ -158,6 +158,11 @@ impl Core {
         self.registrar.len()
     }
 
+    /// Server transactions currently kept (answered or not).
+    pub fn server_transactions(&self) -> usize {
+        self.tx.server_count()
+    }
+
     /// Applies a user change from the store. A disabled or removed user is signed
     /// out: its registrations end.
     pub fn apply_directory_change(&mut self, change: DirectoryChange, now: Instant) {
@@ -281,6 +286,26 @@ impl Core {
             .header("Server", SERVER_HEADER);
         let bytes = f(b).build();
         if let Some(dest) = self.tx.respond(key, code, bytes.clone(), self.now) {
+            self.send(dest, bytes);
+        }
+    }
+
+    /// Like [`Core::reply`], but a non-INVITE transaction ends with this final
+    /// response instead of keeping it for retransmissions (RFC 3261 §8.2.7); used for
+    /// digest challenges, see `Transactions::respond_stateless`.
+    fn reply_stateless(
+        &mut self,
+        key: &ServerKey,
+        req: &Message,
+        code: u16,
+        f: impl FnOnce(ResponseBuilder<'_>) -> ResponseBuilder<'_>,
+    ) {
+        let tag = self.new_tag();
+        let b = ResponseBuilder::new(req, code)
+            .to_tag(&tag)
+            .header("Server", SERVER_HEADER);
+        let bytes = f(b).build();
+        if let Some(dest) = self.tx.respond_stateless(key, code, bytes.clone(), self.now) {
             self.send(dest, bytes);
         }
     }
@@ -805,7 +830,9 @@ impl Core {
         } else {
             (401, "WWW-Authenticate")
         };
-        self.reply(key, msg, code, |mut b| {
+        // A challenge is not worth 32 s of Timer J state per request over UDP: a
+        // retransmitted request just gets a fresh challenge.
+        self.reply_stateless(key, msg, code, |mut b| {
             for v in values {
                 b = b.header(name, v);
             }

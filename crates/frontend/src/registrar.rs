@@ -185,6 +185,11 @@ impl Registrar {
                     unindex(&mut self.by_conn, &mut self.by_contact, aor, &old);
                 }
                 None => {
+                    // Most addresses have one contact: an empty Vec would otherwise
+                    // grow to room for four bindings on the first push.
+                    if list.capacity() == 0 {
+                        list.reserve_exact(1);
+                    }
                     list.push(b);
                     self.count += 1;
                     events.added.push((aor.to_owned(), endpoint_id));

@@ -163,8 +163,54 @@ struct EndpointState {
 struct Entity {
     /// Entity-tags of the live publications.
     publications: BTreeSet<String>,
-    endpoints: BTreeMap<String, EndpointState>,
-    manual: Option<EndpointState>,
+    endpoints: Endpoints,
+    /// Boxed: most entities never have one, and every registered user has an entity.
+    manual: Option<Box<EndpointState>>,
+}
+
+/// The endpoint states of one entity, sorted by endpoint id. A vector rather than a
+/// `BTreeMap`: an entity has one or a few endpoints (at most
+/// `max_endpoints_per_entity`), and a B-tree allocates a whole node (room for 11
+/// entries, about 1.5 kB here) for the first one, per registered user.
+#[derive(Debug, Clone, Default)]
+struct Endpoints(Vec<(Box<str>, EndpointState)>);
+
+impl Endpoints {
+    fn find(&self, id: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(id))
+    }
+
+    fn contains_key(&self, id: &str) -> bool {
+        self.find(id).is_ok()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn insert(&mut self, id: &str, state: EndpointState) {
+        match self.find(id) {
+            Ok(i) => self.0[i].1 = state,
+            Err(i) => self.0.insert(i, (id.into(), state)),
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<EndpointState> {
+        let i = self.find(id).ok()?;
+        let (_, state) = self.0.remove(i);
+        if self.0.capacity() > 2 * self.0.len().max(1) {
+            self.0.shrink_to_fit();
+        }
+        Some(state)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &EndpointState> {
+        self.0.iter().map(|(_, v)| v)
+    }
 }
 
 impl Entity {
@@ -409,7 +455,7 @@ impl Compositor {
                 }
                 let modified = self.next_seq();
                 self.entities.entry(entity.to_owned()).or_default().manual =
-                    Some(EndpointState { state, modified });
+                    Some(Box::new(EndpointState { state, modified }));
             }
             None => {
                 let Some(e) = self.entities.get_mut(entity) else {
@@ -452,7 +498,7 @@ impl Compositor {
             .entry(entity.to_owned())
             .or_default()
             .endpoints
-            .insert(endpoint_id.to_owned(), EndpointState { state, modified });
+            .insert(endpoint_id, EndpointState { state, modified });
         Ok(self.aggregate(entity) != before)
     }
 

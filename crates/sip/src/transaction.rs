@@ -416,6 +416,29 @@ impl<T: Clone> Transactions<T> {
         Some(target)
     }
 
+    /// Sends a final response to a non-INVITE request statelessly (RFC 3261 §8.2.7):
+    /// the transaction ends at once instead of keeping the response for Timer J, so a
+    /// retransmitted request is handled as new. Meant for challenges (401/407), which
+    /// are as good answered again with a fresh nonce, and which would otherwise hold a
+    /// response for 32 s per request over UDP. An INVITE (which needs its ACK absorbed)
+    /// or a provisional code gets the ordinary [`Transactions::respond`].
+    pub fn respond_stateless(
+        &mut self,
+        key: &ServerKey,
+        code: u16,
+        response: Bytes,
+        now: Instant,
+    ) -> Option<T> {
+        let tx = self.server.get(key)?;
+        if tx.invite || code < 200 {
+            return self.respond(key, code, response, now);
+        }
+        if tx.state != SState::Proceeding {
+            return None;
+        }
+        self.server.remove(key).map(|tx| tx.target)
+    }
+
     /// Starts a client transaction for a request confab sends (forwarded or its
     /// own). The caller sends `request` once now; retransmissions come from
     /// [`Transactions::poll`].

@@ -130,6 +130,49 @@ fn udp_non_invite_server_absorbs_retransmissions_until_timer_j() {
 }
 
 #[test]
+fn stateless_challenge_ends_a_non_invite_transaction_but_not_an_invite() {
+    let base = Instant::now();
+    let mut tx = Tx::new();
+    let m = req("REGISTER", "z9hG4bKreg1");
+    let key = new_key(tx.on_request(&m, PEER, false, base));
+    let challenge = ResponseBuilder::new(&m, 401).to_tag("x").build();
+    assert_eq!(
+        tx.respond_stateless(&key, 401, challenge, base),
+        Some(PEER)
+    );
+    // Nothing is kept: no Timer J, and a retransmission is a new request.
+    assert_eq!(tx.server_count(), 0);
+    assert_eq!(tx.next_deadline(), None);
+    assert!(matches!(
+        tx.on_request(&m, PEER, false, base + ms(500)),
+        RequestMatch::New(_)
+    ));
+    // An unknown transaction is not answered.
+    assert_eq!(
+        tx.respond_stateless(&key, 401, Bytes::from_static(b"x"), base + ms(600)),
+        Some(PEER)
+    );
+    assert_eq!(
+        tx.respond_stateless(&key, 401, Bytes::from_static(b"x"), base + ms(600)),
+        None
+    );
+
+    // An INVITE's 407 must still be retransmitted until its ACK (Timer G).
+    let inv = req("INVITE", "z9hG4bKinv1");
+    let key = new_key(tx.on_request(&inv, PEER, false, base));
+    let challenge = ResponseBuilder::new(&inv, 407).to_tag("y").build();
+    assert_eq!(
+        tx.respond_stateless(&key, 407, challenge.clone(), base),
+        Some(PEER)
+    );
+    assert_eq!(tx.server_count(), 1);
+    assert_eq!(
+        tx.poll(base + T1),
+        vec![TimerEvent::Retransmit(PEER, challenge)]
+    );
+}
+
+#[test]
 fn provisional_is_resent_for_retransmissions() {
     let base = Instant::now();
     let mut tx = Tx::new();

@@ -20,6 +20,9 @@ use rustc_hash::FxHashMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, mpsc};
+
+pub mod queue;
+use queue::{QueueRx, QueueTx};
 use tracing::{debug, info, warn};
 
 /// What the transports hand to the core.
@@ -68,7 +71,7 @@ pub enum TransportError {
 }
 
 struct ConnEntry {
-    tx: mpsc::Sender<Bytes>,
+    tx: QueueTx,
     /// Wakes the connection's reader when the core closes the connection.
     closed: Arc<Notify>,
     transport: Transport,
@@ -95,8 +98,8 @@ pub struct Connections {
 /// A registered connection: its id and the queue its writer drains.
 pub struct Registered {
     pub id: ConnId,
-    pub rx: mpsc::Receiver<Bytes>,
-    pub tx: mpsc::Sender<Bytes>,
+    pub rx: QueueRx,
+    pub tx: QueueTx,
     /// Notified when [`Connections::close`] is called: the reader must stop and
     /// the connection end.
     pub closed: Arc<Notify>,
@@ -143,7 +146,7 @@ impl Connections {
         }
         *n += 1;
         let id = ConnId(self.next.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = mpsc::channel(self.limits.send_queue);
+        let (tx, rx) = queue::queue(self.limits.send_queue);
         let closed = Arc::new(Notify::new());
         t.conns.insert(
             id,
@@ -183,15 +186,18 @@ impl Connections {
         }
     }
 
-    fn sender_for(&self, dest: &Dest) -> Option<mpsc::Sender<Bytes>> {
+    /// Queues `data` on the connection `dest` names (its id, else its address).
+    /// `None` when there is no such connection.
+    fn try_send(&self, dest: &Dest, data: Bytes) -> Option<Result<(), queue::SendError>> {
         let t = self.table.lock();
-        if let Some(id) = dest.conn
-            && let Some(e) = t.conns.get(&id)
-        {
-            return Some(e.tx.clone());
-        }
-        let id = t.by_addr.get(&(dest.transport, dest.addr))?;
-        t.conns.get(id).map(|e| e.tx.clone())
+        let entry = match dest.conn.and_then(|id| t.conns.get(&id)) {
+            Some(e) => e,
+            None => {
+                let id = t.by_addr.get(&(dest.transport, dest.addr))?;
+                t.conns.get(id)?
+            }
+        };
+        Some(entry.tx.try_send(data))
     }
 
     /// Closes a connection from our side.
@@ -231,9 +237,7 @@ impl Transports {
             source,
         })?;
         let udp_addr = udp.local_addr().unwrap_or(sip);
-        let tcp = TcpListener::bind(sip)
-            .await
-            .map_err(|source| TransportError::Bind {
+        let tcp = listen_tcp(sip).map_err(|source| TransportError::Bind {
                 transport: "TCP",
                 addr: sip,
                 source,
@@ -246,9 +250,7 @@ impl Transports {
         tokio::spawn(accept_loop(tcp, None, conns.clone()));
         let mut tls_addr = None;
         if let Some((addr, cfg)) = tls {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| TransportError::Bind {
+            let l = listen_tcp(addr).map_err(|source| TransportError::Bind {
                     transport: "TLS",
                     addr,
                     source,
@@ -326,9 +328,9 @@ impl Transports {
     fn send(&self, dest: Dest, data: Bytes) {
         match dest.transport {
             Transport::Udp => self.send_udp(dest.addr, data),
-            _ => match self.conns.sender_for(&dest) {
-                Some(tx) => {
-                    if tx.try_send(data).is_err() {
+            _ => match self.conns.try_send(&dest, data.clone()) {
+                Some(res) => {
+                    if res.is_err() {
                         // Logged at 1, 2, 4, 8... drops: under overload a line per
                         // message would add to the overload.
                         let n = self.conns.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -490,7 +492,7 @@ async fn accept_loop(
         let conns = conns.clone();
         match &tls {
             None => {
-                tokio::spawn(run_stream(stream, peer, transport, reg, conns));
+                tokio::spawn(run_tcp(stream, peer, transport, reg, conns));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
@@ -498,7 +500,7 @@ async fn accept_loop(
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
                         .await
                     {
-                        Ok(Ok(s)) => run_stream(s, peer, transport, reg, conns).await,
+                        Ok(Ok(s)) => run_generic(s, peer, transport, reg, conns).await,
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
                             conns.unregister(reg.id);
@@ -518,13 +520,32 @@ async fn connect_and_run(conns: Arc<Connections>, addr: SocketAddr, reg: Registe
     match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
-            run_stream(s, addr, Transport::Tcp, reg, conns).await;
+            run_tcp(s, addr, Transport::Tcp, reg, conns).await;
         }
         _ => {
             debug!(%addr, "outbound TCP connection failed");
             conns.unregister(reg.id);
         }
     }
+}
+
+/// Pending connections the kernel may queue for a listener (clamped to
+/// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 1,024: when thousands
+/// of clients connect at once (a site coming back after an outage, or a load test)
+/// the queue overflows and the kernel drops SYNs, which clients retry only after
+/// 1, 3, 7... seconds.
+const LISTEN_BACKLOG: u32 = 65_535;
+
+/// A TCP listener on `addr` with [`LISTEN_BACKLOG`].
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Bytes of queued messages joined into one write on a stream connection.
@@ -534,8 +555,61 @@ const WRITE_COALESCE: usize = 64 * 1024;
 const READ_CHUNK: usize = 4096;
 const READ_CHUNK_BUSY: usize = 64 * 1024;
 
-/// Reads and writes one stream connection until it closes.
-async fn run_stream<S>(
+/// The read half of a stream connection, as [`run_stream`] reads it.
+trait StreamRead: Send {
+    /// Reads what is available into `buf`, making room for `chunk` more bytes.
+    fn read_some(
+        &mut self,
+        buf: &mut BytesMut,
+        chunk: usize,
+    ) -> impl std::future::Future<Output = std::io::Result<usize>> + Send;
+}
+
+/// Plain TCP waits for the socket to be readable *before* it makes room in the
+/// buffer: an idle connection then holds no read buffer at all (4 KiB each
+/// otherwise, i.e. most of an idle endpoint's memory).
+impl StreamRead for tokio::net::tcp::OwnedReadHalf {
+    async fn read_some(&mut self, buf: &mut BytesMut, chunk: usize) -> std::io::Result<usize> {
+        loop {
+            self.readable().await?;
+            buf.reserve(chunk);
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if buf.is_empty() {
+                        *buf = BytesMut::new();
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Any other stream (TLS): read into reserved room. A TLS session keeps its own
+/// buffers anyway.
+struct Generic<S>(tokio::io::ReadHalf<S>);
+
+impl<S: AsyncRead + Send> StreamRead for Generic<S> {
+    async fn read_some(&mut self, buf: &mut BytesMut, chunk: usize) -> std::io::Result<usize> {
+        buf.reserve(chunk);
+        self.0.read_buf(buf).await
+    }
+}
+
+/// Runs a plain TCP connection.
+async fn run_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    reg: Registered,
+    conns: Arc<Connections>,
+) {
+    let (rd, wr) = stream.into_split();
+    run_stream(rd, wr, peer, transport, reg, conns).await;
+}
+
+/// Runs a connection over any other stream (TLS).
+async fn run_generic<S>(
     stream: S,
     peer: SocketAddr,
     transport: Transport,
@@ -544,13 +618,28 @@ async fn run_stream<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let (rd, wr) = tokio::io::split(stream);
+    run_stream(Generic(rd), wr, peer, transport, reg, conns).await;
+}
+
+/// Reads and writes one stream connection until it closes.
+async fn run_stream<R, W>(
+    mut rd: R,
+    mut wr: W,
+    peer: SocketAddr,
+    transport: Transport,
+    reg: Registered,
+    conns: Arc<Connections>,
+) where
+    R: StreamRead,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
     let Registered {
         id,
         mut rx,
         tx,
         closed,
     } = reg;
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         // Coalesce what is queued into one write (one syscall for a burst of
         // responses on a busy connection). The buffer lives for one burst only:
@@ -563,8 +652,8 @@ async fn run_stream<S>(
                 out.extend_from_slice(&data);
                 while out.len() < WRITE_COALESCE {
                     match rx.try_recv() {
-                        Ok(more) => out.extend_from_slice(&more),
-                        Err(_) => break,
+                        Some(more) => out.extend_from_slice(&more),
+                        None => break,
                     }
                 }
                 wr.write_all(&out).await
@@ -585,10 +674,10 @@ async fn run_stream<S>(
     let mut chunk = READ_CHUNK;
     'read: loop {
         let buf: &mut BytesMut = framer.buffer();
-        buf.reserve(chunk);
-        let room = buf.capacity() - buf.len();
+        let before = buf.capacity() - buf.len();
+        let room = before.max(chunk);
         let read = tokio::select! {
-            r = rd.read_buf(buf) => r,
+            r = rd.read_some(buf, chunk) => r,
             _ = closed.notified() => {
                 debug!(%peer, "connection closed by the server");
                 break;
