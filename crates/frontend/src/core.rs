@@ -305,7 +305,10 @@ impl Core {
             .to_tag(&tag)
             .header("Server", SERVER_HEADER);
         let bytes = f(b).build();
-        if let Some(dest) = self.tx.respond_stateless(key, code, bytes.clone(), self.now) {
+        if let Some(dest) = self
+            .tx
+            .respond_stateless(key, code, bytes.clone(), self.now)
+        {
             self.send(dest, bytes);
         }
     }

@@ -587,7 +587,11 @@ fn retransmitted_register_gets_the_same_answer_without_reprocessing() {
     assert_eq!(again.status(), Some(401));
     assert_ne!(first.msg.as_bytes(), again.msg.as_bytes());
     assert_eq!(h.metric(|m| &m.auth_challenges_total), 2);
-    assert_eq!(h.core.server_transactions(), 0, "no state kept for a challenge");
+    assert_eq!(
+        h.core.server_transactions(),
+        0,
+        "no state kept for a challenge"
+    );
 
     let req = alice.authorize(&req, &first.msg);
     let ok = h.send(&alice, &req).one_to(&alice);

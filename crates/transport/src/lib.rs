@@ -238,10 +238,10 @@ impl Transports {
         })?;
         let udp_addr = udp.local_addr().unwrap_or(sip);
         let tcp = listen_tcp(sip).map_err(|source| TransportError::Bind {
-                transport: "TCP",
-                addr: sip,
-                source,
-            })?;
+            transport: "TCP",
+            addr: sip,
+            source,
+        })?;
         let tcp_addr = tcp.local_addr().unwrap_or(sip);
         let udp = Arc::new(udp);
         tokio::spawn(udp_loop(udp.clone(), conns.clone()));
@@ -251,10 +251,10 @@ impl Transports {
         let mut tls_addr = None;
         if let Some((addr, cfg)) = tls {
             let l = listen_tcp(addr).map_err(|source| TransportError::Bind {
-                    transport: "TLS",
-                    addr,
-                    source,
-                })?;
+                transport: "TLS",
+                addr,
+                source,
+            })?;
             tls_addr = Some(l.local_addr().unwrap_or(addr));
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             tokio::spawn(accept_loop(l, Some(acceptor), conns.clone()));
