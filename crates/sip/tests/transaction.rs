@@ -136,10 +136,7 @@ fn stateless_challenge_ends_a_non_invite_transaction_but_not_an_invite() {
     let m = req("REGISTER", "z9hG4bKreg1");
     let key = new_key(tx.on_request(&m, PEER, false, base));
     let challenge = ResponseBuilder::new(&m, 401).to_tag("x").build();
-    assert_eq!(
-        tx.respond_stateless(&key, 401, challenge, base),
-        Some(PEER)
-    );
+    assert_eq!(tx.respond_stateless(&key, 401, challenge, base), Some(PEER));
     // Nothing is kept: no Timer J, and a retransmission is a new request.
     assert_eq!(tx.server_count(), 0);
     assert_eq!(tx.next_deadline(), None);
