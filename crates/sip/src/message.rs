@@ -74,6 +74,13 @@ struct AddrSpans {
     tag: Option<Span>,
 }
 
+/// Where a core header was found while validating (see `Message::index_core`).
+#[derive(Clone, Copy, Debug, Default)]
+struct CoreHeader {
+    first: Option<Span>,
+    differs: bool,
+}
+
 /// A parsed SIP request or response. Cheap to clone (the buffer is shared).
 #[derive(Clone, Debug)]
 pub struct Message {
@@ -231,8 +238,11 @@ impl Message {
         if buf.is_empty() {
             return Err(ParseError::new(400, "Empty message"));
         }
-        // One pass over the line ends finds the blank line and any folding.
+        // One pass over the line ends finds the blank line and any folding, and
+        // records where every (unfolded) line ends, so the header pass below does
+        // not search for them again.
         let mut folded = false;
+        let mut ends: SmallVec<[u32; 32]> = SmallVec::new();
         let head_end = memchr::memchr_iter(b'\n', &buf)
             .find(|&i| {
                 if i == 0 || buf[i - 1] != b'\r' {
@@ -243,7 +253,10 @@ impl Message {
                         folded = true;
                         false
                     }
-                    _ => buf.get(i + 1..i + 3) == Some(b"\r\n"),
+                    _ => {
+                        ends.push((i - 1) as u32);
+                        buf.get(i + 1..i + 3) == Some(b"\r\n")
+                    }
                 }
             })
             .map(|i| i - 1)
@@ -264,15 +277,21 @@ impl Message {
         } else {
             buf
         };
-        Self::parse_unfolded(buf, head_end, limits)
+        Self::parse_unfolded(buf, head_end, &ends, limits)
     }
 
-    fn parse_unfolded(buf: Bytes, head_end: usize, limits: &Limits) -> Result<Message, ParseError> {
+    /// `ends`: the position of every line's CRLF up to `head_end` (the last one).
+    fn parse_unfolded(
+        buf: Bytes,
+        head_end: usize,
+        ends: &[u32],
+        limits: &Limits,
+    ) -> Result<Message, ParseError> {
         let b = &buf[..];
         if !b[..head_end].is_ascii() && std::str::from_utf8(&b[..head_end]).is_err() {
             return Err(ParseError::new(400, "Invalid UTF-8 in message headers"));
         }
-        let line_end = find_crlf(b, 0).unwrap_or(head_end).min(head_end);
+        let line_end = ends.first().map_or(head_end, |&e| e as usize).min(head_end);
         let start = match parse_start_line(b, line_end) {
             Ok(s) => s,
             Err(mut e) => {
@@ -287,8 +306,8 @@ impl Message {
 
         let mut headers: SmallVec<[RawHeader; 20]> = SmallVec::new();
         let mut pos = line_end + 2;
-        while pos < head_end {
-            let end = find_crlf(b, pos).unwrap_or(head_end).min(head_end);
+        for &end in ends.get(1..).unwrap_or_default() {
+            let end = end as usize;
             if end > pos {
                 if headers.len() >= limits.max_headers {
                     return Err(ParseError::new(513, "Too many header fields"));
@@ -364,31 +383,57 @@ impl Message {
         }
     }
 
-    fn single(&self, name: HeaderName, label: &str) -> Result<Span, ParseError> {
-        let mut it = self.headers.iter().filter(|h| h.name == name);
-        let first = it
-            .next()
+    /// The value of a header that must appear once (repeats with the same value
+    /// are tolerated), from what [`Message::index_core`] found.
+    fn single(&self, found: CoreHeader, label: &str) -> Result<Span, ParseError> {
+        let first = found
+            .first
             .ok_or_else(|| ParseError::new(400, format!("Missing {label} header")))?;
-        if it.any(|h| self.span_str(h.value) != self.span_str(first.value)) {
+        if found.differs {
             return Err(ParseError::new(
                 400,
                 format!("More than one {label} header"),
             ));
         }
-        if first.value.start == first.value.end {
+        if first.start == first.end {
             return Err(ParseError::new(400, format!("Empty {label} header")));
         }
-        Ok(first.value)
+        Ok(first)
+    }
+
+    /// One pass over the headers: the first value of each core header and
+    /// whether a repeat of it differs.
+    fn index_core(&self) -> [CoreHeader; 6] {
+        let mut found = [CoreHeader::default(); 6];
+        for h in &self.headers {
+            let k = match h.name {
+                HeaderName::Via => 0,
+                HeaderName::From => 1,
+                HeaderName::To => 2,
+                HeaderName::CallId => 3,
+                HeaderName::CSeq => 4,
+                HeaderName::MaxForwards => 5,
+                _ => continue,
+            };
+            match found[k].first {
+                None => found[k].first = Some(h.value),
+                Some(first) => {
+                    if !found[k].differs && self.buf[first.range()] != self.buf[h.value.range()] {
+                        found[k].differs = true;
+                    }
+                }
+            }
+        }
+        found
     }
 
     fn validate(&mut self, body_start: usize) -> Result<(), ParseError> {
+        let [via, from, to, call_id, cseq, max_forwards] = self.index_core();
         // Via: the top value must be well formed.
-        let via_hdr = self
-            .headers
-            .iter()
-            .find(|h| h.name == HeaderName::Via)
+        let via_hdr = via
+            .first
             .ok_or_else(|| ParseError::new(400, "Missing Via header"))?;
-        let via_text = self.span_str(via_hdr.value);
+        let via_text = self.span_str(via_hdr);
         let first = split_values(via_text)
             .next()
             .ok_or_else(|| ParseError::new(400, "Empty Via header"))?;
@@ -403,15 +448,15 @@ impl Message {
         self.top_via = self.span_of(first);
         self.via = via;
 
-        self.from = self.single(HeaderName::From, "From")?;
+        self.from = self.single(from, "From")?;
         let from = NameAddr::parse(self.span_str(self.from))
             .map_err(|e| ParseError::new(400, format!("Malformed From header: {e}")))?;
         self.from_addr = self.addr_spans(&from);
-        self.to = self.single(HeaderName::To, "To")?;
+        self.to = self.single(to, "To")?;
         let to = NameAddr::parse(self.span_str(self.to))
             .map_err(|e| ParseError::new(400, format!("Malformed To header: {e}")))?;
         self.to_addr = self.addr_spans(&to);
-        self.call_id = self.single(HeaderName::CallId, "Call-ID")?;
+        self.call_id = self.single(call_id, "Call-ID")?;
         if self
             .span_str(self.call_id)
             .bytes()
@@ -420,7 +465,7 @@ impl Message {
             return Err(ParseError::new(400, "Malformed Call-ID header"));
         }
 
-        let cseq = self.span_str(self.single(HeaderName::CSeq, "CSeq")?);
+        let cseq = self.span_str(self.single(cseq, "CSeq")?);
         let mut parts = cseq.split_ascii_whitespace();
         let num = parts
             .next()
@@ -446,7 +491,7 @@ impl Message {
         self.cseq_num = num;
         self.cseq_method = method;
 
-        if let Some(mf) = self.header(HeaderName::MaxForwards) {
+        if let Some(mf) = max_forwards.first.map(|s| self.span_str(s)) {
             let n = mf
                 .parse::<u32>()
                 .ok()
