@@ -14,14 +14,17 @@
 #                           one core with taskset); default: on for full runs, off for --smoke
 #   -- ARGS...              passed to lib/bench.py for both servers (see lib/bench.py -h)
 # Env: CONFAB_BIN (skip the build), PRESENCE_ARGS (extra lib/presence.py options, e.g.
-#      "--presentities 2000 --step-secs 10"; default 10,000 users x 20 watchers)
+#      "--presentities 2000 --step-secs 10"; default 10,000 users x 20 watchers; same
+#      for both servers); KAM_PRESENCE_SHM_MB (4096), KAM_PRESENCE_SHM_MANAGER (tlsf):
+#      Kamailio's shm size and allocator for the presence run
 #
 # What it does: builds target/release/confab (cargo build --release -p confab) unless
 # CONFAB_BIN is set; writes a CSV of users user0000..user{N-1}@bench.test / "pw" and
 # provisions them with `confab user import`; starts confab with bench/confab-bench.toml
 # on 127.0.0.1:5060 (UDP+TCP); runs lib/bench.py; stops it; creates the same users in
 # Kamailio's sqlite DB, starts bench/kamailio/kamailio.cfg on the same port, runs the
-# same harness with the same arguments, stops it; then lib/compare.py writes
+# same harness with the same arguments, stops it, restarts it with -A WITH_PRESENCE
+# (presence modules) for lib/presence.py, stops it; then lib/compare.py writes
 # RESULTS/summary.md (one table, confab/Kamailio ratios) and prints it.
 # SIPp runs on the same machine and shares its cores with the server under test.
 set -euo pipefail
@@ -46,7 +49,7 @@ while [ $# -gt 0 ]; do
     --micro) MICRO=1 ;;
     --no-micro) MICRO=0 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -101,6 +104,26 @@ BTESTS=$(echo "$TESTS" | tr ',' '\n' | grep -v '^presence$' | paste -sd, || true
 WANT_PRESENCE=0
 echo ",$TESTS," | grep -q ',presence,' && WANT_PRESENCE=1
 
+# lib/presence.py: identical arguments for both servers
+PRESENCE=(--domain "$DOMAIN")
+[ $SMOKE = 1 ] && PRESENCE+=(--smoke)
+# shellcheck disable=SC2206  # PRESENCE_ARGS is a word list by design
+PRESENCE+=(${PRESENCE_ARGS:-})
+
+# per-server summary.md = harness results (lib/bench.py) + presence (lib/presence.py)
+server_summary() {
+  local d=$OUT/$1 files=()
+  [ -s "$d/results.json" ] && files+=("$d/results.json")
+  [ -s "$d/presence/presence.json" ] && files+=("$d/presence/presence.json")
+  [ ${#files[@]} -gt 0 ] || return 0
+  if python3 "$HERE/lib/report.py" "${files[@]}" >"$d/summary.md.new"; then
+    mv "$d/summary.md.new" "$d/summary.md"
+  else
+    rm -f "$d/summary.md.new"
+    echo "!! could not render $d/summary.md" >&2
+  fi
+}
+
 echo "== results -> $OUT"
 echo "== users: $USERS; tests: $TESTS; smoke: $SMOKE"
 
@@ -134,29 +157,49 @@ PY
       "${HARNESS[@]}" "${EXTRA[@]}" || { echo "!! harness against confab failed (exit $?)" >&2; FAILED+=("confab harness"); }
   fi
   if [ $WANT_PRESENCE = 1 ]; then
-    python3 "$HERE/lib/presence.py" "$CONFAB_SIP" "@$CONFAB_RUNDIR/confab.pid" \
-      --out "$OUT/confab/presence" --domain "$DOMAIN" $([ $SMOKE = 1 ] && echo --smoke) \
-      ${PRESENCE_ARGS:-} \
+    python3 "$HERE/lib/presence.py" "$CONFAB_SIP" "@$CONFAB_RUNDIR/confab.pid" --name confab \
+      --out "$OUT/confab/presence" "${PRESENCE[@]}" \
       || { echo "!! presence against confab failed (exit $?)" >&2; FAILED+=("confab presence"); }
   fi
   "$HERE/lib/confab.sh" stop
+  server_summary confab
 fi
 
 if [ $RUN_KAM = 1 ]; then
   echo "== Kamailio: same $USERS users in its sqlite DB"
   "$HERE/kamailio/stop.sh" >/dev/null 2>&1 || true
   "$HERE/kamailio/mkusers.sh" "$USERS" "$RUNDIR/users.sqlite" "$DOMAIN"
-  "$HERE/kamailio/start.sh"
   CTL="kamcmd -s unix:$RUNDIR/kamailio_ctl"
   if [ -n "$BTESTS" ]; then
+    "$HERE/kamailio/start.sh"
     "$HERE/lib/harness.sh" 127.0.0.1:5060 "@$RUNDIR/kamailio.pid" --name kamailio \
       --out "$OUT/kamailio" --tests "$BTESTS" --domain "$DOMAIN" \
       --restart-cmd "$HERE/kamailio/restart.sh" \
       --info-cmd "$CTL core.shmmem; $CTL stats.get_statistics registered_users; $CTL core.tcp_info" \
       --server-version-cmd "kamailio -v | head -1" \
       "${HARNESS[@]}" "${EXTRA[@]}" || { echo "!! harness against kamailio failed (exit $?)" >&2; FAILED+=("kamailio harness"); }
+    "$HERE/kamailio/stop.sh"
   fi
-  "$HERE/kamailio/stop.sh"
+  if [ $WANT_PRESENCE = 1 ]; then
+    # same config and workers plus the presence modules (kamailio.cfg #!ifdef
+    # WITH_PRESENCE); a fresh process.  shm 4 GiB instead of 1 and the TLSF shm
+    # allocator instead of q_malloc: every NOTIFY is a tm transaction kept in shm
+    # until tm's wait timer, so a 2,000 x 20 ramp reached shm max_used 1.4 GiB, and
+    # q_malloc's frees got slow enough with that many fragments to cost ~1.7x the
+    # CPU at 850 PUBLISH/s and minutes of shutdown (see bench/README.md)
+    if SHM_MB=${KAM_PRESENCE_SHM_MB:-4096} SHM_MANAGER=${KAM_PRESENCE_SHM_MANAGER:-tlsf} \
+      KAM_DEFINES="${KAM_DEFINES:-} WITH_PRESENCE" "$HERE/kamailio/start.sh"; then
+      python3 "$HERE/lib/presence.py" 127.0.0.1:5060 "@$RUNDIR/kamailio.pid" --name kamailio \
+        --out "$OUT/kamailio/presence" "${PRESENCE[@]}" \
+        || { echo "!! presence against kamailio failed (exit $?)" >&2; FAILED+=("kamailio presence"); }
+      STOP_WAIT_SECS=120 "$HERE/kamailio/stop.sh" \
+        || { echo "!! kamailio (presence) did not stop" >&2; FAILED+=("kamailio presence stop"); }
+    else
+      echo "!! kamailio with presence did not start (apt-get install kamailio-presence-modules?)" >&2
+      FAILED+=("kamailio presence")
+    fi
+  fi
+  server_summary kamailio
 fi
 
 if [ "$MICRO" = 1 ]; then

@@ -4,7 +4,7 @@
     compare.py RUNDIR [--smoke]
 
 Reads RUNDIR/confab/results.json, RUNDIR/kamailio/results.json (lib/bench.py),
-RUNDIR/confab/presence/presence.json (lib/presence.py) and RUNDIR/micro.txt
+RUNDIR/{confab,kamailio}/presence/presence.json (lib/presence.py) and RUNDIR/micro.txt
 (cargo bench output, if any); writes RUNDIR/summary.md and prints it.
 """
 import json
@@ -12,6 +12,9 @@ import os
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402
 
 UNIT = {"register": "REGISTER/s", "message": "MESSAGE/s", "call": "calls/s"}
 LABEL = {"register": "digest REGISTER", "message": "authenticated MESSAGE relay",
@@ -56,12 +59,113 @@ def verdict(r, target, higher_better=True):
     return ("met" if ok else "NOT met") + f" (target {'≥' if higher_better else '≤'} {target:g}×)"
 
 
+def p99_ratio(c, k, tick=4.0):
+    """confab/Kamailio of two SIPp p99s (ms); SIPp reports 0 for anything under its
+    4 ms clock tick, so a 0 is treated as "< tick" and the ratio becomes a bound."""
+    if c is None or k is None:
+        return "-"
+    if c == 0 and k == 0:
+        return f"1.00 (both < {tick:g} ms)"
+    if k == 0:
+        return f"≥ {c / tick:.2f} (Kamailio < {tick:g} ms)"
+    if c == 0:
+        return f"≤ {tick / k:.2f} (confab < {tick:g} ms)"
+    return f"{c / k:.2f}"
+
+
+def presence_section(w, PR, PK):
+    """Presence: confab vs Kamailio (same lib/presence.py arguments, same run)."""
+    w("## Presence (PUBLISH + SUBSCRIBE/NOTIFY)\n")
+    if not PR and not PK:
+        w("not run\n")
+        return
+    P0 = PR or PK
+    w(f"{P0['presentities']} presentities × {P0['watchers_per_presentity']} watchers = "
+      f"{P0['subscriptions']} subscriptions over UDP; every PUBLISH fans out to "
+      f"{P0['watchers_per_presentity']} NOTIFYs, counted when the SIPp watchers receive them. "
+      "Same lib/presence.py arguments for both servers; Kamailio = kamailio.cfg with "
+      "`-A WITH_PRESENCE` (presence + presence_xml, presentities and subscriptions in shared "
+      "memory, no DB; see bench/README.md). PUBLISH p99 = SIPp p99 of PUBLISH → 407 → "
+      "PUBLISH+auth → 200, ms (4 ms granularity: a ratio of two small p99s is noise).\n")
+    if PR and PK and (PR["presentities"], PR["watchers_per_presentity"]) != (PK["presentities"], PK["watchers_per_presentity"]):
+        w("**WARNING: the two servers ran with different presence sizes; the ratios are not comparable.**\n")
+
+    def sub(P):
+        return (P or {}).get("subscribe") or {}
+
+    def ceil(P):
+        return (P or {}).get("ceiling")
+
+    def p99(step):
+        return report.rtd((step or {}).get("rtt_ms"), "p99")
+
+    def cell(P, v):
+        return "not run" if not P else v
+
+    def capped(P):
+        return " (capped)" if P and report.ceiling_capped(P) else ""
+
+    # highest PUBLISH rate that passed on both servers: p99 at identical offered load
+    passed = lambda P: {round(st["publish_rate"], 3): st for st in (P or {}).get("steps", [])
+                        if st["pass"] and st["tag"] in ("ramp", "bisect")}
+    both = sorted(set(passed(PR)) & set(passed(PK)))
+    common = both[-1] if both else None
+    cr, kr = ceil(PR), ceil(PK)
+    rows = []
+    rows.append(("subscriptions ok / offered",
+                 cell(PR, f"{sub(PR).get('ok')} / {sub(PR).get('offered')}"),
+                 cell(PK, f"{sub(PK).get('ok')} / {sub(PK).get('offered')}"), "-"))
+    rows.append(("SUBSCRIBE p50/p99 ms (incl. 407)", cell(PR, lat(sub(PR).get("rtt_ms"))),
+                 cell(PK, lat(sub(PK).get("rtt_ms"))), "-"))
+    bc, bk = (PR or {}).get("pss_per_subscription_bytes"), (PK or {}).get("pss_per_subscription_bytes")
+    rb = ratio(bc, bk) if bc and bk and bk > 0 else None
+    rows.append(("PSS per subscription, B (lower is better)", cell(PR, num(bc)), cell(PK, num(bk)),
+                 num(rb, 2) if rb else "-"))
+    lc, lk = (PR or {}).get("lync_peak"), (PK or {}).get("lync_peak")
+    rows.append((f"PUBLISH p50/p99 ms at the Lync peak ({(lc or lk or {}).get('publish_rate', 0):g} PUBLISH/s; lower is better)",
+                 cell(PR, lat((lc or {}).get("rtt_ms"))), cell(PK, lat((lk or {}).get("rtt_ms"))),
+                 p99_ratio(p99(lc), p99(lk))))
+    if common is not None:
+        a, b = passed(PR)[common], passed(PK)[common]
+        rows.append((f"**PUBLISH p99 ms** at {common:g} PUBLISH/s (highest rate both passed; lower is better)",
+                     num(p99(a)), num(p99(b)), f"**{p99_ratio(p99(a), p99(b))}**"))
+        rows.append((f"server CPU cores at {common:g} PUBLISH/s", num(a["cpu"].get("server_cores"), 2),
+                     num(b["cpu"].get("server_cores"), 2),
+                     num(ratio(a["cpu"].get("server_cores"), b["cpu"].get("server_cores")), 2)
+                     if b["cpu"].get("server_cores") else "-"))
+    r = ratio((cr or {}).get("notify_rate"), (kr or {}).get("notify_rate"))
+    note = " — n/a: ramp capped by --max-publish-rate" if capped(PR) and capped(PK) else (
+        " — confab capped: real ratio higher" if capped(PR) else (
+            " — Kamailio capped: real ratio lower" if capped(PK) else ""))
+    rows.append(("**NOTIFY/s ceiling** (highest passing step; higher is better)",
+                 cell(PR, f"{num((cr or {}).get('notify_rate'))}{capped(PR)}"),
+                 cell(PK, f"{num((kr or {}).get('notify_rate'))}{capped(PK)}"),
+                 (f"**{num(r, 2)}**" if r else "-") + note))
+    rows.append(("PUBLISH/s at the ceiling / its PUBLISH p99 ms",
+                 cell(PR, f"{num((cr or {}).get('publish_rate'))} / {num(p99(cr))}"),
+                 cell(PK, f"{num((kr or {}).get('publish_rate'))} / {num(p99(kr))}"), "-"))
+    w("| measure | confab | Kamailio | confab/Kamailio |")
+    w("|---|---|---|---|")
+    for row in rows:
+        w("| " + " | ".join(row) + " |")
+    w("")
+    for name, P in (("confab", PR), ("Kamailio", PK)):
+        if not P:
+            continue
+        w(f"<details><summary>{name}: every presence step</summary>\n")
+        if P.get("error"):
+            w(f"ERROR: {P['error']}\n")
+        w(report.presence_steps(P))
+        w("\n</details>\n")
+
+
 def main():
     run = Path(sys.argv[1])
     smoke = "--smoke" in sys.argv
     C = load(run / "confab" / "results.json") or {}
     K = load(run / "kamailio" / "results.json") or {}
     PR = load(run / "confab" / "presence" / "presence.json")
+    PK = load(run / "kamailio" / "presence" / "presence.json")
     out = []
     w = out.append
     meta = C.get("meta") or K.get("meta") or {}
@@ -146,30 +250,7 @@ def main():
               f"{lat((c or {}).get('rtt_ms'), 2)} vs {lat((k or {}).get('rtt_ms'), 2)} (target p99 < 50) | "
               f"{num(p99c)} / {num(p99k)} | {num(us_per_refresh(c))} / {num(us_per_refresh(k))} | {notes} |")
         w("")
-    w("## Presence (PUBLISH + SUBSCRIBE/NOTIFY), confab only\n")
-    if not PR:
-        w("not run\n")
-    else:
-        w(f"{PR['presentities']} presentities × {PR['watchers_per_presentity']} watchers = "
-          f"{PR['subscriptions']} subscriptions over UDP. Kamailio is not measured here: the reference "
-          "kamailio.cfg has no presence module configured (see docs/performance.md).\n")
-        s = PR.get("subscribe") or {}
-        w(f"- subscriptions: {s.get('ok')}/{s.get('offered')} ok in {s.get('secs')} s, "
-          f"{s.get('initial_notifies')} initial NOTIFYs, SUBSCRIBE p50/p99 {lat(s.get('rtt_ms'))} ms, "
-          f"{PR.get('pss_per_subscription_bytes')} B PSS per subscription")
-        if PR.get("error"):
-            w(f"- ERROR: {PR['error']}")
-        w("")
-        w("| step | PUBLISH/s | NOTIFY/s delivered | NOTIFYs received / expected | PUBLISH p50/p99 ms (target p99 < 100) | server CPU cores | pass |")
-        w("|---|---|---|---|---|---|---|")
-        for st in PR.get("steps", []):
-            w(f"| {st['tag']} | {st['publish_rate']:g} | {num(st['notify_rate'])} | {st['notifies_received']} / {st['notifies_expected']} | "
-              f"{lat(st.get('rtt_ms'))} | {num(st['cpu']['server_cores'], 2)} | {'yes' if st['pass'] else 'no: ' + '; '.join(st['reasons'])} |")
-        ce = PR.get("ceiling")
-        w("")
-        w(f"NOTIFY/s ceiling (highest passing step): **{num(ce['notify_rate']) if ce else '-'}**"
-          + (" (the ramp stopped at --max-publish-rate; the real ceiling is higher)" if ce and ce == PR['steps'][-1] else ""))
-        w("")
+    presence_section(w, PR, PK)
     micro = run / "micro.txt"
     if micro.exists():
         w("## Micro-benchmarks (cargo bench)\n")
@@ -177,7 +258,7 @@ def main():
         w(micro.read_text().strip())
         w("```\n")
     w(f"_written {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} by bench/lib/compare.py; "
-      "per-server details: confab/summary.md, kamailio/summary.md, confab/presence/presence.json_")
+      "per-server details: confab/summary.md, kamailio/summary.md, {confab,kamailio}/presence/presence.json_")
     md = "\n".join(out) + "\n"
     (run / "summary.md").write_text(md)
     print(md)

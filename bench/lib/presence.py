@@ -11,8 +11,9 @@ fixed steps, each PUBLISH fanning out to W NOTIFYs:
 
   * "lync peak" step: P * 6 / 3600 PUBLISH/s (6 publications per user per
     hour, the peak of the model; the average is 4);
-  * a ramp doubling the PUBLISH rate until a step fails, to find the NOTIFY/s
-    ceiling.
+  * a ramp doubling the PUBLISH rate until a step fails, then bisection between
+    the last passing and the failing rate (--precision, 10 %), to find the
+    NOTIFY/s ceiling.
 
 A step passes when < --fail-pct of the PUBLISHes fail, SIPp kept the rate,
 PUBLISH p99 (whole procedure incl. challenge) <= --p99-max-ms and at least
@@ -20,7 +21,9 @@ PUBLISH p99 (whole procedure incl. challenge) <= --p99-max-ms and at least
 the step.  SIPp cannot time the PUBLISH -> NOTIFY fan-out itself; the NOTIFY
 delivery check bounds it by the step length.
 
-Writes DIR/presence.json.  Users user0000.. / password pw must exist.
+Writes DIR/presence.json and DIR/summary.md.  Users user0000.. / password pw
+must exist.  bench/run.sh runs it with the same arguments against confab and
+against Kamailio (kamailio.cfg started with -A WITH_PRESENCE).
 """
 import argparse
 import json
@@ -42,6 +45,7 @@ def main():
     p.add_argument("target")
     p.add_argument("pid")
     p.add_argument("--out", required=True)
+    p.add_argument("--name", default="", help="server label for the reports")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--domain", default="127.0.0.1")
     p.add_argument("--presentities", type=int, default=10000)
@@ -51,6 +55,8 @@ def main():
     p.add_argument("--step-secs", type=int, default=20)
     p.add_argument("--max-publish-rate", type=float, default=5000)
     p.add_argument("--ramp-start", type=float, help="first ramp PUBLISH/s (default 2 x lync peak)")
+    p.add_argument("--precision", type=float, default=0.1,
+                   help="bisect the ceiling to this fraction of the rate after the first failing ramp step (0: no bisection)")
     p.add_argument("--fail-pct", type=float, default=0.1)
     p.add_argument("--p99-max-ms", type=float, default=100)
     a = p.parse_args()
@@ -65,7 +71,7 @@ def main():
     if W >= P:
         raise SystemExit("--watchers must be < --presentities")
     ip = "127.0.0.1"
-    res = {"presentities": P, "watchers_per_presentity": W, "subscriptions": P * W,
+    res = {"name": a.name, "presentities": P, "watchers_per_presentity": W, "subscriptions": P * W,
            "transport": "udp", "args": vars(a), "steps": []}
 
     def save():
@@ -144,6 +150,15 @@ def main():
             secs = a.step_secs
             m = max(1, int(round(rate * secs)))
             d = out / f"step{nonlocal_no:02d}-{tag}-r{rate:g}"
+            # let the previous step drain first (an overloaded server is still sending
+            # late NOTIFYs and retransmissions, which would count into this step)
+            settle_end, last = time.time() + 60, notifies()
+            while time.time() < settle_end:
+                time.sleep(2.2)   # the sink's stat file is written once a second
+                now = notifies()
+                if now == last:
+                    break
+                last = now
             base = notifies()
             args = [a.target, "-sf", SIPP / "presence_publish.xml", "-i", ip,
                     "-p", B.free_port(ip), "-t", "u1", "-nostdin", "-buff_size", 4194304,
@@ -193,13 +208,22 @@ def main():
 
         peak = max(1.0, P * 6 / 3600)
         res["lync_peak"] = step(peak, "lync-peak")
-        rate, best = a.ramp_start or 2 * peak, None
+        rate, best, failed = a.ramp_start or 2 * peak, None, None
         while rate <= a.max_publish_rate:
             r = step(rate, "ramp")
             if not r["pass"]:
+                failed = rate
                 break
             best = r
             rate *= 2
+        # bisect between the last passing and the first failing rate (otherwise the
+        # ceiling, and a ratio of two ceilings, is only known to a factor of 2)
+        while best and failed and a.precision > 0 and failed - best["publish_rate"] > a.precision * best["publish_rate"]:
+            r = step((best["publish_rate"] + failed) / 2, "bisect")
+            if r["pass"]:
+                best = r
+            else:
+                failed = r["publish_rate"]
         res["ceiling"] = best
         save()
         if best:
@@ -213,6 +237,11 @@ def main():
                 rtt = S.read_rtt(out / "subscribe")
                 res["subscribe"]["rtt_ms"] = {k: S.summarize(v) for k, v in rtt.items()}
         save()
+        try:
+            import report
+            (out / "summary.md").write_text(report.render_presence(res) + "\n")
+        except Exception as e:  # the JSON is the result; the Markdown is a convenience
+            B.log(f"  summary.md not written: {e}")
 
 
 if __name__ == "__main__":
