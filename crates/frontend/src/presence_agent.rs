@@ -88,6 +88,10 @@ pub(crate) struct PresenceAgent {
     next_id: u64,
     /// Version counter for category documents.
     version: u32,
+    /// The PIDF document of the presentity whose watchers are being notified: set
+    /// only while `notify_watchers` runs (the state cannot change meanwhile), so a
+    /// change fanned out to N watchers is aggregated and rendered once, not N times.
+    pidf_memo: Option<(String, String)>,
 }
 
 impl PresenceAgent {
@@ -117,6 +121,7 @@ impl PresenceAgent {
             },
             next_id: 1,
             version: 0,
+            pidf_memo: None,
         }
     }
 
@@ -177,9 +182,15 @@ impl Core {
             .watchers_of(aor)
             .map(|(id, _)| *id)
             .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let doc = render_pidf(&format!("sip:{aor}"), &self.pa.compositor.aggregate(aor));
+        self.pa.pidf_memo = Some((aor.to_owned(), doc));
         for (id, res) in ids {
             self.send_notify(id, Some(res), None);
         }
+        self.pa.pidf_memo = None;
     }
 
     /// Sends the current contact list / roaming-self data to every endpoint of `owner`
@@ -507,6 +518,11 @@ impl Core {
         match sub.kind {
             SubKind::Pidf => {
                 let target = watched(Some(0)).unwrap_or(&sub.target);
+                if let Some((memo_target, doc)) = &self.pa.pidf_memo
+                    && memo_target == target
+                {
+                    return Some(("application/pidf+xml", doc.clone()));
+                }
                 let st = self.pa.compositor.aggregate(target);
                 Some((
                     "application/pidf+xml",
