@@ -364,6 +364,27 @@ pub struct TcpLink {
 }
 
 impl TcpLink {
+    /// Connects from the local address `from` (e.g. `127.0.0.2`, any port).
+    pub fn connect_from(from: std::net::IpAddr, server: SocketAddr) -> Result<TcpLink> {
+        let domain = if server.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+            .ctx("TCP socket")?;
+        s.bind(&SocketAddr::new(from, 0).into())
+            .ctx(format!("binding {from}"))?;
+        s.connect_timeout(&server.into(), Duration::from_secs(5))
+            .ctx(format!("TCP connect {server} from {from}"))?;
+        let stream: TcpStream = s.into();
+        stream.set_nodelay(true)?;
+        Ok(TcpLink {
+            stream,
+            buf: Vec::new(),
+        })
+    }
+
     pub fn connect(server: SocketAddr) -> Result<TcpLink> {
         let stream = TcpStream::connect_timeout(&server, Duration::from_secs(5))
             .ctx(format!("TCP connect {server}"))?;

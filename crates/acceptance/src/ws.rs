@@ -109,8 +109,14 @@ impl WsClient {
     }
 
     fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<()> {
+        self.send_raw_frame(true, opcode, payload)
+    }
+
+    /// Sends one frame as given: `fin` unset starts or continues a fragmented
+    /// message (opcode 0 for a continuation), for tests of the server's limits.
+    pub fn send_raw_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) -> Result<()> {
         let mut f = Vec::with_capacity(payload.len() + 14);
-        f.push(0x80 | opcode);
+        f.push(if fin { 0x80 } else { 0 } | opcode);
         let len = payload.len();
         if len < 126 {
             f.push(0x80 | len as u8);
@@ -188,6 +194,23 @@ impl WsClient {
         }
         self.buf.drain(..pos + len);
         Ok(Some((fin, opcode, payload)))
+    }
+
+    /// Waits up to `timeout` for the server to end the connection (a close frame
+    /// or the TCP connection closing); whether it did. Data messages are skipped.
+    pub fn closed_by_server(&mut self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.recv(left) {
+                Ok(Some(WsMessage::Close(_))) | Err(_) => return true,
+                Ok(Some(_)) => {}
+                Ok(None) => return false,
+            }
+        }
     }
 
     /// Receives the next data message (answering pings), `None` after `timeout`.

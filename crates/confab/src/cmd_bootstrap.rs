@@ -27,8 +27,9 @@ pub struct BootstrapArgs {
     /// This machine's FQDN in the topology [default: the host name]
     #[arg(long, value_name = "FQDN")]
     pub fqdn: Option<String>,
-    /// Proceed despite warnings of the prerequisite checks (failures still stop it)
-    #[arg(long)]
+    /// Accepted for compatibility and ignored: warnings never stop bootstrap
+    /// (failures do)
+    #[arg(long, hide = true)]
     pub force: bool,
 }
 
@@ -166,12 +167,9 @@ pub async fn run(args: BootstrapArgs, data_dir: &Path) -> anyhow::Result<()> {
         bar.abandon();
         bail!("refusing to bootstrap: {failed} prerequisite check(s) failed (see the fixes above)");
     }
-    if warned > 0 && !args.force {
-        bar.abandon();
-        bail!(
-            "refusing to bootstrap: {warned} prerequisite warning(s); fix them or pass --force to proceed despite warnings"
-        );
-    }
+    // Warnings warn (they are printed above and summed up at the end); only
+    // failures stop bootstrap.
+    let _ = args.force;
 
     let mut done: Vec<Done> = Vec::new();
 
@@ -290,7 +288,9 @@ pub async fn run(args: BootstrapArgs, data_dir: &Path) -> anyhow::Result<()> {
         println!("{note}");
     }
     if warned > 0 {
-        println!("Proceeded despite {warned} prerequisite warning(s) (--force).");
+        println!(
+            "Proceeded with {warned} prerequisite warning(s): see the WARN lines above and their fixes."
+        );
     }
     Ok(())
 }

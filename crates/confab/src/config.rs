@@ -124,8 +124,18 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// Most simultaneous connections from one IP address.
     pub max_connections_per_ip: usize,
-    /// Most simultaneous connections in all.
+    /// Most simultaneous connections in all (lowered at start-up to the open-file
+    /// limit minus `reserved_descriptors`).
     pub max_connections: usize,
+    /// File descriptors kept free of SIP connections (database, HTTP, TLS files,
+    /// accepting and refusing further connections).
+    pub reserved_descriptors: usize,
+    /// A connection that is not a registered flow is closed after this many
+    /// seconds without a complete SIP message.
+    pub idle_timeout_secs: u64,
+    /// A SIP message, TLS handshake or HTTP request must be complete this many
+    /// seconds after its first byte.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -133,8 +143,11 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_message_bytes: 65535,
             max_headers: 256,
-            max_connections_per_ip: 20000,
+            max_connections_per_ip: 128,
             max_connections: 100000,
+            reserved_descriptors: 256,
+            idle_timeout_secs: 120,
+            header_timeout_secs: 10,
         }
     }
 }
@@ -545,6 +558,12 @@ fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
     if l.max_connections_per_ip == 0 {
         return problem("limits.max_connections_per_ip", "must be at least 1");
     }
+    if l.idle_timeout_secs == 0 {
+        return problem("limits.idle_timeout_secs", "must be at least 1");
+    }
+    if l.header_timeout_secs == 0 {
+        return problem("limits.header_timeout_secs", "must be at least 1");
+    }
 
     let a = &cfg.auth;
     if a.nonce_lifetime_secs == 0 {
@@ -606,8 +625,11 @@ mod tests {
         assert_eq!(cfg.presence.max_subscription_expires, 3600);
         assert_eq!(cfg.limits.max_message_bytes, 65535);
         assert_eq!(cfg.limits.max_headers, 256);
-        assert_eq!(cfg.limits.max_connections_per_ip, 20000);
+        assert_eq!(cfg.limits.max_connections_per_ip, 128);
         assert_eq!(cfg.limits.max_connections, 100000);
+        assert_eq!(cfg.limits.reserved_descriptors, 256);
+        assert_eq!(cfg.limits.idle_timeout_secs, 120);
+        assert_eq!(cfg.limits.header_timeout_secs, 10);
         assert_eq!(cfg.auth.nonce_lifetime_secs, 300);
         assert_eq!(cfg.auth.max_failures_per_source, 20);
         assert_eq!(cfg.auth.max_failures_per_user, 10);

@@ -6,6 +6,7 @@ mod cmd_prereq;
 mod cmd_topology;
 mod config;
 mod contacts;
+mod lazy_lists;
 mod roles;
 mod serve;
 mod users;
@@ -51,6 +52,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
+/// Colour codes in text logs only when standard error is a terminal (a file, a pipe
+/// or journald gets plain text), and never with `NO_COLOR` set (no-color.org).
+fn log_colour() -> bool {
+    use std::io::IsTerminal as _;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    std::io::stderr().is_terminal() && !no_color
+}
+
 /// Logs go to standard error, filtered by `--log-level`, else `RUST_LOG`, else the
 /// config file's `log_level` (default `info`).
 fn init_tracing(cfg: &ServeConfig, log_flag_given: bool) -> anyhow::Result<()> {
@@ -65,6 +74,7 @@ fn init_tracing(cfg: &ServeConfig, log_flag_given: bool) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log filter {directives:?}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(log_colour())
         .with_writer(std::io::stderr);
     let result = match cfg.log_format {
         LogFormat::Text => builder.try_init(),

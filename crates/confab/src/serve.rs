@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::ServeConfig;
+use crate::lazy_lists::{Admit, LazyLists};
 
 /// mimalloc instead of glibc malloc: the per-message allocations are cheaper, and
 /// memory freed after a load burst goes back to the system (glibc kept the peak:
@@ -101,28 +102,69 @@ fn list_to_store(l: fe::ContactList) -> confab_store::ContactList {
     }
 }
 
+/// What the store worker reports for one save: the operation, its result, and
+/// after a refused save the list as stored now (to replace the core's copy).
+type Saved = (u64, Result<(), String>, Option<fe::ContactList>);
+
 /// Carries out the core's store requests one at a time, in order, and reports
 /// each result back (a client's edit is acknowledged only after this).
+///
+/// A save is a compare-and-swap on the list's version: the core numbers each
+/// edit one above the copy it edited, so the stored list must still be at
+/// `delta_num - 1`. When `confab contact` changed the list in between, the edit
+/// is refused (the client gets an error, the CLI's change stays) and the
+/// stored list is re-versioned above both, so that the core and the clients
+/// take it as the newer one.
 fn spawn_store_worker(
     store: Store,
     mut requests: mpsc::UnboundedReceiver<StoreRequest>,
-    results: mpsc::UnboundedSender<(u64, Result<(), String>)>,
+    results: mpsc::UnboundedSender<Saved>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(req) = requests.recv().await {
             match req {
                 StoreRequest::SaveContacts { op, list } => {
+                    let based_on = list.delta_num.saturating_sub(1);
+                    let edited_delta = list.delta_num;
+                    let owner = list.owner.clone();
                     let r = store
-                        .save_contact_list(&list_to_store(list))
-                        .await
-                        .map_err(|e| e.to_string());
-                    if results.send((op, r)).is_err() {
+                        .save_contact_list_from(&list_to_store(list), based_on)
+                        .await;
+                    let report = match r {
+                        Ok(()) => (op, Ok(()), None),
+                        Err(e @ confab_store::StoreError::ContactListChanged { .. }) => {
+                            warn!(%owner, error = %e, "contact-list edit refused: the list changed meanwhile");
+                            let current = reversion(&store, &owner, edited_delta).await;
+                            (op, Err(e.to_string()), current)
+                        }
+                        Err(e) => (op, Err(e.to_string()), None),
+                    };
+                    if results.send(report).is_err() {
                         return;
                     }
                 }
             }
         }
     })
+}
+
+/// Stores `owner`'s current list again with a version above `at_least` (and its
+/// own), so that whoever holds an edited copy of that version takes it as newer.
+async fn reversion(store: &Store, owner: &str, at_least: u64) -> Option<fe::ContactList> {
+    for _ in 0..3 {
+        let mut current = store.contact_list(owner).await.ok()?;
+        let found = current.delta_num;
+        current.delta_num = found.max(at_least) + 1;
+        match store.save_contact_list_from(&current, found).await {
+            Ok(()) => return Some(list_from_store(current)),
+            Err(confab_store::StoreError::ContactListChanged { .. }) => continue,
+            Err(e) => {
+                warn!(%owner, error = %e, "re-versioning a contact list failed");
+                return None;
+            }
+        }
+    }
+    None
 }
 
 async fn nonce_secret(store: &Store) -> anyhow::Result<[u8; 32]> {
@@ -196,18 +238,38 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
 
     let metrics = Arc::new(Metrics::default());
     let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(65_536);
+    // One descriptor per connection: keep `reserved_descriptors` out of the
+    // connections' reach so that the database, HTTP and the listeners (which must
+    // accept a connection to refuse it) keep working at the limit.
+    let fd_limit = confab_transport::raise_fd_limit();
+    let max_connections = connection_cap(
+        cfg.limits.max_connections,
+        fd_limit,
+        cfg.limits.reserved_descriptors,
+    );
+    if max_connections < cfg.limits.max_connections {
+        warn!(
+            configured = cfg.limits.max_connections,
+            open_file_limit = fd_limit,
+            reserved = cfg.limits.reserved_descriptors,
+            max_connections,
+            "limits.max_connections lowered to the open-file limit minus limits.reserved_descriptors; raise the limit (LimitNOFILE) for more"
+        );
+    }
     let limits = TransportLimits {
         sip: confab_sip::Limits {
             max_message_bytes: cfg.limits.max_message_bytes,
             max_headers: cfg.limits.max_headers,
         },
-        max_connections: cfg.limits.max_connections,
+        max_connections,
         max_connections_per_ip: cfg.limits.max_connections_per_ip,
         // A connection can carry a whole trunk's traffic (SIPp, a gateway): a short
         // queue turned a burst into dropped responses and a collapse (70k drops
         // at 20k REGISTER/s over one TCP connection). Memory is only used while
         // messages are actually queued.
         send_queue: 16_384,
+        idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_secs),
+        header_timeout: Duration::from_secs(cfg.limits.header_timeout_secs),
     };
     let conns = Connections::new(limits, ev_tx.clone());
     let transports = Transports::start(cfg.sip, Some((cfg.tls, tls_config)), conns.clone())
@@ -229,10 +291,15 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     .await
     .context("starting HTTP")?;
 
-    let host = cfg
-        .advertise
-        .clone()
-        .unwrap_or_else(|| advertise_host(cfg.sip.ip()));
+    let (host, why) = match cfg.advertise.clone() {
+        Some(h) => (h, "the `advertise` setting"),
+        None => advertise_host(cfg.sip.ip(), primary_address(cfg.sip.is_ipv6())),
+    };
+    if why.starts_with("loopback") {
+        warn!(advertise = %host, "advertising {host} in Via, Record-Route and Contact: {why}");
+    } else {
+        info!(advertise = %host, "advertising {host} in Via, Record-Route and Contact: {why}");
+    }
     let mut core_cfg = CoreConfig::new(&cfg.domain, &host, transports.udp_addr().port());
     core_cfg.advertise = Advertise {
         host,
@@ -271,13 +338,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     for u in &users {
         core.apply_directory_change(DirectoryChange::Upsert(entry(u)), Instant::now());
     }
-    // Contact lists: load all, then follow their change feed too.
+    // Contact lists are loaded on first use (crate::lazy_lists); changes made
+    // while the server runs come through their change feed.
     let mut contacts_rev = rev;
-    let lists = store.all_contact_lists().await?;
-    let n_lists = lists.len();
-    for l in lists {
-        core.load_contact_list(list_from_store(l));
-    }
+    let mut lazy = LazyLists::new();
+    let (load_tx, mut load_rx) =
+        mpsc::unbounded_channel::<(String, Result<fe::ContactList, String>)>();
+    let mut loads: Vec<String> = Vec::new();
     let (dir_tx, mut dir_rx) = mpsc::channel::<Vec<DirectoryChange>>(64);
     let (lists_tx, mut lists_rx) = mpsc::channel::<Vec<fe::ContactList>>(64);
     let poll_store = store.clone();
@@ -334,11 +401,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         http = %http_addr,
         data = %cfg.data_dir.display(),
         users = n_users,
-        contact_lists = n_lists,
         "confab front end ready"
     );
     let (save_tx, save_rx) = mpsc::unbounded_channel::<StoreRequest>();
-    let (saved_tx, mut saved_rx) = mpsc::unbounded_channel::<(u64, Result<(), String>)>();
+    let (saved_tx, mut saved_rx) = mpsc::unbounded_channel::<Saved>();
     let store_worker = spawn_store_worker(store.clone(), save_rx, saved_tx);
     let mut store_reqs = Vec::new();
 
@@ -368,11 +434,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
                 let wall = wall_ms();
-                handle(&mut core, ev, now, wall);
+                dispatch(&mut core, &mut lazy, &mut loads, ev, now, wall);
                 // Drain what is already queued before delivering, in one batch.
                 for _ in 0..EVENT_BATCH {
                     match ev_rx.try_recv() {
-                        Ok(ev) => handle(&mut core, ev, now, wall),
+                        Ok(ev) => dispatch(&mut core, &mut lazy, &mut loads, ev, now, wall),
                         Err(_) => break,
                     }
                 }
@@ -392,13 +458,35 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 }
             }
             saved = saved_rx.recv() => {
-                if let Some((op, result)) = saved {
+                if let Some((op, result, current)) = saved {
                     core.on_contacts_saved(op, result);
+                    if let Some(l) = current {
+                        let owner = l.owner.clone();
+                        core.load_contact_list(l);
+                        release(&mut core, lazy.loaded(&owner));
+                    }
                 }
             }
             lists = lists_rx.recv() => {
                 for l in lists.into_iter().flatten() {
+                    let owner = l.owner.clone();
                     core.load_contact_list(l);
+                    release(&mut core, lazy.loaded(&owner));
+                }
+            }
+            loaded = load_rx.recv() => {
+                if let Some((owner, result)) = loaded {
+                    let held = match result {
+                        Ok(l) => {
+                            core.load_contact_list(l);
+                            lazy.loaded(&owner)
+                        }
+                        Err(e) => {
+                            warn!(%owner, error = %e, "loading a contact list failed");
+                            lazy.failed(&owner)
+                        }
+                    };
+                    release(&mut core, held);
                 }
             }
             _ = &mut sleep => {
@@ -406,6 +494,18 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 // Re-arm even if the next deadline equals the one that just fired.
                 armed = Instant::now();
             }
+        }
+        for owner in loads.drain(..) {
+            let store = store.clone();
+            let tx = load_tx.clone();
+            tokio::spawn(async move {
+                let r = store
+                    .contact_list(&owner)
+                    .await
+                    .map(list_from_store)
+                    .map_err(|e| e.to_string());
+                let _ = tx.send((owner, r));
+            });
         }
         core.drain_store_requests(&mut store_reqs);
         for r in store_reqs.drain(..) {
@@ -426,6 +526,54 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Connections allowed: the configured number, at most the open-file limit less
+/// the reserve (and at least 1).
+fn connection_cap(configured: usize, fd_limit: Option<u64>, reserve: usize) -> usize {
+    match fd_limit {
+        Some(l) => {
+            let usable = usize::try_from(l)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(reserve);
+            configured.min(usable).max(1)
+        }
+        None => configured,
+    }
+}
+
+/// Hands an event to the core, unless it is a request that must wait for its
+/// sender's contact list (then `loads` names the lists to load).
+fn dispatch(
+    core: &mut Core,
+    lazy: &mut LazyLists,
+    loads: &mut Vec<String>,
+    ev: Event,
+    now: Instant,
+    wall: u64,
+) {
+    let Event::Message(msg, src) = ev else {
+        return handle(core, ev, now, wall);
+    };
+    if !msg.is_request() {
+        return core.on_message(msg, src, now, wall);
+    }
+    match lazy.admit(msg, src, |a| core.directory().get(a).is_some()) {
+        Admit::Pass(m, s) => core.on_message(m, s, now, wall),
+        Admit::PassAndLoad(m, s, owner) => {
+            loads.push(owner);
+            core.on_message(m, s, now, wall);
+        }
+        Admit::HeldAndLoad(owner) => loads.push(owner),
+        Admit::Held => {}
+    }
+}
+
+/// Requests that waited for a contact list go to the core, in order.
+fn release(core: &mut Core, held: Vec<(confab_sip::Message, confab_frontend::Dest)>) {
+    for (m, s) in held {
+        core.on_message(m, s, Instant::now(), wall_ms());
+    }
+}
+
 fn handle(core: &mut Core, ev: Event, now: Instant, wall: u64) {
     match ev {
         Event::Message(m, src) => core.on_message(m, src, now, wall),
@@ -434,18 +582,102 @@ fn handle(core: &mut Core, ev: Event, now: Instant, wall: u64) {
     }
 }
 
-/// The address put in Via/Record-Route/Contact: the bound address, or for a
-/// wildcard bind the loopback address (set `--sip` to a concrete address when
-/// clients run on other machines).
-fn advertise_host(bind: IpAddr) -> String {
-    if bind.is_unspecified() {
-        warn!(
-            "SIP is bound to a wildcard address; advertising 127.0.0.1 (bind --sip to this machine's address for remote clients)"
+/// The host put in Via/Record-Route/Contact and why: the bound address; for a
+/// wildcard bind the machine's primary address (`primary`, the source address of
+/// its default route), else the loopback address.
+fn advertise_host(bind: IpAddr, primary: Option<IpAddr>) -> (String, &'static str) {
+    let ip = if !bind.is_unspecified() {
+        return (host_text(bind), "the bound address");
+    } else if let Some(p) = primary {
+        return (
+            host_text(p),
+            "the machine's primary address (wildcard bind)",
         );
-        return "127.0.0.1".to_owned();
-    }
-    match bind {
+    } else if bind.is_ipv6() {
+        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    };
+    (
+        host_text(ip),
+        "loopback: wildcard bind and no route to find the primary address; set `advertise` or bind `sip` to this machine's address for remote clients",
+    )
+}
+
+fn host_text(ip: IpAddr) -> String {
+    match ip {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// The machine's primary address: the source address the kernel picks for its
+/// default route (a connected UDP socket; no packet is sent). IPv4 first, then
+/// IPv6 for an IPv6 bind; `None` without a route.
+fn primary_address(v6: bool) -> Option<IpAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+    // Documentation prefixes (RFC 5737, RFC 3849): routed by the default route,
+    // never answered.
+    let mut probes = vec![(
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        SocketAddr::from((Ipv4Addr::new(198, 51, 100, 1), 9)),
+    )];
+    if v6 {
+        probes.push((
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+            SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 9)),
+        ));
+    }
+    probes.into_iter().find_map(|(local, probe)| {
+        let s = UdpSocket::bind(local).ok()?;
+        s.connect(probe).ok()?;
+        let ip = s.local_addr().ok()?.ip();
+        (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn a_concrete_bind_is_advertised_as_is() {
+        let (h, why) = advertise_host(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+        );
+        assert_eq!(h, "10.0.0.5");
+        assert_eq!(why, "the bound address");
+        let (h, _) = advertise_host(IpAddr::V6(Ipv6Addr::LOCALHOST), None);
+        assert_eq!(h, "[::1]");
+    }
+
+    #[test]
+    fn a_wildcard_bind_advertises_the_primary_address() {
+        let (h, why) = advertise_host(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+        );
+        assert_eq!(h, "192.0.2.7");
+        assert!(why.contains("primary"), "{why}");
+        let (h, why) = advertise_host(IpAddr::V4(Ipv4Addr::UNSPECIFIED), None);
+        assert_eq!(h, "127.0.0.1");
+        assert!(why.contains("loopback"), "{why}");
+    }
+
+    #[test]
+    fn the_primary_address_is_never_loopback_or_wildcard() {
+        if let Some(ip) = primary_address(false) {
+            assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+        }
+    }
+
+    #[test]
+    fn connection_cap_keeps_a_descriptor_reserve() {
+        assert_eq!(connection_cap(100_000, Some(1024), 256), 768);
+        assert_eq!(connection_cap(500, Some(1_048_576), 256), 500);
+        assert_eq!(connection_cap(100_000, None, 256), 100_000);
+        assert_eq!(connection_cap(100_000, Some(100), 256), 1);
     }
 }

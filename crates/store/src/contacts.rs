@@ -450,6 +450,43 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the owner's list like [`Store::save_contact_list`], but only if the
+    /// stored list is still at version `based_on` (its `delta_num`; 0 when there
+    /// is none): a compare-and-swap, so that an edit made from a stale copy (the
+    /// running server's, while `confab contact` changed the list) cannot silently
+    /// undo the other. Fails with [`StoreError::ContactListChanged`] otherwise,
+    /// writing nothing.
+    pub async fn save_contact_list_from(&self, list: &ContactList, based_on: u64) -> Result<()> {
+        let list = normalized(list)?;
+        let mut tx = self.pool.begin().await?;
+        // Taking the revision first serializes writers (SQLite: the write lock;
+        // PostgreSQL: the counter row), so the version read below cannot change
+        // before the commit.
+        let rev = next_rev(&mut tx).await?;
+        ensure_user(&mut tx, &list.owner).await?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT delta_num FROM contact_lists WHERE owner = $1")
+                .bind(&list.owner)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let found = match found {
+            Some(d) => delta_from_db(&list.owner, d)?,
+            None => 0,
+        };
+        if found != based_on {
+            // Rolled back on drop: nothing written, the revision not used up.
+            return Err(StoreError::ContactListChanged {
+                owner: list.owner.clone(),
+                expected: based_on,
+                found,
+            });
+        }
+        write_list(&mut tx, self.backend, &list, rev).await?;
+        tx.commit().await?;
+        tracing::debug!(owner = %list.owner, delta_num = list.delta_num, rev, "contact list saved");
+        Ok(())
+    }
+
     /// Owners whose list changed (or was deleted with its owner) after revision `rev`,
     /// each once, oldest change first, and the revision to pass next time. Same
     /// contract as [`Store::user_changes_since`]: read the current lists with

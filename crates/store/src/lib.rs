@@ -45,6 +45,14 @@ pub enum StoreError {
     },
     #[error("invalid contact list of {owner}: {reason}")]
     InvalidContactList { owner: String, reason: String },
+    #[error(
+        "the contact list of {owner} changed meanwhile (version {found}, the edit was based on {expected}): edit refused, the current list is served again"
+    )]
+    ContactListChanged {
+        owner: String,
+        expected: u64,
+        found: u64,
+    },
     #[error("unsupported database URL: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl,
     #[error("database path {0:?} is not valid UTF-8")]

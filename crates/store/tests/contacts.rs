@@ -28,6 +28,7 @@ on_both_backends!(
     unknown_owner_is_refused,
     all_contact_lists,
     concurrent_adds_are_serialized,
+    a_save_from_a_stale_copy_is_refused,
 );
 
 async fn add_users(store: &Store, addresses: &[&str]) {
@@ -821,4 +822,70 @@ async fn sqlite_all_contact_lists_80k_timing() {
         owners * per_owner
     );
     store.close().await;
+}
+
+/// The running server saves a client's edit made from its copy of the list; a
+/// `confab contact add` committed in between must not be undone by that save.
+async fn a_save_from_a_stale_copy_is_refused(store: Store) {
+    add_users(&store, &["alice@example.com"]).await;
+    store
+        .add_contact("alice@example.com", "bob@example.com", None, None)
+        .await
+        .unwrap();
+    // The server's copy: version 1, with bob.
+    let copy = store.contact_list("alice@example.com").await.unwrap();
+    assert_eq!(copy.delta_num, 1);
+    // The CLI adds carol (version 2) before the server's next poll.
+    store
+        .add_contact("alice@example.com", "carol@example.com", None, None)
+        .await
+        .unwrap();
+    // The client adds dave to the server's stale copy; saving it would drop carol.
+    let mut edited = copy.clone();
+    edited
+        .contacts
+        .push(contact("dave@example.com", "", &[1], true));
+    edited.delta_num = 2;
+    let err = store
+        .save_contact_list_from(&edited, copy.delta_num)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            StoreError::ContactListChanged {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("changed meanwhile"), "{err}");
+    let now = store.contact_list("alice@example.com").await.unwrap();
+    assert_eq!(uris(&now), ["bob@example.com", "carol@example.com"]);
+    // Based on the current version, it is saved.
+    let mut edited = now.clone();
+    edited
+        .contacts
+        .push(contact("dave@example.com", "", &[1], true));
+    edited.delta_num = now.delta_num + 1;
+    store
+        .save_contact_list_from(&edited, now.delta_num)
+        .await
+        .unwrap();
+    assert_eq!(
+        uris(&store.contact_list("alice@example.com").await.unwrap()),
+        ["bob@example.com", "carol@example.com", "dave@example.com"]
+    );
+    // A first list (nothing stored yet) is based on version 0.
+    add_users(&store, &["erin@example.com"]).await;
+    let mut first = ContactList::empty("erin@example.com");
+    first.groups.push(group(1, "~"));
+    first.delta_num = 1;
+    store.save_contact_list_from(&first, 0).await.unwrap();
+    assert!(matches!(
+        store.save_contact_list_from(&first, 0).await,
+        Err(StoreError::ContactListChanged { found: 1, .. })
+    ));
 }

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use confab_frontend::{ConnId, Dest, Output, Transport};
@@ -21,7 +22,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, mpsc};
 
+pub mod limits;
 pub mod queue;
+pub use limits::{AcceptBackoff, FlowState, Liveness, LogLimiter, Refused, raise_fd_limit};
 use queue::{QueueRx, QueueTx};
 use tracing::{debug, info, warn};
 
@@ -47,6 +50,12 @@ pub struct TransportLimits {
     pub max_connections_per_ip: usize,
     /// Messages queued for one connection before it is considered stuck.
     pub send_queue: usize,
+    /// A connection that is not a registered flow is closed after this long
+    /// without a complete SIP message (pings do not count).
+    pub idle_timeout: Duration,
+    /// A SIP message, a TLS handshake or an HTTP request must be complete this
+    /// long after its first byte.
+    pub header_timeout: Duration,
 }
 
 impl Default for TransportLimits {
@@ -54,8 +63,10 @@ impl Default for TransportLimits {
         TransportLimits {
             sip: Limits::default(),
             max_connections: 100_000,
-            max_connections_per_ip: 20_000,
+            max_connections_per_ip: 128,
             send_queue: 16_384,
+            idle_timeout: Duration::from_secs(120),
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -72,6 +83,8 @@ pub enum TransportError {
 
 struct ConnEntry {
     tx: QueueTx,
+    /// Whether (until when) the connection carries a registration.
+    flow: Arc<FlowState>,
     /// Wakes the connection's reader when the core closes the connection.
     closed: Arc<Notify>,
     transport: Transport,
@@ -93,6 +106,18 @@ pub struct Connections {
     dropped: AtomicU64,
     limits: TransportLimits,
     events: mpsc::Sender<Event>,
+    /// Connections refused because one address had `max_connections_per_ip`.
+    refused_per_ip: AtomicU64,
+    /// Connections refused because `max_connections` were open.
+    refused_total: AtomicU64,
+    /// Connections closed for idleness (no complete message, not a registered flow).
+    closed_idle: AtomicU64,
+    /// Connections closed because a message (or handshake) was not complete in time.
+    closed_slow: AtomicU64,
+    /// Refusals are logged at most once per interval, with the count since.
+    refusal_log: LogLimiter,
+    /// The time registrations are counted from (see [`FlowState`]).
+    epoch: Instant,
 }
 
 /// A registered connection: its id and the queue its writer drains.
@@ -103,6 +128,8 @@ pub struct Registered {
     /// Notified when [`Connections::close`] is called: the reader must stop and
     /// the connection end.
     pub closed: Arc<Notify>,
+    /// Set when a `200` answer to a REGISTER leaves over this connection.
+    pub flow: Arc<FlowState>,
 }
 
 impl Connections {
@@ -113,7 +140,53 @@ impl Connections {
             dropped: AtomicU64::new(0),
             limits,
             events,
+            refused_per_ip: AtomicU64::new(0),
+            refused_total: AtomicU64::new(0),
+            closed_idle: AtomicU64::new(0),
+            closed_slow: AtomicU64::new(0),
+            refusal_log: LogLimiter::new(Duration::from_secs(10)),
+            epoch: Instant::now(),
         })
+    }
+
+    /// Connections refused so far: (per-address limit, total limit).
+    pub fn refused(&self) -> (u64, u64) {
+        (
+            self.refused_per_ip.load(Ordering::Relaxed),
+            self.refused_total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Connections closed so far by the server's timeouts: (idle, slow message).
+    pub fn timed_out(&self) -> (u64, u64) {
+        (
+            self.closed_idle.load(Ordering::Relaxed),
+            self.closed_slow.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The idle/header clock of a new connection (see [`Liveness`]).
+    pub fn liveness(&self, flow: Arc<FlowState>) -> Liveness {
+        Liveness::new(
+            self.limits.idle_timeout,
+            self.limits.header_timeout,
+            flow,
+            Instant::now(),
+        )
+    }
+
+    /// Counts a connection closed by [`Liveness`].
+    pub fn note_timeout(&self, why: limits::Expired, transport: Transport, peer: SocketAddr) {
+        match why {
+            limits::Expired::Idle => {
+                self.closed_idle.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, ?transport, "closing an idle connection (no SIP message, not a registered flow)");
+            }
+            limits::Expired::Slow => {
+                self.closed_slow.fetch_add(1, Ordering::Relaxed);
+                debug!(%peer, ?transport, "closing a connection: message not complete in time");
+            }
+        }
     }
 
     pub fn limits(&self) -> &TransportLimits {
@@ -135,30 +208,59 @@ impl Connections {
     }
 
     /// Registers a new connection, enforcing the global and per-address limits.
-    pub fn register(&self, transport: Transport, peer: SocketAddr) -> Option<Registered> {
-        let mut t = self.table.lock();
-        if t.conns.len() >= self.limits.max_connections {
-            return None;
+    /// A refusal is counted (see [`Connections::refused`]) and logged at most once
+    /// per 10 s.
+    pub fn register(&self, transport: Transport, peer: SocketAddr) -> Result<Registered, Refused> {
+        let refused = {
+            let mut t = self.table.lock();
+            if t.conns.len() >= self.limits.max_connections {
+                Refused::Total
+            } else if t.per_ip.get(&peer.ip()).copied().unwrap_or(0)
+                >= self.limits.max_connections_per_ip
+            {
+                Refused::PerAddress
+            } else {
+                *t.per_ip.entry(peer.ip()).or_insert(0) += 1;
+                let id = ConnId(self.next.fetch_add(1, Ordering::Relaxed));
+                let (tx, rx) = queue::queue(self.limits.send_queue);
+                let closed = Arc::new(Notify::new());
+                let flow = Arc::new(FlowState::new(self.epoch));
+                t.conns.insert(
+                    id,
+                    ConnEntry {
+                        tx: tx.clone(),
+                        flow: flow.clone(),
+                        closed: closed.clone(),
+                        transport,
+                        peer,
+                    },
+                );
+                t.by_addr.insert((transport, peer), id);
+                return Ok(Registered {
+                    id,
+                    rx,
+                    tx,
+                    closed,
+                    flow,
+                });
+            }
+        };
+        let counter = match refused {
+            Refused::Total => &self.refused_total,
+            Refused::PerAddress => &self.refused_per_ip,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = self.refusal_log.allow(Instant::now()) {
+            let (limit, which) = match refused {
+                Refused::Total => (self.limits.max_connections, "limits.max_connections"),
+                Refused::PerAddress => (
+                    self.limits.max_connections_per_ip,
+                    "limits.max_connections_per_ip",
+                ),
+            };
+            warn!(%peer, ?transport, limit, setting = which, refused_since_last_line = suppressed, "connection refused: limit reached (logged at most every 10 s)");
         }
-        let n = t.per_ip.entry(peer.ip()).or_insert(0);
-        if *n >= self.limits.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        let id = ConnId(self.next.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = queue::queue(self.limits.send_queue);
-        let closed = Arc::new(Notify::new());
-        t.conns.insert(
-            id,
-            ConnEntry {
-                tx: tx.clone(),
-                closed: closed.clone(),
-                transport,
-                peer,
-            },
-        );
-        t.by_addr.insert((transport, peer), id);
-        Some(Registered { id, rx, tx, closed })
+        Err(refused)
     }
 
     /// Forgets a connection and tells the core.
@@ -197,6 +299,14 @@ impl Connections {
                 t.conns.get(id)?
             }
         };
+        // A registration accepted over this connection makes it a registered
+        // flow for as long as the registration lasts (RFC 5626: the client keeps
+        // it alive): the idle timeout does not apply meanwhile.
+        if let Some(secs) = limits::register_ok_expires(&data) {
+            entry
+                .flow
+                .registered_for(Duration::from_secs(secs), Instant::now());
+        }
         Some(entry.tx.try_send(data))
     }
 
@@ -342,7 +452,7 @@ impl Transports {
                 None if dest.transport == Transport::Tcp => {
                     // Open a connection to the contact.
                     let conns = self.conns.clone();
-                    if let Some(reg) = conns.register(Transport::Tcp, dest.addr) {
+                    if let Ok(reg) = conns.register(Transport::Tcp, dest.addr) {
                         let _ = reg.tx.try_send(data);
                         tokio::spawn(connect_and_run(conns, dest.addr, reg));
                     }
@@ -474,19 +584,28 @@ async fn accept_loop(
     } else {
         Transport::Tcp
     };
+    let mut backoff = AcceptBackoff::new();
+    let handshake_timeout = conns.limits.header_timeout;
     loop {
         let (stream, peer) = match l.accept().await {
-            Ok(v) => v,
+            Ok(v) => {
+                backoff.succeeded();
+                v
+            }
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // EMFILE and friends: back off (50 ms doubling up to 1 s) instead
+                // of spinning, and say so at most every 10 s.
+                let (delay, log) = backoff.failed(Instant::now());
+                if let Some(suppressed) = log {
+                    warn!(error = %e, retry_in_ms = delay.as_millis() as u64, failures_since_last_line = suppressed, "accept failed (out of file descriptors?); backing off");
+                }
+                tokio::time::sleep(delay).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let Some(reg) = conns.register(transport, peer) else {
-            warn!(%peer, "connection refused: connection limit reached");
+        let Ok(reg) = conns.register(transport, peer) else {
+            // Counted and logged by `register`; dropping the stream closes it.
             continue;
         };
         let conns = conns.clone();
@@ -497,16 +616,14 @@ async fn accept_loop(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => run_generic(s, peer, transport, reg, conns).await,
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
                             conns.unregister(reg.id);
                         }
                         Err(_) => {
-                            debug!(%peer, "TLS handshake timed out");
+                            conns.note_timeout(limits::Expired::Slow, transport, peer);
                             conns.unregister(reg.id);
                         }
                     }
@@ -639,6 +756,7 @@ async fn run_stream<R, W>(
         mut rx,
         tx,
         closed,
+        flow,
     } = reg;
     let writer = tokio::spawn(async move {
         // Coalesce what is queued into one write (one syscall for a burst of
@@ -672,6 +790,12 @@ async fn run_stream<R, W>(
         conn: Some(id),
     };
     let mut chunk = READ_CHUNK;
+    // Idle and header deadlines. The timer is armed lazily: when it fires, the
+    // real deadline is computed and the timer moved if it is later (no timer
+    // operation per message on a busy connection).
+    let mut live = conns.liveness(flow);
+    let timer = tokio::time::sleep_until(live.deadline());
+    tokio::pin!(timer);
     'read: loop {
         let buf: &mut BytesMut = framer.buffer();
         let before = buf.capacity() - buf.len();
@@ -681,6 +805,18 @@ async fn run_stream<R, W>(
             _ = closed.notified() => {
                 debug!(%peer, "connection closed by the server");
                 break;
+            }
+            _ = &mut timer => {
+                match live.check(Instant::now()) {
+                    Ok(next) => {
+                        timer.as_mut().reset(next);
+                        continue;
+                    }
+                    Err(why) => {
+                        conns.note_timeout(why, transport, peer);
+                        break;
+                    }
+                }
             }
         };
         match read {
@@ -693,6 +829,7 @@ async fn run_stream<R, W>(
                 };
             }
         }
+        let now = Instant::now();
         loop {
             match framer.next_frame() {
                 Ok(None) => {
@@ -703,12 +840,18 @@ async fn run_stream<R, W>(
                     if buf.is_empty() {
                         *buf = BytesMut::new();
                     }
+                    let partial = buf.iter().any(|b| !matches!(b, b'\r' | b'\n'));
+                    if live.set_partial(partial, now) {
+                        // A message started: its deadline may be earlier.
+                        timer.as_mut().reset(live.deadline());
+                    }
                     break;
                 }
                 Ok(Some(Frame::Ping)) => {
                     let _ = tx.try_send(Bytes::from_static(b"\r\n"));
                 }
                 Ok(Some(Frame::Message(data))) => {
+                    live.on_message(now);
                     let ev = match Message::parse(data, &limits) {
                         Ok(m) => Event::Message(m, dest),
                         Err(e) => Event::Malformed(e, dest),

@@ -18,6 +18,9 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
+pub mod http;
+use http::{DeadlineListener, PeerInfo};
+
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct WebState {
@@ -53,7 +56,12 @@ pub async fn serve(
         .map_err(|source| WebError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
     info!(%local, "HTTP listening (metrics, SIP over WebSocket)");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = DeadlineListener {
+        inner: listener,
+        timeout: state.conns.limits().header_timeout,
+        backoff: confab_transport::AcceptBackoff::new(),
+    };
+    let app = router(state).into_make_service_with_connect_info::<PeerInfo>();
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -70,12 +78,26 @@ async fn metrics(State(st): State<WebState>) -> Response {
     body.push_str("# HELP confab_connections Open SIP connections (TCP, TLS, WebSocket).\n");
     body.push_str("# TYPE confab_connections gauge\n");
     body.push_str(&format!("confab_connections {}\n", st.conns.count()));
+    let (per_ip, total) = st.conns.refused();
+    body.push_str(
+        "# HELP confab_connections_refused_total SIP connections refused by a connection limit.\n",
+    );
+    body.push_str("# TYPE confab_connections_refused_total counter\n");
+    body.push_str(&format!(
+        "confab_connections_refused_total{{limit=\"per_ip\"}} {per_ip}\nconfab_connections_refused_total{{limit=\"total\"}} {total}\n"
+    ));
+    let (idle, slow) = st.conns.timed_out();
+    body.push_str("# HELP confab_connections_timed_out_total SIP connections closed by the idle timeout or the header deadline.\n");
+    body.push_str("# TYPE confab_connections_timed_out_total counter\n");
+    body.push_str(&format!(
+        "confab_connections_timed_out_total{{reason=\"idle\"}} {idle}\nconfab_connections_timed_out_total{{reason=\"header\"}} {slow}\n"
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn ws_upgrade(
     State(st): State<WebState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(PeerInfo { peer, deadline }): ConnectInfo<PeerInfo>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
@@ -99,13 +121,21 @@ async fn ws_upgrade(
         )
             .into_response();
     }
-    ws.protocols(["sip"])
-        .on_upgrade(move |socket| run_ws(socket, peer, st))
+    // The SIP message limit bounds frames and (fragmented) messages alike: a
+    // larger one closes the connection before it is buffered (RFC 7118 puts one
+    // SIP message in one WebSocket message).
+    let max = st.conns.limits().sip.max_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .protocols(["sip"])
+        .on_upgrade(move |socket| run_ws(socket, peer, st, deadline))
 }
 
-async fn run_ws(socket: WebSocket, peer: SocketAddr, st: WebState) {
-    let Some(reg) = st.conns.register(Transport::Ws, peer) else {
-        debug!(%peer, "WebSocket refused: connection limit");
+async fn run_ws(socket: WebSocket, peer: SocketAddr, st: WebState, deadline: Arc<http::Deadline>) {
+    // From here the SIP idle clock applies, not the HTTP request deadline.
+    deadline.disarm();
+    let Ok(reg) = st.conns.register(Transport::Ws, peer) else {
+        // Counted and logged by `register`.
         return;
     };
     let id = reg.id;
@@ -130,6 +160,9 @@ async fn run_ws(socket: WebSocket, peer: SocketAddr, st: WebState) {
         conn: Some(id),
     };
     let closed = reg.closed.clone();
+    let mut live = st.conns.liveness(reg.flow.clone());
+    let timer = tokio::time::sleep_until(live.deadline());
+    tokio::pin!(timer);
     loop {
         let frame = tokio::select! {
             f = stream.next() => f,
@@ -137,8 +170,29 @@ async fn run_ws(socket: WebSocket, peer: SocketAddr, st: WebState) {
                 debug!(%peer, "WebSocket closed by the server");
                 break;
             }
+            _ = &mut timer => {
+                match live.check(tokio::time::Instant::now()) {
+                    Ok(next) => {
+                        timer.as_mut().reset(next);
+                        continue;
+                    }
+                    Err(why) => {
+                        st.conns.note_timeout(why, Transport::Ws, peer);
+                        break;
+                    }
+                }
+            }
         };
-        let Some(Ok(frame)) = frame else { break };
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                // A frame or message over the SIP message limit, or a protocol
+                // error: the connection ends.
+                debug!(%peer, error = %e, "closing WebSocket");
+                break;
+            }
+            None => break,
+        };
         let data: Bytes = match frame {
             WsMessage::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
             WsMessage::Binary(b) => b,
@@ -148,6 +202,7 @@ async fn run_ws(socket: WebSocket, peer: SocketAddr, st: WebState) {
         if data.iter().all(|b| matches!(b, b'\r' | b'\n')) {
             continue;
         }
+        live.on_message(tokio::time::Instant::now());
         // RFC 7118 §5: one frame carries exactly one message.
         let ev = match Message::parse(data, &limits) {
             Ok(m) => Event::Message(m, dest),
