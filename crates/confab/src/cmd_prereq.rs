@@ -36,6 +36,12 @@ pub struct CheckArgs {
     /// This machine's FQDN in the topology [default: the host name]
     #[arg(long, value_name = "FQDN")]
     pub fqdn: Option<String>,
+    /// The edge's internal address (with --role edge and no topology)
+    #[arg(long, value_name = "ADDRESS")]
+    pub internal_address: Option<std::net::IpAddr>,
+    /// The edge's external address (with --role edge and no topology)
+    #[arg(long, value_name = "ADDRESS")]
+    pub external_address: Option<std::net::IpAddr>,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -103,12 +109,18 @@ pub fn plan_for(
 pub async fn run(args: PrereqArgs, data_dir: &Path) -> anyhow::Result<()> {
     let PrereqCommand::Check(a) = args.command;
     let data_dir = std::path::absolute(data_dir).context("resolving the data directory")?;
-    let plan = plan_for(
+    let mut plan = plan_for(
         &data_dir,
         a.topology.as_deref(),
         &a.roles,
         a.fqdn.as_deref(),
     )?;
+    if a.internal_address.is_some() || a.external_address.is_some() {
+        if !plan.roles.contains(&Role::Edge) {
+            bail!("--internal-address and --external-address are for an edge (--role edge)");
+        }
+        plan.set_edge_addresses(a.internal_address, a.external_address);
+    }
     let outcome = confab_prereq::run(&SystemHost, &plan).await;
     if a.json {
         let v = serde_json::json!({

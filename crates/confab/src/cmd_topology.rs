@@ -266,6 +266,7 @@ fn validate_cmd(file: &Path, json: bool) -> anyhow::Result<()> {
                         "rule": "syntax",
                         "message": match &e { TopologyError::Parse { message, .. } => message.clone(), other => other.to_string() },
                         "line": e.line(),
+                        "column": e.column(),
                     }],
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);

@@ -338,6 +338,9 @@ async fn enterprise_pool_on_postgres() {
 
 fn enterprise_scenario(backend: &str, pchat: &str, compliance: &str) {
     let dir = tempfile::tempdir().unwrap();
+    // The pool's one file store, "mounted" at the same path for every front end.
+    let shared = dir.path().join("shared-files");
+    std::fs::create_dir(&shared).unwrap();
     let file = dir.path().join("topology.toml");
     std::fs::write(
         &file,
@@ -365,7 +368,7 @@ url = "{compliance}"
 [[store]]
 name = "files"
 kind = "file"
-path = "files"
+path = "{}"
 
 [[pool]]
 fqdn = "pool01.contoso.com"
@@ -398,6 +401,7 @@ roles = ["persistent-chat"]
 [pool.machine.ports]
 persistent-chat.sip-tls = {}
 "#,
+            shared.display(),
             front_end_ports(),
             front_end_ports(),
             free_port()

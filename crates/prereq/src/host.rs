@@ -149,6 +149,45 @@ pub enum PostgresFacts {
     Unreachable(String),
 }
 
+/// Pending operating-system updates, from the distribution's package manager
+/// (its local package lists: no network needed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateFacts {
+    Known {
+        /// How they were found, e.g. `apt-get -s upgrade`.
+        tool: String,
+        /// Packages with a pending security update.
+        security: Vec<String>,
+        /// Other pending updates.
+        other: usize,
+        /// The command that applies them.
+        apply: String,
+    },
+    /// The package manager could not tell; `how` says how to look by hand.
+    Unknown { why: String, how: String },
+}
+
+/// The environment of the confab service: of a running `confab serve`
+/// (`/proc/PID/environ`) or of its systemd unit (`Environment=`,
+/// `EnvironmentFile=`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEnv {
+    /// Where it was read, e.g. `confab serve (pid 812)` or a unit file.
+    pub source: String,
+    /// Its `LD_PRELOAD`, or why it could not be read.
+    pub ld_preload: Result<Option<String>, String>,
+}
+
+/// The filesystem a path is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsFacts {
+    Missing,
+    /// A local filesystem (ext4, xfs, tmpfs, overlay, …): its name.
+    Local(String),
+    /// A network or cluster filesystem (NFS, SMB, CephFS, GlusterFS, …).
+    Shared(String),
+}
+
 /// The facts the checks need.
 pub trait Host {
     fn arch(&self) -> ArchFacts;
@@ -160,7 +199,9 @@ pub trait Host {
     fn disk_available(&self, path: &Path) -> Option<u64>;
     fn port(&self, protocol: Protocol, addr: SocketAddr) -> PortState;
     fn clock(&self) -> ClockFacts;
-    /// The `LD_PRELOAD` environment variable.
+    /// The `LD_PRELOAD` of this process (the command line's own environment):
+    /// consulted only when no confab service is found, as a hint, since a
+    /// service started from this shell would inherit it.
     fn ld_preload_env(&self) -> Option<String>;
     /// The contents of `/etc/ld.so.preload`.
     fn ld_so_preload(&self) -> Option<String>;
@@ -170,6 +211,17 @@ pub trait Host {
     fn postgres(&self, url: &str) -> impl Future<Output = PostgresFacts> + Send;
     /// Seconds since the Unix epoch.
     fn now(&self) -> i64;
+    /// Pending updates of the operating system.
+    fn updates(&self) -> UpdateFacts;
+    /// The environments of the confab service found on this machine (none when
+    /// neither a running `confab serve` nor a systemd unit was found).
+    fn service_environments(&self) -> Vec<ServiceEnv>;
+    /// The filesystem `path` is on.
+    fn filesystem(&self, path: &Path) -> FsFacts;
+    /// Where the shared library `soname` (e.g. `libopus.so.0`) is installed.
+    fn shared_library(&self, soname: &str) -> Option<PathBuf>;
+    /// Permission bits of a file (`None` when it does not exist).
+    fn file_mode(&self, path: &Path) -> Option<u32>;
 }
 
 /// The real machine.
@@ -586,6 +638,378 @@ impl Host for SystemHost {
 
     fn now(&self) -> i64 {
         confab_tls::unix_now()
+    }
+
+    fn updates(&self) -> UpdateFacts {
+        system_updates()
+    }
+
+    fn service_environments(&self) -> Vec<ServiceEnv> {
+        let mut out = running_services(Path::new("/proc"), "confab");
+        out.extend(unit_environments(SYSTEMD_UNIT_DIRS, "confab.service"));
+        out
+    }
+
+    fn filesystem(&self, path: &Path) -> FsFacts {
+        if !path.exists() {
+            return FsFacts::Missing;
+        }
+        match rustix::fs::statfs(path) {
+            Ok(s) => classify_fs(s.f_type as i64),
+            Err(e) => FsFacts::Local(format!("unknown ({e})")),
+        }
+    }
+
+    fn shared_library(&self, soname: &str) -> Option<PathBuf> {
+        let machine = cstr(rustix::system::uname().machine());
+        let multiarch = format!("{machine}-linux-gnu");
+        let dirs = [
+            format!("/usr/lib/{multiarch}"),
+            format!("/lib/{multiarch}"),
+            "/usr/lib64".to_string(),
+            "/lib64".to_string(),
+            "/usr/lib".to_string(),
+            "/lib".to_string(),
+            "/usr/local/lib".to_string(),
+        ];
+        dirs.iter()
+            .map(|d| Path::new(d).join(soname))
+            .find(|p| p.exists())
+    }
+
+    fn file_mode(&self, path: &Path) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    }
+}
+
+/// Where systemd looks for unit files, most specific first.
+pub const SYSTEMD_UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// Network and cluster filesystems (`statfs` `f_type`): one store every
+/// machine mounting it sees.
+const SHARED_FILESYSTEMS: &[(i64, &str)] = &[
+    (0x6969, "nfs"),
+    (0x517B, "smb"),
+    (0xFF53_4D42, "cifs"),
+    (0xFE53_4D42, "smb2"),
+    (0x00C3_6400, "ceph"),
+    (0x6573_5546, "fuse (e.g. glusterfs)"),
+    (0x0102_1997, "9p"),
+    (0x5346_414F, "afs"),
+    (0x7461_636F, "ocfs2"),
+    (0x0116_1970, "gfs2"),
+    (0x0BD0_0BD0, "lustre"),
+];
+
+const LOCAL_FILESYSTEMS: &[(i64, &str)] = &[
+    (0xEF53, "ext4"),
+    (0x5846_5342, "xfs"),
+    (0x9123_683E, "btrfs"),
+    (0x0102_1994, "tmpfs"),
+    (0x794C_7630, "overlay"),
+    (0x2FC1_2FC1, "zfs"),
+    (0xF2F5_2010, "f2fs"),
+];
+
+/// Names a filesystem type and says whether it is shared between machines.
+pub fn classify_fs(f_type: i64) -> FsFacts {
+    let f_type = f_type & 0xFFFF_FFFF;
+    if let Some((_, n)) = SHARED_FILESYSTEMS.iter().find(|(t, _)| *t == f_type) {
+        return FsFacts::Shared((*n).to_string());
+    }
+    match LOCAL_FILESYSTEMS.iter().find(|(t, _)| *t == f_type) {
+        Some((_, n)) => FsFacts::Local((*n).to_string()),
+        None => FsFacts::Local(format!("type {f_type:#x}")),
+    }
+}
+
+/// `LD_PRELOAD` in a `NUL`-separated environment block (`/proc/PID/environ`).
+pub fn preload_in_environ(environ: &[u8]) -> Option<String> {
+    environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| std::str::from_utf8(kv).ok())
+        .find_map(|kv| kv.strip_prefix("LD_PRELOAD="))
+        .map(str::to_string)
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Processes under `proc_root` whose command is `name` running `serve`, with
+/// their `LD_PRELOAD` (this process excluded).
+pub fn running_services(proc_root: &Path, name: &str) -> Vec<ServiceEnv> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let dir = e.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let cmdline = std::fs::read(dir.join("cmdline")).unwrap_or_default();
+        let serves = cmdline.split(|b| *b == 0).any(|a| a == b"serve");
+        if !serves {
+            continue;
+        }
+        let ld_preload = match std::fs::read(dir.join("environ")) {
+            Ok(env) => Ok(preload_in_environ(&env)),
+            Err(err) => Err(format!(
+                "cannot read its environment ({err}); run the check as root or as the service's user"
+            )),
+        };
+        out.push(ServiceEnv {
+            source: format!("{name} serve (pid {pid})"),
+            ld_preload,
+        });
+    }
+    out.sort_by(|a, b| a.source.cmp(&b.source));
+    out
+}
+
+/// The `KEY=value` assignments of a unit's `Environment=` lines (quoted or
+/// not) and the files its `EnvironmentFile=` lines name (`-` prefix: optional).
+pub fn parse_unit_environment(unit: &str) -> (Vec<(String, String)>, Vec<(String, bool)>) {
+    let mut vars = Vec::new();
+    let mut files = Vec::new();
+    for line in unit.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Environment=") {
+            for word in split_quoted(v) {
+                if let Some((k, val)) = word.split_once('=') {
+                    vars.push((k.to_string(), val.to_string()));
+                }
+            }
+        } else if let Some(f) = line.strip_prefix("EnvironmentFile=") {
+            let f = f.trim();
+            match f.strip_prefix('-') {
+                Some(opt) => files.push((opt.to_string(), true)),
+                None => files.push((f.to_string(), false)),
+            }
+        }
+    }
+    (vars, files)
+}
+
+/// Splits on whitespace, keeping double- or single-quoted words together.
+fn split_quoted(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// `KEY=value` lines of an environment file (`#` comments, optional quotes).
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let l = l.strip_prefix("export ").unwrap_or(l);
+            let (k, v) = l.split_once('=')?;
+            Some((
+                k.trim().to_string(),
+                v.trim().trim_matches('"').trim_matches('\'').to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The environment the systemd unit `unit` (with its drop-ins) gives the
+/// service: the first unit directory holding it wins, as in systemd.
+pub fn unit_environments(dirs: &[&str], unit: &str) -> Vec<ServiceEnv> {
+    let Some(main) = dirs
+        .iter()
+        .map(|d| Path::new(d).join(unit))
+        .find(|p| p.is_file())
+    else {
+        return Vec::new();
+    };
+    let mut parts = vec![main.clone()];
+    for d in dirs {
+        let dropins = Path::new(d).join(format!("{unit}.d"));
+        if let Ok(entries) = std::fs::read_dir(&dropins) {
+            let mut confs: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+                .collect();
+            confs.sort();
+            parts.extend(confs);
+        }
+    }
+    let mut preload: Option<String> = None;
+    let mut problems = Vec::new();
+    for part in &parts {
+        let Ok(text) = std::fs::read_to_string(part) else {
+            problems.push(format!("cannot read {}", part.display()));
+            continue;
+        };
+        let (vars, files) = parse_unit_environment(&text);
+        for (k, v) in vars {
+            if k == "LD_PRELOAD" {
+                preload = Some(v);
+            }
+        }
+        for (f, optional) in files {
+            match std::fs::read_to_string(&f) {
+                Ok(t) => {
+                    for (k, v) in parse_env_file(&t) {
+                        if k == "LD_PRELOAD" {
+                            preload = Some(v);
+                        }
+                    }
+                }
+                Err(_) if optional => {}
+                Err(e) => problems.push(format!("cannot read EnvironmentFile {f}: {e}")),
+            }
+        }
+    }
+    let ld_preload = if problems.is_empty() {
+        Ok(preload.filter(|v| !v.trim().is_empty()))
+    } else {
+        Err(problems.join("; "))
+    };
+    vec![ServiceEnv {
+        source: format!("systemd unit {}", main.display()),
+        ld_preload,
+    }]
+}
+
+/// Timeout of the package manager's simulation.
+const UPDATES_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Parses `apt-get -s upgrade`: each `Inst PACKAGE [OLD] (NEW ORIGINS [ARCH])`
+/// line is a pending update, a security one when an origin is a security
+/// pocket (`Debian-Security:…`, `…-security`).
+pub fn parse_apt_simulation(text: &str) -> (Vec<String>, usize) {
+    let mut security = Vec::new();
+    let mut other = 0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("Inst ") else {
+            continue;
+        };
+        let name = rest.split_whitespace().next().unwrap_or("").to_string();
+        let origins = rest.split_once('(').map(|(_, o)| o).unwrap_or("");
+        if origins.to_ascii_lowercase().contains("security") {
+            security.push(name);
+        } else {
+            other += 1;
+        }
+    }
+    (security, other)
+}
+
+/// Parses `dnf updateinfo list --security` (`ADVISORY SEVERITY/sec PACKAGE` lines).
+pub fn parse_dnf_security(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.len() >= 3 && w[1].to_ascii_lowercase().contains("sec")).then(|| w[2].to_string())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn system_updates() -> UpdateFacts {
+    let has = |p: &str| {
+        ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(p).exists())
+    };
+    if has("apt-get") {
+        return match run_command("apt-get", &["-s", "-q", "upgrade"], UPDATES_TIMEOUT) {
+            Some((true, out)) => {
+                let (security, other) = parse_apt_simulation(&out);
+                UpdateFacts::Known {
+                    tool: "apt-get -s upgrade (the local package lists)".into(),
+                    security,
+                    other,
+                    apply:
+                        "apt-get update && apt-get upgrade (as root), or enable unattended-upgrades"
+                            .into(),
+                }
+            }
+            Some((false, out)) => UpdateFacts::Unknown {
+                why: format!(
+                    "apt-get -s upgrade failed: {}",
+                    out.lines().last().unwrap_or("").trim()
+                ),
+                how: "run `apt-get update && apt-get -s upgrade` as root".into(),
+            },
+            None => UpdateFacts::Unknown {
+                why: format!(
+                    "apt-get -s upgrade did not answer within {} seconds",
+                    UPDATES_TIMEOUT.as_secs()
+                ),
+                how: "run `apt-get -s upgrade` and look for -security origins".into(),
+            },
+        };
+    }
+    if has("dnf") {
+        return match run_command(
+            "dnf",
+            &["-q", "-C", "updateinfo", "list", "--security"],
+            UPDATES_TIMEOUT,
+        ) {
+            Some((true, out)) => UpdateFacts::Known {
+                tool: "dnf -C updateinfo list --security (the local metadata cache)".into(),
+                security: parse_dnf_security(&out),
+                other: 0,
+                apply: "dnf upgrade --security (as root)".into(),
+            },
+            _ => UpdateFacts::Unknown {
+                why: "dnf has no cached update metadata".into(),
+                how: "run `dnf updateinfo list --security` as root".into(),
+            },
+        };
+    }
+    if has("zypper") {
+        return UpdateFacts::Unknown {
+            why: "zypper needs the repositories to list patches".into(),
+            how: "run `zypper list-patches --category security` and apply them with `zypper patch --category security`".into(),
+        };
+    }
+    UpdateFacts::Unknown {
+        why: "no known package manager (apt-get, dnf, zypper)".into(),
+        how: "apply the distribution's security updates with its own tools".into(),
     }
 }
 

@@ -9,6 +9,7 @@
 compile_error!("confab supports 64-bit targets only");
 
 pub mod host;
+pub mod lync;
 pub mod plan;
 pub mod requirements;
 
@@ -16,11 +17,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-use confab_topology::{Edition, Role, StoreKind};
+use confab_topology::{Edition, Role, Scope, StoreKind};
 
 pub use host::{
-    ArchFacts, CertFacts, ClockFacts, FileLimit, HardwareFacts, Host, Libc, OsFacts, OsRelease,
-    PathFacts, PortState, PostgresFacts, SystemHost, host_fqdn,
+    ArchFacts, CertFacts, ClockFacts, FileLimit, FsFacts, HardwareFacts, Host, Libc, OsFacts,
+    OsRelease, PathFacts, PortState, PostgresFacts, ServiceEnv, SystemHost, UpdateFacts, host_fqdn,
 };
 pub use plan::{Bind, Plan, PlanError, StoreTarget, Target};
 use requirements as req;
@@ -53,6 +54,9 @@ pub struct Check {
     pub detail: String,
     /// How to fix it (warnings and failures).
     pub fix: Option<String>,
+    /// The Lync Server 2013 requirements this check stands for (identifiers of
+    /// [`lync::REQUIREMENTS`], docs/system-requirements.md).
+    pub lync: Vec<&'static str>,
 }
 
 impl Check {
@@ -62,6 +66,7 @@ impl Check {
             status: Status::Pass,
             detail: detail.into(),
             fix: None,
+            lync: Vec::new(),
         }
     }
 
@@ -71,6 +76,7 @@ impl Check {
             status: Status::Warn,
             detail: detail.into(),
             fix: Some(fix.into()),
+            lync: Vec::new(),
         }
     }
 
@@ -80,6 +86,7 @@ impl Check {
             status: Status::Fail,
             detail: detail.into(),
             fix: Some(fix.into()),
+            lync: Vec::new(),
         }
     }
 }
@@ -128,7 +135,15 @@ impl Outcome {
         );
         let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
         for c in &self.checks {
-            out.push_str(&format!("{}  {:<width$}  {}\n", c.status, c.id, c.detail));
+            let lync = if c.lync.is_empty() {
+                String::new()
+            } else {
+                format!(" [Lync: {}]", c.lync.join(", "))
+            };
+            out.push_str(&format!(
+                "{}  {:<width$}  {}{lync}\n",
+                c.status, c.id, c.detail
+            ));
             if let Some(fix) = &c.fix {
                 out.push_str(&format!("      {:<width$}  fix: {fix}\n", ""));
             }
@@ -151,6 +166,7 @@ pub async fn run<H: Host>(host: &H, plan: &Plan) -> Outcome {
     checks.push(kernel(&os));
     checks.push(libc(&os));
     checks.push(distribution(&os));
+    checks.push(updates(&host.updates()));
     checks.extend(hardware(&host.hardware(), plan));
     checks.push(open_files(host.file_limit(), plan));
     checks.push(disk(host, plan));
@@ -165,12 +181,32 @@ pub async fn run<H: Host>(host: &H, plan: &Plan) -> Outcome {
     checks.push(clock(&host.clock(), &pg_offsets));
     if plan.needs_certificate() {
         checks.push(certificate(host, plan));
+        checks.push(server_auth(host, plan));
+    }
+    if plan.roles.contains(&Role::FrontEnd) || plan.roles.contains(&Role::Director) {
+        checks.push(web(host, plan));
+    }
+    if plan.roles.contains(&Role::FrontEnd) {
+        checks.push(media_runtime(host, plan));
+    }
+    if plan.roles.contains(&Role::PersistentChat) {
+        checks.push(chat_delivery(plan));
+    }
+    if plan.roles.contains(&Role::Edge) {
+        checks.push(edge_addresses(plan));
     }
     for b in &plan.binds {
         checks.push(port(host, b));
     }
     if plan.roles.iter().any(|r| r.handles_media()) {
-        checks.push(preload(host.ld_preload_env(), host.ld_so_preload()));
+        checks.push(preload(
+            &host.service_environments(),
+            host.ld_preload_env(),
+            host.ld_so_preload(),
+        ));
+    }
+    for c in &mut checks {
+        c.lync = lync::covered_by(&c.id, &plan.roles);
     }
     Outcome {
         fqdn: plan.fqdn.clone(),
@@ -544,6 +580,9 @@ pub fn disk<H: Host>(host: &H, plan: &Plan) -> Check {
 pub async fn store<H: Host>(host: &H, plan: &Plan, s: &StoreTarget) -> (Check, Option<f64>) {
     let id = format!("store:{}", s.name);
     match &s.target {
+        Target::Directory(path) if plan.edition == Edition::Enterprise => {
+            (shared_file_store(host, plan, &id, path), None)
+        }
         Target::Sqlite(path) | Target::Directory(path) => {
             let dir = matches!(s.target, Target::Directory(_));
             let what = if dir { "directory" } else { "SQLite file" };
@@ -626,6 +665,41 @@ pub async fn store<H: Host>(host: &H, plan: &Plan, s: &StoreTarget) -> (Check, O
                 }
             }
         }
+    }
+}
+
+/// An Enterprise pool's file store: one store shared by every front end, so a
+/// network or cluster filesystem mounted at the same path on each.
+fn shared_file_store<H: Host>(host: &H, plan: &Plan, id: &str, path: &std::path::Path) -> Check {
+    let at = path.display();
+    let mount = format!(
+        "mount the pool's one shared file store (NFS, SMB, CephFS, GlusterFS) at {at} on every front end of pool {}",
+        plan.pool
+    );
+    match host.filesystem(path) {
+        FsFacts::Missing => Check::fail(
+            id,
+            format!(
+                "the shared file store {at} is not there: bootstrap would create a folder of this front end's own"
+            ),
+            mount,
+        ),
+        FsFacts::Local(fs) => Check::warn(
+            id,
+            format!(
+                "the file store {at} is on a local filesystem ({fs}): unless every front end of pool {} mounts this same store, each keeps its own files",
+                plan.pool
+            ),
+            mount,
+        ),
+        FsFacts::Shared(fs) => match host.path_writable(path, true) {
+            PathFacts::NotWritable(why) => Check::fail(
+                id,
+                format!("the shared file store {at} ({fs}) is not writable: {why}"),
+                "give the confab service's user write access on the share",
+            ),
+            _ => Check::pass(id, format!("shared file store {at} ({fs}), writable")),
+        },
     }
 }
 
@@ -799,6 +873,23 @@ pub fn certificate<H: Host>(host: &H, plan: &Plan) -> Check {
 pub fn port<H: Host>(host: &H, b: &Bind) -> Check {
     let l = &b.listener;
     let id = format!("port:{}.{}", l.role, l.name);
+    if b.address.is_none() && l.scope != Scope::Machine {
+        let side = if l.scope == Scope::Internal {
+            "internal"
+        } else {
+            "external"
+        };
+        return Check::fail(
+            id,
+            format!(
+                "{} {} port {} binds the edge's {side} address, and none is given",
+                l.protocol, l.name, l.port
+            ),
+            format!(
+                "give the edge its {side} address: {side}_address in the topology, or --{side}-address ADDRESS"
+            ),
+        );
+    }
     let addr = host::bind_addr(b.address, l.port);
     let what = format!("{} {}", l.protocol, addr);
     let move_fix = format!(
@@ -847,57 +938,415 @@ pub const SOCKET_INTERPOSERS: &[&str] = &[
     "libredirect",
 ];
 
-/// Media roles: no socket-interposing library preloaded.
-pub fn preload(env: Option<String>, file: Option<String>) -> Check {
-    let mut libs: Vec<(String, &str)> = Vec::new();
-    if let Some(e) = &env {
+/// Media roles: no socket-interposing library preloaded into the confab
+/// service: its environment (a running `confab serve`, the systemd unit) and
+/// `/etc/ld.so.preload`. The command line's own `LD_PRELOAD` (`shell`) only
+/// matters when no service is found, as what a service started from this
+/// shell would inherit.
+pub fn preload(services: &[ServiceEnv], shell: Option<String>, file: Option<String>) -> Check {
+    let mut libs: Vec<(String, String)> = Vec::new();
+    let mut unread: Vec<String> = Vec::new();
+    for svc in services {
+        match &svc.ld_preload {
+            Ok(Some(e)) => {
+                for l in e.split([' ', ':']).filter(|s| !s.trim().is_empty()) {
+                    libs.push((
+                        l.trim().to_string(),
+                        format!("LD_PRELOAD of {}", svc.source),
+                    ));
+                }
+            }
+            Ok(None) => {}
+            Err(why) => unread.push(format!("{}: {why}", svc.source)),
+        }
+    }
+    let mut shell_libs: Vec<(String, String)> = Vec::new();
+    if services.is_empty()
+        && let Some(e) = &shell
+    {
         for l in e.split([' ', ':']).filter(|s| !s.trim().is_empty()) {
-            libs.push((l.trim().to_string(), "LD_PRELOAD"));
+            shell_libs.push((
+                l.trim().to_string(),
+                "LD_PRELOAD of this shell; a service started from it inherits it".to_string(),
+            ));
         }
     }
     if let Some(f) = &file {
         for line in f.lines() {
             let line = line.split('#').next().unwrap_or("");
             for l in line.split_whitespace() {
-                libs.push((l.to_string(), "/etc/ld.so.preload"));
+                libs.push((l.to_string(), "/etc/ld.so.preload".to_string()));
             }
         }
     }
-    if libs.is_empty() {
-        return Check::pass(
-            "preload",
-            "no library preloaded (LD_PRELOAD, /etc/ld.so.preload)",
-        );
-    }
+    let where_read = if services.is_empty() {
+        "no confab service found (no running `confab serve`, no confab.service unit): /etc/ld.so.preload checked; check again once the service is installed".to_string()
+    } else {
+        format!(
+            "read {} and /etc/ld.so.preload",
+            services
+                .iter()
+                .map(|s| s.source.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let is_interposer = |l: &str| {
+        let base = l.rsplit('/').next().unwrap_or(l).to_ascii_lowercase();
+        SOCKET_INTERPOSERS.iter().any(|s| base.starts_with(s))
+    };
     let interposers: Vec<String> = libs
         .iter()
-        .filter(|(l, _)| {
-            let base = l.rsplit('/').next().unwrap_or(l).to_ascii_lowercase();
-            SOCKET_INTERPOSERS.iter().any(|s| base.starts_with(s))
-        })
+        .filter(|(l, _)| is_interposer(l))
         .map(|(l, src)| format!("{l} ({src})"))
         .collect();
     if !interposers.is_empty() {
         return Check::fail(
             "preload",
             format!(
-                "socket-interposing library preloaded: {}; media relaying breaks under it",
+                "socket-interposing library preloaded into the confab service: {}; media relaying breaks under it",
                 interposers.join(", ")
             ),
-            "remove it from LD_PRELOAD and /etc/ld.so.preload for the confab service",
+            "remove it from the service's environment (Environment=/EnvironmentFile= of the systemd unit) and from /etc/ld.so.preload, then restart confab",
         );
     }
-    Check::warn(
-        "preload",
-        format!(
+    let mut notes: Vec<String> = Vec::new();
+    if !libs.is_empty() {
+        notes.push(format!(
             "preloaded: {}; confab cannot tell whether it interposes on sockets",
             libs.iter()
                 .map(|(l, s)| format!("{l} ({s})"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ),
-        "media roles must not run under a socket-interposing library: remove it for the confab service unless you know it leaves sockets alone",
+        ));
+    }
+    if !shell_libs.is_empty() {
+        notes.push(format!(
+            "preloaded in this shell: {}",
+            shell_libs
+                .iter()
+                .map(|(l, s)| format!("{l} ({s})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !unread.is_empty() {
+        notes.push(format!("could not read: {}", unread.join("; ")));
+    }
+    if notes.is_empty() {
+        return Check::pass("preload", format!("no library preloaded ({where_read})"));
+    }
+    let shell_interposer = shell_libs.iter().any(|(l, _)| is_interposer(l));
+    Check::warn(
+        "preload",
+        format!("{} ({where_read})", notes.join("; ")),
+        if shell_interposer {
+            "do not start confab from a shell with a socket-interposing LD_PRELOAD; run it as a systemd service with a clean environment"
+        } else {
+            "media roles must not run under a socket-interposing library: remove it for the confab service unless you know it leaves sockets alone (run the check as root to read the service's environment)"
+        },
     )
+}
+
+/// Patch level: the distribution's pending security updates (Lync: apply
+/// every update before installing).
+pub fn updates(u: &UpdateFacts) -> Check {
+    match u {
+        UpdateFacts::Known {
+            tool,
+            security,
+            other,
+            apply,
+        } if security.is_empty() => Check::pass(
+            "updates",
+            format!(
+                "no pending security update ({tool}){}",
+                if *other > 0 {
+                    format!("; {other} other update(s) pending")
+                } else {
+                    String::new()
+                }
+            ),
+        )
+        .with_fix_if(*other > 0, apply),
+        UpdateFacts::Known {
+            tool,
+            security,
+            other,
+            apply,
+        } => {
+            let shown: Vec<&str> = security.iter().take(8).map(String::as_str).collect();
+            let more = security.len().saturating_sub(shown.len());
+            Check::warn(
+                "updates",
+                format!(
+                    "{} pending security update(s): {}{} ({tool}; {other} other update(s))",
+                    security.len(),
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+                format!("apply them before deploying: {apply}"),
+            )
+        }
+        UpdateFacts::Unknown { why, how } => Check::warn(
+            "updates",
+            format!("cannot tell the pending security updates: {why}"),
+            how.clone(),
+        ),
+    }
+}
+
+impl Check {
+    /// Adds `fix` to a passing check as advice.
+    fn with_fix_if(mut self, cond: bool, fix: &str) -> Check {
+        if cond {
+            self.fix = Some(fix.to_string());
+        }
+        self
+    }
+}
+
+/// The deployment's trust anchors for server-to-server authentication.
+pub fn ca_path(plan: &Plan) -> std::path::PathBuf {
+    confab_tls::tls_dir(&plan.data_dir).join("ca.pem")
+}
+
+/// Server-to-server authentication (Lync: Windows Identity Foundation, OAuth
+/// between servers): confab's servers authenticate each other with mutual TLS,
+/// each presenting its certificate and verifying the peer's against the
+/// deployment's CA in `DATA/tls/ca.pem`.
+pub fn server_auth<H: Host>(host: &H, plan: &Plan) -> Check {
+    if plan.peers.is_empty() {
+        return Check::pass(
+            "server-auth",
+            "a single server: no other server to authenticate",
+        );
+    }
+    let shown: Vec<&str> = plan.peers.iter().take(4).map(String::as_str).collect();
+    let peers = format!(
+        "{}{}",
+        shown.join(", "),
+        if plan.peers.len() > shown.len() {
+            format!(" and {} more", plan.peers.len() - shown.len())
+        } else {
+            String::new()
+        }
+    );
+    let ca = ca_path(plan);
+    let ca_shown = ca.display();
+    let fix_ca = format!(
+        "put the certificate(s) of the CA that issues every server's certificate (PEM) in {ca_shown}, and give each server a certificate from it (see `certificate`)"
+    );
+    let ca_name = match host.certificate(&ca) {
+        CertFacts::Missing => {
+            return Check::warn(
+                "server-auth",
+                format!(
+                    "servers authenticate each other with mutual TLS; {ca_shown} (the deployment CA, to verify {peers}) is missing"
+                ),
+                fix_ca,
+            );
+        }
+        CertFacts::Unreadable(why) => {
+            return Check::fail("server-auth", format!("{ca_shown}: {why}"), fix_ca);
+        }
+        CertFacts::Present(info) if info.not_after <= host.now() => {
+            return Check::fail(
+                "server-auth",
+                format!("the deployment CA in {ca_shown} has expired"),
+                fix_ca,
+            );
+        }
+        CertFacts::Present(info) => info
+            .common_name
+            .clone()
+            .unwrap_or_else(|| "the deployment CA".into()),
+    };
+    match host.certificate(&plan.cert_path) {
+        CertFacts::Present(info) if !info.self_signed => Check::pass(
+            "server-auth",
+            format!(
+                "mutual TLS with {peers}: a CA-issued certificate, peers verified against {ca_name} ({ca_shown})"
+            ),
+        ),
+        CertFacts::Present(_) | CertFacts::Missing => Check::warn(
+            "server-auth",
+            format!(
+                "this server's certificate is (or bootstrap makes it) self-signed: {peers} cannot verify it against {ca_name}"
+            ),
+            "give this server a certificate issued by the deployment CA (DATA/tls/cert.pem and key.pem)",
+        ),
+        CertFacts::Unreadable(why) => Check::fail(
+            "server-auth",
+            format!("this server's certificate cannot be read: {why}"),
+            "see the `certificate` check",
+        ),
+    }
+}
+
+/// The web services (Lync: IIS and its modules) of front ends and directors:
+/// the web listener, the TLS key's protection and the authentication modes.
+pub fn web<H: Host>(host: &H, plan: &Plan) -> Check {
+    let listener = plan
+        .binds
+        .iter()
+        .find(|b| b.listener.name == "web")
+        .map(|b| format!("tcp port {}", b.listener.port))
+        .unwrap_or_else(|| "no web listener".into());
+    let key = confab_tls::key_path(&plan.data_dir);
+    let modes = "authentication: NTLM or digest inside SIP over WebSocket (Windows authentication), anonymous /health, /metrics for the monitoring system only (keep it off the reverse proxy)";
+    match host.file_mode(&key) {
+        None if plan.bootstrap => Check::pass(
+            "web",
+            format!(
+                "web services on {listener}; bootstrap creates {} readable by the service only; {modes}",
+                key.display()
+            ),
+        ),
+        None => Check::warn(
+            "web",
+            format!(
+                "web services on {listener}: no TLS key at {}",
+                key.display()
+            ),
+            "run `confab bootstrap`, or install the certificate's key there (mode 0600)",
+        ),
+        Some(mode) if mode & 0o077 != 0 => Check::fail(
+            "web",
+            format!(
+                "the TLS key {} is readable by others (mode {mode:04o})",
+                key.display()
+            ),
+            format!("chmod 600 {}", key.display()),
+        ),
+        Some(_) => Check::pass(
+            "web",
+            format!(
+                "web services on {listener}; TLS key {} readable by the service only; {modes}",
+                key.display()
+            ),
+        ),
+    }
+}
+
+/// The directory of the audio files the applications play (announcements,
+/// music on hold).
+pub fn audio_dir(plan: &Plan) -> std::path::PathBuf {
+    plan.data_dir.join("audio")
+}
+
+/// The codec library the media engine decodes Opus audio files with.
+pub const OPUS_LIBRARY: &str = "libopus.so.0";
+
+/// The media runtime of the audio applications (Lync: Windows Media Format
+/// Runtime for Call Park, Announcement, Response Group and conferencing): the
+/// audio files folder and the Opus codec library.
+pub fn media_runtime<H: Host>(host: &H, plan: &Plan) -> Check {
+    let dir = audio_dir(plan);
+    let folder = match host.path_writable(&dir, true) {
+        PathFacts::Writable => format!("audio files folder {} writable", dir.display()),
+        PathFacts::Creatable => format!("audio files folder {} can be created", dir.display()),
+        PathFacts::NotWritable(why) => {
+            return Check::fail(
+                "media-runtime",
+                format!(
+                    "audio files folder {} is not writable: {why}",
+                    dir.display()
+                ),
+                "let the confab service's user own the data directory",
+            );
+        }
+    };
+    match host.shared_library(OPUS_LIBRARY) {
+        Some(p) => Check::pass(
+            "media-runtime",
+            format!("{folder}; Opus codec {}", p.display()),
+        ),
+        None => Check::warn(
+            "media-runtime",
+            format!("{folder}; the Opus codec library ({OPUS_LIBRARY}) is not installed"),
+            "install it for announcements and music on hold: `apt-get install libopus0` (Debian, Ubuntu), `dnf install opus` (RHEL-compatible), `zypper install libopus0` (SUSE); WAV (PCM, G.711) files need nothing",
+        ),
+    }
+}
+
+/// Reliable delivery from the chat service to compliance (Lync: Message
+/// Queuing on Persistent Chat servers): an outbox in the chat store, copied to
+/// the separate compliance store and acknowledged.
+pub fn chat_delivery(plan: &Plan) -> Check {
+    if !plan.compliance {
+        return Check::pass(
+            "chat-delivery",
+            "compliance is off for this pool: nothing to deliver",
+        );
+    }
+    let chat = plan.stores.iter().find(|s| {
+        s.kind == StoreKind::PersistentChat
+            || (plan.edition == Edition::Standard && s.kind == StoreKind::BackEnd)
+    });
+    let compliance = plan.stores.iter().find(|s| s.kind == StoreKind::Compliance);
+    let (Some(chat), Some(comp)) = (chat, compliance) else {
+        return Check::fail(
+            "chat-delivery",
+            "compliance is on, but this server has no Persistent Chat store and compliance store to deliver between",
+            "name persistent_chat_store and compliance_store on the Persistent Chat pool",
+        );
+    };
+    let same = match (&chat.target, &comp.target) {
+        (Target::Postgres(a), Target::Postgres(b)) => {
+            confab_topology::model::postgres_database_id(a)
+                == confab_topology::model::postgres_database_id(b)
+        }
+        (a, b) => a == b,
+    };
+    if same {
+        return Check::fail(
+            "chat-delivery",
+            format!(
+                "the compliance store {:?} is the same database as the chat store {:?}: a record could be lost with the message it records",
+                comp.name, chat.name
+            ),
+            "give the compliance store a database of its own",
+        );
+    }
+    Check::pass(
+        "chat-delivery",
+        format!(
+            "messages reach compliance through an outbox in store {:?}, copied to store {:?} and acknowledged (at least once, idempotent); both are checked above",
+            chat.name, comp.name
+        ),
+    )
+}
+
+/// An edge has two addresses: internal (towards the pools) and external
+/// (towards the Internet).
+pub fn edge_addresses(plan: &Plan) -> Check {
+    match plan.edge_addresses() {
+        (Some(i), Some(e)) if i != e => {
+            Check::pass("edge-addresses", format!("internal {i}, external {e}"))
+        }
+        (Some(i), Some(_)) => Check::fail(
+            "edge-addresses",
+            format!("the internal and external addresses are both {i}"),
+            "give the edge separate internal and external addresses (two interfaces)",
+        ),
+        (i, e) => Check::fail(
+            "edge-addresses",
+            format!(
+                "an edge needs an internal and an external address: {} missing",
+                match (i.is_some(), e.is_some()) {
+                    (false, false) => "both",
+                    (false, true) => "the internal one",
+                    _ => "the external one",
+                }
+            ),
+            "set internal_address and external_address in the topology, or pass --internal-address and --external-address",
+        ),
+    }
 }
 
 #[cfg(test)]

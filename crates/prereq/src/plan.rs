@@ -55,6 +55,12 @@ pub struct Plan {
     pub stores: Vec<StoreTarget>,
     pub binds: Vec<Bind>,
     pub load: Load,
+    /// Other servers this machine exchanges traffic with (pool members, next
+    /// hops, edges, pools that forward to it), by FQDN; they authenticate each
+    /// other (server-to-server authentication).
+    pub peers: Vec<String>,
+    /// Persistent Chat compliance is on for this machine's pool.
+    pub compliance: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,14 +126,45 @@ impl Plan {
             pool: fqdn.to_ascii_lowercase(),
             edition: Edition::Standard,
             binds: default_binds(&roles),
-            roles,
             data_dir: data_dir.to_path_buf(),
             cert_path: confab_tls::cert_path(data_dir),
             sip_domains: Vec::new(),
             bootstrap: false,
             stores,
             load,
+            // Without a topology a Standard Edition server stands alone; any
+            // other role forwards to a next hop it must authenticate.
+            peers: if roles.contains(&Role::FrontEnd) {
+                Vec::new()
+            } else {
+                vec!["its next hop (not known without a topology)".to_string()]
+            },
+            compliance: false,
+            roles,
         }
+    }
+
+    /// Sets the edge's internal and external addresses (for `--role edge`
+    /// without a topology): the edge's listeners bind them.
+    pub fn set_edge_addresses(&mut self, internal: Option<IpAddr>, external: Option<IpAddr>) {
+        for b in &mut self.binds {
+            match b.listener.scope {
+                Scope::Internal if internal.is_some() => b.address = internal,
+                Scope::External if external.is_some() => b.address = external,
+                _ => {}
+            }
+        }
+    }
+
+    /// The edge's (internal, external) addresses, as its listeners bind them.
+    pub fn edge_addresses(&self) -> (Option<IpAddr>, Option<IpAddr>) {
+        let find = |scope: Scope| {
+            self.binds
+                .iter()
+                .find(|b| b.listener.scope == scope)
+                .and_then(|b| b.address)
+        };
+        (find(Scope::Internal), find(Scope::External))
     }
 
     /// The plan for machine `fqdn` of a topology.
@@ -227,6 +264,33 @@ impl Plan {
             })
             .collect();
 
+        // Peers: the other machines of the pool, of the pools this pool
+        // forwards to (next hop, edge pool) and of the pools forwarding to it.
+        let related = |p: &confab_topology::Pool| {
+            std::ptr::eq(p, pool)
+                || [&pool.next_hop, &pool.edge_pool]
+                    .into_iter()
+                    .flatten()
+                    .any(|h| h.get_ref().eq_ignore_ascii_case(p.fqdn()))
+                || [&p.next_hop, &p.edge_pool]
+                    .into_iter()
+                    .flatten()
+                    .any(|h| h.get_ref().eq_ignore_ascii_case(pool.fqdn()))
+        };
+        let mut peers: Vec<String> = t
+            .pools
+            .iter()
+            .filter(|p| related(p))
+            .flat_map(|p| p.machines.iter())
+            .map(|m| m.fqdn().to_ascii_lowercase())
+            .filter(|f| !f.eq_ignore_ascii_case(machine.fqdn()))
+            .collect();
+        peers.sort();
+        peers.dedup();
+        let compliance = roles.contains(&Role::PersistentChat)
+            && (pool.compliance.as_ref().is_some_and(|c| *c.get_ref())
+                || (pool.compliance.is_none() && pool.compliance_store.is_some()));
+
         Ok(Plan {
             fqdn: machine.fqdn().to_ascii_lowercase(),
             pool: pool.fqdn().to_ascii_lowercase(),
@@ -239,6 +303,8 @@ impl Plan {
             stores,
             binds,
             load,
+            peers,
+            compliance,
         })
     }
 

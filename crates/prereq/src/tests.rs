@@ -25,6 +25,12 @@ struct Fake {
     paths: PathFacts,
     pg: PostgresFacts,
     now: i64,
+    updates: UpdateFacts,
+    services: Vec<ServiceEnv>,
+    fs: FsFacts,
+    opus: bool,
+    key_mode: Option<u32>,
+    ca: CertFacts,
 }
 
 const NOW: i64 = 1_800_000_000;
@@ -80,6 +86,23 @@ fn good() -> Fake {
             clock_offset: Some(0.2),
         },
         now: NOW,
+        updates: UpdateFacts::Known {
+            tool: "apt-get -s upgrade".into(),
+            security: vec![],
+            other: 0,
+            apply: "apt-get upgrade".into(),
+        },
+        services: vec![],
+        fs: FsFacts::Shared("nfs".into()),
+        opus: true,
+        key_mode: Some(0o600),
+        ca: CertFacts::Present(CertInfo {
+            sans: vec![],
+            common_name: Some("Contoso Root CA".into()),
+            not_before: NOW - 100 * DAY,
+            not_after: NOW + 3650 * DAY,
+            self_signed: true,
+        }),
     }
 }
 
@@ -114,8 +137,12 @@ impl Host for Fake {
     fn ld_so_preload(&self) -> Option<String> {
         self.ld_file.clone()
     }
-    fn certificate(&self, _: &Path) -> CertFacts {
-        self.cert.clone()
+    fn certificate(&self, p: &Path) -> CertFacts {
+        if p.ends_with("ca.pem") {
+            self.ca.clone()
+        } else {
+            self.cert.clone()
+        }
     }
     fn path_writable(&self, _: &Path, _: bool) -> PathFacts {
         self.paths.clone()
@@ -126,6 +153,22 @@ impl Host for Fake {
     }
     fn now(&self) -> i64 {
         self.now
+    }
+    fn updates(&self) -> UpdateFacts {
+        self.updates.clone()
+    }
+    fn service_environments(&self) -> Vec<ServiceEnv> {
+        self.services.clone()
+    }
+    fn filesystem(&self, _: &Path) -> FsFacts {
+        self.fs.clone()
+    }
+    fn shared_library(&self, soname: &str) -> Option<PathBuf> {
+        self.opus
+            .then(|| PathBuf::from("/usr/lib/x86_64-linux-gnu").join(soname))
+    }
+    fn file_mode(&self, _: &Path) -> Option<u32> {
+        self.key_mode
     }
 }
 
@@ -526,24 +569,42 @@ fn ports_free() {
     assert_eq!(status(&outcome(&h, &e), "port:edge.webconf"), Status::Fail);
 }
 
+fn svc(source: &str, ld: Option<&str>) -> ServiceEnv {
+    ServiceEnv {
+        source: source.into(),
+        ld_preload: Ok(ld.map(str::to_string)),
+    }
+}
+
 #[test]
 fn media_roles_refuse_socket_interposers() {
-    assert_eq!(preload(None, None).status, Status::Pass);
-    let c = preload(Some("/usr/lib/libvma.so".into()), None);
+    let unit = "systemd unit /etc/systemd/system/confab.service";
+    assert_eq!(preload(&[svc(unit, None)], None, None).status, Status::Pass);
+    let c = preload(&[svc(unit, Some("/usr/lib/libvma.so"))], None, None);
     assert_eq!(c.status, Status::Fail);
-    assert!(c.detail.contains("LD_PRELOAD"));
+    assert!(
+        c.detail.contains("LD_PRELOAD of systemd unit"),
+        "{}",
+        c.detail
+    );
     let c = preload(
+        &[],
         None,
         Some("# comment\n/usr/lib/x86_64-linux-gnu/libproxychains.so.4\n".into()),
     );
     assert_eq!(c.status, Status::Fail);
     assert!(c.detail.contains("/etc/ld.so.preload"));
     assert_eq!(
-        preload(Some("libjemalloc.so.2".into()), None).status,
+        preload(
+            &[svc("confab serve (pid 7)", Some("libjemalloc.so.2"))],
+            None,
+            None
+        )
+        .status,
         Status::Warn
     );
     assert_eq!(
-        preload(None, Some("# nothing\n".into())).status,
+        preload(&[], None, Some("# nothing\n".into())).status,
         Status::Pass
     );
     // Directors relay no media: no preload check.
@@ -551,8 +612,375 @@ fn media_roles_refuse_socket_interposers() {
     p.roles = vec![Role::Director];
     p.binds.clear();
     let mut h = good();
-    h.ld_env = Some("/usr/lib/libvma.so".into());
+    h.services = vec![svc(unit, Some("/usr/lib/libvma.so"))];
     assert!(outcome(&h, &p).get("preload").is_none());
+}
+
+#[test]
+fn preload_reads_the_services_environment_not_the_shells() {
+    let p = plan("fe01.contoso.com");
+    // The shell running the check preloads a kernel-bypass stack; the service
+    // (a running confab serve) does not: the service is what relays media.
+    let mut h = good();
+    h.ld_env = Some("/usr/lib/libvma.so".into());
+    h.services = vec![svc("confab serve (pid 812)", None)];
+    let c = outcome(&h, &p).get("preload").cloned().unwrap();
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.detail.contains("confab serve (pid 812)"), "{}", c.detail);
+    // The service's unit preloads it while the shell is clean: that fails.
+    let mut h = good();
+    h.services = vec![svc(
+        "systemd unit /etc/systemd/system/confab.service",
+        Some("/opt/onload/libonload.so"),
+    )];
+    assert_eq!(status(&outcome(&h, &p), "preload"), Status::Fail);
+    // An environment that cannot be read is said so.
+    let mut h = good();
+    h.services = vec![ServiceEnv {
+        source: "confab serve (pid 9)".into(),
+        ld_preload: Err("permission denied".into()),
+    }];
+    let c = outcome(&h, &p).get("preload").cloned().unwrap();
+    assert_eq!(c.status, Status::Warn);
+    assert!(c.detail.contains("permission denied"), "{}", c.detail);
+    // No service at all: the shell's preload is only a warning about what a
+    // service started from it would inherit.
+    let mut h = good();
+    h.ld_env = Some("/usr/lib/libvma.so".into());
+    let c = outcome(&h, &p).get("preload").cloned().unwrap();
+    assert_eq!(c.status, Status::Warn);
+    assert!(c.detail.contains("no confab service found"), "{}", c.detail);
+}
+
+#[test]
+fn updates_pending_security_fixes_warn_with_the_command() {
+    let mut h = good();
+    let p = plan("fe01.contoso.com");
+    assert_eq!(status(&outcome(&h, &p), "updates"), Status::Pass);
+    h.updates = UpdateFacts::Known {
+        tool: "apt-get -s upgrade".into(),
+        security: vec!["openssl".into(), "libc6".into()],
+        other: 3,
+        apply: "apt-get update && apt-get upgrade (as root)".into(),
+    };
+    let c = outcome(&h, &p).get("updates").cloned().unwrap();
+    assert_eq!(c.status, Status::Warn);
+    assert!(
+        c.detail
+            .contains("2 pending security update(s): openssl, libc6"),
+        "{}",
+        c.detail
+    );
+    assert!(c.fix.unwrap().contains("apt-get upgrade"));
+    h.updates = UpdateFacts::Unknown {
+        why: "no known package manager".into(),
+        how: "apply them by hand".into(),
+    };
+    assert_eq!(status(&outcome(&h, &p), "updates"), Status::Warn);
+}
+
+#[test]
+fn apt_and_dnf_output_parsing() {
+    let apt = "NOTE: This is only a simulation!\n\
+Inst libssl3 [3.0.15-1~deb12u1] (3.0.17-1~deb12u2 Debian-Security:12/oldstable-security [amd64])\n\
+Inst tzdata [2024a-0+deb12u1] (2025b-0+deb12u1 Debian:12.11/oldstable [all])\n\
+Inst openssl [3.0.15-1~deb12u1] (3.0.17-1~deb12u2 Ubuntu:24.04/noble-security [amd64])\n\
+Conf libssl3 (3.0.17-1~deb12u2 Debian-Security:12/oldstable-security [amd64])\n";
+    let (sec, other) = crate::host::parse_apt_simulation(apt);
+    assert_eq!(sec, vec!["libssl3", "openssl"]);
+    assert_eq!(other, 1);
+    assert_eq!(crate::host::parse_apt_simulation(""), (vec![], 0));
+    let dnf = "RLSA-2024:1234 Important/Sec. openssl-libs-1:3.0.7-27.el9.x86_64\nRLBA-2024:1 bugfix glibc-2.34\n";
+    assert_eq!(
+        crate::host::parse_dnf_security(dnf),
+        vec!["openssl-libs-1:3.0.7-27.el9.x86_64"]
+    );
+}
+
+#[test]
+fn unit_environment_parsing() {
+    let (vars, files) = crate::host::parse_unit_environment(
+        "[Service]\nEnvironment=\"LD_PRELOAD=/usr/lib/libvma.so\" A=b\nEnvironment=C='d e'\nEnvironmentFile=-/etc/default/confab\nEnvironmentFile=/etc/confab.env\n",
+    );
+    assert_eq!(
+        vars,
+        vec![
+            ("LD_PRELOAD".to_string(), "/usr/lib/libvma.so".to_string()),
+            ("A".into(), "b".into()),
+            ("C".into(), "d e".into())
+        ]
+    );
+    assert_eq!(
+        files,
+        vec![
+            ("/etc/default/confab".to_string(), true),
+            ("/etc/confab.env".to_string(), false)
+        ]
+    );
+    assert_eq!(
+        crate::host::parse_env_file("# x\nexport LD_PRELOAD=\"libx.so\"\nB=1\n"),
+        vec![
+            ("LD_PRELOAD".to_string(), "libx.so".to_string()),
+            ("B".into(), "1".into())
+        ]
+    );
+    assert_eq!(
+        crate::host::preload_in_environ(b"PATH=/bin\0LD_PRELOAD=libvma.so\0"),
+        Some("libvma.so".to_string())
+    );
+    assert_eq!(crate::host::preload_in_environ(b"PATH=/bin\0"), None);
+}
+
+#[test]
+fn unit_files_and_drop_ins_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let etc = dir.path().join("etc");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(etc.join("confab.service.d")).unwrap();
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(
+        lib.join("confab.service"),
+        "[Service]\nExecStart=/usr/bin/confab serve\n",
+    )
+    .unwrap();
+    let envfile = dir.path().join("confab.env");
+    std::fs::write(&envfile, "LD_PRELOAD=/usr/lib/libtorsocks.so\n").unwrap();
+    std::fs::write(
+        etc.join("confab.service.d/10-env.conf"),
+        format!("[Service]\nEnvironmentFile={}\n", envfile.display()),
+    )
+    .unwrap();
+    let dirs = [etc.to_str().unwrap(), lib.to_str().unwrap()];
+    let envs = crate::host::unit_environments(&dirs, "confab.service");
+    assert_eq!(envs.len(), 1);
+    assert_eq!(
+        envs[0].ld_preload,
+        Ok(Some("/usr/lib/libtorsocks.so".to_string()))
+    );
+    assert_eq!(
+        preload(&envs, None, None).status,
+        Status::Fail,
+        "the unit's EnvironmentFile preloads torsocks"
+    );
+    assert!(crate::host::unit_environments(&dirs, "other.service").is_empty());
+}
+
+#[test]
+fn a_running_service_environment_is_read_from_proc() {
+    // A real process with a marker in its environment, found by its command name.
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "sleep 30; :", "serve"])
+        .env("LD_PRELOAD", "libjemalloc.so.2")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let found = crate::host::running_services(Path::new("/proc"), "sh");
+    // The shell and its sleep: the whole process group we started.
+    if let Some(pgid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+    }
+    let _ = child.wait();
+    let mine = found
+        .iter()
+        .find(|s| s.source.contains(&format!("pid {}", child.id())))
+        .unwrap_or_else(|| panic!("{found:?}"));
+    assert_eq!(mine.ld_preload, Ok(Some("libjemalloc.so.2".to_string())));
+}
+
+#[test]
+fn edge_needs_two_addresses() {
+    // `--role edge` without a topology: no address, so no wildcard port probed twice.
+    let p = Plan::for_roles(&[Role::Edge], "edge01.contoso.com", Path::new("/d"));
+    let o = outcome(&good(), &p);
+    let c = o.get("edge-addresses").cloned().unwrap();
+    assert_eq!(c.status, Status::Fail, "{}", o.render());
+    assert!(c.detail.contains("both"), "{}", c.detail);
+    let internal = o.get("port:edge.internal-sip-tls").unwrap();
+    assert_eq!(internal.status, Status::Fail);
+    assert!(
+        internal.detail.contains("internal address"),
+        "{}",
+        internal.detail
+    );
+    assert_eq!(status(&o, "port:edge.access"), Status::Fail);
+    // With both addresses given, the ports are probed on each.
+    let mut p = p;
+    p.set_edge_addresses(
+        Some("10.0.0.5".parse().unwrap()),
+        Some("203.0.113.5".parse().unwrap()),
+    );
+    let o = outcome(&good(), &p);
+    assert_eq!(status(&o, "edge-addresses"), Status::Pass);
+    assert_eq!(status(&o, "port:edge.internal-sip-tls"), Status::Pass);
+    p.set_edge_addresses(
+        Some("10.0.0.5".parse().unwrap()),
+        Some("10.0.0.5".parse().unwrap()),
+    );
+    assert_eq!(
+        status(&outcome(&good(), &p), "edge-addresses"),
+        Status::Fail
+    );
+}
+
+#[test]
+fn enterprise_file_store_must_be_the_shared_store() {
+    let p = plan("fe01.contoso.com");
+    let mut h = good();
+    assert_eq!(status(&outcome(&h, &p), "store:files"), Status::Pass);
+    h.fs = FsFacts::Local("ext4".into());
+    let c = outcome(&h, &p).get("store:files").cloned().unwrap();
+    assert_eq!(c.status, Status::Warn);
+    assert!(c.detail.contains("local filesystem (ext4)"), "{}", c.detail);
+    assert!(
+        c.fix
+            .unwrap()
+            .contains("mount the pool's one shared file store")
+    );
+    h.fs = FsFacts::Missing;
+    let c = outcome(&h, &p).get("store:files").cloned().unwrap();
+    assert_eq!(
+        c.status,
+        Status::Fail,
+        "bootstrap must not create a private folder"
+    );
+    // Standard Edition keeps a local folder.
+    let se = Plan::standard_default("se01.contoso.com", Path::new("/var/lib/confab"));
+    assert_eq!(status(&outcome(&h, &se), "store:files"), Status::Pass);
+}
+
+#[test]
+fn servers_authenticate_each_other_with_the_deployment_ca() {
+    let p = plan("fe01.contoso.com");
+    assert!(
+        p.peers.contains(&"fe02.contoso.com".to_string()),
+        "{:?}",
+        p.peers
+    );
+    let mut h = good();
+    let c = outcome(&h, &p).get("server-auth").cloned().unwrap();
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.detail.contains("Contoso Root CA"));
+    h.ca = CertFacts::Missing;
+    let c = outcome(&h, &p).get("server-auth").cloned().unwrap();
+    assert_eq!(c.status, Status::Warn);
+    assert!(c.fix.unwrap().contains("ca.pem"));
+    h = good();
+    h.cert = CertFacts::Present(CertInfo {
+        sans: vec!["pool01.contoso.com".into(), "fe01.contoso.com".into()],
+        common_name: None,
+        not_before: NOW - DAY,
+        not_after: NOW + 300 * DAY,
+        self_signed: true,
+    });
+    assert_eq!(status(&outcome(&h, &p), "server-auth"), Status::Warn);
+    h.ca = CertFacts::Unreadable("not PEM".into());
+    assert_eq!(status(&outcome(&h, &p), "server-auth"), Status::Fail);
+    // A lone Standard Edition server has nobody to authenticate.
+    let se = Plan::standard_default("se01.contoso.com", Path::new("/d"));
+    assert_eq!(status(&outcome(&good(), &se), "server-auth"), Status::Pass);
+    // An edge always forwards to a next hop.
+    let e = Plan::for_roles(&[Role::Edge], "edge01.contoso.com", Path::new("/d"));
+    let mut h = good();
+    h.ca = CertFacts::Missing;
+    assert_eq!(status(&outcome(&h, &e), "server-auth"), Status::Warn);
+}
+
+#[test]
+fn web_services_key_and_authentication_modes() {
+    let p = plan("fe01.contoso.com");
+    let mut h = good();
+    let c = outcome(&h, &p).get("web").cloned().unwrap();
+    assert_eq!(c.status, Status::Pass);
+    assert!(
+        c.detail.contains("tcp port 8080") && c.detail.contains("NTLM"),
+        "{}",
+        c.detail
+    );
+    h.key_mode = Some(0o644);
+    let c = outcome(&h, &p).get("web").cloned().unwrap();
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.fix.unwrap().contains("chmod 600"));
+    // Edges and mediation servers have no web services.
+    let e = plan("edge01.contoso.com");
+    assert!(outcome(&good(), &e).get("web").is_none());
+}
+
+#[test]
+fn media_runtime_for_the_audio_applications() {
+    let p = plan("fe01.contoso.com");
+    let mut h = good();
+    assert_eq!(status(&outcome(&h, &p), "media-runtime"), Status::Pass);
+    h.opus = false;
+    let c = outcome(&h, &p).get("media-runtime").cloned().unwrap();
+    assert_eq!(c.status, Status::Warn);
+    assert!(c.fix.unwrap().contains("libopus0"));
+    h.paths = PathFacts::NotWritable("read-only".into());
+    assert_eq!(status(&outcome(&h, &p), "media-runtime"), Status::Fail);
+    assert!(
+        outcome(&good(), &plan("edge01.contoso.com"))
+            .get("media-runtime")
+            .is_none()
+    );
+}
+
+const CHAT_POOL: &str = r#"
+sip_domains = ["contoso.com"]
+[[site]]
+name = "main"
+[[store]]
+name = "backend"
+kind = "back-end"
+url = "postgres://confab:pw@db.contoso.com/confab"
+[[store]]
+name = "pchat"
+kind = "persistent-chat"
+url = "postgres://confab:pw@chatdb.contoso.com/pchat"
+[[store]]
+name = "comp"
+kind = "compliance"
+url = "COMPLIANCE_URL"
+[[pool]]
+fqdn = "pool01.contoso.com"
+site = "main"
+edition = "enterprise"
+backend = "backend"
+[[pool.machine]]
+fqdn = "fe01.contoso.com"
+roles = ["front-end"]
+[[pool]]
+fqdn = "pchat.contoso.com"
+site = "main"
+next_hop = "pool01.contoso.com"
+persistent_chat_store = "pchat"
+compliance = true
+compliance_store = "comp"
+[[pool.machine]]
+fqdn = "pchat01.contoso.com"
+roles = ["persistent-chat"]
+"#;
+
+#[test]
+fn chat_to_compliance_delivery() {
+    let plan_with = |url: &str| {
+        let src = CHAT_POOL.replace("COMPLIANCE_URL", url);
+        let t = Topology::parse(&src).unwrap();
+        Plan::from_topology(&t, "pchat01.contoso.com", Path::new("/d")).unwrap()
+    };
+    let p = plan_with("postgres://confab:pw@chatdb.contoso.com/compliance");
+    assert!(p.compliance);
+    assert!(p.peers.contains(&"fe01.contoso.com".to_string()));
+    let c = outcome(&good(), &p).get("chat-delivery").cloned().unwrap();
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.detail.contains("outbox"));
+    // The same database under another spelling is no separate store.
+    let p = plan_with("postgresql://audit@ChatDB.contoso.com:5432/pchat");
+    assert_eq!(status(&outcome(&good(), &p), "chat-delivery"), Status::Fail);
+    // Compliance off: nothing to deliver, still a result.
+    let mut p = p;
+    p.compliance = false;
+    assert_eq!(status(&outcome(&good(), &p), "chat-delivery"), Status::Pass);
 }
 
 #[test]

@@ -18,8 +18,8 @@ pub mod starter;
 pub mod validate;
 
 pub use model::{
-    ChatState, Edition, Listener, Machine, MachineRef, Pool, Protocol, Role, Scope, Site, Store,
-    StoreKind, StoreLocation, Topology,
+    ChatState, DatabaseId, Edition, Listener, Machine, MachineRef, Pool, Protocol, Role, Scope,
+    Site, Store, StoreKind, StoreLocation, Topology,
 };
 pub use validate::{Diagnostic, Report, Severity, validate};
 
@@ -79,6 +79,14 @@ impl TopologyError {
     pub fn line(&self) -> Option<usize> {
         match self {
             TopologyError::Parse { line, .. } => *line,
+            _ => None,
+        }
+    }
+
+    /// The column of a parse error, if known.
+    pub fn column(&self) -> Option<usize> {
+        match self {
+            TopologyError::Parse { column, .. } => *column,
             _ => None,
         }
     }

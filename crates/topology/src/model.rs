@@ -330,6 +330,18 @@ impl Store {
         }
     }
 
+    /// Which database the store is (`None` for a file store or a store that
+    /// names no single location).
+    pub fn database_id(&self) -> Option<DatabaseId> {
+        match self.location()? {
+            StoreLocation::Postgres(u) => postgres_database_id(&u),
+            StoreLocation::Sqlite(p) => {
+                Some(DatabaseId::Sqlite(p.trim_start_matches("./").to_string()))
+            }
+            StoreLocation::Directory(_) => None,
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.location(), Some(StoreLocation::Postgres(_)))
     }
@@ -355,6 +367,101 @@ impl Store {
             StoreLocation::Postgres(_) => None,
         }
     }
+}
+
+/// Which database a store is, whatever its name: two stores with the same
+/// identity are the same database even when their names (or the spelling of
+/// their URLs) differ.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum DatabaseId {
+    /// A PostgreSQL database: server host (lower-cased; loopback addresses are
+    /// `localhost`), port and database name.
+    Postgres {
+        host: String,
+        port: u16,
+        database: String,
+    },
+    /// A SQLite file, by its path as written (relative paths are relative to
+    /// each machine's data directory).
+    Sqlite(String),
+}
+
+impl DatabaseId {
+    /// The database server (host and port) of a PostgreSQL database.
+    pub fn server(&self) -> Option<(String, u16)> {
+        match self {
+            DatabaseId::Postgres { host, port, .. } => Some((host.clone(), *port)),
+            DatabaseId::Sqlite(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for DatabaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseId::Postgres {
+                host,
+                port,
+                database,
+            } => write!(f, "database {database:?} on {host}:{port}"),
+            DatabaseId::Sqlite(p) => write!(f, "SQLite file {p}"),
+        }
+    }
+}
+
+/// Parses the database identity out of a PostgreSQL URL
+/// (`postgres://USER:PASSWORD@HOST:PORT/DATABASE?host=…&port=…&dbname=…`), with
+/// libpq's defaults: host `localhost`, port 5432, database named like the user.
+pub fn postgres_database_id(url: &str) -> Option<DatabaseId> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, path) = main.split_once('/').unwrap_or((main, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (u, h),
+        None => ("", authority),
+    };
+    let user = userinfo.split(':').next().unwrap_or("");
+    let (mut host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6.split_once(']')?;
+        (h.to_string(), after.strip_prefix(':').unwrap_or(""))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p),
+            None => (hostport.to_string(), ""),
+        }
+    };
+    let mut port_text = port.to_string();
+    let mut database = path.to_string();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("host", h)) => host = h.to_string(),
+            Some(("port", p)) => {
+                port_text = p.to_string();
+            }
+            Some(("dbname", d)) => database = d.to_string(),
+            _ => {}
+        }
+    }
+    let port = if port_text.is_empty() {
+        5432
+    } else {
+        port_text.parse().ok()?
+    };
+    let mut host = host.to_ascii_lowercase();
+    if host.is_empty() || host == "127.0.0.1" || host == "::1" || host.starts_with('/') {
+        host = "localhost".into();
+    }
+    let host = host.trim_end_matches('.').to_string();
+    if database.is_empty() {
+        database = user.to_string();
+    }
+    Some(DatabaseId::Postgres {
+        host,
+        port,
+        database,
+    })
 }
 
 /// `p` if absolute, else `data_dir/p`.

@@ -221,12 +221,13 @@ name = "backend"
 kind = "back-end"
 url = "postgres://confab:CHANGE-ME@db.{sub}:5432/confab"
 
-# Files uploaded to chat rooms and conferences: a directory every front end
-# reaches (e.g. an NFS mount), relative to the data directory unless absolute.
+# Files uploaded to chat rooms and conferences: ONE store the whole pool
+# shares, mounted at the same absolute path on every front end (NFS, SMB,
+# CephFS, GlusterFS). A relative path would give each front end its own folder.
 [[store]]
 name = "files"
 kind = "file"
-path = "files"
+path = "/srv/confab-files"
 
 [[pool]]
 fqdn = "{pool}"

@@ -25,6 +25,12 @@ pub mod capacity {
     pub const FRONT_ENDS_PER_POOL: usize = 12;
     /// Active Persistent Chat servers in one pool.
     pub const ACTIVE_CHAT_SERVERS_PER_POOL: usize = 4;
+    /// Passive (standby) Persistent Chat servers in one pool: a pool has at most
+    /// 8 servers, 4 of them active.
+    pub const PASSIVE_CHAT_SERVERS_PER_POOL: usize = 4;
+    /// Active Persistent Chat users on a Standard Edition server: collocated with
+    /// the front end, its scale is limited to the server's own users.
+    pub const STANDARD_EDITION_CHAT_USERS: u64 = STANDARD_EDITION_USERS;
     /// Concurrently active users per Persistent Chat server.
     pub const CHAT_USERS_PER_SERVER: u64 = 20_000;
     /// Remote users per edge server or director.
@@ -56,12 +62,20 @@ pub struct Diagnostic {
     pub message: String,
     /// How to fix it.
     pub help: Option<String>,
-    /// 1-based line in the topology file.
-    pub line: usize,
-    /// 1-based column in the topology file.
-    pub column: usize,
+    /// 1-based line in the topology file; `None` when the problem concerns the
+    /// whole file (something missing that has no single place, e.g. no SIP domain).
+    pub line: Option<usize>,
+    /// 1-based column in the topology file; `None` with `line`.
+    pub column: Option<usize>,
     #[serde(skip)]
     pub span: Range<usize>,
+}
+
+impl Diagnostic {
+    /// Whether the diagnostic concerns the whole file rather than a line.
+    pub fn is_whole_file(&self) -> bool {
+        self.line.is_none()
+    }
 }
 
 /// The result of [`validate`].
@@ -96,10 +110,16 @@ impl Report {
     pub fn render(&self, file: &str) -> String {
         let mut out = String::new();
         for d in &self.diagnostics {
-            out.push_str(&format!(
-                "{file}:{}:{}: {}[{}]: {}\n",
-                d.line, d.column, d.severity, d.rule, d.message
-            ));
+            match (d.line, d.column) {
+                (Some(l), Some(c)) => out.push_str(&format!(
+                    "{file}:{l}:{c}: {}[{}]: {}\n",
+                    d.severity, d.rule, d.message
+                )),
+                _ => out.push_str(&format!(
+                    "{file}: {}[{}]: {} (the whole file: no single line to fix)\n",
+                    d.severity, d.rule, d.message
+                )),
+            }
             if let Some(help) = &d.help {
                 out.push_str(&format!("    help: {help}\n"));
             }
@@ -136,9 +156,23 @@ impl<'a> Validator<'a> {
             rule,
             message,
             help: help.map(str::to_string),
-            line,
-            column,
+            line: Some(line),
+            column: Some(column),
             span,
+        });
+    }
+
+    /// An error about the whole file: something is missing and there is no line
+    /// to point at; `help` says where to add it.
+    fn error_file(&mut self, rule: &'static str, message: String, help: &str) {
+        self.out.push(Diagnostic {
+            severity: Severity::Error,
+            rule,
+            message,
+            help: Some(help.to_string()),
+            line: None,
+            column: None,
+            span: 0..0,
         });
     }
 
@@ -201,11 +235,10 @@ pub fn valid_fqdn(s: &str) -> bool {
 fn sip_domains(v: &mut Validator<'_>) {
     let t = v.t;
     if t.sip_domains.is_empty() {
-        v.error(
+        v.error_file(
             "sip-domain",
-            0..0,
             "the topology names no SIP domain".into(),
-            "add `sip_domains = [\"contoso.com\"]` at the top of the file",
+            "add `sip_domains = [\"contoso.com\"]` at the top of the file, before the first table",
         );
     }
     let mut seen: Vec<String> = Vec::new();
@@ -333,19 +366,15 @@ fn sites_and_stores(v: &mut Validator<'_>) {
 fn front_end_and_back_end(v: &mut Validator<'_>) {
     let t = v.t;
     if t.machines().all(|m| !m.machine.has_role(Role::FrontEnd)) {
-        let at = t.pools.first().map(|p| span(&p.fqdn)).unwrap_or(0..0);
-        v.error(
+        v.error_file(
             "front-end-required",
-            at,
             "the topology has no Front End or Standard Edition server".into(),
-            "add a pool with a machine whose roles include \"front-end\"",
+            "add a [[pool]] with `edition` and a [[pool.machine]] whose roles include \"front-end\" (e.g. with `confab topology new`)",
         );
     }
     if !t.stores.iter().any(|s| s.kind() == StoreKind::BackEnd) {
-        let at = t.stores.first().map(|s| span(&s.name)).unwrap_or(0..0);
-        v.error(
+        v.error_file(
             "back-end-required",
-            at,
             "the topology has no back-end store".into(),
             "add a [[store]] with kind = \"back-end\" (sqlite for Standard Edition, url for Enterprise) and name it in the pool's `backend`",
         );
@@ -587,6 +616,24 @@ fn pool_rules(v: &mut Validator<'_>, pool: &Pool) {
             },
         }
     }
+    if front_end
+        && pool.edition() == Edition::Enterprise
+        && let Some(fs) = &pool.file_store
+        && let Some(store) = v.t.store(fs.get_ref())
+        && let Some(StoreLocation::Directory(dir)) = store.location()
+        && !std::path::Path::new(&dir).is_absolute()
+    {
+        let at = store.path.as_ref().map(span).unwrap_or(span(fs));
+        v.error(
+            "file-store-shared",
+            at,
+            format!(
+                "the file store of Enterprise pool {} is one store shared by its front ends, but {dir:?} is relative: each front end would get its own folder in its data directory",
+                pool.fqdn()
+            ),
+            "give the mount point of the shared store (NFS, SMB, CephFS, GlusterFS), mounted at the same absolute path on every front end, e.g. path = \"/srv/confab-files\"",
+        );
+    }
     if pool.has_role(Role::Director)
         && let Some(users) = &pool.users
     {
@@ -825,6 +872,48 @@ fn persistent_chat(v: &mut Validator<'_>, pool: &Pool) {
         }
         return;
     }
+    chat_web_services(v, pool);
+    let active_total = pool.active_chat_servers();
+    if active_total == 0 {
+        let at = pool
+            .machines
+            .iter()
+            .find_map(|m| m.persistent_chat.as_ref().map(span))
+            .unwrap_or(span(&pool.fqdn));
+        v.error(
+            "pchat-active-limit",
+            at,
+            format!(
+                "Persistent Chat pool {} has no active server: every server is passive, so nobody can chat",
+                pool.fqdn()
+            ),
+            "mark at least one server persistent_chat = \"active\" (up to 4)",
+        );
+    }
+    let mut passive = 0usize;
+    for m in &pool.machines {
+        if m.has_role(Role::PersistentChat) && m.chat_state() == ChatState::Passive {
+            passive += 1;
+            if passive == capacity::PASSIVE_CHAT_SERVERS_PER_POOL + 1 {
+                v.error(
+                    "pchat-active-limit",
+                    m.persistent_chat.as_ref().map(span).unwrap_or(span(&m.fqdn)),
+                    format!(
+                        "Persistent Chat pool {} has {} passive servers; a pool uses at most {} (standbys for its at most {} active ones)",
+                        pool.fqdn(),
+                        pool.machines
+                            .iter()
+                            .filter(|m| m.has_role(Role::PersistentChat)
+                                && m.chat_state() == ChatState::Passive)
+                            .count(),
+                        capacity::PASSIVE_CHAT_SERVERS_PER_POOL,
+                        capacity::ACTIVE_CHAT_SERVERS_PER_POOL
+                    ),
+                    "remove the extra passive servers or put them in another Persistent Chat pool",
+                );
+            }
+        }
+    }
     let mut active = 0usize;
     for m in &pool.machines {
         if m.has_role(Role::PersistentChat) && m.chat_state() == ChatState::Active {
@@ -892,6 +981,10 @@ fn persistent_chat(v: &mut Validator<'_>, pool: &Pool) {
                 );
             }
         }
+        Edition::Enterprise => chat_store_placement(v, pool),
+    }
+    match pool.edition() {
+        Edition::Standard => {}
         Edition::Enterprise => match &pool.persistent_chat_store {
             None => v.error(
                 "pchat-store",
@@ -916,6 +1009,92 @@ fn persistent_chat(v: &mut Validator<'_>, pool: &Pool) {
                 }
             }
         },
+    }
+}
+
+/// Persistent Chat's web services (file upload and download, chat room
+/// management) run on the front ends the chat pool uses: its own Standard
+/// Edition server, else its next hop. Uploads need that pool's file store.
+fn chat_web_services(v: &mut Validator<'_>, pool: &Pool) {
+    let (front_ends, at) = if pool.has_role(Role::FrontEnd) {
+        (Some(pool), span(&pool.fqdn))
+    } else {
+        match &pool.next_hop {
+            Some(h) => (v.t.pool(h.get_ref()), span(h)),
+            None => (None, span(&pool.fqdn)),
+        }
+    };
+    let Some(fe) = front_ends.filter(|p| p.has_role(Role::FrontEnd)) else {
+        if pool.next_hop.is_none() {
+            v.warn(
+                "pchat-web",
+                at,
+                format!(
+                    "Persistent Chat pool {} names no front-end pool (next_hop): its web services (file upload and download, chat room management) run on front ends",
+                    pool.fqdn()
+                ),
+                "set next_hop = \"POOL\" to the Front End pool whose web services the chat pool uses",
+            );
+        }
+        return;
+    };
+    if fe.file_store.is_none() {
+        v.warn(
+            "pchat-web",
+            at,
+            format!(
+                "the Persistent Chat web services of pool {} run on front-end pool {}, which has no file_store for uploaded files",
+                pool.fqdn(),
+                fe.fqdn()
+            ),
+            "give the front-end pool a file store: file_store = \"NAME\" naming a [[store]] of kind \"file\"",
+        );
+    }
+}
+
+/// An Enterprise Persistent Chat store is a database of its own; Lync recommends
+/// a dedicated database server too (sharing the back end's server is allowed).
+fn chat_store_placement(v: &mut Validator<'_>, pool: &Pool) {
+    let Some(name) = &pool.persistent_chat_store else {
+        return;
+    };
+    let Some(id) = v.t.store(name.get_ref()).and_then(|s| s.database_id()) else {
+        return;
+    };
+    let back_ends =
+        v.t.stores
+            .iter()
+            .filter(|s| s.kind() == StoreKind::BackEnd && s.name() != name.get_ref());
+    let mut shared_server = None;
+    for b in back_ends {
+        let Some(bid) = b.database_id() else { continue };
+        if bid == id {
+            v.error(
+                "pchat-store",
+                span(name),
+                format!(
+                    "Persistent Chat store {:?} is the same {id} as back-end store {:?}",
+                    name.get_ref(),
+                    b.name()
+                ),
+                "give the Persistent Chat store a database of its own",
+            );
+            return;
+        }
+        if shared_server.is_none() && bid.server().is_some() && bid.server() == id.server() {
+            shared_server = Some(b.name().to_string());
+        }
+    }
+    if let (Some(b), Some((host, port))) = (shared_server, id.server()) {
+        v.warn(
+            "pchat-store-dedicated",
+            span(name),
+            format!(
+                "Persistent Chat store {:?} is on {host}:{port}, the server of back-end store {b:?}: supported, but a dedicated database server is recommended",
+                name.get_ref()
+            ),
+            "put the Persistent Chat store on a PostgreSQL server of its own when the load grows",
+        );
     }
 }
 
@@ -979,6 +1158,26 @@ fn compliance(v: &mut Validator<'_>, pool: &Pool) {
             span(cs),
             format!("compliance needs its own store; {name:?} is also a back-end or Persistent Chat store"),
             "define a separate [[store]] of kind \"compliance\"",
+        );
+        return;
+    }
+    // The same database under another store name is no separate store either.
+    if let Some(id) = v.t.store(name).and_then(|s| s.database_id())
+        && let Some(other) = v.t.stores.iter().find(|o| {
+            o.name() != name
+                && matches!(o.kind(), StoreKind::BackEnd | StoreKind::PersistentChat)
+                && o.database_id().as_ref() == Some(&id)
+        })
+    {
+        v.error(
+            "compliance-store",
+            span(cs),
+            format!(
+                "compliance store {name:?} is the same {id} as {} store {:?}: compliance needs a separate database",
+                other.kind(),
+                other.name()
+            ),
+            "point the compliance store at a database of its own (another database name; the server may be shared)",
         );
         return;
     }
@@ -1157,10 +1356,49 @@ fn capacity_warnings(v: &mut Validator<'_>, pool: &Pool) {
             _ => {}
         }
     }
-    if let Some(active) = &pool.active_users {
+    if let Some(active) = &pool.active_users
+        && pool.has_role(Role::PersistentChat)
+    {
         let servers = pool.active_chat_servers() as u64;
         let n = *active.get_ref();
-        if servers > 0 && n.div_ceil(servers) > CHAT_USERS_PER_SERVER {
+        if pool.edition() == Edition::Standard {
+            if n > STANDARD_EDITION_CHAT_USERS {
+                v.warn(
+                    "capacity",
+                    span(active),
+                    format!(
+                        "{n} active Persistent Chat users on Standard Edition server {}: Persistent Chat collocated on Standard Edition is limited to the server's {STANDARD_EDITION_CHAT_USERS} users",
+                        pool.fqdn()
+                    ),
+                    "Standard Edition has exactly one Persistent Chat server: move Persistent Chat to an Enterprise Persistent Chat pool (up to 4 active servers of 20,000 users)",
+                );
+            }
+        } else if servers == 0 {
+            v.warn(
+                "capacity",
+                span(active),
+                format!(
+                    "{n} active Persistent Chat users and no active server in pool {}",
+                    pool.fqdn()
+                ),
+                &format!(
+                    "mark {} server(s) persistent_chat = \"active\"",
+                    n.div_ceil(CHAT_USERS_PER_SERVER)
+                        .min(ACTIVE_CHAT_SERVERS_PER_POOL as u64)
+                        .max(1)
+                ),
+            );
+        } else if n.div_ceil(servers) > CHAT_USERS_PER_SERVER {
+            let needed = n.div_ceil(CHAT_USERS_PER_SERVER);
+            let help = if needed > ACTIVE_CHAT_SERVERS_PER_POOL as u64 {
+                format!(
+                    "{needed} active servers are needed, more than the 4 a pool may have: add another Persistent Chat pool"
+                )
+            } else {
+                format!(
+                    "add active Persistent Chat servers: {needed} are needed (at most 4 per pool)"
+                )
+            };
             v.warn(
                 "capacity",
                 span(active),
@@ -1168,7 +1406,7 @@ fn capacity_warnings(v: &mut Validator<'_>, pool: &Pool) {
                     "{n} active Persistent Chat users on {servers} active server{} is more than {CHAT_USERS_PER_SERVER} per server",
                     if servers == 1 { "" } else { "s" }
                 ),
-                "add active Persistent Chat servers (at most 4 per pool) or another pool",
+                &help,
             );
         }
     }

@@ -26,7 +26,7 @@ fn expect(src: &str, rule: &str, severity: Severity) -> Diagnostic {
     let found = r
         .diagnostics
         .iter()
-        .find(|d| d.rule == rule && d.severity == severity && d.line == line)
+        .find(|d| d.rule == rule && d.severity == severity && d.line == Some(line))
         .cloned();
     found.unwrap_or_else(|| {
         panic!(
@@ -42,6 +42,27 @@ fn expect_error(src: &str, rule: &str) -> Diagnostic {
 
 fn expect_warning(src: &str, rule: &str) -> Diagnostic {
     expect(src, rule, Severity::Warning)
+}
+
+/// Asserts an error of `rule` about the whole file (no line to point at).
+fn expect_whole_file(src: &str, rule: &str) -> Diagnostic {
+    let r = report(src);
+    let d = r
+        .diagnostics
+        .iter()
+        .find(|d| d.rule == rule && d.severity == Severity::Error)
+        .cloned()
+        .unwrap_or_else(|| panic!("expected error [{rule}]; got:\n{}", r.render("test.toml")));
+    assert!(d.is_whole_file(), "{d:?}");
+    assert_eq!((d.line, d.column), (None, None));
+    let text = r.render("test.toml");
+    assert!(
+        text.contains(&format!("test.toml: error[{rule}]: ")),
+        "{text}"
+    );
+    assert!(text.contains("no single line to fix"), "{text}");
+    assert!(!text.contains("test.toml:1:1:"), "{text}");
+    d
 }
 
 fn assert_clean(src: &str) {
@@ -196,7 +217,7 @@ fn front_end_required() {
     let src = format!(
         r#"{HEAD}{EE_STORE}
 [[pool]]
-fqdn = "dir01.contoso.com" # HERE
+fqdn = "dir01.contoso.com"
 site = "main"
 
 [[pool.machine]]
@@ -204,11 +225,12 @@ fqdn = "dir01.contoso.com"
 roles = ["director"]
 "#
     );
-    let d = expect_error(&src, "front-end-required");
+    let d = expect_whole_file(&src, "front-end-required");
     assert!(
         d.message
             .contains("no Front End or Standard Edition server")
     );
+    assert!(d.help.unwrap().contains("[[pool.machine]]"));
 }
 
 #[test]
@@ -233,7 +255,7 @@ fn back_end_store_required() {
     let src = format!(
         r#"{HEAD}
 [[store]]
-name = "files" # HERE
+name = "files"
 kind = "file"
 path = "files"
 
@@ -248,7 +270,7 @@ fqdn = "se01.contoso.com"
 roles = ["front-end"]
 "#
     );
-    expect_error(&src, "back-end-required");
+    expect_whole_file(&src, "back-end-required");
     let r = report(&src);
     assert!(
         r.by_rule("store-kind").next().is_some(),
@@ -288,7 +310,12 @@ fn pchat_pool(active: usize, passive: usize, extra: &str) -> String {
 [[store]]
 name = "pchat"
 kind = "persistent-chat"
-url = "postgres://confab:pw@db.contoso.com:5432/pchat"
+url = "postgres://confab:pw@chatdb.contoso.com:5432/pchat"
+
+[[store]]
+name = "files"
+kind = "file"
+path = "/srv/confab-files"
 
 [[pool]]
 fqdn = "pchat.contoso.com"
@@ -297,7 +324,7 @@ next_hop = "pool01.contoso.com"
 persistent_chat_store = "pchat"
 {extra}
 "#,
-        ee_pool(1, "")
+        ee_pool(1, "file_store = \"files\"")
     );
     for i in 1..=active + passive {
         let state = if i <= active { "active" } else { "passive" };
@@ -594,12 +621,8 @@ fn sip_domains_are_valid() {
     );
     expect_error(&src, "sip-domain");
     let src = se("", r#"["front-end"]"#).replace("sip_domains = [\"contoso.com\"]", "");
-    let r = report(&src);
-    assert!(
-        r.by_rule("sip-domain").any(|d| d.line == 1),
-        "{}",
-        r.render("t")
-    );
+    let d = expect_whole_file(&src, "sip-domain");
+    assert!(d.help.unwrap().contains("at the top of the file"));
 }
 
 #[test]
@@ -682,4 +705,184 @@ fn garbage_does_not_panic() {
             let _ = validate(&t, src).render("x");
         }
     }
+}
+
+// Issue 18: checks that tell the truth.
+
+#[test]
+fn compliance_store_is_compared_by_database_not_by_name() {
+    // Another store name, another spelling of the URL, the chat store's database.
+    let same_as_chat = pchat_pool(
+        1,
+        0,
+        "compliance = true\ncompliance_store = \"comp\" # HERE",
+    ) + "[[store]]\nname = \"comp\"\nkind = \"compliance\"\nurl = \"postgresql://auditor:x@ChatDB.contoso.com/pchat\"\n";
+    let d = expect_error(&same_as_chat, "compliance-store");
+    assert!(
+        d.message.contains("same database \"pchat\""),
+        "{}",
+        d.message
+    );
+    assert!(d.message.contains("\"pchat\""), "{}", d.message);
+    // The back end's database, by a loopback spelling of the same server.
+    let src = pchat_pool(
+        1,
+        0,
+        "compliance = true\ncompliance_store = \"comp\" # HERE",
+    )
+    .replace("db.contoso.com:5432/confab", "localhost:5432/confab")
+        + "[[store]]\nname = \"comp\"\nkind = \"compliance\"\nurl = \"postgres://confab:pw@127.0.0.1/confab\"\n";
+    let d = expect_error(&src, "compliance-store");
+    assert!(
+        d.message.contains("back-end store \"backend\""),
+        "{}",
+        d.message
+    );
+    // Another database on the same server is a separate database.
+    let ok = pchat_pool(1, 0, "compliance = true\ncompliance_store = \"comp\"")
+        + "[[store]]\nname = \"comp\"\nkind = \"compliance\"\nurl = \"postgres://confab:pw@db.contoso.com:5432/compliance\"\n";
+    let r = report(&ok);
+    assert!(
+        r.by_rule("compliance-store").next().is_none(),
+        "{}",
+        r.render("t")
+    );
+}
+
+#[test]
+fn database_identity_follows_libpq_defaults() {
+    use confab_topology::DatabaseId;
+    use confab_topology::model::postgres_database_id;
+    let id = |u: &str| postgres_database_id(u).unwrap();
+    assert_eq!(
+        id("postgres://a:b@DB.x.com/confab"),
+        id("postgresql://c@db.x.com:5432/confab")
+    );
+    assert_ne!(id("postgres://db.x.com/a"), id("postgres://db.x.com/b"));
+    assert_ne!(
+        id("postgres://db.x.com:5433/a"),
+        id("postgres://db.x.com/a")
+    );
+    assert_eq!(id("postgres://u@[::1]/u"), id("postgres://u@localhost"));
+    assert_eq!(
+        id("postgres:///confab?host=/run/postgresql"),
+        id("postgres://localhost/confab")
+    );
+    assert_eq!(
+        id("postgres://h/x?dbname=y&port=6000"),
+        DatabaseId::Postgres {
+            host: "h".into(),
+            port: 6000,
+            database: "y".into()
+        }
+    );
+    assert!(postgres_database_id("mysql://h/x").is_none());
+    assert!(postgres_database_id("postgres://h:notaport/x").is_none());
+}
+
+#[test]
+fn persistent_chat_store_is_its_own_database_preferably_on_its_own_server() {
+    let same_db = pchat_pool(1, 0, "").replace(
+        "url = \"postgres://confab:pw@chatdb.contoso.com:5432/pchat\"",
+        "url = \"postgres://chat:pw@db.contoso.com/confab\"",
+    );
+    let same_db = same_db.replacen(
+        "persistent_chat_store = \"pchat\"\n",
+        "persistent_chat_store = \"pchat\" # HERE\n",
+        1,
+    );
+    expect_error(&same_db, "pchat-store");
+    // Same server, own database: supported, with the advice to dedicate one.
+    let shared = pchat_pool(1, 0, "")
+        .replace("chatdb.contoso.com:5432/pchat", "db.contoso.com:5432/pchat")
+        .replacen(
+            "persistent_chat_store = \"pchat\"\n",
+            "persistent_chat_store = \"pchat\" # HERE\n",
+            1,
+        );
+    let d = expect_warning(&shared, "pchat-store-dedicated");
+    assert!(d.message.contains("db.contoso.com:5432"), "{}", d.message);
+    assert!(!report(&shared).has_errors());
+    assert_clean(&pchat_pool(1, 0, ""));
+}
+
+#[test]
+fn persistent_chat_pool_needs_an_active_server() {
+    let src = pchat_pool(0, 2, "active_users = 1000").replacen(
+        "persistent_chat = \"passive\"",
+        "persistent_chat = \"passive\" # HERE",
+        1,
+    );
+    let d = expect_error(&src, "pchat-active-limit");
+    assert!(d.message.contains("no active server"), "{}", d.message);
+    // The capacity check is not skipped for want of an active server.
+    let r = report(&src);
+    let cap = r
+        .by_rule("capacity")
+        .next()
+        .unwrap_or_else(|| panic!("{}", r.render("t")));
+    assert!(cap.message.contains("no active server"), "{}", cap.message);
+}
+
+#[test]
+fn persistent_chat_pool_uses_at_most_four_passive_servers() {
+    let mut src = pchat_pool(1, 5, "");
+    // Mark the fifth passive server.
+    let idx = src
+        .match_indices("persistent_chat = \"passive\"")
+        .nth(4)
+        .unwrap()
+        .0;
+    src.insert_str(idx + "persistent_chat = \"passive\"".len(), " # HERE");
+    let d = expect_error(&src, "pchat-active-limit");
+    assert!(d.message.contains("5 passive"), "{}", d.message);
+    assert_clean(&pchat_pool(4, 4, ""));
+}
+
+#[test]
+fn standard_edition_persistent_chat_is_not_told_to_add_servers() {
+    let src = se(
+        "file_store = \"files\"\nactive_users = 25000 # HERE",
+        r#"["front-end", "persistent-chat"]"#,
+    ) + "[[store]]\nname = \"files\"\nkind = \"file\"\npath = \"files\"\n";
+    let d = expect_warning(&src, "capacity");
+    let help = d.help.unwrap();
+    assert!(!help.contains("add active"), "{help}");
+    assert!(help.contains("Enterprise Persistent Chat pool"), "{help}");
+    // Limited scale: beyond the Standard Edition server's own users.
+    let src = se(
+        "file_store = \"files\"\nactive_users = 6000 # HERE",
+        r#"["front-end", "persistent-chat"]"#,
+    ) + "[[store]]\nname = \"files\"\nkind = \"file\"\npath = \"files\"\n";
+    let d = expect_warning(&src, "capacity");
+    assert!(d.message.contains("limited"), "{}", d.message);
+}
+
+#[test]
+fn enterprise_file_store_is_one_shared_store() {
+    let src = format!(
+        "{HEAD}{EE_STORE}{}[[store]]\nname = \"files\"\nkind = \"file\"\npath = \"files\" # HERE\n",
+        ee_pool(2, "file_store = \"files\"")
+    );
+    let d = expect_error(&src, "file-store-shared");
+    assert!(d.message.contains("each front end"), "{}", d.message);
+    assert!(d.help.unwrap().contains("mount"));
+    let ok = src.replace("path = \"files\" # HERE", "path = \"/srv/confab-files\"");
+    assert_clean(&ok);
+    // Standard Edition keeps its folder in the data directory.
+    let se_src = se("file_store = \"files\"", r#"["front-end"]"#)
+        + "[[store]]\nname = \"files\"\nkind = \"file\"\npath = \"files\"\n";
+    assert_clean(&se_src);
+}
+
+#[test]
+fn persistent_chat_web_services_need_the_front_ends_file_store() {
+    let src = pchat_pool(1, 0, "")
+        .replace("file_store = \"files\"\n", "")
+        .replace(
+            "next_hop = \"pool01.contoso.com\"\npersistent_chat_store",
+            "next_hop = \"pool01.contoso.com\" # HERE\npersistent_chat_store",
+        );
+    let d = expect_warning(&src, "pchat-web");
+    assert!(d.message.contains("pool01.contoso.com"), "{}", d.message);
 }
