@@ -437,3 +437,173 @@ fn prereq_check_follows_a_topology() {
     ));
     assert!(out.contains("does not run edge"), "{out}");
 }
+
+/// Issue 18: `confab prereq check` on each machine of the examples prints a
+/// result for every Lync requirement a check stands for on that machine's roles.
+#[test]
+fn prereq_check_answers_every_requirement_on_every_example_machine() {
+    use confab_prereq::lync::{REQUIREMENTS, applies};
+    let dir = tempfile::tempdir().unwrap();
+    let mut jobs = Vec::new();
+    for (name, src) in [
+        (
+            "standard.toml",
+            include_str!("../../../examples/topology-standard.toml"),
+        ),
+        (
+            "enterprise.toml",
+            include_str!("../../../examples/topology-enterprise.toml"),
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, src).unwrap();
+        let t = confab_topology::Topology::parse(src).unwrap();
+        for m in t.machines() {
+            let fqdn = m.machine.fqdn().to_string();
+            let roles = m.machine.roles();
+            let file = file.clone();
+            let data = dir.path().join(&fqdn);
+            jobs.push(std::thread::spawn(move || {
+                let o = confab(
+                    &data,
+                    &[
+                        "prereq",
+                        "check",
+                        "--json",
+                        "--topology",
+                        arg(&file),
+                        "--fqdn",
+                        &fqdn,
+                    ],
+                );
+                (fqdn, roles, o)
+            }));
+        }
+    }
+    let mut machines = 0;
+    for j in jobs {
+        let (fqdn, roles, o) = j.join().unwrap();
+        machines += 1;
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{fqdn}: {e}\n{}", text(&o)));
+        assert_eq!(v["fqdn"], fqdn.as_str());
+        let checks = v["checks"].as_array().unwrap();
+        let answered: Vec<&str> = checks
+            .iter()
+            .flat_map(|c| c["lync"].as_array().unwrap().iter())
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        for r in REQUIREMENTS {
+            if applies(r, &roles) && !r.checks.is_empty() {
+                assert!(
+                    answered.contains(&r.id),
+                    "{fqdn} ({roles:?}): no result for {}:\n{}",
+                    r.id,
+                    text(&o)
+                );
+            }
+        }
+        for c in checks {
+            assert!(["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap()));
+        }
+        assert_eq!(o.status.success(), v["summary"]["fail"] == 0, "{fqdn}");
+    }
+    assert_eq!(machines, 2 + 11, "every machine of both examples");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() == 2,
+        "checking creates nothing"
+    );
+}
+
+#[test]
+fn prereq_check_edge_needs_both_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = confab(dir.path(), &["prereq", "check", "--json", "--role", "edge"]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    let get = |v: &[serde_json::Value], id: &str| {
+        v.iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}"))
+            .clone()
+    };
+    assert_eq!(get(checks, "edge-addresses")["status"], "fail");
+    // No wildcard address probed for both sides.
+    let access = get(checks, "port:edge.access");
+    assert_eq!(access["status"], "fail");
+    assert!(
+        !access["detail"].as_str().unwrap().contains("0.0.0.0"),
+        "{access}"
+    );
+    let o = confab(
+        dir.path(),
+        &[
+            "prereq",
+            "check",
+            "--json",
+            "--role",
+            "edge",
+            "--internal-address",
+            "127.0.0.1",
+            "--external-address",
+            "127.0.0.2",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(get(checks, "edge-addresses")["status"], "pass");
+    let internal = get(checks, "port:edge.internal-sip-tls");
+    assert!(
+        internal["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:5061"),
+        "{internal}"
+    );
+    let access = get(checks, "port:edge.access");
+    assert!(
+        access["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.2:5061"),
+        "{access}"
+    );
+    fails(confab(
+        dir.path(),
+        &["prereq", "check", "--internal-address", "127.0.0.1"],
+    ));
+}
+
+#[test]
+fn validate_json_gives_columns_and_whole_file_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    std::fs::write(
+        &file,
+        "sip_domains = [\"contoso.com\"]\n\n[[pool]]\nfqdn = 7\n",
+    )
+    .unwrap();
+    let o = confab(dir.path(), &["topology", "validate", "--json", arg(&file)]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["diagnostics"][0]["line"], 4);
+    assert_eq!(v["diagnostics"][0]["column"], 8);
+
+    // Nothing to point at: no SIP domain, no front end, no back end.
+    std::fs::write(&file, "[[site]]\nname = \"main\"\n").unwrap();
+    let out = fails(confab(dir.path(), &["topology", "validate", arg(&file)]));
+    let name = file.display().to_string();
+    assert!(out.contains(&format!("{name}: error[sip-domain]")), "{out}");
+    assert!(!out.contains(&format!("{name}:1:1:")), "{out}");
+    let o = confab(dir.path(), &["topology", "validate", "--json", arg(&file)]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["rule"] == "front-end-required")
+        .unwrap()
+        .clone();
+    assert!(d["line"].is_null() && d["column"].is_null(), "{d}");
+}

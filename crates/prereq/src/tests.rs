@@ -999,3 +999,47 @@ fn role_filter_and_defaults() {
     let e = Plan::for_roles(&[Role::Edge], "a.b.c", Path::new("/d"));
     assert!(e.stores.is_empty());
 }
+
+/// Every machine of the examples gets a result for every Lync requirement
+/// that applies to its roles and that a check stands for.
+#[test]
+fn every_example_machine_answers_every_applicable_requirement() {
+    for src in [
+        include_str!("../../../examples/topology-standard.toml"),
+        include_str!("../../../examples/topology-enterprise.toml"),
+    ] {
+        let t = Topology::parse(src).unwrap();
+        for m in t.machines() {
+            let p =
+                Plan::from_topology(&t, m.machine.fqdn(), Path::new("/var/lib/confab")).unwrap();
+            let o = outcome(&good(), &p);
+            let answered: Vec<&str> = o
+                .checks
+                .iter()
+                .flat_map(|c| c.lync.iter().copied())
+                .collect();
+            for r in lync::REQUIREMENTS {
+                if !lync::applies(r, &p.roles) || r.checks.is_empty() {
+                    continue;
+                }
+                assert!(
+                    answered.contains(&r.id),
+                    "{} ({:?}) has no result for {}:\n{}",
+                    p.fqdn,
+                    p.roles,
+                    r.id,
+                    o.render()
+                );
+                for c in r.checks {
+                    assert!(
+                        o.checks.iter().any(|x| lync::matches(c, &x.id)),
+                        "{}: no {c} check for {}",
+                        p.fqdn,
+                        r.id
+                    );
+                }
+            }
+            assert!(o.render().contains("[Lync: os-64bit]"), "{}", o.render());
+        }
+    }
+}
