@@ -655,6 +655,8 @@ impl Host for SystemHost {
             return FsFacts::Missing;
         }
         match rustix::fs::statfs(path) {
+            // f_type's width differs between architectures.
+            #[allow(clippy::unnecessary_cast)]
             Ok(s) => classify_fs(s.f_type as i64),
             Err(e) => FsFacts::Local(format!("unknown ({e})")),
         }
@@ -780,9 +782,14 @@ pub fn running_services(proc_root: &Path, name: &str) -> Vec<ServiceEnv> {
     out
 }
 
+/// A `KEY=value` assignment.
+pub type EnvVar = (String, String);
+/// An `EnvironmentFile=` path and whether it is optional (`-` prefix).
+pub type EnvFile = (String, bool);
+
 /// The `KEY=value` assignments of a unit's `Environment=` lines (quoted or
 /// not) and the files its `EnvironmentFile=` lines name (`-` prefix: optional).
-pub fn parse_unit_environment(unit: &str) -> (Vec<(String, String)>, Vec<(String, bool)>) {
+pub fn parse_unit_environment(unit: &str) -> (Vec<EnvVar>, Vec<EnvFile>) {
     let mut vars = Vec::new();
     let mut files = Vec::new();
     for line in unit.lines() {
