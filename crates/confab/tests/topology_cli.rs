@@ -607,3 +607,57 @@ fn validate_json_gives_columns_and_whole_file_problems() {
         .clone();
     assert!(d["line"].is_null() && d["column"].is_null(), "{d}");
 }
+
+/// `confab prereq proxy`: the headers of a request that came through a reverse proxy.
+#[test]
+fn prereq_proxy_checks_the_forwarded_headers() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let probe = |request: &str| -> (bool, String, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_confab"))
+            .arg("--data")
+            .arg(dir.path())
+            .args(["prereq", "proxy", "--listen", &listen, "--timeout", "30"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut conn = None;
+        for _ in 0..100 {
+            if let Ok(c) = std::net::TcpStream::connect(&listen) {
+                conn = Some(c);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut conn = conn.expect("the probe listens");
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), text(&out), answer)
+    };
+    // What nginx sends with the documented configuration.
+    let (ok, out, answer) = probe(
+        "GET / HTTP/1.1\r\nHost: webext.contoso.com\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: https\r\n\r\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("PASS  reverse-proxy"), "{out}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.contains("PASS"),
+        "{answer}"
+    );
+    // A proxy left at its defaults: no upgrade, no client address.
+    let (ok, out, answer) =
+        probe("GET / HTTP/1.0\r\nHost: pool01.contoso.com:8080\r\nConnection: close\r\n\r\n");
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL  reverse-proxy"), "{out}");
+    assert!(out.contains("X-Forwarded-For"), "{out}");
+    assert!(answer.contains("FAIL"), "{answer}");
+}

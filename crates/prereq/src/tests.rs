@@ -1043,3 +1043,28 @@ fn every_example_machine_answers_every_applicable_requirement() {
         }
     }
 }
+
+#[test]
+fn reverse_proxy_headers() {
+    let good = "GET / HTTP/1.1\r\nHost: webext.contoso.com\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Protocol: sip\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: https\r\n\r\n";
+    let c = proxy_headers(good);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.detail.contains("198.51.100.7"));
+    // A proxy that drops the upgrade and the client's address.
+    let bad = "GET / HTTP/1.1\r\nHost: pool01.contoso.com:8080\r\nConnection: close\r\nSec-WebSocket-Protocol: sip\r\n\r\n";
+    let c = proxy_headers(bad);
+    assert_eq!(c.status, Status::Fail);
+    for h in [
+        "Upgrade: websocket",
+        "Connection: upgrade",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+    ] {
+        assert!(c.detail.contains(h), "{h}: {}", c.detail);
+    }
+    assert!(!c.detail.contains("`Host`"), "{}", c.detail);
+    // RFC 7239 Forwarded does as well; plain http warns.
+    let fwd = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Protocol: sip\r\nForwarded: for=192.0.2.1;proto=http\r\n\r\n";
+    assert_eq!(proxy_headers(fwd).status, Status::Warn);
+    assert_eq!(proxy_headers("").status, Status::Fail);
+}
