@@ -1080,11 +1080,16 @@ pub fn updates(u: &UpdateFacts) -> Check {
             Check::warn(
                 "updates",
                 format!(
-                    "{} pending security update(s): {}{} ({tool}; {other} other update(s))",
+                    "{} pending security update(s): {}{} ({tool}{})",
                     security.len(),
                     shown.join(", "),
                     if more > 0 {
                         format!(" and {more} more")
+                    } else {
+                        String::new()
+                    },
+                    if *other > 0 {
+                        format!("; {other} other update(s)")
                     } else {
                         String::new()
                     }

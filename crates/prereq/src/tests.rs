@@ -1068,3 +1068,23 @@ fn reverse_proxy_headers() {
     assert_eq!(proxy_headers(fwd).status, Status::Warn);
     assert_eq!(proxy_headers("").status, Status::Fail);
 }
+
+#[test]
+fn apt_security_sources_are_isolated() {
+    let deb822 = "Types: deb\n# a comment\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb deb-src\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main contrib\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://x/y\nSuites: z-security\nComponents: main\nEnabled: no\n";
+    let lists = "deb [arch=amd64 signed-by=/k.gpg] http://security.ubuntu.com/ubuntu noble-security main universe\ndeb http://archive.ubuntu.com/ubuntu noble main\n# deb http://x noble-security main\n";
+    let out =
+        crate::host::apt_security_sources(&[lists.to_string()], &[deb822.to_string()]).unwrap();
+    assert!(out.contains("URIs: http://security.ubuntu.com/ubuntu\nSuites: noble-security\nComponents: main universe\nArchitectures: amd64\nSigned-By: /k.gpg\n"), "{out}");
+    assert!(out.contains("URIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main contrib\n"), "{out}");
+    assert!(
+        out.contains("Types: deb\nURIs: http://deb.debian.org/debian-security"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("archive.ubuntu.com") && !out.contains("bookworm-updates"),
+        "{out}"
+    );
+    assert!(!out.contains("z-security"), "disabled stanza: {out}");
+    assert!(crate::host::apt_security_sources(&["deb http://a b main".into()], &[]).is_none());
+}
