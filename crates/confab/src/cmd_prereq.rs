@@ -20,6 +20,19 @@ pub struct PrereqArgs {
 pub enum PrereqCommand {
     /// Check this machine: pass, warn or fail for each requirement, why, and how to fix it
     Check(CheckArgs),
+    /// Check a reverse proxy: listen where the proxy forwards the web port, and
+    /// check the headers of the first WebSocket request that comes through it
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args)]
+pub struct ProxyArgs {
+    /// Address to listen on: the web port the proxy forwards to (before confab runs there)
+    #[arg(long, value_name = "ADDRESS:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// Give up after this many seconds without a request
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub timeout: u64,
 }
 
 #[derive(Args)]
@@ -106,8 +119,72 @@ pub fn plan_for(
     Ok(plan)
 }
 
+/// Largest request head read from the proxy.
+const MAX_HEAD: usize = 16 * 1024;
+
+async fn proxy(a: ProxyArgs) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .with_context(|| format!("listening on {}", a.listen))?;
+    println!(
+        "Waiting up to {} s on {} for a WebSocket request through the reverse proxy, e.g.:\n  curl -i -N -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Sec-WebSocket-Protocol: sip' https://EXTERNAL-WEB-NAME/",
+        a.timeout,
+        listener.local_addr().unwrap_or(a.listen)
+    );
+    let (mut conn, peer) =
+        tokio::time::timeout(std::time::Duration::from_secs(a.timeout), listener.accept())
+            .await
+            .context("no request came through the proxy in time")??;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.len() >= MAX_HEAD {
+                break;
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .context("the request head did not arrive within 10 seconds")??;
+    head.truncate(MAX_HEAD);
+    let check = confab_prereq::proxy_headers(&String::from_utf8_lossy(&head));
+    let text = format!(
+        "{}  {}  {} (request from {peer})\n{}",
+        check.status,
+        check.id,
+        check.detail,
+        check
+            .fix
+            .as_ref()
+            .map(|f| format!("      fix: {f}\n"))
+            .unwrap_or_default()
+    );
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = conn.write_all(reply.as_bytes()).await;
+    let _ = conn.shutdown().await;
+    print!("{text}");
+    if check.status == confab_prereq::Status::Fail {
+        bail!("the reverse proxy does not pass what confab needs");
+    }
+    Ok(())
+}
+
 pub async fn run(args: PrereqArgs, data_dir: &Path) -> anyhow::Result<()> {
-    let PrereqCommand::Check(a) = args.command;
+    let a = match args.command {
+        PrereqCommand::Check(a) => a,
+        PrereqCommand::Proxy(p) => return proxy(p).await,
+    };
     let data_dir = std::path::absolute(data_dir).context("resolving the data directory")?;
     let mut plan = plan_for(
         &data_dir,

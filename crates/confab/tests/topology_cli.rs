@@ -437,3 +437,227 @@ fn prereq_check_follows_a_topology() {
     ));
     assert!(out.contains("does not run edge"), "{out}");
 }
+
+/// Issue 18: `confab prereq check` on each machine of the examples prints a
+/// result for every Lync requirement a check stands for on that machine's roles.
+#[test]
+fn prereq_check_answers_every_requirement_on_every_example_machine() {
+    use confab_prereq::lync::{REQUIREMENTS, applies};
+    let dir = tempfile::tempdir().unwrap();
+    let mut jobs = Vec::new();
+    for (name, src) in [
+        (
+            "standard.toml",
+            include_str!("../../../examples/topology-standard.toml"),
+        ),
+        (
+            "enterprise.toml",
+            include_str!("../../../examples/topology-enterprise.toml"),
+        ),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, src).unwrap();
+        let t = confab_topology::Topology::parse(src).unwrap();
+        for m in t.machines() {
+            let fqdn = m.machine.fqdn().to_string();
+            let roles = m.machine.roles();
+            let file = file.clone();
+            let data = dir.path().join(&fqdn);
+            jobs.push(std::thread::spawn(move || {
+                let o = confab(
+                    &data,
+                    &[
+                        "prereq",
+                        "check",
+                        "--json",
+                        "--topology",
+                        arg(&file),
+                        "--fqdn",
+                        &fqdn,
+                    ],
+                );
+                (fqdn, roles, o)
+            }));
+        }
+    }
+    let mut machines = 0;
+    for j in jobs {
+        let (fqdn, roles, o) = j.join().unwrap();
+        machines += 1;
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{fqdn}: {e}\n{}", text(&o)));
+        assert_eq!(v["fqdn"], fqdn.as_str());
+        let checks = v["checks"].as_array().unwrap();
+        let answered: Vec<&str> = checks
+            .iter()
+            .flat_map(|c| c["lync"].as_array().unwrap().iter())
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        for r in REQUIREMENTS {
+            if applies(r, &roles) && !r.checks.is_empty() {
+                assert!(
+                    answered.contains(&r.id),
+                    "{fqdn} ({roles:?}): no result for {}:\n{}",
+                    r.id,
+                    text(&o)
+                );
+            }
+        }
+        for c in checks {
+            assert!(["pass", "warn", "fail"].contains(&c["status"].as_str().unwrap()));
+        }
+        assert_eq!(o.status.success(), v["summary"]["fail"] == 0, "{fqdn}");
+    }
+    assert_eq!(machines, 2 + 11, "every machine of both examples");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() == 2,
+        "checking creates nothing"
+    );
+}
+
+#[test]
+fn prereq_check_edge_needs_both_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = confab(dir.path(), &["prereq", "check", "--json", "--role", "edge"]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    let get = |v: &[serde_json::Value], id: &str| {
+        v.iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}"))
+            .clone()
+    };
+    assert_eq!(get(checks, "edge-addresses")["status"], "fail");
+    // No wildcard address probed for both sides.
+    let access = get(checks, "port:edge.access");
+    assert_eq!(access["status"], "fail");
+    assert!(
+        !access["detail"].as_str().unwrap().contains("0.0.0.0"),
+        "{access}"
+    );
+    let o = confab(
+        dir.path(),
+        &[
+            "prereq",
+            "check",
+            "--json",
+            "--role",
+            "edge",
+            "--internal-address",
+            "127.0.0.1",
+            "--external-address",
+            "127.0.0.2",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    assert_eq!(get(checks, "edge-addresses")["status"], "pass");
+    let internal = get(checks, "port:edge.internal-sip-tls");
+    assert!(
+        internal["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:5061"),
+        "{internal}"
+    );
+    let access = get(checks, "port:edge.access");
+    assert!(
+        access["detail"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.2:5061"),
+        "{access}"
+    );
+    fails(confab(
+        dir.path(),
+        &["prereq", "check", "--internal-address", "127.0.0.1"],
+    ));
+}
+
+#[test]
+fn validate_json_gives_columns_and_whole_file_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.toml");
+    std::fs::write(
+        &file,
+        "sip_domains = [\"contoso.com\"]\n\n[[pool]]\nfqdn = 7\n",
+    )
+    .unwrap();
+    let o = confab(dir.path(), &["topology", "validate", "--json", arg(&file)]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["diagnostics"][0]["line"], 4);
+    assert_eq!(v["diagnostics"][0]["column"], 8);
+
+    // Nothing to point at: no SIP domain, no front end, no back end.
+    std::fs::write(&file, "[[site]]\nname = \"main\"\n").unwrap();
+    let out = fails(confab(dir.path(), &["topology", "validate", arg(&file)]));
+    let name = file.display().to_string();
+    assert!(out.contains(&format!("{name}: error[sip-domain]")), "{out}");
+    assert!(!out.contains(&format!("{name}:1:1:")), "{out}");
+    let o = confab(dir.path(), &["topology", "validate", "--json", arg(&file)]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["rule"] == "front-end-required")
+        .unwrap()
+        .clone();
+    assert!(d["line"].is_null() && d["column"].is_null(), "{d}");
+}
+
+/// `confab prereq proxy`: the headers of a request that came through a reverse proxy.
+#[test]
+fn prereq_proxy_checks_the_forwarded_headers() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let probe = |request: &str| -> (bool, String, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_confab"))
+            .arg("--data")
+            .arg(dir.path())
+            .args(["prereq", "proxy", "--listen", &listen, "--timeout", "30"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut conn = None;
+        for _ in 0..100 {
+            if let Ok(c) = std::net::TcpStream::connect(&listen) {
+                conn = Some(c);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut conn = conn.expect("the probe listens");
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), text(&out), answer)
+    };
+    // What nginx sends with the documented configuration.
+    let (ok, out, answer) = probe(
+        "GET / HTTP/1.1\r\nHost: webext.contoso.com\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: https\r\n\r\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("PASS  reverse-proxy"), "{out}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK") && answer.contains("PASS"),
+        "{answer}"
+    );
+    // A proxy left at its defaults: no upgrade, no client address.
+    let (ok, out, answer) =
+        probe("GET / HTTP/1.0\r\nHost: pool01.contoso.com:8080\r\nConnection: close\r\n\r\n");
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL  reverse-proxy"), "{out}");
+    assert!(out.contains("X-Forwarded-For"), "{out}");
+    assert!(answer.contains("FAIL"), "{answer}");
+}

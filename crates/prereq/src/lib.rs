@@ -1080,11 +1080,16 @@ pub fn updates(u: &UpdateFacts) -> Check {
             Check::warn(
                 "updates",
                 format!(
-                    "{} pending security update(s): {}{} ({tool}; {other} other update(s))",
+                    "{} pending security update(s): {}{} ({tool}{})",
                     security.len(),
                     shown.join(", "),
                     if more > 0 {
                         format!(" and {more} more")
+                    } else {
+                        String::new()
+                    },
+                    if *other > 0 {
+                        format!("; {other} other update(s)")
                     } else {
                         String::new()
                     }
@@ -1318,6 +1323,94 @@ pub fn chat_delivery(plan: &Plan) -> Check {
         format!(
             "messages reach compliance through an outbox in store {:?}, copied to store {:?} and acknowledged (at least once, idempotent); both are checked above",
             chat.name, comp.name
+        ),
+    )
+}
+
+/// The headers confab needs from a reverse proxy in front of its web port, on
+/// the head of a WebSocket request that came through it.
+pub fn proxy_headers(head: &str) -> Check {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in head.lines().skip(1) {
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let get = |name: &str| {
+        headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let has_token = |name: &str, token: &str| {
+        get(name)
+            .split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    let forwarded = get("forwarded").to_ascii_lowercase();
+    let mut missing: Vec<&str> = Vec::new();
+    if !has_token("upgrade", "websocket") {
+        missing.push("`Upgrade: websocket` (proxy_set_header Upgrade $http_upgrade)");
+    }
+    if !has_token("connection", "upgrade") {
+        missing.push("`Connection: upgrade` (proxy_set_header Connection \"upgrade\")");
+    }
+    if !has_token("sec-websocket-protocol", "sip") {
+        missing.push("`Sec-WebSocket-Protocol: sip` (pass the client's Sec-WebSocket-* headers)");
+    }
+    if get("host").is_empty() {
+        missing.push("`Host` (proxy_set_header Host $host)");
+    }
+    if get("x-forwarded-for").is_empty() && !forwarded.contains("for=") {
+        missing.push(
+            "`X-Forwarded-For` (proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for)",
+        );
+    }
+    let proto = get("x-forwarded-proto").to_ascii_lowercase();
+    let proto_https =
+        proto.split(',').any(|p| p.trim() == "https") || forwarded.contains("proto=https");
+    if proto.is_empty() && !forwarded.contains("proto=") {
+        missing.push("`X-Forwarded-Proto` (proxy_set_header X-Forwarded-Proto $scheme)");
+    }
+    if !missing.is_empty() {
+        return Check::fail(
+            "reverse-proxy",
+            format!(
+                "the request through the reverse proxy lacks {}",
+                missing.join(", ")
+            ),
+            "add them to the proxy's configuration (docs/system-requirements.md, \"Reverse proxy for external web access\")",
+        );
+    }
+    if !proto_https {
+        return Check::warn(
+            "reverse-proxy",
+            format!(
+                "the client reached the proxy over {} rather than https",
+                if proto.is_empty() {
+                    "another scheme"
+                } else {
+                    proto.as_str()
+                }
+            ),
+            "publish the web services over https only, with the deployment's external certificate on the proxy",
+        );
+    }
+    Check::pass(
+        "reverse-proxy",
+        format!(
+            "WebSocket upgrade, SIP subprotocol, Host {}, client {} over https: all passed through",
+            get("host"),
+            if get("x-forwarded-for").is_empty() {
+                forwarded
+            } else {
+                get("x-forwarded-for")
+            }
         ),
     )
 }

@@ -999,3 +999,92 @@ fn role_filter_and_defaults() {
     let e = Plan::for_roles(&[Role::Edge], "a.b.c", Path::new("/d"));
     assert!(e.stores.is_empty());
 }
+
+/// Every machine of the examples gets a result for every Lync requirement
+/// that applies to its roles and that a check stands for.
+#[test]
+fn every_example_machine_answers_every_applicable_requirement() {
+    for src in [
+        include_str!("../../../examples/topology-standard.toml"),
+        include_str!("../../../examples/topology-enterprise.toml"),
+    ] {
+        let t = Topology::parse(src).unwrap();
+        for m in t.machines() {
+            let p =
+                Plan::from_topology(&t, m.machine.fqdn(), Path::new("/var/lib/confab")).unwrap();
+            let o = outcome(&good(), &p);
+            let answered: Vec<&str> = o
+                .checks
+                .iter()
+                .flat_map(|c| c.lync.iter().copied())
+                .collect();
+            for r in lync::REQUIREMENTS {
+                if !lync::applies(r, &p.roles) || r.checks.is_empty() {
+                    continue;
+                }
+                assert!(
+                    answered.contains(&r.id),
+                    "{} ({:?}) has no result for {}:\n{}",
+                    p.fqdn,
+                    p.roles,
+                    r.id,
+                    o.render()
+                );
+                for c in r.checks {
+                    assert!(
+                        o.checks.iter().any(|x| lync::matches(c, &x.id)),
+                        "{}: no {c} check for {}",
+                        p.fqdn,
+                        r.id
+                    );
+                }
+            }
+            assert!(o.render().contains("[Lync: os-64bit"), "{}", o.render());
+        }
+    }
+}
+
+#[test]
+fn reverse_proxy_headers() {
+    let good = "GET / HTTP/1.1\r\nHost: webext.contoso.com\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Protocol: sip\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-Proto: https\r\n\r\n";
+    let c = proxy_headers(good);
+    assert_eq!(c.status, Status::Pass, "{c:?}");
+    assert!(c.detail.contains("198.51.100.7"));
+    // A proxy that drops the upgrade and the client's address.
+    let bad = "GET / HTTP/1.1\r\nHost: pool01.contoso.com:8080\r\nConnection: close\r\nSec-WebSocket-Protocol: sip\r\n\r\n";
+    let c = proxy_headers(bad);
+    assert_eq!(c.status, Status::Fail);
+    for h in [
+        "Upgrade: websocket",
+        "Connection: upgrade",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+    ] {
+        assert!(c.detail.contains(h), "{h}: {}", c.detail);
+    }
+    assert!(!c.detail.contains("`Host`"), "{}", c.detail);
+    // RFC 7239 Forwarded does as well; plain http warns.
+    let fwd = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Protocol: sip\r\nForwarded: for=192.0.2.1;proto=http\r\n\r\n";
+    assert_eq!(proxy_headers(fwd).status, Status::Warn);
+    assert_eq!(proxy_headers("").status, Status::Fail);
+}
+
+#[test]
+fn apt_security_sources_are_isolated() {
+    let deb822 = "Types: deb\n# a comment\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb deb-src\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main contrib\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\nTypes: deb\nURIs: http://x/y\nSuites: z-security\nComponents: main\nEnabled: no\n";
+    let lists = "deb [arch=amd64 signed-by=/k.gpg] http://security.ubuntu.com/ubuntu noble-security main universe\ndeb http://archive.ubuntu.com/ubuntu noble main\n# deb http://x noble-security main\n";
+    let out =
+        crate::host::apt_security_sources(&[lists.to_string()], &[deb822.to_string()]).unwrap();
+    assert!(out.contains("URIs: http://security.ubuntu.com/ubuntu\nSuites: noble-security\nComponents: main universe\nArchitectures: amd64\nSigned-By: /k.gpg\n"), "{out}");
+    assert!(out.contains("URIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main contrib\n"), "{out}");
+    assert!(
+        out.contains("Types: deb\nURIs: http://deb.debian.org/debian-security"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("archive.ubuntu.com") && !out.contains("bookworm-updates"),
+        "{out}"
+    );
+    assert!(!out.contains("z-security"), "disabled stanza: {out}");
+    assert!(crate::host::apt_security_sources(&["deb http://a b main".into()], &[]).is_none());
+}
