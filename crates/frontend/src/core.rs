@@ -824,9 +824,12 @@ impl Core {
             .and_then(|p| p.get("username").map(|u| u.to_lowercase()))
             .unwrap_or_default();
         // The digest `uri` must name the Request-URI (RFC 7616 §3.4.6), or an
-        // answer captured for one request could serve another.
+        // answer made for one request could serve another. A URI naming this
+        // server itself (no user part) is also accepted: some clients (SIPp among
+        // them) put the server's address there.
         if let Ok(parsed) = confab_auth::digest::DigestResponse::parse(&creds)
             && !digest_uri_matches(parsed.uri(), msg.request_uri().unwrap_or(""))
+            && !Uri::parse(parsed.uri()).is_ok_and(|u| u.user.is_none() && self.is_us(&u))
         {
             self.reply(key, msg, 400, |b| {
                 b.reason("Digest uri does not match the Request-URI")

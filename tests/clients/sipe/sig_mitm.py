@@ -181,17 +181,19 @@ def relay(cid, client, server, st, timeout):
                         new, detail = msg, "passed unchanged (mode pass)"
                     else:
                         new, detail = tamper(msg, st.mode)
-                    # Send what came before, then the altered request, then note the time.
-                    try:
-                        server.sendall(out + new)
-                    except OSError:
-                        pass
-                    out = b""
+                    # Note the time, then send what came before and the altered
+                    # request: the server may close the connection before sendall
+                    # returns, and the close must find the time already noted.
                     with st.lock:
                         st.tamper_key = (header(head, "Call-ID"), header(head, "CSeq"))
                         st.result.update(tampered=new != msg, tampered_request={
                             "first_line": first, "call_id": st.tamper_key[0], "cseq": st.tamper_key[1]},
                             tamper_detail=detail, t_tamper=now())
+                    try:
+                        server.sendall(out + new)
+                    except OSError:
+                        pass
+                    out = b""
                     event("conn %d: %s: %s" % (cid, first, detail))
                     continue
                 out += msg
