@@ -24,12 +24,7 @@ fn cli_and_client_edits_of_one_list_within_a_poll_interval_lose_nothing() -> Res
     }
     let server = ConfabServer::start(opts)?;
     server.cli(&["contact", "add", "alice@example.com", "bob@example.com"])?;
-    let mut alice = Ua::new(
-        UdpLink::new(server.sip_addr())?,
-        "alice",
-        "alicepw",
-        DOMAIN,
-    );
+    let mut alice = Ua::new(UdpLink::new(server.sip_addr())?, "alice", "alicepw", DOMAIN);
     server.with_log(alice.register_ok(300))?;
     let me = "sip:alice@example.com";
 
