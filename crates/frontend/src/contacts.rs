@@ -2,7 +2,8 @@
 //! front end serves from, and the changes it asks the embedding layer to store.
 //!
 //! The store (`confab-store`) is the source of truth; the embedding layer loads
-//! every list at start-up ([`crate::Core::load_contact_list`]), follows the
+//! a user's list on the user's first request ([`crate::Core::load_contact_list`],
+//! see `crates/confab/src/lazy_lists.rs`), follows the
 //! store's change feed, and carries out [`crate::Output::SaveContacts`] requests,
 //! answering each with [`crate::Core::on_contacts_saved`]. A client's edit is
 //! acknowledged only after the store committed it.
