@@ -363,6 +363,10 @@ fn rfc2543_requests_without_branch_match_their_retransmissions() {
         RequestMatch::Retransmission(None)
     );
     let busy = ResponseBuilder::new(&inv, 486).to_tag("b2").build();
+    // A verified sender (authenticated, trusted, in a signed dialog): its final
+    // answer is kept and re-sent on a retransmission (unverified ones are answered
+    // statelessly, see `unverified_invite_final_responses_are_sent_once...`).
+    tx.mark_verified(&key);
     tx.respond(&key, 486, busy.clone(), base + ms(600)).unwrap();
     assert_eq!(
         tx.on_request(&inv, PEER, false, base + ms(700)),
