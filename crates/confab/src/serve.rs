@@ -280,6 +280,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     core_cfg.allow_unauthenticated = cfg.auth.allow_unauthenticated;
     core_cfg.digest_offer_sha256 = cfg.auth.digest_sha256;
     core_cfg.ntlm_target = cfg.auth.server_fqdn.clone();
+    core_cfg.digest_allow_rfc2069 = cfg.auth.digest_allow_rfc2069;
+    core_cfg.trusted_peers = cfg.auth.trusted_peer_addrs().unwrap_or_default();
     if core_cfg.allow_unauthenticated {
         warn!(
             "auth.allow_unauthenticated is on: every request is accepted without authentication (development only)"

@@ -9,6 +9,7 @@
 pub mod contacts;
 mod core;
 pub mod directory;
+mod guard;
 mod lync;
 pub mod metrics;
 mod presence_agent;
