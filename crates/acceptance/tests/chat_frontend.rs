@@ -43,13 +43,34 @@ fn chat_through_the_front_end() -> Result<()> {
     }
     server.cli(&["chat", "policy", "set", "--global", "--enable"])?;
     server.cli(&["chat", "policy", "set", "dave@example.com", "--disable"])?;
-    server.cli(&["chat", "category", "add", "General", "--allowed-members", "@example.com"])?;
-    server.cli(&["chat", "room", "add", "RoomOne", "--category", "General", "--privacy", "open"])?;
+    server.cli(&[
+        "chat",
+        "category",
+        "add",
+        "General",
+        "--allowed-members",
+        "@example.com",
+    ])?;
+    server.cli(&[
+        "chat",
+        "room",
+        "add",
+        "RoomOne",
+        "--category",
+        "General",
+        "--privacy",
+        "open",
+    ])?;
     // The running server picks the changes up within about a second.
     std::thread::sleep(Duration::from_millis(1500));
 
     // A user the policy excludes gets Lync's answer.
-    let mut dave = Ua::new(TcpLink::connect(server.sip_addr())?, "dave", "davepw", DOMAIN);
+    let mut dave = Ua::new(
+        TcpLink::connect(server.sip_addr())?,
+        "dave",
+        "davepw",
+        DOMAIN,
+    );
     let r = dave.request(
         "INVITE",
         "sip:ocschat@example.com",
@@ -59,23 +80,46 @@ fn chat_through_the_front_end() -> Result<()> {
         Some(("application/sdp", SDP)),
     )?;
     assert_eq!(r.status(), Some(403), "{}", server.context());
-    assert!(r.summary().contains("Persistent Chat is not enabled"), "{}", r.summary());
+    assert!(
+        r.summary().contains("Persistent Chat is not enabled"),
+        "{}",
+        r.summary()
+    );
 
-    let mut alice = Ua::new(TcpLink::connect(server.sip_addr())?, "alice", "alicepw", DOMAIN);
+    let mut alice = Ua::new(
+        TcpLink::connect(server.sip_addr())?,
+        "alice",
+        "alicepw",
+        DOMAIN,
+    );
     let call_id = format!("c-{}", unique_token());
     let ok = alice.request(
         "INVITE",
         "sip:ocschat@example.com",
         "sip:ocschat@example.com",
         &call_id,
-        &[("P-Asserted-Identity", "<sip:mallory@example.com>".to_owned())],
+        &[(
+            "P-Asserted-Identity",
+            "<sip:mallory@example.com>".to_owned(),
+        )],
         Some(("application/sdp", SDP)),
     )?;
-    assert_eq!(ok.status(), Some(200), "{}\n{}", ok.summary(), server.context());
+    assert_eq!(
+        ok.status(),
+        Some(200),
+        "{}\n{}",
+        ok.summary(),
+        server.context()
+    );
     assert_eq!(ok.header("Session-Expires"), Some("300"));
     let rr = ok.headers_named("Record-Route");
-    assert!(!rr.is_empty(), "the front end record-routes the chat dialog");
-    let contact = ok.header("Contact").ok_or_else(|| Error::new("no Contact"))?;
+    assert!(
+        !rr.is_empty(),
+        "the front end record-routes the chat dialog"
+    );
+    let contact = ok
+        .header("Contact")
+        .ok_or_else(|| Error::new("no Contact"))?;
     let target = contact
         .trim()
         .trim_start_matches('<')
@@ -87,7 +131,11 @@ fn chat_through_the_front_end() -> Result<()> {
     let to = ok.header("To").unwrap_or_default().to_owned();
 
     // In the dialog: ACK, then cmd:requri through the front end.
-    let mut routes: Vec<&str> = rr.iter().flat_map(|l| l.split(',')).map(str::trim).collect();
+    let mut routes: Vec<&str> = rr
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .collect();
     routes.reverse();
     let route_lines: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
     let via = alice.link.via();
@@ -113,8 +161,14 @@ fn chat_through_the_front_end() -> Result<()> {
     let reply = recv_until(&mut alice, "rpl:requri", |m| m.method() == Some("INFO"))?;
     let text = reply.body_text();
     assert!(text.contains("id=\"rpl:requri\""), "{text}");
-    assert!(text.contains("<uib uri=\"sip:chatsrv@example.com\"/>"), "{text}");
-    assert!(text.contains("envid=\"77\""), "commandid echoes our envid: {text}");
+    assert!(
+        text.contains("<uib uri=\"sip:chatsrv@example.com\"/>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("envid=\"77\""),
+        "commandid echoes our envid: {text}"
+    );
     assert_eq!(reply.header("Call-ID"), Some(call_id.as_str()));
     // The chat service saw the identity the front end asserted, not the forged one.
     assert!(
