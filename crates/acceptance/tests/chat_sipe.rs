@@ -182,7 +182,7 @@ fn user(server: &ConfabServer, name: &str) -> Result<ChatUser> {
     let addr = format!("{name}@{DOMAIN}");
     // bitlbee prints delayed messages' times in UTC
     let mut u = ChatUser::start(server, &addr, pw(&addr), &[])?;
-    u.root("set timezone UTC", 0.3)?;
+    u.root("set timezone utc", 0.3)?;
     u.sign_in()?;
     Ok(u)
 }
