@@ -175,6 +175,37 @@ pub fn posts(xml: &str) -> Vec<Post> {
     out
 }
 
+/// The ACK of a non-2xx final response to an INVITE (RFC 3261 §17.1.1.3): same
+/// Request-URI, top Via, From, Call-ID and CSeq number as the INVITE, the
+/// response's To (with its tag).
+pub fn ack_for(invite: &Message, resp: &Message) -> Message {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    if let Some(v) = invite.header("Via") {
+        headers.push(("Via".into(), v.to_string()));
+    }
+    headers.push(("Max-Forwards".into(), "70".into()));
+    for h in ["From", "Call-ID"] {
+        if let Some(v) = invite.header(h) {
+            headers.push((h.into(), v.to_string()));
+        }
+    }
+    if let Some(v) = resp.header("To") {
+        headers.push(("To".into(), v.to_string()));
+    }
+    let n = invite.cseq().map(|c| c.0).unwrap_or(1);
+    headers.push(("CSeq".into(), format!("{n} ACK")));
+    for r in invite.headers_named("Route") {
+        headers.push(("Route".into(), r.to_string()));
+    }
+    headers.push(("Content-Length".into(), "0".into()));
+    let ruri = invite.request_uri().unwrap_or("").to_string();
+    Message {
+        first_line: format!("ACK {ruri} SIP/2.0"),
+        headers,
+        body: Vec::new(),
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Dialog {
     call_id: String,
@@ -592,6 +623,10 @@ impl XccosClient {
                 }
             };
             let code = resp.status().unwrap_or(0);
+            if method == "INVITE" && code >= 300 {
+                let ack = ack_for(&req, &resp);
+                self.send(&ack)?;
+            }
             if (code == 401 || code == 407) && auth.is_none() {
                 let (ch_h, an_h) = if code == 401 {
                     ("WWW-Authenticate", "Authorization")

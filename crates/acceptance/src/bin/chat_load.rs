@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use confab_acceptance::digest::pick_challenge;
 use confab_acceptance::sip::Message;
 use confab_acceptance::unique_token;
-use confab_acceptance::xccos::{elements, escape, posts, resp};
+use confab_acceptance::xccos::{ack_for, elements, escape, posts, resp};
 
 type Res<T> = std::result::Result<T, String>;
 
@@ -263,6 +263,11 @@ impl Client {
                 wait = (wait * 2).min(Duration::from_secs(4));
             };
             let code = resp.status().unwrap_or(0);
+            if method == "INVITE" && code >= 300 {
+                let _ = self
+                    .sock
+                    .send_to(&ack_for(&req, &resp).to_bytes(), self.sh.server);
+            }
             if (code == 401 || code == 407) && auth.is_none() {
                 let (ch, an) = if code == 401 {
                     ("WWW-Authenticate", "Authorization")
