@@ -12,6 +12,7 @@
 //! design: [`Store::contact_changes_since`] reports the owners whose list changed.
 
 mod address;
+mod chat;
 mod contacts;
 mod users;
 
@@ -24,6 +25,11 @@ use sqlx::{AnyPool, Executor};
 
 pub use address::{Address, is_valid_host_name};
 pub use confab_auth::credentials::StoredCredentials;
+pub use chat::{
+    ChatCategory, ChatCategoryUpdate, ChatConfig, ChatDirectory, ChatPolicy, ChatPost, ChatRoom,
+    ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
+    RoomType, normalize_principal,
+};
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use users::{NewUser, User, UserChange};
 
@@ -45,6 +51,8 @@ pub enum StoreError {
     },
     #[error("invalid contact list of {owner}: {reason}")]
     InvalidContactList { owner: String, reason: String },
+    #[error("{0}")]
+    Chat(String),
     #[error("unsupported database URL: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl,
     #[error("database path {0:?} is not valid UTF-8")]
@@ -146,6 +154,7 @@ impl Store {
             }
         };
         MIGRATOR.run(&pool).await?;
+        chat::ensure_search(&pool, backend).await?;
         tracing::debug!(?backend, "store opened");
         Ok(Store { pool, backend })
     }
