@@ -569,6 +569,7 @@ impl Store {
         .bind(&id)
         .bind(format!("ma-cat://{}/{id}", domain.to_ascii_lowercase()))
         .bind(&name)
+        .bind(&key)
         .bind(new.description.trim())
         .bind(i64::from(new.file_upload))
         .bind(i64::from(new.chat_history))
