@@ -223,3 +223,28 @@ fn presence_publish_notifies_subscriber_udp() -> Result<()> {
 fn presence_publish_notifies_subscriber_tcp() -> Result<()> {
     presence(Transport::Tcp)
 }
+
+/// Issue 15, item 13: a callee that sends 100 Trying before 180 Ringing and 183
+/// with SDP (as browser SIP libraries and linphone do); the caller must get the
+/// 180 and the 183 with its SDP (early_media_uac.xml requires both).
+#[test]
+fn call_with_100_180_183_early_media_rings_udp() -> Result<()> {
+    uac_to_uas(
+        Transport::Udp,
+        "early_media_uac.xml",
+        "early_media_uas.xml",
+        2,
+        Some(500),
+    )
+}
+
+#[test]
+fn call_with_100_180_183_early_media_rings_tcp() -> Result<()> {
+    uac_to_uas(
+        Transport::Tcp,
+        "early_media_uac.xml",
+        "early_media_uas.xml",
+        2,
+        Some(500),
+    )
+}

@@ -6,6 +6,7 @@
 //! - [`digest`]: Digest server (stateless HMAC nonces, nonce-count replay table).
 //! - [`ntlm`]: connectionless NTLMv2 acceptor and MS-SIPAE message signatures.
 //! - [`ratelimit`]: bounded per-key failure limiter.
+//! - [`tokens`]: keyed stateless tokens (signed Record-Route entries).
 //! - [`credentials`]: the password hashes stored per user.
 
 pub mod credentials;
@@ -14,3 +15,4 @@ pub mod digest;
 pub mod ntlm;
 pub mod params;
 pub mod ratelimit;
+pub mod tokens;

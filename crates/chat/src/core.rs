@@ -382,7 +382,7 @@ impl ChatCore {
     }
 
     fn asserted_user(msg: &Message) -> Option<String> {
-        msg.header_str("P-Asserted-Identity")
+        msg.header(HeaderName::PAssertedIdentity)
             .and_then(normalize_aor)
     }
 
@@ -690,7 +690,17 @@ impl ChatCore {
             .header("CSeq", format!("{} INFO", d.cseq))
             .body("text/plain", body)
             .build();
-        let dest = d.peer;
+        // To the first hop of the route set (the front end's Record-Route): over the
+        // connection the dialog came in on when that is the same address, else a
+        // connection of our own (the front end's connection may have closed).
+        let dest = d
+            .route
+            .first()
+            .and_then(|r| NameAddr::parse(r).ok())
+            .and_then(|na| confab_sip::Uri::parse(na.uri).ok())
+            .and_then(|u| Dest::for_uri(&u, Transport::Udp))
+            .filter(|hop| hop.addr != d.peer.addr)
+            .unwrap_or(d.peer);
         self.out.push(Output::Send { dest, data });
     }
 

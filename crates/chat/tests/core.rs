@@ -342,6 +342,7 @@ fn discovery_session_expires_update_and_getinv() {
     assert!(info.msg.header(HeaderName::From).unwrap().starts_with("<sip:chatsrv@example.com>;tag="));
     assert_eq!(info.to_user(), "alice@example.com");
     assert_eq!(info.msg.content_type(), Some("text/plain"));
+    assert_eq!(info.dest, fe(), "sent back over the front end's connection");
 
     let out = h.command(&mut a, "cmd:getserverinfo", "<data/>");
     let rpl = Harness::reply(&out, &a, "rpl:getserverinfo");

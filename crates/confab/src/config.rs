@@ -202,6 +202,28 @@ pub struct AuthConfig {
     /// The server FQDN Lync clients see as NTLM `targetname` (MS-SIPAE); default:
     /// the advertised host.
     pub server_fqdn: Option<String>,
+    /// Accept RFC 2069 digest answers (no `qop`), which can be replayed.
+    pub digest_allow_rfc2069: bool,
+    /// Peers trusted to send from other domains without authentication
+    /// (`"ip:port"`, or `"ip"` for every port), e.g. an application server.
+    pub trusted_peers: Vec<String>,
+}
+
+impl AuthConfig {
+    /// `trusted_peers` as addresses (port 0: every port); `None` when one is not
+    /// an address (refused by validation).
+    pub fn trusted_peer_addrs(&self) -> Option<Vec<SocketAddr>> {
+        self.trusted_peers
+            .iter()
+            .map(|p| {
+                p.parse::<SocketAddr>().ok().or_else(|| {
+                    p.parse::<std::net::IpAddr>()
+                        .ok()
+                        .map(|ip| SocketAddr::new(ip, 0))
+                })
+            })
+            .collect()
+    }
 }
 
 impl Default for AuthConfig {
@@ -214,6 +236,8 @@ impl Default for AuthConfig {
             allow_unauthenticated: false,
             digest_sha256: false,
             server_fqdn: None,
+            digest_allow_rfc2069: false,
+            trusted_peers: Vec::new(),
         }
     }
 }
@@ -582,6 +606,12 @@ fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
     if a.max_failures_per_user == 0 {
         return problem("auth.max_failures_per_user", "must be at least 1");
     }
+    if a.trusted_peer_addrs().is_none() {
+        return problem(
+            "auth.trusted_peers",
+            "each entry must be an IP address or \"ip:port\"",
+        );
+    }
     Ok(())
 }
 
@@ -669,6 +699,7 @@ min_expires = 30
 
 [auth]
 allow_unauthenticated = true
+trusted_peers = ["127.0.0.1:5070", "::1"]
 
 [limits]
 max_headers = 100
@@ -683,6 +714,14 @@ max_headers = 100
         assert_eq!(cfg.registrar.min_expires, 30);
         assert_eq!(cfg.registrar.max_expires, 7200);
         assert!(cfg.auth.allow_unauthenticated);
+        assert!(!cfg.auth.digest_allow_rfc2069);
+        assert_eq!(
+            cfg.auth.trusted_peer_addrs(),
+            Some(vec![
+                "127.0.0.1:5070".parse().unwrap(),
+                "[::1]:0".parse().unwrap()
+            ])
+        );
         assert_eq!(cfg.auth.max_failures_per_user, 10);
         assert_eq!(cfg.limits.max_headers, 100);
 

@@ -268,6 +268,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         tls_port: transports.tls_addr().map(|a| a.port()),
         ws_port: Some(http_addr.port()),
     };
+    if let Some(chat) = &chat {
+        let dest = confab_frontend::Dest {
+            transport: confab_frontend::Transport::Tcp,
+            addr: chat.addr,
+            conn: None,
+        };
+        for uri in [&chat.lookup_uri, &chat.server_uri] {
+            core_cfg.app_routes.push(confab_frontend::AppRoute {
+                uri: uri.clone(),
+                dest,
+            });
+        }
+    }
     core_cfg.min_expires = cfg.registrar.min_expires;
     core_cfg.max_expires = cfg.registrar.max_expires;
     core_cfg.default_expires = cfg.registrar.default_expires;
@@ -280,6 +293,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     core_cfg.allow_unauthenticated = cfg.auth.allow_unauthenticated;
     core_cfg.digest_offer_sha256 = cfg.auth.digest_sha256;
     core_cfg.ntlm_target = cfg.auth.server_fqdn.clone();
+    core_cfg.digest_allow_rfc2069 = cfg.auth.digest_allow_rfc2069;
+    core_cfg.trusted_peers = cfg.auth.trusted_peer_addrs().unwrap_or_default();
+    if let Some(chat) = &chat {
+        // Requests from the chat service's listener (the FE connected to it) are trusted.
+        core_cfg.trusted_peers.push(chat.addr);
+    }
     if core_cfg.allow_unauthenticated {
         warn!(
             "auth.allow_unauthenticated is on: every request is accepted without authentication (development only)"

@@ -1,7 +1,7 @@
 //! The dispatcher: classifies every message and hands it to the registrar, the
 //! proxy or the presence agent.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +58,16 @@ pub struct CoreConfig {
     pub digest_offer_sha256: bool,
     /// The FQDN Lync clients see as NTLM `targetname`; `None`: the advertised host.
     pub ntlm_target: Option<String>,
+    /// Accept RFC 2069 digest answers (no `qop`, no nonce count), which can be
+    /// replayed for the nonce's whole life. Off by default.
+    pub digest_allow_rfc2069: bool,
+    /// Peers trusted to send requests from other domains without authentication
+    /// (application servers such as Persistent Chat on loopback; later an Edge).
+    /// Port 0 trusts every port of the address. See `crate::guard`.
+    pub trusted_peers: Vec<SocketAddr>,
+    /// URIs served by applications behind the front end (Persistent Chat), see
+    /// `crate::apps`.
+    pub app_routes: Vec<crate::apps::AppRoute>,
 }
 
 impl CoreConfig {
@@ -84,6 +94,9 @@ impl CoreConfig {
             allow_unauthenticated: false,
             digest_offer_sha256: false,
             ntlm_target: None,
+            digest_allow_rfc2069: false,
+            trusted_peers: Vec::new(),
+            app_routes: Vec::new(),
         }
     }
 }
@@ -101,7 +114,9 @@ pub struct Core {
     pub(crate) tx: Transactions<Dest>,
     digest: DigestServer,
     pub(crate) fail_src: FailureLimiter<IpAddr>, // pub(crate): also used by crate::lync
-    pub(crate) fail_user: FailureLimiter<String>,
+    /// Per user *and* source address, so that nobody can lock a user out from
+    /// elsewhere (see docs/decisions.md, "Authentication failure limits").
+    pub(crate) fail_user: FailureLimiter<(String, IpAddr)>,
     pub(crate) rng: StdRng,
     pub(crate) out: Vec<Output>,
     pub(crate) metrics: Arc<Metrics>,
@@ -111,6 +126,8 @@ pub struct Core {
     pub(crate) wall_ms: u64,
     /// MS-SIPAE (Lync NTLM) security associations, see `crate::lync`.
     pub(crate) lync: crate::lync::LyncState,
+    /// Relaying policy: signed Record-Route, trusted peers.
+    pub(crate) guard: crate::guard::Guard,
 }
 
 impl Core {
@@ -125,7 +142,9 @@ impl Core {
     ) -> Core {
         let mut rng = StdRng::from_seed(seed);
         let etag_seed = rng.next_u64();
-        let digest = DigestServer::new(nonce_secret, cfg.nonce_lifetime);
+        let mut digest = DigestServer::new(nonce_secret, cfg.nonce_lifetime);
+        digest.set_allow_no_qop(cfg.digest_allow_rfc2069);
+        let guard = crate::guard::Guard::new(&nonce_secret, cfg.trusted_peers.clone());
         Core {
             directory: Directory::new(),
             registrar: Registrar::new(cfg.max_contacts_per_aor),
@@ -141,6 +160,7 @@ impl Core {
             now,
             wall_ms: 0,
             lync: Default::default(),
+            guard,
             cfg,
         }
     }
@@ -432,6 +452,14 @@ impl Core {
             self.reply(&key, &msg, 482, |b| b);
             return;
         }
+        // Methods this server does not know are not relayed (RFC 4475 §3.1.1.2
+        // expects 501 or 405).
+        if matches!(method, Method::Other(_)) {
+            self.reply(&key, &msg, 501, |b| {
+                b.reason("Not Implemented").header("Allow", ALLOW)
+            });
+            return;
+        }
         // Loose routing (§16.4): drop the Route entries that name us.
         let mut our_routes = 0;
         let mut next_route: Option<String> = None;
@@ -475,15 +503,29 @@ impl Core {
             };
             // Addressed to us but not one of our dialogs: it does not exist (any more).
             let to_us = Uri::parse(&target).is_ok_and(|u| self.is_us(&u));
-            match self.dest_for_uri(&target).filter(|_| !to_us) {
-                Some(dest) => {
-                    let ruri = msg.request_uri().unwrap_or("").to_owned();
-                    self.forward(key, &msg, src, vec![(ruri, dest)], false, our_routes);
-                }
-                None => self.reply(&key, &msg, 481, |b| {
+            let Some(dest) = self.dest_for_uri(&target).filter(|_| !to_us) else {
+                self.reply(&key, &msg, 481, |b| {
                     b.reason("No route for in-dialog request")
-                }),
+                });
+                return;
+            };
+            // Relaying policy (see `crate::guard`): a dialog this server
+            // record-routed, a trusted peer, or an authenticated sender reaching a
+            // registered flow. Nothing else leaves the server.
+            let ours =
+                self.guard.has_signed_route(&msg, our_routes) || self.guard.is_trusted(src.addr);
+            if !ours {
+                if self.registered_dest_for_uri(&target).is_none() {
+                    self.reply(&key, &msg, 403, |b| b.reason("Not a dialog of this server"));
+                    return;
+                }
+                if self.authenticate(&key, &msg, src, true).is_none() {
+                    return;
+                }
             }
+            self.tx.mark_verified(&key);
+            let ruri = msg.request_uri().unwrap_or("").to_owned();
+            self.forward(key, &msg, src, vec![(ruri, dest)], false, our_routes);
             return;
         }
 
@@ -544,9 +586,22 @@ impl Core {
             return;
         }
 
+        // Until federation exists, other domains reach local users only through a
+        // trusted peer; refused before the target is looked up, so that nothing
+        // tells a stranger which users exist.
+        let trusted = self.guard.is_trusted(src.addr);
+        if !from_local && !trusted && !self.cfg.allow_unauthenticated {
+            let reason = if for_us {
+                "Requests from other domains are not accepted (federation is not enabled)"
+            } else {
+                "Relaying denied"
+            };
+            self.reply(&key, &msg, 403, |b| b.reason(reason));
+            return;
+        }
         // Authenticate requests from local users (§22.3: 407 from a proxy).
         let mut identity = None;
-        if from_local {
+        if from_local && !trusted {
             match self.authenticate(&key, &msg, src, true) {
                 Some(id) => identity = Some(id),
                 None => return,
@@ -559,6 +614,29 @@ impl Core {
             }
         }
 
+        if identity.is_some() || trusted {
+            self.tx.mark_verified(&key);
+        }
+        // Application routes (Persistent Chat): authenticated users only.
+        if for_us && (identity.is_some() || trusted) && !self.cfg.app_routes.is_empty() {
+            let app_target = format!(
+                "{}@{}",
+                ruri.user_unescaped().unwrap_or_default().to_lowercase(),
+                self.cfg.domain
+            );
+            if crate::apps::serves(&self.cfg.app_routes, &app_target) {
+                crate::apps::route(
+                    self,
+                    key,
+                &msg,
+                src,
+                &app_target,
+                    identity.as_deref(),
+                    our_routes,
+                );
+                return;
+            }
+        }
         if !for_us {
             if !from_local {
                 self.reply(&key, &msg, 403, |b| b.reason("Relaying denied"));
@@ -674,6 +752,20 @@ impl Core {
     /// Where to send a request for a URI: over the flow of a registered contact,
     /// or to an IP literal.
     pub(crate) fn dest_for_uri(&self, uri: &str) -> Option<Dest> {
+        if let Some(d) = self.registered_dest_for_uri(uri) {
+            return Some(d);
+        }
+        let u = Uri::parse(uri).ok()?;
+        let default = if u.scheme == Scheme::Sips {
+            Transport::Tls
+        } else {
+            Transport::Udp
+        };
+        Dest::for_uri(&u, default)
+    }
+
+    /// The flow of a registered contact (or a GRUU we issued) a URI names.
+    pub(crate) fn registered_dest_for_uri(&self, uri: &str) -> Option<Dest> {
         if let Some(b) = self.registrar.by_contact_uri(uri, self.now) {
             return Some(b.flow);
         }
@@ -693,12 +785,7 @@ impl Core {
                 .find(|b| b.instance.as_deref().is_some_and(|i| i.contains(epid)))
                 .map(|b| b.flow);
         }
-        let default = if u.scheme == Scheme::Sips {
-            Transport::Tls
-        } else {
-            Transport::Udp
-        };
-        Dest::for_uri(&u, default)
+        None
     }
 
     /// Returns the authenticated address, or `None` after answering (challenge,
@@ -760,7 +847,17 @@ impl Core {
             .ok()
             .and_then(|p| p.get("username").map(|u| u.to_lowercase()))
             .unwrap_or_default();
-        let user_key = format!("{username}@{}", self.cfg.domain);
+        // The digest `uri` must name the Request-URI (RFC 7616 §3.4.6), or an
+        // answer captured for one request could serve another.
+        if let Ok(parsed) = confab_auth::digest::DigestResponse::parse(&creds)
+            && !digest_uri_matches(parsed.uri(), msg.request_uri().unwrap_or(""))
+        {
+            self.reply(key, msg, 400, |b| {
+                b.reason("Digest uri does not match the Request-URI")
+            });
+            return None;
+        }
+        let user_key = (format!("{username}@{}", self.cfg.domain), ip);
         if let Some(retry) = self.fail_user.is_blocked(&user_key, self.now) {
             self.refuse_rate_limited(key, msg, retry);
             return None;
@@ -797,7 +894,7 @@ impl Core {
             }
             Err(e) => {
                 Metrics::inc(&self.metrics.auth_failures_total);
-                warn!(peer = %src.addr, user = %user_key, reason = %e, "authentication failed");
+                warn!(peer = %src.addr, user = %user_key.0, reason = %e, "authentication failed");
                 self.fail_src.record_failure(ip, self.now);
                 self.fail_user.record_failure(user_key, self.now);
                 self.challenge(key, msg, proxy, false);
@@ -992,6 +1089,23 @@ impl Core {
             }
             b
         });
+    }
+}
+
+/// Whether a digest `uri` names the Request-URI: the same text, or the same
+/// scheme, user, host and port (hosts and schemes compare case-insensitively).
+fn digest_uri_matches(digest_uri: &str, request_uri: &str) -> bool {
+    if digest_uri == request_uri {
+        return true;
+    }
+    match (Uri::parse(digest_uri), Uri::parse(request_uri)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme == b.scheme
+                && a.user == b.user
+                && a.host.eq_ignore_ascii_case(b.host)
+                && a.port == b.port
+        }
+        _ => false,
     }
 }
 

@@ -105,6 +105,13 @@ impl Core {
             .map(|m| m.saturating_sub(1))
             .unwrap_or(70);
         let mut branches = Vec::with_capacity(targets.len());
+        // Signed, so that in-dialog requests are relayed only within this dialog
+        // (see `crate::guard`).
+        let token = if record_route {
+            self.guard.rr_param(msg)
+        } else {
+            String::new()
+        };
         for (ruri, dest) in targets {
             let branch = self.new_branch();
             let via = self.our_via(dest.transport, &branch);
@@ -115,11 +122,11 @@ impl Core {
                 .prepend("Via", via);
             rw = self.strip_our_credentials(msg, rw);
             if record_route {
-                let out_rr = format!("<{};lr>", self.our_uri(dest.transport));
+                let out_rr = format!("<{};lr{token}>", self.our_uri(dest.transport));
                 rw = rw.prepend("Record-Route", out_rr);
                 if dest.transport != upstream.transport {
                     // Double Record-Route when changing transport (RFC 5658).
-                    let in_rr = format!("<{};lr>", self.our_uri(upstream.transport));
+                    let in_rr = format!("<{};lr{token}>", self.our_uri(upstream.transport));
                     rw = rw.prepend("Record-Route", in_rr);
                 }
             }
@@ -473,7 +480,7 @@ impl Core {
     }
 
     /// The ACK for a 2xx: forwarded statelessly along the route set.
-    pub(crate) fn route_ack(&mut self, msg: &Message, _src: Dest) {
+    pub(crate) fn route_ack(&mut self, msg: &Message, src: Dest) {
         let mut ours = 0;
         let mut next: Option<String> = None;
         for r in msg.header_values(HeaderName::Route) {
@@ -485,6 +492,13 @@ impl Core {
                 next = Some(n.uri.to_owned());
                 break;
             }
+        }
+        // Only within a dialog this server record-routed, or from a trusted peer
+        // (see `crate::guard`): an ACK cannot be challenged. This also drops the
+        // ACK for a final response sent statelessly.
+        if !self.guard.has_signed_route(msg, ours) && !self.guard.is_trusted(src.addr) {
+            debug!("ACK outside a dialog of this server dropped");
+            return;
         }
         let target = next.or_else(|| msg.request_uri().map(str::to_owned));
         let Some(target) = target else { return };

@@ -212,6 +212,34 @@ fn has_ctl(s: &[u8]) -> bool {
     }) != 0
 }
 
+/// Whether every control character of a header value is the escaped character of
+/// a quoted-pair inside a quoted string (`"\<NUL>"`), which RFC 3261 §25.1 allows
+/// (`quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`); the slow path of
+/// [`has_ctl`], taken only when that found one.
+fn ctl_only_in_quoted_pairs(s: &[u8]) -> bool {
+    let is_ctl = |c: u8| (c < 0x20 && c != b'\t') || c == 0x7f;
+    let mut quoted = false;
+    let mut i = 0;
+    while let Some(&c) = s.get(i) {
+        if quoted && c == b'\\' {
+            match s.get(i + 1) {
+                Some(b'\r' | b'\n') | None => return false,
+                Some(_) => {
+                    i += 2;
+                    continue;
+                }
+            }
+        }
+        if c == b'"' {
+            quoted = !quoted;
+        } else if is_ctl(c) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 fn trim_span(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
     while s < e && (buf[s] == b' ' || buf[s] == b'\t') {
         s += 1;
@@ -288,10 +316,22 @@ impl Message {
         limits: &Limits,
     ) -> Result<Message, ParseError> {
         let b = &buf[..];
-        if !b[..head_end].is_ascii() && std::str::from_utf8(&b[..head_end]).is_err() {
-            return Err(ParseError::new(400, "Invalid UTF-8 in message headers"));
-        }
         let line_end = ends.first().map_or(head_end, |&e| e as usize).min(head_end);
+        // A request refused for its header bytes is still answered (400 with the
+        // reason) when the headers needed to address a response are intact.
+        let is_request_line = !b.starts_with(b"SIP/") && !b.starts_with(b"sip/");
+        let answerable = |mut e: ParseError| {
+            if is_request_line {
+                e.reply = Some(Box::new(raw_reply_context(b, line_end + 2, head_end)));
+            }
+            e
+        };
+        if !b[..head_end].is_ascii() && std::str::from_utf8(&b[..head_end]).is_err() {
+            return Err(answerable(ParseError::new(
+                400,
+                "Invalid UTF-8 in message headers",
+            )));
+        }
         let start = match parse_start_line(b, line_end) {
             Ok(s) => s,
             Err(mut e) => {
@@ -310,29 +350,32 @@ impl Message {
             let end = end as usize;
             if end > pos {
                 if headers.len() >= limits.max_headers {
-                    return Err(ParseError::new(513, "Too many header fields"));
+                    return Err(answerable(ParseError::new(513, "Too many header fields")));
                 }
                 let line = &b[pos..end];
                 let colon = memchr::memchr(b':', line).ok_or_else(|| {
-                    ParseError::new(400, format!("Header line without ':' at byte {pos}"))
+                    answerable(ParseError::new(
+                        400,
+                        format!("Header line without ':' at byte {pos}"),
+                    ))
                 })?;
                 let (ns, ne) = trim_span(b, pos, pos + colon);
                 let name = &b[ns..ne];
                 if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
-                    return Err(ParseError::new(
+                    return Err(answerable(ParseError::new(
                         400,
                         format!("Malformed header name at byte {pos}"),
-                    ));
+                    )));
                 }
                 let (vs, ve) = trim_span(b, pos + colon + 1, end);
-                if has_ctl(&b[vs..ve]) {
-                    return Err(ParseError::new(
+                if has_ctl(&b[vs..ve]) && !ctl_only_in_quoted_pairs(&b[vs..ve]) {
+                    return Err(answerable(ParseError::new(
                         400,
                         format!(
                             "Control character in {} header",
                             String::from_utf8_lossy(name)
                         ),
-                    ));
+                    )));
                 }
                 headers.push(RawHeader {
                     name: HeaderName::from_bytes(name),
@@ -742,9 +785,10 @@ fn raw_reply_context(b: &[u8], from: usize, head_end: usize) -> ReplyContext {
         let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
-        let Ok(value) = std::str::from_utf8(line[colon + 1..].trim_ascii()) else {
-            continue;
-        };
+        // Invalid UTF-8 (in a display name, say) is replaced, not dropped: the
+        // answer then still names the request's From and To.
+        let value = String::from_utf8_lossy(line[colon + 1..].trim_ascii());
+        let value = value.as_ref();
         if value.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
             continue;
         }

@@ -129,7 +129,7 @@ pub enum RequestMatch<T> {
 pub enum ResponseMatch<T> {
     /// Matches no client transaction.
     Stray,
-    /// First time this provisional response is seen.
+    /// A provisional response: every one in Proceeding goes up (§17.1.1.2).
     Provisional(ClientKey),
     /// The final response; the transaction is now completed. For a non-2xx answer
     /// to an INVITE, the ACK is returned to be sent.
@@ -154,6 +154,9 @@ enum SState {
     Proceeding,
     Completed,
     Confirmed,
+    /// RFC 6026 §7.1: an INVITE answered with a 2xx. Retransmitted INVITEs are
+    /// absorbed, ACKs and further 2xx pass, until Timer L.
+    Accepted,
 }
 
 struct ServerTx<T> {
@@ -164,6 +167,10 @@ struct ServerTx<T> {
     last: Option<Bytes>,
     retrans_interval: Duration,
     epoch: u32,
+    /// Whether the source is known to be genuine (a connection, or a request the
+    /// caller authenticated): only then is a final response to an INVITE kept and
+    /// retransmitted over UDP. See [`Transactions::mark_verified`].
+    verified: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +196,7 @@ enum TimerKind {
     // server
     SRetransmit, // Timer G
     SNoAck,      // Timer H
-    SKill,       // Timers I, J
+    SKill,       // Timers I, J, L
     // client
     CRetransmit, // Timers A, E
     CTimeout,    // Timers B, F
@@ -329,6 +336,10 @@ impl<T: Clone> Transactions<T> {
                 }
                 return RequestMatch::Ack;
             }
+            if tx.state == SState::Accepted {
+                // RFC 6026 §7.1: absorbed; the 2xx is retransmitted end to end.
+                return RequestMatch::Retransmission(None);
+            }
             return RequestMatch::Retransmission(tx.last.clone().map(|b| (tx.target.clone(), b)));
         }
         if is_ack {
@@ -344,9 +355,21 @@ impl<T: Clone> Transactions<T> {
                 last: None,
                 retrans_interval: T1,
                 epoch: 0,
+                verified: reliable,
             },
         );
         RequestMatch::New(key)
+    }
+
+    /// Marks a server transaction's source as genuine (the request was
+    /// authenticated, comes from a trusted peer or belongs to a known dialog).
+    /// Over UDP, a final non-2xx response to an unverified INVITE is sent once and
+    /// the transaction ends (RFC 3261 §17.2.1 allows a stateless answer): a spoofed
+    /// source must not make the server retransmit it up to eleven times.
+    pub fn mark_verified(&mut self, key: &ServerKey) {
+        if let Some(tx) = self.server.get_mut(key) {
+            tx.verified = true;
+        }
     }
 
     /// Whether a server transaction exists (e.g. the INVITE a CANCEL targets).
@@ -364,24 +387,41 @@ impl<T: Clone> Transactions<T> {
         now: Instant,
     ) -> Option<T> {
         let (shared, tx) = self.server.get_key_value(key)?;
+        if tx.state == SState::Accepted && (200..300).contains(&code) {
+            // Another 2xx (forking): passed on (RFC 6026 §7.1).
+            return Some(tx.target.clone());
+        }
         if tx.state != SState::Proceeding {
             return None;
         }
         let shared = shared.clone();
         let tx = self.server.get_mut(key)?;
         let target = tx.target.clone();
-        tx.last = Some(response);
         if code < 200 {
+            tx.last = Some(response);
             return Some(target);
         }
         tx.epoch += 1;
         let epoch = tx.epoch;
         if tx.invite {
             if code < 300 {
-                // 2xx: the transaction ends; the TU retransmits 2xx.
+                // 2xx: Accepted until Timer L (RFC 6026); the TU retransmits 2xx.
+                tx.state = SState::Accepted;
+                tx.last = None;
+                self.schedule(
+                    now + 64 * T1,
+                    TimerKind::SKill,
+                    epoch,
+                    TimerRef::Server(shared),
+                );
+                return Some(target);
+            }
+            if !tx.verified {
+                // Stateless answer to an unverified source (see `mark_verified`).
                 self.server.remove(key);
                 return Some(target);
             }
+            tx.last = Some(response);
             tx.state = SState::Completed;
             let reliable = tx.reliable;
             let interval = tx.retrans_interval;
@@ -400,6 +440,7 @@ impl<T: Clone> Transactions<T> {
                 TimerRef::Server(shared),
             );
         } else {
+            tx.last = Some(response);
             tx.state = SState::Completed;
             if tx.reliable {
                 self.server.remove(key);
@@ -505,17 +546,15 @@ impl<T: Clone> Transactions<T> {
             return ResponseMatch::Retransmission(tx.ack.clone().map(|a| (tx.target.clone(), a)));
         }
         if code < 200 {
+            // Every provisional response goes up (§17.1.1.2, §17.1.4.2): a 180 or
+            // a 183 with early media after a 100 is news, not a retransmission.
             let first = tx.state == CState::Trying;
             tx.state = CState::Proceeding;
-            if tx.invite {
+            if tx.invite && first {
                 // Timer A stops once a provisional response arrives.
                 tx.epoch += 1;
             }
-            return if first {
-                ResponseMatch::Provisional(key)
-            } else {
-                ResponseMatch::Retransmission(None)
-            };
+            return ResponseMatch::Provisional(key);
         }
         tx.epoch += 1;
         let epoch = tx.epoch;

@@ -154,7 +154,8 @@ fn stateless_challenge_ends_a_non_invite_transaction_but_not_an_invite() {
         None
     );
 
-    // An INVITE's 407 must still be retransmitted until its ACK (Timer G).
+    // An INVITE's 407 over UDP from a source nobody verified is sent once: a
+    // spoofed source must not get it eleven times (issue 15, item 10).
     let inv = req("INVITE", "z9hG4bKinv1");
     let key = new_key(tx.on_request(&inv, PEER, false, base));
     let challenge = ResponseBuilder::new(&inv, 407).to_tag("y").build();
@@ -162,11 +163,33 @@ fn stateless_challenge_ends_a_non_invite_transaction_but_not_an_invite() {
         tx.respond_stateless(&key, 407, challenge.clone(), base),
         Some(PEER)
     );
-    assert_eq!(tx.server_count(), 1);
+    assert_eq!(tx.server_count(), 0);
+    assert!(run_timers(&mut tx, base, Duration::from_secs(60)).is_empty());
+    // Its ACK matches nothing and goes to the core (which drops it).
+    let ack = request("ACK", Some("z9hG4bKinv1"), 1, "ACK");
     assert_eq!(
-        tx.poll(base + T1),
-        vec![TimerEvent::Retransmit(PEER, challenge)]
+        tx.on_request(&ack, PEER, false, base + ms(100)),
+        RequestMatch::Ack
     );
+}
+
+#[test]
+fn unverified_invite_final_responses_are_sent_once_verified_ones_retransmitted() {
+    let base = Instant::now();
+    let mut tx = Tx::new();
+    let inv = req("INVITE", "z9hG4bKamp1");
+    let key = new_key(tx.on_request(&inv, PEER, false, base));
+    let nf = ResponseBuilder::new(&inv, 404).to_tag("y").build();
+    assert_eq!(tx.respond(&key, 404, nf.clone(), base), Some(PEER));
+    assert!(run_timers(&mut tx, base, Duration::from_secs(60)).is_empty());
+    assert_eq!(tx.server_count(), 0);
+
+    let inv = req("INVITE", "z9hG4bKamp2");
+    let key = new_key(tx.on_request(&inv, PEER, false, base));
+    tx.mark_verified(&key);
+    let busy = ResponseBuilder::new(&inv, 486).to_tag("y").build();
+    assert_eq!(tx.respond(&key, 486, busy.clone(), base), Some(PEER));
+    assert_eq!(tx.poll(base + T1), vec![TimerEvent::Retransmit(PEER, busy)]);
 }
 
 #[test]
@@ -191,6 +214,7 @@ fn invite_server_486_retransmitted_by_timer_g_then_timer_h() {
     let mut tx = Tx::new();
     let inv = req("INVITE", "z9hG4bKinv1");
     let key = new_key(tx.on_request(&inv, PEER, false, base));
+    tx.mark_verified(&key);
     let trying = ResponseBuilder::new(&inv, 100).build();
     assert_eq!(tx.respond(&key, 100, trying.clone(), base), Some(PEER));
     assert!(
@@ -225,6 +249,7 @@ fn invite_server_ack_stops_timer_g_and_is_absorbed() {
     let mut tx = Tx::new();
     let inv = req("INVITE", "z9hG4bKinv2");
     let key = new_key(tx.on_request(&inv, PEER, false, base));
+    tx.mark_verified(&key);
     let busy = ResponseBuilder::new(&inv, 486).to_tag("b2").build();
     tx.respond(&key, 486, busy.clone(), base).unwrap();
     // two retransmissions (0.5 s, 1.5 s), then the ACK arrives at 2 s
@@ -257,27 +282,54 @@ fn invite_server_ack_stops_timer_g_and_is_absorbed() {
 }
 
 #[test]
-fn invite_2xx_ends_the_server_transaction() {
+fn invite_2xx_moves_the_server_transaction_to_accepted() {
+    // RFC 6026 §7.1 (issue 15, item 14): after a 2xx the INVITE server
+    // transaction stays Accepted until Timer L (64*T1): a retransmitted INVITE is
+    // absorbed, not handled as a new request; ACKs and further 2xx pass.
     let base = Instant::now();
     let mut tx = Tx::new();
     let inv = req("INVITE", "z9hG4bKinv3");
+    let key = new_key(tx.on_request(&inv, PEER, false, base));
+    let ok = ResponseBuilder::new(&inv, 200).to_tag("b").build();
+    assert_eq!(tx.respond(&key, 200, ok.clone(), base), Some(PEER));
+    assert_eq!(tx.server_count(), 1);
+    assert_eq!(
+        tx.on_request(&inv, PEER, false, base + ms(500)),
+        RequestMatch::Retransmission(None),
+        "a retransmitted INVITE is absorbed; the TU retransmits 2xx"
+    );
+    // Another 2xx (a forked answer) is passed on.
+    assert_eq!(tx.respond(&key, 200, ok, base + ms(600)), Some(PEER));
+    // The ACK for a 2xx has its own branch and goes to the core.
+    assert_eq!(
+        tx.on_request(&req("ACK", "z9hG4bKack3"), PEER, false, base),
+        RequestMatch::Ack
+    );
+    // Nothing is retransmitted by the layer; Timer L ends the transaction.
+    let e = run_timers(&mut tx, base, Duration::from_secs(60));
+    assert!(retransmit_times(&e).is_empty(), "{e:?}");
+    assert_eq!(tx.server_count(), 0);
+    assert!(matches!(
+        tx.on_request(&inv, PEER, false, base + 64 * T1 + ms(1)),
+        RequestMatch::New(_)
+    ));
+}
+
+#[test]
+fn branchless_ack_for_2xx_in_accepted_goes_to_the_core() {
+    let base = Instant::now();
+    let mut tx = Tx::new();
+    let inv = request("INVITE", None, 5, "INVITE");
     let key = new_key(tx.on_request(&inv, PEER, false, base));
     tx.respond(
         &key,
         200,
         ResponseBuilder::new(&inv, 200).to_tag("b").build(),
         base,
-    )
-    .unwrap();
-    assert_eq!(tx.server_count(), 0);
-    assert_eq!(
-        tx.next_deadline(),
-        None,
-        "the TU retransmits 2xx, not the transaction"
     );
-    // The ACK for a 2xx has its own branch and goes to the core.
+    let ack = request("ACK", None, 5, "ACK");
     assert_eq!(
-        tx.on_request(&req("ACK", "z9hG4bKack3"), PEER, false, base),
+        tx.on_request(&ack, PEER, false, base + ms(100)),
         RequestMatch::Ack
     );
 }
@@ -440,9 +492,10 @@ fn client_non_invite_provisional_then_final() {
         tx.on_response(&trying, base + ms(1_600)),
         ResponseMatch::Provisional(key.clone())
     );
+    // Every provisional response goes up (§17.1.1.2).
     assert_eq!(
         tx.on_response(&trying, base + ms(1_700)),
-        ResponseMatch::Retransmission(None)
+        ResponseMatch::Provisional(key.clone())
     );
     let e = run_timers(&mut tx, base, ms(12_000));
     assert_eq!(retransmit_times(&e), [3_500, 7_500, 11_500]);
@@ -566,6 +619,26 @@ fn client_invite_1xx_stops_timer_a_and_non_2xx_is_acked() {
     assert_eq!(tx.client_count(), 1);
     assert!(tx.poll(t + ms(32_000)).is_empty());
     assert_eq!(tx.client_count(), 0);
+}
+
+#[test]
+fn client_invite_every_provisional_goes_up() {
+    // Issue 15, item 13: a callee that sends 100, then 180, then 183 with early
+    // media: all three reach the TU, and Timer A stays stopped.
+    let base = Instant::now();
+    let mut tx = Tx::new();
+    let inv = req("INVITE", "z9hG4bKcinv9");
+    let key = client_key(&inv);
+    tx.start_client(key.clone(), inv.as_bytes().clone(), PEER, false, base);
+    for (i, code) in [100u16, 180, 183, 180].into_iter().enumerate() {
+        assert_eq!(
+            tx.on_response(&response_to(&inv, code), base + ms(100 + i as u64)),
+            ResponseMatch::Provisional(key.clone()),
+            "{code}"
+        );
+    }
+    let e = run_timers(&mut tx, base, ms(100_000));
+    assert!(e.is_empty(), "{e:?}");
 }
 
 #[test]

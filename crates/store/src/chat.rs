@@ -395,7 +395,7 @@ pub(crate) async fn ensure_search(pool: &sqlx::AnyPool, backend: Backend) -> Res
     match backend {
         Backend::Sqlite => {
             sqlx::query(
-                "CREATE VIRTUAL TABLE IF NOT EXISTS chat_posts_fts USING fts5(text, content='', \
+                "CREATE VIRTUAL TABLE IF NOT EXISTS chat_posts_fts USING fts5(text, content='', contentless_delete=1, \
                  tokenize='unicode61')",
             )
             .execute(pool)

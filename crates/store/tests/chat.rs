@@ -190,7 +190,7 @@ async fn search_by_words_author_room_date(store: Store) {
     let b = store.add_chat_room("example.com", &room("B", "General")).await.unwrap();
     let day = 86_400_000;
     store.insert_chat_post(&a, "bob@example.com", day, "the quarterly budget meeting").await.unwrap();
-    store.insert_chat_post(&a, "alice@example.com", 2 * day, "Budget approved, zażółć gęślą").await.unwrap();
+    let approved = store.insert_chat_post(&a, "alice@example.com", 2 * day, "Budget approved, zażółć gęślą").await.unwrap();
     store.insert_chat_post(&b, "bob@example.com", 3 * day, "secret budget of room B").await.unwrap();
     let removed = store.insert_chat_post(&a, "bob@example.com", 4 * day, "budget leak").await.unwrap();
     store.remove_chat_post(removed).await.unwrap();
@@ -224,6 +224,10 @@ async fn search_by_words_author_room_date(store: Store) {
     assert_eq!(hits[0].text, "the quarterly budget meeting");
     let none = ChatSearch { rooms: vec![], text: Some("budget".into()), limit: 10, page: 1, ..Default::default() };
     assert!(store.search_chat(&none).await.unwrap().is_empty(), "no readable room, no result");
+    // Administration of an already indexed post takes it out of the index.
+    store.replace_chat_post(approved, Some("redacted")).await.unwrap();
+    assert!(store.search_chat(&q("gęślą")).await.unwrap().is_empty());
+    assert!(store.search_chat(&q("redacted")).await.unwrap().is_empty(), "replacement text is not indexed");
 }
 
 async fn policy_and_config(store: Store) {

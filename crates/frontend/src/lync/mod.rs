@@ -352,7 +352,7 @@ impl Core {
         };
         let result = self.lync_verify(&gssapi, &pending);
         if let Ok((user, _)) | Err((Some(user), _)) = &result
-            && let Some(retry) = self.fail_user.is_blocked(user, self.now)
+            && let Some(retry) = self.fail_user.is_blocked(&(user.clone(), ip), self.now)
         {
             self.lync_refuse_rate_limited(key, msg, retry);
             return Some(None);
@@ -363,7 +363,7 @@ impl Core {
                 Metrics::inc(&self.metrics.auth_failures_total);
                 self.fail_src.record_failure(ip, self.now);
                 if let Some(u) = user {
-                    self.fail_user.record_failure(u, self.now);
+                    self.fail_user.record_failure((u, ip), self.now);
                 }
                 warn!(peer = %src.addr, %reason, "NTLM authentication failed");
                 self.reply(key, msg, 403, |b| {
@@ -387,7 +387,7 @@ impl Core {
             return Some(None);
         };
         self.fail_src.record_success(&ip);
-        self.fail_user.record_success(&user);
+        self.fail_user.record_success(&(user.clone(), ip));
         debug!(%user, ?conn, "MS-SIPAE security association established");
         self.lync.sas.insert(
             conn,
