@@ -13,7 +13,8 @@
 #          default 16000; smoke 300), --model-secs S (default 60; smoke 5),
 #          --step-secs S (ceiling steps; default 5; smoke 2), --out DIR (default
 #          bench/results/<date>-chat)
-# Env: CONFAB_BIN, CHAT_LOAD_BIN (skip the builds), CONFAB_SIP (127.0.0.1:5060)
+# Env: CONFAB_BIN, CHAT_LOAD_BIN (skip the builds), CONFAB_SIP (127.0.0.1:5060),
+#      CONFAB_TLS (127.0.0.1:15061), CONFAB_HTTP (127.0.0.1:18080)
 # Writes OUT/chat.json (every figure and step) and OUT/summary.md (the table).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -97,7 +98,9 @@ import json, sys
 for r in json.load(sys.stdin):
     print(r["name"], r["uri"])')
 
-sed -e "s/@SIP@/$CONFAB_SIP/" -e "s/@DOMAIN@/$DOMAIN/" "$HERE/confab-bench.toml" >"$CONFAB_RUNDIR/bench.toml"
+sed -e "s/@SIP@/$CONFAB_SIP/" -e "s/@DOMAIN@/$DOMAIN/" \
+  -e "s/127.0.0.1:15061/${CONFAB_TLS:-127.0.0.1:15061}/" -e "s/127.0.0.1:18080/${CONFAB_HTTP:-127.0.0.1:18080}/" \
+  "$HERE/confab-bench.toml" >"$CONFAB_RUNDIR/bench.toml"
 "$HERE/lib/confab.sh" start
 PID=$(cat "$CONFAB_RUNDIR/confab.pid")
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

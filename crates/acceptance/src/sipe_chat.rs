@@ -206,6 +206,23 @@ impl ChatUser {
         Ok(())
     }
 
+    /// Waits until SIPE's group chat is connected (it logged the answer to the
+    /// `cmd:getinv` it sends once the chat-server dialog is up).
+    pub fn wait_group_chat(&mut self) -> Result<()> {
+        let r = self.call_t(
+            json!({"op": "log_wait", "timeout": 20,
+                   "pattern": "chatserver_response: 'rpl:getinv'"}),
+            25,
+        )?;
+        crate::ensure!(
+            r["found"].as_bool() == Some(true),
+            "{}: SIPE's group chat did not connect within 20 s (no rpl:getinv)\n{}",
+            self.user,
+            self.logs()
+        );
+        Ok(())
+    }
+
     /// `account sipe off` (SIPE BYEs its chat-server dialog).
     pub fn sign_out(&mut self) -> Result<Vec<String>> {
         let r = self.call_t(json!({"op": "off"}), 10)?;
@@ -242,11 +259,26 @@ impl ChatUser {
             .collect())
     }
 
-    /// `chat add` + `/join`: `room` is a name from the last `chat list` or a
-    /// `ma-chan://` URI. Returns whether the IRC JOIN came, and root's lines.
+    /// `chat add` + `/join` of a room named in the last `chat list`. Returns
+    /// whether the IRC JOIN came, and root's lines.
     pub fn join(&mut self, room: &str, channel: &str) -> Result<(bool, Vec<String>)> {
         let r = self.call_t(
             json!({"op": "join", "room": room, "channel": channel, "timeout": 15}),
+            20,
+        )?;
+        Ok((r["joined"].as_bool() == Some(true), as_lines(&r["lines"])))
+    }
+
+    /// Joins `name` by its `ma-chan://` URI without listing (`chat add NAME`,
+    /// `channel CH set purple_uri URI`, `/join`).
+    pub fn join_uri(
+        &mut self,
+        name: &str,
+        uri: &str,
+        channel: &str,
+    ) -> Result<(bool, Vec<String>)> {
+        let r = self.call_t(
+            json!({"op": "join", "room": name, "uri": uri, "channel": channel, "timeout": 15}),
             20,
         )?;
         Ok((r["joined"].as_bool() == Some(true), as_lines(&r["lines"])))
@@ -305,7 +337,12 @@ impl ChatUser {
 
     /// Waits for a `&bitlbee` line matching `pattern` (regex) since `since`.
     pub fn wait_root(&mut self, pattern: &str, since: u64, secs: u64) -> Result<Option<String>> {
-        let p = format!(r"^:root!\S+ (?:PRIVMSG|NOTICE) \S+ :.*{pattern}");
+        // inline flags such as (?i) must open the whole expression (Python `re`)
+        let (flags, pattern) = match pattern.strip_prefix("(?i)") {
+            Some(rest) => ("(?i)", rest),
+            None => ("", pattern),
+        };
+        let p = format!(r"{flags}^:root!\S+ (?:PRIVMSG|NOTICE) \S+ :.*{pattern}");
         let r = self.call_t(
             json!({"op": "wait", "pattern": p, "since": since, "timeout": secs}),
             secs + 5,

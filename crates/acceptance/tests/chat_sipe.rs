@@ -184,6 +184,7 @@ fn user(server: &ConfabServer, name: &str) -> Result<ChatUser> {
     let mut u = ChatUser::start(server, &addr, pw(&addr), &[])?;
     u.root("set timezone utc", 0.3)?;
     u.sign_in()?;
+    u.wait_group_chat()?;
     Ok(u)
 }
 
@@ -310,7 +311,12 @@ fn lobby_scenario(
     // Join by name (alice) and by URI without listing (bob).
     let mk = alice.mark()?;
     alice.join_ok("Lobby", "#lobby")?;
-    bob.join_ok(&rooms.lobby, "#lobby")?;
+    let (ok, lines) = bob.join_uri("Lobby", &rooms.lobby, "#lobby")?;
+    confab_acceptance::ensure!(
+        ok,
+        "bob could not join Lobby by its URI: {lines:?}\n{}",
+        bob.logs()
+    );
     let seen = alice.wait_event("#lobby", "JOIN", &format!("^{}$", bob.room_nick), mk, 15)?;
     p.check(seen.is_some(), || {
         format!(
@@ -443,7 +449,7 @@ fn closed_scenario(server: &ConfabServer, rooms: &Rooms, p: &mut Problems) -> Re
 
     // A non-member is refused the Closed room with a reason; no JOIN.
     let mk = carol.mark()?;
-    let (joined, _) = carol.join(&rooms.team, "#team")?;
+    let (joined, _) = carol.join_uri("Team", &rooms.team, "#team")?;
     p.check(!joined, || {
         "carol (not a member) joined the Closed room".into()
     });
@@ -593,7 +599,8 @@ fn sipe_persistent_chat() -> Result<()> {
         let r = (|| -> Result<()> {
             let mut erin = user(&server, "erin")?;
             let mk = erin.mark()?;
-            erin.join_ok(&rooms.lobby, "#lobby")?;
+            let (ok, lines) = erin.join_uri("Lobby", &rooms.lobby, "#lobby")?;
+            confab_acceptance::ensure!(ok, "erin could not join Lobby by URI: {lines:?}");
             let got: Vec<ChatLine> = erin.wait_messages("#lobby", "^earlier-", ".", mk, 3, 20)?;
             let texts: Vec<String> = got.iter().map(|m| m.text.clone()).collect();
             problems.check(texts == earlier.texts, || {

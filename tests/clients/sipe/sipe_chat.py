@@ -15,7 +15,8 @@ with "ok": true and the results, or "ok": false and "error".  Commands:
   off                                `account sipe off`
   root     cmd [settle]              any &bitlbee command -> {lines}
   chat_list [timeout]                `chat list sipe` -> {rooms: [[index, title, topic]], lines}
-  join     room channel [timeout]    `chat add` (+ purple_uri for ma-chan:// URIs) and /join
+  join     room channel [uri] [timeout]  `chat add ROOM CHANNEL` (+ purple_uri URI: join
+                                     without listing) and /join
                                      -> {joined, lines (root lines since the command)}
   rejoin   channel [timeout]         /join of a known channel -> {joined, lines}
   set_channel channel key value      `channel CH set KEY VALUE` -> {lines}
@@ -36,6 +37,7 @@ with "ok": true and the results, or "ok": false and "error".  Commands:
                                         (what SIPE sent, from its debug log)
   sip_in   method [body_re]          -> {count}: requests SIPE received
   log_count pattern                  -> {count}: lines of SIPE's debug log matching
+  log_wait pattern [timeout]         -> {found}: waits for such a line
   stop                               stop bitlbee (also on EOF)
 
 Work files (bitlbee.log with every SIP message, irc.log) go to a fresh
@@ -103,7 +105,8 @@ class Driver:
     def op_join(self, c):
         bb = self.need()
         mk = bb.mark()
-        joined = bb.join_room("sipe", c["room"], c["channel"], timeout=float(c.get("timeout", 15)))
+        joined = bb.join_room("sipe", c["room"], c["channel"], timeout=float(c.get("timeout", 15)),
+                              uri=c.get("uri"))
         return {"joined": joined, "lines": bb.root_lines(mk)}
 
     def op_rejoin(self, c):
@@ -185,6 +188,16 @@ class Driver:
     def op_log_count(self, c):
         rx = re.compile(c["pattern"])
         return {"count": sum(1 for l in self.need().log_text().splitlines() if rx.search(l))}
+
+    def op_log_wait(self, c):
+        rx = re.compile(c["pattern"])
+        end = time.time() + float(c.get("timeout", 10))
+        while True:
+            if any(rx.search(l) for l in self.need().log_text().splitlines()):
+                return {"found": True}
+            if time.time() >= end:
+                return {"found": False}
+            time.sleep(0.3)
 
     def op_stop(self, c):
         if self.bb:
