@@ -206,17 +206,17 @@ impl ChatUser {
         Ok(())
     }
 
-    /// Waits until SIPE's group chat is connected (it logged the answer to the
-    /// `cmd:getinv` it sends once the chat-server dialog is up).
+    /// Waits until SIPE's group chat is connected: it processed `rpl:requri` and
+    /// its INVITE of the chat-server URI got a 200 (it then sends `cmd:getinv`).
     pub fn wait_group_chat(&mut self) -> Result<()> {
         let r = self.call_t(
             json!({"op": "log_wait", "timeout": 20,
-                   "pattern": "chatserver_response: 'rpl:getinv'"}),
+                   "pattern": "cmd:getinv"}),
             25,
         )?;
         crate::ensure!(
             r["found"].as_bool() == Some(true),
-            "{}: SIPE's group chat did not connect within 20 s (no rpl:getinv)\n{}",
+            "{}: SIPE's group chat did not connect within 20 s (no cmd:getinv sent)\n{}",
             self.user,
             self.logs()
         );
