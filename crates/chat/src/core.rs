@@ -704,7 +704,15 @@ impl ChatCore {
         self.out.push(Output::Send { dest, data });
     }
 
-    fn send_reply(&mut self, cid: &str, id: &str, envid: &str, code: u16, reason: &str, data: &str) {
+    fn send_reply(
+        &mut self,
+        cid: &str,
+        id: &str,
+        envid: &str,
+        code: u16,
+        reason: &str,
+        data: &str,
+    ) {
         let e = self.envid();
         let body = xccos::reply(e, id, envid, code, reason, data);
         self.send_info(cid, Bytes::from(body));
@@ -1049,15 +1057,19 @@ impl ChatCore {
                 self.live.remove(room_id);
             }
         }
-        if tell_self && let Some(room) = self.dir.room(room_id).map(|r| r.uri.clone()).or_else(|| {
-            Some(format!("ma-chan://{}/{room_id}", self.cfg.domain))
-        }) {
+        if tell_self
+            && let Some(room) = self
+                .dir
+                .room(room_id)
+                .map(|r| r.uri.clone())
+                .or_else(|| Some(format!("ma-chan://{}/{room_id}", self.cfg.domain)))
+        {
             let mut data = String::from("<chanib uri=\"");
             xccos::attr(&mut data, &room);
             data.push_str("\"/>");
             self.send_reply(cid, "rpl:part", "0", 200, "SUCCESS_OK", &data);
         }
-        let still_there = self.participants(room_id).iter().any(|u| *u == user);
+        let still_there = self.participants(room_id).contains(&user);
         if !still_there {
             self.notify_room(room_id, cid, &user, false);
         }

@@ -72,7 +72,10 @@ impl Directory {
     pub fn room_by_name_or_uri(&self, s: &str) -> Option<&ChatRoom> {
         self.room_by_uri(s).or_else(|| {
             let key = s.trim().to_lowercase();
-            self.data.rooms.iter().find(|r| r.name.to_lowercase() == key)
+            self.data
+                .rooms
+                .iter()
+                .find(|r| r.name.to_lowercase() == key)
         })
     }
 
@@ -204,6 +207,9 @@ mod tests {
         assert!(d.post_refusal(r("open"), "carol@example.com").is_none());
         assert_eq!(d.room_by_name_or_uri("closed").unwrap().id, "closed");
         assert_eq!(d.readable_rooms("bob@example.com").len(), 3);
-        assert_eq!(d.readable_rooms("alice@example.com"), vec!["open".to_owned()]);
+        assert_eq!(
+            d.readable_rooms("alice@example.com"),
+            vec!["open".to_owned()]
+        );
     }
 }

@@ -31,14 +31,26 @@ pub enum Command {
     GetInv,
     GetServerInfo,
     /// Room search; `criteria` empty lists every visible room.
-    ChanSrch { criteria: String },
+    ChanSrch {
+        criteria: String,
+    },
     /// `cmd:join` (batch = false) or `cmd:bjoin` (batch = true) of these room URIs.
-    Join { batch: bool, rooms: Vec<String> },
+    Join {
+        batch: bool,
+        rooms: Vec<String>,
+    },
     /// Backfill: the newest `count` posts of a room.
-    BcContext { room: String, count: u32 },
-    Part { room: String },
+    BcContext {
+        room: String,
+        count: u32,
+    },
+    Part {
+        room: String,
+    },
     /// Anything else (answered with an error reply of the same name).
-    Other { id: String },
+    Other {
+        id: String,
+    },
 }
 
 impl Command {
@@ -385,12 +397,26 @@ mod tests {
 
     #[test]
     fn renders_escaped_once() {
-        let s = grpchat(7, "ma-chan://d/x", "sip:a@d", "2024-01-01T00:00:00Z", "a<b>&amp;\"é");
+        let s = grpchat(
+            7,
+            "ma-chan://d/x",
+            "sip:a@d",
+            "2024-01-01T00:00:00Z",
+            "a<b>&amp;\"é",
+        );
         assert!(s.contains("<chat>a&lt;b&gt;&amp;amp;&quot;é</chat>"), "{s}");
         let back = confab_presence::xmltree::parse_tree(s.as_bytes(), &LIMITS).unwrap();
-        assert_eq!(back.child("grpchat").unwrap().text_of("chat"), Some("a<b>&amp;\"é"));
+        assert_eq!(
+            back.child("grpchat").unwrap().text_of("chat"),
+            Some("a<b>&amp;\"é")
+        );
         let r = reply(1, "rpl:join", "99", 403, "no <way>", "");
-        assert!(r.contains("<commandid seqid=\"1\" envid=\"99\"/><resp code=\"403\">no &lt;way&gt;</resp>"), "{r}");
+        assert!(
+            r.contains(
+                "<commandid seqid=\"1\" envid=\"99\"/><resp code=\"403\">no &lt;way&gt;</resp>"
+            ),
+            "{r}"
+        );
     }
 
     #[test]
@@ -398,8 +424,14 @@ mod tests {
         assert_eq!(format_ts(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_ts(1_704_067_200_000), "2024-01-01T00:00:00Z");
         assert_eq!(parse_date("2024-01-01"), Some(1_704_067_200_000));
-        assert_eq!(parse_date("2024-01-01T01:00:00+01:00"), Some(1_704_067_200_000));
-        assert_eq!(parse_date("2024-01-01T00:00:00.5Z"), Some(1_704_067_200_500));
+        assert_eq!(
+            parse_date("2024-01-01T01:00:00+01:00"),
+            Some(1_704_067_200_000)
+        );
+        assert_eq!(
+            parse_date("2024-01-01T00:00:00.5Z"),
+            Some(1_704_067_200_500)
+        );
         assert_eq!(parse_date("2024-02-30"), None);
         assert_eq!(parse_date("yesterday"), None);
         assert_eq!(rfc3339(1_704_067_200_123), "2024-01-01T00:00:00.123Z");

@@ -62,13 +62,7 @@ fn room(id: &str, name: &str, cat: &str, privacy: Privacy, members: &[&str]) -> 
 }
 
 fn directory() -> ChatDirectory {
-    let mut stage = room(
-        "stage",
-        "Stage",
-        "main",
-        Privacy::Open,
-        &["@example.com"],
-    );
+    let mut stage = room("stage", "Stage", "main", Privacy::Open, &["@example.com"]);
     stage.room_type = RoomType::Auditorium;
     stage.presenters = vec!["carol@example.com".into()];
     ChatDirectory {
@@ -85,13 +79,21 @@ fn directory() -> ChatDirectory {
                 Privacy::Closed,
                 &["alice@example.com", "bob@example.com", "carol@example.com"],
             ),
-            room("secret1", "Hideout", "main", Privacy::Secret, &["bob@example.com"]),
+            room(
+                "secret1",
+                "Hideout",
+                "main",
+                Privacy::Secret,
+                &["bob@example.com"],
+            ),
             room("wall1", "Legal", "walled", Privacy::Open, &[]),
             stage,
         ],
         policy: ChatPolicy {
             global: true,
-            users: [("dave@example.com".to_owned(), false)].into_iter().collect(),
+            users: [("dave@example.com".to_owned(), false)]
+                .into_iter()
+                .collect(),
         },
         config: ChatConfig::default(),
     }
@@ -121,11 +123,14 @@ struct Sent {
 
 impl Sent {
     fn xccos(&self) -> Node {
-        parse_tree(self.msg.body(), &Limits {
-            max_bytes: 1 << 20,
-            max_depth: 10,
-            max_elements: 100_000,
-        })
+        parse_tree(
+            self.msg.body(),
+            &Limits {
+                max_bytes: 1 << 20,
+                max_depth: 10,
+                max_elements: 100_000,
+            },
+        )
         .unwrap()
     }
     /// The first child of the xccos body (rpl, ntc or grpchat).
@@ -216,7 +221,14 @@ impl Harness {
         let out = self.command(&mut lookup, "cmd:requri", "<data/>");
         let rpl = out.iter().find(|s| s.msg.is_request()).unwrap().item();
         assert_eq!(rpl.attr("id"), Some("rpl:requri"));
-        let uri = rpl.child("data").unwrap().child("uib").unwrap().attr("uri").unwrap().to_owned();
+        let uri = rpl
+            .child("data")
+            .unwrap()
+            .child("uib")
+            .unwrap()
+            .attr("uri")
+            .unwrap()
+            .to_owned();
         assert_eq!(uri, "sip:chatsrv@example.com");
         let bye = self.in_dialog(&mut lookup, "BYE", "", "");
         assert_eq!(bye[0].msg.status(), Some(200));
@@ -250,7 +262,14 @@ impl Harness {
              Call-ID: {}\r\n\
              CSeq: {} {method}\r\n\
              {ct}Content-Length: {}\r\n\r\n{body}",
-            c.call_id, c.cseq, c.user, c.tag, c.remote_tag, c.call_id, c.cseq, body.len()
+            c.call_id,
+            c.cseq,
+            c.user,
+            c.tag,
+            c.remote_tag,
+            c.call_id,
+            c.cseq,
+            body.len()
         ));
         self.feed(m);
         self.out()
@@ -263,8 +282,15 @@ impl Harness {
             c.envid
         );
         let out = self.in_dialog(c, "INFO", "text/plain", &body);
-        let resp = out.iter().find(|s| !s.msg.is_request()).expect("INFO answered");
-        assert_eq!(resp.msg.status(), Some(200), "a command INFO is always answered 200");
+        let resp = out
+            .iter()
+            .find(|s| !s.msg.is_request())
+            .expect("INFO answered");
+        assert_eq!(
+            resp.msg.status(),
+            Some(200),
+            "a command INFO is always answered 200"
+        );
         out
     }
 
@@ -272,11 +298,24 @@ impl Harness {
     fn reply(out: &[Sent], c: &Client, id: &str) -> Node {
         let s = out
             .iter()
-            .find(|s| s.msg.is_request() && s.msg.call_id() == c.call_id && s.item().attr("id") == Some(id))
+            .find(|s| {
+                s.msg.is_request()
+                    && s.msg.call_id() == c.call_id
+                    && s.item().attr("id") == Some(id)
+            })
             .unwrap_or_else(|| panic!("no {id} for {}", c.user));
         let item = s.item();
-        let envid = item.child("commandid").unwrap().attr("envid").unwrap().to_owned();
-        assert_eq!(envid, c.envid.to_string(), "commandid echoes the command's envid");
+        let envid = item
+            .child("commandid")
+            .unwrap()
+            .attr("envid")
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            envid,
+            c.envid.to_string(),
+            "commandid echoes the command's envid"
+        );
         item
     }
 
@@ -302,10 +341,15 @@ impl Harness {
     /// Posts and completes the store round trip; returns what the core sent after the save.
     fn post_saved(&mut self, c: &mut Client, room_id: &str, text: &str, id: i64) -> Vec<Sent> {
         let before = self.post(c, room_id, text);
-        assert!(before.is_empty(), "nothing is answered or fanned out before the post is stored: {before:?}");
+        assert!(
+            before.is_empty(),
+            "nothing is answered or fanned out before the post is stored: {before:?}"
+        );
         let reqs = self.store_requests();
         assert_eq!(reqs.len(), 1);
-        let StoreRequest::SavePost { op, text: stored, .. } = &reqs[0];
+        let StoreRequest::SavePost {
+            op, text: stored, ..
+        } = &reqs[0];
         assert_eq!(stored, text, "stored unescaped, exactly as typed");
         self.core.on_post_saved(*op, Ok(id));
         self.out()
@@ -327,19 +371,41 @@ fn discovery_session_expires_update_and_getinv() {
     let ok = &out[0].msg;
     assert_eq!(ok.status(), Some(200));
     assert_eq!(ok.header(HeaderName::SessionExpires), Some("300"));
-    assert!(ok.header(HeaderName::Contact).unwrap().contains("sip:chatsrv@127.0.0.1:5041"));
-    assert_eq!(ok.header(HeaderName::RecordRoute), Some("<sip:127.0.0.1:5060;transport=tcp;lr>"));
+    assert!(
+        ok.header(HeaderName::Contact)
+            .unwrap()
+            .contains("sip:chatsrv@127.0.0.1:5041")
+    );
+    assert_eq!(
+        ok.header(HeaderName::RecordRoute),
+        Some("<sip:127.0.0.1:5060;transport=tcp;lr>")
+    );
     assert_eq!(out[0].dest, fe(), "answered to where the INVITE came from");
 
     let mut a = h.connect("alice@example.com");
-    let out = h.command(&mut a, "cmd:getinv", "<data><inv inviteId=\"1\" domain=\"example.com\"/></data>");
+    let out = h.command(
+        &mut a,
+        "cmd:getinv",
+        "<data><inv inviteId=\"1\" domain=\"example.com\"/></data>",
+    );
     let rpl = Harness::reply(&out, &a, "rpl:getinv");
     assert_eq!(rpl.child("resp").unwrap().attr("code"), Some("200"));
     // The reply INFO follows the dialog: R-URI = client's Contact, Route = record-route.
     let info = out.iter().find(|s| s.msg.is_request()).unwrap();
-    assert_eq!(info.msg.request_uri(), Some("sip:alice@example.com:5070;maddr=10.0.0.9;transport=tcp"));
-    assert_eq!(info.msg.header(HeaderName::Route), Some("<sip:127.0.0.1:5060;transport=tcp;lr>"));
-    assert!(info.msg.header(HeaderName::From).unwrap().starts_with("<sip:chatsrv@example.com>;tag="));
+    assert_eq!(
+        info.msg.request_uri(),
+        Some("sip:alice@example.com:5070;maddr=10.0.0.9;transport=tcp")
+    );
+    assert_eq!(
+        info.msg.header(HeaderName::Route),
+        Some("<sip:127.0.0.1:5060;transport=tcp;lr>")
+    );
+    assert!(
+        info.msg
+            .header(HeaderName::From)
+            .unwrap()
+            .starts_with("<sip:chatsrv@example.com>;tag=")
+    );
     assert_eq!(info.to_user(), "alice@example.com");
     assert_eq!(info.msg.content_type(), Some("text/plain"));
     assert_eq!(info.dest, fe(), "sent back over the front end's connection");
@@ -351,7 +417,10 @@ fn discovery_session_expires_update_and_getinv() {
 
     let out = h.in_dialog(&mut a, "UPDATE", "", "");
     assert_eq!(out[0].msg.status(), Some(200));
-    let mut ghost = Client { call_id: "nope".into(), ..a };
+    let mut ghost = Client {
+        call_id: "nope".into(),
+        ..a
+    };
     let out = h.in_dialog(&mut ghost, "UPDATE", "", "");
     assert_eq!(out[0].msg.status(), Some(481));
     let out = h.in_dialog(&mut ghost, "INFO", "text/plain", "<xccos/>");
@@ -363,7 +432,10 @@ fn policy_and_identity_gate_the_invite() {
     let mut h = Harness::new();
     let out = h.invite("dave@example.com", "sip:ocschat@example.com", "d1");
     assert_eq!(out[0].msg.status(), Some(403));
-    assert_eq!(out[0].msg.reason(), Some("Persistent Chat is not enabled for this user"));
+    assert_eq!(
+        out[0].msg.reason(),
+        Some("Persistent Chat is not enabled for this user")
+    );
     // No P-Asserted-Identity (not through the front end): refused.
     let m = parse(
         "INVITE sip:ocschat@example.com SIP/2.0\r\nVia: SIP/2.0/TCP 1.2.3.4;branch=z9hG4bKx\r\n\
@@ -392,11 +464,30 @@ fn room_list_honours_secret_and_denied_categories() {
     assert_eq!(first.attr("description"), Some("about Lobby <&>"));
     let out = h.command(&mut b, "cmd:chansrch", crit);
     let rpl = Harness::reply(&out, &b, "rpl:chansrch");
-    assert_eq!(chan_names(&rpl), vec!["Lobby", "RoomOne", "Hideout", "Legal", "Stage"]);
-    let hideout = rpl.child("data").unwrap().children_named("chanib").nth(2).unwrap();
-    assert!(hideout.children_named("info").any(|i| i.attr("id") == Some("urn:parlano:ma:info:visibilty") && i.text == "private"));
-    let out = h.command(&mut b, "cmd:chansrch", "<data><qib qtype=\"BYNAME\" criteria=\"room\" extended=\"false\"/></data>");
-    assert_eq!(chan_names(&Harness::reply(&out, &b, "rpl:chansrch")), vec!["RoomOne"]);
+    assert_eq!(
+        chan_names(&rpl),
+        vec!["Lobby", "RoomOne", "Hideout", "Legal", "Stage"]
+    );
+    let hideout = rpl
+        .child("data")
+        .unwrap()
+        .children_named("chanib")
+        .nth(2)
+        .unwrap();
+    assert!(
+        hideout
+            .children_named("info")
+            .any(|i| i.attr("id") == Some("urn:parlano:ma:info:visibilty") && i.text == "private")
+    );
+    let out = h.command(
+        &mut b,
+        "cmd:chansrch",
+        "<data><qib qtype=\"BYNAME\" criteria=\"room\" extended=\"false\"/></data>",
+    );
+    assert_eq!(
+        chan_names(&Harness::reply(&out, &b, "rpl:chansrch")),
+        vec!["RoomOne"]
+    );
 }
 
 #[test]
@@ -410,21 +501,45 @@ fn join_members_posts_both_ways_and_backfill() {
     let chanib = rpl.child("data").unwrap().child("chanib").unwrap();
     assert_eq!(chanib.attr("name"), Some("RoomOne"));
     assert_eq!(chanib.attr("uri"), Some("ma-chan://example.com/closed1"));
-    assert_eq!(out.iter().filter(|s| s.msg.is_request()).count(), 1, "nobody else to tell");
+    assert_eq!(
+        out.iter().filter(|s| s.msg.is_request()).count(),
+        1,
+        "nobody else to tell"
+    );
 
     let out = h.join(&mut b, "closed1");
     let rpl = Harness::reply(&out, &b, "rpl:join");
     let data = rpl.child("data").unwrap();
-    let uibs: Vec<&str> = data.children_named("uib").map(|u| u.attr("uri").unwrap()).collect();
+    let uibs: Vec<&str> = data
+        .children_named("uib")
+        .map(|u| u.attr("uri").unwrap())
+        .collect();
     assert_eq!(uibs, vec!["sip:alice@example.com", "sip:bob@example.com"]);
-    assert_eq!(data.child("chanib").unwrap().child("aib").unwrap().attr("value"), Some("1,2"));
-    let ntc = out.iter().find(|s| s.to_user() == "alice@example.com").expect("alice told").item();
+    assert_eq!(
+        data.child("chanib")
+            .unwrap()
+            .child("aib")
+            .unwrap()
+            .attr("value"),
+        Some("1,2")
+    );
+    let ntc = out
+        .iter()
+        .find(|s| s.to_user() == "alice@example.com")
+        .expect("alice told")
+        .item();
     assert_eq!(ntc.attr("id"), Some("ntc:join"));
     let uib = ntc.child("data").unwrap().child("uib").unwrap();
     assert_eq!(uib.attr("uri"), Some("sip:bob@example.com"));
     let aib = uib.child("aib").unwrap();
-    assert_eq!((aib.attr("domain"), aib.attr("value")), (Some("example.com"), Some("closed1")));
-    assert_eq!(h.core.participants("closed1"), vec!["alice@example.com", "bob@example.com"]);
+    assert_eq!(
+        (aib.attr("domain"), aib.attr("value")),
+        (Some("example.com"), Some("closed1"))
+    );
+    assert_eq!(
+        h.core.participants("closed1"),
+        vec!["alice@example.com", "bob@example.com"]
+    );
 
     // Posts both ways, markup-like and non-ASCII text intact (escaped exactly once).
     let text = "hello <b>&amp; \"quoted\" — żółw 🐢";
@@ -449,21 +564,62 @@ fn join_members_posts_both_ways_and_backfill() {
     // Carol joins later: backfill oldest first, with the post times.
     let mut c = h.connect("carol@example.com");
     let out = h.join(&mut c, "closed1");
-    assert_eq!(out.iter().filter(|s| s.msg.is_request() && s.item().attr("id") == Some("ntc:join")).count(), 2);
-    let out = h.command(&mut c, "cmd:bccontext", "<data><chanib uri=\"ma-chan://example.com/closed1\"/><bcq><last cnt=\"25\"/></bcq></data>");
+    assert_eq!(
+        out.iter()
+            .filter(|s| s.msg.is_request() && s.item().attr("id") == Some("ntc:join"))
+            .count(),
+        2
+    );
+    let out = h.command(
+        &mut c,
+        "cmd:bccontext",
+        "<data><chanib uri=\"ma-chan://example.com/closed1\"/><bcq><last cnt=\"25\"/></bcq></data>",
+    );
     let rpl = Harness::reply(&out, &c, "rpl:bccontext");
     let msgs: Vec<(String, String, String)> = rpl
-        .child("data").unwrap().child("chanib").unwrap()
+        .child("data")
+        .unwrap()
+        .child("chanib")
+        .unwrap()
         .children_named("msg")
-        .map(|m| (m.attr("author").unwrap().to_owned(), m.attr("ts").unwrap().to_owned(), m.text_of("chat").unwrap().to_owned()))
+        .map(|m| {
+            (
+                m.attr("author").unwrap().to_owned(),
+                m.attr("ts").unwrap().to_owned(),
+                m.text_of("chat").unwrap().to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(msgs, vec![
-        ("sip:bob@example.com".into(), "2024-01-01T00:00:00Z".into(), text.into()),
-        ("sip:alice@example.com".into(), "2024-01-01T00:01:01Z".into(), "reply from alice".into()),
-    ]);
-    let out = h.command(&mut c, "cmd:bccontext", "<data><chanib uri=\"ma-chan://example.com/closed1\"/><bcq><last cnt=\"1\"/></bcq></data>");
+    assert_eq!(
+        msgs,
+        vec![
+            (
+                "sip:bob@example.com".into(),
+                "2024-01-01T00:00:00Z".into(),
+                text.into()
+            ),
+            (
+                "sip:alice@example.com".into(),
+                "2024-01-01T00:01:01Z".into(),
+                "reply from alice".into()
+            ),
+        ]
+    );
+    let out = h.command(
+        &mut c,
+        "cmd:bccontext",
+        "<data><chanib uri=\"ma-chan://example.com/closed1\"/><bcq><last cnt=\"1\"/></bcq></data>",
+    );
     let rpl = Harness::reply(&out, &c, "rpl:bccontext");
-    assert_eq!(rpl.child("data").unwrap().child("chanib").unwrap().children_named("msg").count(), 1);
+    assert_eq!(
+        rpl.child("data")
+            .unwrap()
+            .child("chanib")
+            .unwrap()
+            .children_named("msg")
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -483,9 +639,20 @@ fn backfill_comes_from_the_store_after_a_restart() {
     h.core.apply_directory(directory(), posts);
     let mut a = h.connect("alice@example.com");
     h.join(&mut a, "open1");
-    let out = h.command(&mut a, "cmd:bccontext", "<data><chanib uri=\"ma-chan://example.com/open1\"/><bcq><last cnt=\"25\"/></bcq></data>");
+    let out = h.command(
+        &mut a,
+        "cmd:bccontext",
+        "<data><chanib uri=\"ma-chan://example.com/open1\"/><bcq><last cnt=\"25\"/></bcq></data>",
+    );
     let rpl = Harness::reply(&out, &a, "rpl:bccontext");
-    let texts: Vec<String> = rpl.child("data").unwrap().child("chanib").unwrap().children_named("msg").map(|m| m.text_of("chat").unwrap().to_owned()).collect();
+    let texts: Vec<String> = rpl
+        .child("data")
+        .unwrap()
+        .child("chanib")
+        .unwrap()
+        .children_named("msg")
+        .map(|m| m.text_of("chat").unwrap().to_owned())
+        .collect();
     assert_eq!(texts.len(), 25);
     assert_eq!(texts.first().unwrap(), "post 16");
     assert_eq!(texts.last().unwrap(), "post 40");
@@ -502,7 +669,11 @@ fn closed_room_refuses_non_member_with_a_reason() {
     let resp = rpl.child("resp").unwrap();
     assert_eq!(resp.attr("code"), Some("403"));
     assert!(resp.text.contains("not a member"), "{}", resp.text);
-    assert_eq!(out.iter().filter(|s| s.msg.is_request()).count(), 1, "no ntc:join to alice");
+    assert_eq!(
+        out.iter().filter(|s| s.msg.is_request()).count(),
+        1,
+        "no ntc:join to alice"
+    );
     // A post to a room not joined is refused and fans out nothing.
     let out = h.post(&mut f, "closed1", "let me in");
     assert_eq!(out.len(), 1);
@@ -510,12 +681,30 @@ fn closed_room_refuses_non_member_with_a_reason() {
     assert!(h.store_requests().is_empty());
     // Secret room: a non-member is refused; an unknown room too.
     let out = h.join(&mut f, "secret1");
-    assert_eq!(Harness::reply(&out, &f, "rpl:join").child("resp").unwrap().attr("code"), Some("403"));
+    assert_eq!(
+        Harness::reply(&out, &f, "rpl:join")
+            .child("resp")
+            .unwrap()
+            .attr("code"),
+        Some("403")
+    );
     let out = h.join(&mut f, "nope");
-    assert_eq!(Harness::reply(&out, &f, "rpl:join").child("resp").unwrap().attr("code"), Some("403"));
+    assert_eq!(
+        Harness::reply(&out, &f, "rpl:join")
+            .child("resp")
+            .unwrap()
+            .attr("code"),
+        Some("403")
+    );
     // Alice's category wall.
     let out = h.join(&mut a, "wall1");
-    assert_eq!(Harness::reply(&out, &a, "rpl:join").child("resp").unwrap().attr("code"), Some("403"));
+    assert_eq!(
+        Harness::reply(&out, &a, "rpl:join")
+            .child("resp")
+            .unwrap()
+            .attr("code"),
+        Some("403")
+    );
 }
 
 #[test]
@@ -544,7 +733,11 @@ fn disabling_a_room_drops_its_members() {
     h.join(&mut b, "closed1");
     h.out();
     let mut dir = directory();
-    dir.rooms.iter_mut().find(|r| r.id == "closed1").unwrap().disabled = true;
+    dir.rooms
+        .iter_mut()
+        .find(|r| r.id == "closed1")
+        .unwrap()
+        .disabled = true;
     h.core.apply_directory(dir, vec![]);
     let out = h.out();
     let parts: Vec<String> = out
@@ -555,7 +748,11 @@ fn disabling_a_room_drops_its_members() {
     assert_eq!(parts, vec!["alice@example.com", "bob@example.com"]);
     assert!(h.core.participants("closed1").is_empty());
     let out = h.join(&mut a, "closed1");
-    let resp = Harness::reply(&out, &a, "rpl:join").child("resp").unwrap().text.clone();
+    let resp = Harness::reply(&out, &a, "rpl:join")
+        .child("resp")
+        .unwrap()
+        .text
+        .clone();
     assert!(resp.contains("disabled"), "{resp}");
     // Removing bob from the members drops only bob, and alice sees him leave.
     let mut h = Harness::new();
@@ -565,12 +762,23 @@ fn disabling_a_room_drops_its_members() {
     h.join(&mut b, "closed1");
     h.out();
     let mut dir = directory();
-    dir.rooms.iter_mut().find(|r| r.id == "closed1").unwrap().members.retain(|m| m != "bob@example.com");
+    dir.rooms
+        .iter_mut()
+        .find(|r| r.id == "closed1")
+        .unwrap()
+        .members
+        .retain(|m| m != "bob@example.com");
     h.core.apply_directory(dir, vec![]);
     let out = h.out();
     assert_eq!(out.len(), 2, "{out:?}");
-    assert!(out.iter().any(|s| s.to_user() == "bob@example.com" && s.item().attr("id") == Some("rpl:part")));
-    assert!(out.iter().any(|s| s.to_user() == "alice@example.com" && s.item().attr("id") == Some("ntc:part")));
+    assert!(
+        out.iter()
+            .any(|s| s.to_user() == "bob@example.com" && s.item().attr("id") == Some("rpl:part"))
+    );
+    assert!(
+        out.iter()
+            .any(|s| s.to_user() == "alice@example.com" && s.item().attr("id") == Some("ntc:part"))
+    );
     assert_eq!(h.core.participants("closed1"), vec!["alice@example.com"]);
 }
 
@@ -581,16 +789,40 @@ fn part_and_rejoin_in_one_session() {
     let mut b = h.connect("bob@example.com");
     h.join(&mut a, "open1");
     h.join(&mut b, "open1");
-    let out = h.command(&mut b, "cmd:part", "<data><chanib uri=\"ma-chan://example.com/open1\"/></data>");
+    let out = h.command(
+        &mut b,
+        "cmd:part",
+        "<data><chanib uri=\"ma-chan://example.com/open1\"/></data>",
+    );
     let rpl = Harness::reply(&out, &b, "rpl:part");
-    assert_eq!(rpl.child("data").unwrap().child("chanib").unwrap().attr("uri"), Some("ma-chan://example.com/open1"));
-    let ntc = out.iter().find(|s| s.to_user() == "alice@example.com").unwrap().item();
+    assert_eq!(
+        rpl.child("data")
+            .unwrap()
+            .child("chanib")
+            .unwrap()
+            .attr("uri"),
+        Some("ma-chan://example.com/open1")
+    );
+    let ntc = out
+        .iter()
+        .find(|s| s.to_user() == "alice@example.com")
+        .unwrap()
+        .item();
     assert_eq!(ntc.attr("id"), Some("ntc:part"));
     let chanib = ntc.child("data").unwrap().child("chanib").unwrap();
-    assert_eq!(chanib.child("uib").unwrap().attr("uri"), Some("sip:bob@example.com"));
+    assert_eq!(
+        chanib.child("uib").unwrap().attr("uri"),
+        Some("sip:bob@example.com")
+    );
     assert_eq!(h.core.participants("open1"), vec!["alice@example.com"]);
     let out = h.join(&mut b, "open1");
-    assert_eq!(Harness::reply(&out, &b, "rpl:join").child("resp").unwrap().attr("code"), Some("200"));
+    assert_eq!(
+        Harness::reply(&out, &b, "rpl:join")
+            .child("resp")
+            .unwrap()
+            .attr("code"),
+        Some("200")
+    );
     assert!(out.iter().any(|s| s.to_user() == "alice@example.com"));
     // Batch join answers rpl:bjoin with every room it could join.
     let out = h.command(&mut b, "cmd:bjoin", "<data><chanid key=\"0\" domain=\"example.com\" value=\"secret1\"/><chanid key=\"1\" domain=\"example.com\" value=\"wall1\"/></data>");
@@ -609,7 +841,14 @@ fn bye_and_idle_expiry_leave_every_room() {
     }
     h.out();
     let out = h.in_dialog(&mut b, "BYE", "", "");
-    assert_eq!(out.iter().find(|s| !s.msg.is_request()).unwrap().msg.status(), Some(200));
+    assert_eq!(
+        out.iter()
+            .find(|s| !s.msg.is_request())
+            .unwrap()
+            .msg
+            .status(),
+        Some(200)
+    );
     let parts: Vec<String> = out
         .iter()
         .filter(|s| s.msg.is_request())
@@ -617,10 +856,22 @@ fn bye_and_idle_expiry_leave_every_room() {
             assert_eq!(s.to_user(), "alice@example.com");
             let n = s.item();
             assert_eq!(n.attr("id"), Some("ntc:part"));
-            n.child("data").unwrap().child("chanib").unwrap().attr("uri").unwrap().to_owned()
+            n.child("data")
+                .unwrap()
+                .child("chanib")
+                .unwrap()
+                .attr("uri")
+                .unwrap()
+                .to_owned()
         })
         .collect();
-    assert_eq!(parts, vec!["ma-chan://example.com/closed1", "ma-chan://example.com/open1"]);
+    assert_eq!(
+        parts,
+        vec![
+            "ma-chan://example.com/closed1",
+            "ma-chan://example.com/open1"
+        ]
+    );
     assert_eq!(h.core.dialogs(), 1);
     // Alice goes silent: after twice Session-Expires her dialog ends (no BYE sent to her).
     let deadline = h.core.next_deadline().unwrap();

@@ -140,7 +140,11 @@ pub enum RoomCommand {
         description: String,
         #[arg(long, value_name = "open|closed|secret", default_value = "closed")]
         privacy: String,
-        #[arg(long = "type", value_name = "normal|auditorium", default_value = "normal")]
+        #[arg(
+            long = "type",
+            value_name = "normal|auditorium",
+            default_value = "normal"
+        )]
         room_type: String,
         #[arg(long, value_name = "LIST")]
         members: Option<String>,
@@ -402,7 +406,11 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 } else if dir.categories.is_empty() {
                     writeln!(out, "no categories")?;
                 } else {
-                    writeln!(out, "{:<24}  {:<28}  {:<20}  URI", "NAME", "ALLOWED", "DENIED")?;
+                    writeln!(
+                        out,
+                        "{:<24}  {:<28}  {:<20}  URI",
+                        "NAME", "ALLOWED", "DENIED"
+                    )?;
                     for c in &dir.categories {
                         writeln!(
                             out,
@@ -501,7 +509,8 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                             out,
                             "{:<24}  {:<16}  {:<7}  {:<10}  {:<8}  {}",
                             r.name,
-                            dir.category(&r.category_id).map_or("-", |c| c.name.as_str()),
+                            dir.category(&r.category_id)
+                                .map_or("-", |c| c.name.as_str()),
                             r.privacy.as_str(),
                             r.room_type.as_str(),
                             if r.disabled { "yes" } else { "no" },
@@ -513,19 +522,28 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
             RoomCommand::Show { name, json } => {
                 let (dir, r) = room_of(store, &name).await?;
                 if json {
-                    writeln!(out, "{}", serde_json::to_string_pretty(&room_json(&dir, &r))?)?;
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&room_json(&dir, &r))?
+                    )?;
                 } else {
                     writeln!(out, "name:        {}", r.name)?;
                     writeln!(out, "uri:         {}", r.uri)?;
                     writeln!(
                         out,
                         "category:    {}",
-                        dir.category(&r.category_id).map_or("-", |c| c.name.as_str())
+                        dir.category(&r.category_id)
+                            .map_or("-", |c| c.name.as_str())
                     )?;
                     writeln!(out, "description: {}", r.description)?;
                     writeln!(out, "privacy:     {}", r.privacy.as_str())?;
                     writeln!(out, "type:        {}", r.room_type.as_str())?;
-                    writeln!(out, "disabled:    {}", if r.disabled { "yes" } else { "no" })?;
+                    writeln!(
+                        out,
+                        "disabled:    {}",
+                        if r.disabled { "yes" } else { "no" }
+                    )?;
                     writeln!(out, "members:     {}", dash(&r.members))?;
                     writeln!(out, "managers:    {}", dash(&r.managers))?;
                     writeln!(out, "presenters:  {}", dash(&r.presenters))?;
@@ -659,7 +677,11 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 } else {
                     writeln!(out, "default history:          {}", c.default_history)?;
                     writeln!(out, "max message bytes:        {}", c.max_message_bytes)?;
-                    writeln!(out, "participant update limit: {}", c.participant_update_limit)?;
+                    writeln!(
+                        out,
+                        "participant update limit: {}",
+                        c.participant_update_limit
+                    )?;
                 }
             }
             ConfigCommand::Set {
@@ -749,7 +771,9 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 text,
                 author: author
                     .as_deref()
-                    .map(|a| normalize_principal(a).with_context(|| format!("invalid author {a:?}")))
+                    .map(|a| {
+                        normalize_principal(a).with_context(|| format!("invalid author {a:?}"))
+                    })
                     .transpose()?,
                 since_ms: since.as_deref().map(date).transpose()?,
                 until_ms: until.as_deref().map(date).transpose()?,
@@ -800,7 +824,12 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
 /// A LIST for removal: entries need not name existing users.
 fn loose_list(s: Option<&str>) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
-    for entry in s.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()) {
+    for entry in s
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
         let Some(p) = normalize_principal(entry) else {
             bail!("{entry:?} is neither a SIP address nor @domain");
         };

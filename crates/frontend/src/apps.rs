@@ -67,7 +67,9 @@ pub(crate) fn route(
     }
     let bytes = rw.build();
     let Ok(rewritten) = Message::parse(bytes, &confab_sip::Limits::default()) else {
-        core.reply(&key, msg, 400, |b| b.reason("Request could not be forwarded"));
+        core.reply(&key, msg, 400, |b| {
+            b.reason("Request could not be forwarded")
+        });
         return;
     };
     let ruri = msg.request_uri().unwrap_or("").to_owned();

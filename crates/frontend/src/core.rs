@@ -628,9 +628,9 @@ impl Core {
                 crate::apps::route(
                     self,
                     key,
-                &msg,
-                src,
-                &app_target,
+                    &msg,
+                    src,
+                    &app_target,
                     identity.as_deref(),
                     our_routes,
                 );

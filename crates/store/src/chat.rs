@@ -287,7 +287,9 @@ pub fn normalize_principal(p: &str) -> Option<String> {
     if domain.is_empty()
         || domain.contains('@')
         || !crate::is_valid_host_name(domain)
-        || user.chars().any(|c| c.is_whitespace() || c == ',' || c == ':')
+        || user
+            .chars()
+            .any(|c| c.is_whitespace() || c == ',' || c == ':')
     {
         return None;
     }
@@ -346,12 +348,14 @@ async fn edit_list(
     remove: &[String],
 ) -> Result<()> {
     for v in principals(remove)? {
-        sqlx::query("DELETE FROM chat_principals WHERE node_id = $1 AND list = $2 AND principal = $3")
-            .bind(node)
-            .bind(list)
-            .bind(v)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM chat_principals WHERE node_id = $1 AND list = $2 AND principal = $3",
+        )
+        .bind(node)
+        .bind(list)
+        .bind(v)
+        .execute(&mut **tx)
+        .await?;
     }
     for v in principals(add)? {
         sqlx::query(
@@ -431,9 +435,10 @@ impl Store {
     /// Categories, rooms, policy and configuration.
     pub async fn chat_directory(&self) -> Result<ChatDirectory> {
         let mut lists: HashMap<(String, String), Vec<String>> = HashMap::new();
-        for r in sqlx::query("SELECT node_id, list, principal FROM chat_principals ORDER BY principal")
-            .fetch_all(&self.pool)
-            .await?
+        for r in
+            sqlx::query("SELECT node_id, list, principal FROM chat_principals ORDER BY principal")
+                .fetch_all(&self.pool)
+                .await?
         {
             let node: String = r.try_get("node_id")?;
             let list: String = r.try_get("list")?;
@@ -538,10 +543,11 @@ impl Store {
     }
 
     async fn room_id(tx: &mut Tx, name: &str) -> Result<String> {
-        let id: Option<String> = sqlx::query_scalar("SELECT id FROM chat_rooms WHERE name_key = $1")
-            .bind(name.trim().to_lowercase())
-            .fetch_optional(&mut **tx)
-            .await?;
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM chat_rooms WHERE name_key = $1")
+                .bind(name.trim().to_lowercase())
+                .fetch_optional(&mut **tx)
+                .await?;
         id.ok_or_else(|| invalid(format!("unknown room {:?}", name.trim())))
     }
 
@@ -627,10 +633,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         bump_chat_rev(&mut tx).await?;
         let id = Self::category_id(&mut tx, name).await?;
-        let rooms: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chat_rooms WHERE category_id = $1")
-            .bind(&id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let rooms: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM chat_rooms WHERE category_id = $1")
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await?;
         if rooms > 0 {
             return Err(invalid(format!(
                 "category {:?} is used by {rooms} room(s)",
@@ -658,10 +665,11 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         bump_chat_rev(&mut tx).await?;
         let category = Self::category_id(&mut tx, &new.category).await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM chat_rooms WHERE name_key = $1")
-            .bind(&key)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT id FROM chat_rooms WHERE name_key = $1")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_some() {
             return Err(invalid(format!("a room named {name:?} already exists")));
         }
@@ -720,7 +728,10 @@ impl Store {
                 .await?;
         }
         let sets: [(&str, Option<String>); 4] = [
-            ("description", u.description.as_ref().map(|d| d.trim().to_owned())),
+            (
+                "description",
+                u.description.as_ref().map(|d| d.trim().to_owned()),
+            ),
             ("privacy", u.privacy.map(|p| p.as_str().to_owned())),
             ("room_type", u.room_type.map(|t| t.as_str().to_owned())),
             ("disabled", None),
@@ -742,8 +753,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        edit_list(&mut tx, &id, LIST_MEMBERS, &u.add_members, &u.remove_members).await?;
-        edit_list(&mut tx, &id, LIST_MANAGERS, &u.add_managers, &u.remove_managers).await?;
+        edit_list(
+            &mut tx,
+            &id,
+            LIST_MEMBERS,
+            &u.add_members,
+            &u.remove_members,
+        )
+        .await?;
+        edit_list(
+            &mut tx,
+            &id,
+            LIST_MANAGERS,
+            &u.add_managers,
+            &u.remove_managers,
+        )
+        .await?;
         edit_list(
             &mut tx,
             &id,
@@ -812,7 +837,9 @@ impl Store {
             return Err(invalid("default history must be between 1 and 500"));
         }
         if c.max_message_bytes == 0 || c.max_message_bytes > 1_000_000 {
-            return Err(invalid("maximum message size must be between 1 and 1000000 bytes"));
+            return Err(invalid(
+                "maximum message size must be between 1 and 1000000 bytes",
+            ));
         }
         if c.participant_update_limit == 0 {
             return Err(invalid("participant update limit must be at least 1"));
@@ -1027,7 +1054,11 @@ impl Store {
                      ON CONFLICT (id) DO NOTHING"
                 }
             };
-            sqlx::query(sql).bind(id).bind(text).execute(&mut *tx).await?;
+            sqlx::query(sql)
+                .bind(id)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
             n += 1;
         }
         sqlx::query("UPDATE counters SET value = $1 WHERE name = 'chat_indexed'")
@@ -1069,10 +1100,16 @@ impl Store {
             sql.push_str(&format!(" AND p.author = {}", arg(a, &mut args)));
         }
         if let Some(s) = q.since_ms {
-            sql.push_str(&format!(" AND p.ts >= CAST({} AS BIGINT)", arg(s.to_string(), &mut args)));
+            sql.push_str(&format!(
+                " AND p.ts >= CAST({} AS BIGINT)",
+                arg(s.to_string(), &mut args)
+            ));
         }
         if let Some(u) = q.until_ms {
-            sql.push_str(&format!(" AND p.ts < CAST({} AS BIGINT)", arg(u.to_string(), &mut args)));
+            sql.push_str(&format!(
+                " AND p.ts < CAST({} AS BIGINT)",
+                arg(u.to_string(), &mut args)
+            ));
         }
         if let Some(text) = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             // Each word as a quoted term: user input never reaches the query syntax.
@@ -1104,7 +1141,9 @@ impl Store {
         }
         let limit = q.limit.clamp(1, 1000);
         let offset = u64::from(q.page.max(1) - 1) * u64::from(limit);
-        sql.push_str(&format!(" ORDER BY p.id DESC LIMIT {limit} OFFSET {offset}"));
+        sql.push_str(&format!(
+            " ORDER BY p.id DESC LIMIT {limit} OFFSET {offset}"
+        ));
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for a in args {
             query = query.bind(a);

@@ -24,12 +24,12 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use address::{Address, is_valid_host_name};
-pub use confab_auth::credentials::StoredCredentials;
 pub use chat::{
     ChatCategory, ChatCategoryUpdate, ChatConfig, ChatDirectory, ChatPolicy, ChatPost, ChatRoom,
     ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
     RoomType, normalize_principal,
 };
+pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use users::{NewUser, User, UserChange};
 
