@@ -58,6 +58,25 @@ fn as_lines(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// SIPE seeds its random numbers from the clock in seconds: two bitlbee/SIPE
+/// processes started within the same second pick the same Call-IDs, tags and
+/// XCCOS envids. Start-ups are spaced more than a second apart so that every
+/// client is distinct, as real clients are.
+fn space_start_ups() {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = *last {
+        let gap = Duration::from_millis(1100);
+        let since = t.elapsed();
+        if since < gap {
+            std::thread::sleep(gap - since);
+        }
+    }
+    *last = Some(Instant::now());
+}
+
 impl ChatUser {
     /// Starts the driver and bitlbee for `user` (SIP address) and adds its SIPE
     /// account towards `server`'s SIP TCP port with NTLM; `settings` are extra
@@ -73,6 +92,7 @@ impl ChatUser {
             .work_dir()
             .join(format!("sipe-chat-{local}-{}", crate::unique_token()));
         std::fs::create_dir_all(&dir).ctx(format!("mkdir {}", dir.display()))?;
+        space_start_ups();
         let stderr_path = dir.join("driver.log");
         let err = std::fs::File::create(&stderr_path).ctx("creating driver.log")?;
         let mut child = Command::new("python3")
