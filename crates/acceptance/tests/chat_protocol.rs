@@ -282,7 +282,6 @@ fn run_protocol(server: &mut ConfabServer) -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs GET /chat/search on the web port (issue 10 item 5), not served yet"]
 fn http_search_never_returns_unreadable_rooms() -> Result<()> {
     let server = server()?;
     if server.skip_if_external("http_search_never_returns_unreadable_rooms") {

@@ -755,70 +755,128 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
             if store.get_user(&user).await?.is_none() {
                 bail!("unknown user {user}");
             }
-            if limit == 0 || page == 0 {
-                bail!("--limit and --page must be at least 1");
-            }
-            let dir = Directory::new(store.chat_directory().await?);
-            let mut rooms = dir.readable_rooms(&user);
-            if let Some(name) = &room {
-                let r = dir
-                    .room_by_name_or_uri(name)
-                    .with_context(|| format!("unknown room {name:?}"))?;
-                rooms.retain(|id| *id == r.id);
-            }
-            let q = ChatSearch {
-                rooms,
+            let req = SearchRequest {
                 text,
-                author: author
-                    .as_deref()
-                    .map(|a| {
-                        normalize_principal(a).with_context(|| format!("invalid author {a:?}"))
-                    })
-                    .transpose()?,
-                since_ms: since.as_deref().map(date).transpose()?,
-                until_ms: until.as_deref().map(date).transpose()?,
+                author,
+                room,
+                since,
+                until,
                 limit,
                 page,
             };
-            let hits = store.search_chat(&q).await?;
-            let room_name = |id: &str| dir.room(id).map_or(String::new(), |r| r.name.clone());
+            let hits = search(store, &user, &req).await?;
             if json {
-                let v: Vec<Value> = hits
-                    .iter()
-                    .map(|p| {
-                        json!({
-                            "id": p.id,
-                            "room": room_name(&p.room_id),
-                            "room_uri": dir.room(&p.room_id).map(|r| r.uri.clone()),
-                            "author": p.author,
-                            "ts": rfc3339(p.ts_ms),
-                            "text": p.text,
-                        })
-                    })
-                    .collect();
                 writeln!(
                     out,
                     "{}",
-                    serde_json::to_string_pretty(&json!({"results": v, "page": page}))?
+                    serde_json::to_string_pretty(&search_json(&hits, page))?
                 )?;
             } else if hits.is_empty() {
                 writeln!(out, "no results")?;
             } else {
-                for p in &hits {
+                for h in &hits {
                     writeln!(
                         out,
                         "{}  {}  {}  {}  {}",
-                        p.id,
-                        rfc3339(p.ts_ms),
-                        room_name(&p.room_id),
-                        p.author,
-                        p.text.replace('\n', " ")
+                        h.id,
+                        h.ts,
+                        h.room,
+                        h.author,
+                        h.text.replace('\n', " ")
                     )?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// What a history search asks (the CLI's options, the HTTP query's parameters).
+pub(crate) struct SearchRequest {
+    pub text: Option<String>,
+    pub author: Option<String>,
+    pub room: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: u32,
+    pub page: u32,
+}
+
+/// One search result as the CLI and `GET /chat/search` show it.
+pub(crate) struct SearchHit {
+    pub id: i64,
+    pub room: String,
+    pub room_uri: Option<String>,
+    pub author: String,
+    /// RFC 3339.
+    pub ts: String,
+    pub text: String,
+}
+
+/// Searches the history of the rooms `user` (a normalized address) may read, newest
+/// first: the one code path of `confab chat search` and `GET /chat/search`.
+pub(crate) async fn search(
+    store: &Store,
+    user: &str,
+    req: &SearchRequest,
+) -> anyhow::Result<Vec<SearchHit>> {
+    if req.limit == 0 || req.page == 0 {
+        bail!("--limit and --page must be at least 1");
+    }
+    let dir = Directory::new(store.chat_directory().await?);
+    let mut rooms = dir.readable_rooms(user);
+    if let Some(name) = &req.room {
+        let r = dir
+            .room_by_name_or_uri(name)
+            .with_context(|| format!("unknown room {name:?}"))?;
+        rooms.retain(|id| *id == r.id);
+    }
+    let q = ChatSearch {
+        rooms,
+        text: req.text.clone(),
+        author: req
+            .author
+            .as_deref()
+            .map(|a| normalize_principal(a).with_context(|| format!("invalid author {a:?}")))
+            .transpose()?,
+        since_ms: req.since.as_deref().map(date).transpose()?,
+        until_ms: req.until.as_deref().map(date).transpose()?,
+        limit: req.limit,
+        page: req.page,
+    };
+    let hits = store.search_chat(&q).await?;
+    Ok(hits
+        .into_iter()
+        .map(|p| {
+            let room = dir.room(&p.room_id);
+            SearchHit {
+                room: room.map_or(String::new(), |r| r.name.clone()),
+                room_uri: room.map(|r| r.uri.clone()),
+                ts: rfc3339(p.ts_ms),
+                id: p.id,
+                author: p.author,
+                text: p.text,
+            }
+        })
+        .collect())
+}
+
+/// The JSON document of a search's results.
+pub(crate) fn search_json(hits: &[SearchHit], page: u32) -> Value {
+    let v: Vec<Value> = hits
+        .iter()
+        .map(|h| {
+            json!({
+                "id": h.id,
+                "room": h.room,
+                "room_uri": h.room_uri,
+                "author": h.author,
+                "ts": h.ts,
+                "text": h.text,
+            })
+        })
+        .collect();
+    json!({"results": v, "page": page})
 }
 
 /// A LIST for removal: entries need not name existing users.

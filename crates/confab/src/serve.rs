@@ -277,23 +277,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .context("starting SIP transports")?;
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let mut stop_http = stop_rx.clone();
-    let (http_addr, http_task) = confab_web::serve(
-        cfg.http,
-        confab_web::WebState {
-            metrics: metrics.clone(),
-            conns: conns.clone(),
-        },
-        async move {
-            let _ = stop_http.changed().await;
-        },
-    )
-    .await
-    .context("starting HTTP")?;
-
     // Persistent Chat: its own task and SIP listener (loopback by default), on the
     // front end's database or the topology's persistent-chat store.
-    let chat = if cfg.chat.enabled {
+    let chat_and_store = if cfg.chat.enabled {
         let chat_store = match &cfg.chat.database {
             Some(url) => Store::open(url).await.with_context(|| {
                 format!(
@@ -310,14 +296,37 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut chat_cfg = confab_chat::service::ServiceConfig::new(&cfg.domain, bind);
         chat_cfg.server_uri = cfg.chat.server_uri.clone();
         chat_cfg.session_expires = cfg.chat.session_expires;
-        let running = confab_chat::service::start(chat_cfg, chat_store, stop_rx.clone())
+        let running = confab_chat::service::start(chat_cfg, chat_store.clone(), stop_rx.clone())
             .await
             .context("starting the persistent chat service")?;
         info!(sip = %running.addr, lookup = %running.lookup_uri, server = %running.server_uri, "persistent chat service started");
-        Some(running)
+        Some((running, chat_store))
     } else {
         None
     };
+
+    let chat_search = chat_and_store.as_ref().map(|(_, chat_store)| {
+        Arc::new(crate::chat_http::StoreChatSearch::new(
+            store.clone(),
+            chat_store.clone(),
+        )) as Arc<dyn confab_web::chat_search::ChatSearch>
+    });
+    let chat = chat_and_store.map(|(running, _)| running);
+
+    let mut stop_http = stop_rx.clone();
+    let (http_addr, http_task) = confab_web::serve(
+        cfg.http,
+        confab_web::WebState {
+            metrics: metrics.clone(),
+            conns: conns.clone(),
+            chat_search,
+        },
+        async move {
+            let _ = stop_http.changed().await;
+        },
+    )
+    .await
+    .context("starting HTTP")?;
 
     let (host, why) = match cfg.advertise.clone() {
         Some(h) => (h, "the `advertise` setting"),

@@ -1,5 +1,6 @@
 //! HTTP services of a Front End: Prometheus metrics at `/metrics`, a health check
-//! at `/health`, and SIP over WebSocket (RFC 7118, subprotocol `sip`) at `/`.
+//! at `/health`, SIP over WebSocket (RFC 7118, subprotocol `sip`) at `/`, and
+//! Persistent Chat history search at `/chat/search` (HTTP Basic, signed-in users).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
+pub mod chat_search;
 pub mod http;
 use http::{DeadlineListener, PeerInfo};
 
@@ -26,6 +28,8 @@ use http::{DeadlineListener, PeerInfo};
 pub struct WebState {
     pub metrics: Arc<Metrics>,
     pub conns: Arc<Connections>,
+    /// Persistent Chat history search (`GET /chat/search`); `None`: not served.
+    pub chat_search: Option<Arc<dyn chat_search::ChatSearch>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,7 @@ pub fn router(state: WebState) -> Router {
         .route("/", get(ws_upgrade))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
+        .route("/chat/search", get(chat_search::handler))
         .with_state(state)
 }
 
