@@ -48,6 +48,8 @@ pub enum Command {
     User(UserArgs),
     /// Manage users' server-side contact lists
     Contact(ContactArgs),
+    /// Persistent Chat: categories, rooms, policy, settings, messages, search
+    Chat(crate::chat_cli::ChatArgs),
     /// Write, validate, publish and read back the deployment's topology
     Topology(crate::cmd_topology::TopologyArgs),
     /// Check this machine against the requirements of its roles
@@ -235,6 +237,7 @@ impl Cli {
             }
             Command::User(u) => o.database = u.database.clone(),
             Command::Contact(c) => o.database = c.database.clone(),
+            Command::Chat(c) => o.database = c.database.clone(),
             _ => {}
         }
         o

@@ -71,6 +71,51 @@ pub struct ServeConfig {
     pub presence: PresenceConfig,
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
+    pub chat: ChatServeConfig,
+}
+
+/// The Persistent Chat service (`[chat]`), run by `confab serve` beside the front end.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatServeConfig {
+    /// Run the chat service (default true: collocated on Standard Edition).
+    pub enabled: bool,
+    /// Its SIP listener (UDP and TCP); default: loopback, an ephemeral port.
+    pub sip: Option<SocketAddr>,
+    /// Chat-server URI returned by `rpl:requri` (default `sip:chatsrv@DOMAIN`).
+    pub server_uri: Option<String>,
+    /// Session-Expires of the chat dialogs, in seconds.
+    pub session_expires: u32,
+    /// The Persistent Chat store (default: the front end's database). Set from the
+    /// topology's `persistent-chat` store on machines with that role.
+    pub database: Option<String>,
+}
+
+impl Default for ChatServeConfig {
+    fn default() -> Self {
+        ChatServeConfig {
+            enabled: true,
+            sip: None,
+            server_uri: None,
+            session_expires: 300,
+            database: None,
+        }
+    }
+}
+
+impl fmt::Debug for ChatServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatServeConfig")
+            .field("enabled", &self.enabled)
+            .field("sip", &self.sip)
+            .field("server_uri", &self.server_uri)
+            .field("session_expires", &self.session_expires)
+            .field(
+                "database",
+                &self.database.as_deref().map(confab_store::redact_url),
+            )
+            .finish()
+    }
 }
 
 /// REGISTER expiry bounds, in seconds.
@@ -232,6 +277,7 @@ impl Default for ServeConfig {
             presence: PresenceConfig::default(),
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
+            chat: ChatServeConfig::default(),
         }
     }
 }
@@ -258,6 +304,7 @@ impl fmt::Debug for ServeConfig {
             .field("presence", &self.presence)
             .field("limits", &self.limits)
             .field("auth", &self.auth)
+            .field("chat", &self.chat)
             .finish()
     }
 }

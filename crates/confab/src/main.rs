@@ -1,5 +1,6 @@
 //! `confab`: the server and its administration commands.
 
+mod chat_cli;
 mod cli;
 mod cmd_bootstrap;
 mod cmd_prereq;
@@ -45,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(_) => serve::run(cfg).await,
             Command::User(args) => users::run(&cfg, args.command).await,
             Command::Contact(args) => contacts::run(&cfg, args.command).await,
+            Command::Chat(args) => chat_cli::run(&cfg, args).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,

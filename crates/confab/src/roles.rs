@@ -75,6 +75,33 @@ fn apply_with_host(
     // Database: the pool's back end.
     apply_database(&mut cfg, &topology, machine.pool, &local, &mut set)?;
 
+    // Persistent Chat: on a machine with that role, the chat service uses the
+    // pool's persistent-chat store (unless `[chat] database` is configured).
+    if local.roles.contains(&Role::PersistentChat)
+        && cfg.chat.database.is_none()
+        && let Some(name) = machine.pool.persistent_chat_store.as_ref()
+        && let Some(store) = topology.store(name.get_ref())
+    {
+        let url = match store.location() {
+            Some(StoreLocation::Postgres(url)) => Some(url),
+            Some(StoreLocation::Sqlite(path)) => {
+                let path = confab_topology::model::resolve(&cfg.data_dir, &path);
+                Some(confab_store::sqlite_url(&path).map_err(|e| {
+                    anyhow::anyhow!("persistent chat store {:?}: {e}", store.name())
+                })?)
+            }
+            _ => None,
+        };
+        if let Some(url) = url {
+            set.push(format!(
+                "chat.database={} (store {:?})",
+                confab_store::redact_url(&url),
+                store.name()
+            ));
+            cfg.chat.database = Some(url);
+        }
+    }
+
     // Domain: the default SIP domain.
     if let Some(domain) = topology.sip_domains().first() {
         let domain = domain.trim().to_ascii_lowercase();
@@ -163,7 +190,8 @@ fn check_runnable(local: &LocalRoles) -> anyhow::Result<()> {
         .roles
         .iter()
         .copied()
-        .filter(|r| *r != Role::FrontEnd)
+        // Persistent Chat runs beside the front end (see `crate::serve`).
+        .filter(|r| *r != Role::FrontEnd && *r != Role::PersistentChat)
         .collect();
     if !local.roles.contains(&Role::FrontEnd) {
         bail!(

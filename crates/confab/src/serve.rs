@@ -6,7 +6,7 @@
 //! (via `confab-transport` and `confab-web`), the timers, the store poller, and
 //! one task that feeds the `Core` and delivers what it produces.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -291,6 +291,34 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     .await
     .context("starting HTTP")?;
 
+    // Persistent Chat: its own task and SIP listener (loopback by default), on the
+    // front end's database or the topology's persistent-chat store.
+    let chat = if cfg.chat.enabled {
+        let chat_store = match &cfg.chat.database {
+            Some(url) => Store::open(url).await.with_context(|| {
+                format!(
+                    "opening the persistent chat store {}",
+                    confab_store::redact_url(url)
+                )
+            })?,
+            None => store.clone(),
+        };
+        let bind = cfg
+            .chat
+            .sip
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut chat_cfg = confab_chat::service::ServiceConfig::new(&cfg.domain, bind);
+        chat_cfg.server_uri = cfg.chat.server_uri.clone();
+        chat_cfg.session_expires = cfg.chat.session_expires;
+        let running = confab_chat::service::start(chat_cfg, chat_store, stop_rx.clone())
+            .await
+            .context("starting the persistent chat service")?;
+        info!(sip = %running.addr, lookup = %running.lookup_uri, server = %running.server_uri, "persistent chat service started");
+        Some(running)
+    } else {
+        None
+    };
+
     let (host, why) = match cfg.advertise.clone() {
         Some(h) => (h, "the `advertise` setting"),
         None => advertise_host(cfg.sip.ip(), primary_address(cfg.sip.is_ipv6())),
@@ -307,6 +335,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         tls_port: transports.tls_addr().map(|a| a.port()),
         ws_port: Some(http_addr.port()),
     };
+    if let Some(chat) = &chat {
+        let dest = confab_frontend::Dest {
+            transport: confab_frontend::Transport::Tcp,
+            addr: chat.addr,
+            conn: None,
+        };
+        for uri in [&chat.lookup_uri, &chat.server_uri] {
+            core_cfg.app_routes.push(confab_frontend::AppRoute {
+                uri: uri.clone(),
+                dest,
+            });
+        }
+    }
     core_cfg.min_expires = cfg.registrar.min_expires;
     core_cfg.max_expires = cfg.registrar.max_expires;
     core_cfg.default_expires = cfg.registrar.default_expires;
@@ -321,6 +362,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     core_cfg.ntlm_target = cfg.auth.server_fqdn.clone();
     core_cfg.digest_allow_rfc2069 = cfg.auth.digest_allow_rfc2069;
     core_cfg.trusted_peers = cfg.auth.trusted_peer_addrs().unwrap_or_default();
+    if let Some(chat) = &chat {
+        // Requests from the chat service's listener (the FE connected to it) are trusted.
+        core_cfg.trusted_peers.push(chat.addr);
+    }
     if core_cfg.allow_unauthenticated {
         warn!(
             "auth.allow_unauthenticated is on: every request is accepted without authentication (development only)"
@@ -517,6 +562,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = poller.await;
+    if let Some(chat) = chat {
+        let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;
+    }
     // Finish the edits already handed to the store before closing it.
     drop(save_tx);
     let _ = tokio::time::timeout(Duration::from_secs(10), store_worker).await;

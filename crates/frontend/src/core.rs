@@ -65,6 +65,9 @@ pub struct CoreConfig {
     /// (application servers such as Persistent Chat on loopback; later an Edge).
     /// Port 0 trusts every port of the address. See `crate::guard`.
     pub trusted_peers: Vec<SocketAddr>,
+    /// URIs served by applications behind the front end (Persistent Chat), see
+    /// `crate::apps`.
+    pub app_routes: Vec<crate::apps::AppRoute>,
 }
 
 impl CoreConfig {
@@ -93,6 +96,7 @@ impl CoreConfig {
             ntlm_target: None,
             digest_allow_rfc2069: false,
             trusted_peers: Vec::new(),
+            app_routes: Vec::new(),
         }
     }
 }
@@ -612,6 +616,26 @@ impl Core {
 
         if identity.is_some() || trusted {
             self.tx.mark_verified(&key);
+        }
+        // Application routes (Persistent Chat): authenticated users only.
+        if for_us && (identity.is_some() || trusted) && !self.cfg.app_routes.is_empty() {
+            let app_target = format!(
+                "{}@{}",
+                ruri.user_unescaped().unwrap_or_default().to_lowercase(),
+                self.cfg.domain
+            );
+            if crate::apps::serves(&self.cfg.app_routes, &app_target) {
+                crate::apps::route(
+                    self,
+                    key,
+                    &msg,
+                    src,
+                    &app_target,
+                    identity.as_deref(),
+                    our_routes,
+                );
+                return;
+            }
         }
         if !for_us {
             if !from_local {

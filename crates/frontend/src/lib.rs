@@ -6,6 +6,7 @@
 //! transport layer to carry out. It owns no socket, task or clock, so every
 //! behaviour is testable deterministically (see `tests/`).
 
+pub mod apps;
 pub mod contacts;
 mod core;
 pub mod directory;
@@ -17,6 +18,7 @@ mod proxy;
 pub mod registrar;
 pub mod types;
 
+pub use crate::apps::AppRoute;
 pub use crate::core::{Advertise, Core, CoreConfig};
 pub use directory::{Directory, DirectoryChange, UserEntry};
 pub use lync::StoreRequest;

@@ -110,6 +110,7 @@ header_names! {
     RetryAfter => "Retry-After";
     Warning => "Warning";
     Timestamp => "Timestamp";
+    PAssertedIdentity => "P-Asserted-Identity";
 }
 
 impl HeaderName {

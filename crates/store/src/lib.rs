@@ -12,6 +12,7 @@
 //! design: [`Store::contact_changes_since`] reports the owners whose list changed.
 
 mod address;
+mod chat;
 mod contacts;
 mod users;
 
@@ -23,6 +24,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use address::{Address, is_valid_host_name};
+pub use chat::{
+    ChatCategory, ChatCategoryUpdate, ChatConfig, ChatDirectory, ChatPolicy, ChatPost, ChatRoom,
+    ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
+    RoomType, normalize_principal,
+};
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use users::{NewUser, User, UserChange};
@@ -53,6 +59,8 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
+    #[error("{0}")]
+    Chat(String),
     #[error("unsupported database URL: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl,
     #[error("database path {0:?} is not valid UTF-8")]
@@ -154,6 +162,7 @@ impl Store {
             }
         };
         MIGRATOR.run(&pool).await?;
+        chat::ensure_search(&pool, backend).await?;
         tracing::debug!(?backend, "store opened");
         Ok(Store { pool, backend })
     }

@@ -1,0 +1,179 @@
+//! Persistent Chat behind the front end of a real `confab serve` (issue 10): a digest
+//! client over TCP is authenticated by the front end, its INVITE to the lookup URI is
+//! proxied to the chat service (which sees the asserted identity), and the XCCOS
+//! exchange in the dialog travels both ways through the front end. The pidgin-sipe
+//! tests of the same flow are separate.
+
+use std::time::{Duration, Instant};
+
+use confab_acceptance::sip::{Link, Message, TcpLink, Ua};
+use confab_acceptance::{ConfabServer, Error, Result, ServerOptions, unique_token};
+
+const DOMAIN: &str = "example.com";
+
+const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=session\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message 5060 sip null\r\na=accept-types:text/plain\r\n";
+
+fn recv_until(
+    ua: &mut Ua<TcpLink>,
+    what: &str,
+    pred: impl Fn(&Message) -> bool,
+) -> Result<Message> {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if let Some(raw) = ua.link.recv(Duration::from_millis(200))? {
+            let m = Message::parse(&raw)?;
+            if pred(&m) {
+                return Ok(m);
+            }
+        }
+    }
+    Err(Error(format!("timed out waiting for {what}")))
+}
+
+#[test]
+fn chat_through_the_front_end() -> Result<()> {
+    let server = ConfabServer::start(
+        ServerOptions::new()
+            .domain(DOMAIN)
+            .user("alice@example.com", "alicepw")
+            .user("dave@example.com", "davepw"),
+    )?;
+    if server.skip_if_external("chat_through_the_front_end") {
+        return Ok(());
+    }
+    server.cli(&["chat", "policy", "set", "--global", "--enable"])?;
+    server.cli(&["chat", "policy", "set", "dave@example.com", "--disable"])?;
+    server.cli(&[
+        "chat",
+        "category",
+        "add",
+        "General",
+        "--allowed-members",
+        "@example.com",
+    ])?;
+    server.cli(&[
+        "chat",
+        "room",
+        "add",
+        "RoomOne",
+        "--category",
+        "General",
+        "--privacy",
+        "open",
+    ])?;
+    // The running server picks the changes up within about a second.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // A user the policy excludes gets Lync's answer.
+    let mut dave = Ua::new(
+        TcpLink::connect(server.sip_addr())?,
+        "dave",
+        "davepw",
+        DOMAIN,
+    );
+    let r = dave.request(
+        "INVITE",
+        "sip:ocschat@example.com",
+        "sip:ocschat@example.com",
+        &format!("d-{}", unique_token()),
+        &[],
+        Some(("application/sdp", SDP)),
+    )?;
+    assert_eq!(r.status(), Some(403), "{}", server.context());
+    assert!(
+        r.summary().contains("Persistent Chat is not enabled"),
+        "{}",
+        r.summary()
+    );
+
+    let mut alice = Ua::new(
+        TcpLink::connect(server.sip_addr())?,
+        "alice",
+        "alicepw",
+        DOMAIN,
+    );
+    let call_id = format!("c-{}", unique_token());
+    let ok = alice.request(
+        "INVITE",
+        "sip:ocschat@example.com",
+        "sip:ocschat@example.com",
+        &call_id,
+        &[(
+            "P-Asserted-Identity",
+            "<sip:mallory@example.com>".to_owned(),
+        )],
+        Some(("application/sdp", SDP)),
+    )?;
+    assert_eq!(
+        ok.status(),
+        Some(200),
+        "{}\n{}",
+        ok.summary(),
+        server.context()
+    );
+    assert_eq!(ok.header("Session-Expires"), Some("300"));
+    let rr = ok.headers_named("Record-Route");
+    assert!(
+        !rr.is_empty(),
+        "the front end record-routes the chat dialog"
+    );
+    let contact = ok
+        .header("Contact")
+        .ok_or_else(|| Error::new("no Contact"))?;
+    let target = contact
+        .trim()
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let from = ok.header("From").unwrap_or_default().to_owned();
+    let to = ok.header("To").unwrap_or_default().to_owned();
+
+    // In the dialog: ACK, then cmd:requri through the front end.
+    let mut routes: Vec<&str> = rr
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .collect();
+    routes.reverse();
+    let route_lines: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
+    let via = alice.link.via();
+    let ack = format!(
+        "ACK {target} SIP/2.0\r\nVia: {via};branch=z9hG4bK{}\r\n{route_lines}Max-Forwards: 70\r\n\
+         From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+        unique_token()
+    );
+    alice.link.send(ack.as_bytes())?;
+    let body = "<xccos ver=\"1\" envid=\"77\" xmlns=\"urn:parlano:xml:ns:xccos\"><cmd id=\"cmd:requri\" seqid=\"1\"><data/></cmd></xccos>";
+    let info = format!(
+        "INFO {target} SIP/2.0\r\nVia: {via};branch=z9hG4bK{}\r\n{route_lines}Max-Forwards: 70\r\n\
+         From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 5 INFO\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        unique_token(),
+        body.len()
+    );
+    alice.link.send(info.as_bytes())?;
+    let answered = recv_until(&mut alice, "200 to the INFO", |m| {
+        m.status().is_some() && m.cseq().is_some_and(|(n, _)| n == 5)
+    })?;
+    assert_eq!(answered.status(), Some(200), "{}", server.context());
+    let reply = recv_until(&mut alice, "rpl:requri", |m| m.method() == Some("INFO"))?;
+    let text = reply.body_text();
+    assert!(text.contains("id=\"rpl:requri\""), "{text}");
+    assert!(
+        text.contains("<uib uri=\"sip:chatsrv@example.com\"/>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("envid=\"77\""),
+        "commandid echoes our envid: {text}"
+    );
+    assert_eq!(reply.header("Call-ID"), Some(call_id.as_str()));
+    // The chat service saw the identity the front end asserted, not the forged one.
+    assert!(
+        !server.log_text().contains("mallory"),
+        "forged P-Asserted-Identity must not reach the chat service"
+    );
+    Ok(())
+}

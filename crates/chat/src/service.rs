@@ -1,0 +1,234 @@
+//! The tokio side of the chat service: its own SIP listener (UDP and TCP, through
+//! `confab-transport`), one task owning the [`ChatCore`], a store worker that saves
+//! posts in order, a poller that reloads the directory when an administrator changes
+//! something (within ~200 ms), and the full-text indexer.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use confab_store::Store;
+use confab_transport::{Connections, Event, TransportLimits, Transports};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::core::{ChatCore, CoreConfig, StoreRequest};
+
+/// Settings of a running chat service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// SIP domain.
+    pub domain: String,
+    /// Where to listen (UDP and TCP); port 0 picks one.
+    pub bind: SocketAddr,
+    /// Chat-server URI (`sip:chatsrv@DOMAIN`).
+    pub server_uri: Option<String>,
+    /// Session-Expires of our 200s.
+    pub session_expires: u32,
+    /// How often the store is polled for administrative changes.
+    pub poll_interval: Duration,
+}
+
+impl ServiceConfig {
+    pub fn new(domain: &str, bind: SocketAddr) -> ServiceConfig {
+        ServiceConfig {
+            domain: domain.to_owned(),
+            bind,
+            server_uri: None,
+            session_expires: 300,
+            poll_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A started chat service.
+pub struct Running {
+    /// The address the service listens on (UDP and TCP).
+    pub addr: SocketAddr,
+    /// The lookup and chat-server URIs it answers.
+    pub lookup_uri: String,
+    pub server_uri: String,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Errors starting the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("chat store: {0}")]
+    Store(#[from] confab_store::StoreError),
+    #[error("chat SIP listener: {0}")]
+    Transport(#[from] confab_transport::TransportError),
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Starts the chat service on `store`; it stops when `stop` turns true.
+pub async fn start(
+    cfg: ServiceConfig,
+    store: Store,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Running, ServiceError> {
+    let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(65_536);
+    let conns = Connections::new(TransportLimits::default(), ev_tx);
+    let transports = Transports::start(cfg.bind, None, conns).await?;
+    let addr = transports.tcp_addr();
+    let host_port = match addr {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    let mut core_cfg = CoreConfig::new(&cfg.domain, &host_port);
+    if let Some(uri) = &cfg.server_uri {
+        core_cfg.server_uri = uri.clone();
+    }
+    core_cfg.session_expires = cfg.session_expires.max(30);
+    let lookup_uri = core_cfg.lookup_uri.clone();
+    let server_uri = core_cfg.server_uri.clone();
+    let mut core = ChatCore::new(core_cfg, rand::random());
+
+    let mut rev = store.chat_rev().await?;
+    let dir = store.chat_directory().await?;
+    let keep = dir.config.default_history.clamp(1, 500);
+    let recent = store.recent_chat_posts(keep).await?;
+    info!(rooms = dir.rooms.len(), %addr, "persistent chat service ready");
+    core.apply_directory(dir, recent);
+
+    // Administrative changes: reload the directory and the backfill cache.
+    let (dir_tx, mut dir_rx) = mpsc::channel(4);
+    let poll_store = store.clone();
+    let mut poll_stop = stop.clone();
+    let poll_interval = cfg.poll_interval;
+    let poller = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(poll_interval);
+        let mut index_tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = poll_stop.changed() => return,
+                _ = index_tick.tick() => {
+                    if let Err(e) = poll_store.chat_index_pending().await {
+                        warn!(error = %e, "indexing chat posts failed");
+                    }
+                    continue;
+                }
+                _ = tick.tick() => {}
+            }
+            let now_rev = match poll_store.chat_rev().await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "reading the chat revision failed");
+                    continue;
+                }
+            };
+            if now_rev == rev {
+                continue;
+            }
+            let loaded = async {
+                let dir = poll_store.chat_directory().await?;
+                let keep = dir.config.default_history.clamp(1, 500);
+                let recent = poll_store.recent_chat_posts(keep).await?;
+                Ok::<_, confab_store::StoreError>((dir, recent))
+            }
+            .await;
+            match loaded {
+                Ok(v) => {
+                    rev = now_rev;
+                    if dir_tx.send(v).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => warn!(error = %e, "reloading the chat directory failed"),
+            }
+        }
+    });
+
+    // Posts are saved one at a time, in order; each result goes back to the core.
+    let (save_tx, mut save_rx) = mpsc::unbounded_channel::<StoreRequest>();
+    let (saved_tx, mut saved_rx) = mpsc::unbounded_channel::<(u64, Result<i64, String>)>();
+    let worker_store = store.clone();
+    let worker = tokio::spawn(async move {
+        while let Some(req) = save_rx.recv().await {
+            match req {
+                StoreRequest::SavePost {
+                    op,
+                    room_id,
+                    author,
+                    ts_ms,
+                    text,
+                } => {
+                    let r = worker_store
+                        .insert_chat_post(&room_id, &author, ts_ms, &text)
+                        .await
+                        .map_err(|e| e.to_string());
+                    if saved_tx.send((op, r)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+
+    let task = tokio::spawn(async move {
+        let mut out = Vec::with_capacity(256);
+        let mut reqs = Vec::new();
+        loop {
+            let deadline = core
+                .next_deadline()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+            tokio::select! {
+                _ = stop.changed() => break,
+                ev = ev_rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    let now = Instant::now();
+                    let wall = wall_ms();
+                    handle(&mut core, ev, now, wall);
+                    for _ in 0..512 {
+                        match ev_rx.try_recv() {
+                            Ok(ev) => handle(&mut core, ev, now, wall),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                saved = saved_rx.recv() => {
+                    if let Some((op, r)) = saved {
+                        core.on_post_saved(op, r);
+                    }
+                }
+                loaded = dir_rx.recv() => {
+                    if let Some((dir, recent)) = loaded {
+                        info!("applied chat directory changes from the store");
+                        core.apply_directory(dir, recent);
+                    }
+                }
+                _ = sleep => core.on_tick(Instant::now()),
+            }
+            core.drain_store_requests(&mut reqs);
+            for r in reqs.drain(..) {
+                let _ = save_tx.send(r);
+            }
+            core.drain_output(&mut out);
+            transports.deliver_all(&mut out);
+        }
+        drop(save_tx);
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+        let _ = poller.await;
+        info!("persistent chat service stopped");
+    });
+    Ok(Running {
+        addr,
+        lookup_uri,
+        server_uri,
+        task,
+    })
+}
+
+fn handle(core: &mut ChatCore, ev: Event, now: Instant, wall: i64) {
+    match ev {
+        Event::Message(m, src) => core.on_message(m, src, now, wall),
+        Event::Malformed(e, src) => core.on_parse_error(&e, src),
+        Event::Closed(_) => {}
+    }
+}

@@ -1,0 +1,839 @@
+//! `confab chat ...`: Persistent Chat administration (the analog of Lync's
+//! `*-CsPersistentChat*` cmdlets) on the server's database. A running server picks the
+//! changes up within about a second (it polls the chat revision).
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use confab_chat::Directory;
+use confab_chat::xccos::{parse_date, rfc3339};
+use confab_store::{
+    ChatCategory, ChatCategoryUpdate, ChatConfig, ChatPost, ChatRoom, ChatRoomUpdate, ChatSearch,
+    NewChatCategory, NewChatRoom, Privacy, RoomType, Store, normalize_principal,
+};
+use serde_json::{Value, json};
+
+use crate::config::ServeConfig;
+
+#[derive(Args)]
+pub struct ChatArgs {
+    /// Database URL [default: the database option of the config file, else the sqlite
+    /// file DATA/confab.db]
+    #[arg(long, value_name = "URL", global = true)]
+    pub database: Option<String>,
+
+    /// Domain of new room and category URIs [default: the configured domain]
+    #[arg(long, value_name = "DOMAIN", global = true)]
+    pub domain: Option<String>,
+
+    #[command(subcommand)]
+    pub command: ChatCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ChatCommand {
+    /// Categories: the ethical walls rooms belong to
+    Category {
+        #[command(subcommand)]
+        command: CategoryCommand,
+    },
+    /// Rooms
+    Room {
+        #[command(subcommand)]
+        command: RoomCommand,
+    },
+    /// Who may use Persistent Chat (EnablePersistentChat)
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Server-wide chat settings
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Administer posts (the originals are kept for compliance)
+    Message {
+        #[command(subcommand)]
+        command: MessageCommand,
+    },
+    /// Remove a room's posts older than a date from users' view
+    Clear {
+        room: String,
+        /// YYYY-MM-DD or RFC 3339
+        #[arg(long, value_name = "DATE")]
+        before: String,
+    },
+    /// Search the history of the rooms a user may read, newest first
+    Search {
+        /// The user searching (only rooms they may read are searched)
+        #[arg(long = "as", value_name = "USER")]
+        as_user: String,
+        #[arg(long, value_name = "WORDS")]
+        text: Option<String>,
+        #[arg(long, value_name = "USER")]
+        author: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        room: Option<String>,
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Default)]
+pub struct CategoryOptions {
+    #[arg(long, value_name = "TEXT")]
+    description: Option<String>,
+    /// Comma-separated SIP addresses and @domains
+    #[arg(long, value_name = "LIST")]
+    allowed_members: Option<String>,
+    #[arg(long, value_name = "LIST")]
+    denied_members: Option<String>,
+    #[arg(long, value_name = "LIST")]
+    creators: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    file_upload: Option<bool>,
+    #[arg(long, value_name = "BOOL")]
+    chat_history: Option<bool>,
+}
+
+#[derive(Subcommand)]
+pub enum CategoryCommand {
+    /// Add a category
+    Add {
+        name: String,
+        #[command(flatten)]
+        opts: CategoryOptions,
+    },
+    /// Change a category (list options replace the list)
+    Set {
+        name: String,
+        #[command(flatten)]
+        opts: CategoryOptions,
+    },
+    /// List categories
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a category (refused while rooms use it)
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum RoomCommand {
+    /// Add a room
+    Add {
+        name: String,
+        #[arg(long, value_name = "CATEGORY")]
+        category: String,
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        description: String,
+        #[arg(long, value_name = "open|closed|secret", default_value = "closed")]
+        privacy: String,
+        #[arg(
+            long = "type",
+            value_name = "normal|auditorium",
+            default_value = "normal"
+        )]
+        room_type: String,
+        #[arg(long, value_name = "LIST")]
+        members: Option<String>,
+        #[arg(long, value_name = "LIST")]
+        managers: Option<String>,
+        #[arg(long, value_name = "LIST")]
+        presenters: Option<String>,
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Change a room
+    Set {
+        name: String,
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        #[arg(long, value_name = "open|closed|secret")]
+        privacy: Option<String>,
+        #[arg(long = "type", value_name = "normal|auditorium")]
+        room_type: Option<String>,
+        #[arg(long, value_name = "CATEGORY")]
+        category: Option<String>,
+        #[arg(long, value_name = "LIST")]
+        add_members: Option<String>,
+        #[arg(long, value_name = "LIST")]
+        remove_members: Option<String>,
+        #[arg(long, value_name = "LIST")]
+        add_managers: Option<String>,
+        #[arg(long, value_name = "LIST")]
+        remove_managers: Option<String>,
+        #[arg(long, value_name = "LIST")]
+        add_presenters: Option<String>,
+        #[arg(long, value_name = "LIST")]
+        remove_presenters: Option<String>,
+        #[arg(long, value_name = "NEW")]
+        rename: Option<String>,
+    },
+    /// List rooms
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one room
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a room: its members are dropped, it is hidden, its content kept
+    Disable { name: String },
+    /// Enable a disabled room
+    Enable { name: String },
+    /// Remove a room and its posts
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Enable or disable Persistent Chat globally or for one user
+    Set {
+        /// The user (omit with --global)
+        user: Option<String>,
+        #[arg(long, conflicts_with = "user")]
+        global: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        /// Remove the user's own setting (the global one applies again)
+        #[arg(long, conflicts_with_all = ["enable", "disable", "global"])]
+        clear: bool,
+    },
+    /// Show the policy (for one user: whether they may use Persistent Chat)
+    Show {
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Show the chat settings
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change chat settings
+    Set {
+        /// Posts sent as backfill on join (1-500)
+        #[arg(long, value_name = "N")]
+        default_history: Option<u32>,
+        /// Largest post accepted, in bytes
+        #[arg(long, value_name = "N")]
+        max_message_bytes: Option<u32>,
+        /// Above this many participants live participant lists stop
+        #[arg(long, value_name = "N")]
+        participant_update_limit: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MessageCommand {
+    /// List a room's posts, oldest first
+    List {
+        room: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a post from users' view
+    Remove { id: i64 },
+    /// Replace a post's text
+    Replace {
+        id: i64,
+        #[arg(long, value_name = "TEXT")]
+        text: Option<String>,
+    },
+}
+
+/// Runs one `confab chat` command.
+pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
+    let mut cfg = cfg.clone();
+    if let Some(db) = args.database {
+        cfg.database = Some(db);
+    }
+    let domain = args.domain.unwrap_or_else(|| cfg.domain.clone());
+    let store = crate::users::open_store(&cfg).await?;
+    let result = execute(&store, &domain, args.command).await;
+    store.close().await;
+    result
+}
+
+/// Splits a LIST and checks every address names an existing user.
+async fn list(store: &Store, s: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let Some(s) = s else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some(p) = normalize_principal(entry) else {
+            bail!("{entry:?} is neither a SIP address nor @domain");
+        };
+        if !p.starts_with('@') && store.get_user(&p).await?.is_none() {
+            bail!("unknown user {p}");
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+async fn opt_list(store: &Store, s: Option<&str>) -> anyhow::Result<Option<Vec<String>>> {
+    match s {
+        None => Ok(None),
+        Some(s) => Ok(Some(list(store, Some(s)).await?)),
+    }
+}
+
+fn privacy(s: &str) -> anyhow::Result<Privacy> {
+    Privacy::parse(s).with_context(|| format!("invalid privacy {s:?} (open, closed or secret)"))
+}
+
+fn room_type(s: &str) -> anyhow::Result<RoomType> {
+    RoomType::parse(s).with_context(|| format!("invalid room type {s:?} (normal or auditorium)"))
+}
+
+fn date(s: &str) -> anyhow::Result<i64> {
+    parse_date(s).with_context(|| format!("invalid date {s:?} (YYYY-MM-DD or RFC 3339)"))
+}
+
+fn category_json(c: &ChatCategory) -> Value {
+    json!({
+        "name": c.name,
+        "uri": c.uri,
+        "description": c.description,
+        "allowed_members": c.allowed,
+        "denied_members": c.denied,
+        "creators": c.creators,
+        "file_upload": c.file_upload,
+        "chat_history": c.chat_history,
+    })
+}
+
+fn room_json(dir: &Directory, r: &ChatRoom) -> Value {
+    json!({
+        "name": r.name,
+        "uri": r.uri,
+        "category": dir.category(&r.category_id).map(|c| c.name.clone()),
+        "privacy": r.privacy.as_str(),
+        "type": r.room_type.as_str(),
+        "disabled": r.disabled,
+        "description": r.description,
+        "members": r.members,
+        "managers": r.managers,
+        "presenters": r.presenters,
+    })
+}
+
+fn post_json(p: &ChatPost) -> Value {
+    json!({
+        "id": p.id,
+        "author": p.author,
+        "ts": rfc3339(p.ts_ms),
+        "text": p.text,
+        "original": p.original,
+        "state": p.state.as_str(),
+    })
+}
+
+fn dash(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(",")
+    }
+}
+
+async fn room_of(store: &Store, name: &str) -> anyhow::Result<(Directory, ChatRoom)> {
+    let dir = Directory::new(store.chat_directory().await?);
+    let room = dir
+        .room_by_name_or_uri(name)
+        .cloned()
+        .with_context(|| format!("unknown room {name:?}"))?;
+    Ok((dir, room))
+}
+
+async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        ChatCommand::Category { command } => match command {
+            CategoryCommand::Add { name, opts } => {
+                let new = NewChatCategory {
+                    name: name.clone(),
+                    description: opts.description.unwrap_or_default(),
+                    allowed: list(store, opts.allowed_members.as_deref()).await?,
+                    denied: list(store, opts.denied_members.as_deref()).await?,
+                    creators: list(store, opts.creators.as_deref()).await?,
+                    file_upload: opts.file_upload.unwrap_or(false),
+                    chat_history: opts.chat_history.unwrap_or(true),
+                };
+                store.add_chat_category(domain, &new).await?;
+                writeln!(out, "added category {}", name.trim())?;
+            }
+            CategoryCommand::Set { name, opts } => {
+                let u = ChatCategoryUpdate {
+                    description: opts.description,
+                    allowed: opt_list(store, opts.allowed_members.as_deref()).await?,
+                    denied: opt_list(store, opts.denied_members.as_deref()).await?,
+                    creators: opt_list(store, opts.creators.as_deref()).await?,
+                    file_upload: opts.file_upload,
+                    chat_history: opts.chat_history,
+                };
+                store.update_chat_category(&name, &u).await?;
+                writeln!(out, "updated category {}", name.trim())?;
+            }
+            CategoryCommand::List { json } => {
+                let dir = store.chat_directory().await?;
+                if json {
+                    let v: Vec<Value> = dir.categories.iter().map(category_json).collect();
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                } else if dir.categories.is_empty() {
+                    writeln!(out, "no categories")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:<24}  {:<28}  {:<20}  URI",
+                        "NAME", "ALLOWED", "DENIED"
+                    )?;
+                    for c in &dir.categories {
+                        writeln!(
+                            out,
+                            "{:<24}  {:<28}  {:<20}  {}",
+                            c.name,
+                            dash(&c.allowed),
+                            dash(&c.denied),
+                            c.uri
+                        )?;
+                    }
+                }
+            }
+            CategoryCommand::Remove { name } => {
+                store.remove_chat_category(&name).await?;
+                writeln!(out, "removed category {}", name.trim())?;
+            }
+        },
+        ChatCommand::Room { command } => match command {
+            RoomCommand::Add {
+                name,
+                category,
+                description,
+                privacy: p,
+                room_type: t,
+                members,
+                managers,
+                presenters,
+                disabled,
+            } => {
+                let new = NewChatRoom {
+                    name: name.clone(),
+                    category,
+                    description,
+                    privacy: privacy(&p)?,
+                    room_type: room_type(&t)?,
+                    disabled,
+                    members: list(store, members.as_deref()).await?,
+                    managers: list(store, managers.as_deref()).await?,
+                    presenters: list(store, presenters.as_deref()).await?,
+                };
+                let id = store.add_chat_room(domain, &new).await?;
+                writeln!(
+                    out,
+                    "added room {} ma-chan://{}/{id}",
+                    name.trim(),
+                    domain.to_ascii_lowercase()
+                )?;
+            }
+            RoomCommand::Set {
+                name,
+                description,
+                privacy: p,
+                room_type: t,
+                category,
+                add_members,
+                remove_members,
+                add_managers,
+                remove_managers,
+                add_presenters,
+                remove_presenters,
+                rename,
+            } => {
+                let u = ChatRoomUpdate {
+                    rename,
+                    description,
+                    category,
+                    privacy: p.as_deref().map(privacy).transpose()?,
+                    room_type: t.as_deref().map(room_type).transpose()?,
+                    disabled: None,
+                    add_members: list(store, add_members.as_deref()).await?,
+                    remove_members: loose_list(remove_members.as_deref())?,
+                    add_managers: list(store, add_managers.as_deref()).await?,
+                    remove_managers: loose_list(remove_managers.as_deref())?,
+                    add_presenters: list(store, add_presenters.as_deref()).await?,
+                    remove_presenters: loose_list(remove_presenters.as_deref())?,
+                };
+                let (_, room) = room_of(store, &name).await?;
+                store.update_chat_room(&room.name, &u).await?;
+                writeln!(out, "updated room {}", room.name)?;
+            }
+            RoomCommand::List { json } => {
+                let dir = Directory::new(store.chat_directory().await?);
+                if json {
+                    let v: Vec<Value> = dir.data.rooms.iter().map(|r| room_json(&dir, r)).collect();
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                } else if dir.data.rooms.is_empty() {
+                    writeln!(out, "no rooms")?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:<24}  {:<16}  {:<7}  {:<10}  {:<8}  URI",
+                        "NAME", "CATEGORY", "PRIVACY", "TYPE", "DISABLED"
+                    )?;
+                    for r in &dir.data.rooms {
+                        writeln!(
+                            out,
+                            "{:<24}  {:<16}  {:<7}  {:<10}  {:<8}  {}",
+                            r.name,
+                            dir.category(&r.category_id)
+                                .map_or("-", |c| c.name.as_str()),
+                            r.privacy.as_str(),
+                            r.room_type.as_str(),
+                            if r.disabled { "yes" } else { "no" },
+                            r.uri
+                        )?;
+                    }
+                }
+            }
+            RoomCommand::Show { name, json } => {
+                let (dir, r) = room_of(store, &name).await?;
+                if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&room_json(&dir, &r))?
+                    )?;
+                } else {
+                    writeln!(out, "name:        {}", r.name)?;
+                    writeln!(out, "uri:         {}", r.uri)?;
+                    writeln!(
+                        out,
+                        "category:    {}",
+                        dir.category(&r.category_id)
+                            .map_or("-", |c| c.name.as_str())
+                    )?;
+                    writeln!(out, "description: {}", r.description)?;
+                    writeln!(out, "privacy:     {}", r.privacy.as_str())?;
+                    writeln!(out, "type:        {}", r.room_type.as_str())?;
+                    writeln!(
+                        out,
+                        "disabled:    {}",
+                        if r.disabled { "yes" } else { "no" }
+                    )?;
+                    writeln!(out, "members:     {}", dash(&r.members))?;
+                    writeln!(out, "managers:    {}", dash(&r.managers))?;
+                    writeln!(out, "presenters:  {}", dash(&r.presenters))?;
+                }
+            }
+            RoomCommand::Disable { name } => {
+                let (_, room) = room_of(store, &name).await?;
+                store
+                    .update_chat_room(
+                        &room.name,
+                        &ChatRoomUpdate {
+                            disabled: Some(true),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                writeln!(out, "disabled room {}", room.name)?;
+            }
+            RoomCommand::Enable { name } => {
+                let (_, room) = room_of(store, &name).await?;
+                store
+                    .update_chat_room(
+                        &room.name,
+                        &ChatRoomUpdate {
+                            disabled: Some(false),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                writeln!(out, "enabled room {}", room.name)?;
+            }
+            RoomCommand::Remove { name } => {
+                let (_, room) = room_of(store, &name).await?;
+                store.remove_chat_room(&room.name).await?;
+                writeln!(out, "removed room {}", room.name)?;
+            }
+        },
+        ChatCommand::Policy { command } => match command {
+            PolicyCommand::Set {
+                user,
+                global,
+                enable,
+                disable,
+                clear,
+            } => {
+                if user.is_none() && !global {
+                    bail!("name a user or give --global");
+                }
+                if !clear && enable == disable {
+                    bail!("give --enable or --disable");
+                }
+                let value = if clear { None } else { Some(enable) };
+                let user = match user {
+                    Some(u) => {
+                        let Some(p) = normalize_principal(&u).filter(|p| !p.starts_with('@'))
+                        else {
+                            bail!("invalid user address {u:?}");
+                        };
+                        if store.get_user(&p).await?.is_none() {
+                            bail!("unknown user {p}");
+                        }
+                        Some(p)
+                    }
+                    None => None,
+                };
+                store.set_chat_policy(user.as_deref(), value).await?;
+                let who = user.as_deref().unwrap_or("global");
+                let what = match value {
+                    Some(true) => "enabled",
+                    Some(false) => "disabled",
+                    None => "cleared",
+                };
+                writeln!(out, "persistent chat {what} for {who}")?;
+            }
+            PolicyCommand::Show { user, json } => {
+                let policy = store.chat_directory().await?.policy;
+                match user {
+                    Some(u) => {
+                        let Some(p) = normalize_principal(&u).filter(|p| !p.starts_with('@'))
+                        else {
+                            bail!("invalid user address {u:?}");
+                        };
+                        let enabled = policy.enabled_for(&p);
+                        let own = policy.users.get(&p).copied();
+                        if json {
+                            let v = json!({"user": p, "enabled": enabled, "user_setting": own, "global": policy.global});
+                            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                        } else {
+                            let from = if own.is_some() { "user" } else { "global" };
+                            writeln!(
+                                out,
+                                "{p}: {} ({from} setting)",
+                                if enabled { "enabled" } else { "disabled" }
+                            )?;
+                        }
+                    }
+                    None => {
+                        let mut users: Vec<(&String, &bool)> = policy.users.iter().collect();
+                        users.sort();
+                        if json {
+                            let map: serde_json::Map<String, Value> = users
+                                .iter()
+                                .map(|(u, e)| ((*u).clone(), Value::Bool(**e)))
+                                .collect();
+                            let v = json!({"global": policy.global, "users": map});
+                            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                        } else {
+                            writeln!(
+                                out,
+                                "global: {}",
+                                if policy.global { "enabled" } else { "disabled" }
+                            )?;
+                            for (u, e) in users {
+                                writeln!(out, "{u}: {}", if *e { "enabled" } else { "disabled" })?;
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        ChatCommand::Config { command } => match command {
+            ConfigCommand::Show { json } => {
+                let c = store.chat_directory().await?.config;
+                if json {
+                    let v = json!({
+                        "default_history": c.default_history,
+                        "max_message_bytes": c.max_message_bytes,
+                        "participant_update_limit": c.participant_update_limit,
+                    });
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                } else {
+                    writeln!(out, "default history:          {}", c.default_history)?;
+                    writeln!(out, "max message bytes:        {}", c.max_message_bytes)?;
+                    writeln!(
+                        out,
+                        "participant update limit: {}",
+                        c.participant_update_limit
+                    )?;
+                }
+            }
+            ConfigCommand::Set {
+                default_history,
+                max_message_bytes,
+                participant_update_limit,
+            } => {
+                let old = store.chat_directory().await?.config;
+                let c = ChatConfig {
+                    default_history: default_history.unwrap_or(old.default_history),
+                    max_message_bytes: max_message_bytes.unwrap_or(old.max_message_bytes),
+                    participant_update_limit: participant_update_limit
+                        .unwrap_or(old.participant_update_limit),
+                };
+                store.set_chat_config(&c).await?;
+                writeln!(out, "chat configuration updated")?;
+            }
+        },
+        ChatCommand::Message { command } => match command {
+            MessageCommand::List { room, json } => {
+                let (_, r) = room_of(store, &room).await?;
+                let posts = store.chat_posts(&r.id).await?;
+                if json {
+                    let v: Vec<Value> = posts.iter().map(post_json).collect();
+                    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+                } else if posts.is_empty() {
+                    writeln!(out, "no messages")?;
+                } else {
+                    for p in &posts {
+                        writeln!(
+                            out,
+                            "{}  {}  {}  {}  {}",
+                            p.id,
+                            rfc3339(p.ts_ms),
+                            p.author,
+                            p.state.as_str(),
+                            p.text.replace('\n', " ")
+                        )?;
+                    }
+                }
+            }
+            MessageCommand::Remove { id } => {
+                store.remove_chat_post(id).await?;
+                writeln!(out, "removed message {id}")?;
+            }
+            MessageCommand::Replace { id, text } => {
+                store.replace_chat_post(id, text.as_deref()).await?;
+                writeln!(out, "replaced message {id}")?;
+            }
+        },
+        ChatCommand::Clear { room, before } => {
+            let before = date(&before)?;
+            let (_, r) = room_of(store, &room).await?;
+            let n = store.clear_chat_room(&r.name, before).await?;
+            writeln!(out, "cleared {n} message(s) from {}", r.name)?;
+        }
+        ChatCommand::Search {
+            as_user,
+            text,
+            author,
+            room,
+            since,
+            until,
+            limit,
+            page,
+            json,
+        } => {
+            let Some(user) = normalize_principal(&as_user).filter(|p| !p.starts_with('@')) else {
+                bail!("invalid user address {as_user:?}");
+            };
+            if store.get_user(&user).await?.is_none() {
+                bail!("unknown user {user}");
+            }
+            if limit == 0 || page == 0 {
+                bail!("--limit and --page must be at least 1");
+            }
+            let dir = Directory::new(store.chat_directory().await?);
+            let mut rooms = dir.readable_rooms(&user);
+            if let Some(name) = &room {
+                let r = dir
+                    .room_by_name_or_uri(name)
+                    .with_context(|| format!("unknown room {name:?}"))?;
+                rooms.retain(|id| *id == r.id);
+            }
+            let q = ChatSearch {
+                rooms,
+                text,
+                author: author
+                    .as_deref()
+                    .map(|a| {
+                        normalize_principal(a).with_context(|| format!("invalid author {a:?}"))
+                    })
+                    .transpose()?,
+                since_ms: since.as_deref().map(date).transpose()?,
+                until_ms: until.as_deref().map(date).transpose()?,
+                limit,
+                page,
+            };
+            let hits = store.search_chat(&q).await?;
+            let room_name = |id: &str| dir.room(id).map_or(String::new(), |r| r.name.clone());
+            if json {
+                let v: Vec<Value> = hits
+                    .iter()
+                    .map(|p| {
+                        json!({
+                            "id": p.id,
+                            "room": room_name(&p.room_id),
+                            "room_uri": dir.room(&p.room_id).map(|r| r.uri.clone()),
+                            "author": p.author,
+                            "ts": rfc3339(p.ts_ms),
+                            "text": p.text,
+                        })
+                    })
+                    .collect();
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"results": v, "page": page}))?
+                )?;
+            } else if hits.is_empty() {
+                writeln!(out, "no results")?;
+            } else {
+                for p in &hits {
+                    writeln!(
+                        out,
+                        "{}  {}  {}  {}  {}",
+                        p.id,
+                        rfc3339(p.ts_ms),
+                        room_name(&p.room_id),
+                        p.author,
+                        p.text.replace('\n', " ")
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A LIST for removal: entries need not name existing users.
+fn loose_list(s: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in s
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let Some(p) = normalize_principal(entry) else {
+            bail!("{entry:?} is neither a SIP address nor @domain");
+        };
+        out.push(p);
+    }
+    Ok(out)
+}
