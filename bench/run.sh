@@ -8,7 +8,8 @@
 #   --smoke                 tiny settings (lib/bench.py --quick), no quiet-machine waits
 #   --users N               users provisioned in both servers (default 50000; smoke 3000)
 #   --only confab|kamailio  run one server only (the table then has no ratios)
-#   --tests LIST            harness tests (default hold,register,message,call,presence)
+#   --tests LIST            harness tests (default hold,register,message,call,presence,chat;
+#                           chat = bench/chat.sh, Persistent Chat, confab only)
 #   --out DIR               results directory (default bench/results/<date>)
 #   --micro / --no-micro    also run the parser micro-benchmark (cargo bench, pinned to
 #                           one core with taskset); default: on for full runs, off for --smoke
@@ -34,7 +35,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 SMOKE=0
 USERS=
 ONLY=
-TESTS=hold,register,message,call,presence
+TESTS=hold,register,message,call,presence,chat
 OUT=
 MICRO=
 EXTRA=()
@@ -100,9 +101,11 @@ cleanup() {
 trap cleanup EXIT
 
 # the harness' own split of tests: presence is ours (lib/presence.py)
-BTESTS=$(echo "$TESTS" | tr ',' '\n' | grep -v '^presence$' | paste -sd, || true)
+BTESTS=$(echo "$TESTS" | tr ',' '\n' | grep -v -e '^presence$' -e '^chat$' | paste -sd, || true)
 WANT_PRESENCE=0
 echo ",$TESTS," | grep -q ',presence,' && WANT_PRESENCE=1
+WANT_CHAT=0
+echo ",$TESTS," | grep -q ',chat,' && WANT_CHAT=1
 
 # lib/presence.py: identical arguments for both servers
 PRESENCE=(--domain "$DOMAIN")
@@ -163,6 +166,11 @@ PY
   fi
   "$HERE/lib/confab.sh" stop
   server_summary confab
+  if [ $WANT_CHAT = 1 ]; then
+    # Persistent Chat (no Kamailio counterpart): its own users and rooms, see bench/chat.sh
+    "$HERE/chat.sh" $([ $SMOKE = 1 ] && echo --smoke) --out "$OUT/confab/chat" \
+      || { echo "!! chat benchmark failed (exit $?)" >&2; FAILED+=("confab chat"); }
+  fi
 fi
 
 if [ $RUN_KAM = 1 ]; then
@@ -209,6 +217,10 @@ if [ "$MICRO" = 1 ]; then
 fi
 
 python3 "$HERE/lib/compare.py" "$OUT" $([ $SMOKE = 1 ] && echo --smoke)
+if [ -s "$OUT/confab/chat/summary.md" ]; then
+  { echo; sed 's/^# /## /' "$OUT/confab/chat/summary.md"; } >>"$OUT/summary.md"
+  cat "$OUT/confab/chat/summary.md"
+fi
 echo "== summary -> $OUT/summary.md"
 if [ ${#FAILED[@]} -gt 0 ]; then
   echo "!! failed parts: ${FAILED[*]}" >&2

@@ -28,9 +28,11 @@ pub mod ports;
 pub mod server;
 pub mod sip;
 pub mod sipe;
+pub mod sipe_chat;
 pub mod sipp;
 pub mod tools;
 pub mod ws;
+pub mod xccos;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
