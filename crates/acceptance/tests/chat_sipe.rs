@@ -533,10 +533,6 @@ fn closed_scenario(server: &ConfabServer, rooms: &Rooms, p: &mut Problems) -> Re
 }
 
 #[test]
-#[ignore = "needs the chat service's INFOs to reach SIPE reliably: against wt-c (bb632dd) \
-            some server->SIPE INFOs (rpl:requri, rpl:getinv, ntc:join and grpchat fan-out) \
-            never arrive when several SIPE users are signed in, while the same flows work \
-            for the digest client of tests/chat_protocol.rs"]
 fn sipe_persistent_chat() -> Result<()> {
     if !tools_required(SIPE_TOOLS) {
         return Ok(());
