@@ -59,9 +59,7 @@ impl Guard {
         let call_id = msg.call_id().as_bytes();
         match encode_flow(upstream) {
             Some(flow) => {
-                let token = self
-                    .rr
-                    .issue(&[call_id, tag.as_bytes(), flow.as_bytes()]);
+                let token = self.rr.issue(&[call_id, tag.as_bytes(), flow.as_bytes()]);
                 format!(";{RR_TOKEN_PARAM}={token}.{flow}")
             }
             None => {
@@ -73,11 +71,7 @@ impl Guard {
 
     /// The valid `(token, flow)` values of the first `ours` Route entries with the
     /// dialog tag each one is valid for.
-    fn signed_routes<'m>(
-        &self,
-        msg: &'m Message,
-        ours: usize,
-    ) -> Vec<(&'m str, Option<String>)> {
+    fn signed_routes<'m>(&self, msg: &'m Message, ours: usize) -> Vec<(&'m str, Option<String>)> {
         let call_id = msg.call_id().as_bytes();
         let tags = [msg.from_tag().unwrap_or(""), msg.to_tag().unwrap_or("")];
         let rr = &self.rr;

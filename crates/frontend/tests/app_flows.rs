@@ -42,7 +42,11 @@ fn chat_dialog(h: &mut Harness, ua: &mut Ua, chat: &Ua) -> (Vec<String>, String,
         ua.addr.ip()
     );
     let invite = ua
-        .request("INVITE", "sip:chatsrv@example.com", "sip:chatsrv@example.com")
+        .request(
+            "INVITE",
+            "sip:chatsrv@example.com",
+            "sip:chatsrv@example.com",
+        )
         .set("Contact", sipe_contact)
         .body("application/sdp", SDP);
     let (invite, out) = h.send_authed(ua, invite);
@@ -74,7 +78,10 @@ fn chat_info(chat: &mut Ua, ruri: &str, rr: &[String], to: &str, call_id: &str, 
         info = info.header("Route", r.clone());
     }
     info.header("Max-Forwards", "70")
-        .header("From", format!("<sip:chatsrv@example.com>;tag={}-1270015070", chat.tag))
+        .header(
+            "From",
+            format!("<sip:chatsrv@example.com>;tag={}-1270015070", chat.tag),
+        )
         .header("To", to)
         .header("Call-ID", call_id)
         .header("CSeq", format!("{n} INFO"))
