@@ -233,6 +233,7 @@ impl ChatCore {
         let room_ids: Vec<String> = self.live.keys().cloned().collect();
         for room_id in room_ids {
             let members = self.live.get(&room_id).cloned().unwrap_or_default();
+            let mut dropped: Vec<(String, String)> = Vec::new();
             for cid in members {
                 let Some(user) = self.dialogs.get(&cid).map(|d| d.user.clone()) else {
                     continue;
@@ -243,8 +244,21 @@ impl ChatCore {
                     .is_some_and(|r| self.dir.may_read(r, &user));
                 if !allowed {
                     tracing::info!(%user, room = %room_id, "participant dropped from the room");
-                    self.leave(&cid, &room_id, true);
+                    dropped.push((cid, user));
                 }
+            }
+            // Everyone still in the room (dropped ones included) first sees each
+            // dropped user leave; then each gets its own rpl:part. Otherwise the
+            // first one dropped of a disabled room would see nothing at all.
+            let mut told: Vec<&str> = Vec::new();
+            for (cid, user) in &dropped {
+                if !told.contains(&user.as_str()) {
+                    told.push(user);
+                    self.notify_room(&room_id, cid, user, false);
+                }
+            }
+            for (cid, _) in &dropped {
+                self.leave_notified(cid, &room_id, true, false);
             }
         }
     }
@@ -1074,6 +1088,11 @@ impl ChatCore {
     /// Takes dialog `cid` out of a room; `tell_self` sends it an unsolicited `rpl:part`
     /// (the room was disabled or the user lost access).
     fn leave(&mut self, cid: &str, room_id: &str, tell_self: bool) {
+        self.leave_notified(cid, room_id, tell_self, true);
+    }
+
+    /// [`ChatCore::leave`]; `notify` false when the others were already told.
+    fn leave_notified(&mut self, cid: &str, room_id: &str, tell_self: bool, notify: bool) {
         let Some(d) = self.dialogs.get_mut(cid) else {
             return;
         };
@@ -1100,7 +1119,7 @@ impl ChatCore {
             self.send_reply(cid, "rpl:part", "0", 200, "SUCCESS_OK", &data);
         }
         let still_there = self.participants(room_id).contains(&user);
-        if !still_there {
+        if notify && !still_there {
             self.notify_room(room_id, cid, &user, false);
         }
     }
