@@ -77,6 +77,10 @@ struct Dialog {
     kind: DialogKind,
     /// Normalized address (`alice@example.com`).
     user: String,
+    /// The dialog's Call-ID (the map key adds our tag: see [`dialog_key`]).
+    call_id: String,
+    /// The client's From tag.
+    remote_tag: String,
     /// Our URI in the dialog (the INVITE's To URI).
     local_uri: String,
     local_tag: String,
@@ -114,12 +118,25 @@ pub struct Stats {
     pub joins: u64,
 }
 
+/// The key of a dialog: its Call-ID and our tag. The Call-ID alone does not
+/// identify a client's dialog: SIPE draws Call-IDs and tags from `rand()`, so
+/// clients started in the same second send the same ones.
+fn dialog_key(call_id: &str, local_tag: &str) -> String {
+    format!("{call_id}\n{local_tag}")
+}
+
+/// The dialog a client's request belongs to (its To tag is ours).
+fn key_of_request(msg: &Message) -> String {
+    dialog_key(msg.call_id(), msg.to_tag().unwrap_or(""))
+}
+
 /// The Persistent Chat server core.
 pub struct ChatCore {
     cfg: CoreConfig,
     dir: Directory,
+    /// Dialogs by [`dialog_key`].
     dialogs: FxHashMap<String, Dialog>,
-    /// Room id → call-ids of the dialogs joined to it (in join order).
+    /// Room id → keys of the dialogs joined to it (in join order).
     live: FxHashMap<String, Vec<String>>,
     /// Room id → newest visible posts, oldest first.
     history: FxHashMap<String, VecDeque<ChatPost>>,
@@ -216,6 +233,7 @@ impl ChatCore {
         let room_ids: Vec<String> = self.live.keys().cloned().collect();
         for room_id in room_ids {
             let members = self.live.get(&room_id).cloned().unwrap_or_default();
+            let mut dropped: Vec<(String, String)> = Vec::new();
             for cid in members {
                 let Some(user) = self.dialogs.get(&cid).map(|d| d.user.clone()) else {
                     continue;
@@ -226,8 +244,21 @@ impl ChatCore {
                     .is_some_and(|r| self.dir.may_read(r, &user));
                 if !allowed {
                     tracing::info!(%user, room = %room_id, "participant dropped from the room");
-                    self.leave(&cid, &room_id, true);
+                    dropped.push((cid, user));
                 }
+            }
+            // Everyone still in the room (dropped ones included) first sees each
+            // dropped user leave; then each gets its own rpl:part. Otherwise the
+            // first one dropped of a disabled room would see nothing at all.
+            let mut told: Vec<&str> = Vec::new();
+            for (cid, user) in &dropped {
+                if !told.contains(&user.as_str()) {
+                    told.push(user);
+                    self.notify_room(&room_id, cid, user, false);
+                }
+            }
+            for (cid, _) in &dropped {
+                self.leave_notified(cid, &room_id, true, false);
             }
         }
     }
@@ -318,7 +349,7 @@ impl ChatCore {
             Method::Ack => {}
             Method::Info => self.on_info(msg, src, now, wall_ms),
             Method::Update => {
-                let known = self.touch(msg.call_id(), now);
+                let known = self.touch(&key_of_request(&msg), now);
                 if known {
                     let data = ResponseBuilder::new(&msg, 200)
                         .header("Session-Expires", self.session_expires_value())
@@ -329,9 +360,9 @@ impl ChatCore {
                 }
             }
             Method::Bye => {
-                if self.dialogs.contains_key(msg.call_id()) {
+                let cid = key_of_request(&msg);
+                if self.dialogs.contains_key(&cid) {
                     self.respond(&msg, src, 200, None);
-                    let cid = msg.call_id().to_owned();
                     self.end_dialog(&cid);
                 } else {
                     self.respond(&msg, src, 481, None);
@@ -363,7 +394,7 @@ impl ChatCore {
         // Answers to our INFOs. A client that no longer knows the dialog (481, 487 on
         // a stale Call-ID) has left: end the dialog and take it out of its rooms.
         if matches!(msg.status(), Some(481 | 487)) {
-            let cid = msg.call_id().to_owned();
+            let cid = dialog_key(msg.call_id(), msg.from_tag().unwrap_or(""));
             if self.dialogs.contains_key(&cid) {
                 tracing::info!(call_id = %cid, "client no longer knows the chat dialog");
                 self.end_dialog(&cid);
@@ -390,7 +421,7 @@ impl ChatCore {
         let call_id = msg.call_id().to_owned();
         if msg.to_tag().is_some() {
             // Re-INVITE: refresh a known dialog.
-            if self.touch(&call_id, now) {
+            if self.touch(&key_of_request(msg), now) {
                 let contact = self.contact();
                 let data = ResponseBuilder::new(msg, 200)
                     .header("Contact", contact)
@@ -442,14 +473,25 @@ impl ChatCore {
         let Some(remote) = msg.header(HeaderName::From).map(str::to_owned) else {
             return;
         };
-        if self.dialogs.contains_key(&call_id) {
-            // A retransmitted INVITE of a dialog we already answered: answer again.
-            self.touch(&call_id, now);
-        }
-        let tag = match self.dialogs.get(&call_id) {
-            Some(d) => d.local_tag.clone(),
+        // A retransmitted INVITE of a dialog we already answered (same Call-ID, From
+        // tag and user): answer again. Another client's INVITE may carry the same
+        // Call-ID and From tag (SIPE draws both from rand(); clients started in the
+        // same second draw the same ones): that is a new dialog with our own tag.
+        let remote_tag = msg.from_tag().unwrap_or("").to_owned();
+        let existing = self
+            .dialogs
+            .iter()
+            .find(|(_, d)| d.call_id == call_id && d.remote_tag == remote_tag && d.user == user)
+            .map(|(k, d)| (k.clone(), d.local_tag.clone()));
+        let tag = match &existing {
+            Some((key, tag)) => {
+                let (key, tag) = (key.clone(), tag.clone());
+                self.touch(&key, now);
+                tag
+            }
             None => self.tag(),
         };
+        let key = dialog_key(&call_id, &tag);
         let local_uri = msg
             .header(HeaderName::To)
             .and_then(|t| NameAddr::parse(t).ok())
@@ -462,7 +504,9 @@ impl ChatCore {
             .header_values(HeaderName::RecordRoute)
             .map(str::to_owned)
             .collect();
-        self.dialogs.entry(call_id.clone()).or_insert(Dialog {
+        self.dialogs.entry(key).or_insert(Dialog {
+            call_id: call_id.clone(),
+            remote_tag,
             kind,
             user: user.clone(),
             local_uri,
@@ -511,7 +555,7 @@ impl ChatCore {
     }
 
     fn on_info(&mut self, msg: Message, src: Dest, now: Instant, wall_ms: i64) {
-        let call_id = msg.call_id().to_owned();
+        let call_id = key_of_request(&msg);
         if !self.touch(&call_id, now) {
             self.respond(&msg, src, 481, None);
             return;
@@ -686,7 +730,7 @@ impl ChatCore {
             .header("Max-Forwards", "70")
             .header("From", format!("<{}>;tag={}", d.local_uri, d.local_tag))
             .header("To", d.remote.clone())
-            .header("Call-ID", cid.to_owned())
+            .header("Call-ID", d.call_id.clone())
             .header("CSeq", format!("{} INFO", d.cseq))
             .body("text/plain", body)
             .build();
@@ -1044,6 +1088,11 @@ impl ChatCore {
     /// Takes dialog `cid` out of a room; `tell_self` sends it an unsolicited `rpl:part`
     /// (the room was disabled or the user lost access).
     fn leave(&mut self, cid: &str, room_id: &str, tell_self: bool) {
+        self.leave_notified(cid, room_id, tell_self, true);
+    }
+
+    /// [`ChatCore::leave`]; `notify` false when the others were already told.
+    fn leave_notified(&mut self, cid: &str, room_id: &str, tell_self: bool, notify: bool) {
         let Some(d) = self.dialogs.get_mut(cid) else {
             return;
         };
@@ -1070,7 +1119,7 @@ impl ChatCore {
             self.send_reply(cid, "rpl:part", "0", 200, "SUCCESS_OK", &data);
         }
         let still_there = self.participants(room_id).contains(&user);
-        if !still_there {
+        if notify && !still_there {
             self.notify_room(room_id, cid, &user, false);
         }
     }

@@ -909,3 +909,41 @@ fn oversized_and_empty_posts_are_refused_and_store_failure_is_reported() {
     let rpl = Harness::reply(&out, &a, "rpl:getpref");
     assert_eq!(rpl.child("resp").unwrap().attr("code"), Some("501"));
 }
+
+/// SIPE draws Call-IDs and tags from `rand()`: two clients started in the same
+/// second send the same Call-ID and From tag. Each still gets its own dialog, its
+/// own replies, and one client's BYE does not end the other's dialog.
+#[test]
+fn clients_with_the_same_call_id_and_tag_get_separate_dialogs() {
+    let mut h = Harness::new();
+    let mut clients = Vec::new();
+    for user in ["alice@example.com", "bob@example.com"] {
+        let out = h.invite(user, "sip:ocschat@example.com", "same-cid");
+        assert_eq!(out.len(), 1);
+        let ok = &out[0].msg;
+        assert_eq!(ok.status(), Some(200));
+        clients.push(Client {
+            user: user.into(),
+            call_id: "same-cid".into(),
+            tag: "tsame-cid".into(),
+            remote_tag: ok.to_tag().unwrap().to_owned(),
+            cseq: 1,
+            envid: 1000,
+        });
+    }
+    assert_ne!(clients[0].remote_tag, clients[1].remote_tag);
+    assert_eq!(h.core.dialogs(), 2);
+    // alice leaves the lookup dialog first (as SIPE does after rpl:requri).
+    let mut alice = clients.remove(0);
+    let mut bob = clients.remove(0);
+    let out = h.in_dialog(&mut alice, "BYE", "", "");
+    assert_eq!(out[0].msg.status(), Some(200));
+    // bob's dialog is still there and its reply goes to bob.
+    let out = h.command(&mut bob, "cmd:requri", "<data/>");
+    let rpl: Vec<&Sent> = out.iter().filter(|s| s.msg.is_request()).collect();
+    assert_eq!(rpl.len(), 1, "{out:?}");
+    assert_eq!(rpl[0].item().attr("id"), Some("rpl:requri"));
+    assert_eq!(rpl[0].to_user(), "bob@example.com");
+    assert_eq!(rpl[0].msg.call_id(), "same-cid");
+    assert_eq!(rpl[0].msg.from_tag(), Some(bob.remote_tag.as_str()));
+}

@@ -503,7 +503,11 @@ impl Core {
             };
             // Addressed to us but not one of our dialogs: it does not exist (any more).
             let to_us = Uri::parse(&target).is_ok_and(|u| self.is_us(&u));
-            let Some(dest) = self.dest_for_uri(&target).filter(|_| !to_us) else {
+            // Towards the caller of a dialog we record-routed: over the caller's
+            // flow named in our signed Record-Route (see `crate::guard`).
+            let flow = self.guard.flow_towards_caller(&msg, our_routes);
+            let dest = flow.or_else(|| self.dest_for_uri(&target).filter(|_| !to_us));
+            let Some(dest) = dest else {
                 self.reply(&key, &msg, 481, |b| {
                     b.reason("No route for in-dialog request")
                 });

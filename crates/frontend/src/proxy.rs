@@ -105,10 +105,10 @@ impl Core {
             .map(|m| m.saturating_sub(1))
             .unwrap_or(70);
         let mut branches = Vec::with_capacity(targets.len());
-        // Signed, so that in-dialog requests are relayed only within this dialog
-        // (see `crate::guard`).
+        // Signed, so that in-dialog requests are relayed only within this dialog,
+        // and naming the caller's flow (see `crate::guard`).
         let token = if record_route {
-            self.guard.rr_param(msg)
+            self.guard.rr_param(msg, upstream)
         } else {
             String::new()
         };
