@@ -585,7 +585,7 @@ impl ChatCore {
                         answered = true;
                         self.respond(&msg, src, 200, None);
                     }
-                    self.on_command(&call_id, &envid, cmd);
+                    self.on_command(&call_id, &envid, cmd, wall_ms);
                 }
             }
         }
@@ -762,7 +762,7 @@ impl ChatCore {
         self.send_info(cid, Bytes::from(body));
     }
 
-    fn on_command(&mut self, cid: &str, envid: &str, cmd: Command) {
+    fn on_command(&mut self, cid: &str, envid: &str, cmd: Command, wall_ms: i64) {
         let Some(d) = self.dialogs.get(cid) else {
             return;
         };
@@ -794,7 +794,7 @@ impl ChatCore {
                      messageSizeLimit=\"{}\" storySizeLimit=\"{}\" \
                      rootUri=\"ma-cat://{}/00000000-0000-0000-0000-000000000000\" \
                      dbVersion=\"1\" displayName=\"confab\"/>",
-                    xccos::format_ts(0),
+                    xccos::format_ts(wall_ms),
                     c.max_message_bytes,
                     c.max_message_bytes,
                     self.cfg.domain,

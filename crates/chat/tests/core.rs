@@ -414,6 +414,8 @@ fn discovery_session_expires_update_and_getinv() {
     let rpl = Harness::reply(&out, &a, "rpl:getserverinfo");
     let sib = rpl.child("data").unwrap().child("sib").unwrap();
     assert_eq!(sib.attr("messageSizeLimit"), Some("8000"));
+    // The server's clock (the harness's wall clock: 2024-01-01T00:00:00Z), not 1970.
+    assert_eq!(sib.attr("serverTime"), Some("2024-01-01T00:00:00Z"));
 
     let out = h.in_dialog(&mut a, "UPDATE", "", "");
     assert_eq!(out[0].msg.status(), Some(200));
