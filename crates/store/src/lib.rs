@@ -14,6 +14,7 @@
 mod address;
 mod chat;
 mod contacts;
+mod pool;
 mod users;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use chat::{
 };
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
+pub use pool::{POOL_CHANNEL, PoolEvent, PoolMember};
 pub use users::{NewUser, User, UserChange};
 
 /// How long a SQLite connection waits for another writer (the server, or a `confab user`
