@@ -27,6 +27,9 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// How long to wait for the SIP TCP port and `GET /metrics` to answer.
     pub ready_timeout: Duration,
+    /// The loopback address the server binds (default 127.0.0.1; several servers
+    /// of one pool use 127.0.0.2, 127.0.0.3...).
+    pub ip: std::net::Ipv4Addr,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +41,7 @@ impl Default for ServerOptions {
             extra_args: Vec::new(),
             env: Vec::new(),
             ready_timeout: Duration::from_secs(20),
+            ip: std::net::Ipv4Addr::LOCALHOST,
         }
     }
 }
@@ -74,6 +78,12 @@ impl ServerOptions {
         self
     }
 
+    /// Binds SIP, TLS and HTTP on this loopback address instead of 127.0.0.1.
+    pub fn ip(mut self, ip: std::net::Ipv4Addr) -> Self {
+        self.ip = ip;
+        self
+    }
+
     pub fn ready_timeout(mut self, t: Duration) -> Self {
         self.ready_timeout = t;
         self
@@ -94,10 +104,6 @@ pub struct ConfabServer {
     http: Option<SocketAddr>,
     child: Option<Child>,
     runs: u32,
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// SIP address, HTTP address, domain of `CONFAB_TEST_EXTERNAL`.
@@ -167,15 +173,16 @@ impl ConfabServer {
             return Ok(s);
         }
         let bin = confab_bin()?;
+        let ip = opts.ip;
         let mut s = ConfabServer {
             dir,
             data_dir,
             log_path,
             bin: Some(bin),
             opts,
-            sip: loopback(free_port()),
-            tls: loopback(free_port()),
-            http: Some(loopback(free_port())),
+            sip: SocketAddr::from((ip, free_port())),
+            tls: SocketAddr::from((ip, free_port())),
+            http: Some(SocketAddr::from((ip, free_port()))),
             child: None,
             runs: 0,
         };

@@ -56,6 +56,8 @@ pub enum Command {
     Prereq(crate::cmd_prereq::PrereqArgs),
     /// Prepare this machine for its roles in the published topology
     Bootstrap(crate::cmd_bootstrap::BootstrapArgs),
+    /// Enterprise pools: front ends, heartbeats, homed users
+    Pool(crate::pool_cli::PoolArgs),
 }
 
 #[derive(Args)]
@@ -238,6 +240,7 @@ impl Cli {
             Command::User(u) => o.database = u.database.clone(),
             Command::Contact(c) => o.database = c.database.clone(),
             Command::Chat(c) => o.database = c.database.clone(),
+            Command::Pool(p) => o.database = p.database.clone(),
             _ => {}
         }
         o

@@ -72,6 +72,37 @@ pub struct ServeConfig {
     pub limits: LimitsConfig,
     pub auth: AuthConfig,
     pub chat: ChatServeConfig,
+    pub pool: PoolServeConfig,
+}
+
+/// This front end as a member of an Enterprise pool (`[pool]`): set by the topology
+/// on an Enterprise front end, or by hand. Needs a PostgreSQL `database`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolServeConfig {
+    /// Act as one front end of a pool (users homed on front ends).
+    pub enabled: bool,
+    /// The pool's name (default: the topology's pool FQDN, else the SIP domain).
+    pub name: Option<String>,
+    /// This front end's name (default: the topology's machine FQDN, else the
+    /// advertised `host:port`).
+    pub member: Option<String>,
+    /// How often this front end writes its heartbeat, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// A front end whose heartbeat is older than this is dead, in milliseconds.
+    pub lease_ms: u64,
+}
+
+impl Default for PoolServeConfig {
+    fn default() -> Self {
+        PoolServeConfig {
+            enabled: false,
+            name: None,
+            member: None,
+            heartbeat_ms: 2_000,
+            lease_ms: 10_000,
+        }
+    }
 }
 
 /// The Persistent Chat service (`[chat]`), run by `confab serve` beside the front end.
@@ -278,6 +309,7 @@ impl Default for ServeConfig {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             chat: ChatServeConfig::default(),
+            pool: PoolServeConfig::default(),
         }
     }
 }
@@ -305,6 +337,7 @@ impl fmt::Debug for ServeConfig {
             .field("limits", &self.limits)
             .field("auth", &self.auth)
             .field("chat", &self.chat)
+            .field("pool", &self.pool)
             .finish()
     }
 }
@@ -590,6 +623,20 @@ fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
     }
     if cfg.presence.max_subscription_expires == 0 {
         return problem("presence.max_subscription_expires", "must be at least 1");
+    }
+
+    let p = &cfg.pool;
+    if p.heartbeat_ms < 100 {
+        return problem("pool.heartbeat_ms", "must be at least 100");
+    }
+    if p.lease_ms < 2 * p.heartbeat_ms {
+        return problem(
+            "pool.lease_ms",
+            format!(
+                "lease_ms ({}) must be at least twice heartbeat_ms ({})",
+                p.lease_ms, p.heartbeat_ms
+            ),
+        );
     }
 
     let l = &cfg.limits;

@@ -9,6 +9,8 @@ mod cmd_topology;
 mod config;
 mod contacts;
 mod lazy_lists;
+mod pool_cli;
+mod pool_serve;
 mod roles;
 mod serve;
 mod users;
@@ -48,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::User(args) => users::run(&cfg, args.command).await,
             Command::Contact(args) => contacts::run(&cfg, args.command).await,
             Command::Chat(args) => chat_cli::run(&cfg, args).await,
+            Command::Pool(args) => pool_cli::run(&cfg, args).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,

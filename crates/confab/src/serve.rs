@@ -381,9 +381,24 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     }
 
+    let advertised_host = core_cfg.advertise.host.clone();
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let mut core = Core::new(core_cfg, secret, seed, metrics.clone(), Instant::now());
+    // Enterprise pool: users homed on front ends (crate::pool_serve).
+    let pool = crate::pool_serve::join(
+        &cfg,
+        &store,
+        &url,
+        &advertised_host,
+        transports.udp_addr(),
+        metrics.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
+    if let Some((_, router)) = &pool {
+        core.set_home_router(router.clone());
+    }
 
     // Users: load all, then follow the store's change feed.
     let mut rev = store.current_rev().await?;
@@ -571,6 +586,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = poller.await;
+    if let Some((handle, _)) = pool {
+        handle.join().await;
+    }
     if let Some(chat) = chat {
         let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;
     }

@@ -128,6 +128,8 @@ pub struct Core {
     pub(crate) lync: crate::lync::LyncState,
     /// Relaying policy: signed Record-Route, trusted peers.
     pub(crate) guard: crate::guard::Guard,
+    /// Enterprise pool: where each user is homed (`None`: a server of its own).
+    pub(crate) home: Option<crate::home::SharedHomeRouter>,
 }
 
 impl Core {
@@ -161,8 +163,17 @@ impl Core {
             wall_ms: 0,
             lync: Default::default(),
             guard,
+            home: None,
             cfg,
         }
+    }
+
+    /// Makes this front end one of a pool: requests for users homed on another
+    /// front end go there, and the pool's front ends are trusted peers (see
+    /// `crate::home`).
+    pub fn set_home_router(&mut self, router: crate::home::SharedHomeRouter) {
+        self.guard.set_pool(router.clone());
+        self.home = Some(router);
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -676,6 +687,18 @@ impl Core {
             self.reply(&key, &msg, 404, |b| b.reason("User not found"));
             return;
         }
+        // Pool hook: a user homed on another front end of the pool is served there.
+        if crate::home::route_to_home(
+            self,
+            &key,
+            &msg,
+            src,
+            &target,
+            identity.as_deref(),
+            our_routes,
+        ) {
+            return;
+        }
 
         // Lync hook: what a Lync client asks of its own address (contact list,
         // category publication, roaming data, batched presence subscriptions).
@@ -968,6 +991,10 @@ impl Core {
             self.reply(key, msg, 403, |b| {
                 b.reason("Authenticated user does not match the To address")
             });
+            return;
+        }
+        // Pool hook: sign-in assigns a home front end; another one's users go there.
+        if crate::home::route_to_home(self, key, msg, src, &to_aor, Some(&identity), 0) {
             return;
         }
         let header_expires = msg.expires();

@@ -35,6 +35,8 @@ pub(crate) const RR_TOKEN_PARAM: &str = "cfd";
 pub(crate) struct Guard {
     rr: TokenKey,
     trusted: Vec<SocketAddr>,
+    /// The pool's other front ends are trusted too (see `crate::home`).
+    pool: Option<crate::home::SharedHomeRouter>,
 }
 
 impl Guard {
@@ -42,14 +44,19 @@ impl Guard {
         Guard {
             rr: TokenKey::derive(secret, "record-route"),
             trusted,
+            pool: None,
         }
+    }
+
+    pub(crate) fn set_pool(&mut self, router: crate::home::SharedHomeRouter) {
+        self.pool = Some(router);
     }
 
     /// Whether `addr` is a configured trusted peer.
     pub(crate) fn is_trusted(&self, addr: SocketAddr) -> bool {
         self.trusted.iter().any(|t| {
             canonical(t.ip()) == canonical(addr.ip()) && (t.port() == 0 || t.port() == addr.port())
-        })
+        }) || self.pool.as_ref().is_some_and(|p| p.is_peer(addr))
     }
 
     /// `;cfd=TOKEN` (`;cfd=TOKEN.FLOW` when the request came over a connection,

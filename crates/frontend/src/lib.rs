@@ -11,6 +11,7 @@ pub mod contacts;
 mod core;
 pub mod directory;
 mod guard;
+pub mod home;
 mod lync;
 pub mod metrics;
 mod presence_agent;
@@ -20,6 +21,7 @@ pub mod types;
 
 pub use crate::apps::AppRoute;
 pub use crate::core::{Advertise, Core, CoreConfig};
+pub use home::{HomeRoute, HomeRouter, SharedHomeRouter};
 pub use directory::{Directory, DirectoryChange, UserEntry};
 pub use lync::StoreRequest;
 pub use metrics::Metrics;

@@ -143,6 +143,14 @@ impl Store {
         rows.iter().map(member_from_row).collect()
     }
 
+    /// The pools that have front ends, by name.
+    pub async fn pool_names(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT pool FROM pool_members ORDER BY pool")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
     /// Every user homed in `pool` with their home front end.
     pub async fn pool_homes(&self, pool: &str) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query(

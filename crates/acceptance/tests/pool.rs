@@ -1,0 +1,277 @@
+//! Two `confab serve` front ends of one Enterprise pool (issue 12) on 127.0.0.2 and
+//! 127.0.0.3 sharing a PostgreSQL back end, driven by real baresip user agents
+//! (tests/clients/baresip/run_pool.py):
+//! 1. alice signed in on fe01 and bob on fe02 see each other's presence, exchange
+//!    MESSAGEs both ways and call each other both ways;
+//! 2. fe02 is killed with SIGKILL: once its lease ends, bob signs in through fe01
+//!    and alice and bob reach each other again;
+//! 3. fe02 is started again and serves: carol signs in on it (homed there, the
+//!    least-loaded front end) and exchanges MESSAGEs with alice on fe01.
+//!
+//! `confab pool status` is checked after each step. Needs CONFAB_TEST_POSTGRES_URL
+//! (skipped with a message otherwise), baresip, python3 and psql.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use confab_acceptance::{
+    ConfabServer, Error, Result, ServerOptions, run_bounded, tail, tests_dir, tools_required,
+};
+
+const DOMAIN: &str = "example.com";
+const POOL: &str = "pool01.example.com";
+const LEASE_MS: u64 = 2_000;
+
+/// A database of its own on the test server, dropped at the end.
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+fn psql(url: &str, sql: &str) -> Result<()> {
+    let mut cmd = Command::new("psql");
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = run_bounded(cmd, Duration::from_secs(30))?;
+    if !out.status.success() {
+        return Err(Error(format!(
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+impl TestDb {
+    fn create(admin: &str) -> Result<TestDb> {
+        let name = format!("confab_pool_{}", confab_acceptance::unique_token());
+        let name: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .collect();
+        psql(admin, &format!("CREATE DATABASE {name}"))?;
+        let (base, _) = admin
+            .rsplit_once('/')
+            .ok_or_else(|| Error::new("CONFAB_TEST_POSTGRES_URL has no database part"))?;
+        let url = format!("{base}/{name}");
+        Ok(TestDb {
+            admin: admin.to_owned(),
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// Runs run_pool.py; `a`/`b` are `(user, password, server)`.
+fn run_pool(
+    label: &str,
+    a: (&str, &str, &ConfabServer),
+    b: (&str, &str, &ConfabServer),
+    extra: &[&str],
+    servers: &[&ConfabServer],
+) -> Result<String> {
+    let side = |(user, pw, s): (&str, &str, &ConfabServer)| {
+        format!("{user}:{pw}@{}:{}", s.sip_addr().ip(), s.sip_port())
+    };
+    let workdir = a.2.work_dir().join(format!("baresip-{label}"));
+    let mut cmd = Command::new("python3");
+    cmd.arg(tests_dir().join("clients/baresip/run_pool.py"))
+        .args(["--a", &side(a), "--b", &side(b)])
+        .args(["--domain", DOMAIN, "--timeout", "10", "--sip-trace"])
+        .args(extra)
+        .arg("--workdir")
+        .arg(&workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let out = run_bounded(cmd, Duration::from_secs(180))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "[pool] {label}: {:.1} s\n{}",
+        started.elapsed().as_secs_f64(),
+        tail(&stdout, 30)
+    );
+    let summary = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed, ") && l.ends_with(" failed"))
+        .unwrap_or("")
+        .to_owned();
+    if !out.status.success() || !summary.ends_with(" 0 failed") {
+        let logs: String = servers.iter().map(|s| s.context()).collect();
+        return Err(Error(format!(
+            "{label}: {summary}\n{}\n--- stderr ---\n{}{logs}",
+            tail(&stdout, 150),
+            tail(&String::from_utf8_lossy(&out.stderr), 20)
+        )));
+    }
+    Ok(stdout)
+}
+
+fn pool_status(s: &ConfabServer, db: &TestDb, conf: &std::path::Path) -> Result<String> {
+    let conf = conf.to_string_lossy().into_owned();
+    s.cli(&["--config", &conf, "pool", "status", "--database", &db.url])
+}
+
+/// The status line of a front end: (state, homed users).
+fn member_line<'a>(status: &'a str, member: &str) -> Option<(&'a str, &'a str)> {
+    let line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with(member))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    // member sip heartbeat state users registrations
+    Some((f.get(3).copied()?, f.get(4).copied()?))
+}
+
+fn wait_status(
+    s: &ConfabServer,
+    db: &TestDb,
+    conf: &std::path::Path,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = pool_status(s, db, conf)?;
+        if ok(&st) {
+            return Ok(st);
+        }
+        if Instant::now() > end {
+            return Err(Error(format!("pool status never showed {what}:\n{st}")));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn two_front_ends_act_as_one_pool() -> Result<()> {
+    let Ok(admin) = std::env::var("CONFAB_TEST_POSTGRES_URL") else {
+        println!("skipped: CONFAB_TEST_POSTGRES_URL is not set");
+        return Ok(());
+    };
+    if !tools_required(&["baresip", "python3", "psql"]) {
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let db = TestDb::create(&admin)?;
+    let dir = confab_acceptance::temp_dir("pool")?;
+    let conf = |member: &str| -> Result<std::path::PathBuf> {
+        let path = dir.path().join(format!("{member}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[pool]\nenabled = true\nname = \"{POOL}\"\nmember = \"{member}\"\n\
+                 heartbeat_ms = 250\nlease_ms = {LEASE_MS}\n"
+            ),
+        )
+        .map_err(|e| Error(format!("writing {}: {e}", path.display())))?;
+        Ok(path)
+    };
+    let (conf1, conf2) = (conf("fe01.example.com")?, conf("fe02.example.com")?);
+    let opts = |ip: Ipv4Addr, conf: &std::path::Path| {
+        ServerOptions::new()
+            .domain(DOMAIN)
+            .ip(ip)
+            .arg("--database")
+            .arg(&db.url)
+            .arg("--config")
+            .arg(&conf.to_string_lossy())
+    };
+    let fe1 = ConfabServer::start(opts(Ipv4Addr::new(127, 0, 0, 2), &conf1))?;
+    for (user, pw) in [("alice", "alicepw"), ("bob", "bobpw"), ("carol", "carolpw")] {
+        fe1.cli(&[
+            "user",
+            "add",
+            &format!("{user}@{DOMAIN}"),
+            "--password",
+            pw,
+            "--database",
+            &db.url,
+        ])?;
+    }
+    let mut fe2 = ConfabServer::start(opts(Ipv4Addr::new(127, 0, 0, 3), &conf2))?;
+    wait_status(&fe1, &db, &conf1, "two live front ends", |st| {
+        member_line(st, "fe01.example.com").is_some_and(|(s, _)| s == "live")
+            && member_line(st, "fe02.example.com").is_some_and(|(s, _)| s == "live")
+    })?;
+    // The users reach both front ends through the user change feed (200 ms).
+    std::thread::sleep(Duration::from_millis(600));
+
+    // 1. alice on fe01, bob on fe02: presence, IM and calls both ways.
+    run_pool(
+        "across",
+        ("alice", "alicepw", &fe1),
+        ("bob", "bobpw", &fe2),
+        &["--presence", "--call"],
+        &[&fe1, &fe2],
+    )?;
+    let st = pool_status(&fe1, &db, &conf1)?;
+    assert!(
+        st.contains("users homed on fe01.example.com: alice@example.com")
+            && st.contains("users homed on fe02.example.com: bob@example.com"),
+        "each user homed where they signed in:\n{st}"
+    );
+
+    // 2. fe02 dies; its lease ends; bob signs in through fe01.
+    fe2.kill9()?;
+    wait_status(&fe1, &db, &conf1, "fe02 dead", |st| {
+        member_line(st, "fe02.example.com").is_some_and(|(s, _)| s == "dead")
+    })?;
+    // fe01's own view uses the same lease (its clock may be a heartbeat behind).
+    std::thread::sleep(Duration::from_millis(300));
+    run_pool(
+        "failover",
+        ("alice", "alicepw", &fe1),
+        ("bob", "bobpw", &fe1),
+        &[],
+        &[&fe1, &fe2],
+    )?;
+    let st = pool_status(&fe1, &db, &conf1)?;
+    assert!(
+        st.contains("users homed on fe01.example.com: alice@example.com, bob@example.com"),
+        "bob rehomed on fe01:\n{st}"
+    );
+
+    // 3. fe02 comes back and takes the next new user.
+    fe2.start_again()?;
+    wait_status(&fe1, &db, &conf1, "fe02 live again", |st| {
+        member_line(st, "fe02.example.com").is_some_and(|(s, _)| s == "live")
+    })?;
+    std::thread::sleep(Duration::from_millis(600));
+    run_pool(
+        "restarted",
+        ("alice", "alicepw", &fe1),
+        ("carol", "carolpw", &fe2),
+        &[],
+        &[&fe1, &fe2],
+    )?;
+    let st = pool_status(&fe1, &db, &conf1)?;
+    eprintln!("[pool] confab pool status:\n{st}");
+    assert!(
+        st.contains("users homed on fe02.example.com: carol@example.com"),
+        "carol homed on the restarted fe02:\n{st}"
+    );
+    eprintln!("[pool] whole test: {:.1} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+#[test]
+fn status_line_parsing() {
+    let st = "pool p (lease 2.0 s)\n  front end sip heartbeat state users registrations\n  fe01.example.com 127.0.0.2:1 0.1s live 2 1\n";
+    assert_eq!(member_line(st, "fe01.example.com"), Some(("live", "2")));
+    assert_eq!(member_line(st, "fe02.example.com"), None);
+}
