@@ -51,7 +51,13 @@ impl TestDb {
         let name = format!("confab_pool_{}", confab_acceptance::unique_token());
         let name: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         psql(admin, &format!("CREATE DATABASE {name}"))?;
         let (base, _) = admin

@@ -82,7 +82,11 @@ pub(crate) fn route_to_home(
             // The client signed in through a front end other than its home (its
             // home is live): send it there, as Lync's home-server redirect does.
             debug!(user = %target, home = %dest.addr, "REGISTER redirected to the home front end");
-            let contact = format!("<sip:{}:{};transport=udp>", host(dest.addr), dest.addr.port());
+            let contact = format!(
+                "<sip:{}:{};transport=udp>",
+                host(dest.addr),
+                dest.addr.port()
+            );
             core.reply(key, msg, 301, |b| {
                 b.reason("Moved to the user's home front end")
                     .header("Contact", contact)

@@ -21,8 +21,8 @@ pub mod types;
 
 pub use crate::apps::AppRoute;
 pub use crate::core::{Advertise, Core, CoreConfig};
-pub use home::{HomeRoute, HomeRouter, SharedHomeRouter};
 pub use directory::{Directory, DirectoryChange, UserEntry};
+pub use home::{HomeRoute, HomeRouter, SharedHomeRouter};
 pub use lync::StoreRequest;
 pub use metrics::Metrics;
 pub use types::{ConnId, Dest, Output, Transport};

@@ -200,7 +200,13 @@ impl Store {
     }
 
     /// Homes `address` on `member` of `pool` whatever its home was (administration).
-    pub async fn set_home(&self, pool: &str, address: &str, member: &str, now_ms: i64) -> Result<()> {
+    pub async fn set_home(
+        &self,
+        pool: &str,
+        address: &str,
+        member: &str,
+        now_ms: i64,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         self.set_home_in(&mut tx, pool, address, member, now_ms)
             .await?;
@@ -291,15 +297,27 @@ mod tests {
         assert_eq!(members[0].heartbeat_ms, 20);
 
         // First claim wins; a second claim that expected "no home" loses.
-        assert_eq!(store.claim_home("p", "a@x", "fe01", None, 1).await.unwrap(), "fe01");
-        assert_eq!(store.claim_home("p", "a@x", "fe02", None, 2).await.unwrap(), "fe01");
+        assert_eq!(
+            store.claim_home("p", "a@x", "fe01", None, 1).await.unwrap(),
+            "fe01"
+        );
+        assert_eq!(
+            store.claim_home("p", "a@x", "fe02", None, 2).await.unwrap(),
+            "fe01"
+        );
         // Re-homing from the dead fe01 succeeds once.
         assert_eq!(
-            store.claim_home("p", "a@x", "fe02", Some("fe01"), 3).await.unwrap(),
+            store
+                .claim_home("p", "a@x", "fe02", Some("fe01"), 3)
+                .await
+                .unwrap(),
             "fe02"
         );
         assert_eq!(
-            store.claim_home("p", "a@x", "fe03", Some("fe01"), 4).await.unwrap(),
+            store
+                .claim_home("p", "a@x", "fe03", Some("fe01"), 4)
+                .await
+                .unwrap(),
             "fe02"
         );
         store.set_home("p", "b@x", "fe03", 5).await.unwrap();
