@@ -75,6 +75,22 @@ fn apply_with_host(
     // Database: the pool's back end.
     apply_database(&mut cfg, &topology, machine.pool, &local, &mut set)?;
 
+    // Enterprise pool: the front ends of the pool act as one (crate::pool_serve),
+    // named by the topology (an explicit `[pool]` name or member wins).
+    if local.edition == confab_topology::Edition::Enterprise
+        && local.roles.contains(&Role::FrontEnd)
+        && cfg.database.as_deref().is_some_and(|u| {
+            confab_store::Backend::from_url(u).ok() == Some(confab_store::Backend::Postgres)
+        })
+    {
+        if !cfg.pool.enabled {
+            set.push(format!("pool={} member={}", local.pool, local.fqdn));
+        }
+        cfg.pool.enabled = true;
+        cfg.pool.name.get_or_insert_with(|| local.pool.clone());
+        cfg.pool.member.get_or_insert_with(|| local.fqdn.clone());
+    }
+
     // Persistent Chat: on a machine with that role, the chat service uses the
     // pool's persistent-chat store (unless `[chat] database` is configured).
     if local.roles.contains(&Role::PersistentChat)

@@ -478,12 +478,25 @@ roles = ["front-end"]
         assert!(!log.contains("confab:confab@"), "password logged:\n{log}");
     }
 
+    // The two front ends form the topology's pool (issue 12): alice's first
+    // sign-in homes her on fe01; signing in on fe02 sends her home.
     let sock = udp_client();
-    for sip in [sip1, sip2] {
-        let reply = register(&sock, sip, "alice", "contoso.com", "pw");
+    let reply = register(&sock, sip1, "alice", "contoso.com", "pw");
+    assert!(
+        reply.starts_with("SIP/2.0 200"),
+        "REGISTER at 127.0.0.1:{sip1}:\n{reply}"
+    );
+    for (server, fqdn) in [(&mut s1, "fe01.contoso.com"), (&mut s2, "fe02.contoso.com")] {
+        let log = server.log();
         assert!(
-            reply.starts_with("SIP/2.0 200"),
-            "REGISTER at 127.0.0.1:{sip}:\n{reply}"
+            log.contains("joined the pool") && log.contains("pool01.contoso.com"),
+            "{fqdn} did not join the pool:\n{log}"
         );
     }
+    let reply = register(&sock, sip2, "alice", "contoso.com", "pw");
+    assert!(
+        reply.starts_with("SIP/2.0 301")
+            && reply.contains(&format!("<sip:127.0.0.1:{sip1};transport=udp>")),
+        "REGISTER at fe02 (alice is homed on fe01):\n{reply}"
+    );
 }
