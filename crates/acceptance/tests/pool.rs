@@ -281,3 +281,184 @@ fn status_line_parsing() {
     assert_eq!(member_line(st, "fe01.example.com"), Some(("live", "2")));
     assert_eq!(member_line(st, "fe02.example.com"), None);
 }
+
+/// A TCP relay to PostgreSQL that can be cut (every connection closed, new ones
+/// closed at once) and restored, to take the back end away from a front end.
+struct PgRelay {
+    addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl PgRelay {
+    fn start(upstream: std::net::SocketAddr) -> Result<PgRelay> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| Error(format!("relay bind: {e}")))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error(format!("relay: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error(format!("relay: {e}")))?;
+        let relay = PgRelay {
+            addr,
+            up: Arc::new(AtomicBool::new(true)),
+            stop: Arc::new(AtomicBool::new(false)),
+            conns: Arc::new(Mutex::new(Vec::new())),
+        };
+        let (up, stop, conns) = (relay.up.clone(), relay.stop.clone(), relay.conns.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                if !up.load(Ordering::Relaxed) {
+                    continue; // dropped: closed at once
+                }
+                let _ = client.set_nonblocking(false);
+                let Ok(server) =
+                    std::net::TcpStream::connect_timeout(&upstream, Duration::from_secs(5))
+                else {
+                    continue;
+                };
+                let pairs = [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ];
+                if let Ok(mut c) = conns.lock() {
+                    c.push(client);
+                    c.push(server);
+                }
+                for (from, to) in pairs {
+                    if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+            }
+        });
+        Ok(relay)
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut c) = self.conns.lock() {
+            for s in c.drain(..) {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for PgRelay {
+    fn drop(&mut self) {
+        self.cut();
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `postgres://user:pw@HOST:PORT/db` -> (HOST:PORT, URL with `with` instead).
+fn split_host(url: &str, with: std::net::SocketAddr) -> Option<(std::net::SocketAddr, String)> {
+    let at = url.rfind('@')?;
+    let rest = &url[at + 1..];
+    let slash = rest.find('/')?;
+    let hostport = &rest[..slash];
+    let addr: std::net::SocketAddr = hostport.parse().ok()?;
+    Some((addr, format!("{}{with}{}", &url[..at + 1], &rest[slash..])))
+}
+
+#[test]
+fn a_front_end_without_its_back_end_refuses_and_recovers() -> Result<()> {
+    use confab_acceptance::sip::{Ua, UdpLink};
+    let Ok(admin) = std::env::var("CONFAB_TEST_POSTGRES_URL") else {
+        println!("skipped: CONFAB_TEST_POSTGRES_URL is not set");
+        return Ok(());
+    };
+    if !tools_required(&["psql"]) {
+        return Ok(());
+    }
+    let db = TestDb::create(&admin)?;
+    let placeholder: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
+    let Some((upstream, _)) = split_host(&db.url, placeholder) else {
+        println!("skipped: CONFAB_TEST_POSTGRES_URL does not name an ip:port host");
+        return Ok(());
+    };
+    let relay = PgRelay::start(upstream)?;
+    let (_, relayed) = split_host(&db.url, relay.addr)
+        .ok_or_else(|| Error::new("could not rewrite the database URL"))?;
+    let dir = confab_acceptance::temp_dir("pool-outage")?;
+    let conf = dir.path().join("fe.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[pool]\nenabled = true\nname = \"{POOL}\"\nmember = \"fe09.example.com\"\n\
+             heartbeat_ms = 200\nlease_ms = 1500\n"
+        ),
+    )
+    .map_err(|e| Error(format!("writing the config: {e}")))?;
+    let mut fe = ConfabServer::start(
+        ServerOptions::new()
+            .domain(DOMAIN)
+            .ip(Ipv4Addr::new(127, 0, 0, 4))
+            .arg("--database")
+            .arg(&relayed)
+            .arg("--config")
+            .arg(&conf.to_string_lossy()),
+    )?;
+    fe.cli(&[
+        "user",
+        "add",
+        &format!("dave@{DOMAIN}"),
+        "--password",
+        "davepw",
+        "--database",
+        &db.url,
+    ])?;
+    std::thread::sleep(Duration::from_millis(600));
+    let mut dave = Ua::new(UdpLink::new(fe.sip_addr())?, "dave", "davepw", DOMAIN);
+    fe.with_log(dave.register_ok(600))?;
+
+    // The back end goes away: once the lease has run out, sign-in is refused at
+    // once with a reason and a retry time (no hang, the server keeps running).
+    relay.cut();
+    std::thread::sleep(Duration::from_millis(2_500));
+    let asked = Instant::now();
+    let r = fe.with_log(dave.register(600))?;
+    assert_eq!(r.status(), Some(503), "{}\n{}", r.summary(), fe.context());
+    assert!(
+        r.first_line.contains("lost the pool's back end"),
+        "{}",
+        r.first_line
+    );
+    assert!(r.header("Retry-After").is_some(), "{}", r.summary());
+    assert!(asked.elapsed() < Duration::from_secs(3));
+    assert!(fe.is_running(), "{}", fe.context());
+
+    // It comes back: the next heartbeat puts the front end back in the pool.
+    relay.restore();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = fe.with_log(dave.register(600))?;
+        if r.status() == Some(200) {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "still {} after the back end returned\n{}",
+            r.first_line,
+            fe.context()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(())
+}
