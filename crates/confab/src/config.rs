@@ -738,6 +738,24 @@ mod tests {
     }
 
     #[test]
+    fn pool_section() {
+        let cfg = load_text(
+            "[pool]\nenabled = true\nname = \"pool01.contoso.com\"\nmember = \"fe01.contoso.com\"\n",
+        )
+        .unwrap();
+        assert!(cfg.pool.enabled);
+        assert_eq!(cfg.pool.name.as_deref(), Some("pool01.contoso.com"));
+        assert_eq!((cfg.pool.heartbeat_ms, cfg.pool.lease_ms), (2_000, 10_000));
+        let err = load_text("[pool]\nheartbeat_ms = 1000\nlease_ms = 1500\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pool.lease_ms") && err.contains("twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn server_fqdn_is_checked_with_its_line() {
         let cfg = load_text("[auth]\nserver_fqdn = \"fe01.example.com\"\n").unwrap();
         assert_eq!(cfg.auth.server_fqdn.as_deref(), Some("fe01.example.com"));
