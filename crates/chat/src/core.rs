@@ -130,6 +130,42 @@ fn key_of_request(msg: &Message) -> String {
     dialog_key(msg.call_id(), msg.to_tag().unwrap_or(""))
 }
 
+/// Where an in-dialog request of ours goes: the first hop of the route set (the
+/// front end's Record-Route), else where the dialog's INVITE came from.
+///
+/// When the INVITE came over a connection from the host the first hop names, the
+/// request goes over that same connection (falling back to the hop's address if it
+/// closed), whatever transport the hop's URI names. Our responses travel on that
+/// connection, so the front end gets a reply INFO after the 200 of the command that
+/// caused it and relays them in that order. Over a second connection of our own
+/// (the front end connects from an ephemeral port, so the hop's address never equals
+/// the peer's) the reply INFO could overtake the 200, and a hop URI naming UDP would
+/// put it where nothing retransmits it.
+fn next_hop(d: &Dialog) -> Dest {
+    let hop = d
+        .route
+        .first()
+        .and_then(|r| NameAddr::parse(r).ok())
+        .and_then(|na| confab_sip::Uri::parse(na.uri).ok())
+        .and_then(|u| Dest::for_uri(&u, Transport::Udp));
+    match hop {
+        None => d.peer,
+        Some(hop) if hop.addr == d.peer.addr => d.peer,
+        Some(hop)
+            if d.peer.conn.is_some()
+                && d.peer.transport.reliable()
+                && hop.addr.ip() == d.peer.addr.ip() =>
+        {
+            Dest {
+                transport: d.peer.transport,
+                addr: hop.addr,
+                conn: d.peer.conn,
+            }
+        }
+        Some(hop) => hop,
+    }
+}
+
 /// The Persistent Chat server core.
 pub struct ChatCore {
     cfg: CoreConfig,
@@ -734,17 +770,7 @@ impl ChatCore {
             .header("CSeq", format!("{} INFO", d.cseq))
             .body("text/plain", body)
             .build();
-        // To the first hop of the route set (the front end's Record-Route): over the
-        // connection the dialog came in on when that is the same address, else a
-        // connection of our own (the front end's connection may have closed).
-        let dest = d
-            .route
-            .first()
-            .and_then(|r| NameAddr::parse(r).ok())
-            .and_then(|na| confab_sip::Uri::parse(na.uri).ok())
-            .and_then(|u| Dest::for_uri(&u, Transport::Udp))
-            .filter(|hop| hop.addr != d.peer.addr)
-            .unwrap_or(d.peer);
+        let dest = next_hop(d);
         self.out.push(Output::Send { dest, data });
     }
 

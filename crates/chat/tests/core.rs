@@ -949,3 +949,87 @@ fn clients_with_the_same_call_id_and_tag_get_separate_dialogs() {
     assert_eq!(rpl[0].msg.call_id(), "same-cid");
     assert_eq!(rpl[0].msg.from_tag(), Some(bob.remote_tag.as_str()));
 }
+
+/// The front end reaches the service over a connection of its own (from an
+/// ephemeral port) and, for a UDP client, record-routes twice (RFC 5658). The
+/// service's INFOs go back over that connection, after the 200 of the command they
+/// answer: over a second connection (or UDP) they could overtake it, and a client
+/// waiting for the 200 first lost them (bench/chat.sh: about one reply in ten).
+#[test]
+fn reply_infos_follow_the_front_ends_connection_even_when_the_route_names_udp() {
+    let mut h = Harness::new();
+    let fe_conn = Dest {
+        transport: Transport::Tcp,
+        addr: "127.0.0.1:40001".parse::<SocketAddr>().unwrap(),
+        conn: Some(ConnId(9)),
+    };
+    for (n, rr) in [
+        // RFC 5658 order (the hop towards us on top), then the reverse.
+        "<sip:127.0.0.1:5060;transport=tcp;lr>, <sip:127.0.0.1:5060;transport=udp;lr>",
+        "<sip:127.0.0.1:5060;transport=udp;lr>, <sip:127.0.0.1:5060;transport=tcp;lr>",
+        "<sip:127.0.0.1:5060;transport=tcp;lr>",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let cid = format!("udp-{n}");
+        let m = parse(&format!(
+            "INVITE sip:ocschat@example.com SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKfe{cid}\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:40999;branch=z9hG4bKc{cid};rport=40999\r\n\
+             Record-Route: {rr}\r\n\
+             Max-Forwards: 69\r\n\
+             From: <sip:alice@example.com>;tag=t{cid}\r\n\
+             To: <sip:ocschat@example.com>\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:alice@127.0.0.1:40999>\r\n\
+             P-Asserted-Identity: <sip:alice@example.com>\r\n\
+             Content-Length: 0\r\n\r\n"
+        ));
+        h.core.on_message(m, fe_conn, h.now, h.wall);
+        let out = h.out();
+        assert_eq!(out[0].msg.status(), Some(200));
+        assert_eq!(out[0].dest, fe_conn);
+        let mut c = Client {
+            user: "alice@example.com".into(),
+            call_id: cid.clone(),
+            tag: format!("t{cid}"),
+            remote_tag: out[0].msg.to_tag().unwrap().to_owned(),
+            cseq: 1,
+            envid: 10,
+        };
+        c.envid += 1;
+        let body = format!(
+            "<xccos ver=\"1\" envid=\"{}\" xmlns=\"urn:parlano:xml:ns:xccos\"><cmd id=\"cmd:requri\" seqid=\"1\"><data/></cmd></xccos>",
+            c.envid
+        );
+        let info = parse(&format!(
+            "INFO sip:chatsrv@127.0.0.1:5041;transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKfei{cid}\r\n\
+             Max-Forwards: 69\r\n\
+             From: <sip:alice@example.com>;tag=t{cid}\r\n\
+             To: <sip:ocschat@example.com>;tag={}\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: 2 INFO\r\n\
+             Content-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            c.remote_tag,
+            body.len()
+        ));
+        h.core.on_message(info, fe_conn, h.now, h.wall);
+        let out = h.out();
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].msg.status(), Some(200), "the 200 first");
+        assert_eq!(out[1].item().attr("id"), Some("rpl:requri"));
+        let want = Dest {
+            transport: Transport::Tcp,
+            addr: "127.0.0.1:5060".parse::<SocketAddr>().unwrap(),
+            conn: Some(ConnId(9)),
+        };
+        assert_eq!(
+            out[1].dest, want,
+            "route {rr}: the reply INFO goes over the front end's connection, not UDP"
+        );
+    }
+}

@@ -149,6 +149,9 @@ struct Client {
     sh: Arc<Shared>,
     sock: Arc<UdpSocket>,
     rx: Receiver<Message>,
+    /// Server requests that arrived while a response was awaited (a reply INFO
+    /// may arrive before the 200 of the command it answers: two transactions).
+    early: std::collections::VecDeque<Message>,
     user: String,
     cseq: u32,
 }
@@ -164,6 +167,7 @@ impl Client {
             sh: Arc::clone(sh),
             sock: Arc::clone(sock),
             rx,
+            early: std::collections::VecDeque::new(),
             user: user.to_string(),
             cseq: 0,
         }
@@ -246,8 +250,9 @@ impl Client {
                     }
                     match self.rx.recv_timeout(left) {
                         Ok(m) => {
-                            if !m.is_request()
-                                && m.branch().as_deref() == Some(branch.as_str())
+                            if m.is_request() {
+                                self.early.push_back(m);
+                            } else if m.branch().as_deref() == Some(branch.as_str())
                                 && m.status().unwrap_or(0) >= 200
                             {
                                 break 'outer m;
@@ -293,6 +298,12 @@ impl Client {
 
     /// Waits for a server INFO (already answered 200 by the router) with rpl `id`.
     fn wait_rpl(&mut self, id: &str, timeout: Duration) -> Res<String> {
+        let is_it = |b: &str| elements(b, "rpl").iter().any(|e| e.attr("id") == Some(id));
+        if let Some(i) = self.early.iter().position(|m| is_it(&m.body_text()))
+            && let Some(m) = self.early.remove(i)
+        {
+            return Ok(m.body_text());
+        }
         let end = Instant::now() + timeout;
         loop {
             let left = end.saturating_duration_since(Instant::now());
