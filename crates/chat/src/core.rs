@@ -101,6 +101,7 @@ struct Dialog {
 #[derive(Debug)]
 struct PendingPost {
     call_id: String,
+    envid: String,
     request: Message,
     src: Dest,
     room_id: String,
@@ -610,10 +611,14 @@ impl ChatCore {
         let mut answered = false;
         for item in items {
             match item {
-                Incoming::Post { chan_uri, text } => {
+                Incoming::Post {
+                    envid,
+                    chan_uri,
+                    text,
+                } => {
                     if !answered {
                         answered = true;
-                        self.on_post(&msg, src, &call_id, &chan_uri, text, wall_ms);
+                        self.on_post(&msg, src, &call_id, &envid, &chan_uri, text, wall_ms);
                     }
                 }
                 Incoming::Command { envid, cmd } => {
@@ -627,11 +632,13 @@ impl ChatCore {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_post(
         &mut self,
         msg: &Message,
         src: Dest,
         call_id: &str,
+        envid: &str,
         chan_uri: &str,
         text: String,
         wall_ms: i64,
@@ -641,16 +648,21 @@ impl ChatCore {
         };
         let user = d.user.clone();
         let refusal: Option<String> = match self.dir.room_by_uri(chan_uri) {
-            None => Some("No such chat room".into()),
-            Some(room) if !d.rooms.contains(&room.id) => Some("Not joined to this room".into()),
+            None => Some("ERR_NO_SUCH_CHANNEL: no such room".into()),
+            Some(room) if room.disabled => self.dir.post_refusal(room, &user).map(str::to_owned),
+            Some(room) if !d.rooms.contains(&room.id) => {
+                Some("ERR_USER_NOT_JOINED: you have not joined this room".into())
+            }
             Some(room) => self.dir.post_refusal(room, &user).map(str::to_owned),
         };
         let max = self.dir.data.config.max_message_bytes as usize;
         let refusal = refusal.or_else(|| {
             if text.trim().is_empty() {
-                Some("Empty message".to_owned())
+                Some("ERR_BAD_REQUEST: the message is empty".to_owned())
             } else if text.len() > max {
-                Some(format!("Message larger than {max} bytes"))
+                Some(format!(
+                    "ERR_LIMIT_EXCEEDED: the message is larger than {max} bytes"
+                ))
             } else {
                 None
             }
@@ -658,7 +670,7 @@ impl ChatCore {
         if let Some(reason) = refusal {
             tracing::info!(%user, room = %chan_uri, %reason, "post refused");
             self.stats.refused_posts += 1;
-            self.respond(msg, src, 403, Some(&reason));
+            self.refuse_post(msg, src, call_id, envid, chan_uri, 403, &reason);
             return;
         }
         let Some(room_id) = self.dir.room_by_uri(chan_uri).map(|r| r.id.clone()) else {
@@ -677,6 +689,7 @@ impl ChatCore {
             op,
             PendingPost {
                 call_id: call_id.to_owned(),
+                envid: envid.to_owned(),
                 request: msg.clone(),
                 src,
                 room_id,
@@ -685,6 +698,28 @@ impl ChatCore {
                 text,
             },
         );
+    }
+
+    /// Refuses a post: the reason inside XCCOS (`rpl:grpchat` echoing the post's
+    /// envid, `<resp code>` with the reason, `<data>` naming the room) and as the
+    /// reason phrase of the INFO's SIP error, which is what pidgin-sipe turns into
+    /// "This message was not delivered to chat room" (it ignores a `rpl:grpchat`).
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_post(
+        &mut self,
+        msg: &Message,
+        src: Dest,
+        call_id: &str,
+        envid: &str,
+        chan_uri: &str,
+        code: u16,
+        reason: &str,
+    ) {
+        self.respond(msg, src, code, Some(reason));
+        let mut data = String::from("<chanib uri=\"");
+        xccos::attr(&mut data, chan_uri);
+        data.push_str("\"/>");
+        self.send_reply(call_id, "rpl:grpchat", envid, code, reason, &data);
     }
 
     /// The store saved (or failed to save) a post: answer its author, fan it out.
@@ -696,7 +731,19 @@ impl ChatCore {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(error = %e, "saving a chat post failed");
-                self.respond(&p.request, p.src, 503, Some("Message could not be stored"));
+                let uri = self
+                    .dir
+                    .room(&p.room_id)
+                    .map_or_else(String::new, |r| r.uri.clone());
+                self.refuse_post(
+                    &p.request,
+                    p.src,
+                    &p.call_id,
+                    &p.envid,
+                    &uri,
+                    503,
+                    "ERR_SERVER: the message could not be stored, try again",
+                );
                 return;
             }
         };

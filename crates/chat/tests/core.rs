@@ -356,6 +356,32 @@ impl Harness {
     }
 }
 
+/// A refused post's XCCOS reply: `rpl:grpchat` to its author, echoing the post's
+/// envid, with the reason in `<resp>` and the room in `<data><chanib>`.
+fn assert_refusal(s: &Sent, c: &Client, room_id: &str, code: &str, reason_prefix: &str) {
+    assert!(s.msg.is_request(), "{s:?}");
+    assert_eq!(s.msg.call_id(), c.call_id);
+    let item = s.item();
+    assert_eq!(item.name, "rpl");
+    assert_eq!(item.attr("id"), Some("rpl:grpchat"));
+    assert_eq!(
+        item.child("commandid").unwrap().attr("envid"),
+        Some(c.envid.to_string().as_str())
+    );
+    let resp = item.child("resp").unwrap();
+    assert_eq!(resp.attr("code"), Some(code));
+    let text = resp.text.clone();
+    assert!(text.starts_with(reason_prefix), "{text}");
+    assert_eq!(
+        item.child("data")
+            .unwrap()
+            .child("chanib")
+            .unwrap()
+            .attr("uri"),
+        Some(format!("ma-chan://{DOMAIN}/{room_id}").as_str())
+    );
+}
+
 fn chan_names(rpl: &Node) -> Vec<String> {
     rpl.child("data")
         .unwrap()
@@ -678,8 +704,9 @@ fn closed_room_refuses_non_member_with_a_reason() {
     );
     // A post to a room not joined is refused and fans out nothing.
     let out = h.post(&mut f, "closed1", "let me in");
-    assert_eq!(out.len(), 1);
+    assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(out[0].msg.status(), Some(403));
+    assert_refusal(&out[1], &f, "closed1", "403", "ERR_USER_NOT_JOINED: ");
     assert!(h.store_requests().is_empty());
     // Secret room: a non-member is refused; an unknown room too.
     let out = h.join(&mut f, "secret1");
@@ -717,9 +744,16 @@ fn auditorium_refuses_non_presenter_and_fans_nothing_out() {
     h.join(&mut a, "stage");
     h.join(&mut c, "stage");
     let out = h.post(&mut a, "stage", "may I speak?");
-    assert_eq!(out.len(), 1, "only the refusal: {out:?}");
+    assert_eq!(out.len(), 2, "only the refusal: {out:?}");
     assert_eq!(out[0].msg.status(), Some(403));
     assert!(out[0].msg.reason().unwrap().contains("presenters"));
+    assert_refusal(
+        &out[1],
+        &a,
+        "stage",
+        "403",
+        "ERR_NO_PERMISSION: only presenters",
+    );
     assert!(h.store_requests().is_empty(), "nothing stored");
     assert_eq!(h.core.stats.refused_posts, 1);
     let out = h.post_saved(&mut c, "stage", "welcome", 5);
@@ -892,16 +926,23 @@ fn oversized_and_empty_posts_are_refused_and_store_failure_is_reported() {
     let big = "x".repeat(8001);
     let out = h.post(&mut a, "open1", &big);
     assert_eq!(out[0].msg.status(), Some(403));
+    assert_refusal(&out[1], &a, "open1", "403", "ERR_LIMIT_EXCEEDED: ");
     let out = h.post(&mut a, "open1", "  ");
     assert_eq!(out[0].msg.status(), Some(403));
+    assert_refusal(&out[1], &a, "open1", "403", "ERR_BAD_REQUEST: ");
+    // Not joined (alice is a member of RoomOne but never joined it).
+    let out = h.post(&mut a, "closed1", "hello?");
+    assert_eq!(out[0].msg.status(), Some(403));
+    assert_refusal(&out[1], &a, "closed1", "403", "ERR_USER_NOT_JOINED: ");
     assert!(h.store_requests().is_empty());
     h.post(&mut a, "open1", "ok");
     let reqs = h.store_requests();
     let StoreRequest::SavePost { op, .. } = &reqs[0];
     h.core.on_post_saved(*op, Err("disk full".into()));
     let out = h.out();
-    assert_eq!(out.len(), 1);
+    assert_eq!(out.len(), 2);
     assert_eq!(out[0].msg.status(), Some(503));
+    assert_refusal(&out[1], &a, "open1", "503", "ERR_SERVER: ");
     // Garbage in an INFO: answered 200, nothing else.
     let out = h.in_dialog(&mut a, "INFO", "text/plain", "<xccos><cmd id=");
     assert_eq!(out.len(), 1);
