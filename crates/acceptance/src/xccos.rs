@@ -11,8 +11,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::digest::pick_challenge;
-use crate::sip::{Link, Message, TcpLink, param_of};
+use crate::sip::{Link, Message, TcpLink, digest_answer, param_of, request_message};
 use crate::{Error, Result, unique_token};
 
 /// XML-escapes text for an attribute or element.
@@ -358,7 +357,8 @@ impl XccosClient {
     }
 
     /// Sends a request (out of dialog, or in `dialog`), answers one digest
-    /// challenge, returns the final response.
+    /// challenge, returns the final response. A dialog without a remote tag is a
+    /// dialog-creating request with our chosen From tag (no To tag).
     #[allow(clippy::too_many_arguments)]
     fn request_in(
         &mut self,
@@ -387,7 +387,10 @@ impl XccosClient {
                 (
                     "To".into(),
                     match dialog {
-                        Some(d) => format!("<{}>;tag={}", d.remote_uri, d.remote_tag),
+                        Some(d) if !d.remote_tag.is_empty() => {
+                            format!("<{}>;tag={}", d.remote_uri, d.remote_tag)
+                        }
+                        Some(d) => format!("<{}>", d.remote_uri),
                         None => format!("<{to}>"),
                     },
                 ),
@@ -407,17 +410,7 @@ impl XccosClient {
             if let Some((n, v)) = &auth {
                 headers.push((n.clone(), v.clone()));
             }
-            let mut b = Vec::new();
-            if let Some((ct, text)) = body {
-                headers.push(("Content-Type".into(), ct.into()));
-                b = text.as_bytes().to_vec();
-            }
-            headers.push(("Content-Length".into(), b.len().to_string()));
-            let req = Message {
-                first_line: format!("{method} {ruri} SIP/2.0"),
-                headers,
-                body: b,
-            };
+            let req = request_message(method, ruri, headers, body);
             self.send(&req)?;
             let end = Instant::now() + self.timeout;
             let resp = loop {
@@ -434,17 +427,15 @@ impl XccosClient {
                     break m;
                 }
             };
-            let code = resp.status().unwrap_or(0);
-            if (code == 401 || code == 407) && auth.is_none() {
-                let (ch_h, an_h) = if code == 401 {
-                    ("WWW-Authenticate", "Authorization")
-                } else {
-                    ("Proxy-Authenticate", "Proxy-Authorization")
-                };
-                let ch = pick_challenge(resp.headers_named(ch_h))?;
-                let v =
-                    ch.authorization(method, ruri, &self.user, &self.password, &unique_token(), 1);
-                auth = Some((an_h.into(), v));
+            if method == "INVITE" && resp.status().unwrap_or(0) >= 300 {
+                let ack = ack_for(&req, &resp);
+                self.send(&ack)?;
+            }
+            if auth.is_none()
+                && let Some(answer) =
+                    digest_answer(&resp, method, ruri, &self.user, &self.password)?
+            {
+                auth = Some(answer);
                 continue;
             }
             return Ok(resp);
@@ -569,89 +560,9 @@ impl XccosClient {
     ) -> Result<Message> {
         let mut pseudo = d.clone();
         pseudo.remote_tag.clear();
-        // request_in puts ";tag=" on To when in a dialog; avoid that for initial
-        // requests by going through a variant that takes the From tag only.
-        let from_tag = d.local_tag.clone();
-        let mut auth: Option<(String, String)> = None;
-        for _ in 0..2 {
-            self.cseq += 1;
-            let branch = format!("z9hG4bK{}", unique_token());
-            let mut headers: Vec<(String, String)> = vec![
-                (
-                    "Via".into(),
-                    format!("{};branch={branch};rport", self.link.via()),
-                ),
-                ("Max-Forwards".into(), "70".into()),
-                ("From".into(), format!("<{}>;tag={from_tag}", self.aor())),
-                ("To".into(), format!("<{}>", pseudo.remote_uri)),
-                ("Call-ID".into(), pseudo.call_id.clone()),
-                ("CSeq".into(), format!("{} {method}", self.cseq)),
-                ("Contact".into(), self.contact()),
-                ("User-Agent".into(), "confab-acceptance-xccos".into()),
-            ];
-            for (n, v) in extra {
-                headers.push(((*n).to_string(), v.clone()));
-            }
-            if let Some((n, v)) = &auth {
-                headers.push((n.clone(), v.clone()));
-            }
-            let mut b = Vec::new();
-            if let Some((ct, text)) = body {
-                headers.push(("Content-Type".into(), ct.into()));
-                b = text.as_bytes().to_vec();
-            }
-            headers.push(("Content-Length".into(), b.len().to_string()));
-            let req = Message {
-                first_line: format!("{method} {} SIP/2.0", pseudo.target),
-                headers,
-                body: b,
-            };
-            self.send(&req)?;
-            let end = Instant::now() + self.timeout;
-            let resp = loop {
-                let Some(m) = self.recv_response(end)? else {
-                    return Err(Error(format!(
-                        "{}: no final response to {method} within {:?}\n{}",
-                        self.aor(),
-                        self.timeout,
-                        self.transcript()
-                    )));
-                };
-                if m.branch().as_deref() == Some(branch.as_str()) && m.status().unwrap_or(0) >= 200
-                {
-                    break m;
-                }
-            };
-            let code = resp.status().unwrap_or(0);
-            if method == "INVITE" && code >= 300 {
-                let ack = ack_for(&req, &resp);
-                self.send(&ack)?;
-            }
-            if (code == 401 || code == 407) && auth.is_none() {
-                let (ch_h, an_h) = if code == 401 {
-                    ("WWW-Authenticate", "Authorization")
-                } else {
-                    ("Proxy-Authenticate", "Proxy-Authorization")
-                };
-                let ch = pick_challenge(resp.headers_named(ch_h))?;
-                let v = ch.authorization(
-                    method,
-                    &pseudo.target,
-                    &self.user,
-                    &self.password,
-                    &unique_token(),
-                    1,
-                );
-                auth = Some((an_h.into(), v));
-                continue;
-            }
-            return Ok(resp);
-        }
-        Err(Error(format!(
-            "{}: {method} challenged twice\n{}",
-            self.aor(),
-            self.transcript()
-        )))
+        pseudo.routes.clear();
+        let (target, call_id) = (pseudo.target.clone(), pseudo.call_id.clone());
+        self.request_in(method, Some(&pseudo), &target, "", &call_id, extra, body)
     }
 
     /// A request inside the chat-server dialog.

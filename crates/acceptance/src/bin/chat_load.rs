@@ -46,6 +46,11 @@ struct Stats {
     /// Post-to-delivery latencies (µs) while `measuring`.
     lat_us: Vec<u32>,
     notices: u64,
+    /// (Call-ID, CSeq) of the posts delivered: a retransmitted INFO (the front end
+    /// retransmits over UDP when our 200 is late) is not a second delivery.
+    seen: std::collections::HashSet<(String, String)>,
+    /// Retransmitted post INFOs (answered, not counted).
+    retransmitted: u64,
     first_ns: u128,
     last_ns: u128,
 }
@@ -91,6 +96,14 @@ fn router(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
             if body.contains("<grpchat") {
                 let t = now_ns();
                 let mut st = sh.stats.lock().unwrap_or_else(|e| e.into_inner());
+                let key = (
+                    m.header("Call-ID").unwrap_or("").to_string(),
+                    m.header("CSeq").unwrap_or("").to_string(),
+                );
+                if !st.seen.insert(key) {
+                    st.retransmitted += 1;
+                    continue;
+                }
                 st.deliveries += 1;
                 if st.first_ns == 0 {
                     st.first_ns = t;
@@ -742,6 +755,12 @@ fn run_step(
         0.0
     };
     let d = st.deliveries;
+    if st.retransmitted > 0 {
+        eprintln!(
+            "  ({} retransmitted post INFOs answered, not counted)",
+            st.retransmitted
+        );
+    }
     let mut lat = std::mem::take(&mut st.lat_us);
     let p50 = pct(&mut lat, 0.5);
     let p99 = pct(&mut lat, 0.99);
