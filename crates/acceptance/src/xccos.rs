@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::sip::{Link, Message, TcpLink, digest_answer, param_of, request_message};
+use crate::sip::{Link, Message, TcpLink, UdpLink, digest_answer, param_of, request_message};
 use crate::{Error, Result, unique_token};
 
 /// XML-escapes text for an attribute or element.
@@ -218,9 +218,14 @@ struct Dialog {
     remote_uri: String,
 }
 
-/// The XCCOS client: one user, one TCP connection, one chat-server dialog.
+/// The XCCOS client: one user, one connection (TCP, or a UDP socket), one
+/// chat-server dialog.
 pub struct XccosClient {
-    link: TcpLink,
+    link: Box<dyn Link + Send>,
+    /// Server `rpl:*` INFOs that arrived while the 200 of one of our INFOs was
+    /// still awaited (a reply overtaking the answer to its command).
+    pub early_replies: u32,
+    awaiting_info: bool,
     pub user: String,
     password: String,
     pub domain: String,
@@ -243,12 +248,22 @@ pub struct XccosClient {
 impl XccosClient {
     /// Connects over TCP and REGISTERs (digest).
     pub fn connect(server: SocketAddr, user: &str, password: &str) -> Result<XccosClient> {
+        Self::connect_with(Box::new(TcpLink::connect(server)?), user, password)
+    }
+
+    /// Over UDP (no retransmissions: loopback tests only) and REGISTERs (digest).
+    pub fn connect_udp(server: SocketAddr, user: &str, password: &str) -> Result<XccosClient> {
+        Self::connect_with(Box::new(UdpLink::new(server)?), user, password)
+    }
+
+    fn connect_with(link: Box<dyn Link + Send>, user: &str, password: &str) -> Result<XccosClient> {
         let (local, domain) = user
             .split_once('@')
             .ok_or_else(|| Error(format!("{user}: not user@domain")))?;
-        let link = TcpLink::connect(server)?;
         let mut c = XccosClient {
             link,
+            early_replies: 0,
+            awaiting_info: false,
             user: local.to_string(),
             password: password.to_string(),
             domain: domain.to_string(),
@@ -288,11 +303,14 @@ impl XccosClient {
     }
 
     fn contact(&self) -> String {
-        format!(
-            "<sip:{}@{};transport=tcp>",
-            self.user,
-            self.link.contact_hostport()
-        )
+        match self.link.transport_param() {
+            Some(t) => format!(
+                "<sip:{}@{};transport={t}>",
+                self.user,
+                self.link.contact_hostport()
+            ),
+            None => format!("<sip:{}@{}>", self.user, self.link.contact_hostport()),
+        }
     }
 
     /// First lines of what was sent and received, for failure messages.
@@ -347,6 +365,9 @@ impl XccosClient {
             .as_ref()
             .map(|d| d.local_tag.clone())
             .unwrap_or_else(unique_token);
+        if self.awaiting_info && method == "INFO" && m.body_text().contains("<rpl") {
+            self.early_replies += 1;
+        }
         // like SIPE: every INFO is answered 200 before it is looked at
         let r = m.response(code, reason, &tag);
         self.send(&r)?;
@@ -413,18 +434,26 @@ impl XccosClient {
             let req = request_message(method, ruri, headers, body);
             self.send(&req)?;
             let end = Instant::now() + self.timeout;
-            let resp = loop {
+            self.awaiting_info = method == "INFO";
+            let got = loop {
                 let Some(m) = self.recv_response(end)? else {
+                    break None;
+                };
+                if m.branch().as_deref() == Some(branch.as_str()) && m.status().unwrap_or(0) >= 200
+                {
+                    break Some(m);
+                }
+            };
+            self.awaiting_info = false;
+            let resp = match got {
+                Some(m) => m,
+                None => {
                     return Err(Error(format!(
                         "{}: no final response to {method} within {:?}\n{}",
                         self.aor(),
                         self.timeout,
                         self.transcript()
                     )));
-                };
-                if m.branch().as_deref() == Some(branch.as_str()) && m.status().unwrap_or(0) >= 200
-                {
-                    break m;
                 }
             };
             if method == "INVITE" && resp.status().unwrap_or(0) >= 300 {
