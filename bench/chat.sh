@@ -2,15 +2,19 @@
 # Persistent Chat benchmark: one confab node, users joined over XCCOS (UDP, digest),
 # measured with crates/acceptance/src/bin/chat_load.rs (the load generator).
 #
-#   bench/chat.sh            full run: 20,000 joined users (16,000 in one room, the rest in
-#                            rooms of 150), Lync's model load (24 posts/s over the 150-member
-#                            rooms), the delivery ceiling of a 150- and of the 16,000-member
-#                            room, the time of a 25-message backfill
-#   bench/chat.sh --smoke    the same with 600 users (rooms of 300 and 150), a few seconds per
-#                            step (what bench/run.sh --smoke runs in CI)
+#   bench/chat.sh            full run (release build): 20,000 joined users over UDP
+#                            (16,000 in one room, 3,000 in rooms of 150, 1,000 in rooms
+#                            of 30: Lync's three model room sizes), Lync's model load
+#                            (24 posts/s over the 150-member rooms; p50/p99/max
+#                            post-to-delivery), the delivery ceiling of a 30-, a 150- and
+#                            the 16,000-member room, server memory per joined user (PSS),
+#                            the time of a 25-message backfill
+#   bench/chat.sh --smoke    the same with 600 users (rooms of 300, 150 and 30), a few
+#                            seconds per step (what bench/run.sh --smoke runs in CI)
 #
 # Options: --smoke, --users N (default 20000; smoke 600), --big N (members of the big room;
-#          default 16000; smoke 300), --model-secs S (default 60; smoke 5),
+#          default 16000; smoke 300), --small N (users in rooms of 30; default users/20),
+#          --model-secs S (default 60; smoke 5),
 #          --step-secs S (ceiling steps; default 5; smoke 2), --out DIR (default
 #          bench/results/<date>-chat)
 # Env: CONFAB_BIN, CHAT_LOAD_BIN (skip the builds), CONFAB_SIP (127.0.0.1:5060),
@@ -23,6 +27,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 SMOKE=0
 USERS=
 BIG=
+SMALL=
 MODEL_SECS=
 STEP_SECS=
 OUT=
@@ -31,10 +36,11 @@ while [ $# -gt 0 ]; do
     --smoke) SMOKE=1 ;;
     --users) USERS=$2; shift ;;
     --big) BIG=$2; shift ;;
+    --small) SMALL=$2; shift ;;
     --model-secs) MODEL_SECS=$2; shift ;;
     --step-secs) STEP_SECS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -46,7 +52,9 @@ else
   USERS=${USERS:-20000}; BIG=${BIG:-16000}; MODEL_SECS=${MODEL_SECS:-60}; STEP_SECS=${STEP_SECS:-5}
   MAX_RATE=4096
 fi
-[ "$BIG" -lt "$USERS" ] || { echo "--big must be below --users" >&2; exit 2; }
+SMALL=${SMALL:-$(( USERS / 20 ))}
+[ $(( BIG + SMALL )) -lt "$USERS" ] || { echo "--big plus --small must be below --users" >&2; exit 2; }
+MID=$(( USERS - SMALL ))   # users BIG..MID in rooms of 150, MID..USERS in rooms of 30
 OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)-chat$([ $SMOKE = 1 ] && echo -smoke)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -75,7 +83,7 @@ fi
 export CONFAB_BIN
 C() { "$CONFAB_BIN" --data "$CONFAB_RUNDIR/data" "$@" </dev/null; }
 
-echo "== $USERS users (big room $BIG, the rest in rooms of 150) -> $OUT"
+echo "== $USERS users (big room $BIG, $(( MID - BIG )) in rooms of 150, $SMALL in rooms of 30) -> $OUT"
 python3 - "$USERS" "$CONFAB_RUNDIR/users.csv" "$DOMAIN" <<'PY'
 import sys
 n, path, dom = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -88,9 +96,13 @@ C user import "$CONFAB_RUNDIR/users.csv" >/dev/null
 C chat policy set --global --enable >/dev/null
 C chat category add Bench --allowed-members "@$DOMAIN" >/dev/null
 C chat room add big --category Bench --privacy open --description "$BIG members" >/dev/null
-NSMALL=$(( (USERS - BIG + 149) / 150 ))
-for i in $(seq 0 $((NSMALL - 1))); do
+N150=$(( (MID - BIG + 149) / 150 ))
+for i in $(seq 0 $((N150 - 1))); do
   C chat room add "r150-$i" --category Bench --privacy open >/dev/null
+done
+N30=$(( (SMALL + 29) / 30 ))
+for i in $(seq 0 $((N30 - 1))); do
+  C chat room add "r30-$i" --category Bench --privacy open >/dev/null
 done
 URIS=()
 while read -r name uri; do URIS+=(--uri "$name=$uri"); done < <(C chat room list --json | python3 -c '
@@ -106,9 +118,10 @@ PID=$(cat "$CONFAB_RUNDIR/confab.pid")
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== chat_load (join, model load, ceilings, backfill)"
 "$CHAT_LOAD_BIN" --server "$CONFAB_SIP" --domain "$DOMAIN" --password pw --user-prefix user \
-  --users "$USERS" --room "big=0..$BIG" --room "r150-%=$BIG..$USERS/150" "${URIS[@]}" \
+  --users "$USERS" --room "big=0..$BIG" --room "r150-%=$BIG..$MID/150" \
+  --room "r30-%=$MID..$USERS/30" "${URIS[@]}" \
   --server-pid "$PID" --model "r150-%:24:$MODEL_SECS" \
-  --ceiling r150-0 --ceiling big --step-secs "$STEP_SECS" --max-rate "$MAX_RATE" \
+  --ceiling r30-0 --ceiling r150-0 --ceiling big --step-secs "$STEP_SECS" --max-rate "$MAX_RATE" \
   --backfill r150-0 --out "$OUT/chat.json" >/dev/null
 "$HERE/lib/confab.sh" stop
 
@@ -127,6 +140,7 @@ print()
 print("| figure | value |")
 print("|---|---|")
 print(f"| joined users (wanted) | {f(j.get('joined'))} ({f(j.get('wanted'))}), {f(j.get('errors'))} errors, {f(j.get('joins_per_s'))} joins/s |")
+print("| joined users over TCP | not measured: the generator (chat_load) speaks UDP only |")
 print(f"| server memory per joined user (PSS) | {f(j.get('bytes_per_joined_user'), 0)} bytes |")
 print(f"| Lync model load: {f(m.get('posts_per_s'), 0)} posts/s over {f(m.get('rooms'))} rooms | p50 {f(m.get('p50_ms'), 2)} ms, p99 {f(m.get('p99_ms'), 2)} ms, max {f(m.get('max_ms'), 2)} ms; {f(m.get('deliveries_per_s'), 0)} deliveries/s; server {f(m.get('server_cores'), 2)} cores |")
 for room, r in sorted(c.items()):

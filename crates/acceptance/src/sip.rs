@@ -273,6 +273,45 @@ pub fn take_stream_message(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     Some(buf.drain(..end + len).collect())
 }
 
+/// A request with `headers`, then `Content-Type` and `Content-Length` for `body`.
+pub fn request_message(
+    method: &str,
+    request_uri: &str,
+    mut headers: Vec<(String, String)>,
+    body: Option<(&str, &str)>,
+) -> Message {
+    let mut body_bytes = Vec::new();
+    if let Some((ctype, text)) = body {
+        headers.push(("Content-Type".into(), ctype.into()));
+        body_bytes = text.as_bytes().to_vec();
+    }
+    headers.push(("Content-Length".into(), body_bytes.len().to_string()));
+    Message {
+        first_line: format!("{method} {request_uri} SIP/2.0"),
+        headers,
+        body: body_bytes,
+    }
+}
+
+/// The digest answer (`Authorization` or `Proxy-Authorization` and its value) to a
+/// 401 or 407 `resp`; `None` for any other response.
+pub fn digest_answer(
+    resp: &Message,
+    method: &str,
+    request_uri: &str,
+    user: &str,
+    password: &str,
+) -> Result<Option<(String, String)>> {
+    let (challenge_h, answer_h) = match resp.status() {
+        Some(401) => ("WWW-Authenticate", "Authorization"),
+        Some(407) => ("Proxy-Authenticate", "Proxy-Authorization"),
+        _ => return Ok(None),
+    };
+    let ch = pick_challenge(resp.headers_named(challenge_h))?;
+    let value = ch.authorization(method, request_uri, user, password, &unique_token(), 1);
+    Ok(Some((answer_h.to_string(), value)))
+}
+
 /// How a [`Ua`] reaches the server.
 pub trait Link {
     /// Sends one SIP message.
@@ -584,35 +623,13 @@ impl<L: Link> Ua<L> {
             if let Some((n, v)) = &auth {
                 headers.push((n.clone(), v.clone()));
             }
-            let mut body_bytes = Vec::new();
-            if let Some((ctype, text)) = body {
-                headers.push(("Content-Type".into(), ctype.into()));
-                body_bytes = text.as_bytes().to_vec();
-            }
-            headers.push(("Content-Length".into(), body_bytes.len().to_string()));
-            let req = Message {
-                first_line: format!("{method} {request_uri} SIP/2.0"),
-                headers,
-                body: body_bytes,
-            };
+            let req = request_message(method, request_uri, headers, body);
             let resp = self.transact(&req, &branch, method)?;
-            let code = resp.status().unwrap_or(0);
-            if (code == 401 || code == 407) && auth.is_none() {
-                let (challenge_h, answer_h) = if code == 401 {
-                    ("WWW-Authenticate", "Authorization")
-                } else {
-                    ("Proxy-Authenticate", "Proxy-Authorization")
-                };
-                let ch = pick_challenge(resp.headers_named(challenge_h))?;
-                let value = ch.authorization(
-                    method,
-                    request_uri,
-                    &self.user,
-                    &self.password,
-                    &unique_token(),
-                    1,
-                );
-                auth = Some((answer_h.to_string(), value));
+            if auth.is_none()
+                && let Some(answer) =
+                    digest_answer(&resp, method, request_uri, &self.user, &self.password)?
+            {
+                auth = Some(answer);
                 last = Some(resp);
                 continue;
             }

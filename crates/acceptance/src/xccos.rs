@@ -11,8 +11,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::digest::pick_challenge;
-use crate::sip::{Link, Message, TcpLink, param_of};
+use crate::sip::{Link, Message, TcpLink, UdpLink, digest_answer, param_of, request_message};
 use crate::{Error, Result, unique_token};
 
 /// XML-escapes text for an attribute or element.
@@ -219,9 +218,14 @@ struct Dialog {
     remote_uri: String,
 }
 
-/// The XCCOS client: one user, one TCP connection, one chat-server dialog.
+/// The XCCOS client: one user, one connection (TCP, or a UDP socket), one
+/// chat-server dialog.
 pub struct XccosClient {
-    link: TcpLink,
+    link: Box<dyn Link + Send>,
+    /// Server `rpl:*` INFOs that arrived while the 200 of one of our INFOs was
+    /// still awaited (a reply overtaking the answer to its command).
+    pub early_replies: u32,
+    awaiting_info: bool,
     pub user: String,
     password: String,
     pub domain: String,
@@ -244,12 +248,22 @@ pub struct XccosClient {
 impl XccosClient {
     /// Connects over TCP and REGISTERs (digest).
     pub fn connect(server: SocketAddr, user: &str, password: &str) -> Result<XccosClient> {
+        Self::connect_with(Box::new(TcpLink::connect(server)?), user, password)
+    }
+
+    /// Over UDP (no retransmissions: loopback tests only) and REGISTERs (digest).
+    pub fn connect_udp(server: SocketAddr, user: &str, password: &str) -> Result<XccosClient> {
+        Self::connect_with(Box::new(UdpLink::new(server)?), user, password)
+    }
+
+    fn connect_with(link: Box<dyn Link + Send>, user: &str, password: &str) -> Result<XccosClient> {
         let (local, domain) = user
             .split_once('@')
             .ok_or_else(|| Error(format!("{user}: not user@domain")))?;
-        let link = TcpLink::connect(server)?;
         let mut c = XccosClient {
             link,
+            early_replies: 0,
+            awaiting_info: false,
             user: local.to_string(),
             password: password.to_string(),
             domain: domain.to_string(),
@@ -289,11 +303,14 @@ impl XccosClient {
     }
 
     fn contact(&self) -> String {
-        format!(
-            "<sip:{}@{};transport=tcp>",
-            self.user,
-            self.link.contact_hostport()
-        )
+        match self.link.transport_param() {
+            Some(t) => format!(
+                "<sip:{}@{};transport={t}>",
+                self.user,
+                self.link.contact_hostport()
+            ),
+            None => format!("<sip:{}@{}>", self.user, self.link.contact_hostport()),
+        }
     }
 
     /// First lines of what was sent and received, for failure messages.
@@ -348,6 +365,9 @@ impl XccosClient {
             .as_ref()
             .map(|d| d.local_tag.clone())
             .unwrap_or_else(unique_token);
+        if self.awaiting_info && method == "INFO" && m.body_text().contains("<rpl") {
+            self.early_replies += 1;
+        }
         // like SIPE: every INFO is answered 200 before it is looked at
         let r = m.response(code, reason, &tag);
         self.send(&r)?;
@@ -358,7 +378,8 @@ impl XccosClient {
     }
 
     /// Sends a request (out of dialog, or in `dialog`), answers one digest
-    /// challenge, returns the final response.
+    /// challenge, returns the final response. A dialog without a remote tag is a
+    /// dialog-creating request with our chosen From tag (no To tag).
     #[allow(clippy::too_many_arguments)]
     fn request_in(
         &mut self,
@@ -387,7 +408,10 @@ impl XccosClient {
                 (
                     "To".into(),
                     match dialog {
-                        Some(d) => format!("<{}>;tag={}", d.remote_uri, d.remote_tag),
+                        Some(d) if !d.remote_tag.is_empty() => {
+                            format!("<{}>;tag={}", d.remote_uri, d.remote_tag)
+                        }
+                        Some(d) => format!("<{}>", d.remote_uri),
                         None => format!("<{to}>"),
                     },
                 ),
@@ -407,44 +431,40 @@ impl XccosClient {
             if let Some((n, v)) = &auth {
                 headers.push((n.clone(), v.clone()));
             }
-            let mut b = Vec::new();
-            if let Some((ct, text)) = body {
-                headers.push(("Content-Type".into(), ct.into()));
-                b = text.as_bytes().to_vec();
-            }
-            headers.push(("Content-Length".into(), b.len().to_string()));
-            let req = Message {
-                first_line: format!("{method} {ruri} SIP/2.0"),
-                headers,
-                body: b,
-            };
+            let req = request_message(method, ruri, headers, body);
             self.send(&req)?;
             let end = Instant::now() + self.timeout;
-            let resp = loop {
+            self.awaiting_info = method == "INFO";
+            let got = loop {
                 let Some(m) = self.recv_response(end)? else {
+                    break None;
+                };
+                if m.branch().as_deref() == Some(branch.as_str()) && m.status().unwrap_or(0) >= 200
+                {
+                    break Some(m);
+                }
+            };
+            self.awaiting_info = false;
+            let resp = match got {
+                Some(m) => m,
+                None => {
                     return Err(Error(format!(
                         "{}: no final response to {method} within {:?}\n{}",
                         self.aor(),
                         self.timeout,
                         self.transcript()
                     )));
-                };
-                if m.branch().as_deref() == Some(branch.as_str()) && m.status().unwrap_or(0) >= 200
-                {
-                    break m;
                 }
             };
-            let code = resp.status().unwrap_or(0);
-            if (code == 401 || code == 407) && auth.is_none() {
-                let (ch_h, an_h) = if code == 401 {
-                    ("WWW-Authenticate", "Authorization")
-                } else {
-                    ("Proxy-Authenticate", "Proxy-Authorization")
-                };
-                let ch = pick_challenge(resp.headers_named(ch_h))?;
-                let v =
-                    ch.authorization(method, ruri, &self.user, &self.password, &unique_token(), 1);
-                auth = Some((an_h.into(), v));
+            if method == "INVITE" && resp.status().unwrap_or(0) >= 300 {
+                let ack = ack_for(&req, &resp);
+                self.send(&ack)?;
+            }
+            if auth.is_none()
+                && let Some(answer) =
+                    digest_answer(&resp, method, ruri, &self.user, &self.password)?
+            {
+                auth = Some(answer);
                 continue;
             }
             return Ok(resp);
@@ -569,89 +589,9 @@ impl XccosClient {
     ) -> Result<Message> {
         let mut pseudo = d.clone();
         pseudo.remote_tag.clear();
-        // request_in puts ";tag=" on To when in a dialog; avoid that for initial
-        // requests by going through a variant that takes the From tag only.
-        let from_tag = d.local_tag.clone();
-        let mut auth: Option<(String, String)> = None;
-        for _ in 0..2 {
-            self.cseq += 1;
-            let branch = format!("z9hG4bK{}", unique_token());
-            let mut headers: Vec<(String, String)> = vec![
-                (
-                    "Via".into(),
-                    format!("{};branch={branch};rport", self.link.via()),
-                ),
-                ("Max-Forwards".into(), "70".into()),
-                ("From".into(), format!("<{}>;tag={from_tag}", self.aor())),
-                ("To".into(), format!("<{}>", pseudo.remote_uri)),
-                ("Call-ID".into(), pseudo.call_id.clone()),
-                ("CSeq".into(), format!("{} {method}", self.cseq)),
-                ("Contact".into(), self.contact()),
-                ("User-Agent".into(), "confab-acceptance-xccos".into()),
-            ];
-            for (n, v) in extra {
-                headers.push(((*n).to_string(), v.clone()));
-            }
-            if let Some((n, v)) = &auth {
-                headers.push((n.clone(), v.clone()));
-            }
-            let mut b = Vec::new();
-            if let Some((ct, text)) = body {
-                headers.push(("Content-Type".into(), ct.into()));
-                b = text.as_bytes().to_vec();
-            }
-            headers.push(("Content-Length".into(), b.len().to_string()));
-            let req = Message {
-                first_line: format!("{method} {} SIP/2.0", pseudo.target),
-                headers,
-                body: b,
-            };
-            self.send(&req)?;
-            let end = Instant::now() + self.timeout;
-            let resp = loop {
-                let Some(m) = self.recv_response(end)? else {
-                    return Err(Error(format!(
-                        "{}: no final response to {method} within {:?}\n{}",
-                        self.aor(),
-                        self.timeout,
-                        self.transcript()
-                    )));
-                };
-                if m.branch().as_deref() == Some(branch.as_str()) && m.status().unwrap_or(0) >= 200
-                {
-                    break m;
-                }
-            };
-            let code = resp.status().unwrap_or(0);
-            if method == "INVITE" && code >= 300 {
-                let ack = ack_for(&req, &resp);
-                self.send(&ack)?;
-            }
-            if (code == 401 || code == 407) && auth.is_none() {
-                let (ch_h, an_h) = if code == 401 {
-                    ("WWW-Authenticate", "Authorization")
-                } else {
-                    ("Proxy-Authenticate", "Proxy-Authorization")
-                };
-                let ch = pick_challenge(resp.headers_named(ch_h))?;
-                let v = ch.authorization(
-                    method,
-                    &pseudo.target,
-                    &self.user,
-                    &self.password,
-                    &unique_token(),
-                    1,
-                );
-                auth = Some((an_h.into(), v));
-                continue;
-            }
-            return Ok(resp);
-        }
-        Err(Error(format!(
-            "{}: {method} challenged twice\n{}",
-            self.aor(),
-            self.transcript()
-        )))
+        pseudo.routes.clear();
+        let (target, call_id) = (pseudo.target.clone(), pseudo.call_id.clone());
+        self.request_in(method, Some(&pseudo), &target, "", &call_id, extra, body)
     }
 
     /// A request inside the chat-server dialog.

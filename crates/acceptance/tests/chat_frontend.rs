@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use confab_acceptance::sip::{Link, Message, TcpLink, Ua};
+use confab_acceptance::xccos::XccosClient;
 use confab_acceptance::{ConfabServer, Error, Result, ServerOptions, unique_token};
 
 const DOMAIN: &str = "example.com";
@@ -174,6 +175,83 @@ fn chat_through_the_front_end() -> Result<()> {
     assert!(
         !server.log_text().contains("mallory"),
         "forged P-Asserted-Identity must not reach the chat service"
+    );
+    Ok(())
+}
+
+/// Clients over UDP, many at once (bench/chat.sh's case): every reply INFO of the
+/// chat service reaches its client, and after the 200 of the command it answers
+/// (it used to overtake it about one time in ten, and a client waiting for the 200
+/// first lost it).
+#[test]
+fn chat_over_udp_replies_follow_their_answers() -> Result<()> {
+    const N: usize = 24;
+    let mut opts = ServerOptions::new().domain(DOMAIN);
+    for i in 0..N {
+        opts = opts.user(&format!("u{i:02}@example.com"), "pw");
+    }
+    let server = ConfabServer::start(opts)?;
+    if server.skip_if_external("chat_over_udp_replies_follow_their_answers") {
+        return Ok(());
+    }
+    server.cli(&["chat", "policy", "set", "--global", "--enable"])?;
+    server.cli(&[
+        "chat",
+        "category",
+        "add",
+        "General",
+        "--allowed-members",
+        "@example.com",
+    ])?;
+    server.cli(&[
+        "chat",
+        "room",
+        "add",
+        "Busy",
+        "--category",
+        "General",
+        "--privacy",
+        "open",
+    ])?;
+    let show = server.cli(&["chat", "room", "show", "Busy", "--json"])?;
+    let room = show
+        .split("\"uri\": \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .ok_or_else(|| Error(format!("no uri in {show}")))?
+        .to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    let addr = server.sip_addr();
+    let threads: Vec<_> = (0..N)
+        .map(|i| {
+            let room = room.clone();
+            std::thread::spawn(move || -> Result<u32> {
+                let mut c = XccosClient::connect_udp(addr, &format!("u{i:02}@example.com"), "pw")?;
+                let st = c.discover()?;
+                if st != 200 {
+                    return Err(Error(format!("u{i:02}: lookup answered {st}")));
+                }
+                c.join_ok(&room)?;
+                c.call(
+                    "getinv",
+                    "<data><inv inviteId=\"1\" domain=\"example.com\"/></data>",
+                )?;
+                c.backfill(&room, 25)?;
+                Ok(c.early_replies)
+            })
+        })
+        .collect();
+    let mut early = 0;
+    for t in threads {
+        early += t
+            .join()
+            .map_err(|_| Error::new("client thread panicked"))??;
+    }
+    assert_eq!(
+        early,
+        0,
+        "reply INFOs overtook the 200 of their command\n{}",
+        server.context()
     );
     Ok(())
 }

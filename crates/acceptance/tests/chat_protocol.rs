@@ -20,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use confab_acceptance::server::{confab_bin, run_bounded};
+use confab_acceptance::sip::Message;
 use confab_acceptance::xccos::{XccosClient, elements, resp};
 use confab_acceptance::{ConfabServer, Error, Result, ServerOptions, ensure, unique_token};
 use serde_json::Value;
@@ -51,10 +52,28 @@ fn client(server: &ConfabServer, user: &str) -> Result<XccosClient> {
     Ok(c)
 }
 
-/// The first XCCOS error (`<resp code != 200>`) among INFOs arriving within `t`.
-fn xccos_error(c: &mut XccosClient, t: Duration) -> Result<Option<(u16, String)>> {
-    let b = c.maybe_info(t, |b| resp(b).is_some_and(|(code, _)| code != 200))?;
-    Ok(b.and_then(|b| resp(&b)))
+/// A refused post: the reason inside XCCOS (`rpl:grpchat`, `<resp code="403">`
+/// starting with `code`, mentioning `about`) and as the SIP reason phrase of the
+/// INFO's 403 (what pidgin-sipe turns into "This message was not delivered").
+fn post_refused(c: &mut XccosClient, r: &Message, code: &str, about: &str) -> Result<()> {
+    let phrase = r.first_line.splitn(3, ' ').nth(2).unwrap_or("").to_string();
+    ensure!(
+        r.status() == Some(403) && phrase.starts_with(code) && phrase.contains(about),
+        "refused post answered `{}`, want 403 with the reason\n{}",
+        r.first_line,
+        c.transcript()
+    );
+    let body = c.wait_info("rpl:grpchat", Duration::from_secs(5), |b| {
+        elements(b, "rpl")
+            .iter()
+            .any(|e| e.attr("id") == Some("rpl:grpchat"))
+    })?;
+    let (status, text) = resp(&body).unwrap_or((0, String::new()));
+    ensure!(
+        status == 403 && text.starts_with(code) && text.contains(about),
+        "rpl:grpchat of a refused post: {status} {text:?}, want 403 {code}: ...{about}...\n{body}"
+    );
+    Ok(())
 }
 
 fn server() -> Result<ConfabServer> {
@@ -190,13 +209,7 @@ fn run_protocol(server: &mut ConfabServer) -> Result<()> {
     bob.clear_inbox();
     let t = unique_token();
     let r = bob.post(&stage, &format!("not a presenter {t}"))?;
-    let refused =
-        r.status() != Some(200) || xccos_error(&mut bob, Duration::from_secs(3))?.is_some();
-    ensure!(
-        refused,
-        "bob's post in the auditorium was neither refused at SIP level nor with an XCCOS error\n{}",
-        bob.transcript()
-    );
+    post_refused(&mut bob, &r, "ERR_NO_PERMISSION", "presenters")?;
     ensure!(
         !alice.got_post(&t, Duration::from_secs(2))?,
         "a non-presenter's post was fanned out in the auditorium"
@@ -218,25 +231,7 @@ fn run_protocol(server: &mut ConfabServer) -> Result<()> {
     let t3 = unique_token();
     let big = format!("{t3} {}", "x".repeat(600));
     let r = alice.post(&open, &big)?;
-    // Refused either inside XCCOS or at SIP level with the reason in the status
-    // line (what SIPE turns into "This message was not delivered").
-    let sip_refusal = r.status().is_some_and(|c| c >= 400)
-        && r.first_line
-            .splitn(3, ' ')
-            .nth(2)
-            .is_some_and(|why| why.len() > 3);
-    let err = if sip_refusal {
-        None
-    } else {
-        xccos_error(&mut alice, Duration::from_secs(3))?
-    };
-    ensure!(
-        sip_refusal || err.is_some(),
-        "a {}-byte post (limit 500) got SIP `{}` and no XCCOS error\n{}",
-        big.len(),
-        r.first_line,
-        alice.transcript()
-    );
+    post_refused(&mut alice, &r, "ERR_LIMIT_EXCEEDED", "500 bytes")?;
     ensure!(
         !bob.got_post(&t3, Duration::from_secs(2))?,
         "the oversize post was fanned out"

@@ -101,6 +101,7 @@ struct Dialog {
 #[derive(Debug)]
 struct PendingPost {
     call_id: String,
+    envid: String,
     request: Message,
     src: Dest,
     room_id: String,
@@ -128,6 +129,42 @@ fn dialog_key(call_id: &str, local_tag: &str) -> String {
 /// The dialog a client's request belongs to (its To tag is ours).
 fn key_of_request(msg: &Message) -> String {
     dialog_key(msg.call_id(), msg.to_tag().unwrap_or(""))
+}
+
+/// Where an in-dialog request of ours goes: the first hop of the route set (the
+/// front end's Record-Route), else where the dialog's INVITE came from.
+///
+/// When the INVITE came over a connection from the host the first hop names, the
+/// request goes over that same connection (falling back to the hop's address if it
+/// closed), whatever transport the hop's URI names. Our responses travel on that
+/// connection, so the front end gets a reply INFO after the 200 of the command that
+/// caused it and relays them in that order. Over a second connection of our own
+/// (the front end connects from an ephemeral port, so the hop's address never equals
+/// the peer's) the reply INFO could overtake the 200, and a hop URI naming UDP would
+/// put it where nothing retransmits it.
+fn next_hop(d: &Dialog) -> Dest {
+    let hop = d
+        .route
+        .first()
+        .and_then(|r| NameAddr::parse(r).ok())
+        .and_then(|na| confab_sip::Uri::parse(na.uri).ok())
+        .and_then(|u| Dest::for_uri(&u, Transport::Udp));
+    match hop {
+        None => d.peer,
+        Some(hop) if hop.addr == d.peer.addr => d.peer,
+        Some(hop)
+            if d.peer.conn.is_some()
+                && d.peer.transport.reliable()
+                && hop.addr.ip() == d.peer.addr.ip() =>
+        {
+            Dest {
+                transport: d.peer.transport,
+                addr: hop.addr,
+                conn: d.peer.conn,
+            }
+        }
+        Some(hop) => hop,
+    }
 }
 
 /// The Persistent Chat server core.
@@ -574,10 +611,14 @@ impl ChatCore {
         let mut answered = false;
         for item in items {
             match item {
-                Incoming::Post { chan_uri, text } => {
+                Incoming::Post {
+                    envid,
+                    chan_uri,
+                    text,
+                } => {
                     if !answered {
                         answered = true;
-                        self.on_post(&msg, src, &call_id, &chan_uri, text, wall_ms);
+                        self.on_post(&msg, src, &call_id, &envid, &chan_uri, text, wall_ms);
                     }
                 }
                 Incoming::Command { envid, cmd } => {
@@ -591,11 +632,13 @@ impl ChatCore {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_post(
         &mut self,
         msg: &Message,
         src: Dest,
         call_id: &str,
+        envid: &str,
         chan_uri: &str,
         text: String,
         wall_ms: i64,
@@ -605,16 +648,21 @@ impl ChatCore {
         };
         let user = d.user.clone();
         let refusal: Option<String> = match self.dir.room_by_uri(chan_uri) {
-            None => Some("No such chat room".into()),
-            Some(room) if !d.rooms.contains(&room.id) => Some("Not joined to this room".into()),
+            None => Some("ERR_NO_SUCH_CHANNEL: no such room".into()),
+            Some(room) if room.disabled => self.dir.post_refusal(room, &user).map(str::to_owned),
+            Some(room) if !d.rooms.contains(&room.id) => {
+                Some("ERR_USER_NOT_JOINED: you have not joined this room".into())
+            }
             Some(room) => self.dir.post_refusal(room, &user).map(str::to_owned),
         };
         let max = self.dir.data.config.max_message_bytes as usize;
         let refusal = refusal.or_else(|| {
             if text.trim().is_empty() {
-                Some("Empty message".to_owned())
+                Some("ERR_BAD_REQUEST: the message is empty".to_owned())
             } else if text.len() > max {
-                Some(format!("Message larger than {max} bytes"))
+                Some(format!(
+                    "ERR_LIMIT_EXCEEDED: the message is larger than {max} bytes"
+                ))
             } else {
                 None
             }
@@ -622,7 +670,7 @@ impl ChatCore {
         if let Some(reason) = refusal {
             tracing::info!(%user, room = %chan_uri, %reason, "post refused");
             self.stats.refused_posts += 1;
-            self.respond(msg, src, 403, Some(&reason));
+            self.refuse_post(msg, src, call_id, envid, chan_uri, 403, &reason);
             return;
         }
         let Some(room_id) = self.dir.room_by_uri(chan_uri).map(|r| r.id.clone()) else {
@@ -641,6 +689,7 @@ impl ChatCore {
             op,
             PendingPost {
                 call_id: call_id.to_owned(),
+                envid: envid.to_owned(),
                 request: msg.clone(),
                 src,
                 room_id,
@@ -649,6 +698,28 @@ impl ChatCore {
                 text,
             },
         );
+    }
+
+    /// Refuses a post: the reason inside XCCOS (`rpl:grpchat` echoing the post's
+    /// envid, `<resp code>` with the reason, `<data>` naming the room) and as the
+    /// reason phrase of the INFO's SIP error, which is what pidgin-sipe turns into
+    /// "This message was not delivered to chat room" (it ignores a `rpl:grpchat`).
+    #[allow(clippy::too_many_arguments)]
+    fn refuse_post(
+        &mut self,
+        msg: &Message,
+        src: Dest,
+        call_id: &str,
+        envid: &str,
+        chan_uri: &str,
+        code: u16,
+        reason: &str,
+    ) {
+        self.respond(msg, src, code, Some(reason));
+        let mut data = String::from("<chanib uri=\"");
+        xccos::attr(&mut data, chan_uri);
+        data.push_str("\"/>");
+        self.send_reply(call_id, "rpl:grpchat", envid, code, reason, &data);
     }
 
     /// The store saved (or failed to save) a post: answer its author, fan it out.
@@ -660,7 +731,19 @@ impl ChatCore {
             Ok(id) => id,
             Err(e) => {
                 tracing::warn!(error = %e, "saving a chat post failed");
-                self.respond(&p.request, p.src, 503, Some("Message could not be stored"));
+                let uri = self
+                    .dir
+                    .room(&p.room_id)
+                    .map_or_else(String::new, |r| r.uri.clone());
+                self.refuse_post(
+                    &p.request,
+                    p.src,
+                    &p.call_id,
+                    &p.envid,
+                    &uri,
+                    503,
+                    "ERR_SERVER: the message could not be stored, try again",
+                );
                 return;
             }
         };
@@ -734,17 +817,7 @@ impl ChatCore {
             .header("CSeq", format!("{} INFO", d.cseq))
             .body("text/plain", body)
             .build();
-        // To the first hop of the route set (the front end's Record-Route): over the
-        // connection the dialog came in on when that is the same address, else a
-        // connection of our own (the front end's connection may have closed).
-        let dest = d
-            .route
-            .first()
-            .and_then(|r| NameAddr::parse(r).ok())
-            .and_then(|na| confab_sip::Uri::parse(na.uri).ok())
-            .and_then(|u| Dest::for_uri(&u, Transport::Udp))
-            .filter(|hop| hop.addr != d.peer.addr)
-            .unwrap_or(d.peer);
+        let dest = next_hop(d);
         self.out.push(Output::Send { dest, data });
     }
 

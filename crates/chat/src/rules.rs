@@ -135,7 +135,7 @@ impl Directory {
             return Some(r);
         }
         if room.room_type == RoomType::Auditorium && !names(&room.presenters, user) {
-            return Some("only presenters post in this auditorium");
+            return Some("ERR_NO_PERMISSION: only presenters post in this auditorium");
         }
         None
     }

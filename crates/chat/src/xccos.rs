@@ -20,8 +20,12 @@ pub const AIB_CHANOP: &str = "12276";
 pub enum Incoming {
     /// A `<cmd id=...>` with the envelope's envid.
     Command { envid: String, cmd: Command },
-    /// A post.
-    Post { chan_uri: String, text: String },
+    /// A post, with the envelope's envid (echoed in the `rpl:grpchat` of a refusal).
+    Post {
+        envid: String,
+        chan_uri: String,
+        text: String,
+    },
 }
 
 /// The commands a client sends.
@@ -121,7 +125,11 @@ pub fn parse(body: &[u8]) -> Result<Vec<Incoming>, XccosError> {
                     .ok_or(XccosError::Invalid("grpchat without chanUri"))?
                     .to_owned();
                 let text = child.text_of("chat").unwrap_or("").to_owned();
-                out.push(Incoming::Post { chan_uri, text });
+                out.push(Incoming::Post {
+                    envid: envid.clone(),
+                    chan_uri,
+                    text,
+                });
             }
             "cmd" => {
                 let id = child.attr("id").unwrap_or("");
@@ -386,6 +394,7 @@ mod tests {
         assert_eq!(
             parse(post.as_bytes()).unwrap(),
             vec![Incoming::Post {
+                envid: "5".into(),
                 chan_uri: "ma-chan://d/x".into(),
                 text: "hello <b>&amp; é".into()
             }]

@@ -356,6 +356,32 @@ impl Harness {
     }
 }
 
+/// A refused post's XCCOS reply: `rpl:grpchat` to its author, echoing the post's
+/// envid, with the reason in `<resp>` and the room in `<data><chanib>`.
+fn assert_refusal(s: &Sent, c: &Client, room_id: &str, code: &str, reason_prefix: &str) {
+    assert!(s.msg.is_request(), "{s:?}");
+    assert_eq!(s.msg.call_id(), c.call_id);
+    let item = s.item();
+    assert_eq!(item.name, "rpl");
+    assert_eq!(item.attr("id"), Some("rpl:grpchat"));
+    assert_eq!(
+        item.child("commandid").unwrap().attr("envid"),
+        Some(c.envid.to_string().as_str())
+    );
+    let resp = item.child("resp").unwrap();
+    assert_eq!(resp.attr("code"), Some(code));
+    let text = resp.text.clone();
+    assert!(text.starts_with(reason_prefix), "{text}");
+    assert_eq!(
+        item.child("data")
+            .unwrap()
+            .child("chanib")
+            .unwrap()
+            .attr("uri"),
+        Some(format!("ma-chan://{DOMAIN}/{room_id}").as_str())
+    );
+}
+
 fn chan_names(rpl: &Node) -> Vec<String> {
     rpl.child("data")
         .unwrap()
@@ -678,8 +704,9 @@ fn closed_room_refuses_non_member_with_a_reason() {
     );
     // A post to a room not joined is refused and fans out nothing.
     let out = h.post(&mut f, "closed1", "let me in");
-    assert_eq!(out.len(), 1);
+    assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(out[0].msg.status(), Some(403));
+    assert_refusal(&out[1], &f, "closed1", "403", "ERR_USER_NOT_JOINED: ");
     assert!(h.store_requests().is_empty());
     // Secret room: a non-member is refused; an unknown room too.
     let out = h.join(&mut f, "secret1");
@@ -717,9 +744,16 @@ fn auditorium_refuses_non_presenter_and_fans_nothing_out() {
     h.join(&mut a, "stage");
     h.join(&mut c, "stage");
     let out = h.post(&mut a, "stage", "may I speak?");
-    assert_eq!(out.len(), 1, "only the refusal: {out:?}");
+    assert_eq!(out.len(), 2, "only the refusal: {out:?}");
     assert_eq!(out[0].msg.status(), Some(403));
     assert!(out[0].msg.reason().unwrap().contains("presenters"));
+    assert_refusal(
+        &out[1],
+        &a,
+        "stage",
+        "403",
+        "ERR_NO_PERMISSION: only presenters",
+    );
     assert!(h.store_requests().is_empty(), "nothing stored");
     assert_eq!(h.core.stats.refused_posts, 1);
     let out = h.post_saved(&mut c, "stage", "welcome", 5);
@@ -892,16 +926,23 @@ fn oversized_and_empty_posts_are_refused_and_store_failure_is_reported() {
     let big = "x".repeat(8001);
     let out = h.post(&mut a, "open1", &big);
     assert_eq!(out[0].msg.status(), Some(403));
+    assert_refusal(&out[1], &a, "open1", "403", "ERR_LIMIT_EXCEEDED: ");
     let out = h.post(&mut a, "open1", "  ");
     assert_eq!(out[0].msg.status(), Some(403));
+    assert_refusal(&out[1], &a, "open1", "403", "ERR_BAD_REQUEST: ");
+    // Not joined (alice is a member of RoomOne but never joined it).
+    let out = h.post(&mut a, "closed1", "hello?");
+    assert_eq!(out[0].msg.status(), Some(403));
+    assert_refusal(&out[1], &a, "closed1", "403", "ERR_USER_NOT_JOINED: ");
     assert!(h.store_requests().is_empty());
     h.post(&mut a, "open1", "ok");
     let reqs = h.store_requests();
     let StoreRequest::SavePost { op, .. } = &reqs[0];
     h.core.on_post_saved(*op, Err("disk full".into()));
     let out = h.out();
-    assert_eq!(out.len(), 1);
+    assert_eq!(out.len(), 2);
     assert_eq!(out[0].msg.status(), Some(503));
+    assert_refusal(&out[1], &a, "open1", "503", "ERR_SERVER: ");
     // Garbage in an INFO: answered 200, nothing else.
     let out = h.in_dialog(&mut a, "INFO", "text/plain", "<xccos><cmd id=");
     assert_eq!(out.len(), 1);
@@ -948,4 +989,88 @@ fn clients_with_the_same_call_id_and_tag_get_separate_dialogs() {
     assert_eq!(rpl[0].to_user(), "bob@example.com");
     assert_eq!(rpl[0].msg.call_id(), "same-cid");
     assert_eq!(rpl[0].msg.from_tag(), Some(bob.remote_tag.as_str()));
+}
+
+/// The front end reaches the service over a connection of its own (from an
+/// ephemeral port) and, for a UDP client, record-routes twice (RFC 5658). The
+/// service's INFOs go back over that connection, after the 200 of the command they
+/// answer: over a second connection (or UDP) they could overtake it, and a client
+/// waiting for the 200 first lost them (bench/chat.sh: about one reply in ten).
+#[test]
+fn reply_infos_follow_the_front_ends_connection_even_when_the_route_names_udp() {
+    let mut h = Harness::new();
+    let fe_conn = Dest {
+        transport: Transport::Tcp,
+        addr: "127.0.0.1:40001".parse::<SocketAddr>().unwrap(),
+        conn: Some(ConnId(9)),
+    };
+    for (n, rr) in [
+        // RFC 5658 order (the hop towards us on top), then the reverse.
+        "<sip:127.0.0.1:5060;transport=tcp;lr>, <sip:127.0.0.1:5060;transport=udp;lr>",
+        "<sip:127.0.0.1:5060;transport=udp;lr>, <sip:127.0.0.1:5060;transport=tcp;lr>",
+        "<sip:127.0.0.1:5060;transport=tcp;lr>",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let cid = format!("udp-{n}");
+        let m = parse(&format!(
+            "INVITE sip:ocschat@example.com SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKfe{cid}\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:40999;branch=z9hG4bKc{cid};rport=40999\r\n\
+             Record-Route: {rr}\r\n\
+             Max-Forwards: 69\r\n\
+             From: <sip:alice@example.com>;tag=t{cid}\r\n\
+             To: <sip:ocschat@example.com>\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:alice@127.0.0.1:40999>\r\n\
+             P-Asserted-Identity: <sip:alice@example.com>\r\n\
+             Content-Length: 0\r\n\r\n"
+        ));
+        h.core.on_message(m, fe_conn, h.now, h.wall);
+        let out = h.out();
+        assert_eq!(out[0].msg.status(), Some(200));
+        assert_eq!(out[0].dest, fe_conn);
+        let mut c = Client {
+            user: "alice@example.com".into(),
+            call_id: cid.clone(),
+            tag: format!("t{cid}"),
+            remote_tag: out[0].msg.to_tag().unwrap().to_owned(),
+            cseq: 1,
+            envid: 10,
+        };
+        c.envid += 1;
+        let body = format!(
+            "<xccos ver=\"1\" envid=\"{}\" xmlns=\"urn:parlano:xml:ns:xccos\"><cmd id=\"cmd:requri\" seqid=\"1\"><data/></cmd></xccos>",
+            c.envid
+        );
+        let info = parse(&format!(
+            "INFO sip:chatsrv@127.0.0.1:5041;transport=tcp SIP/2.0\r\n\
+             Via: SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKfei{cid}\r\n\
+             Max-Forwards: 69\r\n\
+             From: <sip:alice@example.com>;tag=t{cid}\r\n\
+             To: <sip:ocschat@example.com>;tag={}\r\n\
+             Call-ID: {cid}\r\n\
+             CSeq: 2 INFO\r\n\
+             Content-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            c.remote_tag,
+            body.len()
+        ));
+        h.core.on_message(info, fe_conn, h.now, h.wall);
+        let out = h.out();
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].msg.status(), Some(200), "the 200 first");
+        assert_eq!(out[1].item().attr("id"), Some("rpl:requri"));
+        let want = Dest {
+            transport: Transport::Tcp,
+            addr: "127.0.0.1:5060".parse::<SocketAddr>().unwrap(),
+            conn: Some(ConnId(9)),
+        };
+        assert_eq!(
+            out[1].dest, want,
+            "route {rr}: the reply INFO goes over the front end's connection, not UDP"
+        );
+    }
 }

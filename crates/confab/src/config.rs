@@ -120,6 +120,14 @@ pub struct ChatServeConfig {
     /// The Persistent Chat store (default: the front end's database). Set from the
     /// topology's `persistent-chat` store on machines with that role.
     pub database: Option<String>,
+    /// The chat service runs on another machine, listening (TCP) here: the front
+    /// end routes the chat URIs to it instead of running one in-process. Set from
+    /// the topology (a persistent-chat pool whose next hop is this front end's pool).
+    pub remote: Option<SocketAddr>,
+    /// This machine runs only the chat service (its topology roles include
+    /// persistent-chat but not front-end). From the topology only.
+    #[serde(skip)]
+    pub only: bool,
 }
 
 impl Default for ChatServeConfig {
@@ -130,6 +138,8 @@ impl Default for ChatServeConfig {
             server_uri: None,
             session_expires: 300,
             database: None,
+            remote: None,
+            only: false,
         }
     }
 }
@@ -141,6 +151,8 @@ impl fmt::Debug for ChatServeConfig {
             .field("sip", &self.sip)
             .field("server_uri", &self.server_uri)
             .field("session_expires", &self.session_expires)
+            .field("remote", &self.remote)
+            .field("only", &self.only)
             .field(
                 "database",
                 &self.database.as_deref().map(confab_store::redact_url),

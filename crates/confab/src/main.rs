@@ -2,6 +2,7 @@
 
 mod chat_cli;
 mod chat_http;
+mod chat_provisioning;
 mod cli;
 mod cmd_bootstrap;
 mod cmd_prereq;

@@ -16,8 +16,12 @@ use crate::config::ServeConfig;
 ///
 /// The machine is the one `confab bootstrap` recorded in the data directory, else
 /// the host's FQDN. It must have a role `confab serve` runs (front end, which
-/// includes a Standard Edition server); a machine with only director, edge,
-/// mediation or Persistent Chat roles is refused, as those roles are not built yet.
+/// includes a Standard Edition server, or persistent-chat); a machine with only
+/// director, edge or mediation roles is refused, as those roles are not built yet.
+/// A machine with persistent-chat but not front-end runs the chat service alone
+/// (`chat.only`) against its pool's persistent-chat store; a front end whose pool
+/// is the next hop of a Persistent Chat pool routes the chat URIs there
+/// (`chat.remote`).
 ///
 /// The topology sets, for this machine:
 /// - `database`: the pool's back-end store (its PostgreSQL URL on Enterprise
@@ -71,9 +75,42 @@ fn apply_with_host(
 
     let defaults = ServeConfig::default();
     let mut set: Vec<String> = Vec::new();
+    let ip = machine
+        .machine
+        .addresses
+        .iter()
+        .find_map(|a| a.get_ref().trim().parse::<IpAddr>().ok());
 
-    // Database: the pool's back end.
-    apply_database(&mut cfg, &topology, machine.pool, &local, &mut set)?;
+    if local.roles.contains(&Role::FrontEnd) {
+        // Database: the pool's back end.
+        apply_database(&mut cfg, &topology, machine.pool, &local, &mut set)?;
+        // A Persistent Chat pool whose next hop is this pool: its chat service.
+        apply_remote_chat(&mut cfg, &topology, machine.pool, &mut set)?;
+    } else {
+        // Only Persistent Chat: the chat service alone, listening on the
+        // machine's address at its persistent-chat listener's port.
+        cfg.chat.only = true;
+        cfg.chat.enabled = true;
+        let port = local
+            .listeners
+            .iter()
+            .find(|l| l.role == Role::PersistentChat)
+            .map(|l| l.port);
+        if cfg.chat.sip.is_none()
+            && let Some(port) = port
+        {
+            let addr = SocketAddr::new(ip.unwrap_or(IpAddr::from([127, 0, 0, 1])), port);
+            set.push(format!("chat.sip={addr}"));
+            cfg.chat.sip = Some(addr);
+        }
+        if machine.pool.persistent_chat_store.is_none() && cfg.chat.database.is_none() {
+            bail!(
+                "pool {} in topology version {version} runs persistent-chat but names no \
+                 persistent_chat_store",
+                local.pool
+            );
+        }
+    }
 
     // Enterprise pool: the front ends of the pool act as one (crate::pool_serve),
     // named by the topology (an explicit `[pool]` name or member wins).
@@ -136,11 +173,6 @@ fn apply_with_host(
     }
 
     // Listeners: the front end's ports on the machine's address.
-    let ip = machine
-        .machine
-        .addresses
-        .iter()
-        .find_map(|a| a.get_ref().trim().parse::<IpAddr>().ok());
     let front_end: Vec<&Listener> = local
         .listeners
         .iter()
@@ -199,6 +231,93 @@ fn role_list(roles: &[Role]) -> String {
         .join(", ")
 }
 
+/// The chat store URL of a pool (its `persistent_chat_store`).
+fn chat_store_url(
+    cfg: &ServeConfig,
+    topology: &Topology,
+    pool: &confab_topology::Pool,
+) -> anyhow::Result<Option<String>> {
+    let Some(store) = pool
+        .persistent_chat_store
+        .as_ref()
+        .and_then(|n| topology.store(n.get_ref()))
+    else {
+        return Ok(None);
+    };
+    Ok(match store.location() {
+        Some(StoreLocation::Postgres(url)) => Some(url),
+        Some(StoreLocation::Sqlite(path)) => {
+            let path = confab_topology::model::resolve(&cfg.data_dir, &path);
+            Some(
+                confab_store::sqlite_url(&path).map_err(|e| {
+                    anyhow::anyhow!("persistent chat store {:?}: {e}", store.name())
+                })?,
+            )
+        }
+        _ => None,
+    })
+}
+
+/// On a front end: a Persistent Chat pool whose `next_hop` is this pool, with an
+/// active persistent-chat machine that has an address, runs the chat service. The
+/// front end routes the chat URIs there (`chat.remote`) and reads the chat store
+/// (policy for provisioning, history search) from that pool's store.
+fn apply_remote_chat(
+    cfg: &mut ServeConfig,
+    topology: &Topology,
+    pool: &confab_topology::Pool,
+    set: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    if cfg.chat.remote.is_some() || !cfg.chat.enabled {
+        return Ok(());
+    }
+    let chat = topology.machines().find(|m| {
+        m.pool.fqdn() != pool.fqdn()
+            && m.pool
+                .next_hop
+                .as_ref()
+                .is_some_and(|h| h.get_ref().eq_ignore_ascii_case(pool.fqdn()))
+            && m.machine.has_role(Role::PersistentChat)
+            && !m.machine.has_role(Role::FrontEnd)
+            && m.machine.chat_state() == confab_topology::ChatState::Active
+    });
+    let Some(chat) = chat else {
+        return Ok(());
+    };
+    let ip = chat
+        .machine
+        .addresses
+        .iter()
+        .find_map(|a| a.get_ref().trim().parse::<IpAddr>().ok());
+    let port = chat
+        .machine
+        .listeners()
+        .into_iter()
+        .find(|l| l.role == Role::PersistentChat)
+        .map(|l| l.port);
+    let (Some(ip), Some(port)) = (ip, port) else {
+        warn!(
+            machine = %chat.machine.fqdn(),
+            "the Persistent Chat server has no IP address in the topology; the chat service runs in-process"
+        );
+        return Ok(());
+    };
+    let addr = SocketAddr::new(ip, port);
+    set.push(format!("chat.remote={addr} ({})", chat.machine.fqdn()));
+    cfg.chat.remote = Some(addr);
+    if cfg.chat.database.is_none()
+        && let Some(url) = chat_store_url(cfg, topology, chat.pool)?
+    {
+        set.push(format!(
+            "chat.database={} (pool {})",
+            confab_store::redact_url(&url),
+            chat.pool.fqdn()
+        ));
+        cfg.chat.database = Some(url);
+    }
+    Ok(())
+}
+
 /// Refuses a machine without a role `confab serve` runs; warns about roles it
 /// does not run yet.
 fn check_runnable(local: &LocalRoles) -> anyhow::Result<()> {
@@ -209,11 +328,11 @@ fn check_runnable(local: &LocalRoles) -> anyhow::Result<()> {
         // Persistent Chat runs beside the front end (see `crate::serve`).
         .filter(|r| *r != Role::FrontEnd && *r != Role::PersistentChat)
         .collect();
-    if !local.roles.contains(&Role::FrontEnd) {
+    if !local.roles.contains(&Role::FrontEnd) && !local.roles.contains(&Role::PersistentChat) {
         bail!(
             "this machine, {} (pool {}), has the role(s) {} in topology version {}, and `confab serve` \
              cannot run them yet: it runs the front-end role (an Enterprise front end or a Standard \
-             Edition server); director, edge, mediation and persistent-chat are not built yet",
+             Edition server) and persistent-chat; director, edge and mediation are not built yet",
             local.fqdn,
             local.pool,
             role_list(&local.roles),

@@ -182,6 +182,38 @@ async fn nonce_secret(store: &Store) -> anyhow::Result<[u8; 32]> {
     Ok(secret)
 }
 
+/// A machine with only the persistent-chat role: the chat service alone, on its
+/// pool's persistent-chat store, listening on `chat.sip` (the front ends of the
+/// next-hop pool route the chat URIs to it).
+async fn run_chat_only(cfg: &ServeConfig) -> anyhow::Result<()> {
+    let Some(url) = cfg.chat.database.clone() else {
+        anyhow::bail!("a persistent-chat machine needs its pool's persistent_chat_store");
+    };
+    let store = Store::open(&url).await.with_context(|| {
+        format!(
+            "opening the persistent chat store {}",
+            confab_store::redact_url(&url)
+        )
+    })?;
+    let bind = cfg
+        .chat
+        .sip
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5041)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut chat_cfg = confab_chat::service::ServiceConfig::new(&cfg.domain, bind);
+    chat_cfg.server_uri = cfg.chat.server_uri.clone();
+    chat_cfg.session_expires = cfg.chat.session_expires;
+    let running = confab_chat::service::start(chat_cfg, store, stop_rx)
+        .await
+        .context("starting the persistent chat service")?;
+    info!(sip = %running.addr, lookup = %running.lookup_uri, server = %running.server_uri, "persistent chat server started (persistent-chat role only)");
+    shutdown_signal().await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), running.task).await;
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -207,6 +239,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let cfg = crate::roles::apply_topology(cfg)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    if cfg.chat.only {
+        return run_chat_only(&cfg).await;
+    }
     let url = cfg.database_url().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = Store::open(&url)
         .await
@@ -279,7 +314,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     // Persistent Chat: its own task and SIP listener (loopback by default), on the
     // front end's database or the topology's persistent-chat store.
-    let chat_and_store = if cfg.chat.enabled {
+    let chat_and_store = if cfg.chat.enabled && cfg.chat.remote.is_none() {
         let chat_store = match &cfg.chat.database {
             Some(url) => Store::open(url).await.with_context(|| {
                 format!(
@@ -305,12 +340,57 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         None
     };
 
-    let chat_search = chat_and_store.as_ref().map(|(_, chat_store)| {
+    // A chat service on another machine (topology): its URIs and store.
+    let remote_chat = match (cfg.chat.enabled, cfg.chat.remote) {
+        (true, Some(addr)) => {
+            let chat_store = match &cfg.chat.database {
+                Some(url) => Store::open(url).await.with_context(|| {
+                    format!(
+                        "opening the persistent chat store {}",
+                        confab_store::redact_url(url)
+                    )
+                })?,
+                None => store.clone(),
+            };
+            let lookup = format!("sip:ocschat@{}", cfg.domain.to_ascii_lowercase());
+            let server = cfg
+                .chat
+                .server_uri
+                .clone()
+                .unwrap_or_else(|| format!("sip:chatsrv@{}", cfg.domain.to_ascii_lowercase()));
+            info!(sip = %addr, lookup = %lookup, server = %server, "persistent chat served by another machine");
+            Some((addr, lookup, server, chat_store))
+        }
+        _ => None,
+    };
+    let search_store = chat_and_store
+        .as_ref()
+        .map(|(_, s)| s)
+        .or(remote_chat.as_ref().map(|(_, _, _, s)| s));
+    let chat_search = search_store.map(|chat_store| {
         Arc::new(crate::chat_http::StoreChatSearch::new(
             store.clone(),
             chat_store.clone(),
         )) as Arc<dyn confab_web::chat_search::ChatSearch>
     });
+    // Provisioning tells users whose policy enables Persistent Chat its lookup URI.
+    let chat_provisioning = match (&chat_and_store, &remote_chat) {
+        (Some((running, chat_store)), _) => Some(
+            crate::chat_provisioning::watch_policy(
+                chat_store.clone(),
+                &running.lookup_uri,
+                stop_rx.clone(),
+            )
+            .await
+            .context("reading the persistent chat policy")?,
+        ),
+        (None, Some((_, lookup, _, chat_store))) => Some(
+            crate::chat_provisioning::watch_policy(chat_store.clone(), lookup, stop_rx.clone())
+                .await
+                .context("reading the persistent chat policy")?,
+        ),
+        _ => None,
+    };
     let chat = chat_and_store.map(|(running, _)| running);
 
     let mut stop_http = stop_rx.clone();
@@ -344,13 +424,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         tls_port: transports.tls_addr().map(|a| a.port()),
         ws_port: Some(http_addr.port()),
     };
-    if let Some(chat) = &chat {
+    let chat_route = chat
+        .as_ref()
+        .map(|c| (c.addr, c.lookup_uri.clone(), c.server_uri.clone()))
+        .or(remote_chat
+            .as_ref()
+            .map(|(a, l, s, _)| (*a, l.clone(), s.clone())));
+    if let Some((addr, lookup, server)) = &chat_route {
         let dest = confab_frontend::Dest {
             transport: confab_frontend::Transport::Tcp,
-            addr: chat.addr,
+            addr: *addr,
             conn: None,
         };
-        for uri in [&chat.lookup_uri, &chat.server_uri] {
+        for uri in [lookup, server] {
             core_cfg.app_routes.push(confab_frontend::AppRoute {
                 uri: uri.clone(),
                 dest,
@@ -371,9 +457,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     core_cfg.ntlm_target = cfg.auth.server_fqdn.clone();
     core_cfg.digest_allow_rfc2069 = cfg.auth.digest_allow_rfc2069;
     core_cfg.trusted_peers = cfg.auth.trusted_peer_addrs().unwrap_or_default();
-    if let Some(chat) = &chat {
+    if let Some(p) = chat_provisioning {
+        core_cfg.chat_provisioning = Some(p as Arc<dyn confab_frontend::ChatProvisioning>);
+    }
+    if let Some((addr, _, _)) = &chat_route {
         // Requests from the chat service's listener (the FE connected to it) are trusted.
-        core_cfg.trusted_peers.push(chat.addr);
+        core_cfg.trusted_peers.push(*addr);
     }
     if core_cfg.allow_unauthenticated {
         warn!(

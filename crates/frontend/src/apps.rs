@@ -15,6 +15,15 @@ use confab_sip::{HeaderName, Message, Method, Rewriter};
 use crate::core::Core;
 use crate::types::Dest;
 
+/// What in-band provisioning tells a user about Persistent Chat: the chat pool's URI
+/// when the user's policy (Lync's `EnablePersistentChat`) enables it. Implemented
+/// outside the front end (the policy lives in the chat store).
+pub trait ChatProvisioning: Send + Sync + std::fmt::Debug {
+    /// The pool URI (`sip:ocschat@DOMAIN`) for `user` (`user@domain`), or `None`
+    /// when Persistent Chat is not enabled for them.
+    fn pool_uri(&self, user: &str) -> Option<String>;
+}
+
 /// One application route: requests whose Request-URI is `uri` go to `dest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRoute {

@@ -68,6 +68,8 @@ pub struct CoreConfig {
     /// URIs served by applications behind the front end (Persistent Chat), see
     /// `crate::apps`.
     pub app_routes: Vec<crate::apps::AppRoute>,
+    /// Persistent Chat in provisioning-v2 (see [`crate::apps::ChatProvisioning`]).
+    pub chat_provisioning: Option<std::sync::Arc<dyn crate::apps::ChatProvisioning>>,
 }
 
 impl CoreConfig {
@@ -97,6 +99,7 @@ impl CoreConfig {
             digest_allow_rfc2069: false,
             trusted_peers: Vec::new(),
             app_routes: Vec::new(),
+            chat_provisioning: None,
         }
     }
 }

@@ -19,7 +19,7 @@ mod proxy;
 pub mod registrar;
 pub mod types;
 
-pub use crate::apps::AppRoute;
+pub use crate::apps::{AppRoute, ChatProvisioning};
 pub use crate::core::{Advertise, Core, CoreConfig};
 pub use directory::{Directory, DirectoryChange, UserEntry};
 pub use home::{HomeRoute, HomeRouter, SharedHomeRouter};

@@ -571,7 +571,13 @@ impl Core {
             }
             SubKind::Provisioning => Some((
                 "application/vnd-microsoft-roaming-provisioning-v2+xml",
-                crate::lync::provisioning_document(),
+                crate::lync::provisioning_document(
+                    self.cfg
+                        .chat_provisioning
+                        .as_ref()
+                        .and_then(|p| p.pool_uri(&sub.target))
+                        .as_deref(),
+                ),
             )),
         }
     }

@@ -463,3 +463,40 @@ fn a_contact_added_later_joins_the_existing_batched_subscription() {
     let out = h.register_out(&mut carol2, 0);
     assert!(out.to_ua(&alice).is_empty(), "carol still has an endpoint");
 }
+
+/// Persistent Chat policy for the provisioning test: bob only.
+#[derive(Debug)]
+struct BobOnly;
+
+impl confab_frontend::ChatProvisioning for BobOnly {
+    fn pool_uri(&self, user: &str) -> Option<String> {
+        (user == "bob@example.com").then(|| "sip:ocschat@example.com".to_owned())
+    }
+}
+
+/// Provisioning tells a user whose policy enables Persistent Chat where the chat
+/// service is (Lync's `persistentChatConfiguration` group, read by pidgin-sipe),
+/// and tells everyone else it is off.
+#[test]
+fn provisioning_tells_enabled_users_where_persistent_chat_is() {
+    let mut h = Harness::with(|c| c.chat_provisioning = Some(std::sync::Arc::new(BobOnly)));
+    let mut alice = signed_in(&mut h, "alice", 5070, 1);
+    let mut bob = signed_in(&mut h, "bob", 5072, 3);
+    let (_, notes) = self_subscribe(&mut h, &mut bob, "vnd-microsoft-provisioning-v2", None);
+    let body = notes[0].body();
+    assert!(
+        body.contains(
+            "<provisionGroup name=\"persistentChatConfiguration\"><propertyEntryList>\
+             <property name=\"EnablePersistentChat\">true</property>\
+             <property name=\"DefaultPersistentChatPoolUri\">sip:ocschat@example.com</property>"
+        ),
+        "{body}"
+    );
+    let (_, notes) = self_subscribe(&mut h, &mut alice, "vnd-microsoft-provisioning-v2", None);
+    let body = notes[0].body();
+    assert!(
+        body.contains("<property name=\"EnablePersistentChat\">false</property>"),
+        "{body}"
+    );
+    assert!(!body.contains("DefaultPersistentChatPoolUri"), "{body}");
+}

@@ -61,18 +61,30 @@ impl UserCategories {
 }
 
 /// The in-band provisioning document (`vnd-microsoft-roaming-provisioning-v2`).
-/// Persistent Chat is not offered (not built yet), so the client does not look
-/// for a chat server.
-pub(crate) fn provisioning_document() -> String {
-    concat!(
+///
+/// `chat_pool` is the Persistent Chat pool URI when the user's policy enables
+/// Persistent Chat: Lync's `persistentChatConfiguration` group with
+/// `EnablePersistentChat` and `DefaultPersistentChatPoolUri`, which pidgin-sipe
+/// reads to find the chat service (the URI it INVITEs first); otherwise
+/// `EnablePersistentChat` is false and the client does not look for one.
+pub(crate) fn provisioning_document(chat_pool: Option<&str>) -> String {
+    let mut s = String::from(concat!(
         "<provisionGroupList xmlns=\"http://schemas.microsoft.com/2006/09/sip/provisiongrouplist-notification\">",
-        "<provisionGroup name=\"ServerConfiguration\"><propertyEntryList>",
-        "<property name=\"enablePersistentChat\">false</property>",
-        "</propertyEntryList></provisionGroup>",
+        "<provisionGroup name=\"ServerConfiguration\"><propertyEntryList/></provisionGroup>",
         "<provisionGroup name=\"ucPolicy\"><propertyEntryList/></provisionGroup>",
-        "</provisionGroupList>"
-    )
-    .to_owned()
+        "<provisionGroup name=\"persistentChatConfiguration\"><propertyEntryList>",
+    ));
+    match chat_pool {
+        Some(uri) => {
+            s.push_str("<property name=\"EnablePersistentChat\">true</property>");
+            s.push_str("<property name=\"DefaultPersistentChatPoolUri\">");
+            confab_presence::xmltree::push_escaped(&mut s, uri, false);
+            s.push_str("</property>");
+        }
+        None => s.push_str("<property name=\"EnablePersistentChat\">false</property>"),
+    }
+    s.push_str("</propertyEntryList></provisionGroup></provisionGroupList>");
+    s
 }
 
 /// Whether a SUBSCRIBE is one of the Lync subscriptions a client makes to itself.
