@@ -335,6 +335,7 @@ struct CompiledTrunk {
 }
 
 /// The checked, compiled configuration. See the crate documentation.
+#[derive(Default)]
 pub struct VoiceConfig {
     data: VoiceData,
     plans: Vec<CompiledPlan>,
@@ -350,20 +351,6 @@ impl fmt::Debug for VoiceConfig {
         f.debug_struct("VoiceConfig")
             .field("data", &self.data)
             .finish_non_exhaustive()
-    }
-}
-
-impl Default for VoiceConfig {
-    fn default() -> VoiceConfig {
-        VoiceConfig {
-            data: VoiceData::default(),
-            plans: Vec::new(),
-            routes: Vec::new(),
-            trunks: Vec::new(),
-            users: HashMap::new(),
-            by_number: HashMap::new(),
-            home: Home::default(),
-        }
     }
 }
 
