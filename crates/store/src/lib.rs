@@ -15,6 +15,7 @@ mod address;
 mod chat;
 mod contacts;
 mod users;
+mod voice;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -61,6 +62,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Chat(String),
+    #[error("{0}")]
+    Voice(String),
     #[error("unsupported database URL: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl,
     #[error("database path {0:?} is not valid UTF-8")]
