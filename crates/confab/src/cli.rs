@@ -50,6 +50,8 @@ pub enum Command {
     Contact(ContactArgs),
     /// Persistent Chat: categories, rooms, policy, settings, messages, search
     Chat(crate::chat_cli::ChatArgs),
+    /// Enterprise Voice: dial plans, rules, voice policies, PSTN usages, routes, trunks
+    Voice(crate::voice_cli::VoiceArgs),
     /// Write, validate, publish and read back the deployment's topology
     Topology(crate::cmd_topology::TopologyArgs),
     /// Check this machine against the requirements of its roles
@@ -143,6 +145,12 @@ pub enum UserCommand {
         name: Option<String>,
     },
     /// Stop a user from signing in
+    /// Changes a user's settings
+    Set {
+        address: String,
+        #[command(flatten)]
+        voice: crate::voice_cli::UserVoiceArgs,
+    },
     Disable { address: String },
     /// Allow a disabled user to sign in again
     Enable { address: String },
@@ -238,6 +246,7 @@ impl Cli {
             Command::User(u) => o.database = u.database.clone(),
             Command::Contact(c) => o.database = c.database.clone(),
             Command::Chat(c) => o.database = c.database.clone(),
+            Command::Voice(v) => o.database = v.database.clone(),
             _ => {}
         }
         o

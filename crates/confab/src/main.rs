@@ -12,6 +12,8 @@ mod lazy_lists;
 mod roles;
 mod serve;
 mod users;
+mod voice_cli;
+mod voice_feed;
 
 use std::process::ExitCode;
 
@@ -48,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::User(args) => users::run(&cfg, args.command).await,
             Command::Contact(args) => contacts::run(&cfg, args.command).await,
             Command::Chat(args) => chat_cli::run(&cfg, args).await,
+            Command::Voice(args) => voice_cli::run(&cfg, args).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,

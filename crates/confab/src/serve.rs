@@ -384,6 +384,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
     let mut core = Core::new(core_cfg, secret, seed, metrics.clone(), Instant::now());
+    // Enterprise Voice: numbers, dial plans, routes, trunks (crate::voice_feed).
+    let (voice, mut voice_rx, voice_task) =
+        crate::voice_feed::start(store.clone(), stop_rx.clone()).await?;
+    core.set_voice_config(voice);
 
     // Users: load all, then follow the store's change feed.
     let mut rev = store.current_rev().await?;
@@ -511,6 +515,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                     }
                 }
             }
+            voice = voice_rx.recv() => {
+                if let Some(voice) = voice {
+                    core.set_voice_config(voice);
+                }
+            }
             saved = saved_rx.recv() => {
                 if let Some((op, result, current)) = saved {
                     core.on_contacts_saved(op, result);
@@ -571,6 +580,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = poller.await;
+    let _ = voice_task.await;
     if let Some(chat) = chat {
         let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;
     }

@@ -128,6 +128,8 @@ pub struct Core {
     pub(crate) lync: crate::lync::LyncState,
     /// Relaying policy: signed Record-Route, trusted peers.
     pub(crate) guard: crate::guard::Guard,
+    /// Enterprise Voice configuration, see `crate::voice_app`.
+    pub(crate) voice: Arc<confab_voice::VoiceConfig>,
 }
 
 impl Core {
@@ -161,6 +163,7 @@ impl Core {
             wall_ms: 0,
             lync: Default::default(),
             guard,
+            voice: Arc::default(),
             cfg,
         }
     }
@@ -197,6 +200,12 @@ impl Core {
             self.binding_events(ev);
         }
         self.update_gauges();
+    }
+
+    /// Replaces the Enterprise Voice configuration (numbers, dial plans, routes,
+    /// trunks); see `crate::voice_app`.
+    pub fn set_voice_config(&mut self, voice: Arc<confab_voice::VoiceConfig>) {
+        self.voice = voice;
     }
 
     /// Takes the work produced so far.
@@ -549,6 +558,10 @@ impl Core {
                 return;
             }
         };
+        // Enterprise Voice hook: calls to phone numbers, calls from PSTN gateways.
+        if crate::voice_app::route(self, &key, &msg, src, &ruri, our_routes) {
+            return;
+        }
         if ruri.scheme == Scheme::Tel {
             self.reply(&key, &msg, 404, |b| {
                 b.reason("No route to telephone numbers (no Mediation Server)")

@@ -545,6 +545,12 @@ impl VoiceConfig {
             .map(|t| t.name.as_str())
     }
 
+    /// Whether nothing of Enterprise Voice is configured (no dial plan, no trunk,
+    /// no line URI): the server then handles no call as a voice call.
+    pub fn is_empty(&self) -> bool {
+        self.plans.is_empty() && self.trunks.is_empty() && self.by_number.is_empty()
+    }
+
     /// Whether any trunk is configured.
     pub fn has_trunks(&self) -> bool {
         !self.trunks.is_empty()
