@@ -151,11 +151,17 @@ pub enum UserCommand {
         #[command(flatten)]
         voice: crate::voice_cli::UserVoiceArgs,
     },
-    Disable { address: String },
+    Disable {
+        address: String,
+    },
     /// Allow a disabled user to sign in again
-    Enable { address: String },
+    Enable {
+        address: String,
+    },
     /// Remove a user
-    Remove { address: String },
+    Remove {
+        address: String,
+    },
     /// Add users from a CSV file with columns address,password[,display_name] (header
     /// row optional). All rows are added, or none
     Import {

@@ -657,7 +657,11 @@ async fn execute(store: &Store, cmd: VoiceCommand) -> anyhow::Result<()> {
 }
 
 /// `confab user set ADDRESS --line-uri ... --dial-plan ... --voice-policy ...`.
-pub async fn user_set(store: &Store, address: &str, args: &UserVoiceArgs) -> anyhow::Result<String> {
+pub async fn user_set(
+    store: &Store,
+    address: &str,
+    args: &UserVoiceArgs,
+) -> anyhow::Result<String> {
     let address = Address::parse(address)?.to_string();
     if store.get_user(&address).await?.is_none() {
         bail!("user {address} not found");
@@ -677,21 +681,35 @@ pub async fn user_set(store: &Store, address: &str, args: &UserVoiceArgs) -> any
     let none = |s: &str| s.trim().eq_ignore_ascii_case("none") || s.trim().is_empty();
     let mut changed = Vec::new();
     if let Some(l) = &args.line_uri {
-        v.line_uri = if none(l) { None } else { Some(parse_line_uri(l)?) };
+        v.line_uri = if none(l) {
+            None
+        } else {
+            Some(parse_line_uri(l)?)
+        };
         changed.push(format!(
             "line URI {}",
-            v.line_uri.as_deref().map_or("cleared".to_owned(), |n| format!("tel:{n}"))
+            v.line_uri
+                .as_deref()
+                .map_or("cleared".to_owned(), |n| format!("tel:{n}"))
         ));
     }
     if let Some(d) = &args.dial_plan {
-        v.dial_plan = if none(d) { None } else { Some(name(d)?.to_ascii_lowercase()) };
+        v.dial_plan = if none(d) {
+            None
+        } else {
+            Some(name(d)?.to_ascii_lowercase())
+        };
         changed.push(format!(
             "dial plan {}",
             v.dial_plan.as_deref().unwrap_or("cleared")
         ));
     }
     if let Some(p) = &args.voice_policy {
-        v.voice_policy = if none(p) { None } else { Some(name(p)?.to_ascii_lowercase()) };
+        v.voice_policy = if none(p) {
+            None
+        } else {
+            Some(name(p)?.to_ascii_lowercase())
+        };
         changed.push(format!(
             "voice policy {}",
             v.voice_policy.as_deref().unwrap_or("cleared")

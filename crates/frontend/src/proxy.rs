@@ -161,9 +161,16 @@ impl Core {
         let mut pending: std::collections::VecDeque<(String, Dest)> = targets.into();
         while let Some((ruri, dest)) = pending.pop_front() {
             let idx = branches.len();
-            if let Some(b) =
-                self.start_branch(id, idx, msg, upstream, &ruri, dest, record_route, pop_routes)
-            {
+            if let Some(b) = self.start_branch(
+                id,
+                idx,
+                msg,
+                upstream,
+                &ruri,
+                dest,
+                record_route,
+                pop_routes,
+            ) {
                 branches.push(b);
                 if serial {
                     break;

@@ -201,7 +201,9 @@ fn outbound(
         )
         .build();
     let Ok(rewritten) = Message::parse(bytes, &confab_sip::Limits::default()) else {
-        core.reply(key, msg, 400, |b| b.reason("Request could not be forwarded"));
+        core.reply(key, msg, 400, |b| {
+            b.reason("Request could not be forwarded")
+        });
         return;
     };
     let targets: Vec<(String, Dest)> = trunks
