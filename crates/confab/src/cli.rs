@@ -50,6 +50,8 @@ pub enum Command {
     Contact(ContactArgs),
     /// Persistent Chat: categories, rooms, policy, settings, messages, search
     Chat(crate::chat_cli::ChatArgs),
+    /// Enterprise Voice: dial plans, rules, voice policies, PSTN usages, routes, trunks
+    Voice(crate::voice_cli::VoiceArgs),
     /// Write, validate, publish and read back the deployment's topology
     Topology(crate::cmd_topology::TopologyArgs),
     /// Check this machine against the requirements of its roles
@@ -145,11 +147,23 @@ pub enum UserCommand {
         name: Option<String>,
     },
     /// Stop a user from signing in
-    Disable { address: String },
+    /// Changes a user's settings
+    Set {
+        address: String,
+        #[command(flatten)]
+        voice: crate::voice_cli::UserVoiceArgs,
+    },
+    Disable {
+        address: String,
+    },
     /// Allow a disabled user to sign in again
-    Enable { address: String },
+    Enable {
+        address: String,
+    },
     /// Remove a user
-    Remove { address: String },
+    Remove {
+        address: String,
+    },
     /// Add users from a CSV file with columns address,password[,display_name] (header
     /// row optional). All rows are added, or none
     Import {
@@ -241,6 +255,7 @@ impl Cli {
             Command::Contact(c) => o.database = c.database.clone(),
             Command::Chat(c) => o.database = c.database.clone(),
             Command::Pool(p) => o.database = p.database.clone(),
+            Command::Voice(v) => o.database = v.database.clone(),
             _ => {}
         }
         o

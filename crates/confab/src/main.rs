@@ -15,6 +15,8 @@ mod pool_serve;
 mod roles;
 mod serve;
 mod users;
+mod voice_cli;
+mod voice_feed;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Contact(args) => contacts::run(&cfg, args.command).await,
             Command::Chat(args) => chat_cli::run(&cfg, args).await,
             Command::Pool(args) => pool_cli::run(&cfg, args).await,
+            Command::Voice(args) => voice_cli::run(&cfg, args).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,

@@ -488,6 +488,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some((_, router)) = &pool {
         core.set_home_router(router.clone());
     }
+    // Enterprise Voice: numbers, dial plans, routes, trunks (crate::voice_feed).
+    let (voice, mut voice_rx, voice_task) =
+        crate::voice_feed::start(store.clone(), stop_rx.clone()).await?;
+    core.set_voice_config(voice);
 
     // Users: load all, then follow the store's change feed.
     let mut rev = store.current_rev().await?;
@@ -615,6 +619,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                     }
                 }
             }
+            voice = voice_rx.recv() => {
+                if let Some(voice) = voice {
+                    core.set_voice_config(voice);
+                }
+            }
             saved = saved_rx.recv() => {
                 if let Some((op, result, current)) = saved {
                     core.on_contacts_saved(op, result);
@@ -678,6 +687,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some((handle, _)) = pool {
         handle.join().await;
     }
+    let _ = voice_task.await;
     if let Some(chat) = chat {
         let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;
     }

@@ -112,6 +112,13 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
                 None => writeln!(out, "display name of {} cleared", user.address)?,
             }
         }
+        UserCommand::Set { address, voice } => {
+            if !voice.any() {
+                bail!("nothing to set: give --line-uri, --dial-plan or --voice-policy");
+            }
+            let msg = crate::voice_cli::user_set(store, &address, &voice).await?;
+            writeln!(out, "{msg}")?;
+        }
         UserCommand::Disable { address } => {
             let address = parse_address(&address)?;
             let user = store.set_enabled(&address.to_string(), false).await?;

@@ -133,6 +133,8 @@ pub struct Core {
     pub(crate) guard: crate::guard::Guard,
     /// Enterprise pool: where each user is homed (`None`: a server of its own).
     pub(crate) home: Option<crate::home::SharedHomeRouter>,
+    /// Enterprise Voice configuration, see `crate::voice_app`.
+    pub(crate) voice: Arc<confab_voice::VoiceConfig>,
 }
 
 impl Core {
@@ -167,6 +169,7 @@ impl Core {
             lync: Default::default(),
             guard,
             home: None,
+            voice: Arc::default(),
             cfg,
         }
     }
@@ -211,6 +214,12 @@ impl Core {
             self.binding_events(ev);
         }
         self.update_gauges();
+    }
+
+    /// Replaces the Enterprise Voice configuration (numbers, dial plans, routes,
+    /// trunks); see `crate::voice_app`.
+    pub fn set_voice_config(&mut self, voice: Arc<confab_voice::VoiceConfig>) {
+        self.voice = voice;
     }
 
     /// Takes the work produced so far.
@@ -563,6 +572,10 @@ impl Core {
                 return;
             }
         };
+        // Enterprise Voice hook: calls to phone numbers, calls from PSTN gateways.
+        if crate::voice_app::route(self, &key, &msg, src, &ruri, our_routes) {
+            return;
+        }
         if ruri.scheme == Scheme::Tel {
             self.reply(&key, &msg, 404, |b| {
                 b.reason("No route to telephone numbers (no Mediation Server)")

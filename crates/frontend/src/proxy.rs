@@ -42,6 +42,18 @@ struct ProxyCtx {
     best: Option<Message>,
     final_sent: bool,
     cancelled: bool,
+    /// Serial forwarding (voice trunk failover): targets not tried yet, with what
+    /// starting one needs. Empty for parallel forking.
+    serial: Option<Serial>,
+}
+
+/// The rest of a serial forwarding: the next target is tried when the current one
+/// fails with 503, 408 or a timeout.
+struct Serial {
+    request: Message,
+    pending: std::collections::VecDeque<(String, Dest)>,
+    record_route: bool,
+    pop_routes: usize,
 }
 
 #[derive(Default)]
@@ -94,70 +106,76 @@ impl Core {
         record_route: bool,
         pop_routes: usize,
     ) {
+        self.forward_with(
+            server_key,
+            msg,
+            upstream,
+            targets,
+            record_route,
+            pop_routes,
+            false,
+        );
+    }
+
+    /// Forwards a request statefully to one target after the other: the next is
+    /// tried when the current one answers 503 or 408 or times out (voice trunk
+    /// failover, see `crate::voice_app`).
+    pub(crate) fn forward_serial(
+        &mut self,
+        server_key: ServerKey,
+        msg: &Message,
+        upstream: Dest,
+        targets: Vec<(String, Dest)>,
+        record_route: bool,
+        pop_routes: usize,
+    ) {
+        self.forward_with(
+            server_key,
+            msg,
+            upstream,
+            targets,
+            record_route,
+            pop_routes,
+            true,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with(
+        &mut self,
+        server_key: ServerKey,
+        msg: &Message,
+        upstream: Dest,
+        targets: Vec<(String, Dest)>,
+        record_route: bool,
+        pop_routes: usize,
+        serial: bool,
+    ) {
         let invite = msg.method() == Some(&Method::Invite);
         if invite {
             self.reply(&server_key, msg, 100, |b| b);
         }
         let id = self.proxy.next_id;
         self.proxy.next_id += 1;
-        let mf = msg
-            .max_forwards()
-            .map(|m| m.saturating_sub(1))
-            .unwrap_or(70);
         let mut branches = Vec::with_capacity(targets.len());
-        // Signed, so that in-dialog requests are relayed only within this dialog,
-        // and naming the caller's flow (see `crate::guard`).
-        let token = if record_route {
-            self.guard.rr_param(msg, upstream)
-        } else {
-            String::new()
-        };
-        for (ruri, dest) in targets {
-            let branch = self.new_branch();
-            let via = self.our_via(dest.transport, &branch);
-            let mut rw = Rewriter::new(msg)
-                .request_uri(&ruri)
-                .pop_values(HeaderName::Route, pop_routes)
-                .max_forwards(mf)
-                .prepend("Via", via);
-            rw = self.strip_our_credentials(msg, rw);
-            if record_route {
-                let out_rr = format!("<{};lr{token}>", self.our_uri(dest.transport));
-                rw = rw.prepend("Record-Route", out_rr);
-                if dest.transport != upstream.transport {
-                    // Double Record-Route when changing transport (RFC 5658).
-                    let in_rr = format!("<{};lr{token}>", self.our_uri(upstream.transport));
-                    rw = rw.prepend("Record-Route", in_rr);
+        let mut pending: std::collections::VecDeque<(String, Dest)> = targets.into();
+        while let Some((ruri, dest)) = pending.pop_front() {
+            let idx = branches.len();
+            if let Some(b) = self.start_branch(
+                id,
+                idx,
+                msg,
+                upstream,
+                &ruri,
+                dest,
+                record_route,
+                pop_routes,
+            ) {
+                branches.push(b);
+                if serial {
+                    break;
                 }
             }
-            let bytes = rw.build();
-            let Ok(forwarded) = Message::parse(bytes.clone(), &unbounded()) else {
-                continue;
-            };
-            let key = ClientKey {
-                branch: branch.into(),
-                method: msg.method().cloned().unwrap_or(Method::Ack),
-            };
-            self.tx.start_client(
-                key.clone(),
-                bytes.clone(),
-                dest,
-                dest.transport.reliable(),
-                self.now,
-            );
-            self.send(dest, bytes);
-            Metrics::inc(&self.metrics.requests_forwarded_total);
-            self.proxy
-                .by_client
-                .insert(key.clone(), (id, branches.len()));
-            branches.push(Branch {
-                key,
-                dest,
-                forwarded: Some(forwarded),
-                done: false,
-                provisional: false,
-                cancelled: false,
-            });
         }
         if branches.is_empty() {
             self.reply(&server_key, msg, 500, |b| {
@@ -169,6 +187,12 @@ impl Core {
         if invite {
             self.proxy.timer_c.push(Reverse((self.now + TIMER_C, id)));
         }
+        let serial = (serial && !pending.is_empty()).then(|| Serial {
+            request: msg.clone(),
+            pending,
+            record_route,
+            pop_routes,
+        });
         self.proxy.ctxs.insert(
             id,
             ProxyCtx {
@@ -179,8 +203,109 @@ impl Core {
                 best: None,
                 final_sent: false,
                 cancelled: false,
+                serial,
             },
         );
+    }
+
+    /// Sends the request on one new branch of context `id` (its index `idx`).
+    #[allow(clippy::too_many_arguments)]
+    fn start_branch(
+        &mut self,
+        id: u64,
+        idx: usize,
+        msg: &Message,
+        upstream: Dest,
+        ruri: &str,
+        dest: Dest,
+        record_route: bool,
+        pop_routes: usize,
+    ) -> Option<Branch> {
+        let mf = msg
+            .max_forwards()
+            .map(|m| m.saturating_sub(1))
+            .unwrap_or(70);
+        // Signed, so that in-dialog requests are relayed only within this dialog,
+        // and naming the caller's flow (see `crate::guard`).
+        let token = if record_route {
+            self.guard.rr_param(msg, upstream)
+        } else {
+            String::new()
+        };
+        let branch = self.new_branch();
+        let via = self.our_via(dest.transport, &branch);
+        let mut rw = Rewriter::new(msg)
+            .request_uri(ruri)
+            .pop_values(HeaderName::Route, pop_routes)
+            .max_forwards(mf)
+            .prepend("Via", via);
+        rw = self.strip_our_credentials(msg, rw);
+        if record_route {
+            let out_rr = format!("<{};lr{token}>", self.our_uri(dest.transport));
+            rw = rw.prepend("Record-Route", out_rr);
+            if dest.transport != upstream.transport {
+                // Double Record-Route when changing transport (RFC 5658).
+                let in_rr = format!("<{};lr{token}>", self.our_uri(upstream.transport));
+                rw = rw.prepend("Record-Route", in_rr);
+            }
+        }
+        let bytes = rw.build();
+        let forwarded = Message::parse(bytes.clone(), &unbounded()).ok()?;
+        let key = ClientKey {
+            branch: branch.into(),
+            method: msg.method().cloned().unwrap_or(Method::Ack),
+        };
+        self.tx.start_client(
+            key.clone(),
+            bytes.clone(),
+            dest,
+            dest.transport.reliable(),
+            self.now,
+        );
+        self.send(dest, bytes);
+        Metrics::inc(&self.metrics.requests_forwarded_total);
+        self.proxy.by_client.insert(key.clone(), (id, idx));
+        Some(Branch {
+            key,
+            dest,
+            forwarded: Some(forwarded),
+            done: false,
+            provisional: false,
+            cancelled: false,
+        })
+    }
+
+    /// Serial forwarding: after a branch failed with `code`, tries the next
+    /// target. Returns whether one was started.
+    fn next_serial_target(&mut self, id: u64, code: u16) -> bool {
+        if !matches!(code, 503 | 408) {
+            return false;
+        }
+        loop {
+            let Some(ctx) = self.proxy.ctxs.get_mut(&id) else {
+                return false;
+            };
+            if ctx.cancelled || ctx.final_sent {
+                return false;
+            }
+            let upstream = ctx.upstream;
+            let idx = ctx.branches.len();
+            let Some(serial) = ctx.serial.as_mut() else {
+                return false;
+            };
+            let Some((ruri, dest)) = serial.pending.pop_front() else {
+                return false;
+            };
+            let msg = serial.request.clone();
+            let (rr, pop) = (serial.record_route, serial.pop_routes);
+            debug!(%ruri, code, "serial forwarding: trying the next target");
+            if let Some(b) = self.start_branch(id, idx, &msg, upstream, &ruri, dest, rr, pop) {
+                if let Some(ctx) = self.proxy.ctxs.get_mut(&id) {
+                    ctx.branches.push(b);
+                }
+                return true;
+            }
+        }
     }
 
     /// A response arrived.
@@ -316,6 +441,9 @@ impl Core {
             }
             if (600..700).contains(&code) && invite {
                 self.cancel_pending(id);
+            }
+            if self.next_serial_target(id, code) {
+                return;
             }
         }
         self.maybe_finish(id, code);

@@ -16,6 +16,7 @@ mod chat;
 mod contacts;
 mod pool;
 mod users;
+mod voice;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -63,6 +64,8 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Chat(String),
+    #[error("{0}")]
+    Voice(String),
     #[error("unsupported database URL: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl,
     #[error("database path {0:?} is not valid UTF-8")]

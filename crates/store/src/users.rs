@@ -300,6 +300,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         crate::contacts::delete_list(&mut tx, &address, rev).await?;
+        crate::voice::delete_user(&mut tx, &address).await?;
         tx.commit().await?;
         tracing::debug!(address = %address, rev, "user removed");
         Ok(())

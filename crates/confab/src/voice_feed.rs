@@ -1,0 +1,71 @@
+//! Follows the Enterprise Voice configuration in the store: loaded at start, then
+//! reloaded whole whenever `voice_rev` changes (polled every 200 ms, like the other
+//! change feeds), checked and compiled off the core task, and handed to the core.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use confab_store::Store;
+use confab_voice::{Home, VoiceConfig};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// Loads the configuration (an invalid stored one is logged and served empty).
+async fn load(store: &Store) -> Result<(i64, VoiceConfig), String> {
+    let (rev, data) = store.voice_data().await.map_err(|e| e.to_string())?;
+    let cfg = VoiceConfig::build(data, Home::default()).map_err(|e| e.to_string())?;
+    Ok((rev, cfg))
+}
+
+/// The configuration now, and a receiver of every later one.
+pub async fn start(
+    store: Store,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(
+    Arc<VoiceConfig>,
+    mpsc::Receiver<Arc<VoiceConfig>>,
+    JoinHandle<()>,
+)> {
+    let (mut rev, initial) = match load(&store).await {
+        Ok((rev, cfg)) => (rev, cfg),
+        Err(e) => {
+            warn!(error = %e, "the stored voice configuration is not valid: no voice routing");
+            (store.voice_rev().await?, VoiceConfig::default())
+        }
+    };
+    let (tx, rx) = mpsc::channel(4);
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            match store.voice_rev().await {
+                Ok(r) if r == rev => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "reading the voice revision failed");
+                    continue;
+                }
+            }
+            match load(&store).await {
+                Ok((r, cfg)) => {
+                    rev = r;
+                    info!(rev, "applied voice configuration changes from the store");
+                    if tx.send(Arc::new(cfg)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "the stored voice configuration is not valid: kept the previous one");
+                    if let Ok(r) = store.voice_rev().await {
+                        rev = r;
+                    }
+                }
+            }
+        }
+    });
+    Ok((Arc::new(initial), rx, task))
+}
