@@ -72,9 +72,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub tls: Option<SocketAddr>,
 
-    /// HTTP listen address [default: 0.0.0.0:8080]
+    /// Web listen address (HTTPS unless --web-tls false) [default: 0.0.0.0:8080]
     #[arg(long, value_name = "ADDR:PORT")]
     pub http: Option<SocketAddr>,
+
+    /// HTTPS on the web port (`[web] tls`); false serves plain HTTP, only for use
+    /// behind a reverse proxy that terminates TLS [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub web_tls: Option<bool>,
 
     /// PEM certificate chain for TLS
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -230,6 +235,7 @@ impl Cli {
                 o.sip = s.sip;
                 o.tls = s.tls;
                 o.http = s.http;
+                o.web_tls = s.web_tls;
                 o.tls_cert = s.tls_cert.clone();
                 o.tls_key = s.tls_key.clone();
                 o.advertise = s.advertise.clone();
