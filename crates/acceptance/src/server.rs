@@ -27,6 +27,10 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// How long to wait for the SIP TCP port and `GET /metrics` to answer.
     pub ready_timeout: Duration,
+    /// Serve the web port over HTTPS (confab's default). Off by default here: the
+    /// harness then passes `--web-tls false` so that the plain HTTP and WebSocket
+    /// clients of the tests work; `crates/acceptance/tests/web_admin.rs` tests HTTPS.
+    pub https: bool,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +42,7 @@ impl Default for ServerOptions {
             extra_args: Vec::new(),
             env: Vec::new(),
             ready_timeout: Duration::from_secs(20),
+            https: false,
         }
     }
 }
@@ -71,6 +76,12 @@ impl ServerOptions {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// HTTPS on the web port (see [`ServerOptions::https`]).
+    pub fn https(mut self) -> Self {
+        self.https = true;
         self
     }
 
@@ -359,6 +370,9 @@ impl ConfabServer {
             "--http".into(),
             http.to_string(),
         ];
+        if !self.opts.https {
+            args.extend(["--web-tls".into(), "false".into()]);
+        }
         args.extend(self.opts.extra_args.iter().cloned());
         self.append_log(&format!("=== run {}: confab {}", self.runs, args.join(" ")));
         let log = OpenOptions::new()
@@ -402,6 +416,12 @@ impl ConfabServer {
                 Err(e) => last = format!("SIP TCP {}: {e}", self.sip),
                 Ok(_) => match self.http {
                     None => return Ok(()),
+                    Some(h) if self.opts.https => {
+                        match TcpStream::connect_timeout(&h, Duration::from_millis(300)) {
+                            Ok(_) => return Ok(()),
+                            Err(e) => last = format!("HTTPS {h}: {e}"),
+                        }
+                    }
                     Some(h) => match http_get(h, "/metrics", Duration::from_secs(2)) {
                         Ok((200, _)) => return Ok(()),
                         Ok((code, _)) => last = format!("GET http://{h}/metrics -> {code}"),

@@ -889,8 +889,9 @@ max_headers = 100
     fn web_section() {
         let cfg = load_text("").unwrap();
         assert!(cfg.web.tls, "HTTPS by default");
-        let cfg = load_text("[web]\ntls = false\nmetrics_allow = [\"127.0.0.1\", \"10.0.0.0/8\"]\n")
-            .unwrap();
+        let cfg =
+            load_text("[web]\ntls = false\nmetrics_allow = [\"127.0.0.1\", \"10.0.0.0/8\"]\n")
+                .unwrap();
         assert!(!cfg.web.tls);
         assert_eq!(cfg.web.metrics_allow.len(), 2);
         let err = load_text("[web]\nmetrics_allow = [\"10.0.0.0/8\", \"intranet\"]\n")
@@ -901,7 +902,10 @@ max_headers = 100
             "{err}"
         );
         let err = load_text("[web]\ntls = \"off\"\n").unwrap_err().to_string();
-        assert!(err.contains("confab.toml:2:") && err.contains("web.tls"), "{err}");
+        assert!(
+            err.contains("confab.toml:2:") && err.contains("web.tls"),
+            "{err}"
+        );
         let err = load_text("[web]\nsession_idle_secs = 600\nsession_max_secs = 300\n")
             .unwrap_err()
             .to_string();

@@ -1,5 +1,6 @@
 //! `confab`: the server and its administration commands.
 
+mod admin;
 mod chat_cli;
 mod chat_http;
 mod cli;
@@ -8,6 +9,7 @@ mod cmd_prereq;
 mod cmd_topology;
 mod config;
 mod contacts;
+mod control_panel;
 mod lazy_lists;
 mod roles;
 mod serve;
@@ -47,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(_) => serve::run(cfg).await,
             Command::User(args) => users::run(&cfg, args.command).await,
             Command::Contact(args) => contacts::run(&cfg, args.command).await,
+            Command::Audit(args) => users::run_audit(&cfg, args.command).await,
             Command::Chat(args) => chat_cli::run(&cfg, args).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,

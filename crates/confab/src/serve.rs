@@ -317,7 +317,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let metrics_allow = confab_web::access::parse_list(&cfg.web.metrics_allow)
         .map_err(|e| anyhow::anyhow!("[web] metrics_allow: {e}"))?;
     if !cfg.web.tls {
-        warn!("[web] tls = false: the web port serves plain HTTP (sign-in passwords and session cookies travel in clear unless a reverse proxy terminates TLS)");
+        warn!(
+            "[web] tls = false: the web port serves plain HTTP (sign-in passwords and session cookies travel in clear unless a reverse proxy terminates TLS)"
+        );
     }
     let control_panel = crate::control_panel::router(crate::control_panel::Panel::new(
         store.clone(),

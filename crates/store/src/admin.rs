@@ -177,7 +177,8 @@ mod tests {
     async fn roles_follow_their_user() {
         let (_d, s) = store().await;
         assert!(matches!(
-            s.set_admin_role("nobody@example.com", Some("CsHelpDesk")).await,
+            s.set_admin_role("nobody@example.com", Some("CsHelpDesk"))
+                .await,
             Err(StoreError::UserNotFound(_))
         ));
         s.add_user(NewUser {

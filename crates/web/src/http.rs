@@ -245,8 +245,12 @@ async fn accept_tls(
                             let io = DeadlineIo::new(Stream::Tls(Box::new(tls)), timeout);
                             let _ = tx.send((io, addr)).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "HTTPS: TLS handshake failed"),
-                        Err(_) => tracing::debug!(%addr, "HTTPS: TLS handshake not complete in time"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "HTTPS: TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(%addr, "HTTPS: TLS handshake not complete in time")
+                        }
                     }
                 });
             }

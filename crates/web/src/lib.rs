@@ -13,9 +13,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderValue;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::http::HeaderValue;
 use axum::routing::get;
 use bytes::Bytes;
 use confab_frontend::{Dest, Metrics, Transport};
@@ -72,7 +72,9 @@ pub fn router(state: WebState) -> Router {
 
 /// Headers every answer carries: no sniffing, no framing, no referrer, and with
 /// HTTPS the HSTS policy.
-fn security_headers(hsts: Option<HeaderValue>) -> impl Fn(Response) -> std::future::Ready<Response> + Clone {
+fn security_headers(
+    hsts: Option<HeaderValue>,
+) -> impl Fn(Response) -> std::future::Ready<Response> + Clone {
     move |mut r: Response| {
         let h = r.headers_mut();
         h.insert(
@@ -152,11 +154,18 @@ async fn metrics(
         )
             .into_response();
     }
-    let mut body = st.metrics.render();
+    let body = metrics_text(&st.metrics, &st.conns);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The Prometheus text of `/metrics` (also read by the Control Panel's status page).
+pub fn metrics_text(metrics: &Metrics, conns: &Connections) -> String {
+    let st = (metrics, conns);
+    let mut body = st.0.render();
     body.push_str("# HELP confab_connections Open SIP connections (TCP, TLS, WebSocket).\n");
     body.push_str("# TYPE confab_connections gauge\n");
-    body.push_str(&format!("confab_connections {}\n", st.conns.count()));
-    let (per_ip, total) = st.conns.refused();
+    body.push_str(&format!("confab_connections {}\n", st.1.count()));
+    let (per_ip, total) = st.1.refused();
     body.push_str(
         "# HELP confab_connections_refused_total SIP connections refused by a connection limit.\n",
     );
@@ -164,13 +173,13 @@ async fn metrics(
     body.push_str(&format!(
         "confab_connections_refused_total{{limit=\"per_ip\"}} {per_ip}\nconfab_connections_refused_total{{limit=\"total\"}} {total}\n"
     ));
-    let (idle, slow) = st.conns.timed_out();
+    let (idle, slow) = st.1.timed_out();
     body.push_str("# HELP confab_connections_timed_out_total SIP connections closed by the idle timeout or the header deadline.\n");
     body.push_str("# TYPE confab_connections_timed_out_total counter\n");
     body.push_str(&format!(
         "confab_connections_timed_out_total{{reason=\"idle\"}} {idle}\nconfab_connections_timed_out_total{{reason=\"header\"}} {slow}\n"
     ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    body
 }
 
 async fn ws_upgrade(
