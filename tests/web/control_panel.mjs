@@ -25,20 +25,21 @@ const expect = (cond, what) => {
   if (!cond) throw new Error(`expectation failed: ${what}`);
 };
 
+// A fresh profile directory (Chromium's --user-data-dir), removed at the end.
 const profile = mkdtempSync(join(tmpdir(), "confab-chromium-"));
-const browser = await chromium.launch({
+const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
   args: [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    `--user-data-dir=${profile}`,
   ],
+  ignoreHTTPSErrors: true,
+  viewport: { width: 1280, height: 800 },
   timeout: 30_000,
 });
 let failed = false;
 try {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
   context.setDefaultTimeout(15_000);
   const page = await context.newPage();
   const consoleErrors = [];
@@ -150,7 +151,7 @@ try {
   failed = true;
   console.log(`RESULT: FAILED: ${e.message}`);
 } finally {
-  await browser.close();
+  await context.close();
   rmSync(profile, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
