@@ -60,7 +60,7 @@ async function loadUsers() {
   body.replaceChildren();
   $("count").textContent = `${data.matching} of ${data.total} users` + (data.matching > data.users.length ? ` (first ${data.users.length} shown)` : "");
   for (const u of data.users) {
-    const actions = el("td", {});
+    const actions = el("td", { "data-label": "Actions" });
     actions.append(el("button", { type: "button", class: "secondary", "aria-label": `Contacts of ${u.address}`, onclick: () => showContacts(u.address) }, "Contacts"));
     if (session.may.change_users) {
       const label = u.enabled ? "Disable" : "Enable";
@@ -71,10 +71,10 @@ async function loadUsers() {
       actions.append(el("button", { type: "button", class: "secondary", "aria-label": `Reset the password of ${u.address}`, onclick: (ev) => resetForm(ev.target, u.address) }, "Reset password"));
     }
     body.append(el("tr", { "data-address": u.address },
-      el("td", {}, u.address),
-      el("td", {}, u.display_name || "—"),
-      el("td", {}, el("span", { class: "badge " + (u.enabled ? "on" : "off") }, u.enabled ? "enabled" : "disabled")),
-      el("td", {}, u.role || "—"),
+      el("td", { "data-label": "Address", class: "key" }, u.address),
+      el("td", { "data-label": "Display name" }, u.display_name || "—"),
+      el("td", { "data-label": "Status" }, el("span", { class: "badge " + (u.enabled ? "on" : "off") }, u.enabled ? "enabled" : "disabled")),
+      el("td", { "data-label": "Role" }, u.role || "—"),
       actions));
   }
 }
@@ -255,7 +255,7 @@ async function initAudit() {
   const body = $("audit").tBodies[0];
   body.replaceChildren();
   for (const e of data.entries.slice().reverse()) {
-    body.append(el("tr", {}, el("td", {}, e.time), el("td", {}, e.actor), el("td", {}, e.source), el("td", {}, e.action), el("td", {}, e.target || "—"), el("td", {}, e.detail || "")));
+    body.append(el("tr", {}, el("td", { "data-label": "When", class: "key" }, e.time), el("td", { "data-label": "Who" }, e.actor), el("td", { "data-label": "From" }, e.source), el("td", { "data-label": "What" }, e.action), el("td", { "data-label": "Target" }, e.target || "—"), el("td", { "data-label": "Detail" }, e.detail || "")));
   }
 }
 
