@@ -140,6 +140,34 @@ fn https(
     })
 }
 
+/// The answer head to a WebSocket upgrade (subprotocol `sip`) at `/` over TLS.
+fn wss_handshake(server: &ConfabServer) -> Result<String> {
+    let addr = server.http_addr()?;
+    let name = ServerName::try_from(addr.ip().to_string()).map_err(|e| Error(format!("{e}")))?;
+    let conn = rustls::ClientConnection::new(tls_config(server)?, name)
+        .map_err(|e| Error(format!("{e}")))?;
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| Error(format!("connect {addr}: {e}")))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| Error(format!("{e}")))?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .map_err(|e| Error(format!("WSS upgrade: {e}")))?;
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") && raw.len() < 8192 {
+        match s.read(&mut byte) {
+            Ok(1) => raw.push(byte[0]),
+            Ok(_) => break,
+            Err(e) => return Err(Error(format!("WSS upgrade: reading: {e}"))),
+        }
+    }
+    Ok(String::from_utf8_lossy(&raw).into_owned())
+}
+
 fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
@@ -251,6 +279,13 @@ fn check_https_and_refusals(server: &ConfabServer) -> Result<()> {
     );
     let hsts = m.header("strict-transport-security").unwrap_or("");
     ensure!(hsts.starts_with("max-age="), "HSTS: {hsts:?}");
+    // SIP over secure WebSocket on the same port.
+    let head = wss_handshake(server)?;
+    let lower = head.to_ascii_lowercase();
+    ensure!(
+        head.starts_with("HTTP/1.1 101") && lower.contains("sec-websocket-protocol: sip"),
+        "WSS upgrade answer: {head:?}"
+    );
     // Plain HTTP on the HTTPS port gets no HTTP answer.
     let plain = confab_acceptance::server::http_get(
         server.http_addr()?,
