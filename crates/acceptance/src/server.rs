@@ -30,6 +30,10 @@ pub struct ServerOptions {
     /// The loopback address the server binds (default 127.0.0.1; several servers
     /// of one pool use 127.0.0.2, 127.0.0.3...).
     pub ip: std::net::Ipv4Addr,
+    /// Serve the web port over HTTPS (confab's default). Off by default here: the
+    /// harness then passes `--web-tls false` so that the plain HTTP and WebSocket
+    /// clients of the tests work; `crates/acceptance/tests/web_admin.rs` tests HTTPS.
+    pub https: bool,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +46,7 @@ impl Default for ServerOptions {
             env: Vec::new(),
             ready_timeout: Duration::from_secs(20),
             ip: std::net::Ipv4Addr::LOCALHOST,
+            https: false,
         }
     }
 }
@@ -81,6 +86,12 @@ impl ServerOptions {
     /// Binds SIP, TLS and HTTP on this loopback address instead of 127.0.0.1.
     pub fn ip(mut self, ip: std::net::Ipv4Addr) -> Self {
         self.ip = ip;
+        self
+    }
+
+    /// HTTPS on the web port (see [`ServerOptions::https`]).
+    pub fn https(mut self) -> Self {
+        self.https = true;
         self
     }
 
@@ -366,6 +377,9 @@ impl ConfabServer {
             "--http".into(),
             http.to_string(),
         ];
+        if !self.opts.https {
+            args.extend(["--web-tls".into(), "false".into()]);
+        }
         args.extend(self.opts.extra_args.iter().cloned());
         self.append_log(&format!("=== run {}: confab {}", self.runs, args.join(" ")));
         let log = OpenOptions::new()
@@ -409,6 +423,12 @@ impl ConfabServer {
                 Err(e) => last = format!("SIP TCP {}: {e}", self.sip),
                 Ok(_) => match self.http {
                     None => return Ok(()),
+                    Some(h) if self.opts.https => {
+                        match TcpStream::connect_timeout(&h, Duration::from_millis(300)) {
+                            Ok(_) => return Ok(()),
+                            Err(e) => last = format!("HTTPS {h}: {e}"),
+                        }
+                    }
                     Some(h) => match http_get(h, "/metrics", Duration::from_secs(2)) {
                         Ok((200, _)) => return Ok(()),
                         Ok((code, _)) => last = format!("GET http://{h}/metrics -> {code}"),

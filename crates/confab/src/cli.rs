@@ -48,6 +48,8 @@ pub enum Command {
     User(UserArgs),
     /// Manage users' server-side contact lists
     Contact(ContactArgs),
+    /// Read the audit log of administrative changes (CLI and Control Panel)
+    Audit(AuditArgs),
     /// Persistent Chat: categories, rooms, policy, settings, messages, search
     Chat(crate::chat_cli::ChatArgs),
     /// Enterprise Voice: dial plans, rules, voice policies, PSTN usages, routes, trunks
@@ -76,9 +78,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub tls: Option<SocketAddr>,
 
-    /// HTTP listen address [default: 0.0.0.0:8080]
+    /// Web listen address (HTTPS unless --web-tls false) [default: 0.0.0.0:8080]
     #[arg(long, value_name = "ADDR:PORT")]
     pub http: Option<SocketAddr>,
+
+    /// HTTPS on the web port (`[web] tls`); false serves plain HTTP, only for use
+    /// behind a reverse proxy that terminates TLS [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub web_tls: Option<bool>,
 
     /// PEM certificate chain for TLS
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -146,13 +153,9 @@ pub enum UserCommand {
         address: String,
         name: Option<String>,
     },
+    /// Change a user's settings (administrative role, phone number, voice)
+    Set(UserSetArgs),
     /// Stop a user from signing in
-    /// Changes a user's settings
-    Set {
-        address: String,
-        #[command(flatten)]
-        voice: crate::voice_cli::UserVoiceArgs,
-    },
     Disable {
         address: String,
     },
@@ -169,6 +172,73 @@ pub enum UserCommand {
     Import {
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,
+    },
+}
+
+/// `confab user set USER [options]`: each group of options is one setting.
+#[derive(Args)]
+pub struct UserSetArgs {
+    /// alice@example.com or sip:alice@example.com
+    pub address: String,
+    #[command(flatten)]
+    pub role: RoleArgs,
+    #[command(flatten)]
+    pub voice: crate::voice_cli::UserVoiceArgs,
+}
+
+/// `--role ROLE` or `--no-role`.
+#[derive(Args)]
+#[group(required = false, multiple = false)]
+pub struct RoleArgs {
+    /// Give the user a Control Panel role: CsAdministrator (everything, the audit log
+    /// included), CsUserAdministrator (users: add, disable, enable, reset passwords)
+    /// or CsHelpDesk (read-only)
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    pub role: Option<crate::admin::Role>,
+    /// Take the user's Control Panel role away
+    #[arg(long)]
+    pub no_role: bool,
+}
+
+impl RoleArgs {
+    /// `Some(Some(role))`: grant; `Some(None)`: remove; `None`: not asked.
+    pub fn change(&self) -> Option<Option<crate::admin::Role>> {
+        match (self.role, self.no_role) {
+            (Some(r), _) => Some(Some(r)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        }
+    }
+}
+
+fn parse_role(s: &str) -> Result<crate::admin::Role, String> {
+    s.parse()
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Database URL [default: the database option of the config file, else the sqlite
+    /// file DATA/confab.db]
+    #[arg(long, value_name = "URL", global = true)]
+    pub database: Option<String>,
+
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Show the newest audit records, oldest first: when, who, from where, what
+    List {
+        /// Only this actor's records (an administrator's address, or cli:LOGIN)
+        #[arg(long, value_name = "WHO")]
+        actor: Option<String>,
+        /// How many records at most
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u32,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -246,6 +316,7 @@ impl Cli {
                 o.sip = s.sip;
                 o.tls = s.tls;
                 o.http = s.http;
+                o.web_tls = s.web_tls;
                 o.tls_cert = s.tls_cert.clone();
                 o.tls_key = s.tls_key.clone();
                 o.advertise = s.advertise.clone();
@@ -253,6 +324,7 @@ impl Cli {
             }
             Command::User(u) => o.database = u.database.clone(),
             Command::Contact(c) => o.database = c.database.clone(),
+            Command::Audit(a) => o.database = a.database.clone(),
             Command::Chat(c) => o.database = c.database.clone(),
             Command::Pool(p) => o.database = p.database.clone(),
             Command::Voice(v) => o.database = v.database.clone(),
@@ -339,6 +411,36 @@ mod tests {
         assert!(
             Cli::try_parse_from(["confab", "user", "add", "a@b.com", "--password-stdin"]).is_ok()
         );
+    }
+
+    #[test]
+    fn user_set_role() {
+        let cli = Cli::try_parse_from(["confab", "user", "set", "a@b.com", "--role", "cshelpdesk"])
+            .unwrap();
+        let Command::User(UserArgs {
+            command: UserCommand::Set(args),
+            ..
+        }) = cli.command
+        else {
+            panic!("not user set");
+        };
+        assert_eq!(args.role.change(), Some(Some(crate::admin::Role::HelpDesk)));
+        assert!(
+            Cli::try_parse_from(["confab", "user", "set", "a@b.com", "--role", "root"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "confab",
+                "user",
+                "set",
+                "a@b.com",
+                "--role",
+                "CsHelpDesk",
+                "--no-role"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["confab", "audit", "list", "--actor", "cli:root"]).is_ok());
     }
 
     #[test]

@@ -551,3 +551,82 @@ async fn diff_cmd(
     }
     Ok(())
 }
+
+/// What the Control Panel's topology page shows: the published version (or why
+/// there is none), its pools, machines and roles, the validation diagnostics of
+/// the published text, and the machines bootstrapped from it.
+pub async fn status_json(data_dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let data_dir = absolute_data_dir(data_dir)?;
+    let url = resolve_cms(&data_dir, None)?;
+    let cms = match CentralStore::open_existing(&url).await {
+        Ok(c) => c,
+        Err(TopologyError::NotPublished) => {
+            return Ok(serde_json::json!({
+                "published": null,
+                "message": "No topology has been published: this server runs as a Standard Edition server with its built-in defaults. Publish one with `confab topology publish FILE`.",
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let latest = cms.latest().await;
+    let machines = cms.machines().await;
+    cms.close().await;
+    let Some(published) = latest? else {
+        return Ok(serde_json::json!({
+            "published": null,
+            "message": "No topology has been published yet.",
+        }));
+    };
+    let machines = machines?;
+    let (pools, validation) = match Topology::parse(&published.source) {
+        Ok(t) => {
+            let report = validate(&t, &published.source);
+            let pools: Vec<_> = t
+                .pools
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "fqdn": p.fqdn(),
+                        "edition": p.edition().to_string(),
+                        "site": p.site.get_ref(),
+                        "roles": p.roles().iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                        "machines": p.machines.iter().map(|m| serde_json::json!({
+                            "fqdn": m.fqdn(),
+                            "roles": m.roles().iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let errors = report.errors().count();
+            let validation = serde_json::json!({
+                "errors": errors,
+                "warnings": report.diagnostics.len() - errors,
+                "text": report.render("published topology"),
+            });
+            (pools, validation)
+        }
+        Err(e) => (
+            Vec::new(),
+            serde_json::json!({ "errors": 1, "warnings": 0, "text": e.to_string() }),
+        ),
+    };
+    Ok(serde_json::json!({
+        "published": {
+            "version": published.version,
+            "published_at": format_time(published.published_at),
+            "published_by": published.published_by,
+            "comment": published.comment,
+        },
+        "sip_domains": Topology::parse(&published.source).map(|t| t.sip_domains()).unwrap_or_default(),
+        "pools": pools,
+        "validation": validation,
+        "machines": machines.iter().map(|m| serde_json::json!({
+            "fqdn": m.fqdn,
+            "pool": m.pool,
+            "roles": m.roles,
+            "version": m.version,
+            "current": m.version >= published.version,
+            "bootstrapped_at": format_time(m.bootstrapped_at),
+        })).collect::<Vec<_>>(),
+    }))
+}

@@ -73,6 +73,7 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     pub chat: ChatServeConfig,
     pub pool: PoolServeConfig,
+    pub web: WebConfig,
 }
 
 /// This front end as a member of an Enterprise pool (`[pool]`): set by the topology
@@ -101,6 +102,37 @@ impl Default for PoolServeConfig {
             member: None,
             heartbeat_ms: 2_000,
             lease_ms: 10_000,
+        }
+    }
+}
+
+
+/// The web port (`[web]`): HTTPS, `/metrics`, Control Panel sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// HTTPS with the server's TLS certificate (default); `false`: plain HTTP,
+    /// only behind a reverse proxy that terminates TLS.
+    pub tls: bool,
+    /// `Strict-Transport-Security` max-age on HTTPS answers; 0 sends none.
+    pub hsts_max_age_secs: u64,
+    /// Addresses and networks (`"10.0.0.0/8"`, `"127.0.0.1"`) that may read
+    /// `/metrics`; empty: every address.
+    pub metrics_allow: Vec<String>,
+    /// A Control Panel session ends after this long without a request.
+    pub session_idle_secs: u64,
+    /// A Control Panel session ends this long after sign-in, used or not.
+    pub session_max_secs: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            tls: true,
+            hsts_max_age_secs: 31_536_000,
+            metrics_allow: Vec::new(),
+            session_idle_secs: 1800,
+            session_max_secs: 28_800,
         }
     }
 }
@@ -322,6 +354,7 @@ impl Default for ServeConfig {
             auth: AuthConfig::default(),
             chat: ChatServeConfig::default(),
             pool: PoolServeConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -350,6 +383,7 @@ impl fmt::Debug for ServeConfig {
             .field("auth", &self.auth)
             .field("chat", &self.chat)
             .field("pool", &self.pool)
+            .field("web", &self.web)
             .finish()
     }
 }
@@ -385,6 +419,8 @@ pub struct Overrides {
     pub database: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// `--web-tls`: `[web] tls`.
+    pub web_tls: Option<bool>,
 }
 
 /// A configuration that cannot be used; the message says where and why.
@@ -453,6 +489,10 @@ pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<ServeConfig, Co
     apply!(opt database);
     apply!(log_level);
     apply!(log_format);
+    if let Some(v) = o.web_tls {
+        cfg.web.tls = v;
+        from_flag.push("web_tls");
+    }
 
     if let Err(problem) = validate(&mut cfg) {
         let key = problem.key;
@@ -684,6 +724,22 @@ fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
     if a.max_failures_per_user == 0 {
         return problem("auth.max_failures_per_user", "must be at least 1");
     }
+    if let Err(e) = confab_web::access::parse_list(&cfg.web.metrics_allow) {
+        return problem("web.metrics_allow", e.to_string());
+    }
+    let w = &cfg.web;
+    if w.session_idle_secs < 60 {
+        return problem("web.session_idle_secs", "must be at least 60");
+    }
+    if w.session_max_secs < w.session_idle_secs {
+        return problem(
+            "web.session_max_secs",
+            format!(
+                "session_max_secs ({}) must not be shorter than session_idle_secs ({})",
+                w.session_max_secs, w.session_idle_secs
+            ),
+        );
+    }
     if a.trusted_peer_addrs().is_none() {
         return problem(
             "auth.trusted_peers",
@@ -905,6 +961,33 @@ max_headers = 100
             .to_string();
         assert!(err.contains("confab.toml:2:"), "{err}");
         assert!(err.contains("invalid TOML"), "{err}");
+    }
+
+    #[test]
+    fn web_section() {
+        let cfg = load_text("").unwrap();
+        assert!(cfg.web.tls, "HTTPS by default");
+        let cfg =
+            load_text("[web]\ntls = false\nmetrics_allow = [\"127.0.0.1\", \"10.0.0.0/8\"]\n")
+                .unwrap();
+        assert!(!cfg.web.tls);
+        assert_eq!(cfg.web.metrics_allow.len(), 2);
+        let err = load_text("[web]\nmetrics_allow = [\"10.0.0.0/8\", \"intranet\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("confab.toml:2:1: `web.metrics_allow`") && err.contains("\"intranet\""),
+            "{err}"
+        );
+        let err = load_text("[web]\ntls = \"off\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("confab.toml:2:") && err.contains("web.tls"),
+            "{err}"
+        );
+        let err = load_text("[web]\nsession_idle_secs = 600\nsession_max_secs = 300\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`web.session_max_secs`"), "{err}");
     }
 
     #[test]

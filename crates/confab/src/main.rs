@@ -1,5 +1,6 @@
 //! `confab`: the server and its administration commands.
 
+mod admin;
 mod chat_cli;
 mod chat_http;
 mod chat_provisioning;
@@ -9,6 +10,7 @@ mod cmd_prereq;
 mod cmd_topology;
 mod config;
 mod contacts;
+mod control_panel;
 mod lazy_lists;
 mod pool_cli;
 mod pool_serve;
@@ -52,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(_) => serve::run(cfg).await,
             Command::User(args) => users::run(&cfg, args.command).await,
             Command::Contact(args) => contacts::run(&cfg, args.command).await,
+            Command::Audit(args) => users::run_audit(&cfg, args.command).await,
             Command::Chat(args) => chat_cli::run(&cfg, args).await,
             Command::Pool(args) => pool_cli::run(&cfg, args).await,
             Command::Voice(args) => voice_cli::run(&cfg, args).await,

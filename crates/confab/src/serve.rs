@@ -307,7 +307,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(cfg.limits.header_timeout_secs),
     };
     let conns = Connections::new(limits, ev_tx.clone());
-    let transports = Transports::start(cfg.sip, Some((cfg.tls, tls_config)), conns.clone())
+    let transports = Transports::start(cfg.sip, Some((cfg.tls, tls_config.clone())), conns.clone())
         .await
         .context("starting SIP transports")?;
 
@@ -394,12 +394,32 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let chat = chat_and_store.map(|(running, _)| running);
 
     let mut stop_http = stop_rx.clone();
+    let metrics_allow = confab_web::access::parse_list(&cfg.web.metrics_allow)
+        .map_err(|e| anyhow::anyhow!("[web] metrics_allow: {e}"))?;
+    if !cfg.web.tls {
+        warn!(
+            "[web] tls = false: the web port serves plain HTTP (sign-in passwords and session cookies travel in clear unless a reverse proxy terminates TLS)"
+        );
+    }
+    let control_panel = crate::control_panel::router(crate::control_panel::Panel::new(
+        store.clone(),
+        metrics.clone(),
+        conns.clone(),
+        cfg.data_dir.clone(),
+        &cfg.web,
+    ));
     let (http_addr, http_task) = confab_web::serve(
         cfg.http,
         confab_web::WebState {
             metrics: metrics.clone(),
             conns: conns.clone(),
             chat_search,
+            metrics_allow: Arc::new(metrics_allow),
+        },
+        confab_web::WebOptions {
+            tls: cfg.web.tls.then(|| tls_config.clone()),
+            hsts_max_age_secs: cfg.web.hsts_max_age_secs,
+            extra: Some(control_panel),
         },
         async move {
             let _ = stop_http.changed().await;

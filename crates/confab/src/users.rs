@@ -15,7 +15,8 @@ use confab_store::{Address, NewUser, Store, StoreError, StoredCredentials, User}
 use indicatif::{ProgressBar, ProgressStyle};
 use zeroize::Zeroizing;
 
-use crate::cli::{PasswordArgs, UserCommand};
+use crate::admin::{self, Actor};
+use crate::cli::{AuditCommand, PasswordArgs, UserCommand};
 use crate::config::ServeConfig;
 
 /// Runs one `confab user` command.
@@ -55,21 +56,15 @@ fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
 
 async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
+    let actor = Actor::cli();
     match cmd {
         UserCommand::Add {
             address,
             password,
             display_name,
         } => {
-            let address = parse_address(&address)?;
-            let display_name = display_name.map(|n| check_display_name(&n)).transpose()?;
             let password = read_password(&password)?;
-            let user = store
-                .add_user(NewUser {
-                    address: address.to_string(),
-                    display_name,
-                    creds: credentials(&address, &password),
-                })
+            let user = admin::add_user(store, &actor, &address, &password, display_name.as_deref())
                 .await?;
             writeln!(out, "added {}", user.address)?;
         }
@@ -87,60 +82,121 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
             let Some(user) = store.get_user(&address.to_string()).await? else {
                 bail!("user {address} not found");
             };
+            let role = admin::role_of(store, &user.address).await?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&user_json(&user))?)?;
+                let mut v = user_json(&user);
+                v["role"] = serde_json::json!(role.map(|r| r.name()));
+                writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 write_user(&mut out, &user)?;
+                writeln!(out, "role:          {}", role.map_or("-", |r| r.name()))?;
             }
         }
         UserCommand::SetPassword { address, password } => {
-            let address = parse_address(&address)?;
             let password = read_password(&password)?;
-            let user = store
-                .set_credentials(&address.to_string(), credentials(&address, &password))
-                .await?;
+            let user = admin::set_password(store, &actor, &address, &password).await?;
             writeln!(out, "password changed for {}", user.address)?;
         }
         UserCommand::SetDisplayName { address, name } => {
-            let address = parse_address(&address)?;
-            let name = name.map(|n| check_display_name(&n)).transpose()?;
-            let user = store
-                .set_display_name(&address.to_string(), name.as_deref())
-                .await?;
+            let user = admin::set_display_name(store, &actor, &address, name.as_deref()).await?;
             match &user.display_name {
                 Some(n) => writeln!(out, "display name of {} set to {n:?}", user.address)?,
                 None => writeln!(out, "display name of {} cleared", user.address)?,
             }
         }
-        UserCommand::Set { address, voice } => {
-            if !voice.any() {
-                bail!("nothing to set: give --line-uri, --dial-plan or --voice-policy");
+        UserCommand::Set(args) => {
+            let mut changed = false;
+            if let Some(role) = args.role.change() {
+                let address = admin::set_role(store, &actor, &args.address, role).await?;
+                match role {
+                    Some(r) => writeln!(out, "role of {address} set to {r}")?,
+                    None => writeln!(out, "role of {address} removed")?,
+                }
+                changed = true;
             }
-            let msg = crate::voice_cli::user_set(store, &address, &voice).await?;
-            writeln!(out, "{msg}")?;
+            if args.voice.any() {
+                let msg = crate::voice_cli::user_set(store, &args.address, &args.voice).await?;
+                writeln!(out, "{msg}")?;
+                changed = true;
+            }
+            if !changed {
+                bail!(
+                    "nothing to set: give --role ROLE, --no-role, --line-uri, --dial-plan or --voice-policy"
+                );
+            }
         }
         UserCommand::Disable { address } => {
-            let address = parse_address(&address)?;
-            let user = store.set_enabled(&address.to_string(), false).await?;
+            let user = admin::set_enabled(store, &actor, &address, false).await?;
             writeln!(out, "disabled {}", user.address)?;
         }
         UserCommand::Enable { address } => {
-            let address = parse_address(&address)?;
-            let user = store.set_enabled(&address.to_string(), true).await?;
+            let user = admin::set_enabled(store, &actor, &address, true).await?;
             writeln!(out, "enabled {}", user.address)?;
         }
         UserCommand::Remove { address } => {
-            let address = parse_address(&address)?;
-            store.remove_user(&address.to_string()).await?;
+            let address = admin::remove_user(store, &actor, &address).await?;
             writeln!(out, "removed {address}")?;
         }
         UserCommand::Import { file } => {
             let count = import(store, &file).await?;
+            admin::audit_import(store, &actor, &file.display().to_string(), count).await?;
             let noun = if count == 1 { "user" } else { "users" };
             writeln!(out, "imported {count} {noun} from {}", file.display())?;
         }
     }
     Ok(())
+}
+
+/// Runs `confab audit list`.
+pub async fn run_audit(cfg: &ServeConfig, cmd: AuditCommand) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
+    let result = async {
+        let mut out = std::io::stdout().lock();
+        match cmd {
+            AuditCommand::List { actor, limit, json } => {
+                let entries = store.audit_entries(actor.as_deref(), limit).await?;
+                if json {
+                    let list: Vec<_> = entries.iter().map(audit_json).collect();
+                    writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+                } else if entries.is_empty() {
+                    writeln!(out, "no audit records")?;
+                } else {
+                    for e in &entries {
+                        writeln!(
+                            out,
+                            "{}  {}  from {}  {} {}{}",
+                            format_epoch(e.at),
+                            e.actor,
+                            e.source,
+                            e.action,
+                            e.target.as_deref().unwrap_or("-"),
+                            e.detail
+                                .as_deref()
+                                .map(|d| format!(" ({d})"))
+                                .unwrap_or_default()
+                        )?;
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+pub(crate) fn audit_json(e: &confab_store::AuditEntry) -> serde_json::Value {
+    serde_json::json!({
+        "seq": e.seq,
+        "at": e.at,
+        "time": format_epoch(e.at),
+        "actor": e.actor,
+        "source": e.source,
+        "action": e.action,
+        "target": e.target,
+        "detail": e.detail,
+    })
 }
 
 fn parse_address(input: &str) -> anyhow::Result<Address> {
@@ -156,18 +212,7 @@ fn check_display_name(name: &str) -> anyhow::Result<String> {
     check_name("display name", name)
 }
 
-/// `name` trimmed; refused if it holds control characters or is longer than 256
-/// characters. `what` names it in the error ("display name").
-pub(crate) fn check_name(what: &str, name: &str) -> anyhow::Result<String> {
-    let name = name.trim();
-    if name.chars().any(char::is_control) {
-        bail!("the {what} must not contain control characters");
-    }
-    if name.chars().count() > 256 {
-        bail!("the {what} is longer than 256 characters");
-    }
-    Ok(name.to_owned())
-}
+pub(crate) use crate::admin::check_name;
 
 /// The password from `--password`, or the first line of standard input.
 fn read_password(args: &PasswordArgs) -> anyhow::Result<Zeroizing<String>> {
@@ -246,7 +291,7 @@ fn write_user(out: &mut impl Write, u: &User) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn user_json(u: &User) -> serde_json::Value {
+pub(crate) fn user_json(u: &User) -> serde_json::Value {
     serde_json::json!({
         "address": u.address,
         "display_name": u.display_name,
@@ -260,7 +305,7 @@ fn user_json(u: &User) -> serde_json::Value {
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for epoch seconds.
-fn format_epoch(secs: i64) -> String {
+pub(crate) fn format_epoch(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).

@@ -12,6 +12,7 @@
 //! design: [`Store::contact_changes_since`] reports the owners whose list changed.
 
 mod address;
+mod admin;
 mod chat;
 mod contacts;
 mod pool;
@@ -26,6 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use address::{Address, is_valid_host_name};
+pub use admin::AuditEntry;
 pub use chat::{
     ChatCategory, ChatCategoryUpdate, ChatConfig, ChatDirectory, ChatPolicy, ChatPost, ChatRoom,
     ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,

@@ -301,6 +301,11 @@ impl Store {
         .await?;
         crate::contacts::delete_list(&mut tx, &address, rev).await?;
         crate::voice::delete_user(&mut tx, &address).await?;
+        // An administrative role does not outlive its user.
+        sqlx::query("DELETE FROM admin_roles WHERE address = $1")
+            .bind(&address)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         tracing::debug!(address = %address, rev, "user removed");
         Ok(())

@@ -6,6 +6,11 @@
 //!
 //! axum's `serve` has no such timeout (hyper's `header_read_timeout` needs a
 //! builder axum does not expose), so the deadline lives in the connection's I/O.
+//!
+//! With TLS (HTTPS, the default) the listener accepts TCP connections in a task
+//! of its own and runs each TLS handshake in its own task, bounded by the same
+//! deadline and by a cap on handshakes in progress, so that a slow handshake
+//! never holds up the accept loop; finished handshakes are handed to axum.
 
 use std::future::Future as _;
 use std::io;
@@ -20,7 +25,13 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// TLS handshakes in progress at most; further connections are closed at once.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// Whether a connection's HTTP deadline still applies.
 #[derive(Debug)]
@@ -42,14 +53,60 @@ impl Deadline {
 /// A TCP connection whose reads fail with `TimedOut` once the deadline passed
 /// (hyper then closes it).
 pub struct DeadlineIo {
-    io: TcpStream,
+    io: Stream,
     deadline: Arc<Deadline>,
     timeout: Duration,
     sleep: Pin<Box<Sleep>>,
 }
 
+/// A plain or TLS connection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 impl DeadlineIo {
-    fn new(io: TcpStream, timeout: Duration) -> DeadlineIo {
+    fn new(io: Stream, timeout: Duration) -> DeadlineIo {
         DeadlineIo {
             io,
             deadline: Arc::new(Deadline {
@@ -110,11 +167,102 @@ impl AsyncWrite for DeadlineIo {
     }
 }
 
-/// A TCP listener handing out [`DeadlineIo`]s.
+/// A listener handing out [`DeadlineIo`]s: plain TCP, or TLS connections whose
+/// handshake finished.
 pub struct DeadlineListener {
-    pub(crate) inner: TcpListener,
-    pub(crate) timeout: Duration,
-    pub(crate) backoff: confab_transport::AcceptBackoff,
+    mode: Mode,
+    local: SocketAddr,
+    timeout: Duration,
+}
+
+enum Mode {
+    Plain {
+        inner: TcpListener,
+        backoff: confab_transport::AcceptBackoff,
+    },
+    /// Handshaken connections from the acceptor task (which ends when this is dropped).
+    Tls(mpsc::Receiver<(DeadlineIo, SocketAddr)>),
+}
+
+impl DeadlineListener {
+    /// Plain HTTP on `inner`.
+    pub fn plain(inner: TcpListener, timeout: Duration) -> io::Result<DeadlineListener> {
+        Ok(DeadlineListener {
+            local: inner.local_addr()?,
+            mode: Mode::Plain {
+                inner,
+                backoff: confab_transport::AcceptBackoff::new(),
+            },
+            timeout,
+        })
+    }
+
+    /// HTTPS on `inner`: a task accepts and handshakes (each within `timeout`).
+    pub fn tls(
+        inner: TcpListener,
+        timeout: Duration,
+        config: Arc<rustls::ServerConfig>,
+    ) -> io::Result<DeadlineListener> {
+        let local = inner.local_addr()?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(accept_tls(inner, TlsAcceptor::from(config), timeout, tx));
+        Ok(DeadlineListener {
+            mode: Mode::Tls(rx),
+            local,
+            timeout,
+        })
+    }
+}
+
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    tx: mpsc::Sender<(DeadlineIo, SocketAddr)>,
+) {
+    let mut backoff = confab_transport::AcceptBackoff::new();
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let accepted = tokio::select! {
+            a = TcpListener::accept(&listener) => a,
+            _ = tx.closed() => return,
+        };
+        match accepted {
+            Ok((io, addr)) => {
+                backoff.succeeded();
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    tracing::debug!(%addr, "HTTPS: too many TLS handshakes in progress; closing");
+                    continue;
+                };
+                let _ = io.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let done = tokio::time::timeout(timeout, acceptor.accept(io)).await;
+                    drop(permit);
+                    match done {
+                        Ok(Ok(tls)) => {
+                            let io = DeadlineIo::new(Stream::Tls(Box::new(tls)), timeout);
+                            let _ = tx.send((io, addr)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "HTTPS: TLS handshake failed")
+                        }
+                        Err(_) => {
+                            tracing::debug!(%addr, "HTTPS: TLS handshake not complete in time")
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                let (delay, log) = backoff.failed(Instant::now());
+                if let Some(held) = log {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, failures_since_last_line = held, "HTTPS accept failed (out of file descriptors?); backing off");
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 impl Listener for DeadlineListener {
@@ -122,26 +270,35 @@ impl Listener for DeadlineListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.inner.accept().await {
-                Ok((io, addr)) => {
-                    self.backoff.succeeded();
-                    let _ = io.set_nodelay(true);
-                    return (DeadlineIo::new(io, self.timeout), addr);
-                }
-                Err(e) => {
-                    let (delay, log) = self.backoff.failed(Instant::now());
-                    if let Some(held) = log {
-                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, failures_since_last_line = held, "HTTP accept failed (out of file descriptors?); backing off");
+        let timeout = self.timeout;
+        match &mut self.mode {
+            Mode::Plain { inner, backoff } => loop {
+                match TcpListener::accept(inner).await {
+                    Ok((io, addr)) => {
+                        backoff.succeeded();
+                        let _ = io.set_nodelay(true);
+                        return (DeadlineIo::new(Stream::Plain(io), timeout), addr);
                     }
-                    tokio::time::sleep(delay).await;
+                    Err(e) => {
+                        let (delay, log) = backoff.failed(Instant::now());
+                        if let Some(held) = log {
+                            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, failures_since_last_line = held, "HTTP accept failed (out of file descriptors?); backing off");
+                        }
+                        tokio::time::sleep(delay).await;
+                    }
                 }
-            }
+            },
+            Mode::Tls(rx) => match rx.recv().await {
+                Some(conn) => conn,
+                // The acceptor task ended (it only does when this listener is
+                // dropped): nothing more will come.
+                None => std::future::pending().await,
+            },
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+        Ok(self.local)
     }
 }
 

@@ -1,6 +1,11 @@
 //! HTTP services of a Front End: Prometheus metrics at `/metrics`, a health check
 //! at `/health`, SIP over WebSocket (RFC 7118, subprotocol `sip`) at `/`, and
 //! Persistent Chat history search at `/chat/search` (HTTP Basic, signed-in users).
+//!
+//! HTTPS with the server's certificate by default (HSTS on every answer); plain
+//! HTTP only when the operator turns TLS off (`[web] tls = false`, e.g. behind a
+//! reverse proxy). Other services (the Control Panel) add their routes through
+//! [`WebOptions::extra`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,6 +13,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderValue;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,6 +25,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
+pub mod access;
 pub mod chat_search;
 pub mod http;
 use http::{DeadlineListener, PeerInfo};
@@ -30,6 +37,19 @@ pub struct WebState {
     pub conns: Arc<Connections>,
     /// Persistent Chat history search (`GET /chat/search`); `None`: not served.
     pub chat_search: Option<Arc<dyn chat_search::ChatSearch>>,
+    /// Who may read `/metrics`; empty: everyone.
+    pub metrics_allow: Arc<Vec<access::Net>>,
+}
+
+/// How the web port is served.
+#[derive(Default)]
+pub struct WebOptions {
+    /// HTTPS with this configuration; `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `Strict-Transport-Security: max-age=` on HTTPS answers; 0: no header.
+    pub hsts_max_age_secs: u64,
+    /// More routes (with their own state), merged into the router.
+    pub extra: Option<Router>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,23 +70,68 @@ pub fn router(state: WebState) -> Router {
         .with_state(state)
 }
 
-/// Binds the HTTP listener and serves until `shutdown` resolves.
+/// Headers every answer carries: no sniffing, no framing, no referrer, and with
+/// HTTPS the HSTS policy.
+fn security_headers(
+    hsts: Option<HeaderValue>,
+) -> impl Fn(Response) -> std::future::Ready<Response> + Clone {
+    move |mut r: Response| {
+        let h = r.headers_mut();
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        if let Some(v) = &hsts {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+        }
+        std::future::ready(r)
+    }
+}
+
+/// Binds the web listener (HTTPS unless `opts.tls` is `None`) and serves until
+/// `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     state: WebState,
+    opts: WebOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), WebError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| WebError::Bind { addr, source })?;
-    let local = listener.local_addr().unwrap_or(addr);
-    info!(%local, "HTTP listening (metrics, SIP over WebSocket)");
-    let listener = DeadlineListener {
-        inner: listener,
-        timeout: state.conns.limits().header_timeout,
-        backoff: confab_transport::AcceptBackoff::new(),
-    };
-    let app = router(state).into_make_service_with_connect_info::<PeerInfo>();
+    let timeout = state.conns.limits().header_timeout;
+    let https = opts.tls.is_some();
+    let listener = match opts.tls {
+        Some(tls) => {
+            // HTTP/1.1 only: WebSocket upgrades need it, and pages are small.
+            let mut tls = (*tls).clone();
+            tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            DeadlineListener::tls(listener, timeout, Arc::new(tls))
+        }
+        None => DeadlineListener::plain(listener, timeout),
+    }
+    .map_err(|source| WebError::Bind { addr, source })?;
+    let local = axum::serve::Listener::local_addr(&listener).unwrap_or(addr);
+    if https {
+        info!(%local, "HTTPS listening (metrics, SIP over secure WebSocket, Control Panel)");
+    } else {
+        info!(%local, "plain HTTP listening ([web] tls = false): metrics, SIP over WebSocket, Control Panel");
+    }
+    let hsts = (https && opts.hsts_max_age_secs > 0)
+        .then(|| HeaderValue::from_str(&format!("max-age={}", opts.hsts_max_age_secs)).ok())
+        .flatten();
+    let mut app = router(state);
+    if let Some(extra) = opts.extra {
+        app = app.merge(extra);
+    }
+    let app = app
+        .layer(axum::middleware::map_response(security_headers(hsts)))
+        .into_make_service_with_connect_info::<PeerInfo>();
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -78,12 +143,29 @@ pub async fn serve(
     Ok((local, handle))
 }
 
-async fn metrics(State(st): State<WebState>) -> Response {
-    let mut body = st.metrics.render();
+async fn metrics(
+    State(st): State<WebState>,
+    ConnectInfo(PeerInfo { peer, .. }): ConnectInfo<PeerInfo>,
+) -> Response {
+    if !st.metrics_allow.is_empty() && !st.metrics_allow.iter().any(|n| n.contains(peer.ip())) {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are not served to this address ([web] metrics_allow)\n",
+        )
+            .into_response();
+    }
+    let body = metrics_text(&st.metrics, &st.conns);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The Prometheus text of `/metrics` (also read by the Control Panel's status page).
+pub fn metrics_text(metrics: &Metrics, conns: &Connections) -> String {
+    let st = (metrics, conns);
+    let mut body = st.0.render();
     body.push_str("# HELP confab_connections Open SIP connections (TCP, TLS, WebSocket).\n");
     body.push_str("# TYPE confab_connections gauge\n");
-    body.push_str(&format!("confab_connections {}\n", st.conns.count()));
-    let (per_ip, total) = st.conns.refused();
+    body.push_str(&format!("confab_connections {}\n", st.1.count()));
+    let (per_ip, total) = st.1.refused();
     body.push_str(
         "# HELP confab_connections_refused_total SIP connections refused by a connection limit.\n",
     );
@@ -91,13 +173,13 @@ async fn metrics(State(st): State<WebState>) -> Response {
     body.push_str(&format!(
         "confab_connections_refused_total{{limit=\"per_ip\"}} {per_ip}\nconfab_connections_refused_total{{limit=\"total\"}} {total}\n"
     ));
-    let (idle, slow) = st.conns.timed_out();
+    let (idle, slow) = st.1.timed_out();
     body.push_str("# HELP confab_connections_timed_out_total SIP connections closed by the idle timeout or the header deadline.\n");
     body.push_str("# TYPE confab_connections_timed_out_total counter\n");
     body.push_str(&format!(
         "confab_connections_timed_out_total{{reason=\"idle\"}} {idle}\nconfab_connections_timed_out_total{{reason=\"header\"}} {slow}\n"
     ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    body
 }
 
 async fn ws_upgrade(
