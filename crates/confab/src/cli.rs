@@ -156,17 +156,11 @@ pub enum UserCommand {
     /// Change a user's settings (administrative role, phone number, voice)
     Set(UserSetArgs),
     /// Stop a user from signing in
-    Disable {
-        address: String,
-    },
+    Disable { address: String },
     /// Allow a disabled user to sign in again
-    Enable {
-        address: String,
-    },
+    Enable { address: String },
     /// Remove a user
-    Remove {
-        address: String,
-    },
+    Remove { address: String },
     /// Add users from a CSV file with columns address,password[,display_name] (header
     /// row optional). All rows are added, or none
     Import {

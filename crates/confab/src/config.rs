@@ -106,7 +106,6 @@ impl Default for PoolServeConfig {
     }
 }
 
-
 /// The web port (`[web]`): HTTPS, `/metrics`, Control Panel sessions.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
