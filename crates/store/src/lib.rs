@@ -13,6 +13,7 @@
 
 mod address;
 mod chat;
+mod chat_compliance;
 mod contacts;
 mod users;
 
@@ -29,6 +30,7 @@ pub use chat::{
     ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
     RoomType, normalize_principal,
 };
+pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use users::{NewUser, User, UserChange};
