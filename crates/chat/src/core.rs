@@ -199,6 +199,11 @@ impl ChatCore {
         self.dialogs.len()
     }
 
+    /// Room memberships of connected dialogs, over all rooms (a metric).
+    pub fn memberships(&self) -> usize {
+        self.live.values().map(Vec::len).sum()
+    }
+
     /// Users (addresses) currently joined to a room, in join order.
     pub fn participants(&self, room_id: &str) -> Vec<String> {
         let mut users: Vec<String> = Vec::new();

@@ -4,8 +4,10 @@
 //! something (within ~200 ms), and the full-text indexer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use confab_frontend::Metrics;
 use confab_store::Store;
 use confab_transport::{Connections, Event, TransportLimits, Transports};
 use tokio::sync::{mpsc, watch};
@@ -31,6 +33,8 @@ pub struct ServiceConfig {
     /// Record joins, leaves and history reads in the compliance outbox (posts and
     /// administrative changes are recorded by the store while its compliance flag is on).
     pub compliance: bool,
+    /// Where the chat gauges and counters go (`confab_chat_*` in `/metrics`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl ServiceConfig {
@@ -42,6 +46,7 @@ impl ServiceConfig {
             session_expires: 300,
             poll_interval: Duration::from_millis(200),
             compliance: false,
+            metrics: None,
         }
     }
 }
@@ -181,6 +186,8 @@ pub async fn start(
         let mut out = Vec::with_capacity(256);
         let mut reqs = Vec::new();
         let mut records = Vec::new();
+        let metrics = cfg.metrics.clone();
+        let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let deadline = core
                 .next_deadline()
@@ -212,6 +219,11 @@ pub async fn start(
                     }
                 }
                 _ = sleep => core.on_tick(Instant::now()),
+                _ = metrics_tick.tick() => {
+                    if let Some(m) = &metrics {
+                        publish_metrics(&core, m);
+                    }
+                }
             }
             core.drain_store_requests(&mut reqs);
             for r in reqs.drain(..) {
@@ -236,6 +248,13 @@ pub async fn start(
         server_uri,
         task,
     })
+}
+
+fn publish_metrics(core: &ChatCore, m: &Metrics) {
+    Metrics::set(&m.chat_rooms, core.directory().data.rooms.len());
+    Metrics::set(&m.chat_joined_users, core.memberships());
+    Metrics::set(&m.chat_posts_total, core.stats.posts as usize);
+    Metrics::set(&m.chat_deliveries_total, core.stats.deliveries as usize);
 }
 
 /// Writes compliance events to the outbox (three tries; a failure is logged as an

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
+use confab_frontend::Metrics;
 use confab_store::Store;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -55,6 +58,14 @@ pub fn now_ms() -> i64 {
 /// Moves every event of the outbox into the compliance database. Returns how many
 /// were moved. Safe to run beside another drainer (the server and a CLI export).
 pub async fn drain(store: &Store, db: &ComplianceDb) -> Result<u64, ComplianceError> {
+    drain_counted(store, db, None).await
+}
+
+async fn drain_counted(
+    store: &Store,
+    db: &ComplianceDb,
+    metrics: Option<&Metrics>,
+) -> Result<u64, ComplianceError> {
     let mut moved = 0;
     loop {
         let batch = store.chat_compliance_outbox(BATCH).await?;
@@ -65,7 +76,10 @@ pub async fn drain(store: &Store, db: &ComplianceDb) -> Result<u64, ComplianceEr
         let ids: Vec<String> = batch.iter().map(|e| e.id.clone()).collect();
         store.delete_chat_compliance_outbox(&ids).await?;
         moved += ids.len() as u64;
-        metrics::counter!("confab_chat_compliance_events_total").increment(ids.len() as u64);
+        if let Some(m) = metrics {
+            m.chat_compliance_events_total
+                .fetch_add(ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if batch.len() < BATCH as usize {
             return Ok(moved);
         }
@@ -102,7 +116,8 @@ pub async fn write_export(
     Ok(paths)
 }
 
-/// Runs one scheduled export if it is due. Returns the files written.
+/// Runs one scheduled export if it is due: the events that reached the compliance
+/// database since the end of the last exported window. Returns the files written.
 pub async fn export_if_due(
     db: &ComplianceDb,
     cfg: &ComplianceConfig,
@@ -120,6 +135,11 @@ pub async fn export_if_due(
             ..EventFilter::default()
         })
         .await?;
+    if events.is_empty() {
+        // Nothing in the window: no file, and the next window starts at the same
+        // place (an empty interval writes nothing).
+        return Ok(Vec::new());
+    }
     let paths = write_export(
         &events,
         cfg.format,
@@ -139,6 +159,7 @@ pub fn start(
     store: Store,
     db: ComplianceDb,
     cfg: ComplianceConfig,
+    metrics: Option<Arc<Metrics>>,
     mut stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -154,7 +175,7 @@ pub fn start(
                 _ = stop.changed() => break,
                 _ = tick.tick() => {}
             }
-            if let Err(e) = drain(&store, &db).await {
+            if let Err(e) = drain_counted(&store, &db, metrics.as_deref()).await {
                 warn!(error = %e, "draining the compliance outbox failed");
             }
             let now = now_ms();
@@ -166,19 +187,16 @@ pub fn start(
                 }
                 Err(e) => warn!(error = %e, "compliance export failed"),
             }
+            let Some(m) = metrics.as_deref() else {
+                continue;
+            };
             match store.chat_compliance_backlog().await {
-                Ok((n, oldest)) => {
-                    metrics::gauge!("confab_chat_compliance_backlog").set(n as f64);
-                    let undrained = oldest.map_or(0, |t| now - t).max(0);
-                    metrics::gauge!("confab_chat_compliance_drain_lag_seconds")
-                        .set(undrained as f64 / 1000.0);
-                }
+                Ok((n, _)) => Metrics::set(&m.chat_compliance_backlog, n.max(0) as usize),
                 Err(e) => warn!(error = %e, "reading the compliance backlog failed"),
             }
             if let Ok(w) = db.watermark().await {
-                let lag = if w == 0 { 0 } else { (now - w).max(0) };
-                metrics::gauge!("confab_chat_compliance_export_lag_seconds")
-                    .set(lag as f64 / 1000.0);
+                let lag = if w == 0 { 0 } else { (now - w).max(0) / 1000 };
+                Metrics::set(&m.chat_compliance_export_lag_seconds, lag as usize);
             }
         }
         if let Err(e) = drain(&store, &db).await {

@@ -65,6 +65,11 @@ pub enum ChatCommand {
         #[arg(long, value_name = "DATE")]
         before: String,
     },
+    /// Compliance records (Lync's compliance service)
+    Compliance {
+        #[command(subcommand)]
+        command: crate::chat_compliance::ComplianceCommand,
+    },
     /// Search the history of the rooms a user may read, newest first
     Search {
         /// The user searching (only rooms they may read are searched)
@@ -271,7 +276,12 @@ pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
     }
     let domain = args.domain.unwrap_or_else(|| cfg.domain.clone());
     let store = crate::users::open_store(&cfg).await?;
-    let result = execute(&store, &domain, args.command).await;
+    let result = match args.command {
+        ChatCommand::Compliance { command } => {
+            crate::chat_compliance::run(&cfg, &store, command).await
+        }
+        other => execute(&store, &domain, other).await,
+    };
     store.close().await;
     result
 }
@@ -700,6 +710,7 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 writeln!(out, "chat configuration updated")?;
             }
         },
+        ChatCommand::Compliance { .. } => bail!("compliance commands are run by chat_cli::run"),
         ChatCommand::Message { command } => match command {
             MessageCommand::List { room, json } => {
                 let (_, r) = room_of(store, &room).await?;

@@ -1,6 +1,7 @@
 //! `confab`: the server and its administration commands.
 
 mod chat_cli;
+mod chat_compliance;
 mod chat_http;
 mod cli;
 mod cmd_bootstrap;

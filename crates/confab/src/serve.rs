@@ -296,22 +296,35 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut chat_cfg = confab_chat::service::ServiceConfig::new(&cfg.domain, bind);
         chat_cfg.server_uri = cfg.chat.server_uri.clone();
         chat_cfg.session_expires = cfg.chat.session_expires;
+        chat_cfg.compliance = cfg.chat.compliance;
+        chat_cfg.metrics = Some(metrics.clone());
+        let compliance = crate::chat_compliance::start(
+            &cfg,
+            &chat_store,
+            metrics.clone(),
+            stop_rx.clone(),
+        )
+            .await
+            .context("starting the compliance service")?;
         let running = confab_chat::service::start(chat_cfg, chat_store.clone(), stop_rx.clone())
             .await
             .context("starting the persistent chat service")?;
         info!(sip = %running.addr, lookup = %running.lookup_uri, server = %running.server_uri, "persistent chat service started");
-        Some((running, chat_store))
+        Some((running, chat_store, compliance))
     } else {
         None
     };
 
-    let chat_search = chat_and_store.as_ref().map(|(_, chat_store)| {
+    let chat_search = chat_and_store.as_ref().map(|(_, chat_store, _)| {
         Arc::new(crate::chat_http::StoreChatSearch::new(
             store.clone(),
             chat_store.clone(),
         )) as Arc<dyn confab_web::chat_search::ChatSearch>
     });
-    let chat = chat_and_store.map(|(running, _)| running);
+    let (chat, compliance) = match chat_and_store {
+        Some((running, _, compliance)) => (Some(running), compliance),
+        None => (None, None),
+    };
 
     let mut stop_http = stop_rx.clone();
     let (http_addr, http_task) = confab_web::serve(
@@ -573,6 +586,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = poller.await;
     if let Some(chat) = chat {
         let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;
+    }
+    if let Some(task) = compliance {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     // Finish the edits already handed to the store before closing it.
     drop(save_tx);
