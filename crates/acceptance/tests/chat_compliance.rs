@@ -8,7 +8,8 @@
 //!   included; the CSV export holds the same posts;
 //! * `kill -9` of the server right after a post's acknowledgement loses nothing:
 //!   after a restart the export has the post;
-//! * the scheduled export (RunInterval) writes its file into the output directory.
+//! * the scheduled export (RunInterval) writes its file into the output directory;
+//! * `/metrics` has the chat and compliance gauges.
 //!
 //! Runs on SQLite, and on PostgreSQL (chat store and compliance database) when
 //! `CONFAB_TEST_POSTGRES_URL` is set.
@@ -50,12 +51,28 @@ impl Deployment {
         self.cli(&all)
     }
 
+    /// A discovered client; retried for up to 10 s while the server has not yet
+    /// loaded the user (added by the CLI beside it) or the policy that lets them in.
     fn client(&self, user: &str) -> Result<XccosClient> {
-        let mut c =
-            XccosClient::connect(self.server.sip_addr(), &format!("{user}@{DOMAIN}"), "pw")?;
-        let st = c.discover()?;
-        ensure!(st == 200, "{user}: lookup INVITE answered {st}\n{}", c.transcript());
-        Ok(c)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt =
+                XccosClient::connect(self.server.sip_addr(), &format!("{user}@{DOMAIN}"), "pw")
+                    .and_then(|mut c| {
+                        let st = c.discover()?;
+                        ensure!(
+                            st == 200,
+                            "{user}: lookup INVITE answered {st}\n{}",
+                            c.transcript()
+                        );
+                        Ok(c)
+                    });
+            match attempt {
+                Ok(c) => return Ok(c),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
     }
 
     /// Runs `chat compliance export` into a fresh directory; returns the files.
@@ -68,7 +85,10 @@ impl Deployment {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&out)
             .map_err(|e| Error(format!("reading {}: {e}", out.display())))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         files.sort();
         Ok(files)
@@ -159,9 +179,25 @@ fn find<'a>(
 
 fn scenario(d: &mut Deployment) -> Result<()> {
     let start = now_ms();
+    d.chat(&[
+        "category",
+        "add",
+        "Gen",
+        "--allowed-members",
+        "@example.com",
+    ])?;
+    d.chat(&[
+        "room",
+        "add",
+        "Open",
+        "--category",
+        "Gen",
+        "--privacy",
+        "open",
+    ])?;
+    // Last: a client let in has a directory with the room (the service reloads it
+    // within ~200 ms of a change).
     d.chat(&["policy", "set", "--global", "--enable"])?;
-    d.chat(&["category", "add", "Gen", "--allowed-members", "@example.com"])?;
-    d.chat(&["room", "add", "Open", "--category", "Gen", "--privacy", "open"])?;
     let v: Value = serde_json::from_str(d.chat(&["room", "show", "Open", "--json"])?.trim())
         .map_err(|e| Error(format!("room show --json: {e}")))?;
     let open = v["uri"].as_str().unwrap_or("").to_string();
@@ -179,7 +215,10 @@ fn scenario(d: &mut Deployment) -> Result<()> {
     ensure!(r.status() == Some(200), "bob's post: {}", r.first_line);
     alice.wait_post(&t2, Duration::from_secs(5))?;
     let back = bob.backfill(&open, 25)?;
-    ensure!(back.iter().any(|p| p.text == t1), "backfill lacks {t1:?}: {back:?}");
+    ensure!(
+        back.iter().any(|p| p.text == t1),
+        "backfill lacks {t1:?}: {back:?}"
+    );
 
     // An administrator replaces alice's post.
     let list: Value = serde_json::from_str(d.chat(&["message", "list", "Open", "--json"])?.trim())
@@ -189,7 +228,13 @@ fn scenario(d: &mut Deployment) -> Result<()> {
         .and_then(|a| a.iter().find(|p| p["original"] == t1.as_str()))
         .and_then(|p| p["id"].as_i64())
         .ok_or_else(|| Error(format!("post {t1:?} not in `message list`: {list}")))?;
-    d.chat(&["message", "replace", &id.to_string(), "--text", "[removed by admin]"])?;
+    d.chat(&[
+        "message",
+        "replace",
+        &id.to_string(),
+        "--text",
+        "[removed by admin]",
+    ])?;
 
     bob.part(&open)?;
     bob.bye()?;
@@ -197,7 +242,11 @@ fn scenario(d: &mut Deployment) -> Result<()> {
     // A post acknowledged, then kill -9 at once: nothing lost.
     let t3 = format!("last words {}", unique_token());
     let r = alice.post(&open, &t3)?;
-    ensure!(r.status() == Some(200), "alice's last post: {}", r.first_line);
+    ensure!(
+        r.status() == Some(200),
+        "alice's last post: {}",
+        r.first_line
+    );
     d.server.kill9()?;
     d.server.start_again()?;
 
@@ -208,7 +257,10 @@ fn scenario(d: &mut Deployment) -> Result<()> {
     let msgs = messages(&xml);
     let end = now_ms();
     for (m, s, t) in &msgs {
-        let at: i64 = t.attr("since1970").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let at: i64 = t
+            .attr("since1970")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         ensure!(
             (start - 1000..=end).contains(&at),
             "event {:?} of {:?} at {at}, outside the test's time {start}..{end}",
@@ -222,41 +274,80 @@ fn scenario(d: &mut Deployment) -> Result<()> {
     }
     let channel = elements(&xml, "Channel");
     ensure!(
-        channel.iter().any(|c| c.attr("uri") == Some(open.as_str()) && c.attr("name") == Some("Open")),
+        channel
+            .iter()
+            .any(|c| c.attr("uri") == Some(open.as_str()) && c.attr("name") == Some("Open")),
         "no Channel for the room Open: {xml}"
     );
     for user in ["alice", "bob"] {
-        ensure!(find(&msgs, "JOIN", user, |_| true).is_some(), "no JOIN of {user}: {xml}");
+        ensure!(
+            find(&msgs, "JOIN", user, |_| true).is_some(),
+            "no JOIN of {user}: {xml}"
+        );
     }
-    ensure!(find(&msgs, "CHAT", "alice", |m| m.attr("content") == Some(t1.as_str())).is_some(),
-        "no CHAT of alice with {t1:?}: {xml}");
-    ensure!(find(&msgs, "CHAT", "bob", |m| m.attr("content") == Some(t2.as_str())).is_some(),
-        "no CHAT of bob with {t2:?}: {xml}");
-    ensure!(find(&msgs, "CHAT", "alice", |m| m.attr("content") == Some(t3.as_str())).is_some(),
-        "the post acknowledged before kill -9 is missing: {t3:?}: {xml}");
-    ensure!(find(&msgs, "BACKCHAT", "bob", |_| true).is_some(), "no BACKCHAT of bob: {xml}");
     ensure!(
-        find(&msgs, "REPLACE", "alice", |m| m.attr("original") == Some(t1.as_str())
+        find(&msgs, "CHAT", "alice", |m| m.attr("content")
+            == Some(t1.as_str()))
+        .is_some(),
+        "no CHAT of alice with {t1:?}: {xml}"
+    );
+    ensure!(
+        find(&msgs, "CHAT", "bob", |m| m.attr("content")
+            == Some(t2.as_str()))
+        .is_some(),
+        "no CHAT of bob with {t2:?}: {xml}"
+    );
+    ensure!(
+        find(&msgs, "CHAT", "alice", |m| m.attr("content")
+            == Some(t3.as_str()))
+        .is_some(),
+        "the post acknowledged before kill -9 is missing: {t3:?}: {xml}"
+    );
+    ensure!(
+        find(&msgs, "BACKCHAT", "bob", |_| true).is_some(),
+        "no BACKCHAT of bob: {xml}"
+    );
+    ensure!(
+        find(&msgs, "REPLACE", "alice", |m| m.attr("original")
+            == Some(t1.as_str())
             && m.attr("content") == Some("[removed by admin]")
             && m.attr("id") == Some(id.to_string().as_str()))
         .is_some(),
         "no REPLACE with the original text {t1:?}: {xml}"
     );
-    ensure!(find(&msgs, "PART", "bob", |_| true).is_some(), "no PART of bob: {xml}");
+    ensure!(
+        find(&msgs, "PART", "bob", |_| true).is_some(),
+        "no PART of bob: {xml}"
+    );
 
     // CSV, and a room and time filter.
     let csv = d.export(&["--format", "csv", "--room", "Open"])?;
     ensure!(csv.len() == 1, "want one CSV file, got {csv:?}");
     let text = std::fs::read_to_string(&csv[0]).map_err(|e| Error(e.to_string()))?;
-    ensure!(text.starts_with("event_id,type,room_uri,room_name,sender_uri,time_utc"), "CSV header: {text}");
-    ensure!(text.contains(&t3) && text.contains(&t2), "CSV lacks the posts: {text}");
-    let none = d.export(&["--format", "xml", "--since", "2001-01-01", "--until", "2001-01-02"])?;
+    ensure!(
+        text.starts_with("event_id,type,room_uri,room_name,sender_uri,time_utc"),
+        "CSV header: {text}"
+    );
+    ensure!(
+        text.contains(&t3) && text.contains(&t2),
+        "CSV lacks the posts: {text}"
+    );
+    let none = d.export(&[
+        "--format",
+        "xml",
+        "--since",
+        "2001-01-01",
+        "--until",
+        "2001-01-02",
+    ])?;
     ensure!(none.is_empty(), "events from 2001 exported: {none:?}");
 
     // Bad input: refused with a clear error.
     let bad = d.export(&["--format", "pdf"]);
     ensure!(
-        bad.as_ref().err().is_some_and(|e| e.0.contains("invalid format")),
+        bad.as_ref()
+            .err()
+            .is_some_and(|e| e.0.contains("invalid format")),
         "--format pdf: {bad:?}"
     );
 
@@ -268,7 +359,10 @@ fn scenario(d: &mut Deployment) -> Result<()> {
         let files: Vec<PathBuf> = std::fs::read_dir(&sched)
             .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
-        if let Some(f) = files.iter().find(|f| f.extension().is_some_and(|e| e == "xml")) {
+        if let Some(f) = files
+            .iter()
+            .find(|f| f.extension().is_some_and(|e| e == "xml"))
+        {
             validate(f)?;
             let x = std::fs::read_to_string(f).map_err(|e| Error(e.to_string()))?;
             let m = messages(&x);
@@ -278,10 +372,36 @@ fn scenario(d: &mut Deployment) -> Result<()> {
             );
             break;
         }
-        ensure!(Instant::now() < deadline, "no scheduled export in {}", sched.display());
+        ensure!(
+            Instant::now() < deadline,
+            "no scheduled export in {}",
+            sched.display()
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
-    alice.bye()?;
+    // Metrics: the room gauge and the compliance counters (published every second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = d.server.metrics()?;
+        let has = |line: &str| m.lines().any(|l| l == line);
+        if has("confab_chat_rooms 1")
+            && has("confab_chat_compliance_backlog 0")
+            && m.lines()
+                .any(|l| l.starts_with("confab_chat_compliance_export_lag_seconds "))
+            && m.lines()
+                .any(|l| l.starts_with("confab_chat_deliveries_total "))
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "chat metrics missing from /metrics:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // alice's connection ended with the killed server.
+    drop(alice);
     Ok(())
 }
 
@@ -302,7 +422,11 @@ fn psql(admin: &str, sql: &str) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let out = run_bounded(c, Duration::from_secs(30))?;
-    ensure!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -327,7 +451,10 @@ fn compliance_export_postgres() -> Result<()> {
         return Ok(());
     };
     let token = unique_token().to_lowercase();
-    let (main, comp) = (format!("confab_cmp_{token}"), format!("confab_cmpdb_{token}"));
+    let (main, comp) = (
+        format!("confab_cmp_{token}"),
+        format!("confab_cmpdb_{token}"),
+    );
     psql(&admin, &format!("CREATE DATABASE {main}"))?;
     psql(&admin, &format!("CREATE DATABASE {comp}"))?;
     let r = (|| {
@@ -341,7 +468,10 @@ fn compliance_export_postgres() -> Result<()> {
         r
     })();
     for db in [&main, &comp] {
-        let _ = psql(&admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        let _ = psql(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        );
     }
     r
 }

@@ -182,10 +182,7 @@ fn by_room(events: &[Event]) -> Vec<Vec<&Event>> {
         }
         g.push(e);
     }
-    order
-        .into_iter()
-        .filter_map(|r| groups.remove(r))
-        .collect()
+    order.into_iter().filter_map(|r| groups.remove(r)).collect()
 }
 
 fn conversation(out: &mut String, events: &[&Event], senders: &mut Vec<String>) {
@@ -307,9 +304,18 @@ pub fn render_files(
             let evs: Vec<Event> = g.into_iter().cloned().collect();
             let safe: String = room
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
-            Some((format!("{stem}-{safe}.{}", format.extension()), render(&evs)))
+            Some((
+                format!("{stem}-{safe}.{}", format.extension()),
+                render(&evs),
+            ))
         })
         .collect()
 }
@@ -379,8 +385,14 @@ mod tests {
         let r2 = x.find("name=\"Room r2\"").unwrap();
         assert!(r1 < r2, "{x}");
         assert!(x.contains("<FirstMessage type=\"JOIN\" content=\"\" eventId=\"e1\"><Sender UserName=\"alice@example.com\" id=\"1\""), "{x}");
-        assert!(x.contains("content=\"a &lt;b&gt; &amp; &quot;c&quot;&#10;d\" id=\"2\""), "{x}");
-        assert!(x.contains("type=\"REPLACE\" content=\"\" id=\"2\" original=\"secret\""), "{x}");
+        assert!(
+            x.contains("content=\"a &lt;b&gt; &amp; &quot;c&quot;&#10;d\" id=\"2\""),
+            "{x}"
+        );
+        assert!(
+            x.contains("type=\"REPLACE\" content=\"\" id=\"2\" original=\"secret\""),
+            "{x}"
+        );
         assert!(x.contains("<StartTimeUTC since1970=\"10\""), "{x}");
         assert!(x.contains("<EndTimeUTC since1970=\"40\""), "{x}");
     }
@@ -462,10 +474,7 @@ mod tests {
     #[test]
     fn schedule() {
         assert_eq!(due_window(0, 1_000, 900_000, 2_000), None);
-        assert_eq!(
-            due_window(0, 902_000, 900_000, 2_000),
-            Some((0, 900_000))
-        );
+        assert_eq!(due_window(0, 902_000, 900_000, 2_000), Some((0, 900_000)));
         assert_eq!(due_window(900_000, 1_000_000, 900_000, 2_000), None);
     }
 }

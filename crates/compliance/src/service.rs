@@ -12,9 +12,9 @@ use confab_store::Store;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::ComplianceError;
 use crate::db::{ComplianceDb, EventFilter};
 use crate::export::{self, Event, Format};
-use crate::ComplianceError;
 
 /// Outbox events moved per transaction.
 const BATCH: u32 = 500;
@@ -100,7 +100,9 @@ pub async fn write_export(
         path: path.display().to_string(),
         source,
     };
-    tokio::fs::create_dir_all(dir).await.map_err(|e| io(dir, e))?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| io(dir, e))?;
     let mut paths = Vec::new();
     for (name, body) in export::render_files(events, format, since_ms, until_ms, per_room) {
         let path = dir.join(&name);

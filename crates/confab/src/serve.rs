@@ -298,14 +298,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         chat_cfg.session_expires = cfg.chat.session_expires;
         chat_cfg.compliance = cfg.chat.compliance;
         chat_cfg.metrics = Some(metrics.clone());
-        let compliance = crate::chat_compliance::start(
-            &cfg,
-            &chat_store,
-            metrics.clone(),
-            stop_rx.clone(),
-        )
-            .await
-            .context("starting the compliance service")?;
+        let compliance =
+            crate::chat_compliance::start(&cfg, &chat_store, metrics.clone(), stop_rx.clone())
+                .await
+                .context("starting the compliance service")?;
         let running = confab_chat::service::start(chat_cfg, chat_store.clone(), stop_rx.clone())
             .await
             .context("starting the persistent chat service")?;

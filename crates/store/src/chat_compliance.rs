@@ -209,9 +209,10 @@ impl Store {
 
     /// Events waiting in the outbox and the time of the oldest (epoch ms).
     pub async fn chat_compliance_backlog(&self) -> Result<(i64, Option<i64>)> {
-        let row = sqlx::query("SELECT COUNT(*) AS n, MIN(ts) AS oldest FROM chat_compliance_outbox")
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n, MIN(ts) AS oldest FROM chat_compliance_outbox")
+                .fetch_one(&self.pool)
+                .await?;
         Ok((row.try_get("n")?, row.try_get("oldest")?))
     }
 }
