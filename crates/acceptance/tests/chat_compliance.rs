@@ -475,3 +475,266 @@ fn compliance_export_postgres() -> Result<()> {
     }
     r
 }
+
+/// `value` without its `uri`, `room_uri` and `id` fields (new in every deployment).
+fn strip_ids(mut value: Value) -> Value {
+    match &mut value {
+        Value::Object(m) => {
+            m.remove("uri");
+            m.remove("room_uri");
+            m.remove("id");
+            for v in m.values_mut() {
+                *v = strip_ids(v.take());
+            }
+        }
+        Value::Array(a) => {
+            for v in a.iter_mut() {
+                *v = strip_ids(v.take());
+            }
+        }
+        _ => {}
+    }
+    value
+}
+
+fn json_of(server: &ConfabServer, args: &[&str]) -> Result<Value> {
+    let mut all = vec!["chat"];
+    all.extend_from_slice(args);
+    let out = server.cli(&all)?;
+    serde_json::from_str(out.trim()).map_err(|e| Error(format!("chat {args:?}: {e}: {out}")))
+}
+
+fn plain_server() -> Result<ConfabServer> {
+    let mut o = ServerOptions::new().domain(DOMAIN);
+    for u in ["alice", "bob", "carol"] {
+        o = o.user(&format!("{u}@{DOMAIN}"), "pw");
+    }
+    ConfabServer::start(o)
+}
+
+/// `confab chat export` then `confab chat import` into a fresh deployment: the
+/// category and room listings, the history and search show the same content; bad
+/// input is refused with a clear error and changes nothing.
+#[test]
+fn chat_export_import_round_trip() -> Result<()> {
+    let a = plain_server()?;
+    if a.skip_if_external("chat_export_import_round_trip") {
+        return Ok(());
+    }
+    let r = (|| {
+        let b = plain_server()?;
+        let r = round_trip(&a, &b);
+        b.with_log(r)
+    })();
+    a.with_log(r)
+}
+
+fn round_trip(a: &ConfabServer, b: &ConfabServer) -> Result<()> {
+    let chat = |s: &ConfabServer, args: &[&str]| -> Result<String> {
+        let mut all = vec!["chat"];
+        all.extend_from_slice(args);
+        s.cli(&all)
+    };
+    chat(
+        a,
+        &[
+            "category",
+            "add",
+            "Gen",
+            "--allowed-members",
+            "@example.com",
+            "--creators",
+            "alice@example.com",
+            "--description",
+            "general",
+        ],
+    )?;
+    chat(
+        a,
+        &[
+            "category",
+            "add",
+            "Walled",
+            "--allowed-members",
+            "@example.com",
+            "--denied-members",
+            "carol@example.com",
+            "--file-upload",
+            "true",
+            "--chat-history",
+            "false",
+        ],
+    )?;
+    chat(
+        a,
+        &[
+            "room",
+            "add",
+            "Open",
+            "--category",
+            "Gen",
+            "--privacy",
+            "open",
+            "--description",
+            "open <room> & ü",
+        ],
+    )?;
+    chat(
+        a,
+        &[
+            "room",
+            "add",
+            "Board",
+            "--category",
+            "Walled",
+            "--privacy",
+            "secret",
+            "--type",
+            "auditorium",
+            "--members",
+            "bob@example.com",
+            "--managers",
+            "alice@example.com",
+            "--presenters",
+            "alice@example.com,bob@example.com",
+            "--disabled",
+        ],
+    )?;
+    chat(a, &["policy", "set", "--global", "--enable"])?;
+    let open = json_of(a, &["room", "show", "Open", "--json"])?["uri"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let word = format!("quux{}", unique_token());
+    let texts = [
+        format!("first {word} <b>&amp;"),
+        format!("second {word} ünï"),
+        format!("third {word}"),
+    ];
+    // Posts through the protocol, by two users.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut alice = loop {
+        let attempt = XccosClient::connect(a.sip_addr(), &format!("alice@{DOMAIN}"), "pw")
+            .and_then(|mut c| {
+                let st = c.discover()?;
+                ensure!(st == 200, "alice: lookup answered {st}");
+                c.join_ok(&open)?;
+                Ok(c)
+            });
+        match attempt {
+            Ok(c) => break c,
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    for t in &texts {
+        let r = alice.post(&open, t)?;
+        ensure!(r.status() == Some(200), "alice's post: {}", r.first_line);
+    }
+    alice.bye()?;
+    let list = json_of(a, &["message", "list", "Open", "--json"])?;
+    let second = list
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["text"] == texts[1].as_str()))
+        .and_then(|p| p["id"].as_i64())
+        .ok_or_else(|| Error(format!("post not listed: {list}")))?;
+    chat(
+        a,
+        &[
+            "message",
+            "replace",
+            &second.to_string(),
+            "--text",
+            "[gone]",
+        ],
+    )?;
+
+    let file = a.work_dir().join("chat-export.json");
+    let f = file.to_string_lossy().into_owned();
+    chat(a, &["export", "--out", &f])?;
+
+    // Bad input: refused with a reason, nothing changed.
+    let bad = b.work_dir().join("bad.json");
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).map_err(|e| Error(e.to_string()))?)
+            .map_err(|e| Error(e.to_string()))?;
+    doc["rooms"][1]["members"] = serde_json::json!(["nobody@example.com"]);
+    std::fs::write(&bad, doc.to_string()).map_err(|e| Error(e.to_string()))?;
+    let r = chat(b, &["import", &bad.to_string_lossy()]);
+    ensure!(
+        r.as_ref()
+            .err()
+            .is_some_and(|e| e.0.contains("unknown user nobody@example.com")),
+        "import with an unknown member: {r:?}"
+    );
+    std::fs::write(&bad, "{\"format\":\"something else\"}").map_err(|e| Error(e.to_string()))?;
+    let r = chat(b, &["import", &bad.to_string_lossy()]);
+    ensure!(
+        r.as_ref()
+            .err()
+            .is_some_and(|e| e.0.contains("not a chat export")),
+        "import of a foreign file: {r:?}"
+    );
+    let cats = json_of(b, &["category", "list", "--json"])?;
+    ensure!(
+        cats.as_array().is_some_and(Vec::is_empty),
+        "a refused import left categories: {cats}"
+    );
+
+    chat(b, &["import", &f])?;
+    for args in [
+        &["category", "list", "--json"][..],
+        &["room", "list", "--json"][..],
+        &["message", "list", "Open", "--json"][..],
+        &[
+            "search",
+            "--as",
+            "alice@example.com",
+            "--text",
+            &word,
+            "--json",
+        ][..],
+    ] {
+        let (va, vb) = (strip_ids(json_of(a, args)?), strip_ids(json_of(b, args)?));
+        ensure!(
+            va == vb,
+            "`chat {args:?}` differs after the import:\nexported: {va}\nimported: {vb}"
+        );
+    }
+    let hits = json_of(
+        b,
+        &[
+            "search",
+            "--as",
+            "alice@example.com",
+            "--text",
+            &word,
+            "--json",
+        ],
+    )?;
+    ensure!(
+        hits["results"].as_array().is_some_and(|r| r.len() == 2),
+        "search in the imported history: want the 2 visible posts, got {hits}"
+    );
+    let msgs = json_of(b, &["message", "list", "Open", "--json"])?;
+    ensure!(
+        msgs.as_array().is_some_and(|m| m
+            .iter()
+            .any(|p| p["original"] == texts[1].as_str() && p["text"] == "[gone]")),
+        "the replaced post's original did not survive: {msgs}"
+    );
+    // Importing again: the names exist, refused, nothing doubled.
+    let r = chat(b, &["import", &f]);
+    ensure!(
+        r.as_ref()
+            .err()
+            .is_some_and(|e| e.0.contains("exists already")),
+        "a second import: {r:?}"
+    );
+    let rooms = json_of(b, &["room", "list", "--json"])?;
+    ensure!(
+        rooms.as_array().is_some_and(|r| r.len() == 2),
+        "rooms after a refused import: {rooms}"
+    );
+    Ok(())
+}

@@ -65,6 +65,14 @@ pub enum ChatCommand {
         #[arg(long, value_name = "DATE")]
         before: String,
     },
+    /// Write categories, rooms (members, managers, presenters) and history to a JSON file
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
+    /// Add the categories, rooms and history of an export (every check first: on any
+    /// error nothing is changed)
+    Import { file: std::path::PathBuf },
     /// Compliance records (Lync's compliance service)
     Compliance {
         #[command(subcommand)]
@@ -280,6 +288,8 @@ pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
         ChatCommand::Compliance { command } => {
             crate::chat_compliance::run(&cfg, &store, command).await
         }
+        ChatCommand::Export { out } => crate::chat_transfer::export(&store, &out).await,
+        ChatCommand::Import { file } => crate::chat_transfer::import(&store, &domain, &file).await,
         other => execute(&store, &domain, other).await,
     };
     store.close().await;
@@ -710,7 +720,11 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 writeln!(out, "chat configuration updated")?;
             }
         },
-        ChatCommand::Compliance { .. } => bail!("compliance commands are run by chat_cli::run"),
+        ChatCommand::Compliance { .. }
+        | ChatCommand::Export { .. }
+        | ChatCommand::Import { .. } => {
+            bail!("run by chat_cli::run")
+        }
         ChatCommand::Message { command } => match command {
             MessageCommand::List { room, json } => {
                 let (_, r) = room_of(store, &room).await?;

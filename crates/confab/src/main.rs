@@ -3,6 +3,7 @@
 mod chat_cli;
 mod chat_compliance;
 mod chat_http;
+mod chat_transfer;
 mod cli;
 mod cmd_bootstrap;
 mod cmd_prereq;

@@ -14,6 +14,7 @@
 mod address;
 mod chat;
 mod chat_compliance;
+mod chat_transfer;
 mod contacts;
 mod users;
 
@@ -31,6 +32,7 @@ pub use chat::{
     RoomType, normalize_principal,
 };
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
+pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use users::{NewUser, User, UserChange};
