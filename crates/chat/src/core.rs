@@ -19,6 +19,7 @@ use confab_sip::{HeaderName, Message, Method, NameAddr, RequestBuilder, Response
 use confab_store::{ChatDirectory, ChatPost, ChatRoom};
 use rustc_hash::FxHashMap;
 
+use crate::compliance::{ComplianceEvent, ComplianceKind};
 use crate::rules::Directory;
 use crate::xccos::{self, Command, Incoming};
 
@@ -37,6 +38,8 @@ pub struct CoreConfig {
     pub host_port: String,
     /// Transport this service is reached by (Via, Contact `transport=`).
     pub transport: Transport,
+    /// Report joins, leaves and history reads ([`ChatCore::drain_compliance`]).
+    pub compliance: bool,
 }
 
 impl CoreConfig {
@@ -48,6 +51,7 @@ impl CoreConfig {
             session_expires: 300,
             host_port: host_port.to_owned(),
             transport: Transport::Tcp,
+            compliance: false,
         }
     }
 }
@@ -184,6 +188,7 @@ pub struct ChatCore {
     tag_seed: u64,
     out: Vec<Output>,
     store_out: Vec<StoreRequest>,
+    compliance_out: Vec<ComplianceEvent>,
     pub stats: Stats,
 }
 
@@ -213,6 +218,7 @@ impl ChatCore {
             tag_seed: seed.rotate_left(17) ^ 0x5bd1_e995,
             out: Vec::new(),
             store_out: Vec::new(),
+            compliance_out: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -228,6 +234,11 @@ impl ChatCore {
     /// Number of client dialogs.
     pub fn dialogs(&self) -> usize {
         self.dialogs.len()
+    }
+
+    /// Room memberships of connected dialogs, over all rooms (a metric).
+    pub fn memberships(&self) -> usize {
+        self.live.values().map(Vec::len).sum()
     }
 
     /// Users (addresses) currently joined to a room, in join order.
@@ -251,6 +262,23 @@ impl ChatCore {
     /// Moves produced store requests into `out`.
     pub fn drain_store_requests(&mut self, out: &mut Vec<StoreRequest>) {
         out.append(&mut self.store_out);
+    }
+
+    /// Moves the compliance events produced (only with `CoreConfig::compliance`) into
+    /// `out`; they must be recorded before the output produced with them is sent.
+    pub fn drain_compliance(&mut self, out: &mut Vec<ComplianceEvent>) {
+        out.append(&mut self.compliance_out);
+    }
+
+    fn record(&mut self, kind: ComplianceKind, room_id: &str, user: &str, content: String) {
+        if self.cfg.compliance {
+            self.compliance_out.push(ComplianceEvent {
+                kind,
+                room_id: room_id.to_owned(),
+                user: user.to_owned(),
+                content,
+            });
+        }
     }
 
     /// Replaces the directory (categories, rooms, policy, config) and the backfill
@@ -881,9 +909,16 @@ impl ChatCore {
             Command::Join { batch, rooms } => self.on_join(cid, envid, &rid, &user, batch, rooms),
             Command::BcContext { room, count } => {
                 let data = match self.dir.room_by_uri(&room) {
-                    Some(r) if self.dir.may_read(r, &user) => Some(self.render_backfill(r, count)),
+                    Some(r) if self.dir.may_read(r, &user) => {
+                        Some((r.id.clone(), self.render_backfill(r, count)))
+                    }
                     _ => None,
                 };
+                let data = data.map(|(room_id, data)| {
+                    let n = data.matches("<msg ").count();
+                    self.record(ComplianceKind::BackChat, &room_id, &user, n.to_string());
+                    data
+                });
                 match data {
                     Some(data) => self.send_reply(cid, &rid, envid, 200, "SUCCESS_OK", &data),
                     None => self.send_reply(
@@ -1098,6 +1133,7 @@ impl ChatCore {
             .or_default()
             .push(cid.to_owned());
         self.stats.joins += 1;
+        self.record(ComplianceKind::Join, room_id, user, String::new());
         if !user_present {
             self.notify_room(room_id, cid, user, true);
         }
@@ -1173,6 +1209,7 @@ impl ChatCore {
             return;
         }
         let user = d.user.clone();
+        self.record(ComplianceKind::Part, room_id, &user, String::new());
         if let Some(list) = self.live.get_mut(room_id) {
             list.retain(|c| c != cid);
             if list.is_empty() {

@@ -3,11 +3,13 @@
 //! - [`xccos`]: the XCCOS envelopes pidgin-sipe and Lync clients exchange.
 //! - [`rules`]: categories as ethical walls, privacy, roles, policy.
 //! - [`core`]: the sans-IO server: dialogs, commands, membership, fan-out.
+//! - [`compliance`]: joins, leaves and history reads for the compliance outbox.
 //! - [`service`]: the thin tokio layer (its own SIP listener, the store, change feed,
 //!   full-text indexer).
 //!
 //! See `docs/persistent-chat.md`.
 
+pub mod compliance;
 pub mod core;
 pub mod rules;
 pub mod service;

@@ -4,14 +4,18 @@
 //! something (within ~200 ms), and the full-text indexer.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use confab_frontend::Metrics;
 use confab_store::Store;
 use confab_transport::{Connections, Event, TransportLimits, Transports};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::compliance::ComplianceEvent;
 use crate::core::{ChatCore, CoreConfig, StoreRequest};
+use confab_store::NewComplianceRecord;
 
 /// Settings of a running chat service.
 #[derive(Debug, Clone)]
@@ -26,6 +30,11 @@ pub struct ServiceConfig {
     pub session_expires: u32,
     /// How often the store is polled for administrative changes.
     pub poll_interval: Duration,
+    /// Record joins, leaves and history reads in the compliance outbox (posts and
+    /// administrative changes are recorded by the store while its compliance flag is on).
+    pub compliance: bool,
+    /// Where the chat gauges and counters go (`confab_chat_*` in `/metrics`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl ServiceConfig {
@@ -36,6 +45,8 @@ impl ServiceConfig {
             server_uri: None,
             session_expires: 300,
             poll_interval: Duration::from_millis(200),
+            compliance: false,
+            metrics: None,
         }
     }
 }
@@ -85,6 +96,7 @@ pub async fn start(
         core_cfg.server_uri = uri.clone();
     }
     core_cfg.session_expires = cfg.session_expires.max(30);
+    core_cfg.compliance = cfg.compliance;
     let lookup_uri = core_cfg.lookup_uri.clone();
     let server_uri = core_cfg.server_uri.clone();
     let mut core = ChatCore::new(core_cfg, rand::random());
@@ -173,6 +185,9 @@ pub async fn start(
     let task = tokio::spawn(async move {
         let mut out = Vec::with_capacity(256);
         let mut reqs = Vec::new();
+        let mut records = Vec::new();
+        let metrics = cfg.metrics.clone();
+        let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             let deadline = core
                 .next_deadline()
@@ -204,10 +219,20 @@ pub async fn start(
                     }
                 }
                 _ = sleep => core.on_tick(Instant::now()),
+                _ = metrics_tick.tick() => {
+                    if let Some(m) = &metrics {
+                        publish_metrics(&core, m);
+                    }
+                }
             }
             core.drain_store_requests(&mut reqs);
             for r in reqs.drain(..) {
                 let _ = save_tx.send(r);
+            }
+            core.drain_compliance(&mut records);
+            if !records.is_empty() {
+                // Recorded before the replies produced with them are sent.
+                record_compliance(&store, &mut records).await;
             }
             core.drain_output(&mut out);
             transports.deliver_all(&mut out);
@@ -223,6 +248,41 @@ pub async fn start(
         server_uri,
         task,
     })
+}
+
+fn publish_metrics(core: &ChatCore, m: &Metrics) {
+    Metrics::set(&m.chat_rooms, core.directory().data.rooms.len());
+    Metrics::set(&m.chat_joined_users, core.memberships());
+    Metrics::set(&m.chat_posts_total, core.stats.posts as usize);
+    Metrics::set(&m.chat_deliveries_total, core.stats.deliveries as usize);
+}
+
+/// Writes compliance events to the outbox (three tries; a failure is logged as an
+/// error: the events are then lost, which the log says).
+async fn record_compliance(store: &Store, records: &mut Vec<ComplianceEvent>) {
+    let ts_ms = wall_ms();
+    let recs: Vec<NewComplianceRecord> = records
+        .drain(..)
+        .map(|e| NewComplianceRecord {
+            kind: e.kind.as_str().to_owned(),
+            room_id: e.room_id,
+            user: e.user,
+            ts_ms,
+            content: e.content,
+        })
+        .collect();
+    for attempt in 1..=3 {
+        match store.record_chat_compliance(&recs).await {
+            Ok(_) => return,
+            Err(e) if attempt < 3 => {
+                warn!(error = %e, attempt, "recording compliance events failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events = recs.len(), "compliance events could not be recorded")
+            }
+        }
+    }
 }
 
 fn handle(core: &mut ChatCore, ev: Event, now: Instant, wall: i64) {

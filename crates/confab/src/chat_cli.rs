@@ -65,6 +65,19 @@ pub enum ChatCommand {
         #[arg(long, value_name = "DATE")]
         before: String,
     },
+    /// Write categories, rooms (members, managers, presenters) and history to a JSON file
+    Export {
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
+    /// Add the categories, rooms and history of an export (every check first: on any
+    /// error nothing is changed)
+    Import { file: std::path::PathBuf },
+    /// Compliance records (Lync's compliance service)
+    Compliance {
+        #[command(subcommand)]
+        command: crate::chat_compliance::ComplianceCommand,
+    },
     /// Search the history of the rooms a user may read, newest first
     Search {
         /// The user searching (only rooms they may read are searched)
@@ -271,7 +284,14 @@ pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
     }
     let domain = args.domain.unwrap_or_else(|| cfg.domain.clone());
     let store = crate::users::open_store(&cfg).await?;
-    let result = execute(&store, &domain, args.command).await;
+    let result = match args.command {
+        ChatCommand::Compliance { command } => {
+            crate::chat_compliance::run(&cfg, &store, command).await
+        }
+        ChatCommand::Export { out } => crate::chat_transfer::export(&store, &out).await,
+        ChatCommand::Import { file } => crate::chat_transfer::import(&store, &domain, &file).await,
+        other => execute(&store, &domain, other).await,
+    };
     store.close().await;
     result
 }
@@ -700,6 +720,11 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 writeln!(out, "chat configuration updated")?;
             }
         },
+        ChatCommand::Compliance { .. }
+        | ChatCommand::Export { .. }
+        | ChatCommand::Import { .. } => {
+            bail!("run by chat_cli::run")
+        }
         ChatCommand::Message { command } => match command {
             MessageCommand::List { room, json } => {
                 let (_, r) = room_of(store, &room).await?;

@@ -159,6 +159,41 @@ pub struct ChatServeConfig {
     /// persistent-chat but not front-end). From the topology only.
     #[serde(skip)]
     pub only: bool,
+    /// Record joins, leaves, posts, history reads and administrators' changes in the
+    /// compliance database (Lync's compliance service; default off). Set from the
+    /// topology's pool `compliance` on machines with the persistent-chat role.
+    pub compliance: bool,
+    /// The compliance database (default: the SQLite file `DATA/compliance.db`); set
+    /// from the topology's `compliance_store`.
+    pub compliance_database: Option<String>,
+    /// Seconds between scheduled exports (Lync's RunInterval: 900, 60..=2592000).
+    pub compliance_run_interval: u64,
+    /// Directory of the scheduled exports (default `DATA/compliance-export`).
+    pub compliance_output: Option<PathBuf>,
+    /// `xml` (Lync's compliance XML) or `csv`.
+    pub compliance_format: String,
+    /// One file per room (Lync's OneChatRoomPerOutputFile).
+    pub compliance_per_room: bool,
+}
+
+impl ServeConfig {
+    /// The compliance database URL: `[chat] compliance_database`, else the SQLite
+    /// file `DATA/compliance.db`.
+    pub fn compliance_database_url(&self) -> Result<String, ConfigError> {
+        match &self.chat.compliance_database {
+            Some(url) => Ok(url.clone()),
+            None => confab_store::sqlite_url(&self.data_dir.join("compliance.db"))
+                .map_err(|e| ConfigError(format!("data directory: {e}"))),
+        }
+    }
+
+    /// Where scheduled compliance exports go.
+    pub fn compliance_output(&self) -> PathBuf {
+        self.chat
+            .compliance_output
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("compliance-export"))
+    }
 }
 
 impl Default for ChatServeConfig {
@@ -171,6 +206,12 @@ impl Default for ChatServeConfig {
             database: None,
             remote: None,
             only: false,
+            compliance: false,
+            compliance_database: None,
+            compliance_run_interval: 900,
+            compliance_output: None,
+            compliance_format: "xml".to_owned(),
+            compliance_per_room: false,
         }
     }
 }
@@ -188,6 +229,18 @@ impl fmt::Debug for ChatServeConfig {
                 "database",
                 &self.database.as_deref().map(confab_store::redact_url),
             )
+            .field("compliance", &self.compliance)
+            .field(
+                "compliance_database",
+                &self
+                    .compliance_database
+                    .as_deref()
+                    .map(confab_store::redact_url),
+            )
+            .field("compliance_run_interval", &self.compliance_run_interval)
+            .field("compliance_output", &self.compliance_output)
+            .field("compliance_format", &self.compliance_format)
+            .field("compliance_per_room", &self.compliance_per_room)
             .finish()
     }
 }
@@ -635,6 +688,23 @@ fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
     {
         return problem(
             "database",
+            "expected a sqlite://PATH or postgres://USER:PASSWORD@HOST/DB URL",
+        );
+    }
+    if !(60..=2_592_000).contains(&cfg.chat.compliance_run_interval) {
+        return problem(
+            "chat.compliance_run_interval",
+            "must be between 60 seconds and 30 days (2592000)",
+        );
+    }
+    if confab_compliance::Format::parse(&cfg.chat.compliance_format).is_none() {
+        return problem("chat.compliance_format", "expected xml or csv");
+    }
+    if let Some(url) = &cfg.chat.compliance_database
+        && confab_store::Backend::from_url(url).is_err()
+    {
+        return problem(
+            "chat.compliance_database",
             "expected a sqlite://PATH or postgres://USER:PASSWORD@HOST/DB URL",
         );
     }

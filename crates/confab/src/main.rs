@@ -2,8 +2,10 @@
 
 mod admin;
 mod chat_cli;
+mod chat_compliance;
 mod chat_http;
 mod chat_provisioning;
+mod chat_transfer;
 mod cli;
 mod cmd_bootstrap;
 mod cmd_prereq;

@@ -155,6 +155,44 @@ fn apply_with_host(
         }
     }
 
+    // Compliance: the pool's `compliance = true` and its `compliance_store`.
+    if local.roles.contains(&Role::PersistentChat)
+        && machine
+            .pool
+            .compliance
+            .as_ref()
+            .is_some_and(|c| *c.get_ref())
+    {
+        if !cfg.chat.compliance {
+            set.push("chat.compliance=true".to_owned());
+            cfg.chat.compliance = true;
+        }
+        if cfg.chat.compliance_database.is_none()
+            && let Some(name) = machine.pool.compliance_store.as_ref()
+            && let Some(store) = topology.store(name.get_ref())
+        {
+            let url =
+                match store.location() {
+                    Some(StoreLocation::Postgres(url)) => Some(url),
+                    Some(StoreLocation::Sqlite(path)) => {
+                        let path = confab_topology::model::resolve(&cfg.data_dir, &path);
+                        Some(confab_store::sqlite_url(&path).map_err(|e| {
+                            anyhow::anyhow!("compliance store {:?}: {e}", store.name())
+                        })?)
+                    }
+                    _ => None,
+                };
+            if let Some(url) = url {
+                set.push(format!(
+                    "chat.compliance_database={} (store {:?})",
+                    confab_store::redact_url(&url),
+                    store.name()
+                ));
+                cfg.chat.compliance_database = Some(url);
+            }
+        }
+    }
+
     // Domain: the default SIP domain.
     if let Some(domain) = topology.sip_domains().first() {
         let domain = domain.trim().to_ascii_lowercase();

@@ -203,6 +203,13 @@ async fn run_chat_only(cfg: &ServeConfig) -> anyhow::Result<()> {
     let mut chat_cfg = confab_chat::service::ServiceConfig::new(&cfg.domain, bind);
     chat_cfg.server_uri = cfg.chat.server_uri.clone();
     chat_cfg.session_expires = cfg.chat.session_expires;
+    chat_cfg.compliance = cfg.chat.compliance;
+    // The compliance service runs beside the chat service that records for it.
+    let metrics = Arc::new(Metrics::default());
+    chat_cfg.metrics = Some(metrics.clone());
+    let compliance = crate::chat_compliance::start(cfg, &store, metrics, stop_rx.clone())
+        .await
+        .context("starting the compliance service")?;
     let running = confab_chat::service::start(chat_cfg, store, stop_rx)
         .await
         .context("starting the persistent chat service")?;
@@ -211,6 +218,9 @@ async fn run_chat_only(cfg: &ServeConfig) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), running.task).await;
+    if let Some(task) = compliance {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
     Ok(())
 }
 
@@ -331,11 +341,17 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut chat_cfg = confab_chat::service::ServiceConfig::new(&cfg.domain, bind);
         chat_cfg.server_uri = cfg.chat.server_uri.clone();
         chat_cfg.session_expires = cfg.chat.session_expires;
+        chat_cfg.compliance = cfg.chat.compliance;
+        chat_cfg.metrics = Some(metrics.clone());
+        let compliance =
+            crate::chat_compliance::start(&cfg, &chat_store, metrics.clone(), stop_rx.clone())
+                .await
+                .context("starting the compliance service")?;
         let running = confab_chat::service::start(chat_cfg, chat_store.clone(), stop_rx.clone())
             .await
             .context("starting the persistent chat service")?;
         info!(sip = %running.addr, lookup = %running.lookup_uri, server = %running.server_uri, "persistent chat service started");
-        Some((running, chat_store))
+        Some((running, chat_store, compliance))
     } else {
         None
     };
@@ -365,7 +381,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     };
     let search_store = chat_and_store
         .as_ref()
-        .map(|(_, s)| s)
+        .map(|(_, s, _)| s)
         .or(remote_chat.as_ref().map(|(_, _, _, s)| s));
     let chat_search = search_store.map(|chat_store| {
         Arc::new(crate::chat_http::StoreChatSearch::new(
@@ -375,7 +391,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     });
     // Provisioning tells users whose policy enables Persistent Chat its lookup URI.
     let chat_provisioning = match (&chat_and_store, &remote_chat) {
-        (Some((running, chat_store)), _) => Some(
+        (Some((running, chat_store, _)), _) => Some(
             crate::chat_provisioning::watch_policy(
                 chat_store.clone(),
                 &running.lookup_uri,
@@ -391,7 +407,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         ),
         _ => None,
     };
-    let chat = chat_and_store.map(|(running, _)| running);
+    let (chat, compliance) = match chat_and_store {
+        Some((running, _, compliance)) => (Some(running), compliance),
+        None => (None, None),
+    };
 
     let mut stop_http = stop_rx.clone();
     let metrics_allow = confab_web::access::parse_list(&cfg.web.metrics_allow)
@@ -710,6 +729,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = voice_task.await;
     if let Some(chat) = chat {
         let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;
+    }
+    if let Some(task) = compliance {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     // Finish the edits already handed to the store before closing it.
     drop(save_tx);

@@ -296,6 +296,14 @@ pub fn normalize_principal(p: &str) -> Option<String> {
     Some(lower)
 }
 
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 fn invalid(reason: impl Into<String>) -> StoreError {
     StoreError::Chat(reason.into())
 }
@@ -889,6 +897,7 @@ impl Store {
         .bind(text)
         .execute(&mut *tx)
         .await?;
+        crate::chat_compliance::record_post(&mut tx, id, room_id, author, ts_ms, text).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -975,6 +984,15 @@ impl Store {
             Some(t) => ("replaced", t),
             None => ("removed", ""),
         };
+        crate::chat_compliance::record_admin(
+            &mut tx,
+            &uuid::Uuid::new_v4().to_string(),
+            replacement,
+            now_ms(),
+            "p.id = CAST($4 AS BIGINT)",
+            &id.to_string(),
+        )
+        .await?;
         sqlx::query("UPDATE chat_posts SET state = $1, text = $2 WHERE id = $3")
             .bind(state)
             .bind(text)
@@ -996,6 +1014,15 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         bump_chat_rev(&mut tx).await?;
         let id = Self::room_id(&mut tx, room).await?;
+        crate::chat_compliance::record_admin(
+            &mut tx,
+            &uuid::Uuid::new_v4().to_string(),
+            None,
+            now_ms(),
+            &format!("p.room_id = $4 AND p.ts < {before_ms} AND p.state <> 'removed'"),
+            &id,
+        )
+        .await?;
         let table = match self.backend {
             Backend::Sqlite => "chat_posts_fts WHERE rowid",
             Backend::Postgres => "chat_posts_search WHERE id",

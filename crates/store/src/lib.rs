@@ -14,6 +14,8 @@
 mod address;
 mod admin;
 mod chat;
+mod chat_compliance;
+mod chat_transfer;
 mod contacts;
 mod pool;
 mod users;
@@ -33,6 +35,8 @@ pub use chat::{
     ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
     RoomType, normalize_principal,
 };
+pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
+pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use pool::{POOL_CHANNEL, PoolEvent, PoolMember};
