@@ -283,7 +283,7 @@ pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
         cfg.database = Some(db);
     }
     let domain = args.domain.unwrap_or_else(|| cfg.domain.clone());
-    let store = crate::users::open_store(&cfg).await?;
+    let store = crate::database::open_store(&cfg).await?;
     let result = match args.command {
         ChatCommand::Compliance { command } => {
             crate::chat_compliance::run(&cfg, &store, command).await

@@ -1,6 +1,6 @@
 //! `confab contact ...`: users' server-side contact lists (Lync roaming contacts).
 //!
-//! Same database resolution as `confab user` (see [`crate::users::open_store`]); every
+//! Same database resolution as `confab user` (see [`crate::database::open_store`]); every
 //! change is one transaction that bumps the list's delta_num and takes a revision, so a
 //! running server picks it up from the contact change feed and the clients see it.
 
@@ -12,7 +12,8 @@ use confab_store::{Address, ContactList, Store};
 
 use crate::cli::ContactCommand;
 use crate::config::ServeConfig;
-use crate::users::{check_name, open_store, yes_no};
+use crate::database::open_store;
+use crate::users::{check_name, yes_no};
 
 /// Runs one `confab contact` command.
 pub async fn run(cfg: &ServeConfig, cmd: ContactCommand) -> anyhow::Result<()> {

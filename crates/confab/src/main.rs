@@ -13,6 +13,7 @@ mod cmd_topology;
 mod config;
 mod contacts;
 mod control_panel;
+mod database;
 mod lazy_lists;
 mod pool_cli;
 mod pool_serve;

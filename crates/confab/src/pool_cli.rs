@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 
 use crate::config::ServeConfig;
-use crate::users::open_store;
+use crate::database::open_store;
 
 #[derive(Args)]
 pub struct PoolArgs {

@@ -21,37 +21,10 @@ use crate::config::ServeConfig;
 
 /// Runs one `confab user` command.
 pub async fn run(cfg: &ServeConfig, cmd: UserCommand) -> anyhow::Result<()> {
-    let store = open_store(cfg).await?;
+    let store = crate::database::open_store(cfg).await?;
     let result = execute(&store, cmd).await;
     store.close().await;
     result
-}
-
-/// Opens the configured database, creating the data directory for the default SQLite
-/// file if needed.
-pub async fn open_store(cfg: &ServeConfig) -> anyhow::Result<Store> {
-    let shown = match &cfg.database {
-        Some(url) => confab_store::redact_url(url),
-        None => {
-            create_data_dir(&cfg.data_dir)?;
-            cfg.sqlite_path().display().to_string()
-        }
-    };
-    let url = cfg.database_url()?;
-    Store::open(&url)
-        .await
-        .with_context(|| format!("opening database {shown}"))
-}
-
-/// Creates the data directory, readable by its owner only (it holds password hashes).
-fn create_data_dir(dir: &Path) -> anyhow::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .with_context(|| format!("creating data directory {}", dir.display()))
 }
 
 async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
@@ -149,7 +122,7 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
 
 /// Runs `confab audit list`.
 pub async fn run_audit(cfg: &ServeConfig, cmd: AuditCommand) -> anyhow::Result<()> {
-    let store = open_store(cfg).await?;
+    let store = crate::database::open_store(cfg).await?;
     let result = async {
         let mut out = std::io::stdout().lock();
         match cmd {

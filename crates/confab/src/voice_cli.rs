@@ -228,7 +228,7 @@ impl UserVoiceArgs {
 
 /// Runs one `confab voice` command.
 pub async fn run(cfg: &ServeConfig, args: VoiceArgs) -> anyhow::Result<()> {
-    let store = crate::users::open_store(cfg).await?;
+    let store = crate::database::open_store(cfg).await?;
     let result = execute(&store, args.command).await;
     store.close().await;
     result

@@ -12,8 +12,8 @@
 
 use confab_sip::{HeaderName, Message, Method, Rewriter};
 
-use crate::core::Core;
 use crate::types::Dest;
+use crate::verdict::{Forward, Verdict};
 
 /// What in-band provisioning tells a user about Persistent Chat: the chat pool's URI
 /// when the user's policy (Lync's `EnablePersistentChat`) enables it. Implemented
@@ -53,20 +53,16 @@ pub(crate) fn serves(routes: &[AppRoute], aor: &str) -> bool {
 }
 
 /// Proxies an out-of-dialog request for an application URI (`target`, `user@domain`)
-/// to the application (the caller checked [`serves`]).
+/// to the application: the verdict the core carries out.
 /// `identity` is the authenticated user (`None` for a trusted peer).
-pub(crate) fn route(
-    core: &mut Core,
-    key: confab_sip::transaction::ServerKey,
+pub(crate) fn decide(
+    routes: &[AppRoute],
     msg: &Message,
-    src: Dest,
     target: &str,
     identity: Option<&str>,
-    pop_routes: usize,
-) {
-    let Some(dest) = lookup(&core.cfg.app_routes, target) else {
-        core.reply(&key, msg, 404, |b| b.reason("No such application"));
-        return;
+) -> Verdict {
+    let Some(dest) = lookup(routes, target) else {
+        return Verdict::reply(404, "No such application");
     };
     let mut rw = Rewriter::new(msg);
     if let Some(user) = identity {
@@ -74,23 +70,13 @@ pub(crate) fn route(
             .remove(HeaderName::PAssertedIdentity)
             .append("P-Asserted-Identity", format!("<sip:{user}>"));
     }
-    let bytes = rw.build();
-    let Ok(rewritten) = Message::parse(bytes, &confab_sip::Limits::default()) else {
-        core.reply(&key, msg, 400, |b| {
-            b.reason("Request could not be forwarded")
-        });
-        return;
-    };
     let ruri = msg.request_uri().unwrap_or("").to_owned();
-    let record_route = rewritten.method() == Some(&Method::Invite);
-    core.forward(
-        key,
-        &rewritten,
-        src,
-        vec![(ruri, dest)],
-        record_route,
-        pop_routes,
-    );
+    Verdict::Forward(Forward {
+        rewritten: Some(rw.build()),
+        targets: vec![(ruri, dest)],
+        record_route: msg.method() == Some(&Method::Invite),
+        serial: false,
+    })
 }
 
 #[cfg(test)]

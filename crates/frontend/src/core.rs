@@ -22,6 +22,8 @@ use crate::presence_agent::PresenceAgent;
 use crate::proxy::ProxyState;
 use crate::registrar::{BindingEvents, ContactUpdate, RegisterError, Registrar};
 use crate::types::{ConnId, Dest, Output, Transport};
+use crate::verdict::Verdict;
+use crate::voice_app::VoiceCall;
 
 /// How this server names itself in Via, Record-Route and Contact.
 #[derive(Debug, Clone)]
@@ -356,6 +358,142 @@ impl Core {
         }
     }
 
+    /// Carries out an application's [`Verdict`] (see `crate::verdict`); `true` when
+    /// the request was handled, `false` for [`Verdict::Pass`].
+    fn apply_verdict(
+        &mut self,
+        key: &ServerKey,
+        msg: &Message,
+        src: Dest,
+        verdict: Verdict,
+        pop_routes: usize,
+    ) -> bool {
+        match verdict {
+            Verdict::Pass => return false,
+            Verdict::Reply {
+                code,
+                reason,
+                headers,
+            } => self.reply(key, msg, code, |b| {
+                headers
+                    .into_iter()
+                    .fold(b.reason(reason), |b, (name, value)| b.header(name, value))
+            }),
+            Verdict::Forward(f) => {
+                let parsed;
+                let request = match f.rewritten {
+                    None => msg,
+                    Some(bytes) => match Message::parse(bytes, &confab_sip::Limits::default()) {
+                        Ok(m) => {
+                            parsed = m;
+                            &parsed
+                        }
+                        Err(_) => {
+                            self.reply(key, msg, 400, |b| {
+                                b.reason("Request could not be forwarded")
+                            });
+                            return true;
+                        }
+                    },
+                };
+                if f.serial {
+                    self.forward_serial(
+                        key.clone(),
+                        request,
+                        src,
+                        f.targets,
+                        f.record_route,
+                        pop_routes,
+                    );
+                } else {
+                    self.forward(
+                        key.clone(),
+                        request,
+                        src,
+                        f.targets,
+                        f.record_route,
+                        pop_routes,
+                    );
+                }
+            }
+            Verdict::ToUser(user) => {
+                if !self.directory.get(&user).is_some_and(|u| u.enabled) {
+                    self.reply(key, msg, 404, |b| b.reason("User not found"));
+                    return true;
+                }
+                let bindings: Vec<(String, Dest)> = self
+                    .registrar
+                    .lookup(&user, self.now)
+                    .into_iter()
+                    .map(|b| (b.uri.clone(), b.flow))
+                    .collect();
+                if bindings.is_empty() {
+                    self.reply(key, msg, 480, |b| b.reason("User is offline"));
+                    return true;
+                }
+                Metrics::inc(&self.metrics.calls_forwarded_total);
+                self.forward(key.clone(), msg, src, bindings, true, pop_routes);
+            }
+        }
+        true
+    }
+
+    /// Enterprise Voice (`crate::voice_app`): a call to a phone number or from a
+    /// PSTN gateway. `true` when the request was Enterprise Voice's and is handled.
+    fn voice_hook(
+        &mut self,
+        key: &ServerKey,
+        msg: &Message,
+        src: Dest,
+        ruri: &Uri<'_>,
+        pop_routes: usize,
+    ) -> bool {
+        let from = msg.from().parsed_uri().ok();
+        let req = crate::voice_app::Request {
+            msg,
+            src: src.addr,
+            ruri,
+            ruri_ours: self.is_our_host(ruri.host),
+            from_local: from.as_ref().is_some_and(|u| self.is_our_host(u.host)),
+        };
+        let voice = self.voice.clone();
+        let Some(call) =
+            crate::voice_app::classify(&voice, &self.cfg.domain, &self.directory, &req)
+        else {
+            return false;
+        };
+        let verdict = match call {
+            VoiceCall::Inbound { trunk, dialed } => {
+                self.tx.mark_verified(key);
+                crate::voice_app::inbound(&voice, &trunk, &dialed)
+            }
+            VoiceCall::Outbound { dialed } => {
+                let from_aor = from.map(|u| u.aor());
+                let identity = if self.guard.is_trusted(src.addr) || self.cfg.allow_unauthenticated
+                {
+                    from_aor.clone()
+                } else {
+                    self.authenticate(key, msg, src, true)
+                };
+                let Some(caller) = identity else {
+                    return true; // challenged or refused
+                };
+                if from_aor.as_deref() != Some(caller.as_str()) {
+                    self.reply(key, msg, 403, |b| {
+                        b.reason("From does not match the authenticated user")
+                    });
+                    return true;
+                }
+                self.tx.mark_verified(key);
+                crate::voice_app::outbound(&voice, &self.cfg.domain, msg, &caller, &dialed)
+            }
+        };
+        if matches!(verdict, Verdict::Forward(_)) {
+            Metrics::inc(&self.metrics.calls_forwarded_total);
+        }
+        self.apply_verdict(key, msg, src, verdict, pop_routes)
+    }
+
     /// Answers a message that could not be parsed, when it can be answered.
     pub fn on_parse_error(&mut self, err: &ParseError, src: Dest) {
         Metrics::inc(&self.metrics.sip_parse_errors_total);
@@ -573,7 +711,7 @@ impl Core {
             }
         };
         // Enterprise Voice hook: calls to phone numbers, calls from PSTN gateways.
-        if crate::voice_app::route(self, &key, &msg, src, &ruri, our_routes) {
+        if self.voice_hook(&key, &msg, src, &ruri, our_routes) {
             return;
         }
         if ruri.scheme == Scheme::Tel {
@@ -656,15 +794,13 @@ impl Core {
                 self.cfg.domain
             );
             if crate::apps::serves(&self.cfg.app_routes, &app_target) {
-                crate::apps::route(
-                    self,
-                    key,
+                let verdict = crate::apps::decide(
+                    &self.cfg.app_routes,
                     &msg,
-                    src,
                     &app_target,
                     identity.as_deref(),
-                    our_routes,
                 );
+                self.apply_verdict(&key, &msg, src, verdict, our_routes);
                 return;
             }
         }
@@ -704,16 +840,11 @@ impl Core {
             return;
         }
         // Pool hook: a user homed on another front end of the pool is served there.
-        if crate::home::route_to_home(
-            self,
-            &key,
-            &msg,
-            src,
-            &target,
-            identity.as_deref(),
-            our_routes,
-        ) {
-            return;
+        if let Some(router) = self.home.clone() {
+            let verdict = crate::home::decide(&*router, &msg, src, &target, identity.as_deref());
+            if self.apply_verdict(&key, &msg, src, verdict, our_routes) {
+                return;
+            }
         }
 
         // Lync hook: what a Lync client asks of its own address (contact list,
@@ -1010,8 +1141,11 @@ impl Core {
             return;
         }
         // Pool hook: sign-in assigns a home front end; another one's users go there.
-        if crate::home::route_to_home(self, key, msg, src, &to_aor, Some(&identity), 0) {
-            return;
+        if let Some(router) = self.home.clone() {
+            let verdict = crate::home::decide(&*router, msg, src, &to_aor, Some(&identity));
+            if self.apply_verdict(key, msg, src, verdict, 0) {
+                return;
+            }
         }
         let header_expires = msg.expires();
         let contacts: Vec<&str> = msg.header_values(HeaderName::Contact).collect();

@@ -5,7 +5,8 @@
 //! list), so that the core stays single-server logic. The core asks a
 //! [`HomeRouter`] once per request for a user of the domain (answered from
 //! memory, no database round trip) and, when the user is homed on another front
-//! end, forwards the request there as a trusted peer: with the authenticated
+//! end, forwards the request there (this module decides, see [`decide`]; the core
+//! carries the verdict out) as a trusted peer: with the authenticated
 //! `P-Asserted-Identity` and a signed Record-Route, so the dialog's later
 //! requests pass through both front ends. Requests that come from a peer front
 //! end are always served here (never bounced on), so two front ends whose views
@@ -16,12 +17,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use confab_sip::transaction::ServerKey;
 use confab_sip::{HeaderName, Message, Method, Rewriter};
 use tracing::debug;
 
-use crate::core::Core;
 use crate::types::Dest;
+use crate::verdict::{Forward, Verdict};
 
 /// Where a user is served (see [`HomeRouter::route`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,34 +50,28 @@ pub type SharedHomeRouter = Arc<dyn HomeRouter>;
 /// Seconds a client is told to wait when this front end cannot route.
 const RETRY_AFTER_SECS: u32 = 10;
 
-/// Forwards the request to `target`'s home front end when that is another one,
-/// or refuses it when this front end cannot tell. Returns `true` when the request
-/// was handled (the caller stops), `false` when it is served here.
-pub(crate) fn route_to_home(
-    core: &mut Core,
-    key: &ServerKey,
+/// Where a request for `target` is served: [`Verdict::Pass`] here, a forward to
+/// its home front end when that is another one, a redirect when a user signs in
+/// away from a live home, or a refusal when this front end cannot tell.
+/// `identity` is the authenticated user (`None` for a trusted peer).
+pub(crate) fn decide(
+    router: &dyn HomeRouter,
     msg: &Message,
     src: Dest,
     target: &str,
     identity: Option<&str>,
-    pop_routes: usize,
-) -> bool {
-    let Some(router) = core.home.clone() else {
-        return false;
-    };
+) -> Verdict {
     if router.is_peer(src.addr) {
-        return false;
+        return Verdict::Pass;
     }
     let sign_in = msg.method() == Some(&Method::Register);
     match router.route(target, sign_in) {
-        HomeRoute::Local => false,
-        HomeRoute::Unavailable(reason) => {
-            core.reply(key, msg, 503, |b| {
-                b.reason(reason)
-                    .header("Retry-After", RETRY_AFTER_SECS.to_string())
-            });
-            true
-        }
+        HomeRoute::Local => Verdict::Pass,
+        HomeRoute::Unavailable(reason) => Verdict::Reply {
+            code: 503,
+            reason,
+            headers: vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
+        },
         HomeRoute::Peer(dest) if sign_in => {
             // The client signed in through a front end other than its home (its
             // home is live): send it there, as Lync's home-server redirect does.
@@ -87,38 +81,29 @@ pub(crate) fn route_to_home(
                 host(dest.addr),
                 dest.addr.port()
             );
-            core.reply(key, msg, 301, |b| {
-                b.reason("Moved to the user's home front end")
-                    .header("Contact", contact)
-            });
-            true
+            Verdict::Reply {
+                code: 301,
+                reason: "Moved to the user's home front end".to_owned(),
+                headers: vec![("Contact", contact)],
+            }
         }
         HomeRoute::Peer(dest) => {
             let mut rw = Rewriter::new(msg).remove(HeaderName::PAssertedIdentity);
             if let Some(user) = identity {
                 rw = rw.append("P-Asserted-Identity", format!("<sip:{user}>"));
             }
-            let Ok(rewritten) = Message::parse(rw.build(), &confab_sip::Limits::default()) else {
-                core.reply(key, msg, 400, |b| {
-                    b.reason("Request could not be forwarded")
-                });
-                return true;
-            };
             let ruri = msg.request_uri().unwrap_or("").to_owned();
             let record_route = matches!(
                 msg.method(),
                 Some(Method::Invite | Method::Subscribe | Method::Refer)
             );
             debug!(user = %target, home = %dest.addr, "request forwarded to the home front end");
-            core.forward(
-                key.clone(),
-                &rewritten,
-                src,
-                vec![(ruri, dest)],
+            Verdict::Forward(Forward {
+                rewritten: Some(rw.build()),
+                targets: vec![(ruri, dest)],
                 record_route,
-                pop_routes,
-            );
-            true
+                serial: false,
+            })
         }
     }
 }

@@ -18,6 +18,7 @@ mod presence_agent;
 mod proxy;
 pub mod registrar;
 pub mod types;
+mod verdict;
 mod voice_app;
 
 pub use crate::apps::{AppRoute, ChatProvisioning};

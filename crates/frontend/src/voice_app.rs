@@ -1,7 +1,9 @@
 //! Enterprise Voice routing: the application behind the front end that owns calls
 //! to phone numbers and calls from PSTN gateways. Called from one place in the
-//! dispatcher ([`route`]); the decisions are `confab_voice`'s (sans-IO, tested
-//! there), this module only applies them to SIP:
+//! dispatcher: [`classify`] tells whether a request is a voice call, then
+//! [`inbound`] or [`outbound`] (after the core authenticated the caller) return
+//! the [`Verdict`] the core carries out. The decisions are `confab_voice`'s
+//! (sans-IO, tested there); this module only turns them into SIP:
 //!
 //! - **Calls to a number** from a local user (`tel:+E164`,
 //!   `sip:+E164@domain;user=phone`, or a dial string such as `sip:5550100@domain`
@@ -18,19 +20,41 @@
 //! Signalling is proxied (media flows between client and gateway, Lync's media
 //! bypass); the Mediation Server's B2BUA is not built yet.
 
-use confab_sip::transaction::ServerKey;
+use std::net::SocketAddr;
+
 use confab_sip::uri::Scheme;
 use confab_sip::{HeaderName, Message, Method, Rewriter, Uri};
-use confab_voice::is_dial_string;
+use confab_voice::{VoiceConfig, is_dial_string};
 use tracing::debug;
 
-use crate::core::Core;
-use crate::metrics::Metrics;
+use crate::directory::Directory;
 use crate::types::{Dest, Transport};
+use crate::verdict::{Forward, Verdict};
+
+/// A request that is Enterprise Voice's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum VoiceCall {
+    /// A call from the PSTN gateway of `trunk` to `dialed`.
+    Inbound { trunk: String, dialed: String },
+    /// A local user's call to `dialed` (the caller is authenticated next).
+    Outbound { dialed: String },
+}
+
+/// What the dispatcher knows of a request when it asks [`classify`].
+pub(crate) struct Request<'a> {
+    pub msg: &'a Message,
+    pub src: SocketAddr,
+    pub ruri: &'a Uri<'a>,
+    /// The Request-URI's host is ours.
+    pub ruri_ours: bool,
+    /// The From address is of our domain.
+    pub from_local: bool,
+}
 
 /// The number a Request-URI dials, if it dials one: a `tel:` URI, a `sip:` URI
 /// with `user=phone`, or a dial string at our domain that is no user's name.
-fn dialed_number(core: &Core, ruri: &Uri<'_>) -> Option<String> {
+fn dialed_number(req: &Request<'_>, domain: &str, directory: &Directory) -> Option<String> {
+    let ruri = req.ruri;
     let user = ruri.user_unescaped()?.into_owned();
     if ruri.scheme == Scheme::Tel {
         // tel:+1-425-555-0100;phone-context=... : the number is before any ';'.
@@ -45,167 +69,90 @@ fn dialed_number(core: &Core, ruri: &Uri<'_>) -> Option<String> {
     if user_phone && is_dial_string(&number) {
         return Some(number);
     }
-    if core.is_our_host(ruri.host) && is_dial_string(&number) {
-        let aor = format!("{}@{}", user.to_lowercase(), core.cfg.domain);
-        if core.directory.get(&aor).is_none() {
+    if req.ruri_ours && is_dial_string(&number) {
+        let aor = format!("{}@{}", user.to_lowercase(), domain);
+        if directory.get(&aor).is_none() {
             return Some(number);
         }
     }
     None
 }
 
-/// Handles an out-of-dialog request that is Enterprise Voice's (see the module
-/// documentation). Returns `false`, having done nothing, for any other request.
-pub(crate) fn route(
-    core: &mut Core,
-    key: &ServerKey,
-    msg: &Message,
-    src: Dest,
-    ruri: &Uri<'_>,
-    pop_routes: usize,
-) -> bool {
-    if msg.method() != Some(&Method::Invite) || core.voice.is_empty() {
-        return false;
+/// Whether an out-of-dialog request is Enterprise Voice's (see the module
+/// documentation); `None` for any other request.
+pub(crate) fn classify(
+    voice: &VoiceConfig,
+    domain: &str,
+    directory: &Directory,
+    req: &Request<'_>,
+) -> Option<VoiceCall> {
+    if req.msg.method() != Some(&Method::Invite) || voice.is_empty() {
+        return None;
     }
-    let Some(dialed) = dialed_number(core, ruri) else {
-        return false;
-    };
-    if let Some(trunk) = core.voice.trunk_at(src.addr).map(str::to_owned) {
-        inbound(core, key, msg, src, &trunk, &dialed, pop_routes);
-        return true;
-    }
-    let from = msg.from().parsed_uri().ok();
-    let from_local = from.as_ref().is_some_and(|u| core.is_our_host(u.host));
-    if !from_local {
-        // Not from a trunk, not from a local user: refused by the dispatcher like
-        // any request from another domain.
-        return false;
-    }
-    let from_aor = from.map(|u| u.aor());
-    let identity = if core.guard.is_trusted(src.addr) || core.cfg.allow_unauthenticated {
-        from_aor.clone()
-    } else {
-        core.authenticate(key, msg, src, true)
-    };
-    let Some(caller) = identity else {
-        return true; // challenged or refused
-    };
-    if from_aor.as_deref() != Some(caller.as_str()) {
-        core.reply(key, msg, 403, |b| {
-            b.reason("From does not match the authenticated user")
+    let dialed = dialed_number(req, domain, directory)?;
+    if let Some(trunk) = voice.trunk_at(req.src) {
+        return Some(VoiceCall::Inbound {
+            trunk: trunk.to_owned(),
+            dialed,
         });
-        return true;
     }
-    core.tx.mark_verified(key);
-    outbound(core, key, msg, src, &caller, &dialed, pop_routes);
-    true
+    // Not from a trunk, not from a local user: refused by the dispatcher like any
+    // request from another domain.
+    req.from_local.then_some(VoiceCall::Outbound { dialed })
 }
 
-/// A call from a gateway to `dialed`.
-fn inbound(
-    core: &mut Core,
-    key: &ServerKey,
-    msg: &Message,
-    src: Dest,
-    trunk: &str,
-    dialed: &str,
-    pop_routes: usize,
-) {
-    core.tx.mark_verified(key);
-    let number = match core.voice.normalize(None, dialed) {
+/// A call from a gateway's trunk to `dialed`.
+pub(crate) fn inbound(voice: &VoiceConfig, trunk: &str, dialed: &str) -> Verdict {
+    let number = match voice.normalize(None, dialed) {
         Ok(n) => n.number,
         Err(e) => {
             debug!(%trunk, %dialed, reason = %e, "inbound call: number not normalized");
-            core.reply(key, msg, 404, |b| b.reason("No user has this number"));
-            return;
+            return Verdict::reply(404, "No user has this number");
         }
     };
-    let Some(user) = core.voice.user_by_number(&number).map(str::to_owned) else {
+    let Some(user) = voice.user_by_number(&number) else {
         debug!(%trunk, %number, "inbound call: no user has this number");
-        core.reply(key, msg, 404, |b| b.reason("No user has this number"));
-        return;
+        return Verdict::reply(404, "No user has this number");
     };
     debug!(%trunk, %number, %user, "inbound call from a gateway");
-    to_user(core, key, msg, src, &user, pop_routes);
+    Verdict::ToUser(user.to_owned())
 }
 
-/// A call to the user owning a number.
-fn to_user(
-    core: &mut Core,
-    key: &ServerKey,
+/// The authenticated local user `caller`'s call to `dialed`.
+pub(crate) fn outbound(
+    voice: &VoiceConfig,
+    domain: &str,
     msg: &Message,
-    src: Dest,
-    user: &str,
-    pop_routes: usize,
-) {
-    if !core.directory.get(user).is_some_and(|u| u.enabled) {
-        core.reply(key, msg, 404, |b| b.reason("User not found"));
-        return;
-    }
-    let bindings: Vec<(String, Dest)> = core
-        .registrar
-        .lookup(user, core.now)
-        .into_iter()
-        .map(|b| (b.uri.clone(), b.flow))
-        .collect();
-    if bindings.is_empty() {
-        core.reply(key, msg, 480, |b| b.reason("User is offline"));
-        return;
-    }
-    Metrics::inc(&core.metrics.calls_forwarded_total);
-    core.forward(key.clone(), msg, src, bindings, true, pop_routes);
-}
-
-/// A local user's call to `dialed`.
-fn outbound(
-    core: &mut Core,
-    key: &ServerKey,
-    msg: &Message,
-    src: Dest,
     caller: &str,
     dialed: &str,
-    pop_routes: usize,
-) {
-    let number = match core.voice.normalize(Some(caller), dialed) {
+) -> Verdict {
+    let number = match voice.normalize(Some(caller), dialed) {
         Ok(n) => n.number,
-        Err(e) => {
-            let reason = e.to_string();
-            core.reply(key, msg, 404, |b| b.reason(reason));
-            return;
-        }
+        Err(e) => return Verdict::reply(404, e.to_string()),
     };
-    if let Some(user) = core.voice.user_by_number(&number).map(str::to_owned) {
-        to_user(core, key, msg, src, &user, pop_routes);
-        return;
+    if let Some(user) = voice.user_by_number(&number) {
+        return Verdict::ToUser(user.to_owned());
     }
-    let trunks = match core.voice.route(caller, &number) {
+    let trunks = match voice.route(caller, &number) {
         Ok(t) => t,
         Err(refusal) => {
             let reason = refusal.to_string();
             debug!(%caller, %number, %reason, "call to the PSTN refused");
-            core.reply(key, msg, 403, |b| b.reason(reason));
-            return;
+            return Verdict::reply(403, reason);
         }
     };
     // Caller ID: the caller's line URI (route() refuses callers without one).
-    let line = core
-        .voice
+    let line = voice
         .user(caller)
         .and_then(|u| u.line_uri.clone())
         .unwrap_or_default();
-    let bytes = Rewriter::new(msg)
+    let rewritten = Rewriter::new(msg)
         .remove(HeaderName::PAssertedIdentity)
         .append(
             "P-Asserted-Identity",
-            format!("<sip:{line}@{};user=phone>", core.cfg.domain),
+            format!("<sip:{line}@{domain};user=phone>"),
         )
         .build();
-    let Ok(rewritten) = Message::parse(bytes, &confab_sip::Limits::default()) else {
-        core.reply(key, msg, 400, |b| {
-            b.reason("Request could not be forwarded")
-        });
-        return;
-    };
     let targets: Vec<(String, Dest)> = trunks
         .iter()
         .map(|t| {
@@ -219,8 +166,8 @@ fn outbound(
                 other => format!(";transport={}", other.uri_param()),
             };
             let host = match t.gateway {
-                std::net::SocketAddr::V4(a) => a.to_string(),
-                std::net::SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+                SocketAddr::V4(a) => a.to_string(),
+                SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
             };
             let ruri = format!("sip:{}@{host};user=phone{param}", t.number);
             let dest = Dest {
@@ -232,6 +179,10 @@ fn outbound(
         })
         .collect();
     debug!(%caller, %number, trunks = targets.len(), "call to the PSTN");
-    Metrics::inc(&core.metrics.calls_forwarded_total);
-    core.forward_serial(key.clone(), &rewritten, src, targets, true, pop_routes);
+    Verdict::Forward(Forward {
+        rewritten: Some(rewritten),
+        targets,
+        record_route: true,
+        serial: true,
+    })
 }
