@@ -959,9 +959,12 @@ fn real_main() -> Res<()> {
             continue;
         };
         let members_n = us.len();
-        // fan-out per post, measured
-        let (_, d, _, _, _, _) = run_step(&sh, std::slice::from_mut(&mut p), 1.0, 1.0);
-        let fanout = d.max(1);
+        // Let the previous stage's deliveries drain, then warm up with one post a
+        // second; every other member receives each post (a delivery still arriving
+        // from the model load once inflated a measured fan-out, 174 for 150 members).
+        std::thread::sleep(Duration::from_secs(3));
+        let _ = run_step(&sh, std::slice::from_mut(&mut p), 1.0, 1.0);
+        let fanout = members_n.saturating_sub(1).max(1) as u64;
         let mut steps = Vec::new();
         let mut best: Option<serde_json::Value> = None;
         let mut rate = a.start_rate;
