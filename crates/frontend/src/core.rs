@@ -396,25 +396,15 @@ impl Core {
                         }
                     },
                 };
-                if f.serial {
-                    self.forward_serial(
-                        key.clone(),
-                        request,
-                        src,
-                        f.targets,
-                        f.record_route,
-                        pop_routes,
-                    );
-                } else {
-                    self.forward(
-                        key.clone(),
-                        request,
-                        src,
-                        f.targets,
-                        f.record_route,
-                        pop_routes,
-                    );
-                }
+                self.forward_with(
+                    key.clone(),
+                    request,
+                    src,
+                    f.targets,
+                    f.record_route,
+                    pop_routes,
+                    f.serial,
+                );
             }
             Verdict::ToUser(user) => {
                 if !self.directory.get(&user).is_some_and(|u| u.enabled) {

@@ -117,31 +117,11 @@ impl Core {
         );
     }
 
-    /// Forwards a request statefully to one target after the other: the next is
-    /// tried when the current one answers 503 or 408 or times out (voice trunk
-    /// failover, see `crate::voice_app`).
-    pub(crate) fn forward_serial(
-        &mut self,
-        server_key: ServerKey,
-        msg: &Message,
-        upstream: Dest,
-        targets: Vec<(String, Dest)>,
-        record_route: bool,
-        pop_routes: usize,
-    ) {
-        self.forward_with(
-            server_key,
-            msg,
-            upstream,
-            targets,
-            record_route,
-            pop_routes,
-            true,
-        );
-    }
-
+    /// Forwards a request statefully: to every target at once (forking), or with
+    /// `serial` to one target after the other, the next tried when the current one
+    /// answers 503 or 408 or times out (voice trunk failover, see `crate::voice_app`).
     #[allow(clippy::too_many_arguments)]
-    fn forward_with(
+    pub(crate) fn forward_with(
         &mut self,
         server_key: ServerKey,
         msg: &Message,
