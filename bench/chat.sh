@@ -11,8 +11,12 @@
 #                            the time of a 25-message backfill
 #   bench/chat.sh --smoke    the same with 600 users (rooms of 300, 150 and 30), a few
 #                            seconds per step (what bench/run.sh --smoke runs in CI)
+#   bench/chat.sh --transport tcp --users 19000 --big 15000
+#                            the same with every user on its own TCP connection, as
+#                            real clients are; the open-file limit (20,000 per process
+#                            here) bounds the users of both processes
 #
-# Options: --smoke, --users N (default 20000; smoke 600), --big N (members of the big room;
+# Options: --smoke, --transport udp|tcp (default udp), --users N (default 20000; smoke 600), --big N (members of the big room;
 #          default 16000; smoke 300), --small N (users in rooms of 30; default users/20),
 #          --model-secs S (default 60; smoke 5),
 #          --step-secs S (ceiling steps; default 5; smoke 2), --out DIR (default
@@ -25,6 +29,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 
 SMOKE=0
+TRANSPORT=udp
 USERS=
 BIG=
 SMALL=
@@ -34,17 +39,19 @@ OUT=
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) SMOKE=1 ;;
+    --transport) TRANSPORT=$2; shift ;;
     --users) USERS=$2; shift ;;
     --big) BIG=$2; shift ;;
     --small) SMALL=$2; shift ;;
     --model-secs) MODEL_SECS=$2; shift ;;
     --step-secs) STEP_SECS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+case "$TRANSPORT" in udp | tcp) ;; *) echo "--transport udp or tcp" >&2; exit 2 ;; esac
 if [ $SMOKE = 1 ]; then
   USERS=${USERS:-600}; BIG=${BIG:-300}; MODEL_SECS=${MODEL_SECS:-5}; STEP_SECS=${STEP_SECS:-2}
   MAX_RATE=64
@@ -55,7 +62,7 @@ fi
 SMALL=${SMALL:-$(( USERS / 20 ))}
 [ $(( BIG + SMALL )) -lt "$USERS" ] || { echo "--big plus --small must be below --users" >&2; exit 2; }
 MID=$(( USERS - SMALL ))   # users BIG..MID in rooms of 150, MID..USERS in rooms of 30
-OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)-chat$([ $SMOKE = 1 ] && echo -smoke)}
+OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)-chat$([ "$TRANSPORT" = tcp ] && echo -tcp)$([ $SMOKE = 1 ] && echo -smoke)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 DOMAIN=bench.test
@@ -83,7 +90,7 @@ fi
 export CONFAB_BIN
 C() { "$CONFAB_BIN" --data "$CONFAB_RUNDIR/data" "$@" </dev/null; }
 
-echo "== $USERS users (big room $BIG, $(( MID - BIG )) in rooms of 150, $SMALL in rooms of 30) -> $OUT"
+echo "== $USERS users over $TRANSPORT (big room $BIG, $(( MID - BIG )) in rooms of 150, $SMALL in rooms of 30) -> $OUT"
 python3 - "$USERS" "$CONFAB_RUNDIR/users.csv" "$DOMAIN" <<'PY'
 import sys
 n, path, dom = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -117,7 +124,7 @@ sed -e "s/@SIP@/$CONFAB_SIP/" -e "s/@DOMAIN@/$DOMAIN/" \
 PID=$(cat "$CONFAB_RUNDIR/confab.pid")
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== chat_load (join, model load, ceilings, backfill)"
-"$CHAT_LOAD_BIN" --server "$CONFAB_SIP" --domain "$DOMAIN" --password pw --user-prefix user \
+"$CHAT_LOAD_BIN" --transport "$TRANSPORT" --server "$CONFAB_SIP" --domain "$DOMAIN" --password pw --user-prefix user \
   --users "$USERS" --room "big=0..$BIG" --room "r150-%=$BIG..$MID/150" \
   --room "r30-%=$MID..$USERS/30" "${URIS[@]}" \
   --server-pid "$PID" --model "r150-%:24:$MODEL_SECS" \
@@ -139,8 +146,8 @@ print("# Persistent Chat benchmark" + (" (smoke)" if smoke else ""))
 print()
 print("| figure | value |")
 print("|---|---|")
+print(f"| transport | {d.get('transport', 'udp').upper()}" + (" (one connection per user)" if d.get('transport') == 'tcp' else " (shared sockets)") + " |")
 print(f"| joined users (wanted) | {f(j.get('joined'))} ({f(j.get('wanted'))}), {f(j.get('errors'))} errors, {f(j.get('joins_per_s'))} joins/s |")
-print("| joined users over TCP | not measured: the generator (chat_load) speaks UDP only |")
 print(f"| server memory per joined user (PSS) | {f(j.get('bytes_per_joined_user'), 0)} bytes |")
 print(f"| Lync model load: {f(m.get('posts_per_s'), 0)} posts/s over {f(m.get('rooms'))} rooms | p50 {f(m.get('p50_ms'), 2)} ms, p99 {f(m.get('p99_ms'), 2)} ms, max {f(m.get('max_ms'), 2)} ms; {f(m.get('deliveries_per_s'), 0)} deliveries/s; server {f(m.get('server_cores'), 2)} cores |")
 for room, r in sorted(c.items()):

@@ -255,3 +255,76 @@ fn chat_over_udp_replies_follow_their_answers() -> Result<()> {
     );
     Ok(())
 }
+
+/// The benchmark's load generator with every user on its own TCP connection
+/// (bench/chat.sh --transport tcp), as real clients connect: every user joins
+/// through the front end, and every post reaches every other member of the room
+/// over that user's connection (nothing is sent to the Contact over UDP).
+#[test]
+fn chat_load_over_tcp_delivers_every_post() -> Result<()> {
+    const N: usize = 30;
+    let mut opts = ServerOptions::new().domain(DOMAIN);
+    for i in 0..N {
+        opts = opts.user(&format!("t{i:04}@example.com"), "pw");
+    }
+    let server = ConfabServer::start(opts)?;
+    if server.skip_if_external("chat_load_over_tcp_delivers_every_post") {
+        return Ok(());
+    }
+    server.cli(&["chat", "policy", "set", "--global", "--enable"])?;
+    server.cli(&[
+        "chat",
+        "category",
+        "add",
+        "General",
+        "--allowed-members",
+        "@example.com",
+    ])?;
+    server.cli(&[
+        "chat",
+        "room",
+        "add",
+        "Load",
+        "--category",
+        "General",
+        "--privacy",
+        "open",
+    ])?;
+    let show = server.cli(&["chat", "room", "show", "Load", "--json"])?;
+    let room = show
+        .split("\"uri\": \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .ok_or_else(|| Error(format!("no uri in {show}")))?
+        .to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().map_err(|e| Error(format!("tempdir: {e}")))?;
+    let out = dir.path().join("chat.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_chat_load"))
+        .args(["--transport", "tcp", "--server"])
+        .arg(server.sip_addr().to_string())
+        .args(["--domain", DOMAIN, "--password", "pw", "--user-prefix", "t"])
+        .args(["--users", &N.to_string(), "--room", &format!("Load=0..{N}")])
+        .args(["--uri", &format!("Load={room}")])
+        .args(["--model", "Load:10:2", "--backfill", "Load", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Error(format!("chat_load: {e}")))?;
+    assert!(status.success(), "chat_load failed\n{}", server.context());
+    let text = std::fs::read_to_string(&out).map_err(|e| Error(format!("{e}")))?;
+    let d: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error(format!("{e}: {text}")))?;
+    assert_eq!(d["transport"], "tcp", "{text}");
+    assert_eq!(d["join"]["joined"], N, "every user joins over TCP: {text}");
+    let posts = d["model"]["posts"].as_u64().unwrap_or(0);
+    assert!(posts >= 10, "the model phase posted: {text}");
+    assert_eq!(
+        d["model"]["deliveries"].as_u64(),
+        Some(posts * (N as u64 - 1)),
+        "every post reaches the {} other members: {text}",
+        N - 1
+    );
+    assert_eq!(d["backfill"]["errors"], 0, "{text}");
+    Ok(())
+}

@@ -4,7 +4,10 @@
 //! `cmd:requri`, BYE, INVITE of the chat-server URI from `rpl:requri`, `cmd:join`.
 //! Many users share a few UDP sockets (one router thread per socket answers every
 //! server request 200 at once, counts the posts delivered and their latency: each
-//! post carries its send time).
+//! post carries its send time). With `--transport tcp` every user has its own TCP
+//! connection instead, as a real client does (reader and writer tasks on a small
+//! tokio runtime; the same dispatch), so the number of users is bounded by the
+//! open-file limit of both processes.
 //!
 //! ```text
 //! chat-load --server 127.0.0.1:5060 --domain bench.test --password pw \
@@ -27,7 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use confab_acceptance::digest::pick_challenge;
-use confab_acceptance::sip::Message;
+use confab_acceptance::sip::{Message, take_stream_message};
 use confab_acceptance::unique_token;
 use confab_acceptance::xccos::{ack_for, elements, escape, posts, resp};
 
@@ -72,8 +75,7 @@ fn user_of(v: &str) -> Option<String> {
     Some(rest[..end].to_string())
 }
 
-/// One socket's router: answers server requests 200, counts deliveries, hands
-/// responses and XCCOS replies to the user's channel.
+/// One UDP socket's router: receives and hands every message to `dispatch`.
 fn router(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 65536];
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
@@ -85,61 +87,165 @@ fn router(sh: Arc<Shared>, sock: Arc<UdpSocket>) {
         let Ok(m) = Message::parse(&buf[..n]) else {
             continue;
         };
-        if m.is_request() {
-            if m.method() == Some("ACK") {
-                continue;
+        dispatch(&sh, m, |bytes| {
+            let _ = sock.send_to(bytes, src);
+        });
+    }
+}
+
+/// Answers a server request 200 (through `reply`), counts deliveries, hands
+/// responses and XCCOS replies to the user's channel.
+fn dispatch(sh: &Shared, m: Message, reply: impl Fn(&[u8])) {
+    if m.is_request() {
+        if m.method() == Some("ACK") {
+            return;
+        }
+        let r = m.response(200, "OK", "bench");
+        reply(&r.to_bytes());
+        sh.sent_responses.fetch_add(1, Ordering::Relaxed);
+        let body = m.body_text();
+        if body.contains("<grpchat") {
+            let t = now_ns();
+            let mut st = sh.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (
+                m.header("Call-ID").unwrap_or("").to_string(),
+                m.header("CSeq").unwrap_or("").to_string(),
+            );
+            if !st.seen.insert(key) {
+                st.retransmitted += 1;
+                return;
             }
-            let r = m.response(200, "OK", "bench");
-            let _ = sock.send_to(&r.to_bytes(), src);
-            sh.sent_responses.fetch_add(1, Ordering::Relaxed);
-            let body = m.body_text();
-            if body.contains("<grpchat") {
-                let t = now_ns();
-                let mut st = sh.stats.lock().unwrap_or_else(|e| e.into_inner());
-                let key = (
-                    m.header("Call-ID").unwrap_or("").to_string(),
-                    m.header("CSeq").unwrap_or("").to_string(),
-                );
-                if !st.seen.insert(key) {
-                    st.retransmitted += 1;
-                    continue;
-                }
-                st.deliveries += 1;
-                if st.first_ns == 0 {
-                    st.first_ns = t;
-                }
-                st.last_ns = t;
-                for p in posts(&body) {
-                    if let Some(ts) = p
-                        .text
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("bench-ts="))
-                        .and_then(|v| v.parse::<u128>().ok())
-                    {
-                        let us = t.saturating_sub(ts) / 1000;
-                        st.lat_us.push(u32::try_from(us).unwrap_or(u32::MAX));
-                    }
-                }
-                continue;
+            st.deliveries += 1;
+            if st.first_ns == 0 {
+                st.first_ns = t;
             }
-            if body.contains("<ntc") {
-                let mut st = sh.stats.lock().unwrap_or_else(|e| e.into_inner());
-                st.notices += 1;
-                continue;
-            }
-            let who = m.header("To").and_then(user_of);
-            if let Some(who) = who {
-                let routes = sh.routes.read().unwrap_or_else(|e| e.into_inner());
-                if let Some(tx) = routes.get(&who) {
-                    let _ = tx.send(m);
+            st.last_ns = t;
+            for p in posts(&body) {
+                if let Some(ts) = p
+                    .text
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("bench-ts="))
+                    .and_then(|v| v.parse::<u128>().ok())
+                {
+                    let us = t.saturating_sub(ts) / 1000;
+                    st.lat_us.push(u32::try_from(us).unwrap_or(u32::MAX));
                 }
             }
-        } else if let Some(who) = m.header("From").and_then(user_of) {
+            return;
+        }
+        if body.contains("<ntc") {
+            let mut st = sh.stats.lock().unwrap_or_else(|e| e.into_inner());
+            st.notices += 1;
+            return;
+        }
+        let who = m.header("To").and_then(user_of);
+        if let Some(who) = who {
             let routes = sh.routes.read().unwrap_or_else(|e| e.into_inner());
             if let Some(tx) = routes.get(&who) {
                 let _ = tx.send(m);
             }
         }
+    } else if let Some(who) = m.header("From").and_then(user_of) {
+        let routes = sh.routes.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = routes.get(&who) {
+            let _ = tx.send(m);
+        }
+    }
+}
+
+/// Where a client's requests go out: a shared UDP socket, or the user's own TCP
+/// connection (a writer task drains `tx`; a reader task feeds `dispatch`).
+#[derive(Clone)]
+enum Link {
+    Udp(Arc<UdpSocket>),
+    Tcp {
+        tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+        local: SocketAddr,
+    },
+}
+
+impl Link {
+    fn send(&self, bytes: &[u8], server: SocketAddr) {
+        match self {
+            Link::Udp(s) => {
+                let _ = s.send_to(bytes, server);
+            }
+            Link::Tcp { tx, .. } => {
+                let _ = tx.send(bytes.to_vec());
+            }
+        }
+    }
+
+    fn local(&self) -> String {
+        match self {
+            Link::Udp(s) => s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            Link::Tcp { local, .. } => local.to_string(),
+        }
+    }
+
+    /// The Via transport.
+    fn via(&self) -> &'static str {
+        match self {
+            Link::Udp(_) => "UDP",
+            Link::Tcp { .. } => "TCP",
+        }
+    }
+
+    /// The Contact URI parameter that makes the server reuse the connection.
+    fn contact_param(&self) -> &'static str {
+        match self {
+            Link::Udp(_) => "",
+            Link::Tcp { .. } => ";transport=tcp",
+        }
+    }
+
+    fn reliable(&self) -> bool {
+        matches!(self, Link::Tcp { .. })
+    }
+
+    /// Opens the user's own TCP connection to `server`; its reader and writer
+    /// run on `rt` and end when the server closes it or `tx` is dropped.
+    fn connect_tcp(sh: &Arc<Shared>, rt: &tokio::runtime::Handle) -> Res<Link> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let s = std::net::TcpStream::connect(sh.server).map_err(|e| format!("connect: {e}"))?;
+        let local = s.local_addr().map_err(|e| format!("local_addr: {e}"))?;
+        let _ = s.set_nodelay(true);
+        s.set_nonblocking(true)
+            .map_err(|e| format!("set_nonblocking: {e}"))?;
+        let _guard = rt.enter();
+        let s = tokio::net::TcpStream::from_std(s).map_err(|e| format!("from_std: {e}"))?;
+        let (mut rd, mut wr) = s.into_split();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        rt.spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (sh2, tx2) = (Arc::clone(sh), tx.clone());
+        rt.spawn(async move {
+            let mut buf = Vec::with_capacity(4096);
+            let mut chunk = vec![0u8; 16384];
+            loop {
+                let n = match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                if buf.len() > 1 << 20 {
+                    break;
+                }
+                while let Some(one) = take_stream_message(&mut buf) {
+                    if let Ok(m) = Message::parse(&one) {
+                        dispatch(&sh2, m, |bytes| {
+                            let _ = tx2.send(bytes.to_vec());
+                        });
+                    }
+                }
+            }
+        });
+        Ok(Link::Tcp { tx, local })
     }
 }
 
@@ -160,7 +266,7 @@ struct Session {
 
 struct Client {
     sh: Arc<Shared>,
-    sock: Arc<UdpSocket>,
+    link: Link,
     rx: Receiver<Message>,
     /// Server requests that arrived while a response was awaited (a reply INFO
     /// may arrive before the 200 of the command it answers: two transactions).
@@ -170,7 +276,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(sh: &Arc<Shared>, sock: &Arc<UdpSocket>, user: &str) -> Client {
+    fn new(sh: &Arc<Shared>, link: &Link, user: &str) -> Client {
         let (tx, rx) = channel();
         sh.routes
             .write()
@@ -178,7 +284,7 @@ impl Client {
             .insert(user.to_string(), tx);
         Client {
             sh: Arc::clone(sh),
-            sock: Arc::clone(sock),
+            link: link.clone(),
             rx,
             early: std::collections::VecDeque::new(),
             user: user.to_string(),
@@ -191,10 +297,7 @@ impl Client {
     }
 
     fn local(&self) -> String {
-        self.sock
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
+        self.link.local()
     }
 
     /// Sends a request (retransmitted on UDP: 0.5, 1, 2, 4 s), answers one
@@ -218,7 +321,11 @@ impl Client {
             let mut h: Vec<(String, String)> = vec![
                 (
                     "Via".into(),
-                    format!("SIP/2.0/UDP {};branch={branch};rport", self.local()),
+                    format!(
+                        "SIP/2.0/{} {};branch={branch};rport",
+                        self.link.via(),
+                        self.local()
+                    ),
                 ),
                 ("Max-Forwards".into(), "70".into()),
                 ("From".into(), format!("<{}>;tag={from_tag}", self.aor())),
@@ -227,7 +334,12 @@ impl Client {
                 ("CSeq".into(), format!("{} {method}", self.cseq)),
                 (
                     "Contact".into(),
-                    format!("<sip:{}@{}>", self.user, self.local()),
+                    format!(
+                        "<sip:{}@{}{}>",
+                        self.user,
+                        self.local(),
+                        self.link.contact_param()
+                    ),
                 ),
             ];
             for r in routes {
@@ -254,7 +366,11 @@ impl Client {
             let mut wait = Duration::from_millis(500);
             let mut tries = 0;
             let resp = 'outer: loop {
-                let _ = self.sock.send_to(&bytes, self.sh.server);
+                // Over TCP the request goes out once (a reliable transport); the
+                // loop only waits.
+                if tries == 0 || !self.link.reliable() {
+                    self.link.send(&bytes, self.sh.server);
+                }
                 let end = Instant::now() + wait;
                 loop {
                     let left = end.saturating_duration_since(Instant::now());
@@ -282,9 +398,8 @@ impl Client {
             };
             let code = resp.status().unwrap_or(0);
             if method == "INVITE" && code >= 300 {
-                let _ = self
-                    .sock
-                    .send_to(&ack_for(&req, &resp).to_bytes(), self.sh.server);
+                self.link
+                    .send(&ack_for(&req, &resp).to_bytes(), self.sh.server);
             }
             if (code == 401 || code == 407) && auth.is_none() {
                 let (ch, an) = if code == 401 {
@@ -387,7 +502,8 @@ impl Client {
             (
                 "Via".to_string(),
                 format!(
-                    "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+                    "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+                    self.link.via(),
                     self.local(),
                     unique_token()
                 ),
@@ -413,7 +529,7 @@ impl Client {
             headers: h,
             body: Vec::new(),
         };
-        let _ = self.sock.send_to(&ack.to_bytes(), self.sh.server);
+        self.link.send(&ack.to_bytes(), self.sh.server);
         Ok(s)
     }
 
@@ -534,6 +650,8 @@ struct Args {
     uris: HashMap<String, String>,
     pid: Option<u32>,
     sockets: usize,
+    /// Each user on its own TCP connection instead of shared UDP sockets.
+    tcp: bool,
     threads: usize,
     register: bool,
     model: Option<(String, f64, f64)>,
@@ -556,6 +674,7 @@ fn parse_args() -> Res<Args> {
         uris: HashMap::new(),
         pid: None,
         sockets: 16,
+        tcp: false,
         threads: 16,
         register: false,
         model: None,
@@ -603,6 +722,13 @@ fn parse_args() -> Res<Args> {
             }
             "--server-pid" => a.pid = Some(val(&mut i)?.parse().map_err(|e| format!("{e}"))?),
             "--sockets" => a.sockets = val(&mut i)?.parse().map_err(|e| format!("{e}"))?,
+            "--transport" => {
+                a.tcp = match val(&mut i)?.as_str() {
+                    "udp" => false,
+                    "tcp" => true,
+                    t => return Err(format!("--transport {t}: udp or tcp")),
+                }
+            }
             "--threads" => a.threads = val(&mut i)?.parse().map_err(|e| format!("{e}"))?,
             "--register" => a.register = true,
             "--model" => {
@@ -676,7 +802,8 @@ fn post(p: &mut Poster, text: &str) {
         (
             "Via".to_string(),
             format!(
-                "SIP/2.0/UDP {};branch=z9hG4bK{};rport",
+                "SIP/2.0/{} {};branch=z9hG4bK{};rport",
+                c.link.via(),
                 c.local(),
                 unique_token()
             ),
@@ -689,7 +816,10 @@ fn post(p: &mut Poster, text: &str) {
         ),
         ("Call-ID".into(), s.call_id.clone()),
         ("CSeq".into(), format!("{} INFO", s.cseq)),
-        ("Contact".into(), format!("<sip:{}@{}>", s.user, c.local())),
+        (
+            "Contact".into(),
+            format!("<sip:{}@{}{}>", s.user, c.local(), c.link.contact_param()),
+        ),
     ];
     for r in &s.routes {
         h.push(("Route".into(), r.clone()));
@@ -701,7 +831,7 @@ fn post(p: &mut Poster, text: &str) {
         headers: h,
         body: body.into_bytes(),
     };
-    let _ = c.sock.send_to(&m.to_bytes(), c.sh.server);
+    c.link.send(&m.to_bytes(), c.sh.server);
     // drain responses
     while c.rx.try_recv().is_ok() {}
 }
@@ -780,6 +910,7 @@ fn main() {
 
 fn real_main() -> Res<()> {
     let a = parse_args()?;
+    let mut report = serde_json::Map::new();
     let sh = Arc::new(Shared {
         server: a.server,
         domain: a.domain.clone(),
@@ -791,13 +922,23 @@ fn real_main() -> Res<()> {
     });
     let mut socks = Vec::new();
     let mut routers = Vec::new();
+    // TCP: every user's connection is read and written by tasks of this runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_io()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let rt_handle = rt.handle().clone();
     for _ in 0..a.sockets.max(1) {
+        if a.tcp {
+            break;
+        }
         let s = Arc::new(UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?);
         let (sh2, s2) = (Arc::clone(&sh), Arc::clone(&s));
         routers.push(std::thread::spawn(move || router(sh2, s2)));
-        socks.push(s);
+        socks.push(Link::Udp(s));
     }
-    let mut report = serde_json::Map::new();
+    report.insert("transport".into(), if a.tcp { "tcp" } else { "udp" }.into());
     let members = memberships(&a);
     let joined_users = members.len();
     report.insert("users".into(), joined_users.into());
@@ -807,7 +948,7 @@ fn real_main() -> Res<()> {
     let cpu0 = a.pid.and_then(cpu_ticks);
     let t0 = Instant::now();
     let work = Arc::new(Mutex::new(members.clone()));
-    let sessions: Arc<Mutex<HashMap<usize, (Session, usize)>>> =
+    let sessions: Arc<Mutex<HashMap<usize, (Session, Link)>>> =
         Arc::new(Mutex::new(HashMap::new()));
     let errors = Arc::new(AtomicU64::new(0));
     let first_err: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
@@ -819,6 +960,8 @@ fn real_main() -> Res<()> {
         let first_err = Arc::clone(&first_err);
         let sh = Arc::clone(&sh);
         let socks = socks.clone();
+        let rt_handle = rt_handle.clone();
+        let tcp = a.tcp;
         let uris = a.uris.clone();
         let prefix = a.prefix.clone();
         let register = a.register;
@@ -826,17 +969,26 @@ fn real_main() -> Res<()> {
             loop {
                 let job = work.lock().ok().and_then(|mut v| v.pop());
                 let Some((u, room)) = job else { break };
-                let sock_i = (u + w) % socks.len();
                 let user = format!("{prefix}{u:04}");
-                let mut c = Client::new(&sh, &socks[sock_i], &user);
-                let r = uris
-                    .get(&room)
-                    .ok_or_else(|| format!("no --uri for room {room}"))
-                    .and_then(|uri| c.sign_in_and_join(register, uri));
+                let link = if tcp {
+                    Link::connect_tcp(&sh, &rt_handle)
+                } else {
+                    socks
+                        .get((u + w) % socks.len().max(1))
+                        .cloned()
+                        .ok_or_else(|| "no socket".to_string())
+                };
+                let r = link.and_then(|link| {
+                    let mut c = Client::new(&sh, &link, &user);
+                    let uri = uris
+                        .get(&room)
+                        .ok_or_else(|| format!("no --uri for room {room}"))?;
+                    c.sign_in_and_join(register, uri).map(|s| (s, link))
+                });
                 match r {
                     Ok(s) => {
                         if let Ok(mut m) = sessions.lock() {
-                            m.insert(u, (s, sock_i));
+                            m.insert(u, s);
                         }
                     }
                     Err(e) => {
@@ -901,9 +1053,9 @@ fn real_main() -> Res<()> {
         }
     }
     let make_poster = |u: usize| -> Option<Poster> {
-        let (s, si) = sess.get(&u)?.clone();
+        let (s, link) = sess.get(&u)?.clone();
         let user = format!("{}{u:04}", a.prefix);
-        let c = Client::new(&sh, &socks[si], &user);
+        let c = Client::new(&sh, &link, &user);
         Some(Poster {
             client: c,
             session: s,
