@@ -909,7 +909,14 @@ fn main() {
 }
 
 fn real_main() -> Res<()> {
-    let a = parse_args()?;
+    let mut a = parse_args()?;
+    // A TCP user registers first, as clients do: its connection is then a
+    // registered flow that the server keeps open. An unregistered connection that
+    // sends nothing is closed after `limits.idle_timeout_secs` (120 s), and the
+    // members of a quiet room would miss the posts that follow.
+    if a.tcp {
+        a.register = true;
+    }
     let mut report = serde_json::Map::new();
     let sh = Arc::new(Shared {
         server: a.server,
