@@ -256,117 +256,54 @@ pub fn grpchat(envid: u64, chan_uri: &str, author_uri: &str, ts: &str, body: &st
     envelope(envid, &s)
 }
 
+/// The UTC time of epoch milliseconds (the epoch itself when out of range).
+fn utc(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
 /// Epoch milliseconds as XCCOS `ts` (ISO 8601 UTC, seconds).
 pub fn format_ts(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    utc(ms)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        ))
+        .unwrap_or_default()
 }
 
-/// Days since 1970-01-01 → (year, month, day) (H. Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// (year, month, day) → days since 1970-01-01.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Parses `YYYY-MM-DD` (midnight UTC) or RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`)
-/// into epoch milliseconds.
+/// Parses `YYYY-MM-DD` (midnight UTC) or RFC 3339 (`YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`,
+/// `t` or a space for the `T`) into epoch milliseconds.
 pub fn parse_date(s: &str) -> Option<i64> {
     let s = s.trim();
-    let b = s.as_bytes();
-    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
+    let ms = |t: time::OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok();
+    if s.len() == 10 {
+        let d =
+            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+        return ms(d.midnight().assume_utc());
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    let y = num(0..4)?;
-    let mo = u32::try_from(num(5..7)?).ok()?;
-    let d = u32::try_from(num(8..10)?).ok()?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
+    // RFC 3339 allows a lower-case `t`/`z` and (section 5.6, note) a space.
+    let mut norm = s.to_string();
+    if let Some(sep) = norm.get(10..11)
+        && (sep == " " || sep == "t")
+    {
+        norm.replace_range(10..11, "T");
     }
-    let days = days_from_civil(y, mo, d);
-    if civil_from_days(days) != (y, mo, d) {
-        return None;
+    if norm.ends_with('z') {
+        norm.pop();
+        norm.push('Z');
     }
-    let mut ms = days * 86_400_000;
-    if b.len() == 10 {
-        return Some(ms);
-    }
-    if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 19 || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let h = num(11..13)?;
-    let mi = num(14..16)?;
-    let sec = num(17..19)?;
-    if h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    ms += (h * 3600 + mi * 60 + sec) * 1000;
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let f = &frac[..digits.min(3)];
-        let mut v: i64 = f.parse().ok()?;
-        for _ in f.len()..3 {
-            v *= 10;
-        }
-        ms += v;
-        rest = &frac[digits..];
-    }
-    match rest {
-        "Z" | "z" => Some(ms),
-        _ => {
-            let rb = rest.as_bytes();
-            if rb.len() != 6 || !matches!(rb[0], b'+' | b'-') || rb[3] != b':' {
-                return None;
-            }
-            let oh: i64 = rest.get(1..3)?.parse().ok()?;
-            let om: i64 = rest.get(4..6)?.parse().ok()?;
-            let off = (oh * 60 + om) * 60_000;
-            Some(if rb[0] == b'+' { ms - off } else { ms + off })
-        }
-    }
+    time::OffsetDateTime::parse(&norm, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .and_then(ms)
 }
 
 /// Epoch milliseconds as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(ms: i64) -> String {
-    let base = format_ts(ms);
-    format!("{}.{:03}Z", &base[..19], ms.rem_euclid(1000))
+    utc(ms)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

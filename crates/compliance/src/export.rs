@@ -57,56 +57,28 @@ impl Format {
 /// .NET ticks (100 ns since 0001-01-01) of the Unix epoch.
 const EPOCH_TICKS: i64 = 621_355_968_000_000_000;
 
-/// `(year, month, day)` of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// Days since 1970-01-01 of a civil date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The UTC time of epoch milliseconds (the epoch itself when out of range).
+fn utc(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// `2026-12-06T19:00:00.1230000Z` (ISO 8601, seven decimals, as .NET's "o").
 pub fn iso_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let frac = ms.rem_euclid(1000);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{frac:03}0000Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    utc(ms)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]0000Z"
+        ))
+        .unwrap_or_default()
 }
 
 /// `20261206T190000Z`, for file names.
 pub fn compact_utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}{mo:02}{d:02}T{:02}{:02}{:02}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    utc(ms)
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default()
 }
 
 /// .NET ticks of an epoch-millisecond time.
@@ -367,8 +339,8 @@ mod tests {
         assert_eq!(iso_utc(1_796_585_045_123), "2026-12-06T19:24:05.1230000Z");
         assert_eq!(compact_utc(1_796_585_045_123), "20261206T192405Z");
         assert_eq!(ticks(0), 621_355_968_000_000_000);
-        assert_eq!(days_from_civil(2026, 12, 6), 1_796_585_045_123 / 86_400_000);
-        assert_eq!(civil_from_days(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+        assert_eq!(iso_utc(951_782_400_000), "2000-02-29T00:00:00.0000000Z");
+        assert_eq!(compact_utc(-1000), "19691231T235959Z");
     }
 
     #[test]

@@ -238,38 +238,30 @@ fn parse_time(t: &Tlv<'_>) -> Result<i64, TlsError> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return Err(bad("time out of range"));
     }
-    let days = days_from_civil(year, month, day);
+    let days = days_from_civil(year, month, day).ok_or_else(|| bad("no such day"))?;
     Ok(days * 86_400 + hour * 3600 + min * 60 + sec)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Days since 1970-01-01 of a proleptic Gregorian date (`None` for a day the
+/// month does not have).
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
+    Some(
+        date.midnight()
+            .assume_utc()
+            .unix_timestamp()
+            .div_euclid(86_400),
+    )
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01.
 pub(crate) fn civil_from_days(z: i64) -> (i32, u8, u8) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    (
-        i32::try_from(y).unwrap_or(1970),
-        u8::try_from(m).unwrap_or(1),
-        u8::try_from(d).unwrap_or(1),
-    )
+    let d = time::OffsetDateTime::from_unix_timestamp(z.saturating_mul(86_400))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date();
+    (d.year(), u8::from(d.month()), d.day())
 }
 
 #[cfg(test)]
@@ -278,11 +270,12 @@ mod tests {
 
     #[test]
     fn calendar_round_trips() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
+        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
+        assert_eq!(days_from_civil(2023, 2, 29), None);
         for z in [-1000, 0, 59, 60, 11_016, 11_017, 19_000, 50_000] {
             let (y, m, d) = civil_from_days(z);
-            assert_eq!(days_from_civil(y.into(), m.into(), d.into()), z);
+            assert_eq!(days_from_civil(y.into(), m.into(), d.into()), Some(z));
         }
     }
 
@@ -311,8 +304,14 @@ mod tests {
             info.sans,
             vec!["sip.contoso.com", "10.1.2.3", "2001:db8::1"]
         );
-        assert_eq!(info.not_before, days_from_civil(2024, 2, 29) * 86_400);
-        assert_eq!(info.not_after, days_from_civil(2051, 1, 1) * 86_400);
+        assert_eq!(
+            info.not_before,
+            days_from_civil(2024, 2, 29).unwrap_or(0) * 86_400
+        );
+        assert_eq!(
+            info.not_after,
+            days_from_civil(2051, 1, 1).unwrap_or(0) * 86_400
+        );
         assert!(info.self_signed);
     }
 }
