@@ -20,7 +20,7 @@ use std::sync::Arc;
 use confab_sip::{HeaderName, Message, Method, Rewriter};
 use tracing::debug;
 
-use crate::types::Dest;
+use crate::types::{Dest, Transport};
 use crate::verdict::{Forward, Verdict};
 
 /// Where a user is served (see [`HomeRouter::route`]).
@@ -54,12 +54,15 @@ const RETRY_AFTER_SECS: u32 = 10;
 /// its home front end when that is another one, a redirect when a user signs in
 /// away from a live home, or a refusal when this front end cannot tell.
 /// `identity` is the authenticated user (`None` for a trusted peer).
+/// `tls_port`: this front end's TLS port, which the pool's front ends share (as
+/// Lync's do), for redirecting a client that signed in over TLS.
 pub(crate) fn decide(
     router: &dyn HomeRouter,
     msg: &Message,
     src: Dest,
     target: &str,
     identity: Option<&str>,
+    tls_port: Option<u16>,
 ) -> Verdict {
     if router.is_peer(src.addr) {
         return Verdict::Pass;
@@ -76,11 +79,20 @@ pub(crate) fn decide(
             // The client signed in through a front end other than its home (its
             // home is live): send it there, as Lync's home-server redirect does.
             debug!(user = %target, home = %dest.addr, "REGISTER redirected to the home front end");
-            let contact = format!(
-                "<sip:{}:{};transport=udp>",
-                host(dest.addr),
-                dest.addr.port()
-            );
+            // Over the transport the client used: pidgin-sipe reconnects with TLS
+            // unless the Contact says `transport=tcp`, and a UDP client stays on UDP.
+            // A front end's SIP port serves UDP and TCP.
+            let (port, transport) = match src.transport {
+                Transport::Udp => (dest.addr.port(), "udp"),
+                Transport::Tcp => (dest.addr.port(), "tcp"),
+                Transport::Tls | Transport::Ws | Transport::Wss => match tls_port {
+                    Some(p) => (p, "tls"),
+                    None => {
+                        return Verdict::reply(503, "The user's home front end has no TLS port");
+                    }
+                },
+            };
+            let contact = format!("<sip:{}:{port};transport={transport}>", host(dest.addr));
             Verdict::Reply {
                 code: 301,
                 reason: "Moved to the user's home front end".to_owned(),
@@ -102,6 +114,43 @@ pub(crate) fn decide(
                 rewritten: Some(rw.build()),
                 targets: vec![(ruri, dest)],
                 record_route,
+                serial: false,
+            })
+        }
+    }
+}
+
+/// A call to a user's number (Enterprise Voice resolved it to `user`): delivered
+/// here when the user is homed here, else forwarded to the user's home front end
+/// with the user's address as Request-URI (the home then serves an ordinary call
+/// to the user, whatever number was dialed).
+pub(crate) fn call_to_user(
+    router: &dyn HomeRouter,
+    msg: &Message,
+    src: Dest,
+    user: &str,
+    identity: Option<&str>,
+) -> Verdict {
+    if router.is_peer(src.addr) {
+        return Verdict::ToUser(user.to_owned());
+    }
+    match router.route(user, false) {
+        HomeRoute::Local => Verdict::ToUser(user.to_owned()),
+        HomeRoute::Unavailable(reason) => Verdict::Reply {
+            code: 503,
+            reason,
+            headers: vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
+        },
+        HomeRoute::Peer(dest) => {
+            let mut rw = Rewriter::new(msg).remove(HeaderName::PAssertedIdentity);
+            if let Some(caller) = identity {
+                rw = rw.append("P-Asserted-Identity", format!("<sip:{caller}>"));
+            }
+            debug!(%user, home = %dest.addr, "call to a number forwarded to the user's home front end");
+            Verdict::Forward(Forward {
+                rewritten: Some(rw.build()),
+                targets: vec![(format!("sip:{user}"), dest)],
+                record_route: true,
                 serial: false,
             })
         }
