@@ -116,7 +116,7 @@ for _ in $(seq 100); do
   [ "$($STATUS 2>/dev/null | grep -c ' live ')" -ge 2 ] && break
   sleep 0.2
 done
-$STATUS
+$STATUS | grep -v "users homed on"
 python3 "$HERE/lib/pool_bench.py" 127.0.0.2:5060 "${PIDS[0]}" 127.0.0.3:5060 "${PIDS[1]}" \
   --out "$OUT" --rates "$RATES" --step-secs "$STEP" --status-cmd "$STATUS"
 echo "== summary: $OUT/summary.md"

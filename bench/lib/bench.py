@@ -330,7 +330,7 @@ class Bench:
              "-trace_err", "-error_file", f"{name}_errors.log", "-max_log_size", 10000000,
              "-trace_screen", "-screen_file", f"{name}_screen.log"]
         if rtt:
-            a += ["-trace_rtt", "-rtt_freq", 1000]
+            a += ["-trace_rtt", "-rtt_freq", self.a.rtt_freq]
         return a
 
     def wait_quiet(self):
@@ -869,6 +869,9 @@ def parse_args(argv):
                    help="users cycled by the REGISTER/MESSAGE/INVITE tests")
     p.add_argument("--reg-expires", type=int, default=600)
     p.add_argument("--callees", type=int, default=100, help="users registered by the UAS")
+    p.add_argument("--rtt-freq", type=int, default=1000,
+                   help="SIPp -rtt_freq: response times are written every N calls (a step "
+                        "with fewer calls reports none)")
     p.add_argument("--callee-first", type=int, default=0,
                    help="number of the first callee user (userNNNN); callers start at "
                         "CALLEE_FIRST + 2 * CALLEES")

@@ -64,7 +64,8 @@ def main():
             "--tests", "message,call", "--transports", "udp", "--callees", str(a.callees),
             "--callee-first", str(first), "--register-at", register_at,
             "--reg-users", str(a.callers), "--step-secs", str(a.step_secs),
-            "--call-hold-ms", str(a.call_hold_ms), "--quiet-wait", "0", "--settle", "1"])
+            "--call-hold-ms", str(a.call_hold_ms), "--quiet-wait", "0", "--settle", "1",
+            "--rtt-freq", "1"])
         return B.Bench(args)
 
     same = bench("same", a.same_first, a.fe1)
@@ -75,10 +76,13 @@ def main():
            "memory": {}, "status": {}, "steps": []}
 
     def snapshot(tag):
+        time.sleep(2.5)   # registrations reach `pool status` with the next heartbeat
         res["memory"][tag] = {"fe01": member_mem(a.pid1), "fe02": member_mem(a.pid2)}
         if a.status_cmd:
             rc, text = B.sh(a.status_cmd, timeout=60)
-            res["status"][tag] = text
+            # the member table, without the lists of homed users
+            res["status"][tag] = "\n".join(
+                l for l in text.splitlines() if "users homed on" not in l)
         (out / "pool.json").write_text(json.dumps(res, indent=1, default=str))
 
     snapshot("idle")

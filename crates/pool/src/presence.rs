@@ -2,7 +2,7 @@
 //! side is `confab_frontend::SharedPresence`, the table `pool_presence`).
 //!
 //! - the writer: writes the states this front end shares (batched: whatever is
-//!   queued goes in one transaction) with `pg_notify` on
+//!   queued goes in one transaction, each user's last state only) with `pg_notify` on
 //!   [`confab_store::PRESENCE_CHANNEL`];
 //! - the listener: a dedicated PostgreSQL connection LISTENing on that channel;
 //!   it first hands over the states of the live front ends' users from the table
@@ -75,6 +75,12 @@ pub async fn start(
                 while let Ok(more) = out_rx.try_recv() {
                     batch.extend(more);
                 }
+                // Only each user's last state counts (a sign-in storm is one write
+                // per user, not one per change).
+                let mut seen = FxHashSet::default();
+                batch.reverse();
+                batch.retain(|s| seen.insert(s.address.clone()));
+                batch.reverse();
                 if let Err(e) = store.pool_presence_share(&batch, now_ms()).await {
                     warn!(error = %e, states = batch.len(), "sharing presence with the pool failed");
                 }
