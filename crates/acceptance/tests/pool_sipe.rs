@@ -133,10 +133,10 @@ fn sipe_users_on_two_front_ends_of_a_pool() -> Result<()> {
     .start()?;
     // Once both are signed in, carol joins alice's list from the command line.
     let mut cli_problem = None;
-    if run.wait_for_output("PASS sign-in bob@example.com", Duration::from_secs(120)) {
-        if let Err(e) = fe2.cli(&["contact", "add", ALICE.0, CAROL.0, "--database", &db.url]) {
-            cli_problem = Some(e);
-        }
+    if run.wait_for_output("PASS sign-in bob@example.com", Duration::from_secs(120))
+        && let Err(e) = fe2.cli(&["contact", "add", ALICE.0, CAROL.0, "--database", &db.url])
+    {
+        cli_problem = Some(e);
     }
     let out = run.finish(Duration::from_secs(240))?;
     eprintln!(
