@@ -163,3 +163,135 @@ fn host(addr: SocketAddr) -> String {
         SocketAddr::V6(a) => format!("[{}]", a.ip()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    struct Fixed(HomeRoute);
+
+    impl HomeRouter for Fixed {
+        fn route(&self, _user: &str, _sign_in: bool) -> HomeRoute {
+            self.0.clone()
+        }
+        fn is_peer(&self, addr: SocketAddr) -> bool {
+            addr == peer()
+        }
+    }
+
+    fn peer() -> SocketAddr {
+        "127.0.0.3:5070".parse().unwrap()
+    }
+
+    fn dest(transport: Transport, addr: SocketAddr) -> Dest {
+        Dest {
+            transport,
+            addr,
+            conn: None,
+        }
+    }
+
+    fn request(method: &str, ruri: &str) -> Message {
+        let text = format!(
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.9:4000;branch=z9hG4bK1\r\n\
+             From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n\
+             Call-ID: c1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n\
+             P-Asserted-Identity: <sip:mallory@example.com>\r\nContent-Length: 0\r\n\r\n"
+        );
+        Message::parse(Bytes::from(text), &confab_sip::Limits::default()).unwrap()
+    }
+
+    fn client() -> SocketAddr {
+        "127.0.0.9:4000".parse().unwrap()
+    }
+
+    #[test]
+    fn a_redirect_names_the_transport_the_client_used() {
+        let router = Fixed(HomeRoute::Peer(dest(Transport::Udp, peer())));
+        let reg = request("REGISTER", "sip:example.com");
+        let contact = |t: Transport| match decide(
+            &router,
+            &reg,
+            dest(t, client()),
+            "bob@example.com",
+            Some("bob@example.com"),
+            Some(5071),
+        ) {
+            Verdict::Reply {
+                code: 301, headers, ..
+            } => headers[0].1.clone(),
+            v => panic!("{v:?}"),
+        };
+        assert_eq!(
+            contact(Transport::Tcp),
+            "<sip:127.0.0.3:5070;transport=tcp>"
+        );
+        assert_eq!(
+            contact(Transport::Udp),
+            "<sip:127.0.0.3:5070;transport=udp>"
+        );
+        assert_eq!(
+            contact(Transport::Tls),
+            "<sip:127.0.0.3:5071;transport=tls>"
+        );
+    }
+
+    #[test]
+    fn a_call_to_a_number_goes_to_the_user_s_home_as_a_call_to_the_user() {
+        let invite = request("INVITE", "sip:+14255550101@example.com;user=phone");
+        let away = Fixed(HomeRoute::Peer(dest(Transport::Udp, peer())));
+        let Verdict::Forward(f) = call_to_user(
+            &away,
+            &invite,
+            dest(Transport::Tcp, client()),
+            "bob@example.com",
+            Some("alice@example.com"),
+        ) else {
+            panic!("not forwarded");
+        };
+        assert_eq!(f.targets[0].0, "sip:bob@example.com");
+        assert_eq!(f.targets[0].1.addr, peer());
+        assert!(f.record_route);
+        let sent = String::from_utf8(f.rewritten.unwrap().to_vec()).unwrap();
+        assert!(
+            sent.contains("P-Asserted-Identity: <sip:alice@example.com>"),
+            "{sent}"
+        );
+        assert!(!sent.contains("mallory"), "{sent}");
+        // Homed here, or asked by a peer front end: delivered here.
+        let here = Fixed(HomeRoute::Local);
+        let to_user = Verdict::ToUser("bob@example.com".into());
+        assert_eq!(
+            call_to_user(
+                &here,
+                &invite,
+                dest(Transport::Tcp, client()),
+                "bob@example.com",
+                None
+            ),
+            to_user
+        );
+        assert_eq!(
+            call_to_user(
+                &away,
+                &invite,
+                dest(Transport::Udp, peer()),
+                "bob@example.com",
+                None
+            ),
+            to_user
+        );
+        let down = Fixed(HomeRoute::Unavailable("lost the back end".into()));
+        assert!(matches!(
+            call_to_user(
+                &down,
+                &invite,
+                dest(Transport::Tcp, client()),
+                "bob@example.com",
+                None
+            ),
+            Verdict::Reply { code: 503, .. }
+        ));
+    }
+}

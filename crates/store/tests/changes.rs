@@ -3,6 +3,7 @@
 //! feeds without polling), and shared pool presence round-trips through its table
 //! and `PRESENCE_CHANNEL`. Runs when `CONFAB_TEST_POSTGRES_URL` is set.
 
+#[allow(unused_macros)] // on_both_backends: these tests need the URL (LISTEN)
 mod common;
 
 use std::time::Duration;
