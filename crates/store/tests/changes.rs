@@ -3,6 +3,8 @@
 //! feeds without polling), and shared pool presence round-trips through its table
 //! and `PRESENCE_CHANNEL`. Runs when `CONFAB_TEST_POSTGRES_URL` is set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[allow(unused_macros)] // on_both_backends: these tests need the URL (LISTEN)
 mod common;
 
@@ -60,7 +62,10 @@ async fn shared_presence_round_trips() {
                 activity: Some("away".into()),
                 note: Some("lunch".into()),
             };
-            store.pool_presence_share(&[bob.clone()], 1).await.unwrap();
+            store
+                .pool_presence_share(std::slice::from_ref(&bob), 1)
+                .await
+                .unwrap();
             let got = next_payload(&mut l).await.expect("a notification");
             assert_eq!(SharedState::decode(&got), Some(bob.clone()));
             assert_eq!(
