@@ -330,7 +330,7 @@ class Bench:
              "-trace_err", "-error_file", f"{name}_errors.log", "-max_log_size", 10000000,
              "-trace_screen", "-screen_file", f"{name}_screen.log"]
         if rtt:
-            a += ["-trace_rtt", "-rtt_freq", 1000]
+            a += ["-trace_rtt", "-rtt_freq", self.a.rtt_freq]
         return a
 
     def wait_quiet(self):
@@ -361,14 +361,15 @@ class Bench:
 
     def callee_range(self, transport):
         c = self.a.callees
-        return (0 if transport == "udp" else c), c
+        return self.a.callee_first + (0 if transport == "udp" else c), c
 
     def register_callees(self, transport, expires, tag):
         first, n = self.callee_range(transport)
         csv = self.csv_users(f"callees_{transport}", first, n)
         d = self.out / "setup" / f"{tag}-{transport}"
         mode = "tn" if transport == "tcp" else "u1"
-        args = [f"{self.srv.host}:{self.srv.port}", "-sf", SCEN["register"], "-i", self.ip,
+        registrar = self.a.register_at or f"{self.srv.host}:{self.srv.port}"
+        args = [registrar, "-sf", SCEN["register"], "-i", self.ip,
                 "-p", self.a.uas_port, "-t", mode, "-nostdin", "-inf", csv,
                 "-key", "domain", self.a.domain, "-key", "expires", expires,
                 "-key", "contact_port", self.a.uas_port, "-m", n, "-r", 200,
@@ -414,11 +415,11 @@ class Bench:
         lim = max(2000, int(rate * (3 + hold_s)))
         uacs = []
         if test == "register":
-            csv = self.csv_users("reg_users", 2 * a.callees, a.reg_users)
+            csv = self.csv_users("reg_users", a.callee_first + 2 * a.callees, a.reg_users)
             scen = SCEN["register"]
         else:
             first, n = self.callee_range(transport)
-            csv = self.csv_pairs(f"pairs_{transport}", 2 * a.callees, a.reg_users, first, n)
+            csv = self.csv_pairs(f"pairs_{transport}", a.callee_first + 2 * a.callees, a.reg_users, first, n)
             scen = SCEN[f"{test}_uac"]
         cap = None
         if capture:
@@ -868,6 +869,15 @@ def parse_args(argv):
                    help="users cycled by the REGISTER/MESSAGE/INVITE tests")
     p.add_argument("--reg-expires", type=int, default=600)
     p.add_argument("--callees", type=int, default=100, help="users registered by the UAS")
+    p.add_argument("--rtt-freq", type=int, default=1000,
+                   help="SIPp -rtt_freq: response times are written every N calls (a step "
+                        "with fewer calls reports none)")
+    p.add_argument("--callee-first", type=int, default=0,
+                   help="number of the first callee user (userNNNN); callers start at "
+                        "CALLEE_FIRST + 2 * CALLEES")
+    p.add_argument("--register-at", metavar="HOST:PORT",
+                   help="the UAS's callees register here instead of at the target (another "
+                        "front end of a pool: bench/pool.sh)")
     p.add_argument("--call-hold-ms", type=int, default=1000)
     p.add_argument("--tcp-mode", choices=("t1", "tn"), default="t1",
                    help="SIPp TCP mode for the load tests: t1 = one persistent connection "

@@ -49,13 +49,14 @@ pub fn checks(out: &str) -> Vec<(bool, String)> {
 /// the bitlbee/baresip work dirs) and output file `run_sipe.out` there.
 pub struct SipeCmd {
     label: String,
+    host: String,
     dir: PathBuf,
     port: u16,
     args: Vec<String>,
 }
 
 impl SipeCmd {
-    /// User 1 signs in to 127.0.0.1:`port` (the server's TCP or TLS port, or a
+    /// User 1 signs in to 127.0.0.1:`port` (see [`SipeCmd::host`]; the server's TCP or TLS port, or a
     /// man-in-the-middle's) with NTLM over `transport`; bitlbee on free IRC
     /// ports (two consecutive ones, for `--user2`).
     pub fn new(
@@ -84,6 +85,7 @@ impl SipeCmd {
         .collect();
         SipeCmd {
             label: label.to_owned(),
+            host: "127.0.0.1".to_owned(),
             dir: workdir.join(label),
             port,
             args,
@@ -97,6 +99,13 @@ impl SipeCmd {
         } else {
             server.sip_port()
         }
+    }
+
+    /// User 1 signs in to this loopback address instead of 127.0.0.1 (a front
+    /// end of a pool bound to 127.0.0.2, say).
+    pub fn host(mut self, host: std::net::IpAddr) -> Self {
+        self.host = host.to_string();
+        self
     }
 
     pub fn arg(mut self, a: &str) -> Self {
@@ -137,7 +146,7 @@ impl SipeCmd {
         let script = tests_dir().join("clients/sipe/run_sipe.py");
         let child = Command::new("python3")
             .arg(&script)
-            .arg("127.0.0.1")
+            .arg(&self.host)
             .arg(self.port.to_string())
             .args(&self.args)
             .env("TMPDIR", &self.dir)

@@ -2,7 +2,8 @@
 //! 127.0.0.3 sharing a PostgreSQL back end, driven by real baresip user agents
 //! (tests/clients/baresip/run_pool.py):
 //! 1. alice signed in on fe01 and bob on fe02 see each other's presence, exchange
-//!    MESSAGEs both ways and call each other both ways;
+//!    MESSAGEs both ways and call each other both ways; alice calls bob's number
+//!    (his Enterprise Voice line URI), which fe01 sends to bob's home fe02;
 //! 2. fe02 is killed with SIGKILL: once its lease ends, bob signs in through fe01
 //!    and alice and bob reach each other again;
 //! 3. fe02 is started again and serves: carol signs in on it (homed there, the
@@ -22,6 +23,9 @@ use confab_acceptance::{
 const DOMAIN: &str = "example.com";
 const POOL: &str = "pool01.example.com";
 const LEASE_MS: u64 = 2_000;
+const BOB_LINE: &str = "tel:+14255550101";
+/// bob's number as a Lync client dials it.
+const BOB_NUMBER_URI: &str = "sip:+14255550101@example.com;user=phone";
 
 /// A database of its own on the test server, dropped at the end.
 struct TestDb {
@@ -209,6 +213,15 @@ fn two_front_ends_act_as_one_pool() -> Result<()> {
             &db.url,
         ])?;
     }
+    // bob's number (Enterprise Voice): alice calls it across the pool in step 1.
+    for args in [
+        &["user", "set", "bob@example.com", "--line-uri", BOB_LINE][..],
+        &["voice", "dialplan", "add", "global"][..],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--database", &db.url]);
+        fe1.cli(&args)?;
+    }
     let mut fe2 = ConfabServer::start(opts(Ipv4Addr::new(127, 0, 0, 3), &conf2))?;
     wait_status(&fe1, &db, &conf1, "two live front ends", |st| {
         member_line(st, "fe01.example.com").is_some_and(|(s, _)| s == "live")
@@ -222,7 +235,7 @@ fn two_front_ends_act_as_one_pool() -> Result<()> {
         "across",
         ("alice", "alicepw", &fe1),
         ("bob", "bobpw", &fe2),
-        &["--presence", "--call"],
+        &["--presence", "--call", "--call-number", BOB_NUMBER_URI],
         &[&fe1, &fe2],
     )?;
     let st = pool_status(&fe1, &db, &conf1)?;

@@ -16,6 +16,7 @@ mod control_panel;
 mod database;
 mod lazy_lists;
 mod pool_cli;
+mod pool_presence;
 mod pool_serve;
 mod roles;
 mod serve;

@@ -527,9 +527,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some((_, router)) = &pool {
         core.set_home_router(router.clone());
     }
+    // Pool: presence shared between the front ends (crate::pool_presence).
+    let mut presence = crate::pool_presence::start(
+        &mut core,
+        pool.as_ref().map(|(h, _)| h),
+        &store,
+        &url,
+        Duration::from_millis(cfg.pool.lease_ms),
+        stop_rx.clone(),
+    )
+    .await?;
     // Enterprise Voice: numbers, dial plans, routes, trunks (crate::voice_feed).
     let (voice, mut voice_rx, voice_task) =
-        crate::voice_feed::start(store.clone(), stop_rx.clone()).await?;
+        crate::voice_feed::start(store.clone(), &url, stop_rx.clone()).await?;
     core.set_voice_config(voice);
 
     // Users: load all, then follow the store's change feed.
@@ -550,11 +560,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let (lists_tx, mut lists_rx) = mpsc::channel::<Vec<fe::ContactList>>(64);
     let poll_store = store.clone();
     let mut poll_stop = stop_rx.clone();
+    // Woken by the store's LISTEN/NOTIFY on PostgreSQL (a pool's front ends and
+    // the command line see each other's changes at once), every 200 ms on SQLite.
+    let mut waker = confab_pool::ChangeWaker::new(&store, &url, &["rev"]).await;
     let poller = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = waker.wait() => {}
                 _ = poll_stop.changed() => return,
             }
             match poll_store.contact_changes_since(contacts_rev).await {
@@ -695,6 +707,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                     release(&mut core, held);
                 }
             }
+            shared = crate::pool_presence::next(presence.as_mut()) => {
+                crate::pool_presence::apply(&mut core, shared, Instant::now());
+            }
             _ = &mut sleep => {
                 core.on_tick(Instant::now(), wall_ms());
                 // Re-arm even if the next deadline equals the one that just fired.
@@ -717,6 +732,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         for r in store_reqs.drain(..) {
             let _ = save_tx.send(r);
         }
+        crate::pool_presence::share(&mut core, presence.as_ref());
         core.drain_output(&mut out);
         transports.deliver_all(&mut out);
     }
@@ -726,6 +742,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some((handle, _)) = pool {
         handle.join().await;
     }
+    crate::pool_presence::join(presence).await;
     let _ = voice_task.await;
     if let Some(chat) = chat {
         let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;

@@ -1,9 +1,8 @@
 //! Follows the Enterprise Voice configuration in the store: loaded at start, then
-//! reloaded whole whenever `voice_rev` changes (polled every 200 ms, like the other
-//! change feeds), checked and compiled off the core task, and handed to the core.
+//! reloaded whole whenever `voice_rev` changes (announced by PostgreSQL's
+//! LISTEN/NOTIFY, polled every 200 ms on SQLite: `confab_pool::ChangeWaker`), checked and compiled off the core task, and handed to the core.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use confab_store::Store;
 use confab_voice::{Home, VoiceConfig};
@@ -21,6 +20,7 @@ async fn load(store: &Store) -> Result<(i64, VoiceConfig), String> {
 /// The configuration now, and a receiver of every later one.
 pub async fn start(
     store: Store,
+    url: &str,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(
     Arc<VoiceConfig>,
@@ -35,11 +35,12 @@ pub async fn start(
         }
     };
     let (tx, rx) = mpsc::channel(4);
+    // Listen before the first read below, so that no change falls in between.
+    let mut waker = confab_pool::ChangeWaker::new(&store, url, &["voice_rev"]).await;
     let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = waker.wait() => {}
                 _ = stop.changed() => return,
             }
             match store.voice_rev().await {

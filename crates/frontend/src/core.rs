@@ -137,6 +137,8 @@ pub struct Core {
     pub(crate) home: Option<crate::home::SharedHomeRouter>,
     /// Enterprise Voice configuration, see `crate::voice_app`.
     pub(crate) voice: Arc<confab_voice::VoiceConfig>,
+    /// Enterprise pool: presence shared between front ends, see `crate::pool_presence`.
+    pub(crate) share: crate::pool_presence::PresenceShare,
 }
 
 impl Core {
@@ -171,6 +173,7 @@ impl Core {
             lync: Default::default(),
             guard,
             home: None,
+            share: Default::default(),
             voice: Arc::default(),
             cfg,
         }
@@ -182,6 +185,48 @@ impl Core {
     pub fn set_home_router(&mut self, router: crate::home::SharedHomeRouter) {
         self.guard.set_pool(router.clone());
         self.home = Some(router);
+    }
+
+    /// Enterprise pool: shares the presence of the users served here with the
+    /// pool's other front ends ([`Core::drain_presence_changes`]) and takes theirs
+    /// ([`Core::apply_pool_presence`]); see `crate::pool_presence`.
+    pub fn share_presence(&mut self) {
+        self.share.enable();
+    }
+
+    /// Front end `member` of the pool shares the presence of a user it serves.
+    pub fn apply_pool_presence(
+        &mut self,
+        member: &str,
+        shared: crate::SharedPresence,
+        now: Instant,
+    ) {
+        self.now = now;
+        let user = shared.user;
+        if self
+            .share
+            .apply(&mut self.pa.compositor, member, &user, shared.state)
+        {
+            self.share.set_applying(true);
+            self.notify_watchers(&user);
+            self.share.set_applying(false);
+        }
+    }
+
+    /// Front end `member` left the pool: the presence it shared is dropped.
+    pub fn forget_pool_member(&mut self, member: &str, now: Instant) {
+        self.now = now;
+        let users = self.share.forget_member(&mut self.pa.compositor, member);
+        self.share.set_applying(true);
+        for user in users {
+            self.notify_watchers(&user);
+        }
+        self.share.set_applying(false);
+    }
+
+    /// The presence changes of the users served here, to share with the pool.
+    pub fn drain_presence_changes(&mut self, out: &mut Vec<crate::SharedPresence>) {
+        self.share.drain(out);
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -452,6 +497,7 @@ impl Core {
         else {
             return false;
         };
+        let mut caller_id = None;
         let verdict = match call {
             VoiceCall::Inbound { trunk, dialed } => {
                 self.tx.mark_verified(key);
@@ -475,8 +521,17 @@ impl Core {
                     return true;
                 }
                 self.tx.mark_verified(key);
-                crate::voice_app::outbound(&voice, &self.cfg.domain, msg, &caller, &dialed)
+                let v = crate::voice_app::outbound(&voice, &self.cfg.domain, msg, &caller, &dialed);
+                caller_id = Some(caller);
+                v
             }
+        };
+        // Pool hook: a number's user homed on another front end is called there.
+        let verdict = match (verdict, self.home.clone()) {
+            (Verdict::ToUser(user), Some(router)) => {
+                crate::home::call_to_user(&*router, msg, src, &user, caller_id.as_deref())
+            }
+            (v, _) => v,
         };
         if matches!(verdict, Verdict::Forward(_)) {
             Metrics::inc(&self.metrics.calls_forwarded_total);
@@ -831,7 +886,14 @@ impl Core {
         }
         // Pool hook: a user homed on another front end of the pool is served there.
         if let Some(router) = self.home.clone() {
-            let verdict = crate::home::decide(&*router, &msg, src, &target, identity.as_deref());
+            let verdict = crate::home::decide(
+                &*router,
+                &msg,
+                src,
+                &target,
+                identity.as_deref(),
+                self.cfg.advertise.tls_port,
+            );
             if self.apply_verdict(&key, &msg, src, verdict, our_routes) {
                 return;
             }
@@ -1132,7 +1194,14 @@ impl Core {
         }
         // Pool hook: sign-in assigns a home front end; another one's users go there.
         if let Some(router) = self.home.clone() {
-            let verdict = crate::home::decide(&*router, msg, src, &to_aor, Some(&identity));
+            let verdict = crate::home::decide(
+                &*router,
+                msg,
+                src,
+                &to_aor,
+                Some(&identity),
+                self.cfg.advertise.tls_port,
+            );
             if self.apply_verdict(key, msg, src, verdict, 0) {
                 return;
             }

@@ -175,6 +175,8 @@ impl Core {
 
     /// Tells every watcher of `aor` its new presence.
     pub(crate) fn notify_watchers(&mut self, aor: &str) {
+        // Pool hook: the pool's other front ends learn the new state.
+        self.share.local_change(&mut self.pa.compositor, aor);
         self.pa.version = self.pa.version.wrapping_add(1);
         let ids: Vec<WatchId> = self
             .pa

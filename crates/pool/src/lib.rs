@@ -9,8 +9,11 @@
 //!   changes with PostgreSQL LISTEN/NOTIFY (no polling for changes), and carries
 //!   out the view's home claims (compare-and-set in the back end).
 
+pub mod changes;
+pub mod presence;
 pub mod runtime;
 pub mod view;
 
+pub use changes::ChangeWaker;
 pub use runtime::{PoolError, PoolHandle, PoolSettings, start};
 pub use view::{Claim, PoolView, Route};

@@ -328,6 +328,7 @@ async fn bump_chat_rev(tx: &mut Tx) -> Result<i64> {
     )
     .fetch_one(&mut **tx)
     .await?;
+    crate::announce(tx, "chat_rev").await?;
     Ok(rev)
 }
 

@@ -18,6 +18,7 @@ mod chat_compliance;
 mod chat_transfer;
 mod contacts;
 mod pool;
+mod pool_presence;
 mod users;
 mod voice;
 
@@ -40,6 +41,7 @@ pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use pool::{POOL_CHANNEL, PoolEvent, PoolMember};
+pub use pool_presence::{PRESENCE_CHANNEL, SharedState};
 pub use users::{NewUser, User, UserChange};
 
 /// How long a SQLite connection waits for another writer (the server, or a `confab user`
@@ -287,6 +289,25 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// The PostgreSQL LISTEN/NOTIFY channel on which every write that takes a revision
+/// is announced at commit (payload: the counter, `rev`, `voice_rev` or `chat_rev`),
+/// so that the servers sharing a PostgreSQL back end follow the change feeds
+/// without polling. SQLite has no such channel (a Standard Edition server polls).
+pub const CHANGES_CHANNEL: &str = "confab_changes";
+
+/// Announces a write to `counter` on [`CHANGES_CHANNEL`] (PostgreSQL only;
+/// delivered at commit, identical payloads of one transaction once).
+async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Any>, counter: &str) -> Result<()> {
+    if tx.backend_name().eq_ignore_ascii_case("postgresql") {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(counter)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Takes the next revision inside `tx`. Must be the first statement of a write
 /// transaction: on SQLite it takes the write lock (waiting up to the busy timeout) before
 /// anything is read, on PostgreSQL it locks the counter row until commit.
@@ -296,6 +317,7 @@ async fn next_rev(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<i64>
     )
     .fetch_one(&mut **tx)
     .await?;
+    announce(tx, "rev").await?;
     Ok(rev)
 }
 

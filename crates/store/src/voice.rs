@@ -24,6 +24,7 @@ async fn bump_voice_rev(tx: &mut Tx) -> Result<i64> {
     )
     .fetch_one(&mut **tx)
     .await?;
+    crate::announce(tx, "voice_rev").await?;
     Ok(rev)
 }
 

@@ -4,13 +4,15 @@ one pool (or the same one), reaching each other.
 
 usage: run_pool.py --a USER:PASSWORD@HOST:PORT --b USER:PASSWORD@HOST:PORT
                    [--domain example.com] [--timeout 15] [--presence] [--call]
+                   [--call-number URI]
                    [--workdir DIR] [--sip-trace]
 
 Both agents register sip:<user>@<domain> through their outbound proxy (UDP), then:
   - with --presence, each sees the other Online (PUBLISH + SUBSCRIBE/NOTIFY);
   - a sends a MESSAGE to b, and b one to a (each log must show the text);
   - with --call, a calls b (auto-answer, established on both sides, hang up),
-    then b calls a the same way.
+    then b calls a the same way;
+  - with --call-number URI, a dials URI (b's line URI) and b must answer.
 Uses the Agent class of run_baresip.py (free loopback ports). Last line:
 "N passed, M failed"; exit 0 only if all passed.
 crates/acceptance/tests/pool.rs runs it.
@@ -41,6 +43,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=15.0)
     ap.add_argument("--presence", action="store_true")
     ap.add_argument("--call", action="store_true")
+    ap.add_argument("--call-number", metavar="URI",
+                    help="then a dials URI (b's number, e.g. sip:+14255550101@example.com;user=phone)")
     ap.add_argument("--workdir")
     ap.add_argument("--sip-trace", action="store_true")
     a = ap.parse_args()
@@ -74,13 +78,13 @@ def main():
         check("%s MESSAGE -> %s" % (src.name, dst.name), seen,
               "shown" if seen else "not in %s's log (message ok=%s)" % (dst.name, (r or {}).get("ok")))
 
-    def call(src, dst, dst_uri):
+    def call(src, dst, dst_uri, what=None):
         t0 = time.time()
         src.command("dial", dst_uri)
         es = src.wait_event(["CALL_ESTABLISHED", "CALL_CLOSED"], a.timeout, since=t0)
         ed = dst.wait_event(["CALL_ESTABLISHED", "CALL_CLOSED"], a.timeout, since=t0)
         est = (es or {}).get("type") == "CALL_ESTABLISHED" and (ed or {}).get("type") == "CALL_ESTABLISHED"
-        check("%s calls %s: established" % (src.name, dst.name), est,
+        check("%s calls %s: established" % (src.name, what or dst.name), est,
               "%s=%s %s=%s %s" % (src.name, (es or {}).get("type"), dst.name, (ed or {}).get("type"),
                                   (es or ed or {}).get("param", "")))
         if not est:
@@ -115,6 +119,8 @@ def main():
             if a.call:
                 call(A, B, uri_b)
                 call(B, A, uri_a)
+            if a.call_number:
+                call(A, B, a.call_number, "%s's number %s" % (B.name, a.call_number))
     except RuntimeError as e:
         check("agents running", False, str(e))
     finally:

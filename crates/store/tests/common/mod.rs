@@ -117,3 +117,50 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Like [`with_postgres`], also handing `body` the database's URL (for LISTEN).
+pub async fn with_postgres_url<F, Fut>(test: &str, body: F)
+where
+    F: FnOnce(Store, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Ok(admin_url) = std::env::var(PG_ENV) else {
+        println!("skipped {test} on PostgreSQL: {PG_ENV} is not set");
+        return;
+    };
+    let db = format!("confab_test_{}", uuid::Uuid::new_v4().simple());
+    let url = with_database(&admin_url, &db);
+    let for_body = url.clone();
+    with_named_postgres(&admin_url, &db, move |store| body(store, for_body)).await;
+}
+
+async fn with_named_postgres<F, Fut>(admin_url: &str, db: &str, body: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = with_database(admin_url, db);
+    let outcome = match Store::open(&url).await {
+        Ok(store) => {
+            let run = tokio::spawn(body(store.clone())).await;
+            store.close().await;
+            run
+        }
+        Err(e) => panic!("opening the test database: {e}"),
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {db} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    admin.close().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
