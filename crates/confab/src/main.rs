@@ -21,6 +21,7 @@ mod roles;
 mod serve;
 mod users;
 mod voice_cli;
+mod mediation_serve;
 mod voice_feed;
 
 use std::process::ExitCode;
