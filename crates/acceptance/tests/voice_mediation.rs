@@ -242,5 +242,34 @@ fn mediation_b2bua_outbound_failover_relay_inbound_and_stranger() -> Result<()> 
     if !inb.contains("trunk=gw1") || !inb.contains("code=200") || !inb.contains("bob@example.com") {
         return Err(Error(format!("inbound record: {inb}")));
     }
-    Ok(())
+
+    // `confab report calls` lists both from the database, with their outcome.
+    let report = server.cli(&["report", "calls"])?;
+    let lines: Vec<&str> = report.lines().collect();
+    let outbound = lines.iter().any(|l| {
+        l.contains("outbound")
+            && l.contains("alice@example.com")
+            && l.contains("+14255550199")
+            && l.contains("gw2")
+            && l.contains("answered")
+            && l.contains("gw1:503 gw2:200")
+    });
+    let inbound = lines.iter().any(|l| {
+        l.contains("inbound")
+            && l.contains("+12065550123")
+            && l.contains("bob@example.com")
+            && l.contains("gw1")
+            && l.contains("answered")
+    });
+    if !outbound || !inbound || !report.contains("2 call(s)") {
+        return Err(Error(format!("confab report calls:\n{report}")));
+    }
+    let csv = server.cli(&["report", "calls", "--user", "bob@example.com", "--csv"])?;
+    if csv.lines().count() != 2 || !csv.contains(",inbound,+12065550123,bob@example.com,") {
+        return Err(Error(format!("confab report calls --user bob --csv:\n{csv}")));
+    }
+    match server.cli(&["report", "calls", "--since", "yesterday"]) {
+        Err(e) if e.0.contains("bad date") => Ok(()),
+        other => Err(Error(format!("--since yesterday: {other:?}"))),
+    }
 }

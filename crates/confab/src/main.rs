@@ -22,6 +22,7 @@ mod serve;
 mod users;
 mod voice_cli;
 mod mediation_serve;
+mod report_cli;
 mod voice_feed;
 
 use std::process::ExitCode;
@@ -62,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Chat(args) => chat_cli::run(&cfg, args).await,
             Command::Pool(args) => pool_cli::run(&cfg, args).await,
             Command::Voice(args) => voice_cli::run(&cfg, args).await,
+            Command::Report(args) => report_cli::run(&cfg, args).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use confab_mediation::{CallRecord, Config, Mediation, UdpRelays};
@@ -13,7 +13,8 @@ use confab_voice::VoiceConfig;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::info;
+use confab_store::{CallDetail, Store};
+use tracing::{info, warn};
 
 use crate::config::ServeConfig;
 
@@ -54,11 +55,48 @@ pub async fn bind(cfg: &ServeConfig) -> anyhow::Result<Option<Bound>> {
     Ok(Some(Bound { socket, addr }))
 }
 
+/// Call records written in one transaction at most.
+const RECORD_BATCH: usize = 256;
+
+/// Epoch milliseconds of `t` (an instant in the past).
+fn epoch_ms(t: Instant) -> i64 {
+    let ago = Instant::now().saturating_duration_since(t);
+    let wall = SystemTime::now()
+        .checked_sub(ago)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    wall.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn detail(r: &CallRecord) -> CallDetail {
+    CallDetail {
+        direction: r.direction.as_str().to_owned(),
+        caller: r.caller.clone(),
+        callee: r.callee.clone(),
+        number: r.number.clone(),
+        trunk: r.trunk.clone().unwrap_or_default(),
+        started: epoch_ms(r.started),
+        answered: r.answered.map_or(0, epoch_ms),
+        ended: epoch_ms(r.ended),
+        code: i64::from(r.code),
+        attempts: r
+            .attempts
+            .iter()
+            .map(|(t, c)| format!("{t}:{c}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        relayed_packets: r
+            .relayed_packets
+            .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+    }
+}
+
 /// Starts the Mediation server; `front_end` is this front end's UDP address.
 /// Returns where voice configuration changes go, and its tasks.
 pub fn start(
     bound: Bound,
     cfg: &ServeConfig,
+    store: Store,
     front_end: SocketAddr,
     voice: Arc<VoiceConfig>,
     stop: watch::Receiver<bool>,
@@ -83,17 +121,31 @@ pub fn start(
         stop,
     ));
     let records = tokio::spawn(async move {
-        while let Some(r) = rec_rx.recv().await {
-            info!(
-                direction = r.direction.as_str(),
-                caller = %r.caller,
-                callee = %r.callee,
-                trunk = r.trunk.as_deref().unwrap_or("-"),
-                code = r.code,
-                answered = r.answered.is_some(),
-                relayed_packets = r.relayed_packets.unwrap_or(0),
-                "call record"
-            );
+        // Batches: whatever queued while the previous batch was written.
+        while let Some(first) = rec_rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < RECORD_BATCH {
+                match rec_rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let details: Vec<CallDetail> = batch.iter().map(detail).collect();
+            for r in &batch {
+                info!(
+                    direction = r.direction.as_str(),
+                    caller = %r.caller,
+                    callee = %r.callee,
+                    trunk = r.trunk.as_deref().unwrap_or("-"),
+                    code = r.code,
+                    answered = r.answered.is_some(),
+                    relayed_packets = r.relayed_packets.unwrap_or(0),
+                    "call record"
+                );
+            }
+            if let Err(e) = store.record_calls(&details).await {
+                warn!(error = %e, calls = details.len(), "writing call records failed");
+            }
         }
     });
     (voice_tx, vec![run, records])

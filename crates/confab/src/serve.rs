@@ -543,6 +543,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             let (tx, tasks) = crate::mediation_serve::start(
                 bound,
                 &cfg,
+                store.clone(),
                 transports.udp_addr(),
                 voice.clone(),
                 stop_rx.clone(),

@@ -17,6 +17,7 @@ mod chat;
 mod chat_compliance;
 mod chat_transfer;
 mod contacts;
+mod monitoring;
 mod pool;
 mod users;
 mod voice;
@@ -38,6 +39,7 @@ pub use chat::{
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
 pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
+pub use monitoring::CallDetail;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use pool::{POOL_CHANNEL, PoolEvent, PoolMember};
 pub use users::{NewUser, User, UserChange};
