@@ -252,7 +252,10 @@ fn voice_outbound_normalized_failover_and_refusal() -> Result<()> {
             .filter(|r| r.contains("1 call(s)"))
     })
     .ok_or_else(|| Error(format!("no call record\n{}", server.context())))?;
-    if !report.contains("outbound") || !report.contains("answered") || !report.contains("gw1:503 gw2:200") {
+    if !report.contains("outbound")
+        || !report.contains("answered")
+        || !report.contains("gw1:503 gw2:200")
+    {
         return Err(Error(format!("confab report calls:\n{report}")));
     }
     Ok(())

@@ -23,24 +23,58 @@ fn configure(server: &ConfabServer, gw1: u16, gw2: u16) -> Result<()> {
     let gw1 = format!("127.0.0.1:{gw1}");
     let gw2 = format!("127.0.0.1:{gw2}");
     let steps: Vec<Vec<&str>> = vec![
-        vec!["user", "set", "alice@example.com", "--line-uri", "tel:+14255550100"],
-        vec!["user", "set", "bob@example.com", "--line-uri", "tel:+14255550101"],
+        vec![
+            "user",
+            "set",
+            "alice@example.com",
+            "--line-uri",
+            "tel:+14255550100",
+        ],
+        vec![
+            "user",
+            "set",
+            "bob@example.com",
+            "--line-uri",
+            "tel:+14255550101",
+        ],
         vec!["voice", "dialplan", "add", "global"],
         vec![
-            "voice", "rule", "add", "global", "local7", "--pattern", r"(\d{7})",
-            "--translation", "+1425$1",
+            "voice",
+            "rule",
+            "add",
+            "global",
+            "local7",
+            "--pattern",
+            r"(\d{7})",
+            "--translation",
+            "+1425$1",
         ],
         vec!["voice", "usage", "add", "local"],
         vec!["voice", "policy", "add", "global", "--usages", "local"],
         vec!["voice", "trunk", "add", "gw1", "--gateway", &gw1],
         vec!["voice", "trunk", "add", "gw2", "--gateway", &gw2],
         vec![
-            "voice", "rule", "add", "trunk:gw2", "strip-plus", "--pattern", r"\+(\d+)",
-            "--translation", "$1",
+            "voice",
+            "rule",
+            "add",
+            "trunk:gw2",
+            "strip-plus",
+            "--pattern",
+            r"\+(\d+)",
+            "--translation",
+            "$1",
         ],
         vec![
-            "voice", "route", "add", "us", "--pattern", r"\+1\d{10}", "--usages", "local",
-            "--trunks", "gw1,gw2",
+            "voice",
+            "route",
+            "add",
+            "us",
+            "--pattern",
+            r"\+1\d{10}",
+            "--usages",
+            "local",
+            "--trunks",
+            "gw1,gw2",
         ],
     ];
     for s in &steps {
@@ -67,7 +101,14 @@ fn baresip_cmd(server: &ConfabServer, user: &str, action: &[&str], ready: Option
     cmd.arg(tests_dir().join("clients/baresip/run_voice.py"))
         .arg(server.sip_addr().ip().to_string())
         .arg(server.sip_port().to_string())
-        .args(["--user", user, "--domain", server.domain(), "--ports", &ports])
+        .args([
+            "--user",
+            user,
+            "--domain",
+            server.domain(),
+            "--ports",
+            &ports,
+        ])
         .arg("--workdir")
         .arg(server.work_dir().join(format!("baresip-voice-{name}")))
         .args(["--timeout", "15"])
@@ -183,7 +224,12 @@ fn mediation_b2bua_outbound_failover_relay_inbound_and_stranger() -> Result<()> 
     wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
         ready.exists().then_some(())
     })
-    .ok_or_else(|| Error(format!("bob's baresip did not register\n{}", server.context())))?;
+    .ok_or_else(|| {
+        Error(format!(
+            "bob's baresip did not register\n{}",
+            server.context()
+        ))
+    })?;
     let inbound = Sipp::client(&server, "voice_inbound_media_uac.xml", T)
         .name("gw1-to-bob")
         .remote(mediation)
@@ -264,9 +310,26 @@ fn mediation_b2bua_outbound_failover_relay_inbound_and_stranger() -> Result<()> 
     if !outbound || !inbound || !report.contains("2 call(s)") {
         return Err(Error(format!("confab report calls:\n{report}")));
     }
+    // Prometheus counters per trunk.
+    let metrics = server.metrics()?;
+    for want in [
+        "confab_trunk_failed_total{trunk=\"gw1\",code=\"503\"} 1",
+        "confab_trunk_answered_total{trunk=\"gw2\"} 1",
+        "confab_trunk_answered_total{trunk=\"gw1\"} 1",
+        "confab_trunk_attempts_total{trunk=\"gw1\"} 2",
+    ] {
+        if !metrics.lines().any(|l| l == want) {
+            return Err(Error(format!(
+                "/metrics lacks {want}:\n{}",
+                tail(&metrics, 20)
+            )));
+        }
+    }
     let csv = server.cli(&["report", "calls", "--user", "bob@example.com", "--csv"])?;
     if csv.lines().count() != 2 || !csv.contains(",inbound,+12065550123,bob@example.com,") {
-        return Err(Error(format!("confab report calls --user bob --csv:\n{csv}")));
+        return Err(Error(format!(
+            "confab report calls --user bob --csv:\n{csv}"
+        )));
     }
     match server.cli(&["report", "calls", "--since", "yesterday"]) {
         Err(e) if e.0.contains("bad date") => Ok(()),

@@ -15,14 +15,14 @@ mod contacts;
 mod control_panel;
 mod database;
 mod lazy_lists;
+mod mediation_serve;
 mod pool_cli;
 mod pool_serve;
+mod report_cli;
 mod roles;
 mod serve;
 mod users;
 mod voice_cli;
-mod mediation_serve;
-mod report_cli;
 mod voice_feed;
 
 use std::process::ExitCode;

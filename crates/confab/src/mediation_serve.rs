@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
+use confab_frontend::Metrics;
 use confab_mediation::{CallRecord, Config, Mediation, UdpRelays};
+use confab_store::{CallDetail, Store};
 use confab_voice::VoiceConfig;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use confab_store::{CallDetail, Store};
 use tracing::{info, warn};
 
 use crate::config::ServeConfig;
@@ -97,6 +98,7 @@ pub fn start(
     bound: Bound,
     cfg: &ServeConfig,
     store: Store,
+    metrics: Arc<Metrics>,
     front_end: SocketAddr,
     voice: Arc<VoiceConfig>,
     stop: watch::Receiver<bool>,
@@ -132,6 +134,9 @@ pub fn start(
             }
             let details: Vec<CallDetail> = batch.iter().map(detail).collect();
             for r in &batch {
+                for (trunk, code) in &r.attempts {
+                    metrics.trunks.attempt(trunk, *code);
+                }
                 info!(
                     direction = r.direction.as_str(),
                     caller = %r.caller,

@@ -233,7 +233,14 @@ mod tests {
             parse_date("2026-12-06T23:59:58").unwrap() + 2000,
             parse_date("2026-12-07").unwrap()
         );
-        for bad in ["2026-02-30", "2026-13-01", "yesterday", "2026-1-1x", "", "2026-12-07T25:00:00"] {
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "yesterday",
+            "2026-1-1x",
+            "",
+            "2026-12-07T25:00:00",
+        ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
         assert_eq!(csv_field("a,b"), "\"a,b\"");

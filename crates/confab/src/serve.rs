@@ -544,6 +544,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 bound,
                 &cfg,
                 store.clone(),
+                metrics.clone(),
                 transports.udp_addr(),
                 voice.clone(),
                 stop_rx.clone(),

@@ -220,7 +220,6 @@ struct Retrans {
 
 struct Call {
     id: u64,
-    direction: Direction,
     relay: bool,
     state: State,
     /// The caller's leg (answered by us, UAS) and the callee's leg (UAC).
@@ -486,7 +485,17 @@ impl Mediation {
             attempts: Vec::new(),
             relayed_packets: None,
         };
-        self.open_call(msg, src, Side::Pool, from, targets, record, now, relays, out);
+        self.open_call(
+            msg,
+            src,
+            Side::Pool,
+            from,
+            targets,
+            record,
+            now,
+            relays,
+            out,
+        );
     }
 
     fn inbound(
@@ -516,16 +525,15 @@ impl Mediation {
             .unwrap_or_else(|| "anonymous".to_owned());
         let display = msg.from().display.map(str::to_owned);
         let from = match display {
-            Some(d) if !d.contains('"') => format!(
-                "\"{d}\" <sip:{calling}@{};user=phone>",
-                self.cfg.domain
-            ),
+            Some(d) if !d.contains('"') => {
+                format!("\"{d}\" <sip:{calling}@{};user=phone>", self.cfg.domain)
+            }
             _ => format!("<sip:{calling}@{};user=phone>", self.cfg.domain),
         };
         let targets = vec![Target {
             trunk: trunk.clone(),
             addr: self.cfg.front_end,
-            ruri: format!("sip:{user}@{}", self.cfg.domain),
+            ruri: format!("sip:{user}"),
         }];
         let record = CallRecord {
             direction: Direction::Inbound,
@@ -540,7 +548,17 @@ impl Mediation {
             attempts: Vec::new(),
             relayed_packets: None,
         };
-        self.open_call(msg, src, Side::Gateway, from, targets, record, now, relays, out);
+        self.open_call(
+            msg,
+            src,
+            Side::Gateway,
+            from,
+            targets,
+            record,
+            now,
+            relays,
+            out,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -558,15 +576,11 @@ impl Mediation {
     ) {
         let id = self.next_id;
         self.next_id += 1;
-        let relay = caller_side == Side::Pool
-            && targets
-                .first()
-                .is_some_and(|t| self.cfg.relay_trunks.contains(&t.trunk))
-            || caller_side == Side::Gateway
-                && record
-                    .trunk
-                    .as_ref()
-                    .is_some_and(|t| self.cfg.relay_trunks.contains(t));
+        let relay_trunk = match caller_side {
+            Side::Pool => targets.first().map(|t| t.trunk.as_str()),
+            Side::Gateway => record.trunk.as_deref(),
+        };
+        let relay = relay_trunk.is_some_and(|t| self.cfg.relay_trunks.iter().any(|r| r == t));
         let local_tag = self.token("m");
         let caller_leg = Dialog {
             call_id: msg.call_id().to_owned(),
@@ -609,7 +623,6 @@ impl Mediation {
         legs.insert(caller_side.other(), callee_leg);
         let mut call = Call {
             id,
-            direction: record.direction,
             relay,
             state: State::Calling,
             caller_side,
@@ -663,6 +676,14 @@ impl Mediation {
         }
         self.by_call_id.insert(call_id.clone(), (call.id, side));
         call.record.trunk = Some(target.trunk.clone());
+        if call.caller_side == Side::Pool {
+            // Relay or bypass is the trunk's: decided again for each attempt.
+            let relay = self.cfg.relay_trunks.contains(&target.trunk);
+            if call.relay && !relay {
+                relays.close(call.id);
+            }
+            call.relay = relay;
+        }
         let Some(leg) = call.legs.get(&side) else {
             return;
         };
@@ -720,14 +741,17 @@ impl Mediation {
         if msg.body().is_empty() {
             return None;
         }
-        let ct = msg.content_type().unwrap_or("application/octet-stream").to_owned();
-        if call.relay && is_sdp(msg) {
-            if let Some(media) = sdp::media_addr(msg.body())
-                && let Some(relay) = relays.announce(call.id, from, media)
-                && let Some(body) = sdp::rewrite(msg.body(), relay)
-            {
-                return Some((ct, Bytes::from(body)));
-            }
+        let ct = msg
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        if call.relay
+            && is_sdp(msg)
+            && let Some(media) = sdp::media_addr(msg.body())
+            && let Some(relay) = relays.announce(call.id, from, media)
+            && let Some(body) = sdp::rewrite(msg.body(), relay)
+        {
+            return Some((ct, Bytes::from(body)));
         }
         Some((ct, msg.body_bytes()))
     }
@@ -830,7 +854,13 @@ impl Mediation {
         }
     }
 
-    fn end(&mut self, mut call: Call, now: Instant, relays: &mut dyn Relays, out: &mut Vec<Action>) {
+    fn end(
+        &mut self,
+        mut call: Call,
+        now: Instant,
+        relays: &mut dyn Relays,
+        out: &mut Vec<Action>,
+    ) {
         for leg in call.legs.values() {
             self.by_call_id.remove(&leg.call_id);
         }
@@ -838,7 +868,11 @@ impl Mediation {
             call.record.relayed_packets = Some(relays.close(call.id));
         }
         call.record.ended = now;
-        debug!(call = call.id, code = call.record.code, "mediation: call ended");
+        debug!(
+            call = call.id,
+            code = call.record.code,
+            "mediation: call ended"
+        );
         out.push(Action::Record(call.record));
     }
 
@@ -872,7 +906,8 @@ impl Mediation {
             Method::Ack => {
                 // The ACK of our 2xx: retransmissions stop; a passed-through
                 // re-INVITE's ACK goes on.
-                call.retrans.retain(|r| !(r.answer && r.side == side && r.cseq == cseq));
+                call.retrans
+                    .retain(|r| !(r.answer && r.side == side && r.cseq == cseq));
                 if let Some(other_cseq) = call.acks.remove(&(side, cseq)) {
                     let body = self.body_for(call, side, msg, relays);
                     if let Some((to, data, _)) =
@@ -892,9 +927,7 @@ impl Mediation {
                     self.cancel(call, out);
                     call.record.code = 487;
                     let invite = call.invite.clone();
-                    if let Some((to, data)) =
-                        self.answer(call, side, &invite, 487, None, None)
-                    {
+                    if let Some((to, data)) = self.answer(call, side, &invite, 487, None, None) {
                         out.push(Action::Send { to, data });
                     }
                     call.state = State::Cancelling;
@@ -944,7 +977,13 @@ impl Mediation {
             _ => {
                 // re-INVITE (hold), UPDATE, INFO...: passed through to the other leg.
                 if call.state != State::Confirmed {
-                    Self::reply(msg, src_peer.unwrap_or(call.invite_src()), 491, "Request Pending", out);
+                    Self::reply(
+                        msg,
+                        src_peer.unwrap_or(call.invite_src()),
+                        491,
+                        "Request Pending",
+                        out,
+                    );
                     return true;
                 }
                 if let Some(leg) = call.legs.get_mut(&side) {
@@ -1130,7 +1169,8 @@ impl Mediation {
                     leg.route_set.reverse();
                 }
             }
-            if let Some((to, data, _)) = self.dialog_request(call, side, Method::Ack, Some(1), None) {
+            if let Some((to, data, _)) = self.dialog_request(call, side, Method::Ack, Some(1), None)
+            {
                 out.push(Action::Send { to, data });
             }
             if !first {
@@ -1141,7 +1181,9 @@ impl Mediation {
             }
             if call.state == State::Cancelling {
                 // Answered while being cancelled: hung up at once.
-                if let Some((to, data, _)) = self.dialog_request(call, side, Method::Bye, None, None) {
+                if let Some((to, data, _)) =
+                    self.dialog_request(call, side, Method::Bye, None, None)
+                {
                     out.push(Action::Send { to, data });
                 }
                 return false;
@@ -1152,7 +1194,9 @@ impl Mediation {
             call.record.code = code;
             let body = self.body_for(call, side, msg, relays);
             let caller_side = call.caller_side;
-            if let Some((to, data)) = self.answer(call, caller_side, &invite, code, msg.reason(), body) {
+            if let Some((to, data)) =
+                self.answer(call, caller_side, &invite, code, msg.reason(), body)
+            {
                 call.retrans.push(Retrans {
                     side: caller_side,
                     cseq: invite.cseq().0,
@@ -1191,7 +1235,14 @@ impl Mediation {
         if call.state != State::Calling {
             return true;
         }
-        self.fail(call, code, msg.reason().map(str::to_owned), now, relays, out)
+        self.fail(
+            call,
+            code,
+            msg.reason().map(str::to_owned),
+            now,
+            relays,
+            out,
+        )
     }
 
     /// The current attempt failed with `code`: the next trunk, or the caller told.
@@ -1207,15 +1258,23 @@ impl Mediation {
     ) -> bool {
         if matches!(code, 408 | 503) && call.attempt + 1 < call.targets.len() {
             call.attempt += 1;
-            debug!(call = call.id, code, "mediation: failing over to the next trunk");
+            debug!(
+                call = call.id,
+                code, "mediation: failing over to the next trunk"
+            );
             self.send_attempt(call, now, relays, out);
             return true;
         }
         call.record.code = code;
         let invite = call.invite.clone();
-        if let Some((to, data)) =
-            self.answer(call, call.caller_side, &invite, code, reason.as_deref(), None)
-        {
+        if let Some((to, data)) = self.answer(
+            call,
+            call.caller_side,
+            &invite,
+            code,
+            reason.as_deref(),
+            None,
+        ) {
             out.push(Action::Send { to, data });
         }
         false
@@ -1225,7 +1284,11 @@ impl Mediation {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.calls
             .values()
-            .flat_map(|c| c.deadline.into_iter().chain(c.retrans.iter().map(|r| r.next)))
+            .flat_map(|c| {
+                c.deadline
+                    .into_iter()
+                    .chain(c.retrans.iter().map(|r| r.next))
+            })
             .min()
     }
 
@@ -1298,7 +1361,10 @@ mod tests {
     #[test]
     fn strips_the_tag_parameter_only() {
         assert_eq!(strip_tag("<sip:a@b>;tag=12;x=1"), "<sip:a@b>;x=1");
-        assert_eq!(strip_tag("\"A\" <sip:a@b;tag=no>"), "\"A\" <sip:a@b;tag=no>");
+        assert_eq!(
+            strip_tag("\"A\" <sip:a@b;tag=no>"),
+            "\"A\" <sip:a@b;tag=no>"
+        );
         assert_eq!(strip_tag("<sip:a@b>;TAG=1"), "<sip:a@b>");
         assert_eq!(strip_tag("sip:a@b"), "sip:a@b");
     }

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
@@ -231,20 +231,28 @@ mod tests {
             .unwrap();
         assert_ne!(for_gw, for_client);
         // A second call does not fit (max 1).
-        assert!(relays.announce(8, Side::Pool, "127.0.0.1:9".parse().unwrap()).is_none());
+        assert!(
+            relays
+                .announce(8, Side::Pool, "127.0.0.1:9".parse().unwrap())
+                .is_none()
+        );
         let mut buf = [0u8; 64];
         client.send_to(b"from-client", for_client).await.unwrap();
-        let (n, src) = tokio::time::timeout(std::time::Duration::from_secs(5), gw.recv_from(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let (n, src) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), gw.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
         assert_eq!(&buf[..n], b"from-client");
         assert_eq!(src, for_gw);
         gw.send_to(b"from-gw", for_gw).await.unwrap();
-        let (n, src) = tokio::time::timeout(std::time::Duration::from_secs(5), client.recv_from(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let (n, src) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.recv_from(&mut buf),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         assert_eq!(&buf[..n], b"from-gw");
         assert_eq!(src, for_client);
         assert_eq!(relays.stats().packets.load(Ordering::Relaxed), 2);

@@ -14,9 +14,10 @@ pub fn media_addr(sdp: &[u8]) -> Option<SocketAddr> {
         if let Some(c) = line.strip_prefix("c=") {
             // c=IN IP4 192.0.2.1 ; the first c= wins (session level or first media).
             if ip.is_none() {
-                ip = c.split_whitespace().nth(2).and_then(|a| {
-                    a.split('/').next().and_then(|a| a.parse().ok())
-                });
+                ip = c
+                    .split_whitespace()
+                    .nth(2)
+                    .and_then(|a| a.split('/').next().and_then(|a| a.parse().ok()));
             }
         } else if let Some(m) = line.strip_prefix("m=") {
             if port.is_some() {

@@ -55,8 +55,8 @@ pub async fn run(
                 }
                 continue;
             }
-            _ = stop.changed() => {
-                if *stop.borrow() { break; }
+            r = stop.changed() => {
+                if r.is_err() || *stop.borrow() { break; }
                 continue;
             }
         };

@@ -84,7 +84,11 @@ fn mediation(relay: bool) -> Mediation {
 }
 
 fn parse(s: &str) -> Message {
-    Message::parse(Bytes::from(s.replace('\n', "\r\n").replace("\r\r\n", "\r\n")), &Limits::default()).unwrap()
+    Message::parse(
+        Bytes::from(s.replace('\n', "\r\n").replace("\r\r\n", "\r\n")),
+        &Limits::default(),
+    )
+    .unwrap()
 }
 
 fn with_body(head: &str, body: &str) -> Bytes {
@@ -105,9 +109,10 @@ fn sent(actions: &[Action]) -> Vec<(SocketAddr, Message)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { to, data } => {
-                Some((*to, Message::parse(data.clone(), &Limits::default()).unwrap()))
-            }
+            Action::Send { to, data } => Some((
+                *to,
+                Message::parse(data.clone(), &Limits::default()).unwrap(),
+            )),
             Action::Record(_) => None,
         })
         .collect()
@@ -205,11 +210,22 @@ fn outbound_call_is_a_new_dialog_towards_the_trunk_and_either_side_hangs_up() {
     assert_eq!(gw.len(), 1);
     let inv = &gw[0];
     // Normalized with the dial plan, translated for gw1.
-    assert_eq!(inv.request_uri(), Some("sip:14255550199@127.0.0.2:5080;user=phone"));
+    assert_eq!(
+        inv.request_uri(),
+        Some("sip:14255550199@127.0.0.2:5080;user=phone")
+    );
     assert_ne!(inv.call_id(), "call-a");
     assert_ne!(inv.from_tag(), Some("a1"));
-    assert!(inv.header(HeaderName::From).unwrap().contains("+14255550100"));
-    assert_eq!(inv.body(), CLIENT_SDP.as_bytes(), "media bypass: SDP untouched");
+    assert!(
+        inv.header(HeaderName::From)
+            .unwrap()
+            .contains("+14255550100")
+    );
+    assert_eq!(
+        inv.body(),
+        CLIENT_SDP.as_bytes(),
+        "media bypass: SDP untouched"
+    );
     assert_eq!(inv.header_values(HeaderName::Via).count(), 1);
 
     // Ringing and early media pass through.
@@ -262,7 +278,10 @@ CSeq: 1 BYE",
     assert_eq!(fe_bye.method(), Some(&Method::Bye));
     assert_eq!(fe_bye.call_id(), "call-a");
     assert_eq!(fe_bye.request_uri(), Some("sip:alice@10.1.1.1:5062"));
-    assert_eq!(fe_bye.header(HeaderName::Route), Some("<sip:127.0.0.1:5060;lr>"));
+    assert_eq!(
+        fe_bye.header(HeaderName::Route),
+        Some("<sip:127.0.0.1:5060;lr>")
+    );
     assert_eq!(fe_bye.to_tag(), Some("a1"));
     assert_eq!(fe_bye.from_tag(), Some(pool_tag.as_str()));
     let out = m.on_datagram(answer(fe_bye, 200, None), addr(FE), t0, &mut NoRelays);
@@ -286,15 +305,25 @@ fn fails_over_to_the_next_trunk_on_503_and_on_silence() {
     let out = m.on_datagram(answer(&inv1, 503, None), addr(GW1), t0, &mut NoRelays);
     assert_eq!(to(&out, GW1)[0].method(), Some(&Method::Ack));
     let inv2 = to(&out, GW2).remove(0);
-    assert_eq!(inv2.request_uri(), Some("sip:+14255550199@127.0.0.3:5080;user=phone"));
+    assert_eq!(
+        inv2.request_uri(),
+        Some("sip:+14255550199@127.0.0.3:5080;user=phone")
+    );
     assert!(to(&out, FE).is_empty(), "the caller sees no failure");
     // gw2 is silent too: after the failover timeout, nothing is left: 408.
     let out = m.poll(t0 + Duration::from_millis(500), &mut NoRelays);
-    assert_eq!(to(&out, GW2)[0].method(), Some(&Method::Invite), "retransmitted");
+    assert_eq!(
+        to(&out, GW2)[0].method(),
+        Some(&Method::Invite),
+        "retransmitted"
+    );
     let out = m.poll(t0 + Duration::from_secs(5), &mut NoRelays);
     assert_eq!(to(&out, FE)[0].status(), Some(408));
     let r = records(&out);
-    assert_eq!(r[0].attempts, vec![("gw1".into(), 503), ("gw2".into(), 408)]);
+    assert_eq!(
+        r[0].attempts,
+        vec![("gw1".into(), 503), ("gw2".into(), 408)]
+    );
     assert_eq!(r[0].code, 408);
 
     // Silence from the first trunk: the second one is tried.
@@ -325,7 +354,10 @@ CSeq: 10 CANCEL",
     );
     let out = m.on_datagram(cancel, addr(FE), t0, &mut NoRelays);
     let fe = to(&out, FE);
-    assert_eq!(fe.iter().map(|m| m.status()).collect::<Vec<_>>(), vec![Some(200), Some(487)]);
+    assert_eq!(
+        fe.iter().map(|m| m.status()).collect::<Vec<_>>(),
+        vec![Some(200), Some(487)]
+    );
     let gw_cancel = to(&out, GW1).remove(0);
     assert_eq!(gw_cancel.method(), Some(&Method::Cancel));
     assert_eq!(gw_cancel.call_id(), inv.call_id());
@@ -355,7 +387,12 @@ Contact: <sip:gw@127.0.0.2:5080>"
         )
     };
     // From an address that is no trunk: refused.
-    let out = m.on_datagram(invite("+14255550100"), addr("127.0.0.9:5080"), t0, &mut NoRelays);
+    let out = m.on_datagram(
+        invite("+14255550100"),
+        addr("127.0.0.9:5080"),
+        t0,
+        &mut NoRelays,
+    );
     assert_eq!(to(&out, "127.0.0.9:5080")[0].status(), Some(403));
     // A number nobody owns: 404.
     let out = m.on_datagram(invite("+14255550999"), addr(GW1), t0, &mut NoRelays);
@@ -364,11 +401,20 @@ Contact: <sip:gw@127.0.0.2:5080>"
     let out = m.on_datagram(invite("5550100"), addr(GW1), t0, &mut NoRelays);
     let inv = to(&out, FE).remove(0);
     assert_eq!(inv.request_uri(), Some("sip:alice@example.com"));
-    assert!(inv.header(HeaderName::From).unwrap().contains("sip:12065550111@example.com"));
+    assert!(
+        inv.header(HeaderName::From)
+            .unwrap()
+            .contains("sip:12065550111@example.com")
+    );
     assert_eq!(inv.body(), GW_SDP.as_bytes());
     let out = m.on_datagram(answer(&inv, 180, None), addr(FE), t0, &mut NoRelays);
     assert_eq!(to(&out, GW1)[0].status(), Some(180));
-    let out = m.on_datagram(answer(&inv, 200, Some(CLIENT_SDP)), addr(FE), t0, &mut NoRelays);
+    let out = m.on_datagram(
+        answer(&inv, 200, Some(CLIENT_SDP)),
+        addr(FE),
+        t0,
+        &mut NoRelays,
+    );
     assert_eq!(to(&out, FE)[0].method(), Some(&Method::Ack));
     let ok = to(&out, GW1).remove(0);
     assert_eq!(ok.status(), Some(200));
@@ -417,11 +463,20 @@ Contact: <sip:gw@127.0.0.2:5080>",
     let re = to(&out, FE).remove(0);
     assert_eq!(re.method(), Some(&Method::Invite));
     assert_eq!(re.call_id(), "call-a");
-    assert!(std::str::from_utf8(re.body()).unwrap().contains("a=sendonly"));
+    assert!(
+        std::str::from_utf8(re.body())
+            .unwrap()
+            .contains("a=sendonly")
+    );
     // A retransmission is not passed on again.
     let out = m.on_datagram(hold, addr(GW1), t0, &mut relays);
     assert!(to(&out, FE).is_empty());
-    let out = m.on_datagram(answer(&re, 200, Some(CLIENT_SDP)), addr(FE), t0, &mut relays);
+    let out = m.on_datagram(
+        answer(&re, 200, Some(CLIENT_SDP)),
+        addr(FE),
+        t0,
+        &mut relays,
+    );
     let ok2 = to(&out, GW1).remove(0);
     assert_eq!(ok2.status(), Some(200));
     assert_eq!(ok2.cseq().0, 2);
@@ -462,7 +517,12 @@ CSeq: 11 BYE",
 fn malformed_and_stray_messages_get_an_answer_not_a_panic() {
     let mut m = mediation(false);
     let t0 = Instant::now();
-    let out = m.on_datagram(Bytes::from_static(b"INVITE nonsense\r\n\r\n"), addr(FE), t0, &mut NoRelays);
+    let out = m.on_datagram(
+        Bytes::from_static(b"INVITE nonsense\r\n\r\n"),
+        addr(FE),
+        t0,
+        &mut NoRelays,
+    );
     assert!(out.len() <= 1);
     let bye = parse(
         "BYE sip:x@127.0.0.1 SIP/2.0
@@ -477,4 +537,27 @@ Content-Length: 0
     );
     let out = m.on_message(&bye, addr(FE), t0, &mut NoRelays);
     assert_eq!(to(&out, FE)[0].status(), Some(481));
+}
+
+#[test]
+fn relay_is_the_trunks_choice_per_attempt() {
+    let mut cfg = Config::new(addr(MED), "example.com", addr(FE));
+    cfg.relay_trunks = vec!["gw2".into()];
+    let mut m = Mediation::new(cfg, voice());
+    let mut relays = FakeRelays {
+        announced: Vec::new(),
+        closed: Vec::new(),
+    };
+    let t0 = Instant::now();
+    let out = m.on_datagram(pool_invite("5550199"), addr(FE), t0, &mut relays);
+    let inv1 = to(&out, GW1).remove(0);
+    assert_eq!(inv1.body(), CLIENT_SDP.as_bytes(), "gw1: media bypass");
+    let out = m.on_datagram(answer(&inv1, 503, None), addr(GW1), t0, &mut relays);
+    let inv2 = to(&out, GW2).remove(0);
+    assert!(
+        std::str::from_utf8(inv2.body())
+            .unwrap()
+            .contains("m=audio 40002 ")
+    );
+    assert_eq!(relays.announced.len(), 1);
 }

@@ -39,8 +39,8 @@ pub use chat::{
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
 pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
-pub use monitoring::CallDetail;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
+pub use monitoring::CallDetail;
 pub use pool::{POOL_CHANNEL, PoolEvent, PoolMember};
 pub use users::{NewUser, User, UserChange};
 
