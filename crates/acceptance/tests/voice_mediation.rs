@@ -276,7 +276,7 @@ fn mediation_b2bua_outbound_failover_relay_inbound_and_stranger() -> Result<()> 
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
-    if !out.contains("trunk=gw2") || !out.contains("code=200") || relayed < 10 {
+    if !out.contains("trunk=\"gw2\"") || !out.contains("code=200") || relayed < 10 {
         return Err(Error(format!(
             "outbound record: want trunk gw2, code 200 and RTP through the relay: {out}"
         )));
@@ -285,7 +285,10 @@ fn mediation_b2bua_outbound_failover_relay_inbound_and_stranger() -> Result<()> 
         .iter()
         .find(|l| l.contains("inbound"))
         .ok_or_else(|| Error(format!("no inbound record: {recs:?}")))?;
-    if !inb.contains("trunk=gw1") || !inb.contains("code=200") || !inb.contains("bob@example.com") {
+    if !inb.contains("trunk=\"gw1\"")
+        || !inb.contains("code=200")
+        || !inb.contains("bob@example.com")
+    {
         return Err(Error(format!("inbound record: {inb}")));
     }
 
