@@ -242,7 +242,23 @@ fn voice_outbound_normalized_failover_and_refusal() -> Result<()> {
         ]])?
         .timeout(Duration::from_secs(20))
         .run()?;
-    server.with_log(refused.expect(1))
+    server.with_log(refused.expect(1))?;
+
+    // The Mediation server recorded the call (the refused one never reached it).
+    let report = wait_for(Duration::from_secs(5), Duration::from_millis(200), || {
+        server
+            .cli(&["report", "calls", "--user", "alice@example.com"])
+            .ok()
+            .filter(|r| r.contains("1 call(s)"))
+    })
+    .ok_or_else(|| Error(format!("no call record\n{}", server.context())))?;
+    if !report.contains("outbound")
+        || !report.contains("answered")
+        || !report.contains("gw1:503 gw2:200")
+    {
+        return Err(Error(format!("confab report calls:\n{report}")));
+    }
+    Ok(())
 }
 
 #[test]

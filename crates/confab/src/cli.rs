@@ -62,6 +62,8 @@ pub enum Command {
     Bootstrap(crate::cmd_bootstrap::BootstrapArgs),
     /// Enterprise pools: front ends, heartbeats, homed users
     Pool(crate::pool_cli::PoolArgs),
+    /// Monitoring reports: call detail records
+    Report(crate::report_cli::ReportArgs),
 }
 
 #[derive(Args)]
@@ -322,6 +324,7 @@ impl Cli {
             Command::Chat(c) => o.database = c.database.clone(),
             Command::Pool(p) => o.database = p.database.clone(),
             Command::Voice(v) => o.database = v.database.clone(),
+            Command::Report(r) => o.database = r.database.clone(),
             _ => {}
         }
         o

@@ -74,6 +74,39 @@ pub struct ServeConfig {
     pub chat: ChatServeConfig,
     pub pool: PoolServeConfig,
     pub web: WebConfig,
+    pub mediation: MediationServeConfig,
+}
+
+/// The Mediation role collocated with this front end (`[mediation]`): the
+/// back-to-back user agent between the pool and the trunks' PSTN gateways
+/// (crates/mediation).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediationServeConfig {
+    /// Run the Mediation role here; calls to the PSTN go through it. Off: the
+    /// front end proxies calls straight to the gateways.
+    pub enabled: bool,
+    /// Its SIP (UDP) address, where gateways send calls; default: the `sip`
+    /// address's IP and any free port (logged at start; set it for gateways).
+    pub sip: Option<SocketAddr>,
+    /// Trunks whose media goes through the RTP relay (media bypass otherwise).
+    pub relay_trunks: Vec<String>,
+    /// A gateway silent for this long is given up for the route's next trunk.
+    pub failover_timeout_ms: u64,
+    /// Relayed calls at once at most.
+    pub max_relays: usize,
+}
+
+impl Default for MediationServeConfig {
+    fn default() -> Self {
+        MediationServeConfig {
+            enabled: true,
+            sip: None,
+            relay_trunks: Vec::new(),
+            failover_timeout_ms: 4_000,
+            max_relays: 1_000,
+        }
+    }
 }
 
 /// This front end as a member of an Enterprise pool (`[pool]`): set by the topology
@@ -407,6 +440,7 @@ impl Default for ServeConfig {
             chat: ChatServeConfig::default(),
             pool: PoolServeConfig::default(),
             web: WebConfig::default(),
+            mediation: MediationServeConfig::default(),
         }
     }
 }
@@ -436,6 +470,7 @@ impl fmt::Debug for ServeConfig {
             .field("chat", &self.chat)
             .field("pool", &self.pool)
             .field("web", &self.web)
+            .field("mediation", &self.mediation)
             .finish()
     }
 }

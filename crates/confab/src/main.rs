@@ -15,9 +15,11 @@ mod contacts;
 mod control_panel;
 mod database;
 mod lazy_lists;
+mod mediation_serve;
 mod pool_cli;
 mod pool_presence;
 mod pool_serve;
+mod report_cli;
 mod roles;
 mod serve;
 mod users;
@@ -62,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Chat(args) => chat_cli::run(&cfg, args).await,
             Command::Pool(args) => pool_cli::run(&cfg, args).await,
             Command::Voice(args) => voice_cli::run(&cfg, args).await,
+            Command::Report(args) => report_cli::run(&cfg, args).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,

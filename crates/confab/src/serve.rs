@@ -456,6 +456,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     } else {
         info!(advertise = %host, "advertising {host} in Via, Record-Route and Contact: {why}");
     }
+    // The Mediation role, collocated (crate::mediation_serve): bound now, started
+    // once the voice configuration is loaded.
+    let mediation = crate::mediation_serve::bind(&cfg).await?;
     let mut core_cfg = CoreConfig::new(&cfg.domain, &host, transports.udp_addr().port());
     core_cfg.advertise = Advertise {
         host,
@@ -503,6 +506,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         // Requests from the chat service's listener (the FE connected to it) are trusted.
         core_cfg.trusted_peers.push(*addr);
     }
+    if let Some(m) = &mediation {
+        // Calls to the PSTN go through it; calls it places to users are trusted.
+        core_cfg.mediation = Some(m.addr);
+        core_cfg.trusted_peers.push(m.addr);
+    }
     if core_cfg.allow_unauthenticated {
         warn!(
             "auth.allow_unauthenticated is on: every request is accepted without authentication (development only)"
@@ -540,6 +548,21 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     // Enterprise Voice: numbers, dial plans, routes, trunks (crate::voice_feed).
     let (voice, mut voice_rx, voice_task) =
         crate::voice_feed::start(store.clone(), &url, stop_rx.clone()).await?;
+    let (mediation_voice, mediation_tasks) = match mediation {
+        Some(bound) => {
+            let (tx, tasks) = crate::mediation_serve::start(
+                bound,
+                &cfg,
+                store.clone(),
+                metrics.clone(),
+                transports.udp_addr(),
+                voice.clone(),
+                stop_rx.clone(),
+            );
+            (Some(tx), tasks)
+        }
+        None => (None, Vec::new()),
+    };
     core.set_voice_config(voice);
 
     // Users: load all, then follow the store's change feed.
@@ -672,6 +695,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             }
             voice = voice_rx.recv() => {
                 if let Some(voice) = voice {
+                    if let Some(tx) = &mediation_voice {
+                        let _ = tx.try_send(voice.clone());
+                    }
                     core.set_voice_config(voice);
                 }
             }
@@ -744,6 +770,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     crate::pool_presence::join(presence).await;
     let _ = voice_task.await;
+    for t in mediation_tasks {
+        t.abort();
+        let _ = t.await;
+    }
     if let Some(chat) = chat {
         let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;
     }

@@ -67,6 +67,9 @@ pub struct CoreConfig {
     /// (application servers such as Persistent Chat on loopback; later an Edge).
     /// Port 0 trusts every port of the address. See `crate::guard`.
     pub trusted_peers: Vec<SocketAddr>,
+    /// The Mediation server (UDP) calls to the PSTN are handed to; `None`: they
+    /// are proxied straight to the trunks' gateways. See `crate::voice_app`.
+    pub mediation: Option<SocketAddr>,
     /// URIs served by applications behind the front end (Persistent Chat), see
     /// `crate::apps`.
     pub app_routes: Vec<crate::apps::AppRoute>,
@@ -100,6 +103,7 @@ impl CoreConfig {
             ntlm_target: None,
             digest_allow_rfc2069: false,
             trusted_peers: Vec::new(),
+            mediation: None,
             app_routes: Vec::new(),
             chat_provisioning: None,
         }
@@ -521,7 +525,14 @@ impl Core {
                     return true;
                 }
                 self.tx.mark_verified(key);
-                let v = crate::voice_app::outbound(&voice, &self.cfg.domain, msg, &caller, &dialed);
+                let v = crate::voice_app::outbound(
+                    &voice,
+                    &self.cfg.domain,
+                    self.cfg.mediation,
+                    msg,
+                    &caller,
+                    &dialed,
+                );
                 caller_id = Some(caller);
                 v
             }

@@ -1,8 +1,92 @@
 //! Counters and gauges of the front end, rendered in the Prometheus text format.
 //! Kept as plain atomics owned by the server (no global registry).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Trunks counted at most (they come from the voice configuration).
+const MAX_TRUNKS: usize = 1024;
+
+#[derive(Debug, Default, Clone)]
+struct TrunkCount {
+    attempts: u64,
+    answered: u64,
+    failed: BTreeMap<u16, u64>,
+}
+
+/// Call attempts per PSTN trunk: attempts, answered, failed by final code.
+#[derive(Debug, Default)]
+pub struct TrunkCounters {
+    inner: Mutex<BTreeMap<String, TrunkCount>>,
+}
+
+impl TrunkCounters {
+    /// A call attempt on `trunk` ended with `code` (2xx: answered).
+    pub fn attempt(&self, trunk: &str, code: u16) {
+        let Ok(mut m) = self.inner.lock() else {
+            return;
+        };
+        if !m.contains_key(trunk) && m.len() >= MAX_TRUNKS {
+            return;
+        }
+        let c = m.entry(trunk.to_owned()).or_default();
+        c.attempts += 1;
+        if (200..300).contains(&code) {
+            c.answered += 1;
+        } else {
+            *c.failed.entry(code).or_default() += 1;
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let Ok(m) = self.inner.lock() else {
+            return;
+        };
+        let esc = |t: &str| t.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            out,
+            "# HELP confab_trunk_attempts_total Call attempts on a PSTN trunk (Mediation role)."
+        );
+        let _ = writeln!(out, "# TYPE confab_trunk_attempts_total counter");
+        for (t, c) in m.iter() {
+            let _ = writeln!(
+                out,
+                "confab_trunk_attempts_total{{trunk=\"{}\"}} {}",
+                esc(t),
+                c.attempts
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP confab_trunk_answered_total Call attempts a PSTN trunk answered."
+        );
+        let _ = writeln!(out, "# TYPE confab_trunk_answered_total counter");
+        for (t, c) in m.iter() {
+            let _ = writeln!(
+                out,
+                "confab_trunk_answered_total{{trunk=\"{}\"}} {}",
+                esc(t),
+                c.answered
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP confab_trunk_failed_total Call attempts on a PSTN trunk that failed, by final SIP code (408: no answer)."
+        );
+        let _ = writeln!(out, "# TYPE confab_trunk_failed_total counter");
+        for (t, c) in m.iter() {
+            for (code, n) in &c.failed {
+                let _ = writeln!(
+                    out,
+                    "confab_trunk_failed_total{{trunk=\"{}\",code=\"{code}\"}} {n}",
+                    esc(t)
+                );
+            }
+        }
+    }
+}
 
 macro_rules! metrics_struct {
     ($( $field:ident : $kind:literal, $help:literal; )*) => {
@@ -11,6 +95,8 @@ macro_rules! metrics_struct {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $( pub $field: AtomicU64, )*
+            /// Calls per PSTN trunk (the Mediation role's records).
+            pub trunks: TrunkCounters,
         }
 
         impl Metrics {
@@ -23,6 +109,7 @@ macro_rules! metrics_struct {
                     let _ = writeln!(out, "# TYPE {name} {}", $kind);
                     let _ = writeln!(out, "{name} {}", self.$field.load(Ordering::Relaxed));
                 )*
+                self.trunks.render(&mut out);
                 out
             }
         }
@@ -64,5 +151,35 @@ impl Metrics {
 
     pub fn set(gauge: &AtomicU64, v: usize) {
         gauge.store(v as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trunk_counters_render_per_trunk_and_code() {
+        let m = Metrics::default();
+        m.trunks.attempt("gw1", 503);
+        m.trunks.attempt("gw2", 200);
+        m.trunks.attempt("gw1", 503);
+        let text = m.render();
+        assert!(
+            text.contains("confab_trunk_attempts_total{trunk=\"gw1\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("confab_trunk_answered_total{trunk=\"gw2\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("confab_trunk_failed_total{trunk=\"gw1\",code=\"503\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("confab_trunk_failed_total{trunk=\"gw2\""),
+            "{text}"
+        );
     }
 }

@@ -17,8 +17,11 @@
 //!   is refused like any request from another domain), normalized with the global
 //!   dial plan, sent to the user owning the number, `404` otherwise.
 //!
-//! Signalling is proxied (media flows between client and gateway, Lync's media
-//! bypass); the Mediation Server's B2BUA is not built yet.
+//! With a Mediation server (`CoreConfig::mediation`, collocated by default), the
+//! call to the PSTN is handed to it instead, record-routed, as
+//! `sip:+E164@mediation;user=phone`: the Mediation server's back-to-back user
+//! agent (crates/mediation) places its own call to the trunks with failover.
+//! Without one, signalling is proxied straight to the gateways (media bypass).
 
 use std::net::SocketAddr;
 
@@ -122,6 +125,7 @@ pub(crate) fn inbound(voice: &VoiceConfig, trunk: &str, dialed: &str) -> Verdict
 pub(crate) fn outbound(
     voice: &VoiceConfig,
     domain: &str,
+    mediation: Option<SocketAddr>,
     msg: &Message,
     caller: &str,
     dialed: &str,
@@ -153,6 +157,20 @@ pub(crate) fn outbound(
             format!("<sip:{line}@{domain};user=phone>"),
         )
         .build();
+    if let Some(med) = mediation {
+        debug!(%caller, %number, %med, "call to the PSTN through the Mediation server");
+        let dest = Dest {
+            transport: Transport::Udp,
+            addr: med,
+            conn: None,
+        };
+        return Verdict::Forward(Forward {
+            rewritten: Some(rewritten),
+            targets: vec![(format!("sip:{number}@{med};user=phone"), dest)],
+            record_route: true,
+            serial: false,
+        });
+    }
     let targets: Vec<(String, Dest)> = trunks
         .iter()
         .map(|t| {

@@ -1,0 +1,79 @@
+//! The thin tokio layer: one UDP socket for both legs, the core's timers, the RTP
+//! relay's sockets, and call records handed to a bounded channel (never a
+//! database round trip on the signalling path).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use confab_voice::VoiceConfig;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+use crate::b2bua::{Action, CallRecord, Mediation};
+use crate::relay::UdpRelays;
+
+/// Largest datagram read.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// What a running Mediation server exposes.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Call records dropped because the record writer fell behind.
+    pub records_dropped: AtomicU64,
+}
+
+/// Runs the Mediation server on `socket` until `stop` turns true.
+/// `voice` brings configuration changes; ended calls' records go to `records`.
+pub async fn run(
+    socket: UdpSocket,
+    mut core: Mediation,
+    mut relays: UdpRelays,
+    mut voice: mpsc::Receiver<Arc<VoiceConfig>>,
+    records: mpsc::Sender<CallRecord>,
+    counters: Arc<Counters>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut voice_open = true;
+    loop {
+        let deadline = core
+            .next_deadline()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let actions = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, src)) => core.on_datagram(Bytes::copy_from_slice(&buf[..n]), src, Instant::now(), &mut relays),
+                Err(e) => { debug!(error = %e, "mediation: receive failed"); continue; }
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => core.poll(Instant::now(), &mut relays),
+            v = voice.recv(), if voice_open => {
+                match v {
+                    Some(v) => core.set_voice_config(v),
+                    None => voice_open = false,
+                }
+                continue;
+            }
+            r = stop.changed() => {
+                if r.is_err() || *stop.borrow() { break; }
+                continue;
+            }
+        };
+        for a in actions {
+            match a {
+                Action::Send { to, data } => {
+                    if let Err(e) = socket.send_to(&data, to).await {
+                        debug!(%to, error = %e, "mediation: send failed");
+                    }
+                }
+                Action::Record(r) => {
+                    if records.try_send(r).is_err() {
+                        counters.records_dropped.fetch_add(1, Ordering::Relaxed);
+                        warn!("mediation: call record dropped (writer behind)");
+                    }
+                }
+            }
+        }
+    }
+}
