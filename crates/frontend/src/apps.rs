@@ -24,6 +24,18 @@ pub trait ChatProvisioning: Send + Sync + std::fmt::Debug {
     fn pool_uri(&self, user: &str) -> Option<String>;
 }
 
+/// Picks, per request, where an application route's requests go when the
+/// application runs on several servers (the active servers of a Persistent Chat
+/// pool, which come and go): implemented outside the front end, from the servers'
+/// heartbeats. Asked once per out-of-dialog request for an application URI.
+pub trait AppRouter: Send + Sync + std::fmt::Debug {
+    /// The servers for `user`'s (`user@domain`, `None` for a trusted peer) request
+    /// to `aor`, most preferred first (tried in turn while one answers 503 or
+    /// 408); `None` when this router does not handle `aor` (the route's own
+    /// destination is used); an empty list when no server is available.
+    fn targets(&self, aor: &str, user: Option<&str>) -> Option<Vec<Dest>>;
+}
+
 /// One application route: requests whose Request-URI is `uri` go to `dest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRoute {
@@ -57,6 +69,7 @@ pub(crate) fn serves(routes: &[AppRoute], aor: &str) -> bool {
 /// `identity` is the authenticated user (`None` for a trusted peer).
 pub(crate) fn decide(
     routes: &[AppRoute],
+    router: Option<&dyn AppRouter>,
     msg: &Message,
     target: &str,
     identity: Option<&str>,
@@ -64,6 +77,12 @@ pub(crate) fn decide(
     let Some(dest) = lookup(routes, target) else {
         return Verdict::reply(404, "No such application");
     };
+    let dests = router
+        .and_then(|r| r.targets(target, identity))
+        .unwrap_or_else(|| vec![dest]);
+    if dests.is_empty() {
+        return Verdict::reply(503, "No server of the application is available");
+    }
     let mut rw = Rewriter::new(msg);
     if let Some(user) = identity {
         rw = rw
@@ -73,9 +92,9 @@ pub(crate) fn decide(
     let ruri = msg.request_uri().unwrap_or("").to_owned();
     Verdict::Forward(Forward {
         rewritten: Some(rw.build()),
-        targets: vec![(ruri, dest)],
+        serial: dests.len() > 1,
+        targets: dests.into_iter().map(|d| (ruri.clone(), d)).collect(),
         record_route: msg.method() == Some(&Method::Invite),
-        serial: false,
     })
 }
 

@@ -15,6 +15,7 @@ mod address;
 mod admin;
 mod chat;
 mod chat_compliance;
+mod chat_pool;
 mod chat_transfer;
 mod contacts;
 mod pool;
@@ -35,6 +36,7 @@ pub use chat::{
     ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
     RoomType, normalize_principal,
 };
+pub use chat_pool::{CHAT_CHANNEL, ChatPoolEvent, ChatServer, ChatServerState};
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
 pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
