@@ -392,17 +392,30 @@ fn wait_status(
 
 /// Signs a user in and joins `room`; returns the client and the address of the
 /// chat server that serves it.
-fn sign_in_and_join(server: std::net::SocketAddr, user: &str, room: &str) -> Result<(XccosClient, String)> {
+fn sign_in_and_join(
+    server: std::net::SocketAddr,
+    user: &str,
+    room: &str,
+) -> Result<(XccosClient, String)> {
     let mut c = XccosClient::connect(server, &format!("{user}@{DOMAIN}"), "pw")?;
     let st = c.discover()?;
-    ensure!(st == 200, "{user}: lookup answered {st} {}\n{}", c.lookup_reason, c.transcript());
+    ensure!(
+        st == 200,
+        "{user}: lookup answered {st} {}\n{}",
+        c.lookup_reason,
+        c.transcript()
+    );
     c.join_ok(room)?;
     let target = c.server_target().unwrap_or("").to_owned();
     let ip = CHAT_SERVERS
         .iter()
         .find(|(_, ip, _)| target.contains(&format!("{ip}:")))
         .map(|(_, ip, _)| (*ip).to_owned())
-        .ok_or_else(|| Error(format!("{user}: the chat dialog's Contact {target:?} is no chat server")))?;
+        .ok_or_else(|| {
+            Error(format!(
+                "{user}: the chat dialog's Contact {target:?} is no chat server"
+            ))
+        })?;
     Ok((c, ip))
 }
 
@@ -465,16 +478,29 @@ persistent-chat.sip-tls = {chat_port}
     }
     std::fs::write(&file, topology).map_err(|e| Error(format!("writing the topology: {e}")))?;
     confab(&fe, &["topology", "publish", &file.to_string_lossy()])?;
-    confab(&fe, &["bootstrap", "--force", "--fqdn", &format!("se01.{DOMAIN}")])?;
+    confab(
+        &fe,
+        &["bootstrap", "--force", "--fqdn", &format!("se01.{DOMAIN}")],
+    )?;
     let cms = format!("sqlite://{}", fe.join("confab.db").display());
     for (name, _, _) in CHAT_SERVERS {
         confab(
             &dir.path().join(name),
-            &["bootstrap", "--force", "--cms", &cms, "--fqdn", &format!("{name}.{DOMAIN}")],
+            &[
+                "bootstrap",
+                "--force",
+                "--cms",
+                &cms,
+                "--fqdn",
+                &format!("{name}.{DOMAIN}"),
+            ],
         )?;
     }
     for u in USERS {
-        confab(&fe, &["user", "add", &format!("{u}@{DOMAIN}"), "--password", "pw"])?;
+        confab(
+            &fe,
+            &["user", "add", &format!("{u}@{DOMAIN}"), "--password", "pw"],
+        )?;
     }
 
     // The first chat server creates the chat tables; then the others.
@@ -495,8 +521,22 @@ persistent-chat.sip-tls = {chat_port}
         confab(&fe, &all)
     };
     cli(&["policy", "set", "--global", "--enable"])?;
-    cli(&["category", "add", "General", "--allowed-members", &format!("@{DOMAIN}")])?;
-    cli(&["room", "add", "Lobby", "--category", "General", "--privacy", "open"])?;
+    cli(&[
+        "category",
+        "add",
+        "General",
+        "--allowed-members",
+        &format!("@{DOMAIN}"),
+    ])?;
+    cli(&[
+        "room",
+        "add",
+        "Lobby",
+        "--category",
+        "General",
+        "--privacy",
+        "open",
+    ])?;
     let show = cli(&["room", "show", "Lobby", "--json"])?;
     let v: serde_json::Value = serde_json::from_str(show.trim())
         .map_err(|e| Error(format!("room show --json: {e}: {show}")))?;
@@ -510,7 +550,9 @@ persistent-chat.sip-tls = {chat_port}
         st.len() == 3
             && st.iter().all(|s| s.2)
             && st.iter().filter(|s| s.1 == "active").count() == 2
-            && st.iter().any(|s| s.0 == format!("pchat03.{DOMAIN}") && s.1 == "passive")
+            && st
+                .iter()
+                .any(|s| s.0 == format!("pchat03.{DOMAIN}") && s.1 == "passive")
     })?;
     std::thread::sleep(Duration::from_millis(1000));
 
@@ -529,12 +571,22 @@ persistent-chat.sip-tls = {chat_port}
             )));
         };
         let (c, ip) = sign_in_and_join(server, u, &room)?;
-        ensure!(ip != CHAT_SERVERS[2].1, "{u} was sent to the passive server");
-        if ip == a_ip { on_a.push(c) } else { on_b.push(c) }
+        ensure!(
+            ip != CHAT_SERVERS[2].1,
+            "{u} was sent to the passive server"
+        );
+        if ip == a_ip {
+            on_a.push(c)
+        } else {
+            on_b.push(c)
+        }
     }
-    wait_status(&fe, pg, "each active server reports its joined users", |st| {
-        st.iter().filter(|s| s.1 == "active").all(|s| s.3 >= 1)
-    })?;
+    wait_status(
+        &fe,
+        pg,
+        "each active server reports its joined users",
+        |st| st.iter().filter(|s| s.1 == "active").all(|s| s.3 >= 1),
+    )?;
 
     // Posts cross servers at once, both ways.
     let mut acknowledged: Vec<String> = Vec::new();
@@ -563,14 +615,18 @@ persistent-chat.sip-tls = {chat_port}
     let _ = a.child.wait();
     on_b[0].wait_post(&t, Duration::from_secs(5))?;
     wait_status(&fe, pg, "the killed server is dead", |st| {
-        st.iter().any(|s| s.0 == format!("pchat01.{DOMAIN}") && !s.2)
+        st.iter()
+            .any(|s| s.0 == format!("pchat01.{DOMAIN}") && !s.2)
     })?;
     // A's users reconnect: rediscovery and join go through B; nothing acknowledged is lost.
     for c in on_a.iter_mut() {
         let st = c.discover()?;
         ensure!(st == 200, "rediscovery answered {st}\n{}", c.transcript());
         let target = c.server_target().unwrap_or("").to_owned();
-        ensure!(target.contains(&format!("{b_ip}:")), "rejoined through {target}, not the live server");
+        ensure!(
+            target.contains(&format!("{b_ip}:")),
+            "rejoined through {target}, not the live server"
+        );
         c.join_ok(&room)?;
         let history = c.backfill(&room, 50)?;
         for t in &acknowledged {
@@ -582,7 +638,11 @@ persistent-chat.sip-tls = {chat_port}
     }
     let t = format!("after failover {}", unique_token());
     let r = on_a[0].post(&room, &t)?;
-    ensure!(r.status() == Some(200), "post after failover: {}", r.first_line);
+    ensure!(
+        r.status() == Some(200),
+        "post after failover: {}",
+        r.first_line
+    );
     on_b[0].wait_post(&t, Duration::from_secs(5))?;
 
     // The passive server takes over when told to.
@@ -590,7 +650,8 @@ persistent-chat.sip-tls = {chat_port}
     ensure!(out.contains("active"), "chat pool activate: {out}");
     passive.wait_for("persistent chat server started")?;
     wait_status(&fe, pg, "the activated server is live and active", |st| {
-        st.iter().any(|s| s.0 == format!("pchat03.{DOMAIN}") && s.1 == "active" && s.2)
+        st.iter()
+            .any(|s| s.0 == format!("pchat03.{DOMAIN}") && s.1 == "active" && s.2)
     })?;
     let c_ip = CHAT_SERVERS[2].1;
     let mut on_c = None;

@@ -109,7 +109,8 @@ impl PoolView {
             return live;
         }
         let n = live.len();
-        let first = usize::try_from(stable_hash(&user.to_ascii_lowercase()) % n as u64).unwrap_or(0);
+        let first =
+            usize::try_from(stable_hash(&user.to_ascii_lowercase()) % n as u64).unwrap_or(0);
         (0..n).map(|i| live[(first + i) % n]).collect()
     }
 
@@ -157,10 +158,10 @@ impl AppRouter for ChatRouter {
         if !self.uris.iter().any(|u| u == aor) {
             return None;
         }
-        let addrs = self
-            .view
-            .lock()
-            .targets_for(self.pool.as_deref(), user.unwrap_or(""), now_ms());
+        let addrs =
+            self.view
+                .lock()
+                .targets_for(self.pool.as_deref(), user.unwrap_or(""), now_ms());
         Some(
             addrs
                 .into_iter()
@@ -197,7 +198,8 @@ pub async fn watch_pool(
     // Listen before reading the snapshot, so that no change falls in between.
     let mut listener = PgListener::connect(url).await?;
     listener.listen(CHAT_CHANNEL).await?;
-    view.lock().load(store.chat_servers().await?);
+    let servers = store.chat_servers().await?;
+    view.lock().load(servers);
     Ok(tokio::spawn(async move {
         let mut reload = false;
         loop {
@@ -236,7 +238,10 @@ pub async fn watch_pool(
                             return;
                         }
                     }
-                    None => debug!(payload = n.payload(), "unknown chat pool notification ignored"),
+                    None => debug!(
+                        payload = n.payload(),
+                        "unknown chat pool notification ignored"
+                    ),
                 },
                 Ok(None) => {
                     warn!("chat pool change feed lost its connection; reconnecting");
@@ -304,7 +309,11 @@ pub fn row(
     let now = now_ms();
     let rate = |now_v: i64, then_v: i64, then_ms: i64| {
         let dt = now.saturating_sub(then_ms).max(1);
-        now_v.saturating_sub(then_v).max(0).saturating_mul(1_000_000) / dt
+        now_v
+            .saturating_sub(then_v)
+            .max(0)
+            .saturating_mul(1_000_000)
+            / dt
     };
     let (post_rate_milli, delivery_rate_milli) = prev.map_or((0, 0), |(p, at)| {
         (
@@ -374,7 +383,9 @@ pub fn heartbeat(
                 }
                 Err(_) => {
                     if !failing {
-                        warn!("chat pool heartbeat timed out: front ends stop sending users here once the lease ends");
+                        warn!(
+                            "chat pool heartbeat timed out: front ends stop sending users here once the lease ends"
+                        );
                         failing = true;
                     }
                 }
@@ -432,7 +443,8 @@ pub async fn standby(
         };
         match n {
             Ok(Some(n)) => {
-                if let Some(ChatPoolEvent::SetState { server, state }) = ChatPoolEvent::decode(n.payload())
+                if let Some(ChatPoolEvent::SetState { server, state }) =
+                    ChatPoolEvent::decode(n.payload())
                     && server.eq_ignore_ascii_case(&m.server)
                     && state == ChatServerState::Active
                 {
@@ -442,7 +454,10 @@ pub async fn standby(
             Ok(None) | Err(_) => {
                 // Reconnecting: the activation may have been missed.
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                if matches!(store.chat_server_state(&m.server).await, Ok(Some(ChatServerState::Active))) {
+                if matches!(
+                    store.chat_server_state(&m.server).await,
+                    Ok(Some(ChatServerState::Active))
+                ) {
                     break true;
                 }
             }
@@ -506,9 +521,15 @@ mod tests {
             14_000,
         )));
         assert_eq!(v.targets_for(None, "user1@example.com", 14_000), vec![a]);
-        assert_eq!(v.dead_others("a", 14_000), vec!["b".to_owned(), "c".to_owned()]);
+        assert_eq!(
+            v.dead_others("a", 14_000),
+            vec!["b".to_owned(), "c".to_owned()]
+        );
         // Another pool's servers are not targets.
-        assert!(v.targets_for(Some("other.example.com"), "u@example.com", 14_000).is_empty());
+        assert!(
+            v.targets_for(Some("other.example.com"), "u@example.com", 14_000)
+                .is_empty()
+        );
         // An older heartbeat heard late does not roll the view back.
         v.apply(&ChatPoolEvent::Server(server(
             "a",
@@ -522,15 +543,28 @@ mod tests {
     #[test]
     fn router_answers_for_its_uris_only() {
         let mut v = PoolView::new(Duration::from_secs(3));
-        v.load(vec![server("a", "127.0.0.2:5041", ChatServerState::Active, now_ms())]);
+        v.load(vec![server(
+            "a",
+            "127.0.0.2:5041",
+            ChatServerState::Active,
+            now_ms(),
+        )]);
         let r = ChatRouter::new(
             Arc::new(Mutex::new(v)),
-            &["sip:ocschat@example.com".to_owned(), "sip:chatsrv@Example.com".to_owned()],
+            &[
+                "sip:ocschat@example.com".to_owned(),
+                "sip:chatsrv@Example.com".to_owned(),
+            ],
             None,
         );
-        let t = r.targets("chatsrv@example.com", Some("bob@example.com")).unwrap();
+        let t = r
+            .targets("chatsrv@example.com", Some("bob@example.com"))
+            .unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].addr, "127.0.0.2:5041".parse::<SocketAddr>().unwrap());
-        assert!(r.targets("other@example.com", Some("bob@example.com")).is_none());
+        assert!(
+            r.targets("other@example.com", Some("bob@example.com"))
+                .is_none()
+        );
     }
 }

@@ -1143,7 +1143,11 @@ fn pool_remote_posts_joins_leaves_and_a_dead_server() {
     assert_eq!(h.core.stats.remote_posts, 1);
     // A local post with a lower id heard later keeps the cache in id order.
     let out = h.post_saved(&mut b, "open1", "from B", 9);
-    assert_eq!(out.len(), 1, "200 only: alice is served by the other server");
+    assert_eq!(
+        out.len(),
+        1,
+        "200 only: alice is served by the other server"
+    );
     h.core.on_remote_post(ChatPost {
         id: 8,
         room_id: "open1".into(),
@@ -1190,7 +1194,11 @@ fn pool_remote_posts_joins_leaves_and_a_dead_server() {
         .collect();
     assert_eq!(parted.len(), 2, "{out:?}");
     assert!(parted.contains(&"bob@example.com".to_owned()));
-    assert!(!h.core.participants("open1").contains(&"alice@example.com".to_owned()));
+    assert!(
+        !h.core
+            .participants("open1")
+            .contains(&"alice@example.com".to_owned())
+    );
     assert!(h.core.remote_servers().is_empty());
 
     // Bob leaves: the other servers hear of it.

@@ -49,7 +49,11 @@ pub fn membership(cfg: &ServeConfig, store_url: &str) -> Option<Membership> {
 
 /// Whether this server starts passive: an administrator's `confab chat pool
 /// activate|deactivate` wins over the topology's `persistent_chat`.
-pub async fn starts_passive(cfg: &ServeConfig, store: &Store, m: &Membership) -> anyhow::Result<bool> {
+pub async fn starts_passive(
+    cfg: &ServeConfig,
+    store: &Store,
+    m: &Membership,
+) -> anyhow::Result<bool> {
     let set = store
         .chat_server_state(&m.server)
         .await
@@ -124,7 +128,15 @@ pub async fn status(cfg: &ServeConfig, store: &Store, json_out: bool) -> anyhow:
     }
     println!(
         "{:<28} {:<24} {:<8} {:<6} {:>9} {:>7} {:>6} {:>8} {:>13}",
-        "SERVER", "POOL", "STATE", "LIVE", "HEARTBEAT", "JOINED", "ROOMS", "POSTS/S", "DELIVERIES/S"
+        "SERVER",
+        "POOL",
+        "STATE",
+        "LIVE",
+        "HEARTBEAT",
+        "JOINED",
+        "ROOMS",
+        "POSTS/S",
+        "DELIVERIES/S"
     );
     for s in &servers {
         let age = now.saturating_sub(s.heartbeat_ms);
@@ -159,10 +171,14 @@ pub async fn run(store: &Store, command: PoolCommand) -> anyhow::Result<()> {
     match (state, known) {
         (ChatServerState::Active, true) => println!("{fqdn} is active: it serves within a second"),
         (ChatServerState::Active, false) => {
-            println!("{fqdn} will be active when it starts (no chat server of that name has run on this store yet)")
+            println!(
+                "{fqdn} will be active when it starts (no chat server of that name has run on this store yet)"
+            )
         }
         (ChatServerState::Passive, _) => {
-            println!("{fqdn} is passive from its next start; restart it (or stop it) to move its users")
+            println!(
+                "{fqdn} is passive from its next start; restart it (or stop it) to move its users"
+            )
         }
     }
     Ok(())

@@ -111,7 +111,11 @@ fn apply_with_host(
             "chat.pool={} chat.server={} ({})",
             local.pool,
             local.fqdn,
-            if cfg.chat.passive { "passive" } else { "active" }
+            if cfg.chat.passive {
+                "passive"
+            } else {
+                "active"
+            }
         ));
         if machine.pool.persistent_chat_store.is_none() && cfg.chat.database.is_none() {
             bail!(

@@ -227,7 +227,7 @@ async fn run_chat_only(cfg: &ServeConfig) -> anyhow::Result<()> {
     let compliance = crate::chat_compliance::start(cfg, &store, metrics, stop_rx.clone())
         .await
         .context("starting the compliance service")?;
-    let running = confab_chat::service::start(chat_cfg, store, stop_rx)
+    let running = confab_chat::service::start(chat_cfg, store, stop_rx.clone())
         .await
         .context("starting the persistent chat service")?;
     info!(sip = %running.addr, lookup = %running.lookup_uri, server = %running.server_uri, "persistent chat server started (persistent-chat role only)");

@@ -36,8 +36,8 @@ pub use chat::{
     ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
     RoomType, normalize_principal,
 };
-pub use chat_pool::{CHAT_CHANNEL, ChatPoolEvent, ChatServer, ChatServerState};
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
+pub use chat_pool::{CHAT_CHANNEL, ChatPoolEvent, ChatServer, ChatServerState};
 pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};

@@ -90,7 +90,8 @@ impl ChatCore {
         if self.dir.room(room_id).is_none() {
             return;
         }
-        let before = self.is_participant(room_id, user) || self.is_remote_participant(room_id, user);
+        let before =
+            self.is_participant(room_id, user) || self.is_remote_participant(room_id, user);
         let users = self.remote.entry(room_id.to_owned()).or_default();
         if joined {
             users
