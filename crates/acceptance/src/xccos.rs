@@ -298,6 +298,12 @@ impl XccosClient {
         Ok(c)
     }
 
+    /// The chat server's Contact URI in the chat-server dialog (which server of a
+    /// chat pool serves this client), if there is one.
+    pub fn server_target(&self) -> Option<&str> {
+        self.dialog.as_ref().map(|d| d.target.as_str())
+    }
+
     pub fn aor(&self) -> String {
         format!("sip:{}@{}", self.user, self.domain)
     }

@@ -316,3 +316,368 @@ persistent-chat.sip-tls = {chat_port}
     drop(chat);
     Ok(())
 }
+
+/// Issue 11, Persistent Chat pools: two active chat servers and a passive one on
+/// one PostgreSQL store behind one front end. Users connected through different
+/// servers chat in one room (each post is delivered at once through the other
+/// server); `kill -9` of one server: `confab chat status` shows it dead, its users
+/// rediscover and rejoin through the other, and every acknowledged post (the last
+/// one acknowledged just before the kill) is in the backfill; then the passive
+/// server is activated with `confab chat pool activate` and serves users.
+#[test]
+fn chat_pool_fails_over_and_activates_a_passive_server() -> Result<()> {
+    let Ok(admin) = std::env::var("CONFAB_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipped chat_pool_fails_over_and_activates_a_passive_server: CONFAB_TEST_POSTGRES_URL is not set"
+        );
+        return Ok(());
+    };
+    let db = format!("confab_chat_pool_{}", unique_token());
+    psql(&admin, &format!("CREATE DATABASE {db}"))?;
+    let url = with_db(&admin, &db);
+    let r = pool_scenario(&url);
+    let dropped = psql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
+    r.and(dropped)
+}
+
+/// The chat servers of the pool: (name, address, topology state).
+const CHAT_SERVERS: [(&str, &str, &str); 3] = [
+    ("pchat01", "127.0.0.2", "active"),
+    ("pchat02", "127.0.0.3", "active"),
+    ("pchat03", "127.0.0.4", "passive"),
+];
+
+/// Users the test signs in, in this order, until it has the ones it needs on each
+/// server (front ends spread users by a stable hash of their address).
+const USERS: [&str; 10] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+];
+
+/// `confab chat status --json`, as (server, state, live, joined).
+fn chat_status(fe: &Path, pg: &str) -> Result<Vec<(String, String, bool, i64)>> {
+    let out = confab(fe, &["chat", "status", "--json", "--database", pg])?;
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .map_err(|e| Error(format!("chat status --json: {e}: {out}")))?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["server"].as_str().unwrap_or("").to_owned(),
+                s["state"].as_str().unwrap_or("").to_owned(),
+                s["live"].as_bool().unwrap_or(false),
+                s["joined"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect())
+}
+
+/// Waits (bounded) until `confab chat status` satisfies `ok`.
+fn wait_status(
+    fe: &Path,
+    pg: &str,
+    what: &str,
+    ok: impl Fn(&[(String, String, bool, i64)]) -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = chat_status(fe, pg)?;
+        if ok(&st) {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "{what}: chat status {st:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Signs a user in and joins `room`; returns the client and the address of the
+/// chat server that serves it.
+fn sign_in_and_join(
+    server: std::net::SocketAddr,
+    user: &str,
+    room: &str,
+) -> Result<(XccosClient, String)> {
+    let mut c = XccosClient::connect(server, &format!("{user}@{DOMAIN}"), "pw")?;
+    let st = c.discover()?;
+    ensure!(
+        st == 200,
+        "{user}: lookup answered {st} {}\n{}",
+        c.lookup_reason,
+        c.transcript()
+    );
+    c.join_ok(room)?;
+    let target = c.server_target().unwrap_or("").to_owned();
+    let ip = CHAT_SERVERS
+        .iter()
+        .find(|(_, ip, _)| target.contains(&format!("{ip}:")))
+        .map(|(_, ip, _)| (*ip).to_owned())
+        .ok_or_else(|| {
+            Error(format!(
+                "{user}: the chat dialog's Contact {target:?} is no chat server"
+            ))
+        })?;
+    Ok((c, ip))
+}
+
+fn pool_scenario(pg: &str) -> Result<()> {
+    let dir = confab_acceptance::temp_dir("chat-pool-ha")?;
+    let fe = dir.path().join("se01");
+    let file = dir.path().join("topology.toml");
+    let (sip, tls, web, chat_port) = (free_port(), free_port(), free_port(), free_port());
+    let mut topology = format!(
+        r#"sip_domains = ["{DOMAIN}"]
+
+[[site]]
+name = "main"
+
+[[store]]
+name = "backend"
+kind = "back-end"
+sqlite = "confab.db"
+
+[[store]]
+name = "pchat"
+kind = "persistent-chat"
+url = "{pg}"
+
+[[pool]]
+fqdn = "se01.{DOMAIN}"
+site = "main"
+edition = "standard"
+backend = "backend"
+
+[[pool.machine]]
+fqdn = "se01.{DOMAIN}"
+addresses = ["127.0.0.1"]
+roles = ["front-end"]
+[pool.machine.ports]
+front-end.sip = {sip}
+front-end.sip-udp = {sip}
+front-end.sip-tls = {tls}
+front-end.web = {web}
+
+[[pool]]
+fqdn = "pchat.{DOMAIN}"
+site = "main"
+next_hop = "se01.{DOMAIN}"
+persistent_chat_store = "pchat"
+"#
+    );
+    for (name, ip, state) in CHAT_SERVERS {
+        topology.push_str(&format!(
+            r#"
+[[pool.machine]]
+fqdn = "{name}.{DOMAIN}"
+addresses = ["{ip}"]
+roles = ["persistent-chat"]
+persistent_chat = "{state}"
+[pool.machine.ports]
+persistent-chat.sip-tls = {chat_port}
+"#
+        ));
+    }
+    std::fs::write(&file, topology).map_err(|e| Error(format!("writing the topology: {e}")))?;
+    confab(&fe, &["topology", "publish", &file.to_string_lossy()])?;
+    confab(
+        &fe,
+        &["bootstrap", "--force", "--fqdn", &format!("se01.{DOMAIN}")],
+    )?;
+    let cms = format!("sqlite://{}", fe.join("confab.db").display());
+    for (name, _, _) in CHAT_SERVERS {
+        confab(
+            &dir.path().join(name),
+            &[
+                "bootstrap",
+                "--force",
+                "--cms",
+                &cms,
+                "--fqdn",
+                &format!("{name}.{DOMAIN}"),
+            ],
+        )?;
+    }
+    for u in USERS {
+        confab(
+            &fe,
+            &["user", "add", &format!("{u}@{DOMAIN}"), "--password", "pw"],
+        )?;
+    }
+
+    // The first chat server creates the chat tables; then the others.
+    let mut chats: Vec<Serve> = Vec::new();
+    let mut first = Serve::start(&dir.path().join(CHAT_SERVERS[0].0))?;
+    first.wait_for("persistent chat server started")?;
+    chats.push(first);
+    let mut second = Serve::start(&dir.path().join(CHAT_SERVERS[1].0))?;
+    second.wait_for("persistent chat server started")?;
+    chats.push(second);
+    let mut passive = Serve::start(&dir.path().join(CHAT_SERVERS[2].0))?;
+    passive.wait_for("passive Persistent Chat server standing by")?;
+
+    let cli = |args: &[&str]| -> Result<String> {
+        let mut all = vec!["chat"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--database", pg]);
+        confab(&fe, &all)
+    };
+    cli(&["policy", "set", "--global", "--enable"])?;
+    cli(&[
+        "category",
+        "add",
+        "General",
+        "--allowed-members",
+        &format!("@{DOMAIN}"),
+    ])?;
+    cli(&[
+        "room",
+        "add",
+        "Lobby",
+        "--category",
+        "General",
+        "--privacy",
+        "open",
+    ])?;
+    let show = cli(&["room", "show", "Lobby", "--json"])?;
+    let v: serde_json::Value = serde_json::from_str(show.trim())
+        .map_err(|e| Error(format!("room show --json: {e}: {show}")))?;
+    let room = v["uri"].as_str().unwrap_or("").to_string();
+
+    let mut front = Serve::start(&fe)?;
+    front.wait_for("front end ready")?;
+    // Both active servers are live, the passive one stands by; the room reached
+    // both active servers.
+    wait_status(&fe, pg, "two live active servers and a passive one", |st| {
+        st.len() == 3
+            && st.iter().all(|s| s.2)
+            && st.iter().filter(|s| s.1 == "active").count() == 2
+            && st
+                .iter()
+                .any(|s| s.0 == format!("pchat03.{DOMAIN}") && s.1 == "passive")
+    })?;
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let server: std::net::SocketAddr = format!("127.0.0.1:{sip}")
+        .parse()
+        .map_err(|e| Error(format!("{e}")))?;
+    // One user on each active server (and whoever else signed in on the way).
+    let (a_ip, b_ip) = (CHAT_SERVERS[0].1, CHAT_SERVERS[1].1);
+    let mut on_a: Vec<XccosClient> = Vec::new();
+    let mut on_b: Vec<XccosClient> = Vec::new();
+    let mut next_user = USERS.iter();
+    while on_a.is_empty() || on_b.is_empty() {
+        let Some(u) = next_user.next() else {
+            return Err(Error(format!(
+                "no user of {USERS:?} landed on both active servers: the front end does not spread users"
+            )));
+        };
+        let (c, ip) = sign_in_and_join(server, u, &room)?;
+        ensure!(
+            ip != CHAT_SERVERS[2].1,
+            "{u} was sent to the passive server"
+        );
+        if ip == a_ip {
+            on_a.push(c)
+        } else {
+            on_b.push(c)
+        }
+    }
+    wait_status(
+        &fe,
+        pg,
+        "each active server reports its joined users",
+        |st| st.iter().filter(|s| s.1 == "active").all(|s| s.3 >= 1),
+    )?;
+
+    // Posts cross servers at once, both ways.
+    let mut acknowledged: Vec<String> = Vec::new();
+    let t = format!("from A {}", unique_token());
+    let r = on_a[0].post(&room, &t)?;
+    ensure!(r.status() == Some(200), "post on A: {}", r.first_line);
+    acknowledged.push(t.clone());
+    let got = on_b[0].wait_post(&t, Duration::from_secs(5))?;
+    ensure!(got.author == on_a[0].aor(), "author {} for {t}", got.author);
+    let t = format!("from B {}", unique_token());
+    let r = on_b[0].post(&room, &t)?;
+    ensure!(r.status() == Some(200), "post on B: {}", r.first_line);
+    acknowledged.push(t.clone());
+    on_a[0].wait_post(&t, Duration::from_secs(5))?;
+    // Acknowledged just before the server dies.
+    let t = format!("last on A {}", unique_token());
+    let r = on_a[0].post(&room, &t)?;
+    ensure!(r.status() == Some(200), "post on A: {}", r.first_line);
+    acknowledged.push(t.clone());
+
+    // kill -9 of server A.
+    let mut a = chats.remove(0);
+    a.child
+        .kill()
+        .map_err(|e| Error(format!("killing the chat server: {e}")))?;
+    let _ = a.child.wait();
+    on_b[0].wait_post(&t, Duration::from_secs(5))?;
+    wait_status(&fe, pg, "the killed server is dead", |st| {
+        st.iter()
+            .any(|s| s.0 == format!("pchat01.{DOMAIN}") && !s.2)
+    })?;
+    // A's users reconnect: rediscovery and join go through B; nothing acknowledged is lost.
+    for c in on_a.iter_mut() {
+        let st = c.discover()?;
+        ensure!(st == 200, "rediscovery answered {st}\n{}", c.transcript());
+        let target = c.server_target().unwrap_or("").to_owned();
+        ensure!(
+            target.contains(&format!("{b_ip}:")),
+            "rejoined through {target}, not the live server"
+        );
+        c.join_ok(&room)?;
+        let history = c.backfill(&room, 50)?;
+        for t in &acknowledged {
+            ensure!(
+                history.iter().any(|p| p.text == *t),
+                "acknowledged post {t:?} is missing from the backfill: {history:?}"
+            );
+        }
+    }
+    let t = format!("after failover {}", unique_token());
+    let r = on_a[0].post(&room, &t)?;
+    ensure!(
+        r.status() == Some(200),
+        "post after failover: {}",
+        r.first_line
+    );
+    on_b[0].wait_post(&t, Duration::from_secs(5))?;
+
+    // The passive server takes over when told to.
+    let out = cli(&["pool", "activate", &format!("pchat03.{DOMAIN}")])?;
+    ensure!(out.contains("active"), "chat pool activate: {out}");
+    passive.wait_for("persistent chat server started")?;
+    wait_status(&fe, pg, "the activated server is live and active", |st| {
+        st.iter()
+            .any(|s| s.0 == format!("pchat03.{DOMAIN}") && s.1 == "active" && s.2)
+    })?;
+    let c_ip = CHAT_SERVERS[2].1;
+    let mut on_c = None;
+    for u in next_user {
+        let (c, ip) = sign_in_and_join(server, u, &room)?;
+        ensure!(ip != a_ip, "{u} was sent to the dead server");
+        if ip == c_ip {
+            on_c = Some(c);
+            break;
+        }
+    }
+    let Some(mut on_c) = on_c else {
+        return Err(Error::new("no user was sent to the activated server"));
+    };
+    let history = on_c.backfill(&room, 50)?;
+    ensure!(
+        history.iter().any(|p| p.text == t),
+        "the activated server's backfill lacks {t:?}: {history:?}"
+    );
+    let t = format!("from C {}", unique_token());
+    let r = on_c.post(&room, &t)?;
+    ensure!(r.status() == Some(200), "post on C: {}", r.first_line);
+    on_b[0].wait_post(&t, Duration::from_secs(5))?;
+    on_a[0].wait_post(&t, Duration::from_secs(5))?;
+    drop(front);
+    drop(passive);
+    drop(chats);
+    Ok(())
+}

@@ -23,6 +23,8 @@ use crate::compliance::{ComplianceEvent, ComplianceKind};
 use crate::rules::Directory;
 use crate::xccos::{self, Command, Incoming};
 
+mod remote;
+
 /// Static settings of the service.
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
@@ -40,6 +42,10 @@ pub struct CoreConfig {
     pub transport: Transport,
     /// Report joins, leaves and history reads ([`ChatCore::drain_compliance`]).
     pub compliance: bool,
+    /// This server's name in a chat pool of several servers: joins and leaves are
+    /// reported for the others ([`ChatCore::drain_pool_events`]), and their posts,
+    /// joins and leaves are fed in (see the `remote` module).
+    pub pool_server: Option<String>,
 }
 
 impl CoreConfig {
@@ -52,6 +58,7 @@ impl CoreConfig {
             host_port: host_port.to_owned(),
             transport: Transport::Tcp,
             compliance: false,
+            pool_server: None,
         }
     }
 }
@@ -121,6 +128,8 @@ pub struct Stats {
     pub deliveries: u64,
     pub refused_posts: u64,
     pub joins: u64,
+    /// Posts stored by the pool's other servers and fanned out here.
+    pub remote_posts: u64,
 }
 
 /// The key of a dialog: its Call-ID and our tag. The Call-ID alone does not
@@ -189,6 +198,9 @@ pub struct ChatCore {
     out: Vec<Output>,
     store_out: Vec<StoreRequest>,
     compliance_out: Vec<ComplianceEvent>,
+    /// Room id → user → the other pool servers the user is joined through.
+    remote: FxHashMap<String, FxHashMap<String, BTreeSet<String>>>,
+    pool_out: Vec<confab_store::ChatPoolEvent>,
     pub stats: Stats,
 }
 
@@ -219,6 +231,8 @@ impl ChatCore {
             out: Vec::new(),
             store_out: Vec::new(),
             compliance_out: Vec::new(),
+            remote: FxHashMap::default(),
+            pool_out: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -254,6 +268,12 @@ impl ChatCore {
                 users.push(d.user.clone());
             }
         }
+        // Joined through the pool's other servers.
+        for u in self.remote.get(room_id).into_iter().flat_map(|m| m.keys()) {
+            if seen.insert(u.as_str()) {
+                users.push(u.clone());
+            }
+        }
         users
     }
 
@@ -269,6 +289,12 @@ impl ChatCore {
                 }
             }
         }
+        for u in self.remote.get(room_id).into_iter().flat_map(|m| m.keys()) {
+            seen.insert(u.as_str());
+            if seen.len() > limit {
+                return None;
+            }
+        }
         Some(self.participants(room_id))
     }
 
@@ -280,10 +306,14 @@ impl ChatCore {
                 seen.insert(d.user.as_str());
             }
         }
+        for u in self.remote.get(room_id).into_iter().flat_map(|m| m.keys()) {
+            seen.insert(u.as_str());
+        }
         seen.len()
     }
 
-    /// Whether `user` is joined to a room from any of their dialogs.
+    /// Whether `user` is joined to a room from any of their dialogs (here; see
+    /// `is_remote_participant` for the pool's other servers).
     fn is_participant(&self, room_id: &str, user: &str) -> bool {
         self.live
             .get(room_id)
@@ -1161,7 +1191,11 @@ impl ChatCore {
         if already_dialog {
             return false;
         }
-        let user_present = self.is_participant(room_id, user);
+        let user_local = self.is_participant(room_id, user);
+        let user_present = user_local || self.is_remote_participant(room_id, user);
+        if !user_local {
+            self.pool_member_event(room_id, user, true);
+        }
         if let Some(d) = self.dialogs.get_mut(cid) {
             d.rooms.insert(room_id.to_owned());
         }
@@ -1266,7 +1300,11 @@ impl ChatCore {
             data.push_str("\"/>");
             self.send_reply(cid, "rpl:part", "0", 200, "SUCCESS_OK", &data);
         }
-        let still_there = self.participants(room_id).contains(&user);
+        let still_local = self.is_participant(room_id, &user);
+        if !still_local {
+            self.pool_member_event(room_id, &user, false);
+        }
+        let still_there = still_local || self.is_remote_participant(room_id, &user);
         if notify && !still_there {
             self.notify_room(room_id, cid, &user, false);
         }

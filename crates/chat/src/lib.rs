@@ -4,6 +4,7 @@
 //! - [`rules`]: categories as ethical walls, privacy, roles, policy.
 //! - [`core`]: the sans-IO server: dialogs, commands, membership, fan-out.
 //! - [`compliance`]: joins, leaves and history reads for the compliance outbox.
+//! - [`pool`]: several servers on one store (membership, routing, activation).
 //! - [`service`]: the thin tokio layer (its own SIP listener, the store, change feed,
 //!   full-text indexer).
 //!
@@ -11,6 +12,8 @@
 
 pub mod compliance;
 pub mod core;
+pub mod pool;
+mod pool_link;
 pub mod rules;
 pub mod service;
 pub mod xccos;

@@ -35,6 +35,9 @@ pub struct ServiceConfig {
     pub compliance: bool,
     /// Where the chat gauges and counters go (`confab_chat_*` in `/metrics`).
     pub metrics: Option<Arc<Metrics>>,
+    /// This server in a chat pool (heartbeats; with PostgreSQL, posts, joins and
+    /// leaves shared with the pool's other active servers): see [`crate::pool`].
+    pub pool: Option<crate::pool::Membership>,
 }
 
 impl ServiceConfig {
@@ -47,6 +50,7 @@ impl ServiceConfig {
             poll_interval: Duration::from_millis(200),
             compliance: false,
             metrics: None,
+            pool: None,
         }
     }
 }
@@ -68,6 +72,8 @@ pub enum ServiceError {
     Store(#[from] confab_store::StoreError),
     #[error("chat SIP listener: {0}")]
     Transport(#[from] confab_transport::TransportError),
+    #[error("chat pool: {0}")]
+    Pool(#[from] crate::pool::PoolError),
 }
 
 fn wall_ms() -> i64 {
@@ -97,6 +103,7 @@ pub async fn start(
     }
     core_cfg.session_expires = cfg.session_expires.max(30);
     core_cfg.compliance = cfg.compliance;
+    core_cfg.pool_server = cfg.pool.as_ref().map(|m| m.server.clone());
     let lookup_uri = core_cfg.lookup_uri.clone();
     let server_uri = core_cfg.server_uri.clone();
     let mut core = ChatCore::new(core_cfg, rand::random());
@@ -156,6 +163,22 @@ pub async fn start(
         }
     });
 
+    let pool = match &cfg.pool {
+        Some(m) => Some(crate::pool_link::start(&store, m, addr, stop.clone()).await?),
+        None => None,
+    };
+    let (mut remote_rx, mut dead_rx, pool_tx, load_tx, pool_tasks) = match pool {
+        Some(p) => (
+            Some(p.remote),
+            Some(p.dead),
+            Some(p.notify),
+            Some(p.load),
+            p.tasks,
+        ),
+        None => (None, None, None, None, Vec::new()),
+    };
+    let pool_server = cfg.pool.as_ref().map(|m| m.server.clone());
+
     // Posts are saved one at a time, in order; each result goes back to the core.
     let (save_tx, mut save_rx) = mpsc::unbounded_channel::<StoreRequest>();
     let (saved_tx, mut saved_rx) = mpsc::unbounded_channel::<(u64, Result<i64, String>)>();
@@ -170,10 +193,20 @@ pub async fn start(
                     ts_ms,
                     text,
                 } => {
-                    let r = worker_store
-                        .insert_chat_post(&room_id, &author, ts_ms, &text)
-                        .await
-                        .map_err(|e| e.to_string());
+                    let r = match &pool_server {
+                        // Tells the pool's other servers in the same transaction.
+                        Some(server) => {
+                            worker_store
+                                .insert_chat_post_notify(server, &room_id, &author, ts_ms, &text)
+                                .await
+                        }
+                        None => {
+                            worker_store
+                                .insert_chat_post(&room_id, &author, ts_ms, &text)
+                                .await
+                        }
+                    }
+                    .map_err(|e| e.to_string());
                     if saved_tx.send((op, r)).is_err() {
                         return;
                     }
@@ -186,6 +219,7 @@ pub async fn start(
         let mut out = Vec::with_capacity(256);
         let mut reqs = Vec::new();
         let mut records = Vec::new();
+        let mut pool_events = Vec::new();
         let metrics = cfg.metrics.clone();
         let mut metrics_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -223,6 +257,30 @@ pub async fn start(
                     if let Some(m) = &metrics {
                         publish_metrics(&core, m);
                     }
+                    if let Some(tx) = &load_tx {
+                        let _ = tx.send(crate::pool_link::load_of(&core));
+                    }
+                }
+                remote = recv_opt(&mut remote_rx) => match remote {
+                    Some(r) => crate::pool_link::apply(&mut core, r),
+                    None => remote_rx = None,
+                },
+                dead = recv_opt(&mut dead_rx) => match dead {
+                    Some(dead) => {
+                        for server in dead {
+                            if core.remote_servers().contains(&server) {
+                                info!(%server, "a chat server of the pool is gone: its users leave their rooms");
+                                core.on_server_gone(&server);
+                            }
+                        }
+                    }
+                    None => dead_rx = None,
+                },
+            }
+            if let Some(tx) = &pool_tx {
+                core.drain_pool_events(&mut pool_events);
+                if !pool_events.is_empty() {
+                    let _ = tx.send(std::mem::take(&mut pool_events));
                 }
             }
             core.drain_store_requests(&mut reqs);
@@ -240,6 +298,10 @@ pub async fn start(
         drop(save_tx);
         let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
         let _ = poller.await;
+        drop(pool_tx);
+        for t in pool_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
         info!("persistent chat service stopped");
     });
     Ok(Running {
@@ -250,11 +312,21 @@ pub async fn start(
     })
 }
 
+/// Receives from an optional channel (pending forever without one).
+async fn recv_opt<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 fn publish_metrics(core: &ChatCore, m: &Metrics) {
     Metrics::set(&m.chat_rooms, core.directory().data.rooms.len());
     Metrics::set(&m.chat_joined_users, core.memberships());
     Metrics::set(&m.chat_posts_total, core.stats.posts as usize);
     Metrics::set(&m.chat_deliveries_total, core.stats.deliveries as usize);
+    Metrics::set(&m.chat_remote_posts_total, core.stats.remote_posts as usize);
+    Metrics::set(&m.chat_remote_joined_users, core.remote_memberships());
 }
 
 /// Writes compliance events to the outbox (three tries; a failure is logged as an

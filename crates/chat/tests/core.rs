@@ -1074,3 +1074,150 @@ fn reply_infos_follow_the_front_ends_connection_even_when_the_route_names_udp() 
         );
     }
 }
+
+/// Chat pools (issue 11): a core that is one of several active servers on one
+/// store. Posts, joins and leaves of the other servers are fed in as events; its
+/// own joins and leaves come out for them.
+#[test]
+fn pool_remote_posts_joins_leaves_and_a_dead_server() {
+    use confab_store::ChatPoolEvent;
+    let mut cfg = CoreConfig::new(DOMAIN, "127.0.0.1:5041");
+    cfg.pool_server = Some("pchat02.example.com".into());
+    let mut h = Harness {
+        core: ChatCore::new(cfg, 42),
+        now: Instant::now(),
+        wall: 1_704_067_200_000,
+    };
+    h.core.apply_directory(directory(), vec![]);
+    let mut b = h.connect("bob@example.com");
+    h.join(&mut b, "open1");
+    let mut evs = Vec::new();
+    h.core.drain_pool_events(&mut evs);
+    assert_eq!(
+        evs,
+        vec![ChatPoolEvent::Member {
+            server: "pchat02.example.com".into(),
+            room_id: "open1".into(),
+            user: "bob@example.com".into(),
+            joined: true,
+        }],
+        "the other servers hear of bob's join"
+    );
+
+    // Alice joins through pchat01: bob is told; she is a participant here.
+    h.core
+        .on_remote_member("pchat01.example.com", "open1", "alice@example.com", true);
+    let out = h.out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to_user(), "bob@example.com");
+    assert_eq!(out[0].item().attr("id"), Some("ntc:join"));
+    assert_eq!(
+        h.core.participants("open1"),
+        vec!["bob@example.com", "alice@example.com"]
+    );
+    // Unknown rooms are ignored.
+    h.core
+        .on_remote_member("pchat01.example.com", "nope", "alice@example.com", true);
+    assert!(h.out().is_empty());
+
+    // Her post, stored by pchat01, reaches bob here, once, and joins the backfill.
+    let post = ChatPost {
+        id: 7,
+        room_id: "open1".into(),
+        author: "alice@example.com".into(),
+        ts_ms: 1_704_067_200_000,
+        text: "hi from A <&>".into(),
+        original: "hi from A <&>".into(),
+        state: PostState::Active,
+    };
+    h.core.on_remote_post(post.clone());
+    let out = h.out();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to_user(), "bob@example.com");
+    let g = out[0].item();
+    assert_eq!(g.name, "grpchat");
+    assert_eq!(g.attr("author"), Some("sip:alice@example.com"));
+    assert_eq!(g.text_of("chat"), Some("hi from A <&>"));
+    h.core.on_remote_post(post);
+    assert!(h.out().is_empty(), "a post heard twice is delivered once");
+    assert_eq!(h.core.stats.remote_posts, 1);
+    // A local post with a lower id heard later keeps the cache in id order.
+    let out = h.post_saved(&mut b, "open1", "from B", 9);
+    assert_eq!(
+        out.len(),
+        1,
+        "200 only: alice is served by the other server"
+    );
+    h.core.on_remote_post(ChatPost {
+        id: 8,
+        room_id: "open1".into(),
+        author: "alice@example.com".into(),
+        ts_ms: 1_704_067_201_000,
+        text: "second from A".into(),
+        original: "second from A".into(),
+        state: PostState::Active,
+    });
+    h.out();
+    let mut c = h.connect("carol@example.com");
+    let out = h.join(&mut c, "open1");
+    let rpl = Harness::reply(&out, &c, "rpl:join");
+    let uibs: Vec<&str> = rpl
+        .child("data")
+        .unwrap()
+        .children_named("uib")
+        .map(|u| u.attr("uri").unwrap())
+        .collect();
+    assert!(uibs.contains(&"sip:alice@example.com"), "{uibs:?}");
+    let out = h.command(
+        &mut c,
+        "cmd:bccontext",
+        "<data><chanib uri=\"ma-chan://example.com/open1\"/><bcq><last cnt=\"25\"/></bcq></data>",
+    );
+    let rpl = Harness::reply(&out, &c, "rpl:bccontext");
+    let texts: Vec<String> = rpl
+        .child("data")
+        .unwrap()
+        .child("chanib")
+        .unwrap()
+        .children_named("msg")
+        .map(|m| m.text_of("chat").unwrap().to_owned())
+        .collect();
+    assert_eq!(texts, vec!["hi from A <&>", "second from A", "from B"]);
+
+    // pchat01 dies: alice leaves the room for bob and carol.
+    h.core.on_server_gone("pchat01.example.com");
+    let out = h.out();
+    let parted: Vec<String> = out
+        .iter()
+        .filter(|s| s.item().attr("id") == Some("ntc:part"))
+        .map(Sent::to_user)
+        .collect();
+    assert_eq!(parted.len(), 2, "{out:?}");
+    assert!(parted.contains(&"bob@example.com".to_owned()));
+    assert!(
+        !h.core
+            .participants("open1")
+            .contains(&"alice@example.com".to_owned())
+    );
+    assert!(h.core.remote_servers().is_empty());
+
+    // Bob leaves: the other servers hear of it.
+    let mut evs = Vec::new();
+    h.core.drain_pool_events(&mut evs);
+    h.command(
+        &mut b,
+        "cmd:part",
+        "<data><chanib uri=\"ma-chan://example.com/open1\"/></data>",
+    );
+    evs.clear();
+    h.core.drain_pool_events(&mut evs);
+    assert_eq!(
+        evs,
+        vec![ChatPoolEvent::Member {
+            server: "pchat02.example.com".into(),
+            room_id: "open1".into(),
+            user: "bob@example.com".into(),
+            joined: false,
+        }]
+    );
+}

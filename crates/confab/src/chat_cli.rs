@@ -78,6 +78,16 @@ pub enum ChatCommand {
         #[command(subcommand)]
         command: crate::chat_compliance::ComplianceCommand,
     },
+    /// The chat servers of the pool: active or passive, heartbeat age, load
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The pool's chat servers: make a passive one active (or back)
+    Pool {
+        #[command(subcommand)]
+        command: crate::chat_pool::PoolCommand,
+    },
     /// Search the history of the rooms a user may read, newest first
     Search {
         /// The user searching (only rooms they may read are searched)
@@ -288,6 +298,8 @@ pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
         ChatCommand::Compliance { command } => {
             crate::chat_compliance::run(&cfg, &store, command).await
         }
+        ChatCommand::Status { json } => crate::chat_pool::status(&cfg, &store, json).await,
+        ChatCommand::Pool { command } => crate::chat_pool::run(&store, command).await,
         ChatCommand::Export { out } => crate::chat_transfer::export(&store, &out).await,
         ChatCommand::Import { file } => crate::chat_transfer::import(&store, &domain, &file).await,
         other => execute(&store, &domain, other).await,
@@ -721,6 +733,8 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
             }
         },
         ChatCommand::Compliance { .. }
+        | ChatCommand::Status { .. }
+        | ChatCommand::Pool { .. }
         | ChatCommand::Export { .. }
         | ChatCommand::Import { .. } => {
             bail!("run by chat_cli::run")

@@ -384,6 +384,14 @@ fn summary(t: &Topology) -> String {
         for m in &p.machines {
             let r: Vec<&str> = m.roles().iter().map(|r| r.as_str()).collect();
             out.push_str(&format!("  machine {}: {}\n", m.fqdn(), r.join(", ")));
+            if m.has_role(confab_topology::Role::PersistentChat)
+                && m.chat_state() == confab_topology::ChatState::Passive
+            {
+                out.push_str(&format!(
+                    "    passive Persistent Chat server: `confab chat pool activate {}` makes it serve\n",
+                    m.fqdn()
+                ));
+            }
         }
     }
     out

@@ -207,6 +207,26 @@ pub struct ChatServeConfig {
     pub compliance_format: String,
     /// One file per room (Lync's OneChatRoomPerOutputFile).
     pub compliance_per_room: bool,
+    /// Chat pools: how often a chat server writes its heartbeat (milliseconds).
+    pub heartbeat_ms: u64,
+    /// Chat pools: a chat server whose heartbeat is older than this is dead, and
+    /// front ends stop sending users to it (milliseconds).
+    pub lease_ms: u64,
+    /// The Persistent Chat pool (its FQDN): on a chat machine, its own pool; on a
+    /// front end, the pool whose live active servers get the chat URIs. From the
+    /// topology only.
+    #[serde(skip)]
+    pub pool: Option<String>,
+    /// This chat server's name in its pool (its FQDN). From the topology only.
+    #[serde(skip)]
+    pub server_name: Option<String>,
+    /// This chat server is passive (standby) in the topology. From the topology only.
+    #[serde(skip)]
+    pub passive: bool,
+    /// On a front end: every chat server of the pool (trusted peers). From the
+    /// topology only.
+    #[serde(skip)]
+    pub pool_servers: Vec<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -245,6 +265,12 @@ impl Default for ChatServeConfig {
             compliance_output: None,
             compliance_format: "xml".to_owned(),
             compliance_per_room: false,
+            heartbeat_ms: 1000,
+            lease_ms: 3000,
+            pool: None,
+            server_name: None,
+            passive: false,
+            pool_servers: Vec::new(),
         }
     }
 }
@@ -274,6 +300,12 @@ impl fmt::Debug for ChatServeConfig {
             .field("compliance_output", &self.compliance_output)
             .field("compliance_format", &self.compliance_format)
             .field("compliance_per_room", &self.compliance_per_room)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("lease_ms", &self.lease_ms)
+            .field("pool", &self.pool)
+            .field("server_name", &self.server_name)
+            .field("passive", &self.passive)
+            .field("pool_servers", &self.pool_servers)
             .finish()
     }
 }

@@ -4,6 +4,7 @@ mod admin;
 mod chat_cli;
 mod chat_compliance;
 mod chat_http;
+mod chat_pool;
 mod chat_provisioning;
 mod chat_transfer;
 mod cli;

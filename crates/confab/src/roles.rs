@@ -103,6 +103,20 @@ fn apply_with_host(
             set.push(format!("chat.sip={addr}"));
             cfg.chat.sip = Some(addr);
         }
+        // Its place in its chat pool (crate::chat_pool).
+        cfg.chat.pool = Some(local.pool.clone());
+        cfg.chat.server_name = Some(local.fqdn.clone());
+        cfg.chat.passive = machine.machine.chat_state() == confab_topology::ChatState::Passive;
+        set.push(format!(
+            "chat.pool={} chat.server={} ({})",
+            local.pool,
+            local.fqdn,
+            if cfg.chat.passive {
+                "passive"
+            } else {
+                "active"
+            }
+        ));
         if machine.pool.persistent_chat_store.is_none() && cfg.chat.database.is_none() {
             bail!(
                 "pool {} in topology version {version} runs persistent-chat but names no \
@@ -343,6 +357,27 @@ fn apply_remote_chat(
     let addr = SocketAddr::new(ip, port);
     set.push(format!("chat.remote={addr} ({})", chat.machine.fqdn()));
     cfg.chat.remote = Some(addr);
+    // Every server of that pool (active or passive): the front end trusts them and,
+    // with a PostgreSQL store, routes each user to a live active one.
+    cfg.chat.pool = Some(chat.pool.fqdn().to_owned());
+    cfg.chat.pool_servers = topology
+        .machines()
+        .filter(|m| m.pool.fqdn() == chat.pool.fqdn() && m.machine.has_role(Role::PersistentChat))
+        .filter_map(|m| {
+            let ip = m
+                .machine
+                .addresses
+                .iter()
+                .find_map(|a| a.get_ref().trim().parse::<IpAddr>().ok())?;
+            let port = m
+                .machine
+                .listeners()
+                .into_iter()
+                .find(|l| l.role == Role::PersistentChat)?
+                .port;
+            Some(SocketAddr::new(ip, port))
+        })
+        .collect();
     if cfg.chat.database.is_none()
         && let Some(url) = chat_store_url(cfg, topology, chat.pool)?
     {

@@ -199,24 +199,43 @@ async fn run_chat_only(cfg: &ServeConfig) -> anyhow::Result<()> {
         .chat
         .sip
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5041)));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
     let mut chat_cfg = confab_chat::service::ServiceConfig::new(&cfg.domain, bind);
     chat_cfg.server_uri = cfg.chat.server_uri.clone();
     chat_cfg.session_expires = cfg.chat.session_expires;
     chat_cfg.compliance = cfg.chat.compliance;
+    // Its chat pool: heartbeats, and with PostgreSQL the pool's other servers.
+    chat_cfg.pool = crate::chat_pool::membership(cfg, &url);
+    if let Some(m) = &chat_cfg.pool
+        && crate::chat_pool::starts_passive(cfg, &store, m).await?
+    {
+        let activated = confab_chat::pool::standby(store.clone(), m, bind, stop_rx.clone())
+            .await
+            .context("standing by as a passive Persistent Chat server")?;
+        if !activated {
+            return Ok(());
+        }
+    }
     // The compliance service runs beside the chat service that records for it.
     let metrics = Arc::new(Metrics::default());
     chat_cfg.metrics = Some(metrics.clone());
     let compliance = crate::chat_compliance::start(cfg, &store, metrics, stop_rx.clone())
         .await
         .context("starting the compliance service")?;
-    let running = confab_chat::service::start(chat_cfg, store, stop_rx)
+    let running = confab_chat::service::start(chat_cfg, store, stop_rx.clone())
         .await
         .context("starting the persistent chat service")?;
     info!(sip = %running.addr, lookup = %running.lookup_uri, server = %running.server_uri, "persistent chat server started (persistent-chat role only)");
-    shutdown_signal().await;
-    info!("shutting down");
-    let _ = stop_tx.send(true);
+    while !*stop_rx.borrow_and_update() {
+        if stop_rx.changed().await.is_err() {
+            break;
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_secs(10), running.task).await;
     if let Some(task) = compliance {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
@@ -505,6 +524,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some((addr, _, _)) = &chat_route {
         // Requests from the chat service's listener (the FE connected to it) are trusted.
         core_cfg.trusted_peers.push(*addr);
+        // Every server of a chat pool on another machine, too.
+        core_cfg
+            .trusted_peers
+            .extend(cfg.chat.pool_servers.iter().copied());
+    }
+    // A chat pool on PostgreSQL: each user goes to a live active server of it.
+    if let (Some((_, lookup, server)), Some((_, _, _, chat_store))) = (&chat_route, &remote_chat) {
+        core_cfg.app_router = crate::chat_pool::router(
+            &cfg,
+            chat_store,
+            &[lookup.clone(), server.clone()],
+            stop_rx.clone(),
+        )
+        .await;
     }
     if let Some(m) = &mediation {
         // Calls to the PSTN go through it; calls it places to users are trusted.

@@ -75,6 +75,8 @@ pub struct CoreConfig {
     pub app_routes: Vec<crate::apps::AppRoute>,
     /// Persistent Chat in provisioning-v2 (see [`crate::apps::ChatProvisioning`]).
     pub chat_provisioning: Option<std::sync::Arc<dyn crate::apps::ChatProvisioning>>,
+    /// Picks among several servers of an application route (Persistent Chat pools).
+    pub app_router: Option<std::sync::Arc<dyn crate::apps::AppRouter>>,
 }
 
 impl CoreConfig {
@@ -106,6 +108,7 @@ impl CoreConfig {
             mediation: None,
             app_routes: Vec::new(),
             chat_provisioning: None,
+            app_router: None,
         }
     }
 }
@@ -852,6 +855,7 @@ impl Core {
             if crate::apps::serves(&self.cfg.app_routes, &app_target) {
                 let verdict = crate::apps::decide(
                     &self.cfg.app_routes,
+                    self.cfg.app_router.as_deref(),
                     &msg,
                     &app_target,
                     identity.as_deref(),

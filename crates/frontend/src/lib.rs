@@ -22,7 +22,7 @@ pub mod types;
 mod verdict;
 mod voice_app;
 
-pub use crate::apps::{AppRoute, ChatProvisioning};
+pub use crate::apps::{AppRoute, AppRouter, ChatProvisioning};
 pub use crate::core::{Advertise, Core, CoreConfig};
 pub use directory::{Directory, DirectoryChange, UserEntry};
 pub use home::{HomeRoute, HomeRouter, SharedHomeRouter};

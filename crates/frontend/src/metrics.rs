@@ -139,6 +139,8 @@ metrics_struct! {
     chat_joined_users: "gauge", "Persistent Chat room memberships of connected users (a user in two rooms counts twice).";
     chat_posts_total: "counter", "Persistent Chat posts stored and fanned out (rate: posts/s).";
     chat_deliveries_total: "counter", "Persistent Chat posts delivered to room participants (rate: deliveries/s).";
+    chat_remote_posts_total: "counter", "Persistent Chat posts stored by the pool's other chat servers and fanned out here.";
+    chat_remote_joined_users: "gauge", "Persistent Chat room memberships of users joined through the pool's other chat servers.";
     chat_compliance_events_total: "counter", "Compliance events copied into the compliance database.";
     chat_compliance_backlog: "gauge", "Compliance events waiting in the chat store's outbox.";
     chat_compliance_export_lag_seconds: "gauge", "Seconds since the end of the last scheduled compliance export window (0 before the first).";

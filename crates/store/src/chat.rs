@@ -320,7 +320,35 @@ fn principals(list: &[String]) -> Result<Vec<String>> {
     Ok(out)
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Inserts a post (and its compliance record) in `tx`; returns its id.
+pub(crate) async fn insert_chat_post_tx(
+    tx: &mut Tx,
+    room_id: &str,
+    author: &str,
+    ts_ms: i64,
+    text: &str,
+) -> Result<i64> {
+    let id: i64 = sqlx::query_scalar(
+        "UPDATE counters SET value = value + 1 WHERE name = 'chat_post' RETURNING value",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO chat_posts (id, room_id, author, ts, text, original, state) \
+         VALUES ($1, $2, $3, $4, $5, $5, 'active')",
+    )
+    .bind(id)
+    .bind(room_id)
+    .bind(author)
+    .bind(ts_ms)
+    .bind(text)
+    .execute(&mut **tx)
+    .await?;
+    crate::chat_compliance::record_post(tx, id, room_id, author, ts_ms, text).await?;
+    Ok(id)
+}
 
 async fn bump_chat_rev(tx: &mut Tx) -> Result<i64> {
     let rev: i64 = sqlx::query_scalar(
@@ -882,23 +910,7 @@ impl Store {
         text: &str,
     ) -> Result<i64> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "UPDATE counters SET value = value + 1 WHERE name = 'chat_post' RETURNING value",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO chat_posts (id, room_id, author, ts, text, original, state) \
-             VALUES ($1, $2, $3, $4, $5, $5, 'active')",
-        )
-        .bind(id)
-        .bind(room_id)
-        .bind(author)
-        .bind(ts_ms)
-        .bind(text)
-        .execute(&mut *tx)
-        .await?;
-        crate::chat_compliance::record_post(&mut tx, id, room_id, author, ts_ms, text).await?;
+        let id = insert_chat_post_tx(&mut tx, room_id, author, ts_ms, text).await?;
         tx.commit().await?;
         Ok(id)
     }

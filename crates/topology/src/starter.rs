@@ -270,7 +270,8 @@ users = {users}                   # homed users
 # [[pool.machine]]
 # fqdn = "pchat02.{sub}"
 # roles = ["persistent-chat"]
-# persistent_chat = "passive"
+# persistent_chat = "passive"   # stands by; `confab chat pool activate pchat02.{sub}`
+#                               # makes it serve (`confab chat status` lists the servers)
 {optional}"#
     )
 }
