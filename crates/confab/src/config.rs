@@ -174,6 +174,9 @@ pub struct ChatServeConfig {
     pub compliance_format: String,
     /// One file per room (Lync's OneChatRoomPerOutputFile).
     pub compliance_per_room: bool,
+    /// The file store of file posts (a directory; default `DATA/files`); set from
+    /// the topology's pool `file_store` (a `kind = "file"` store).
+    pub file_store: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -185,6 +188,14 @@ impl ServeConfig {
             None => confab_store::sqlite_url(&self.data_dir.join("compliance.db"))
                 .map_err(|e| ConfigError(format!("data directory: {e}"))),
         }
+    }
+
+    /// Where file posts are kept: `[chat] file_store`, else `DATA/files`.
+    pub fn chat_file_store(&self) -> PathBuf {
+        self.chat
+            .file_store
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("files"))
     }
 
     /// Where scheduled compliance exports go.
@@ -212,6 +223,7 @@ impl Default for ChatServeConfig {
             compliance_output: None,
             compliance_format: "xml".to_owned(),
             compliance_per_room: false,
+            file_store: None,
         }
     }
 }
@@ -241,6 +253,7 @@ impl fmt::Debug for ChatServeConfig {
             .field("compliance_output", &self.compliance_output)
             .field("compliance_format", &self.compliance_format)
             .field("compliance_per_room", &self.compliance_per_room)
+            .field("file_store", &self.file_store)
             .finish()
     }
 }

@@ -5,7 +5,9 @@ mod chat_cli;
 mod chat_compliance;
 mod chat_http;
 mod chat_provisioning;
+mod chat_rooms;
 mod chat_transfer;
+mod chat_web;
 mod cli;
 mod cmd_bootstrap;
 mod cmd_prereq;
@@ -22,6 +24,7 @@ mod serve;
 mod users;
 mod voice_cli;
 mod voice_feed;
+mod web_session;
 
 use std::process::ExitCode;
 

@@ -15,6 +15,7 @@ mod address;
 mod admin;
 mod chat;
 mod chat_compliance;
+mod chat_files;
 mod chat_transfer;
 mod contacts;
 mod pool;
@@ -36,6 +37,7 @@ pub use chat::{
     RoomType, normalize_principal,
 };
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
+pub use chat_files::{ChatFile, NewChatFile};
 pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
