@@ -32,6 +32,7 @@ pub mod sipe;
 pub mod sipe_chat;
 pub mod sipp;
 pub mod tools;
+pub mod web;
 pub mod ws;
 pub mod xccos;
 

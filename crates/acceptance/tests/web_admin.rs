@@ -13,132 +13,23 @@
 //! the administrator signs in, adds a user and disables another through the
 //! pages; screenshots go to target/web-screenshots/.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use confab_acceptance::server::run_bounded;
+use confab_acceptance::web::{
+    browser_skip_reason, chromium_path, https, screenshot_dir, tls_config,
+};
 use confab_acceptance::{ConfabServer, Error, Result, ServerOptions, ensure, repo_root};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 const ADMIN: &str = "ann@example.com";
 const ADMIN_PW: &str = "Ann-admin-pw1";
 const HELPDESK: &str = "hal@example.com";
 const PLAIN: &str = "bob@example.com";
 const PW: &str = "User-pw-123";
-
-struct Answer {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-fn tls_config(server: &ConfabServer) -> Result<Arc<rustls::ClientConfig>> {
-    let pem = server.data_dir().join("tls").join("cert.pem");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        CertificateDer::pem_file_iter(&pem).map_err(|e| Error(format!("{}: {e}", pem.display())))?
-    {
-        let cert = cert.map_err(|e| Error(format!("{}: {e}", pem.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| Error(format!("bad certificate: {e}")))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error(format!("TLS config: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    ))
-}
-
-/// One HTTPS request (`Connection: close`), the server verified against its own
-/// certificate.
-fn https(
-    server: &ConfabServer,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Result<Answer> {
-    let addr = server.http_addr()?;
-    let name = ServerName::try_from(addr.ip().to_string()).map_err(|e| Error(format!("{e}")))?;
-    let conn = rustls::ClientConnection::new(tls_config(server)?, name)
-        .map_err(|e| Error(format!("{e}")))?;
-    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| Error(format!("connect {addr}: {e}")))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| Error(format!("{e}")))?;
-    let mut s = rustls::StreamOwned::new(conn, tcp);
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if method == "POST" {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes())
-        .map_err(|e| Error(format!("{method} {path}: {e}")))?;
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 16384];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&chunk[..n]),
-            // The server may close without close_notify once the answer is out.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => break,
-            Err(e) => return Err(Error(format!("{method} {path}: reading: {e}"))),
-        }
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| Error(format!("{method} {path}: no HTTP answer: {text:?}")))?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| Error(format!("{method} {path}: bad status line in {head:?}")))?;
-    let mut hs = HashMap::new();
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            hs.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
-    let body = if hs
-        .get("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    Ok(Answer {
-        status,
-        headers: hs,
-        body,
-    })
-}
 
 /// The answer head to a WebSocket upgrade (subprotocol `sip`) at `/` over TLS.
 fn wss_handshake(server: &ConfabServer) -> Result<String> {
@@ -166,21 +57,6 @@ fn wss_handshake(server: &ConfabServer) -> Result<String> {
         }
     }
     Ok(String::from_utf8_lossy(&raw).into_owned())
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Signs in; returns the cookie header value and the CSRF token.
@@ -592,33 +468,10 @@ fn check_admin_changes(server: &ConfabServer) -> Result<()> {
     Ok(())
 }
 
-fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    target.join("web-screenshots")
-}
-
 fn browser(server: &ConfabServer) -> Result<()> {
     let web = repo_root().join("tests").join("web");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let skip = if !Path::new(&chromium).exists() {
-        Some(format!(
-            "{chromium} is not installed (apt-get install chromium)"
-        ))
-    } else if !web.join("node_modules").join("playwright-core").exists() {
-        Some("tests/web/node_modules is missing (run `npm ci` in tests/web)".to_owned())
-    } else if Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_err()
-    {
-        Some("node is not installed".to_owned())
-    } else {
-        None
-    };
-    if let Some(why) = skip {
+    let chromium = chromium_path();
+    if let Some(why) = browser_skip_reason() {
         eprintln!("SKIPPED the browser part of control_panel_over_https: {why}");
         println!("SKIPPED: browser part: {why}");
         return Ok(());

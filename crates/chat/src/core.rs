@@ -884,6 +884,41 @@ impl ChatCore {
         }
     }
 
+    /// A post stored outside this core (a file post of the web service, already
+    /// in the store): kept for backfill and sent to every participant of its room.
+    /// The one entry point for posts made elsewhere (issue 11).
+    pub fn deliver_stored_post(&mut self, post: ChatPost) {
+        let Some(room_uri) = self.dir.room(&post.room_id).map(|r| r.uri.clone()) else {
+            return;
+        };
+        let envid = self.envid();
+        let body = Bytes::from(xccos::grpchat(
+            envid,
+            &room_uri,
+            &format!("sip:{}", post.author),
+            &xccos::format_ts(post.ts_ms),
+            &post.text,
+        ));
+        let targets: Vec<String> = self
+            .live
+            .get(&post.room_id)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let keep = self.history_len();
+        let h = self.history.entry(post.room_id.clone()).or_default();
+        h.push_back(post);
+        while h.len() > keep {
+            h.pop_front();
+        }
+        self.stats.posts += 1;
+        for cid in targets {
+            self.send_info(&cid, body.clone());
+            self.stats.deliveries += 1;
+        }
+    }
+
     /// Sends an in-dialog INFO with an XCCOS body to the client of dialog `cid`.
     fn send_info(&mut self, cid: &str, body: Bytes) {
         let branch = {

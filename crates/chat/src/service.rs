@@ -63,6 +63,21 @@ pub struct Running {
     pub lookup_uri: String,
     pub server_uri: String,
     pub task: tokio::task::JoinHandle<()>,
+    /// Hands the service posts stored elsewhere (file posts) to deliver.
+    pub posts: PostSender,
+}
+
+/// Delivers posts stored outside the chat service (already in the store) to the
+/// room's participants: the narrow way into a running [`ChatCore`].
+#[derive(Clone, Debug)]
+pub struct PostSender(mpsc::Sender<confab_store::ChatPost>);
+
+impl PostSender {
+    /// Queues `post` for delivery; false when the service is gone or overloaded
+    /// (the post stays in the store and reaches users through backfill).
+    pub fn deliver(&self, post: confab_store::ChatPost) -> bool {
+        self.0.try_send(post).is_ok()
+    }
 }
 
 /// Errors starting the service.
@@ -215,7 +230,11 @@ pub async fn start(
         }
     });
 
+    let (posts_tx, mut posts_rx) = mpsc::channel::<confab_store::ChatPost>(1024);
+    // The task keeps a sender, so the channel never closes under it.
+    let posts_keep = posts_tx.clone();
     let task = tokio::spawn(async move {
+        let _posts_keep = posts_keep;
         let mut out = Vec::with_capacity(256);
         let mut reqs = Vec::new();
         let mut records = Vec::new();
@@ -239,6 +258,11 @@ pub async fn start(
                             Ok(ev) => handle(&mut core, ev, now, wall),
                             Err(_) => break,
                         }
+                    }
+                }
+                post = posts_rx.recv() => {
+                    if let Some(p) = post {
+                        core.deliver_stored_post(p);
                     }
                 }
                 saved = saved_rx.recv() => {
@@ -309,6 +333,7 @@ pub async fn start(
         lookup_uri,
         server_uri,
         task,
+        posts: PostSender(posts_tx),
     })
 }
 

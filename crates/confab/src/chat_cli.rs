@@ -14,6 +14,7 @@ use confab_store::{
 };
 use serde_json::{Value, json};
 
+use crate::chat_rooms::{self, Actor};
 use crate::config::ServeConfig;
 
 #[derive(Args)]
@@ -265,6 +266,9 @@ pub enum ConfigCommand {
         /// Above this many participants live participant lists stop
         #[arg(long, value_name = "N")]
         participant_update_limit: Option<u32>,
+        /// Largest file post, in KB (MaxFileSizeKB)
+        #[arg(long, value_name = "KB")]
+        max_file_size_kb: Option<u32>,
     },
 }
 
@@ -310,20 +314,17 @@ pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
 
 /// Splits a LIST and checks every address names an existing user.
 async fn list(store: &Store, s: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let Some(s) = s else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let Some(p) = normalize_principal(entry) else {
-            bail!("{entry:?} is neither a SIP address nor @domain");
-        };
-        if !p.starts_with('@') && store.get_user(&p).await?.is_none() {
-            bail!("unknown user {p}");
-        }
-        out.push(p);
-    }
-    Ok(out)
+    chat_rooms::principals(store, &split(s)).await
+}
+
+/// The entries of a comma-separated LIST (checked by [`chat_rooms`]).
+fn split(s: Option<&str>) -> Vec<String> {
+    s.unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 async fn opt_list(store: &Store, s: Option<&str>) -> anyhow::Result<Option<Vec<String>>> {
@@ -479,11 +480,11 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                     privacy: privacy(&p)?,
                     room_type: room_type(&t)?,
                     disabled,
-                    members: list(store, members.as_deref()).await?,
-                    managers: list(store, managers.as_deref()).await?,
-                    presenters: list(store, presenters.as_deref()).await?,
+                    members: split(members.as_deref()),
+                    managers: split(managers.as_deref()),
+                    presenters: split(presenters.as_deref()),
                 };
-                let id = store.add_chat_room(domain, &new).await?;
+                let id = chat_rooms::add_room(store, store, domain, Actor::Admin, new).await?;
                 writeln!(
                     out,
                     "added room {} ma-chan://{}/{id}",
@@ -512,15 +513,15 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                     privacy: p.as_deref().map(privacy).transpose()?,
                     room_type: t.as_deref().map(room_type).transpose()?,
                     disabled: None,
-                    add_members: list(store, add_members.as_deref()).await?,
-                    remove_members: loose_list(remove_members.as_deref())?,
-                    add_managers: list(store, add_managers.as_deref()).await?,
-                    remove_managers: loose_list(remove_managers.as_deref())?,
-                    add_presenters: list(store, add_presenters.as_deref()).await?,
-                    remove_presenters: loose_list(remove_presenters.as_deref())?,
+                    add_members: split(add_members.as_deref()),
+                    remove_members: split(remove_members.as_deref()),
+                    add_managers: split(add_managers.as_deref()),
+                    remove_managers: split(remove_managers.as_deref()),
+                    add_presenters: split(add_presenters.as_deref()),
+                    remove_presenters: split(remove_presenters.as_deref()),
                 };
                 let (_, room) = room_of(store, &name).await?;
-                store.update_chat_room(&room.name, &u).await?;
+                chat_rooms::update_room(store, store, Actor::Admin, &room.name, u).await?;
                 writeln!(out, "updated room {}", room.name)?;
             }
             RoomCommand::List { json } => {
@@ -582,30 +583,12 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 }
             }
             RoomCommand::Disable { name } => {
-                let (_, room) = room_of(store, &name).await?;
-                store
-                    .update_chat_room(
-                        &room.name,
-                        &ChatRoomUpdate {
-                            disabled: Some(true),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                writeln!(out, "disabled room {}", room.name)?;
+                let name = chat_rooms::set_disabled(store, Actor::Admin, &name, true).await?;
+                writeln!(out, "disabled room {name}")?;
             }
             RoomCommand::Enable { name } => {
-                let (_, room) = room_of(store, &name).await?;
-                store
-                    .update_chat_room(
-                        &room.name,
-                        &ChatRoomUpdate {
-                            disabled: Some(false),
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                writeln!(out, "enabled room {}", room.name)?;
+                let name = chat_rooms::set_disabled(store, Actor::Admin, &name, false).await?;
+                writeln!(out, "enabled room {name}")?;
             }
             RoomCommand::Remove { name } => {
                 let (_, room) = room_of(store, &name).await?;
@@ -704,6 +687,7 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                         "default_history": c.default_history,
                         "max_message_bytes": c.max_message_bytes,
                         "participant_update_limit": c.participant_update_limit,
+                        "max_file_size_kb": c.max_file_size_kb,
                     });
                     writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
                 } else {
@@ -714,12 +698,14 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                         "participant update limit: {}",
                         c.participant_update_limit
                     )?;
+                    writeln!(out, "max file size (KB):       {}", c.max_file_size_kb)?;
                 }
             }
             ConfigCommand::Set {
                 default_history,
                 max_message_bytes,
                 participant_update_limit,
+                max_file_size_kb,
             } => {
                 let old = store.chat_directory().await?.config;
                 let c = ChatConfig {
@@ -727,6 +713,7 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                     max_message_bytes: max_message_bytes.unwrap_or(old.max_message_bytes),
                     participant_update_limit: participant_update_limit
                         .unwrap_or(old.participant_update_limit),
+                    max_file_size_kb: max_file_size_kb.unwrap_or(old.max_file_size_kb),
                 };
                 store.set_chat_config(&c).await?;
                 writeln!(out, "chat configuration updated")?;
@@ -916,21 +903,4 @@ pub(crate) fn search_json(hits: &[SearchHit], page: u32) -> Value {
         })
         .collect();
     json!({"results": v, "page": page})
-}
-
-/// A LIST for removal: entries need not name existing users.
-fn loose_list(s: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for entry in s
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-    {
-        let Some(p) = normalize_principal(entry) else {
-            bail!("{entry:?} is neither a SIP address nor @domain");
-        };
-        out.push(p);
-    }
-    Ok(out)
 }

@@ -227,6 +227,9 @@ pub struct ChatServeConfig {
     /// topology only.
     #[serde(skip)]
     pub pool_servers: Vec<SocketAddr>,
+    /// The file store of file posts (a directory; default `DATA/files`); set from
+    /// the topology's pool `file_store` (a `kind = "file"` store).
+    pub file_store: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -238,6 +241,14 @@ impl ServeConfig {
             None => confab_store::sqlite_url(&self.data_dir.join("compliance.db"))
                 .map_err(|e| ConfigError(format!("data directory: {e}"))),
         }
+    }
+
+    /// Where file posts are kept: `[chat] file_store`, else `DATA/files`.
+    pub fn chat_file_store(&self) -> PathBuf {
+        self.chat
+            .file_store
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("files"))
     }
 
     /// Where scheduled compliance exports go.
@@ -271,6 +282,7 @@ impl Default for ChatServeConfig {
             server_name: None,
             passive: false,
             pool_servers: Vec::new(),
+            file_store: None,
         }
     }
 }
@@ -306,6 +318,7 @@ impl fmt::Debug for ChatServeConfig {
             .field("server_name", &self.server_name)
             .field("passive", &self.passive)
             .field("pool_servers", &self.pool_servers)
+            .field("file_store", &self.file_store)
             .finish()
     }
 }

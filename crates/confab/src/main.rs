@@ -6,7 +6,9 @@ mod chat_compliance;
 mod chat_http;
 mod chat_pool;
 mod chat_provisioning;
+mod chat_rooms;
 mod chat_transfer;
+mod chat_web;
 mod cli;
 mod cmd_bootstrap;
 mod cmd_prereq;
@@ -26,6 +28,7 @@ mod serve;
 mod users;
 mod voice_cli;
 mod voice_feed;
+mod web_session;
 
 use std::process::ExitCode;
 

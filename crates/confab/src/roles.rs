@@ -169,6 +169,21 @@ fn apply_with_host(
         }
     }
 
+    // File posts: the pool's `file_store` (a directory).
+    if cfg.chat.file_store.is_none()
+        && let Some(name) = machine.pool.file_store.as_ref()
+        && let Some(store) = topology.store(name.get_ref())
+        && let Some(StoreLocation::Directory(path)) = store.location()
+    {
+        let path = confab_topology::model::resolve(&cfg.data_dir, &path);
+        set.push(format!(
+            "chat.file_store={} (store {:?})",
+            path.display(),
+            store.name()
+        ));
+        cfg.chat.file_store = Some(path);
+    }
+
     // Compliance: the pool's `compliance = true` and its `compliance_store`.
     if local.roles.contains(&Role::PersistentChat)
         && machine

@@ -402,6 +402,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .as_ref()
         .map(|(_, s, _)| s)
         .or(remote_chat.as_ref().map(|(_, _, _, s)| s));
+    let rooms_store = search_store.cloned();
     let chat_search = search_store.map(|chat_store| {
         Arc::new(crate::chat_http::StoreChatSearch::new(
             store.clone(),
@@ -446,6 +447,21 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         cfg.data_dir.clone(),
         &cfg.web,
     ));
+    // Room management pages, where this machine serves (or reads) a chat store.
+    let mut extra = control_panel;
+    if let Some(chat_store) = rooms_store {
+        let poster = chat
+            .as_ref()
+            .map(|running| Box::new(running.posts.clone()) as Box<dyn crate::chat_web::RoomPoster>);
+        extra = extra.merge(crate::chat_web::router(crate::chat_web::ChatWeb::new(
+            store.clone(),
+            chat_store,
+            &cfg.domain,
+            &cfg.web,
+            cfg.chat_file_store(),
+            poster,
+        )));
+    }
     let (http_addr, http_task) = confab_web::serve(
         cfg.http,
         confab_web::WebState {
@@ -457,7 +473,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         confab_web::WebOptions {
             tls: cfg.web.tls.then(|| tls_config.clone()),
             hsts_max_age_secs: cfg.web.hsts_max_age_secs,
-            extra: Some(control_panel),
+            extra: Some(extra),
         },
         async move {
             let _ = stop_http.changed().await;

@@ -158,6 +158,8 @@ pub struct ChatConfig {
     pub max_message_bytes: u32,
     /// Above this many participants a room's live participant list stops (default 75).
     pub participant_update_limit: u32,
+    /// Largest file post, in KB (Lync's `MaxFileSizeKB`, default 20,000).
+    pub max_file_size_kb: u32,
 }
 
 impl Default for ChatConfig {
@@ -166,6 +168,7 @@ impl Default for ChatConfig {
             default_history: 30,
             max_message_bytes: 8000,
             participant_update_limit: 75,
+            max_file_size_kb: 20_000,
         }
     }
 }
@@ -559,6 +562,7 @@ impl Store {
                 "default_history" => config.default_history = value,
                 "max_message_bytes" => config.max_message_bytes = value,
                 "participant_update_limit" => config.participant_update_limit = value,
+                "max_file_size_kb" => config.max_file_size_kb = value,
                 _ => {}
             }
         }
@@ -881,12 +885,18 @@ impl Store {
         if c.participant_update_limit == 0 {
             return Err(invalid("participant update limit must be at least 1"));
         }
+        if c.max_file_size_kb == 0 || c.max_file_size_kb > 2_000_000 {
+            return Err(invalid(
+                "maximum file size must be between 1 and 2000000 KB",
+            ));
+        }
         let mut tx = self.pool.begin().await?;
         bump_chat_rev(&mut tx).await?;
         for (k, v) in [
             ("default_history", c.default_history),
             ("max_message_bytes", c.max_message_bytes),
             ("participant_update_limit", c.participant_update_limit),
+            ("max_file_size_kb", c.max_file_size_kb),
         ] {
             sqlx::query(
                 "INSERT INTO chat_config (key, value) VALUES ($1, $2) \

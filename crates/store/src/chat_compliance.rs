@@ -80,6 +80,37 @@ pub(crate) async fn record_post(
     Ok(())
 }
 
+/// Records a file upload or download (`kind` FILEUPLOAD / FILEDOWNLOAD) of the
+/// file of post `post_id`; `content` is the file's name.
+pub(crate) async fn record_file(
+    tx: &mut Tx,
+    kind: &str,
+    room_id: &str,
+    user: &str,
+    ts_ms: i64,
+    post_id: i64,
+    name: &str,
+) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO chat_compliance_outbox \
+         (id, kind, room_id, room_uri, room_name, user_address, ts, post_id, content, original) \
+         SELECT $1, $2, $3, COALESCE((SELECT uri FROM chat_rooms WHERE id = $3), ''), \
+         COALESCE((SELECT name FROM chat_rooms WHERE id = $3), ''), $4, $5, $6, $7, '' \
+         WHERE {ENABLED}"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(kind)
+        .bind(room_id)
+        .bind(user)
+        .bind(ts_ms)
+        .bind(post_id)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Records an administrator's removal (`replacement` None) or replacement of the
 /// posts matching `cond` (on `p`, one text parameter `$4`), before they change.
 /// Event ids are `PREFIX-POSTID`.

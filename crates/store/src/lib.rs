@@ -16,6 +16,7 @@ mod admin;
 mod chat;
 mod chat_compliance;
 mod chat_pool;
+mod chat_files;
 mod chat_transfer;
 mod contacts;
 mod monitoring;
@@ -40,6 +41,7 @@ pub use chat::{
 };
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
 pub use chat_pool::{CHAT_CHANNEL, ChatPoolEvent, ChatServer, ChatServerState};
+pub use chat_files::{ChatFile, NewChatFile};
 pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};

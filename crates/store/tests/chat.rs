@@ -409,6 +409,7 @@ async fn policy_and_config(store: Store) {
         default_history: 50,
         max_message_bytes: 4000,
         participant_update_limit: 10,
+        max_file_size_kb: 100,
     };
     store.set_chat_config(&c).await.unwrap();
     assert_eq!(store.chat_directory().await.unwrap().config, c);

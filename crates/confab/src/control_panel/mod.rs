@@ -3,17 +3,11 @@
 //!
 //! Served on the web port (HTTPS by default) under `/admin`. Pages and scripts
 //! are compiled into the binary (`assets/`, no build step). Security:
-//! - sign-in checks the stored digest HA1 in constant time; failures are limited
-//!   per client address (10 a minute, then `429`);
+//! - sign-in, sessions (cookie `confab_cp`, path `/admin`) and CSRF tokens are
+//!   [`crate::web_session`]'s (shared with the chat room pages);
 //! - only users with a role ([`crate::admin::Role`]) get a session; the role is
 //!   read again on every request, so `confab user set --no-role` or disabling the
 //!   user ends access at once;
-//! - sessions live in the server's memory (a restart signs everyone out), end after
-//!   `[web] session_idle_secs` without a request and `session_max_secs` after
-//!   sign-in; the cookie is `HttpOnly; Secure; SameSite=Strict`, and only a hash
-//!   of its token is kept;
-//! - every state-changing request (`POST`, sign-in excepted) must carry the
-//!   session's CSRF token in `X-CSRF-Token`;
 //! - every change goes through [`crate::admin`] (the CLI's code path) and is
 //!   written to the audit log with the administrator's address and client address.
 //!
@@ -28,38 +22,28 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use confab_auth::ratelimit::FailureLimiter;
 use confab_frontend::Metrics;
 use confab_store::{Address, Store, StoreError};
 use confab_transport::Connections;
 use confab_web::http::PeerInfo;
-use parking_lot::Mutex;
-use rand::Rng as _;
 use serde_json::{Value, json};
-use sha2::Digest as _;
-use subtle::ConstantTimeEq;
 use tracing::{info, warn};
 
 use crate::admin::{self, Actor, Permission, Role};
 use crate::config::WebConfig;
+use crate::web_session::{
+    Sessions, SignInRefusal, api_error, blocked, body_json, field, html, json_response, no_store,
+};
 
-/// Failed sign-ins per client address and window before `429`.
-const MAX_FAILURES: u32 = 10;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Sessions held at most (expired ones are dropped first).
-const MAX_SESSIONS: usize = 10_000;
 /// Users listed at most per answer.
 const MAX_LISTED: usize = 500;
-const COOKIE: &str = "confab_cp";
-const CSRF_HEADER: &str = "x-csrf-token";
 
 const SIGNIN_HTML: &str = include_str!("assets/signin.html");
 const PANEL_HTML: &str = include_str!("assets/panel.html");
@@ -67,27 +51,13 @@ const APP_CSS: &str = include_str!("assets/app.css");
 const APP_JS: &str = include_str!("assets/app.js");
 const SIGNIN_JS: &str = include_str!("assets/signin.js");
 
-/// Content-Security-Policy of the pages: scripts and styles from this server only.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-struct Session {
-    address: String,
-    csrf: String,
-    created: Instant,
-    last: Instant,
-}
-
 /// The Control Panel's state.
 pub struct Panel {
     store: Store,
     metrics: Arc<Metrics>,
     conns: Arc<Connections>,
     data_dir: PathBuf,
-    idle: Duration,
-    max: Duration,
-    /// By SHA-256 of the cookie's token (hex).
-    sessions: Mutex<HashMap<String, Session>>,
-    failures: Mutex<FailureLimiter<IpAddr>>,
+    sessions: Sessions,
 }
 
 impl Panel {
@@ -99,14 +69,11 @@ impl Panel {
         web: &WebConfig,
     ) -> Panel {
         Panel {
+            sessions: Sessions::new(store.clone(), "confab_cp", "/admin", web),
             store,
             metrics,
             conns,
             data_dir,
-            idle: Duration::from_secs(web.session_idle_secs),
-            max: Duration::from_secs(web.session_max_secs),
-            sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(FailureLimiter::new(MAX_FAILURES, FAILURE_WINDOW, 100_000)),
         }
     }
 }
@@ -143,28 +110,6 @@ pub fn router(panel: Panel) -> Router {
 
 // ---- sessions and refusals ----
 
-fn random_hex() -> String {
-    let mut b = [0u8; 32];
-    rand::rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
-
-fn token_key(token: &str) -> String {
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
-
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-}
-
 /// Why a request is not served.
 enum Refusal {
     /// No session, or it expired: sign in.
@@ -194,25 +139,6 @@ impl Authorized {
 }
 
 impl Panel {
-    /// The session of this request, if it is live (touching it).
-    fn session(&self, headers: &HeaderMap) -> Option<(String, String, String)> {
-        let token = cookie_token(headers)?;
-        let key = token_key(&token);
-        let now = Instant::now();
-        let mut sessions = self.sessions.lock();
-        let s = sessions.get_mut(&key)?;
-        if now.duration_since(s.last) > self.idle || now.duration_since(s.created) > self.max {
-            sessions.remove(&key);
-            return None;
-        }
-        s.last = now;
-        Some((key, s.address.clone(), s.csrf.clone()))
-    }
-
-    fn drop_session(&self, key: &str) {
-        self.sessions.lock().remove(key);
-    }
-
     /// Checks the session, the user's role (read now), `perm`, and for a change the
     /// CSRF token.
     async fn authorize(
@@ -222,17 +148,15 @@ impl Panel {
         perm: Option<Permission>,
         changing: bool,
     ) -> Result<Authorized, Refusal> {
-        let Some((key, address, csrf)) = self.session(headers) else {
-            return Err(Refusal::Unauthenticated);
+        let live = match self.sessions.live_user(headers).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return Err(Refusal::Unauthenticated),
+            Err(e) => {
+                warn!(error = %e, "control panel: reading the user failed");
+                return Err(Refusal::Internal);
+            }
         };
-        let user = self.store.get_user(&address).await.map_err(|e| {
-            warn!(error = %e, "control panel: reading the user failed");
-            Refusal::Internal
-        })?;
-        if !user.is_some_and(|u| u.enabled) {
-            self.drop_session(&key);
-            return Err(Refusal::Unauthenticated);
-        }
+        let address = live.address.clone();
         let role = admin::role_of(&self.store, &address).await.map_err(|e| {
             warn!(error = %e, "control panel: reading the role failed");
             Refusal::Internal
@@ -249,56 +173,16 @@ impl Panel {
                 "the role {role} may not do this"
             )));
         }
-        if changing {
-            let sent = headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if !bool::from(sent.as_bytes().ct_eq(csrf.as_bytes())) {
-                return Err(Refusal::Csrf);
-            }
+        if changing && !Sessions::csrf_ok(headers, &live) {
+            return Err(Refusal::Csrf);
         }
         Ok(Authorized {
             address,
             role,
-            csrf,
+            csrf: live.csrf,
             peer,
         })
     }
-
-    /// The user these credentials sign in (enabled, right password), if any.
-    async fn check_password(
-        &self,
-        address: &str,
-        password: &str,
-    ) -> anyhow::Result<Option<String>> {
-        let Ok(address) = Address::parse(address) else {
-            return Ok(None);
-        };
-        let Some(u) = self.store.get_user(&address.to_string()).await? else {
-            return Ok(None);
-        };
-        if !u.enabled {
-            return Ok(None);
-        }
-        let want = u.credentials().ha1_md5;
-        let got = confab_auth::credentials::ha1_md5(&u.username, &u.domain, password);
-        Ok(bool::from(want.as_bytes().ct_eq(got.as_bytes())).then_some(u.address))
-    }
-}
-
-fn no_store(mut r: Response) -> Response {
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-fn json_response(status: StatusCode, v: Value) -> Response {
-    no_store((status, axum::Json(v)).into_response())
-}
-
-fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
-    json_response(status, json!({ "error": message.into() }))
 }
 
 fn api_refusal(r: Refusal) -> Response {
@@ -353,37 +237,10 @@ fn op_error(e: anyhow::Error) -> Response {
     }
 }
 
-fn html(body: String) -> Response {
-    let mut r =
-        no_store(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response());
-    r.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    r
-}
-
-/// The JSON object of a request body.
-fn body_json(body: &Bytes) -> Result<serde_json::Map<String, Value>, Response> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        _ => Err(api_error(
-            StatusCode::BAD_REQUEST,
-            "the request body must be a JSON object",
-        )),
-    }
-}
-
-fn field<'a>(m: &'a serde_json::Map<String, Value>, name: &str) -> Result<&'a str, Response> {
-    m.get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| api_error(StatusCode::BAD_REQUEST, format!("{name} is missing")))
-}
-
 // ---- pages ----
 
 async fn root(State(p): State<Shared>, headers: HeaderMap) -> Response {
-    let to = if p.session(&headers).is_some() {
+    let to = if p.sessions.session(&headers).is_some() {
         "/admin/users"
     } else {
         "/admin/signin"
@@ -495,19 +352,6 @@ async fn api_signin(
     body: Bytes,
 ) -> Response {
     let ip = peer.ip();
-    if let Some(wait) = p.failures.lock().is_blocked(&ip, Instant::now()) {
-        let mut r = api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many failed sign-ins from this address: try again in {} seconds",
-                wait.as_secs().max(1)
-            ),
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return r;
-    }
     let m = match body_json(&body) {
         Ok(m) => m,
         Err(r) => return r,
@@ -518,21 +362,20 @@ async fn api_signin(
             "give your SIP address and password",
         );
     };
-    let address = match p.check_password(address, password).await {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            p.failures.lock().record_failure(ip, Instant::now());
+    let address = match p.sessions.verify(ip, address, password).await {
+        Ok(a) => a,
+        Err(SignInRefusal::Blocked(wait)) => return blocked(wait),
+        Err(SignInRefusal::Wrong) => {
             return api_error(
                 StatusCode::UNAUTHORIZED,
                 "wrong address or password (or the account is disabled)",
             );
         }
-        Err(e) => {
+        Err(SignInRefusal::Internal(e)) => {
             warn!(error = %e, "control panel sign-in: reading the user failed");
             return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
-    p.failures.lock().record_success(&ip);
     let role = match admin::role_of(&p.store, &address).await {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -548,33 +391,12 @@ async fn api_signin(
             return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
-    let token = random_hex();
-    let csrf = random_hex();
-    {
-        let now = Instant::now();
-        let mut sessions = p.sessions.lock();
-        if sessions.len() >= MAX_SESSIONS {
-            let (idle, max) = (p.idle, p.max);
-            sessions.retain(|_, s| {
-                now.duration_since(s.last) <= idle && now.duration_since(s.created) <= max
-            });
-        }
-        if sessions.len() >= MAX_SESSIONS {
-            return api_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many Control Panel sessions; try again later",
-            );
-        }
-        sessions.insert(
-            token_key(&token),
-            Session {
-                address: address.clone(),
-                csrf: csrf.clone(),
-                created: now,
-                last: now,
-            },
+    let Some((cookie, csrf)) = p.sessions.open(&address) else {
+        return api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many Control Panel sessions; try again later",
         );
-    }
+    };
     info!(%address, %ip, role = %role, "Control Panel sign-in");
     let actor = Actor {
         who: address.clone(),
@@ -596,13 +418,7 @@ async fn api_signin(
         StatusCode::OK,
         json!({ "address": address, "role": role.name(), "csrf": csrf }),
     );
-    let cookie = format!(
-        "{COOKIE}={token}; Path=/admin; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-        p.max.as_secs()
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
     r
 }
 
@@ -615,16 +431,13 @@ async fn api_signout(
         Ok(_) | Err(Refusal::Forbidden(_)) => {}
         Err(r) => return api_refusal(r),
     }
-    if let Some((key, ..)) = p.session(&headers) {
-        p.drop_session(&key);
+    if let Some(live) = p.sessions.session(&headers) {
+        p.sessions.drop_session(&live.key);
     }
     let mut r = json_response(StatusCode::OK, json!({ "signed_out": true }));
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "confab_cp=; Path=/admin; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    if let Some(v) = p.sessions.clear_cookie() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
     r
 }
 
@@ -948,18 +761,6 @@ async fn api_unknown_post(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_session_cookie_is_found_among_others() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; confab_cp=abc123 ; b=2"),
-        );
-        assert_eq!(cookie_token(&h).as_deref(), Some("abc123"));
-        h.insert(header::COOKIE, HeaderValue::from_static("confab_cpx=1"));
-        assert_eq!(cookie_token(&h), None);
-    }
 
     #[test]
     fn metric_lines_become_values() {
