@@ -50,6 +50,7 @@ pub fn checks(out: &str) -> Vec<(bool, String)> {
 pub struct SipeCmd {
     label: String,
     dir: PathBuf,
+    host: String,
     port: u16,
     args: Vec<String>,
 }
@@ -85,9 +86,16 @@ impl SipeCmd {
         SipeCmd {
             label: label.to_owned(),
             dir: workdir.join(label),
+            host: "127.0.0.1".to_owned(),
             port,
             args,
         }
+    }
+
+    /// Signs in to `ip` instead of 127.0.0.1 (a server on another loopback address).
+    pub fn host(mut self, ip: std::net::Ipv4Addr) -> Self {
+        self.host = ip.to_string();
+        self
     }
 
     /// Port of `server` for `transport` (`tls` -> the TLS port, else SIP TCP).
@@ -137,7 +145,7 @@ impl SipeCmd {
         let script = tests_dir().join("clients/sipe/run_sipe.py");
         let child = Command::new("python3")
             .arg(&script)
-            .arg("127.0.0.1")
+            .arg(&self.host)
             .arg(self.port.to_string())
             .args(&self.args)
             .env("TMPDIR", &self.dir)

@@ -17,6 +17,7 @@ mod database;
 mod lazy_lists;
 mod pool_cli;
 mod pool_serve;
+mod pools_serve;
 mod roles;
 mod serve;
 mod users;

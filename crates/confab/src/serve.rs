@@ -524,7 +524,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         stop_rx.clone(),
     )
     .await?;
-    if let Some((_, router)) = &pool {
+    // Several pools (crate::pools_serve): other pools' users go to their pool; a
+    // Director sends every user to theirs.
+    let pools = crate::pools_serve::start(
+        &cfg,
+        &store,
+        &url,
+        pool.as_ref()
+            .map(|(_, r)| r.clone() as confab_frontend::SharedHomeRouter),
+        stop_rx.clone(),
+    )
+    .await?;
+    if let Some((_, router)) = &pools {
+        core.set_home_router(router.clone());
+    } else if let Some((_, router)) = &pool {
         core.set_home_router(router.clone());
     }
     // Enterprise Voice: numbers, dial plans, routes, trunks (crate::voice_feed).
@@ -724,6 +737,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = poller.await;
     if let Some((handle, _)) = pool {
+        handle.join().await;
+    }
+    if let Some((handle, _)) = pools {
         handle.join().await;
     }
     let _ = voice_task.await;

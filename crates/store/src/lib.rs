@@ -17,6 +17,7 @@ mod chat;
 mod chat_compliance;
 mod chat_transfer;
 mod contacts;
+mod homes;
 mod pool;
 mod users;
 mod voice;
@@ -39,6 +40,7 @@ pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
 pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
+pub use homes::{HomeEvent, KIND_DIRECTOR, KIND_FRONT_END};
 pub use pool::{POOL_CHANNEL, PoolEvent, PoolMember};
 pub use users::{NewUser, User, UserChange};
 
