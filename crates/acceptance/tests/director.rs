@@ -297,15 +297,22 @@ fn sipe_through_director(t: &Topology, label: &str, home: &str, other: &str) -> 
     .map_err(|e| Error(format!("{label}: {e}\n{}", t.logs())))?;
     let st = seen?.ok_or_else(|| Error(format!("{label}: carol never signed in")))?;
     eprintln!("[director] {label}: confab pool status:\n{st}");
-    assert_eq!(registrations(&st, DIRECTOR), 0, "the Director holds no registrations:\n{st}");
-    assert_eq!(registrations(&st, other), 0, "carol is not on {other}:\n{st}");
-    assert!(!homed(&st, other, CAROL.0), "carol is not homed on {other}:\n{st}");
-    let log = t.director.log_text();
-    assert!(
-        log.contains("running as a Director"),
-        "{}",
-        tail(&log, 40)
+    assert_eq!(
+        registrations(&st, DIRECTOR),
+        0,
+        "the Director holds no registrations:\n{st}"
     );
+    assert_eq!(
+        registrations(&st, other),
+        0,
+        "carol is not on {other}:\n{st}"
+    );
+    assert!(
+        !homed(&st, other, CAROL.0),
+        "carol is not homed on {other}:\n{st}"
+    );
+    let log = t.director.log_text();
+    assert!(log.contains("running as a Director"), "{}", tail(&log, 40));
     Ok(())
 }
 
@@ -382,15 +389,23 @@ fn two_pools_and_a_director() -> Result<()> {
         &["--call"],
     )?;
     let st = t.status()?;
-    assert!(homed(&st, FE_B, "bob@example.com"), "bob homed on pool B:\n{st}");
+    assert!(
+        homed(&st, FE_B, "bob@example.com"),
+        "bob homed on pool B:\n{st}"
+    );
 
     // 3. carol moves to pool B and signs in there, contact list intact.
     let out = t.cli(&["user", "move", CAROL.0, "--pool", POOL_B])?;
     assert!(
-        out.contains("moved carol@example.com from pool poola.example.com to pool poolb.example.com"),
+        out.contains(
+            "moved carol@example.com from pool poola.example.com to pool poolb.example.com"
+        ),
         "{out}"
     );
-    assert!(t.cli(&["user", "show", CAROL.0])?.contains(&format!("pool:          {POOL_B}")));
+    assert!(
+        t.cli(&["user", "show", CAROL.0])?
+            .contains(&format!("pool:          {POOL_B}"))
+    );
     std::thread::sleep(Duration::from_millis(300));
     sipe_through_director(&t, "carol-b", FE_B, FE_A)?;
     eprintln!("[director] whole test: {:.1} s", t0.elapsed().as_secs_f64());

@@ -382,7 +382,10 @@ async fn known_pool(store: &Store, pool: &str) -> anyhow::Result<String> {
 /// The pool a new user is homed on: `pool` if given (a known front-end pool),
 /// else the only front-end pool; `None` (the default pool) when there is none.
 /// Several pools and no `pool`: an error, nothing is decided for the user.
-pub async fn pool_for_new_user(store: &Store, pool: Option<&str>) -> anyhow::Result<Option<String>> {
+pub async fn pool_for_new_user(
+    store: &Store,
+    pool: Option<&str>,
+) -> anyhow::Result<Option<String>> {
     if let Some(p) = pool {
         return Ok(Some(known_pool(store, p).await?));
     }
@@ -398,7 +401,11 @@ pub async fn pool_for_new_user(store: &Store, pool: Option<&str>) -> anyhow::Res
 }
 
 /// Homes a user just added on `pool` (see [`pool_for_new_user`]).
-pub async fn set_new_user_pool(store: &Store, address: &str, pool: Option<&str>) -> anyhow::Result<()> {
+pub async fn set_new_user_pool(
+    store: &Store,
+    address: &str,
+    pool: Option<&str>,
+) -> anyhow::Result<()> {
     store.set_user_pool(address, pool, wall_ms()).await?;
     Ok(())
 }

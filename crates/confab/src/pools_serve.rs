@@ -28,11 +28,7 @@ pub async fn start(
     let Some(inner) = pool else {
         return Ok(None);
     };
-    let name = cfg
-        .pool
-        .name
-        .clone()
-        .unwrap_or_else(|| cfg.domain.clone());
+    let name = cfg.pool.name.clone().unwrap_or_else(|| cfg.domain.clone());
     let kind = if cfg.director.enabled {
         KIND_DIRECTOR
     } else {

@@ -101,7 +101,10 @@ fn apply_with_host(
             );
         }
         if !cfg.director.enabled {
-            set.push(format!("director pool={} member={}", local.pool, local.fqdn));
+            set.push(format!(
+                "director pool={} member={}",
+                local.pool, local.fqdn
+            ));
         }
         cfg.director.enabled = true;
         cfg.pool.name.get_or_insert_with(|| local.pool.clone());
@@ -234,7 +237,10 @@ fn apply_with_host(
     let front_end: Vec<&Listener> = local
         .listeners
         .iter()
-        .filter(|l| l.role == Role::FrontEnd || (l.role == Role::Director && !local.roles.contains(&Role::FrontEnd)))
+        .filter(|l| {
+            l.role == Role::FrontEnd
+                || (l.role == Role::Director && !local.roles.contains(&Role::FrontEnd))
+        })
         .collect();
     let port_of = |name: &str| front_end.iter().find(|l| l.name == name).map(|l| l.port);
     if let (Some(tcp), Some(udp)) = (port_of("sip"), port_of("sip-udp"))

@@ -91,7 +91,11 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
             } else {
                 write_user(&mut out, &user)?;
                 writeln!(out, "role:          {}", role.map_or("-", |r| r.name()))?;
-                writeln!(out, "pool:          {}", pool.as_deref().unwrap_or("(default)"))?;
+                writeln!(
+                    out,
+                    "pool:          {}",
+                    pool.as_deref().unwrap_or("(default)")
+                )?;
             }
         }
         UserCommand::SetPassword { address, password } => {

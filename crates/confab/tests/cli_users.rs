@@ -52,11 +52,32 @@ async fn pools_of_users_without_a_topology() {
         full_table(&env.ok(&["user", "list"])),
         [["alice@example.com", "-", "yes", "-"]]
     );
-    assert!(env.ok(&["user", "show", "alice@example.com"]).contains("pool:          (default)"));
-    let err = env.fails(&["user", "add", "bob@example.com", "--password", "b", "--pool", "pool9.example.com"]);
+    assert!(
+        env.ok(&["user", "show", "alice@example.com"])
+            .contains("pool:          (default)")
+    );
+    let err = env.fails(&[
+        "user",
+        "add",
+        "bob@example.com",
+        "--password",
+        "b",
+        "--pool",
+        "pool9.example.com",
+    ]);
     assert!(err.contains("unknown pool pool9.example.com"), "{err}");
-    assert_eq!(table(&env.ok(&["user", "list"])).len(), 1, "bob was not added");
-    let err = env.fails(&["user", "move", "alice@example.com", "--pool", "pool9.example.com"]);
+    assert_eq!(
+        table(&env.ok(&["user", "list"])).len(),
+        1,
+        "bob was not added"
+    );
+    let err = env.fails(&[
+        "user",
+        "move",
+        "alice@example.com",
+        "--pool",
+        "pool9.example.com",
+    ]);
     assert!(err.contains("unknown pool pool9.example.com"), "{err}");
     assert!(err.contains("no front-end pool has joined"), "{err}");
 }

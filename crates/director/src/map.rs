@@ -74,13 +74,10 @@ impl PoolMap {
         match ev {
             PoolEvent::Member(m) => {
                 let sip = m.sip_addr.parse().ok();
-                let e = self
-                    .servers
-                    .entry((m.pool, m.member))
-                    .or_insert(Server {
-                        sip,
-                        heartbeat_ms: m.heartbeat_ms,
-                    });
+                let e = self.servers.entry((m.pool, m.member)).or_insert(Server {
+                    sip,
+                    heartbeat_ms: m.heartbeat_ms,
+                });
                 e.sip = sip;
                 e.heartbeat_ms = e.heartbeat_ms.max(m.heartbeat_ms);
             }
@@ -103,7 +100,10 @@ impl PoolMap {
             } => {
                 self.user_pools.insert(address, pool);
             }
-            HomeEvent::UserPool { address, pool: None } => {
+            HomeEvent::UserPool {
+                address,
+                pool: None,
+            } => {
                 self.user_pools.remove(&address);
             }
             HomeEvent::PoolKind { pool, kind } => {
@@ -263,7 +263,10 @@ mod tests {
             m.server_for("bob@example.com", "b.example.com", true, 1_500),
             Some("127.0.0.5:5060".parse().unwrap())
         );
-        assert!(m.take_claims().is_empty(), "a live home is not claimed again");
+        assert!(
+            m.take_claims().is_empty(),
+            "a live home is not claimed again"
+        );
     }
 
     #[test]

@@ -57,7 +57,9 @@ mod tests {
     #[test]
     fn lync_clients_and_sipe_are_redirected_others_proxied() {
         let p = SignInPolicy::default();
-        assert!(p.redirects(Some("UCCAPI/15.0.4569.1503 OC/15.0.4569.1503 (Microsoft Lync)")));
+        assert!(p.redirects(Some(
+            "UCCAPI/15.0.4569.1503 OC/15.0.4569.1503 (Microsoft Lync)"
+        )));
         assert!(p.redirects(Some("Purple/2.14.12 Sipe/1.25.0 (linux-x86_64; 127.0.0.1)")));
         assert!(!p.redirects(Some("baresip v1.0.0 (x86_64/linux)")));
         assert!(!p.redirects(None));

@@ -86,8 +86,7 @@ impl HomeRouter for PoolsRouter {
                 match pool.or_else(default) {
                     Some(p) => self.to_pool(user, &p, sign_in),
                     None => HomeRoute::Unavailable(
-                        "The user has no home pool (give one with `confab user move`)"
-                            .to_owned(),
+                        "The user has no home pool (give one with `confab user move`)".to_owned(),
                     ),
                 }
             }

@@ -23,7 +23,6 @@ pub enum DirectoryError {
     Listen(#[from] sqlx::Error),
 }
 
-
 /// A running follower.
 pub struct PoolsHandle {
     map: Arc<Mutex<PoolMap>>,

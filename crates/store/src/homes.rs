@@ -154,10 +154,16 @@ impl Store {
 
     /// Homes `address` on `pool` (`None`: the default pool), for a user being
     /// added. The user need not exist yet.
-    pub async fn set_user_pool(&self, address: &str, pool: Option<&str>, now_ms: i64) -> Result<()> {
+    pub async fn set_user_pool(
+        &self,
+        address: &str,
+        pool: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
         let address = Address::parse(address)?.to_string();
         let mut tx = self.pool.begin().await?;
-        self.write_user_pool(&mut tx, &address, pool, now_ms).await?;
+        self.write_user_pool(&mut tx, &address, pool, now_ms)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -167,7 +173,12 @@ impl Store {
     /// their next sign-in is sent to, and homed in, the new pool. Their contact
     /// list and settings are in the shared directory and go with them.
     /// Returns the pool they were on (`None`: the default pool).
-    pub async fn move_user(&self, address: &str, pool: &str, now_ms: i64) -> Result<Option<String>> {
+    pub async fn move_user(
+        &self,
+        address: &str,
+        pool: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>> {
         let address = Address::parse(address)?.to_string();
         let mut tx = self.pool.begin().await?;
         let exists = sqlx::query("SELECT 1 FROM users WHERE address = $1")
