@@ -284,76 +284,6 @@ pub async fn audit_import(
     .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_parse_and_allow() {
-        assert_eq!("csadministrator".parse::<Role>(), Ok(Role::Administrator));
-        assert_eq!("CsHelpDesk".parse::<Role>(), Ok(Role::HelpDesk));
-        assert!(
-            "admin"
-                .parse::<Role>()
-                .unwrap_err()
-                .contains("CsUserAdministrator")
-        );
-        assert!(!Role::HelpDesk.may(Permission::ChangeUsers));
-        assert!(Role::HelpDesk.may(Permission::ViewUsers));
-        assert!(Role::UserAdministrator.may(Permission::ChangeUsers));
-        assert!(!Role::UserAdministrator.may(Permission::ViewAudit));
-        assert!(Role::Administrator.may(Permission::ViewAudit));
-    }
-
-    #[tokio::test]
-    async fn every_change_is_audited() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = confab_store::sqlite_url(&dir.path().join("t.db")).unwrap();
-        let store = Store::open(&url).await.unwrap();
-        let actor = Actor {
-            who: "ann@example.com".into(),
-            from: "192.0.2.1".into(),
-        };
-        add_user(&store, &actor, "bob@example.com", "pw", Some("Bob"))
-            .await
-            .unwrap();
-        set_enabled(&store, &actor, "bob@example.com", false)
-            .await
-            .unwrap();
-        set_password(&store, &actor, "bob@example.com", "pw2")
-            .await
-            .unwrap();
-        set_role(&store, &actor, "bob@example.com", Some(Role::HelpDesk))
-            .await
-            .unwrap();
-        assert!(
-            add_user(&store, &actor, "x@example.com", "", None)
-                .await
-                .is_err()
-        );
-        let log = store.audit_entries(None, 10).await.unwrap();
-        let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
-        assert_eq!(
-            actions,
-            [
-                "user.add",
-                "user.disable",
-                "user.set-password",
-                "user.set-role"
-            ]
-        );
-        assert!(
-            log.iter()
-                .all(|e| e.actor == "ann@example.com" && e.source == "192.0.2.1")
-        );
-        assert_eq!(
-            role_of(&store, "bob@example.com").await.unwrap(),
-            Some(Role::HelpDesk)
-        );
-        store.close().await;
-    }
-}
-
 fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -427,4 +357,74 @@ pub async fn move_user(
     );
     audit(store, actor, "user.move", &address, Some(detail)).await?;
     Ok((address, before))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_and_allow() {
+        assert_eq!("csadministrator".parse::<Role>(), Ok(Role::Administrator));
+        assert_eq!("CsHelpDesk".parse::<Role>(), Ok(Role::HelpDesk));
+        assert!(
+            "admin"
+                .parse::<Role>()
+                .unwrap_err()
+                .contains("CsUserAdministrator")
+        );
+        assert!(!Role::HelpDesk.may(Permission::ChangeUsers));
+        assert!(Role::HelpDesk.may(Permission::ViewUsers));
+        assert!(Role::UserAdministrator.may(Permission::ChangeUsers));
+        assert!(!Role::UserAdministrator.may(Permission::ViewAudit));
+        assert!(Role::Administrator.may(Permission::ViewAudit));
+    }
+
+    #[tokio::test]
+    async fn every_change_is_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = confab_store::sqlite_url(&dir.path().join("t.db")).unwrap();
+        let store = Store::open(&url).await.unwrap();
+        let actor = Actor {
+            who: "ann@example.com".into(),
+            from: "192.0.2.1".into(),
+        };
+        add_user(&store, &actor, "bob@example.com", "pw", Some("Bob"))
+            .await
+            .unwrap();
+        set_enabled(&store, &actor, "bob@example.com", false)
+            .await
+            .unwrap();
+        set_password(&store, &actor, "bob@example.com", "pw2")
+            .await
+            .unwrap();
+        set_role(&store, &actor, "bob@example.com", Some(Role::HelpDesk))
+            .await
+            .unwrap();
+        assert!(
+            add_user(&store, &actor, "x@example.com", "", None)
+                .await
+                .is_err()
+        );
+        let log = store.audit_entries(None, 10).await.unwrap();
+        let actions: Vec<_> = log.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "user.add",
+                "user.disable",
+                "user.set-password",
+                "user.set-role"
+            ]
+        );
+        assert!(
+            log.iter()
+                .all(|e| e.actor == "ann@example.com" && e.source == "192.0.2.1")
+        );
+        assert_eq!(
+            role_of(&store, "bob@example.com").await.unwrap(),
+            Some(Role::HelpDesk)
+        );
+        store.close().await;
+    }
 }
