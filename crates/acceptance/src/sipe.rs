@@ -51,6 +51,7 @@ pub struct SipeCmd {
     label: String,
     host: String,
     dir: PathBuf,
+    host: String,
     port: u16,
     args: Vec<String>,
 }
@@ -87,9 +88,16 @@ impl SipeCmd {
             label: label.to_owned(),
             host: "127.0.0.1".to_owned(),
             dir: workdir.join(label),
+            host: "127.0.0.1".to_owned(),
             port,
             args,
         }
+    }
+
+    /// Signs in to `ip` instead of 127.0.0.1 (a server on another loopback address).
+    pub fn host(mut self, ip: std::net::Ipv4Addr) -> Self {
+        self.host = ip.to_string();
+        self
     }
 
     /// Port of `server` for `transport` (`tls` -> the TLS port, else SIP TCP).

@@ -284,6 +284,81 @@ pub async fn audit_import(
     .await
 }
 
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `pool` if it is one of the topology's front-end pools, else a clear error.
+async fn known_pool(store: &Store, pool: &str) -> anyhow::Result<String> {
+    let pool = pool.trim().to_ascii_lowercase();
+    let pools = store.front_end_pools().await?;
+    if pools.contains(&pool) {
+        return Ok(pool);
+    }
+    if pools.is_empty() {
+        anyhow::bail!(
+            "unknown pool {pool}: no front-end pool has joined this database yet (a pool is known once one of its front ends has started)"
+        );
+    }
+    anyhow::bail!(
+        "unknown pool {pool}: the front-end pools are {}",
+        pools.join(", ")
+    )
+}
+
+/// The pool a new user is homed on: `pool` if given (a known front-end pool),
+/// else the only front-end pool; `None` (the default pool) when there is none.
+/// Several pools and no `pool`: an error, nothing is decided for the user.
+pub async fn pool_for_new_user(
+    store: &Store,
+    pool: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    if let Some(p) = pool {
+        return Ok(Some(known_pool(store, p).await?));
+    }
+    let pools = store.front_end_pools().await?;
+    match pools.as_slice() {
+        [] => Ok(None),
+        [only] => Ok(Some(only.clone())),
+        many => anyhow::bail!(
+            "this topology has several front-end pools ({}): give the user's with --pool FQDN",
+            many.join(", ")
+        ),
+    }
+}
+
+/// Homes a user just added on `pool` (see [`pool_for_new_user`]).
+pub async fn set_new_user_pool(
+    store: &Store,
+    address: &str,
+    pool: Option<&str>,
+) -> anyhow::Result<()> {
+    store.set_user_pool(address, pool, wall_ms()).await?;
+    Ok(())
+}
+
+/// Moves a user to another pool (Lync's `Move-CsUser`): returns the user's
+/// address and the pool they were on (`None`: the default pool).
+pub async fn move_user(
+    store: &Store,
+    actor: &Actor,
+    address: &str,
+    pool: &str,
+) -> anyhow::Result<(String, Option<String>)> {
+    let address = parse_address(address)?.to_string();
+    let pool = known_pool(store, pool).await?;
+    let before = store.move_user(&address, &pool, wall_ms()).await?;
+    let detail = format!(
+        "pool {} -> {pool}",
+        before.as_deref().unwrap_or("(default)")
+    );
+    audit(store, actor, "user.move", &address, Some(detail)).await?;
+    Ok((address, before))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

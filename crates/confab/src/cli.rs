@@ -130,6 +130,17 @@ pub enum UserCommand {
         /// Name shown to other users
         #[arg(long, value_name = "NAME")]
         display_name: Option<String>,
+        /// The pool the user is homed on (default: the only front-end pool)
+        #[arg(long, value_name = "FQDN")]
+        pool: Option<String>,
+    },
+    /// Move a user to another pool with their contact list and settings (Lync's
+    /// Move-CsUser); their next sign-in lands on the new pool
+    Move {
+        address: String,
+        /// The pool to move the user to
+        #[arg(long, value_name = "FQDN")]
+        pool: String,
     },
     /// List users
     List {

@@ -73,6 +73,7 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     pub chat: ChatServeConfig,
     pub pool: PoolServeConfig,
+    pub director: DirectorServeConfig,
     pub web: WebConfig,
     pub mediation: MediationServeConfig,
 }
@@ -105,6 +106,33 @@ impl Default for MediationServeConfig {
             relay_trunks: Vec::new(),
             failover_timeout_ms: 4_000,
             max_relays: 1_000,
+        }
+    }
+}
+
+/// This machine as a Director (`[director]`): set by the topology on a machine
+/// whose roles include `director`, or by hand. It joins the topology's back end
+/// as a server of its own pool (`[pool]` name, member, heartbeat, lease) and homes
+/// no users: it authenticates sign-ins and sends each user to their home pool.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectorServeConfig {
+    /// Run as a Director.
+    pub enabled: bool,
+    /// User-Agent markers of clients whose sign-in is redirected (`301` to their
+    /// home pool's front end); other clients' sign-ins are proxied. Compared
+    /// case-insensitively as substrings.
+    pub redirect_agents: Vec<String>,
+}
+
+impl Default for DirectorServeConfig {
+    fn default() -> Self {
+        DirectorServeConfig {
+            enabled: false,
+            redirect_agents: confab_director::policy::DEFAULT_REDIRECT_AGENTS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }
@@ -484,6 +512,7 @@ impl Default for ServeConfig {
             auth: AuthConfig::default(),
             chat: ChatServeConfig::default(),
             pool: PoolServeConfig::default(),
+            director: DirectorServeConfig::default(),
             web: WebConfig::default(),
             mediation: MediationServeConfig::default(),
         }
@@ -514,6 +543,7 @@ impl fmt::Debug for ServeConfig {
             .field("auth", &self.auth)
             .field("chat", &self.chat)
             .field("pool", &self.pool)
+            .field("director", &self.director)
             .field("web", &self.web)
             .field("mediation", &self.mediation)
             .finish()

@@ -23,6 +23,7 @@ mod pool_cli;
 mod pool_presence;
 mod pool_serve;
 mod report_cli;
+mod pools_serve;
 mod roles;
 mod serve;
 mod users;

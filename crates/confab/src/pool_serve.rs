@@ -56,7 +56,8 @@ pub async fn join(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(PoolHandle, Arc<PoolRouter>)>> {
     let p = &cfg.pool;
-    if !p.enabled {
+    // A Director joins the back end as a server of its own pool (crate::pools_serve).
+    if !p.enabled && !cfg.director.enabled {
         return Ok(None);
     }
     if store.backend() != confab_store::Backend::Postgres {

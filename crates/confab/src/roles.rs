@@ -16,8 +16,10 @@ use crate::config::ServeConfig;
 ///
 /// The machine is the one `confab bootstrap` recorded in the data directory, else
 /// the host's FQDN. It must have a role `confab serve` runs (front end, which
-/// includes a Standard Edition server, or persistent-chat); a machine with only
-/// director, edge or mediation roles is refused, as those roles are not built yet.
+/// includes a Standard Edition server, director, or persistent-chat); a machine
+/// with only edge or mediation roles is refused, as those roles are not built yet.
+/// A machine with director but not front-end runs as a Director
+/// (`crate::pools_serve`) on the topology's shared back end.
 /// A machine with persistent-chat but not front-end runs the chat service alone
 /// (`chat.only`) against its pool's persistent-chat store; a front end whose pool
 /// is the next hop of a Persistent Chat pool routes the chat URIs there
@@ -86,6 +88,27 @@ fn apply_with_host(
         apply_database(&mut cfg, &topology, machine.pool, &local, &mut set)?;
         // A Persistent Chat pool whose next hop is this pool: its chat service.
         apply_remote_chat(&mut cfg, &topology, machine.pool, &mut set)?;
+    } else if local.roles.contains(&Role::Director) {
+        // A Director: the topology's shared directory (its pool's back-end store
+        // if it names one, else the configured `database`), no users of its own.
+        if topology.backend_of(machine.pool).is_some() {
+            apply_database(&mut cfg, &topology, machine.pool, &local, &mut set)?;
+        } else if cfg.database.is_none() {
+            bail!(
+                "director pool {} in topology version {version} names no back-end store: set \
+                 `database` to the topology's PostgreSQL back end",
+                local.pool
+            );
+        }
+        if !cfg.director.enabled {
+            set.push(format!(
+                "director pool={} member={}",
+                local.pool, local.fqdn
+            ));
+        }
+        cfg.director.enabled = true;
+        cfg.pool.name.get_or_insert_with(|| local.pool.clone());
+        cfg.pool.member.get_or_insert_with(|| local.fqdn.clone());
     } else {
         // Only Persistent Chat: the chat service alone, listening on the
         // machine's address at its persistent-chat listener's port.
@@ -243,7 +266,10 @@ fn apply_with_host(
     let front_end: Vec<&Listener> = local
         .listeners
         .iter()
-        .filter(|l| l.role == Role::FrontEnd)
+        .filter(|l| {
+            l.role == Role::FrontEnd
+                || (l.role == Role::Director && !local.roles.contains(&Role::FrontEnd))
+        })
         .collect();
     let port_of = |name: &str| front_end.iter().find(|l| l.name == name).map(|l| l.port);
     if let (Some(tcp), Some(udp)) = (port_of("sip"), port_of("sip-udp"))
@@ -413,14 +439,18 @@ fn check_runnable(local: &LocalRoles) -> anyhow::Result<()> {
         .roles
         .iter()
         .copied()
-        // Persistent Chat runs beside the front end (see `crate::serve`).
-        .filter(|r| *r != Role::FrontEnd && *r != Role::PersistentChat)
+        // Persistent Chat runs beside the front end (see `crate::serve`); a
+        // Director runs on its own (`crate::pools_serve`).
+        .filter(|r| ![Role::FrontEnd, Role::PersistentChat, Role::Director].contains(r))
         .collect();
-    if !local.roles.contains(&Role::FrontEnd) && !local.roles.contains(&Role::PersistentChat) {
+    if !local.roles.contains(&Role::FrontEnd)
+        && !local.roles.contains(&Role::PersistentChat)
+        && !local.roles.contains(&Role::Director)
+    {
         bail!(
             "this machine, {} (pool {}), has the role(s) {} in topology version {}, and `confab serve` \
              cannot run them yet: it runs the front-end role (an Enterprise front end or a Standard \
-             Edition server) and persistent-chat; director, edge and mediation are not built yet",
+             Edition server), director and persistent-chat; edge and mediation are not built yet",
             local.fqdn,
             local.pool,
             role_list(&local.roles),
@@ -652,14 +682,20 @@ roles = ["director"]
     }
 
     #[test]
-    fn director_only_machine_is_refused() {
+    fn a_director_machine_runs_as_a_director() {
         let dir = tempfile::tempdir().unwrap();
+        // Its pool names no back end: the topology's database must be given.
         let cfg = bootstrapped(dir.path(), ENTERPRISE, Some("dir01.fabrikam.com"));
         let err = apply_with_host(cfg, no_host).unwrap_err().to_string();
         assert!(err.contains("dir01.fabrikam.com"), "{err}");
-        assert!(err.contains("role(s) director"), "{err}");
-        assert!(err.contains("topology version 3"), "{err}");
-        assert!(err.contains("not built yet"), "{err}");
+        assert!(err.contains("names no back-end store"), "{err}");
+        let mut cfg = bootstrapped(dir.path(), ENTERPRISE, Some("dir01.fabrikam.com"));
+        cfg.database = Some("postgres://confab@db/confab".into());
+        let out = apply_with_host(cfg, no_host).unwrap();
+        assert!(out.director.enabled);
+        assert_eq!(out.pool.name.as_deref(), Some("dir01.fabrikam.com"));
+        assert_eq!(out.pool.member.as_deref(), Some("dir01.fabrikam.com"));
+        assert!(!out.chat.only);
     }
 
     #[test]

@@ -581,7 +581,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         stop_rx.clone(),
     )
     .await?;
-    if let Some((_, router)) = &pool {
+    // Several pools (crate::pools_serve): other pools' users go to their pool; a
+    // Director sends every user to theirs.
+    let pools = crate::pools_serve::start(
+        &cfg,
+        &store,
+        &url,
+        pool.as_ref()
+            .map(|(_, r)| r.clone() as confab_frontend::SharedHomeRouter),
+        stop_rx.clone(),
+    )
+    .await?;
+    if let Some((_, router)) = &pools {
+        core.set_home_router(router.clone());
+    } else if let Some((_, router)) = &pool {
         core.set_home_router(router.clone());
     }
     // Pool: presence shared between the front ends (crate::pool_presence).
@@ -815,6 +828,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = poller.await;
     if let Some((handle, _)) = pool {
+        handle.join().await;
+    }
+    if let Some((handle, _)) = pools {
         handle.join().await;
     }
     crate::pool_presence::join(presence).await;

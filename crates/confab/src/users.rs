@@ -35,19 +35,45 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
             address,
             password,
             display_name,
+            pool,
         } => {
             let password = read_password(&password)?;
+            // Decided first: a refused pool adds nobody.
+            let pool = admin::pool_for_new_user(store, pool.as_deref()).await?;
             let user = admin::add_user(store, &actor, &address, &password, display_name.as_deref())
                 .await?;
-            writeln!(out, "added {}", user.address)?;
+            admin::set_new_user_pool(store, &user.address, pool.as_deref()).await?;
+            match pool {
+                Some(p) => writeln!(out, "added {} (pool {p})", user.address)?,
+                None => writeln!(out, "added {}", user.address)?,
+            }
+        }
+        UserCommand::Move { address, pool } => {
+            let (address, before) = admin::move_user(store, &actor, &address, &pool).await?;
+            writeln!(
+                out,
+                "moved {address} from pool {} to pool {}; their registrations there end at their next refresh, which is sent to the new pool",
+                before.as_deref().unwrap_or("(default)"),
+                pool.trim().to_ascii_lowercase()
+            )?;
         }
         UserCommand::List { json } => {
             let users = store.list_users().await?;
+            let pools: std::collections::HashMap<String, String> =
+                store.user_pools().await?.into_iter().collect();
+            let pool_of = |u: &User| pools.get(&u.address).cloned();
             if json {
-                let list: Vec<_> = users.iter().map(user_json).collect();
+                let list: Vec<_> = users
+                    .iter()
+                    .map(|u| {
+                        let mut v = user_json(u);
+                        v["pool"] = serde_json::json!(pool_of(u));
+                        v
+                    })
+                    .collect();
                 writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
             } else {
-                write_table(&mut out, &users)?;
+                write_table(&mut out, &users, &pool_of)?;
             }
         }
         UserCommand::Show { address, json } => {
@@ -56,13 +82,20 @@ async fn execute(store: &Store, cmd: UserCommand) -> anyhow::Result<()> {
                 bail!("user {address} not found");
             };
             let role = admin::role_of(store, &user.address).await?;
+            let pool = store.user_pool(&user.address).await?;
             if json {
                 let mut v = user_json(&user);
                 v["role"] = serde_json::json!(role.map(|r| r.name()));
+                v["pool"] = serde_json::json!(pool);
                 writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 write_user(&mut out, &user)?;
                 writeln!(out, "role:          {}", role.map_or("-", |r| r.name()))?;
+                writeln!(
+                    out,
+                    "pool:          {}",
+                    pool.as_deref().unwrap_or("(default)")
+                )?;
             }
         }
         UserCommand::SetPassword { address, password } => {
@@ -212,22 +245,32 @@ pub(crate) fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-fn write_table(out: &mut impl Write, users: &[User]) -> anyhow::Result<()> {
+fn write_table(
+    out: &mut impl Write,
+    users: &[User],
+    pool_of: &dyn Fn(&User) -> Option<String>,
+) -> anyhow::Result<()> {
     if users.is_empty() {
         writeln!(out, "no users")?;
         return Ok(());
     }
-    let rows: Vec<[&str; 3]> = users
+    let pools: Vec<String> = users
         .iter()
-        .map(|u| {
+        .map(|u| pool_of(u).unwrap_or_else(|| "-".to_owned()))
+        .collect();
+    let rows: Vec<[&str; 4]> = users
+        .iter()
+        .zip(&pools)
+        .map(|(u, pool)| {
             [
                 u.address.as_str(),
                 u.display_name.as_deref().unwrap_or("-"),
                 yes_no(u.enabled),
+                pool.as_str(),
             ]
         })
         .collect();
-    let header = ["ADDRESS", "DISPLAY NAME", "ENABLED"];
+    let header = ["ADDRESS", "DISPLAY NAME", "ENABLED", "POOL"];
     let mut widths = header.map(|h| h.chars().count());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -237,12 +280,14 @@ fn write_table(out: &mut impl Write, users: &[User]) -> anyhow::Result<()> {
     for row in std::iter::once(&header).chain(&rows) {
         writeln!(
             out,
-            "{:<w0$}  {:<w1$}  {}",
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}",
             row[0],
             row[1],
             row[2],
+            row[3],
             w0 = widths[0],
-            w1 = widths[1]
+            w1 = widths[1],
+            w2 = widths[2]
         )?;
     }
     Ok(())

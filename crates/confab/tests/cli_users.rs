@@ -11,13 +11,25 @@ use std::process::Command;
 use confab_auth::credentials::derive;
 use confab_store::UserChange;
 
-/// The data rows of `user list` (header skipped), split on runs of 2+ spaces.
+/// The data rows of `user list` (header skipped), split on runs of 2+ spaces,
+/// without the POOL column (see [`pools`]).
 fn table(list: &str) -> Vec<Vec<String>> {
+    full_table(list)
+        .into_iter()
+        .map(|mut r| {
+            r.truncate(3);
+            r
+        })
+        .collect()
+}
+
+/// Every column of `user list`'s data rows.
+fn full_table(list: &str) -> Vec<Vec<String>> {
     let mut lines = list.lines();
     let header = lines.next().unwrap();
     assert_eq!(
         header.split_whitespace().collect::<Vec<_>>(),
-        ["ADDRESS", "DISPLAY", "NAME", "ENABLED"]
+        ["ADDRESS", "DISPLAY", "NAME", "ENABLED", "POOL"]
     );
     lines
         .map(|l| {
@@ -28,6 +40,46 @@ fn table(list: &str) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
+}
+
+/// A single server (no pool): users have the default pool, and naming a pool
+/// that no front end has joined is refused clearly, for `add` and `move`.
+#[tokio::test]
+async fn pools_of_users_without_a_topology() {
+    let env = Env::new();
+    env.ok(&["user", "add", "alice@example.com", "--password", "a"]);
+    assert_eq!(
+        full_table(&env.ok(&["user", "list"])),
+        [["alice@example.com", "-", "yes", "-"]]
+    );
+    assert!(
+        env.ok(&["user", "show", "alice@example.com"])
+            .contains("pool:          (default)")
+    );
+    let err = env.fails(&[
+        "user",
+        "add",
+        "bob@example.com",
+        "--password",
+        "b",
+        "--pool",
+        "pool9.example.com",
+    ]);
+    assert!(err.contains("unknown pool pool9.example.com"), "{err}");
+    assert_eq!(
+        table(&env.ok(&["user", "list"])).len(),
+        1,
+        "bob was not added"
+    );
+    let err = env.fails(&[
+        "user",
+        "move",
+        "alice@example.com",
+        "--pool",
+        "pool9.example.com",
+    ]);
+    assert!(err.contains("unknown pool pool9.example.com"), "{err}");
+    assert!(err.contains("no front-end pool has joined"), "{err}");
 }
 
 #[tokio::test]

@@ -42,6 +42,13 @@ pub trait HomeRouter: Send + Sync {
     /// Whether `addr` is another front end of the pool (trusted, like
     /// `CoreConfig::trusted_peers`).
     fn is_peer(&self, addr: SocketAddr) -> bool;
+    /// Whether a sign-in (`msg`, a REGISTER) for a user served elsewhere is
+    /// redirected there (`301`) rather than proxied. A Director proxies for
+    /// clients that do not follow redirects (see `confab-director`).
+    fn redirect_sign_in(&self, msg: &Message) -> bool {
+        let _ = msg;
+        true
+    }
 }
 
 /// Shared handle the core keeps.
@@ -75,7 +82,7 @@ pub(crate) fn decide(
             reason,
             headers: vec![("Retry-After", RETRY_AFTER_SECS.to_string())],
         },
-        HomeRoute::Peer(dest) if sign_in => {
+        HomeRoute::Peer(dest) if sign_in && router.redirect_sign_in(msg) => {
             // The client signed in through a front end other than its home (its
             // home is live): send it there, as Lync's home-server redirect does.
             debug!(user = %target, home = %dest.addr, "REGISTER redirected to the home front end");
