@@ -26,7 +26,8 @@ const ALICE = env("ALICE");
 const BOB = env("BOB");
 const CAROL = process.env.CAROL || "";
 mkdirSync(shots, { recursive: true });
-const step = (text) => console.log(`step: ${text}`);
+const t0 = Date.now();
+const step = (text) => console.log(`step (${((Date.now() - t0) / 1000).toFixed(1)} s): ${text}`);
 const expect = (cond, what) => {
   if (!cond) throw new Error(`expectation failed: ${what}`);
 };
@@ -99,6 +100,19 @@ try {
   expect((first.headers()["strict-transport-security"] || "").includes("max-age="), "HSTS");
   await a.waitForFunction(() => typeof JsSIP !== "undefined" && JsSIP.UA);
   await a.screenshot({ path: join(shots, "client-signin.png") });
+  const answers = await a.evaluate(async () => {
+    const st = async (path) => (await fetch(path)).status;
+    return {
+      js: await st("/client/static/client.js"),
+      lib: await st("/client/static/jssip.min.js"),
+      licence: await st("/client/static/JSSIP-LICENSE"),
+      unknown: await st("/client/static/..%2F..%2FCargo.toml"),
+      admin: await st("/admin/api/users"),
+    };
+  });
+  expect(answers.js === 200 && answers.lib === 200 && answers.licence === 200, `static files: ${JSON.stringify(answers)}`);
+  expect(answers.unknown === 404, `unknown file refused: ${JSON.stringify(answers)}`);
+  expect(answers.admin === 401, `no data without signing in: ${JSON.stringify(answers)}`);
 
   step("a wrong password is refused in words, and the password field is cleared");
   await a.fill("#address", ALICE);
@@ -204,6 +218,7 @@ try {
 } catch (e) {
   failed = true;
   console.log(`RESULT: FAILED: ${e.message}`);
+  if (consoleErrors.length) console.log(`browser console errors: ${consoleErrors.join(" | ")}`);
 } finally {
   await context.close();
   rmSync(profile, { recursive: true, force: true });

@@ -150,10 +150,11 @@
     if (publishTimer) clearTimeout(publishTimer);
     publishTimer = null;
     etag = null;
-    if (contactsSub) { try { contactsSub.terminate(); } catch (_) { /* gone */ } }
+    const subs = [contactsSub, ...[...contacts.values()].map((c) => c.sub)];
     contactsSub = null;
-    for (const c of contacts.values()) {
-      if (c.sub) { try { c.sub.terminate(); } catch (_) { /* gone */ } }
+    for (const c of contacts.values()) c.sub = null;
+    for (const sub of subs) {
+      if (sub) { try { sub.terminate(); } catch (_) { /* gone */ } }
     }
     contacts.clear();
     conversations.clear();
@@ -179,7 +180,10 @@
   }
 
   $("signout").addEventListener("click", () => {
+    let finished = false;
     const finish = () => {
+      if (finished) return;
+      finished = true;
       stop();
       setStatus("Signed out");
       showSignIn("");
@@ -269,14 +273,18 @@
   // ----- contacts (the roaming contact list confab stores) and their presence -----
 
   function subscribeContacts() {
-    contactsSub = ua.subscribe(`sip:${me}`, "vnd-microsoft-roaming-contacts",
+    const sub = ua.subscribe(`sip:${me}`, "vnd-microsoft-roaming-contacts",
       "application/vnd-microsoft-roaming-contacts+xml",
       { expires: 3600, contentType: "application/vnd-microsoft-roaming-contacts+xml" });
-    contactsSub.on("notify", (_final, _req, body) => { if (body) onContactList(body); });
-    contactsSub.on("terminated", () => {
-      if (ua && signedIn && !lostConnection) setTimeout(() => { if (ua && contactsSub && contactsSub.state === 3) subscribeContacts(); }, 5000);
+    contactsSub = sub;
+    sub.on("notify", (_final, _req, body) => { if (body) onContactList(body); });
+    sub.on("terminated", () => {
+      // Ended by the server or a failure (not replaced by us): try again later.
+      setTimeout(() => {
+        if (ua && signedIn && !lostConnection && contactsSub === sub) subscribeContacts();
+      }, 5000);
     });
-    contactsSub.subscribe();
+    sub.subscribe();
   }
 
   function onContactList(xml) {
@@ -291,8 +299,10 @@
     }
     for (const [aor, c] of contacts) {
       if (c.inList && !listed.has(aor) && !conversations.has(aor)) {
-        if (c.sub) { try { c.sub.terminate(); } catch (_) { /* gone */ } }
+        const old = c.sub;
+        c.sub = null;
         contacts.delete(aor);
+        if (old) { try { old.terminate(); } catch (_) { /* gone */ } }
       }
     }
     renderContacts();
@@ -312,27 +322,37 @@
 
   function watch(aor, c) {
     if (!ua) return;
-    c.sub = ua.subscribe(`sip:${aor}`, "presence", "application/pidf+xml",
+    const sub = ua.subscribe(`sip:${aor}`, "presence", "application/pidf+xml",
       { expires: 600, contentType: "application/pidf+xml" });
-    c.sub.on("notify", (_final, _req, body) => {
-      if (!body) return;
+    c.sub = sub;
+    sub.on("notify", (_final, _req, body) => {
+      if (!body || c.sub !== sub) return;
       const p = parsePidf(body);
       c.state = p.state;
       c.note = p.note;
       renderContacts();
     });
-    c.sub.on("terminated", () => {
+    sub.on("terminated", () => {
+      if (c.sub !== sub) return;
       c.state = "offline";
       renderContacts();
+      // Ended by the server or a failure: watch again later while still listed.
+      setTimeout(() => {
+        if (ua && signedIn && !lostConnection && c.sub === sub && contacts.get(aor) === c) watch(aor, c);
+      }, 10000);
     });
-    c.sub.subscribe();
+    sub.subscribe();
   }
 
   function resubscribeAll() {
-    if (contactsSub) { try { contactsSub.terminate(); } catch (_) { /* gone */ } }
+    const old = contactsSub;
+    contactsSub = null;
+    if (old) { try { old.terminate(); } catch (_) { /* gone */ } }
     subscribeContacts();
     for (const [aor, c] of contacts) {
-      if (c.sub) { try { c.sub.terminate(); } catch (_) { /* gone */ } }
+      const old = c.sub;
+      c.sub = null;
+      if (old) { try { old.terminate(); } catch (_) { /* gone */ } }
       watch(aor, c);
     }
   }
