@@ -13,6 +13,9 @@
 //! * with baresip installed, carol's baresip (tests/clients/baresip/web_peer.py,
 //!   running at the same time) and alice see each other online, exchange IMs
 //!   both ways, and carol's baresip sees alice busy when she sets it;
+//! * with pidgin-sipe (bitlbee) installed, dave's SIPE (a Lync client,
+//!   tests/clients/sipe/run_sipe.py, at the same time) finds alice in his
+//!   server-side contact list and sees her Busy.
 //!
 //! Screenshots go to target/web-screenshots/ (client-*.png, referenced from
 //! docs/web-client.md). Skipped (with a SKIPPED line) without /usr/bin/chromium or
@@ -23,8 +26,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use confab_acceptance::server::run_bounded;
+use confab_acceptance::sipe::{SIPE_TOOLS, SipeCmd, SipeOutput};
 use confab_acceptance::{
-    ConfabServer, Result, ServerOptions, ensure, repo_root, tests_dir, tools_required,
+    ConfabServer, Result, ServerOptions, ensure, repo_root, tail, tests_dir, tools_required,
     unique_token,
 };
 
@@ -34,6 +38,8 @@ const BOB: &str = "bob@example.com";
 const BOB_PW: &str = "Bob-pw-1234";
 const CAROL: &str = "carol@example.com";
 const CAROL_PW: &str = "carolpw";
+const DAVE: &str = "dave@example.com";
+const DAVE_PW: &str = "Dave-pw-123";
 
 fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -77,7 +83,8 @@ fn browser_client_over_wss() -> Result<()> {
             .https()
             .user(ALICE, ALICE_PW)
             .user(BOB, BOB_PW)
-            .user(CAROL, CAROL_PW),
+            .user(CAROL, CAROL_PW)
+            .user(DAVE, DAVE_PW),
     )?;
     if server.skip_if_external("browser_client_over_wss") {
         return Ok(());
@@ -85,6 +92,7 @@ fn browser_client_over_wss() -> Result<()> {
     server.cli(&["contact", "add", ALICE, BOB, "--name", "Bob Builder"])?;
     server.cli(&["contact", "add", ALICE, CAROL, "--group", "Desk phones"])?;
     server.cli(&["contact", "add", BOB, ALICE])?;
+    server.cli(&["contact", "add", DAVE, ALICE])?;
     let r = server.with_log(run(&server, &web, &chromium));
     r?;
     eprintln!("browser_client_over_wss took {:?}", t0.elapsed());
@@ -97,6 +105,8 @@ fn run(server: &ConfabServer, web: &Path, chromium: &str) -> Result<()> {
     let carol_text = format!("hello from baresip {token}");
     let alice_text = format!("hello from the browser {token}");
     let done = server.work_dir().join("baresip-done");
+    let sipe_done = server.work_dir().join("sipe-done");
+    let mut peer_files = Vec::new();
 
     // carol's baresip, when installed, runs while the browser test does.
     let peer = if tools_required(&["baresip", "python3"]) {
@@ -114,8 +124,34 @@ fn run(server: &ConfabServer, web: &Path, chromium: &str) -> Result<()> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        peer_files.push(done.clone());
         Some(std::thread::spawn(move || {
             run_bounded(cmd, Duration::from_secs(150))
+        }))
+    } else {
+        None
+    };
+
+    // dave's pidgin-sipe, when installed, watches alice at the same time.
+    let sipe = if tools_required(SIPE_TOOLS) {
+        let run = SipeCmd::new(
+            server.work_dir(),
+            "sipe",
+            server.sip_port(),
+            "tcp",
+            (DAVE, DAVE_PW),
+        )
+        .args(&["--contacts", "server", "--skip-away"])
+        .args(&["--expect-buddy", &format!("sip:{ALICE}")])
+        .args(&["--expect-buddy-state", &format!("{ALICE}=Busy")])
+        .args(&["--presence-wait", "90"])
+        .start()?;
+        let flag = sipe_done.clone();
+        peer_files.push(sipe_done.clone());
+        Some(std::thread::spawn(move || {
+            let out = run.finish(Duration::from_secs(150));
+            let _ = std::fs::write(&flag, "done\n");
+            out
         }))
     } else {
         None
@@ -137,8 +173,11 @@ fn run(server: &ConfabServer, web: &Path, chromium: &str) -> Result<()> {
     if peer.is_some() {
         cmd.env("CAROL", CAROL)
             .env("CAROL_TEXT", &carol_text)
-            .env("ALICE_TEXT", &alice_text)
-            .env("PEER_DONE", &done);
+            .env("ALICE_TEXT", &alice_text);
+    }
+    if !peer_files.is_empty() {
+        let files: Vec<String> = peer_files.iter().map(|p| p.display().to_string()).collect();
+        cmd.env("PEER_DONE", files.join(","));
     }
     let out = run_bounded(cmd, Duration::from_secs(150))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -162,6 +201,16 @@ fn run(server: &ConfabServer, web: &Path, chromium: &str) -> Result<()> {
             None
         }
     };
+    let sipe_out: Option<SipeOutput> = match sipe {
+        Some(h) => Some(
+            h.join()
+                .map_err(|_| confab_acceptance::Error::new("the SIPE thread panicked"))??,
+        ),
+        None => {
+            eprintln!("SKIPPED the pidgin-sipe part: bitlbee, python3 or gcc missing");
+            None
+        }
+    };
     ensure!(
         out.status.success() && stdout.contains("RESULT: ok"),
         "the browser test failed ({}):\n{stdout}{stderr}",
@@ -173,7 +222,21 @@ fn run(server: &ConfabServer, web: &Path, chromium: &str) -> Result<()> {
             "the baresip side failed:\n{text}"
         );
     }
-    for f in ["client-signin.png", "client-contacts.png", "client-call.png"] {
+    if let Some(o) = sipe_out {
+        eprintln!("--- run_sipe.py (dave) ---\n{}", tail(&o.text, 6));
+        o.require(
+            &[
+                "sign-in dave@example.com",
+                "dave@example.com sees sip:alice@example.com Busy",
+            ],
+            server,
+        )?;
+    }
+    for f in [
+        "client-signin.png",
+        "client-contacts.png",
+        "client-call.png",
+    ] {
         let p = shots.join(f);
         ensure!(
             std::fs::metadata(&p).is_ok_and(|m| m.len() > 1000),

@@ -91,7 +91,11 @@ mod tests {
 
     #[test]
     fn the_page_loads_only_its_own_files() {
-        for src in ["static/jssip.min.js", "static/client.js", "static/client.css"] {
+        for src in [
+            "static/jssip.min.js",
+            "static/client.js",
+            "static/client.css",
+        ] {
             assert!(INDEX_HTML.contains(src), "{src}");
         }
         assert!(!INDEX_HTML.contains("<script>"), "no inline script (CSP)");
