@@ -145,6 +145,7 @@ try {
   await a.fill("#my-note", "");
   await a.press("#my-note", "Enter");
   await seesState(b, ALICE, "available");
+  await b.waitForFunction((s) => !(document.querySelector(s)?.textContent || "").includes("In the lab"), contact(ALICE));
 
   step("alice IMs bob; bob is notified and reads it");
   await a.click(contact(BOB));

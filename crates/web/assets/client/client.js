@@ -150,6 +150,8 @@
     if (publishTimer) clearTimeout(publishTimer);
     publishTimer = null;
     etag = null;
+    publishing = false;
+    publishAgain = false;
     const subs = [contactsSub, ...[...contacts.values()].map((c) => c.sub)];
     contactsSub = null;
     for (const c of contacts.values()) c.sub = null;
@@ -233,6 +235,7 @@
             if (code === 412 && etag) {
               etag = null; // the server forgot it: publish afresh
               if (expires > 0) sendPublish(body, expires, done);
+              else if (done) done(true);
               return;
             }
             if (expires > 0) notice(`Could not set your status (${e.cause}).`);
@@ -245,17 +248,37 @@
     }
   }
 
+  // One PUBLISH at a time (each needs the entity tag the previous one got);
+  // a change made meanwhile is published when the one in flight is answered.
+  let publishing = false;
+  let publishAgain = false;
   function publish() {
     if (publishTimer) clearTimeout(publishTimer);
     publishTimer = null;
     $("me-dot").className = `dot ${myState}`;
-    if (myState === "available" && !myNote) {
-      // Nothing to say beyond being signed in (the registration says that).
-      if (etag) sendPublish(null, 0);
+    if (publishing) {
+      publishAgain = true;
       return;
     }
+    const settled = () => {
+      publishing = false;
+      if (publishAgain) {
+        publishAgain = false;
+        publish();
+      }
+    };
+    if (myState === "available" && !myNote) {
+      // Nothing to say beyond being signed in (the registration says that).
+      if (etag) {
+        publishing = true;
+        sendPublish(null, 0, settled);
+      }
+      return;
+    }
+    publishing = true;
     sendPublish(pidf(myState, myNote), PUBLISH_EXPIRES, (ok) => {
-      if (ok) publishTimer = setTimeout(publish, PUBLISH_EXPIRES * 800);
+      if (ok && !publishAgain) publishTimer = setTimeout(publish, PUBLISH_EXPIRES * 800);
+      settled();
     });
   }
 
