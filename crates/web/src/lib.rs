@@ -1,6 +1,7 @@
 //! HTTP services of a Front End: Prometheus metrics at `/metrics`, a health check
 //! at `/health`, SIP over WebSocket (RFC 7118, subprotocol `sip`) at `/`, and
-//! Persistent Chat history search at `/chat/search` (HTTP Basic, signed-in users).
+//! Persistent Chat history search at `/chat/search` (HTTP Basic, signed-in users),
+//! and the browser client for users at `/client/` (static files; see [`client`]).
 //!
 //! HTTPS with the server's certificate by default (HSTS on every answer); plain
 //! HTTP only when the operator turns TLS off (`[web] tls = false`, e.g. behind a
@@ -27,6 +28,7 @@ use tracing::{debug, info};
 
 pub mod access;
 pub mod chat_search;
+pub mod client;
 pub mod http;
 use http::{DeadlineListener, PeerInfo};
 
@@ -67,6 +69,7 @@ pub fn router(state: WebState) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok\n" }))
         .route("/chat/search", get(chat_search::handler))
+        .merge(client::router())
         .with_state(state)
 }
 
