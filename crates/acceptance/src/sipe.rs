@@ -51,7 +51,6 @@ pub struct SipeCmd {
     label: String,
     host: String,
     dir: PathBuf,
-    host: String,
     port: u16,
     args: Vec<String>,
 }
@@ -88,16 +87,9 @@ impl SipeCmd {
             label: label.to_owned(),
             host: "127.0.0.1".to_owned(),
             dir: workdir.join(label),
-            host: "127.0.0.1".to_owned(),
             port,
             args,
         }
-    }
-
-    /// Signs in to `ip` instead of 127.0.0.1 (a server on another loopback address).
-    pub fn host(mut self, ip: std::net::Ipv4Addr) -> Self {
-        self.host = ip.to_string();
-        self
     }
 
     /// Port of `server` for `transport` (`tls` -> the TLS port, else SIP TCP).
@@ -111,8 +103,8 @@ impl SipeCmd {
 
     /// User 1 signs in to this loopback address instead of 127.0.0.1 (a front
     /// end of a pool bound to 127.0.0.2, say).
-    pub fn host(mut self, host: std::net::IpAddr) -> Self {
-        self.host = host.to_string();
+    pub fn host(mut self, host: impl Into<std::net::IpAddr>) -> Self {
+        self.host = host.into().to_string();
         self
     }
 
