@@ -72,6 +72,9 @@ pub struct CoreConfig {
     pub app_routes: Vec<crate::apps::AppRoute>,
     /// Persistent Chat in provisioning-v2 (see [`crate::apps::ChatProvisioning`]).
     pub chat_provisioning: Option<std::sync::Arc<dyn crate::apps::ChatProvisioning>>,
+    /// Where the Announcement service listens: calls to unassigned numbers go
+    /// there (see `crate::voice_app`); `None`: they are routed like any number.
+    pub announcement_service: Option<Dest>,
 }
 
 impl CoreConfig {
@@ -101,6 +104,7 @@ impl CoreConfig {
             digest_allow_rfc2069: false,
             trusted_peers: Vec::new(),
             app_routes: Vec::new(),
+            announcement_service: None,
             chat_provisioning: None,
         }
     }
@@ -455,7 +459,13 @@ impl Core {
         let verdict = match call {
             VoiceCall::Inbound { trunk, dialed } => {
                 self.tx.mark_verified(key);
-                crate::voice_app::inbound(&voice, &trunk, &dialed)
+                crate::voice_app::inbound(
+                    &voice,
+                    &self.cfg.domain,
+                    self.cfg.announcement_service,
+                    &trunk,
+                    &dialed,
+                )
             }
             VoiceCall::Outbound { dialed } => {
                 let from_aor = from.map(|u| u.aor());
@@ -475,7 +485,14 @@ impl Core {
                     return true;
                 }
                 self.tx.mark_verified(key);
-                crate::voice_app::outbound(&voice, &self.cfg.domain, msg, &caller, &dialed)
+                crate::voice_app::outbound(
+                    &voice,
+                    &self.cfg.domain,
+                    self.cfg.announcement_service,
+                    msg,
+                    &caller,
+                    &dialed,
+                )
             }
         };
         if matches!(verdict, Verdict::Forward(_)) {

@@ -57,6 +57,7 @@ fn voice() -> Arc<VoiceConfig> {
             user("bob", Some("+14255550101")),
             user("carol", None),
         ],
+        ..VoiceData::default()
     };
     Arc::new(VoiceConfig::build(data, Home::default()).unwrap())
 }
