@@ -59,7 +59,8 @@ fn tone_ms(path: &Path, freq: f32) -> Result<(u32, u32)> {
         .chunks(frame)
         .filter(|c| c.len() == frame)
         .filter(|c| {
-            let rms = (c.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+            let rms =
+                (c.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
             rms > 500.0 && tone_power_ratio(c, spec.sample_rate, freq) > 0.6
         })
         .count();
@@ -120,7 +121,12 @@ fn heard(run: &Run) -> Result<&PathBuf> {
     run.recordings
         .iter()
         .find(|p| p.to_string_lossy().contains("dec"))
-        .ok_or_else(|| Error(format!("no recording of the received audio:\n{}", run.stdout)))
+        .ok_or_else(|| {
+            Error(format!(
+                "no recording of the received audio:\n{}",
+                run.stdout
+            ))
+        })
 }
 
 #[test]
@@ -140,8 +146,26 @@ fn announcement_plays_then_hangs_up_or_transfers() -> Result<()> {
     // Bad input changes nothing.
     for bad in [
         vec!["voice", "announcement", "add", "x", "--tones", "1000"],
-        vec!["voice", "announcement", "add", "x", "--audio-file", "/nonexistent.wav"],
-        vec!["voice", "unassigned", "add", "r", "--start", "+1", "--end", "+2", "--announcement", "x"],
+        vec![
+            "voice",
+            "announcement",
+            "add",
+            "x",
+            "--audio-file",
+            "/nonexistent.wav",
+        ],
+        vec![
+            "voice",
+            "unassigned",
+            "add",
+            "r",
+            "--start",
+            "+1",
+            "--end",
+            "+2",
+            "--announcement",
+            "x",
+        ],
     ] {
         if server.cli(&bad).is_ok() {
             return Err(Error(format!("accepted: {bad:?}")));
@@ -149,9 +173,40 @@ fn announcement_plays_then_hangs_up_or_transfers() -> Result<()> {
     }
     let steps: Vec<Vec<&str>> = vec![
         vec!["voice", "announcement", "add", "gone", "--audio-file", &wav],
-        vec!["voice", "announcement", "add", "moved", "--tones", "600:800", "--target", "sip:bob@example.com"],
-        vec!["voice", "unassigned", "add", "old", "--start", "+14255550100", "--end", "+14255550199", "--announcement", "gone"],
-        vec!["voice", "unassigned", "add", "sales", "--start", "+14255550200", "--end", "+14255550200", "--announcement", "moved"],
+        vec![
+            "voice",
+            "announcement",
+            "add",
+            "moved",
+            "--tones",
+            "600:800",
+            "--target",
+            "sip:bob@example.com",
+        ],
+        vec![
+            "voice",
+            "unassigned",
+            "add",
+            "old",
+            "--start",
+            "+14255550100",
+            "--end",
+            "+14255550199",
+            "--announcement",
+            "gone",
+        ],
+        vec![
+            "voice",
+            "unassigned",
+            "add",
+            "sales",
+            "--start",
+            "+14255550200",
+            "--end",
+            "+14255550200",
+            "--announcement",
+            "moved",
+        ],
     ];
     for s in &steps {
         server.cli(s)?;
@@ -183,7 +238,9 @@ fn announcement_plays_then_hangs_up_or_transfers() -> Result<()> {
     }
     let (other, _) = tone_ms(rec, 600.0)?;
     if other > 100 {
-        return Err(Error(format!("heard {other} ms of 600 Hz in the first call")));
+        return Err(Error(format!(
+            "heard {other} ms of 600 Hz in the first call"
+        )));
     }
 
     // The second range: 800 ms of 600 Hz, then a transfer to bob.

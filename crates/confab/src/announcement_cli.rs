@@ -123,7 +123,10 @@ pub fn announcement(
                 .iter()
                 .find(|r| same(&r.announcement, &name))
             {
-                bail!("announcement {name:?} is used by unassigned range {}", r.name);
+                bail!(
+                    "announcement {name:?} is used by unassigned range {}",
+                    r.name
+                );
             }
             let before = data.announcements.len();
             data.announcements.retain(|a| !same(&a.name, &name));

@@ -59,9 +59,13 @@ pub enum Out {
         negotiated: Negotiated,
     },
     /// The caller acknowledged the answer: start the prompt.
-    Play { call: CallId },
+    Play {
+        call: CallId,
+    },
     /// The call is over: stop the prompt, close the port.
-    Close { call: CallId },
+    Close {
+        call: CallId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,7 +235,11 @@ impl AnnouncementUa {
             (Method::Cancel, Some(id)) => {
                 let data = ResponseBuilder::new(&msg, 200).build();
                 self.send(src, data);
-                if self.calls.get(&id).is_some_and(|c| c.state == State::Opening) {
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.state == State::Opening)
+                {
                     self.refuse(id, 487, "Request Terminated", now);
                 }
             }
@@ -269,9 +277,11 @@ impl AnnouncementUa {
                 return;
             }
         };
-        let target = msg
-            .header(HeaderName::Contact)
-            .and_then(|c| confab_sip::NameAddr::parse(c).ok().map(|n| n.uri.to_owned()));
+        let target = msg.header(HeaderName::Contact).and_then(|c| {
+            confab_sip::NameAddr::parse(c)
+                .ok()
+                .map(|n| n.uri.to_owned())
+        });
         let Some(target) = target else {
             self.reply(&msg, src, 400, "Missing Contact");
             return;
@@ -309,7 +319,13 @@ impl AnnouncementUa {
     }
 
     /// The RTP port is open at `local`: answer with `sdp`'s answer.
-    pub fn answer(&mut self, call: CallId, local: SocketAddr, negotiated: &Negotiated, now: Instant) {
+    pub fn answer(
+        &mut self,
+        call: CallId,
+        local: SocketAddr,
+        negotiated: &Negotiated,
+        now: Instant,
+    ) {
         let session = self.random() >> 16;
         let cfg_sip = self.cfg.sip;
         let Some(c) = self.calls.get_mut(&call) else {
@@ -323,7 +339,10 @@ impl AnnouncementUa {
         let data = ResponseBuilder::new(&c.invite, 200)
             .to_tag(c.tag.clone())
             .copy_record_route()
-            .header("Contact", format!("<sip:announcement@{cfg_sip};transport=udp>"))
+            .header(
+                "Contact",
+                format!("<sip:announcement@{cfg_sip};transport=udp>"),
+            )
             .header("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY")
             .body("application/sdp", body)
             .build();
@@ -410,7 +429,12 @@ impl AnnouncementUa {
                     Some(number) => format!("sip:{number}@{};user=phone", self.cfg.domain),
                     None => target,
                 };
-                self.request(call, Method::Refer, &[("Refer-To", format!("<{refer_to}>"))], now);
+                self.request(
+                    call,
+                    Method::Refer,
+                    &[("Refer-To", format!("<{refer_to}>"))],
+                    now,
+                );
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.state = State::Referring;
                 }
@@ -478,7 +502,10 @@ impl AnnouncementUa {
                 // Accepted or not, the caller is on their own now: hang up.
                 let now_state = self.calls.get(&id).map(|c| c.state);
                 if now_state == Some(State::Referring) {
-                    debug!(call = id, status, "announcement: REFER answered, hanging up");
+                    debug!(
+                        call = id,
+                        status, "announcement: REFER answered, hanging up"
+                    );
                     self.hang_up(id, now);
                 }
             }
@@ -525,7 +552,10 @@ impl AnnouncementUa {
             self.send(to, data);
         }
         for id in expired {
-            debug!(call = id, "announcement: no answer from the peer, call dropped");
+            debug!(
+                call = id,
+                "announcement: no answer from the peer, call dropped"
+            );
             self.end(id);
         }
     }
@@ -608,7 +638,12 @@ mod tests {
         let src: SocketAddr = FE.parse().unwrap();
         ua.on_datagram(invite(call_id, "+14255550150", OFFER), src, now);
         let outs = ua.take_output();
-        let Some(Out::OpenMedia { call, negotiated, announcement }) = outs.first().cloned() else {
+        let Some(Out::OpenMedia {
+            call,
+            negotiated,
+            announcement,
+        }) = outs.first().cloned()
+        else {
             panic!("{outs:?}");
         };
         assert_eq!(announcement.name, "gone");
@@ -618,7 +653,11 @@ mod tests {
         let ok = &msgs[0];
         assert_eq!(ok.status(), Some(200));
         assert!(ok.header(HeaderName::RecordRoute).is_some());
-        assert!(std::str::from_utf8(ok.body()).unwrap().contains("m=audio 40000 RTP/AVP 0 101"));
+        assert!(
+            std::str::from_utf8(ok.body())
+                .unwrap()
+                .contains("m=audio 40000 RTP/AVP 0 101")
+        );
         (call, ok.to_tag().unwrap().to_owned())
     }
 
@@ -639,7 +678,10 @@ mod tests {
         let bye = &sent(&outs)[0];
         assert_eq!(bye.method(), Some(&Method::Bye));
         assert_eq!(bye.request_uri(), Some("sip:alice@127.0.0.1:20000"));
-        assert_eq!(bye.header(HeaderName::Route), Some("<sip:127.0.0.1:5060;lr;cfd=abc>"));
+        assert_eq!(
+            bye.header(HeaderName::Route),
+            Some("<sip:127.0.0.1:5060;lr;cfd=abc>")
+        );
         assert_eq!(bye.from_tag(), Some(tag.as_str()));
         assert_eq!(bye.to_tag(), Some("a1"));
         // Answered: the call is gone.
@@ -649,7 +691,11 @@ mod tests {
             bye.header(HeaderName::From).unwrap(),
             bye.header(HeaderName::To).unwrap()
         );
-        ua.on_datagram(Bytes::from(ok), FE.parse().unwrap(), t0 + Duration::from_secs(1));
+        ua.on_datagram(
+            Bytes::from(ok),
+            FE.parse().unwrap(),
+            t0 + Duration::from_secs(1),
+        );
         assert_eq!(ua.calls(), 0);
         assert!(ua.next_timer().is_none());
     }
@@ -687,7 +733,9 @@ mod tests {
         let mut ua = ua(None);
         let (call, tag) = answered(&mut ua, "good", t0);
         let src: SocketAddr = FE.parse().unwrap();
-        let opus = OFFER.replace("RTP/AVP 0 8 101", "RTP/AVP 96").replace("101 telephone-event", "96 opus");
+        let opus = OFFER
+            .replace("RTP/AVP 0 8 101", "RTP/AVP 96")
+            .replace("101 telephone-event", "96 opus");
         for (id, number, sdp, code) in [
             ("b1", "+14255550150", "garbage", 488),
             ("b2", "+14255550150", opus.as_str(), 488),

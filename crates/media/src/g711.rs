@@ -95,7 +95,10 @@ mod tests {
             let s = s as i16;
             let tol = (i32::from(s).abs() / 16).max(16);
             let u = i32::from(ulaw_to_linear(linear_to_ulaw(s)));
-            assert!((u - i32::from(s)).abs() <= tol.max(ULAW_BIAS), "ulaw {s} -> {u}");
+            assert!(
+                (u - i32::from(s)).abs() <= tol.max(ULAW_BIAS),
+                "ulaw {s} -> {u}"
+            );
             let a = i32::from(alaw_to_linear(linear_to_alaw(s)));
             assert!((a - i32::from(s)).abs() <= tol.max(16), "alaw {s} -> {a}");
         }

@@ -119,9 +119,7 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Cmd>) {
     let sleep = tokio::time::sleep(far);
     tokio::pin!(sleep);
     loop {
-        let deadline = pacer
-            .next_due()
-            .unwrap_or_else(|| Instant::now() + far);
+        let deadline = pacer.next_due().unwrap_or_else(|| Instant::now() + far);
         sleep.as_mut().reset(deadline.into());
         tokio::select! {
             cmd = rx.recv() => match cmd {

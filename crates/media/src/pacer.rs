@@ -337,7 +337,11 @@ impl<T> Pacer<T> {
             generation: e.generation,
         };
         if e.send {
-            let n = e.rtp.write(&e.audio[e.pos..end], SAMPLES_PER_PACKET as u32, &mut self.buf);
+            let n = e.rtp.write(
+                &e.audio[e.pos..end],
+                SAMPLES_PER_PACKET as u32,
+                &mut self.buf,
+            );
             if let Some(token) = e.token.as_ref()
                 && n > 0
             {
@@ -351,9 +355,9 @@ impl<T> Pacer<T> {
             }
             let (packets, _) = e.rtp.counts();
             if e.rtcp && packets % RTCP_EVERY == 1 {
-                let ntp = self.ntp_epoch.wrapping_add(
-                    ((u128::from(now_ms) << 32) / 1000) as u64,
-                );
+                let ntp = self
+                    .ntp_epoch
+                    .wrapping_add(((u128::from(now_ms) << 32) / 1000) as u64);
                 let n = e.rtp.sender_report(ntp, "confab", &mut self.buf);
                 if let Some(token) = e.token.as_ref()
                     && n > 0
@@ -414,14 +418,24 @@ mod tests {
                 &mut |pkt| {
                     let r = filter.accept(pkt.to, pkt.data).unwrap();
                     assert_eq!(r.payload.len(), 160);
-                    sent.push((now.duration_since(t0).as_millis() as u64, r.seq, r.timestamp));
+                    sent.push((
+                        now.duration_since(t0).as_millis() as u64,
+                        r.seq,
+                        r.timestamp,
+                    ));
                 },
                 &mut ended,
             );
         }
         assert_eq!(
             sent,
-            vec![(0, 100, 5000), (20, 101, 5160), (40, 102, 5320), (60, 103, 5480), (80, 104, 5640)]
+            vec![
+                (0, 100, 5000),
+                (20, 101, 5160),
+                (40, 102, 5320),
+                (60, 103, 5480),
+                (80, 104, 5640)
+            ]
         );
         assert_eq!(ended, vec![(id, "a")]);
         assert!(p.is_empty());
@@ -448,7 +462,11 @@ mod tests {
         let last = now.duration_since(t0).as_millis() as u64;
         for (i, &c) in count.iter().enumerate() {
             let start = i as u64 * 300 / 1000;
-            assert_eq!(u64::from(c), (last - start) / 20 + 1, "stream {i}: {count:?}");
+            assert_eq!(
+                u64::from(c),
+                (last - start) / 20 + 1,
+                "stream {i}: {count:?}"
+            );
         }
         // A tick 100 ms late: one packet per stream, not a burst.
         let before: u32 = count.iter().sum();
@@ -471,7 +489,11 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(p.remove(a), None);
         let mut n = 0;
-        p.tick(t0 + Duration::from_millis(1), &mut |_| n += 1, &mut Vec::new());
+        p.tick(
+            t0 + Duration::from_millis(1),
+            &mut |_| n += 1,
+            &mut Vec::new(),
+        );
         assert_eq!(n, 1);
         assert_eq!(p.remove(b), Some(2));
         assert!(p.next_due().is_none());

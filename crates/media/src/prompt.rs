@@ -73,7 +73,9 @@ impl Prompt {
     }
 
     /// Reads WAV data.
-    pub fn from_wav<R: std::io::Read>(mut reader: hound::WavReader<R>) -> Result<Prompt, PromptError> {
+    pub fn from_wav<R: std::io::Read>(
+        mut reader: hound::WavReader<R>,
+    ) -> Result<Prompt, PromptError> {
         let spec = reader.spec();
         let channels = usize::from(spec.channels.max(1));
         let rate = spec.sample_rate.max(1);
@@ -231,7 +233,16 @@ mod tests {
 
     #[test]
     fn bad_tone_sequences() {
-        for bad in ["", "440", "440:x", "x:10", "440:0", "5000:10", "1+2+3:10", "440:700000"] {
+        for bad in [
+            "",
+            "440",
+            "440:x",
+            "x:10",
+            "440:0",
+            "5000:10",
+            "1+2+3:10",
+            "440:700000",
+        ] {
             assert!(Prompt::tones(bad).is_err(), "{bad:?}");
         }
     }
@@ -248,7 +259,8 @@ mod tests {
         };
         let mut w = hound::WavWriter::create(&path, spec).unwrap();
         for i in 0..48000 {
-            let v = ((2.0 * std::f32::consts::PI * 600.0 * i as f32 / 48000.0).sin() * 12000.0) as i16;
+            let v =
+                ((2.0 * std::f32::consts::PI * 600.0 * i as f32 / 48000.0).sin() * 12000.0) as i16;
             w.write_sample(v).unwrap();
             w.write_sample(v).unwrap();
         }

@@ -208,7 +208,10 @@ mod tests {
         let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let f = RtpFilter::new(from);
         let p = f.accept(from, &buf[..n]).unwrap();
-        assert_eq!((p.seq, p.timestamp, p.ssrc, p.marker), (65535, 1000, 0x1234_5678, true));
+        assert_eq!(
+            (p.seq, p.timestamp, p.ssrc, p.marker),
+            (65535, 1000, 0x1234_5678, true)
+        );
         assert_eq!(p.payload.len(), 160);
         let n = s.write(&payload, 160, &mut buf);
         let p = f.accept(from, &buf[..n]).unwrap();

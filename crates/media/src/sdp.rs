@@ -322,7 +322,10 @@ mod tests {
         ] {
             assert!(negotiate(bad).is_err(), "{bad:?}");
         }
-        assert_eq!(negotiate(&"a".repeat(MAX_OFFER + 1)), Err(SdpError::TooLarge));
+        assert_eq!(
+            negotiate(&"a".repeat(MAX_OFFER + 1)),
+            Err(SdpError::TooLarge)
+        );
     }
 
     #[test]
@@ -334,6 +337,9 @@ mod tests {
         let hold = BARESIP.replace("a=sendrecv", "a=sendonly");
         let n = negotiate(&hold).unwrap();
         assert!(!n.direction.we_send());
-        assert!(n.answer("127.0.0.1:1".parse().unwrap(), 1).contains("a=recvonly"));
+        assert!(
+            n.answer("127.0.0.1:1".parse().unwrap(), 1)
+                .contains("a=recvonly")
+        );
     }
 }

@@ -59,10 +59,12 @@ async fn make_prompt(a: &Announcement) -> Prompt {
             let f = f.clone();
             tokio::task::spawn_blocking(move || Prompt::from_wav_file(Path::new(&f)))
                 .await
-                .unwrap_or_else(|e| Err(crate::prompt::PromptError::BadTones {
-                    spec: e.to_string(),
-                    reason: "loader failed",
-                }))
+                .unwrap_or_else(|e| {
+                    Err(crate::prompt::PromptError::BadTones {
+                        spec: e.to_string(),
+                        reason: "loader failed",
+                    })
+                })
         }
         (None, None) => Ok(Prompt::silence(1000)),
     };
@@ -164,20 +166,31 @@ pub async fn start(
                                 debug!(%to, error = %e, "announcement: SIP send failed");
                             }
                         }
-                        Out::OpenMedia { call, announcement, negotiated } => {
-                            match bind_rtp(rtp_ip).await {
-                                Ok((rtp, local)) => {
-                                    let prompt = make_prompt(&announcement).await;
-                                    let reader = spawn_reader(call, rtp.clone(), &negotiated);
-                                    ua.answer(call, local, &negotiated, Instant::now());
-                                    media.insert(call, Media { socket: rtp, negotiated, prompt, stream: None, reader });
-                                }
-                                Err(e) => {
-                                    warn!(error = %e, "announcement: no RTP port");
-                                    ua.fail(call, Instant::now());
-                                }
+                        Out::OpenMedia {
+                            call,
+                            announcement,
+                            negotiated,
+                        } => match bind_rtp(rtp_ip).await {
+                            Ok((rtp, local)) => {
+                                let prompt = make_prompt(&announcement).await;
+                                let reader = spawn_reader(call, rtp.clone(), &negotiated);
+                                ua.answer(call, local, &negotiated, Instant::now());
+                                media.insert(
+                                    call,
+                                    Media {
+                                        socket: rtp,
+                                        negotiated,
+                                        prompt,
+                                        stream: None,
+                                        reader,
+                                    },
+                                );
                             }
-                        }
+                            Err(e) => {
+                                warn!(error = %e, "announcement: no RTP port");
+                                ua.fail(call, Instant::now());
+                            }
+                        },
                         Out::Play { call } => {
                             if let Some(m) = media.get_mut(&call) {
                                 let spec = StreamSpec {

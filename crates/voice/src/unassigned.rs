@@ -52,7 +52,10 @@ pub(crate) fn check(
     announcements: &[Announcement],
     ranges: &[UnassignedRange],
 ) -> Result<(), VoiceError> {
-    crate::dup_check("announcement", announcements.iter().map(|a| a.name.as_str()))?;
+    crate::dup_check(
+        "announcement",
+        announcements.iter().map(|a| a.name.as_str()),
+    )?;
     for a in announcements {
         check_name(&a.name).map_err(crate::bad_name(&a.name))?;
         if a.audio_file.is_some() == a.tones.is_some() {
@@ -74,7 +77,10 @@ pub(crate) fn check(
             }
         }
     }
-    crate::dup_check("unassigned number range", ranges.iter().map(|r| r.name.as_str()))?;
+    crate::dup_check(
+        "unassigned number range",
+        ranges.iter().map(|r| r.name.as_str()),
+    )?;
     for r in ranges {
         check_name(&r.name).map_err(crate::bad_name(&r.name))?;
         for n in [&r.start, &r.end] {
@@ -146,7 +152,10 @@ mod tests {
         }
     }
 
-    fn build(anns: Vec<Announcement>, ranges: Vec<UnassignedRange>) -> Result<VoiceConfig, VoiceError> {
+    fn build(
+        anns: Vec<Announcement>,
+        ranges: Vec<UnassignedRange>,
+    ) -> Result<VoiceConfig, VoiceError> {
         VoiceConfig::build(
             VoiceData {
                 announcements: anns,
@@ -160,7 +169,10 @@ mod tests {
     #[test]
     fn ranges_pick_the_lowest_priority() {
         let cfg = build(
-            vec![ann("gone", "440:1000", None), ann("sales", "880:500", Some("sip:bob@example.com"))],
+            vec![
+                ann("gone", "440:1000", None),
+                ann("sales", "880:500", Some("sip:bob@example.com")),
+            ],
             vec![
                 range("all", "+14255550000", "+14255559999", "gone", 10),
                 range("sales", "+14255550100", "+14255550199", "sales", 1),
@@ -168,7 +180,10 @@ mod tests {
         )
         .unwrap();
         assert!(!cfg.is_empty());
-        let name = |n: &str| cfg.unassigned(n).map(|(r, a)| (r.name.clone(), a.name.clone()));
+        let name = |n: &str| {
+            cfg.unassigned(n)
+                .map(|(r, a)| (r.name.clone(), a.name.clone()))
+        };
         assert_eq!(name("+14255550150"), Some(("sales".into(), "sales".into())));
         assert_eq!(name("+14255550200"), Some(("all".into(), "gone".into())));
         assert_eq!(name("+14255559999"), Some(("all".into(), "gone".into())));
@@ -189,11 +204,22 @@ mod tests {
         neither.tones = None;
         assert!(build(vec![neither], vec![]).is_err());
         for t in ["bob", "sip:bob", "tel:123", "sip:<x>@y"] {
-            assert!(build(vec![ann("a", "440:100", Some(t))], vec![]).is_err(), "{t}");
+            assert!(
+                build(vec![ann("a", "440:100", Some(t))], vec![]).is_err(),
+                "{t}"
+            );
         }
         assert!(build(vec![ann("a", "440:100", Some("tel:+14255550100"))], vec![]).is_ok());
-        for (s, e) in [("+1425", "+14"), ("+2", "+1"), ("1425", "1426"), ("+14255550000", "+1425555000x")] {
-            assert!(build(vec![ok()], vec![range("r", s, e, "a", 0)]).is_err(), "{s}-{e}");
+        for (s, e) in [
+            ("+1425", "+14"),
+            ("+2", "+1"),
+            ("1425", "1426"),
+            ("+14255550000", "+1425555000x"),
+        ] {
+            assert!(
+                build(vec![ok()], vec![range("r", s, e, "a", 0)]).is_err(),
+                "{s}-{e}"
+            );
         }
         assert_eq!(
             build(vec![ok()], vec![range("r", "+100", "+199", "nope", 0)]).err(),
