@@ -73,12 +73,14 @@ struct Run {
     recordings: Vec<PathBuf>,
 }
 
+/// SIP, control and RTP ports for one baresip.
+fn ports() -> String {
+    [free_port_pair(), free_port(), free_port_pair()]
+        .map(|p| p.to_string())
+        .join(",")
+}
+
 fn run_script(server: &ConfabServer, name: &str, dial: &str, callee: bool) -> Result<Run> {
-    let ports = |()| {
-        [free_port_pair(), free_port(), free_port_pair()]
-            .map(|p| p.to_string())
-            .join(",")
-    };
     let workdir = server.work_dir().join(format!("baresip-{name}"));
     let mut cmd = Command::new("python3");
     cmd.arg(tests_dir().join("clients/baresip/run_announcement.py"))
@@ -86,12 +88,12 @@ fn run_script(server: &ConfabServer, name: &str, dial: &str, callee: bool) -> Re
         .arg(server.sip_port().to_string())
         .args(["--domain", server.domain()])
         .args(["--user", "alice:alicepw", "--dial", dial])
-        .args(["--ports", &ports(())])
+        .args(["--ports", &ports()])
         .args(["--timeout", "10"])
         .arg("--workdir")
         .arg(&workdir);
     if callee {
-        cmd.args(["--callee", "bob:bobpw", "--callee-ports", &ports(())]);
+        cmd.args(["--callee", "bob:bobpw", "--callee-ports", &ports()]);
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
