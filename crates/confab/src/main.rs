@@ -1,6 +1,8 @@
 //! `confab`: the server and its administration commands.
 
 mod admin;
+mod announcement;
+mod announcement_cli;
 mod chat_cli;
 mod chat_compliance;
 mod chat_http;

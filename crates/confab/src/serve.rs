@@ -566,6 +566,22 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         );
     }
 
+    // The Announcement service: calls to unassigned numbers (crate::announcement).
+    let rtp_ip = if cfg.sip.ip().is_unspecified() {
+        primary_address(cfg.sip.is_ipv6()).unwrap_or(cfg.sip.ip())
+    } else {
+        cfg.sip.ip()
+    };
+    let announcement = crate::announcement::start(&cfg, &store, &url, rtp_ip, stop_rx.clone())
+        .await
+        .context("starting the announcement service")?;
+    core_cfg.announcement_service = Some(confab_frontend::Dest {
+        transport: confab_frontend::Transport::Udp,
+        addr: announcement.addr,
+        conn: None,
+    });
+    core_cfg.trusted_peers.push(announcement.addr);
+
     let advertised_host = core_cfg.advertise.host.clone();
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);

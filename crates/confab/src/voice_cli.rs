@@ -65,6 +65,17 @@ pub enum VoiceCommand {
         #[command(subcommand)]
         command: TrunkCommand,
     },
+    /// Announcements of the Announcement service (audio file or tones, then hang
+    /// up or transfer)
+    Announcement {
+        #[command(subcommand)]
+        command: crate::announcement_cli::AnnouncementCommand,
+    },
+    /// Unassigned-number ranges: calls to these numbers hear an announcement
+    Unassigned {
+        #[command(subcommand)]
+        command: crate::announcement_cli::UnassignedCommand,
+    },
     /// What a call from USER to DIALED would do: the dial plan and rule, the
     /// normalized number, the user or the trunks it reaches, or why it is refused
     TestNumber { user: String, dialed: String },
@@ -582,6 +593,18 @@ async fn execute(store: &Store, cmd: VoiceCommand) -> anyhow::Result<()> {
                 format!("removed route {n}")
             }
         },
+        VoiceCommand::Announcement { command } => {
+            match crate::announcement_cli::announcement(&mut data, command, &mut out)? {
+                Some(m) => m,
+                None => return Ok(()),
+            }
+        }
+        VoiceCommand::Unassigned { command } => {
+            match crate::announcement_cli::unassigned(&mut data, command, &mut out)? {
+                Some(m) => m,
+                None => return Ok(()),
+            }
+        }
         VoiceCommand::Trunk { command } => match command {
             TrunkCommand::List => {
                 if data.trunks.is_empty() {

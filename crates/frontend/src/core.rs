@@ -77,6 +77,9 @@ pub struct CoreConfig {
     pub chat_provisioning: Option<std::sync::Arc<dyn crate::apps::ChatProvisioning>>,
     /// Picks among several servers of an application route (Persistent Chat pools).
     pub app_router: Option<std::sync::Arc<dyn crate::apps::AppRouter>>,
+    /// Where the Announcement service listens: calls to unassigned numbers go
+    /// there (see `crate::voice_app`); `None`: they are routed like any number.
+    pub announcement_service: Option<Dest>,
 }
 
 impl CoreConfig {
@@ -107,6 +110,7 @@ impl CoreConfig {
             trusted_peers: Vec::new(),
             mediation: None,
             app_routes: Vec::new(),
+            announcement_service: None,
             chat_provisioning: None,
             app_router: None,
         }
@@ -508,7 +512,13 @@ impl Core {
         let verdict = match call {
             VoiceCall::Inbound { trunk, dialed } => {
                 self.tx.mark_verified(key);
-                crate::voice_app::inbound(&voice, &trunk, &dialed)
+                crate::voice_app::inbound(
+                    &voice,
+                    &self.cfg.domain,
+                    self.cfg.announcement_service,
+                    &trunk,
+                    &dialed,
+                )
             }
             VoiceCall::Outbound { dialed } => {
                 let from_aor = from.map(|u| u.aor());
@@ -532,6 +542,7 @@ impl Core {
                     &voice,
                     &self.cfg.domain,
                     self.cfg.mediation,
+                    self.cfg.announcement_service,
                     msg,
                     &caller,
                     &dialed,

@@ -104,8 +104,35 @@ pub(crate) fn classify(
     req.from_local.then_some(VoiceCall::Outbound { dialed })
 }
 
-/// A call from a gateway's trunk to `dialed`.
-pub(crate) fn inbound(voice: &VoiceConfig, trunk: &str, dialed: &str) -> Verdict {
+/// A call to an unassigned number (Lync's unassigned-number ranges) goes to the
+/// Announcement service, when it runs: proxied there record-routed, with the
+/// normalized number in the Request-URI (the service finds the announcement by it).
+fn to_announcement(
+    voice: &VoiceConfig,
+    service: Option<Dest>,
+    domain: &str,
+    number: &str,
+) -> Option<Verdict> {
+    let dest = service?;
+    let (range, announcement) = voice.unassigned(number)?;
+    debug!(%number, range = %range.name, announcement = %announcement.name, "call to an unassigned number");
+    Some(Verdict::Forward(Forward {
+        rewritten: None,
+        targets: vec![(format!("sip:{number}@{domain};user=phone"), dest)],
+        record_route: true,
+        serial: false,
+    }))
+}
+
+/// A call from a gateway's trunk to `dialed`; `announcement` is where the
+/// Announcement service listens.
+pub(crate) fn inbound(
+    voice: &VoiceConfig,
+    domain: &str,
+    announcement: Option<Dest>,
+    trunk: &str,
+    dialed: &str,
+) -> Verdict {
     let number = match voice.normalize(None, dialed) {
         Ok(n) => n.number,
         Err(e) => {
@@ -114,6 +141,9 @@ pub(crate) fn inbound(voice: &VoiceConfig, trunk: &str, dialed: &str) -> Verdict
         }
     };
     let Some(user) = voice.user_by_number(&number) else {
+        if let Some(v) = to_announcement(voice, announcement, domain, &number) {
+            return v;
+        }
         debug!(%trunk, %number, "inbound call: no user has this number");
         return Verdict::reply(404, "No user has this number");
     };
@@ -126,6 +156,7 @@ pub(crate) fn outbound(
     voice: &VoiceConfig,
     domain: &str,
     mediation: Option<SocketAddr>,
+    announcement: Option<Dest>,
     msg: &Message,
     caller: &str,
     dialed: &str,
@@ -136,6 +167,9 @@ pub(crate) fn outbound(
     };
     if let Some(user) = voice.user_by_number(&number) {
         return Verdict::ToUser(user.to_owned());
+    }
+    if let Some(v) = to_announcement(voice, announcement, domain, &number) {
+        return v;
     }
     let trunks = match voice.route(caller, &number) {
         Ok(t) => t,

@@ -9,9 +9,10 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use confab_frontend::{Dest, Transport};
 use confab_voice::{
-    DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceConfig, VoiceData,
-    VoicePolicy,
+    Announcement, DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UnassignedRange,
+    UserVoice, VoiceConfig, VoiceData, VoicePolicy,
 };
 
 const GW1: &str = "127.0.0.1:5080";
@@ -57,6 +58,19 @@ fn voice() -> Arc<VoiceConfig> {
             user("bob", Some("+14255550101")),
             user("carol", None),
         ],
+        announcements: vec![Announcement {
+            name: "gone".into(),
+            audio_file: None,
+            tones: Some("440:1000".into()),
+            target: None,
+        }],
+        unassigned: vec![UnassignedRange {
+            name: "old".into(),
+            start: "+14255550150".into(),
+            end: "+14255550159".into(),
+            announcement: "gone".into(),
+            priority: 0,
+        }],
     };
     Arc::new(VoiceConfig::build(data, Home::default()).unwrap())
 }
@@ -177,4 +191,73 @@ fn inbound_only_from_a_trunk() {
     let out = h.send(&stranger, &invite);
     assert_eq!(out.one_to(&stranger).status(), Some(403), "{}", out.dump());
     assert!(out.to_ua(&bob).is_empty());
+}
+
+const ANNOUNCEMENT: &str = "127.0.0.1:5070";
+
+#[test]
+fn unassigned_numbers_go_to_the_announcement_service() {
+    let mut h = Harness::with(|c| {
+        c.announcement_service = Some(Dest {
+            transport: Transport::Udp,
+            addr: ANNOUNCEMENT.parse().unwrap(),
+            conn: None,
+        });
+    });
+    h.core.set_voice_config(voice());
+    let service = Ua::new("announcement", "", ANNOUNCEMENT);
+    let gw1 = Ua::new("gw1", "", GW1);
+    let mut alice = h.ua("alice", "192.0.2.11:5060");
+    // Dialed as a 7-digit number: normalized, then in the unassigned range.
+    let invite = alice.request(
+        "INVITE",
+        "sip:5550155@example.com",
+        "sip:5550155@example.com",
+    );
+    let (_, out) = h.send_authed(&mut alice, invite);
+    let fwd = out.to_ua(&service);
+    assert_eq!(fwd.len(), 1, "{}", out.dump());
+    assert!(
+        fwd[0]
+            .text()
+            .starts_with("INVITE sip:+14255550155@example.com;user=phone SIP/2.0"),
+        "{}",
+        fwd[0].text()
+    );
+    assert!(fwd[0].header("Record-Route").is_some());
+    assert!(out.to_ua(&gw1).is_empty());
+    // From a gateway too.
+    let mut gw = Ua::new("gw1", "", GW1);
+    let inbound = gw
+        .request(
+            "INVITE",
+            "sip:+14255550159@example.com;user=phone",
+            "sip:+14255550159@example.com;user=phone",
+        )
+        .set("From", "<sip:+12065550123@pstn.invalid;user=phone>;tag=g9");
+    let out = h.send(&gw, &inbound);
+    assert_eq!(out.to_ua(&service).len(), 1, "{}", out.dump());
+    // A number outside the range still goes to the PSTN.
+    let invite = alice.request(
+        "INVITE",
+        "sip:5550160@example.com",
+        "sip:5550160@example.com",
+    );
+    let (_, out) = h.send_authed(&mut alice, invite);
+    assert!(out.to_ua(&service).is_empty(), "{}", out.dump());
+    assert_eq!(out.to_ua(&gw1).len(), 1, "{}", out.dump());
+}
+
+#[test]
+fn without_the_service_unassigned_numbers_are_routed() {
+    let mut h = harness();
+    let gw1 = Ua::new("gw1", "", GW1);
+    let mut alice = h.ua("alice", "192.0.2.11:5060");
+    let invite = alice.request(
+        "INVITE",
+        "sip:5550155@example.com",
+        "sip:5550155@example.com",
+    );
+    let (_, out) = h.send_authed(&mut alice, invite);
+    assert_eq!(out.to_ua(&gw1).len(), 1, "{}", out.dump());
 }

@@ -70,6 +70,7 @@ fn voice() -> Arc<VoiceConfig> {
             dial_plan: None,
             voice_policy: None,
         }],
+        ..VoiceData::default()
     };
     Arc::new(VoiceConfig::build(data, Home::default()).unwrap())
 }

@@ -10,7 +10,8 @@
 use std::net::SocketAddr;
 
 use confab_voice::{
-    DialPlan, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceData, VoicePolicy,
+    Announcement, DialPlan, Route, Rule, Scope, Trunk, TrunkTransport, UnassignedRange, UserVoice,
+    VoiceData, VoicePolicy,
 };
 use sqlx::Row;
 
@@ -158,6 +159,34 @@ impl Store {
                 voice_policy: row.try_get("voice_policy")?,
             });
         }
+        for row in sqlx::query(
+            "SELECT name, audio_file, tones, target FROM voice_announcements ORDER BY position",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            data.announcements.push(Announcement {
+                name: row.try_get("name")?,
+                audio_file: row.try_get("audio_file")?,
+                tones: row.try_get("tones")?,
+                target: row.try_get("target")?,
+            });
+        }
+        for row in sqlx::query(
+            "SELECT name, range_start, range_end, announcement, priority FROM voice_unassigned \
+             ORDER BY position",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            data.unassigned.push(UnassignedRange {
+                name: row.try_get("name")?,
+                start: row.try_get("range_start")?,
+                end: row.try_get("range_end")?,
+                announcement: row.try_get("announcement")?,
+                priority: row.try_get("priority")?,
+            });
+        }
         tx.commit().await?;
         Ok((rev, data))
     }
@@ -180,6 +209,8 @@ impl Store {
             "voice_usages",
             "voice_routes",
             "voice_trunks",
+            "voice_announcements",
+            "voice_unassigned",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(&mut *tx)
@@ -255,6 +286,34 @@ impl Store {
             for (j, r) in t.rules.iter().enumerate() {
                 insert_rule(&mut tx, &owner, j, r).await?;
             }
+        }
+        for (i, a) in data.announcements.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO voice_announcements (name, audio_file, tones, target, position) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&a.name)
+            .bind(a.audio_file.clone())
+            .bind(a.tones.clone())
+            .bind(a.target.clone())
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (i, r) in data.unassigned.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO voice_unassigned \
+                 (name, range_start, range_end, announcement, priority, position) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&r.name)
+            .bind(&r.start)
+            .bind(&r.end)
+            .bind(&r.announcement)
+            .bind(r.priority)
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(rev)
@@ -356,6 +415,19 @@ mod tests {
                 }],
             }],
             users: vec![],
+            announcements: vec![Announcement {
+                name: "gone".into(),
+                audio_file: None,
+                tones: Some("440:1000".into()),
+                target: Some("sip:bob@example.com".into()),
+            }],
+            unassigned: vec![UnassignedRange {
+                name: "old".into(),
+                start: "+14255550100".into(),
+                end: "+14255550199".into(),
+                announcement: "gone".into(),
+                priority: 3,
+            }],
         }
     }
 

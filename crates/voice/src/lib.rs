@@ -11,6 +11,7 @@
 //! - [`VoiceConfig::explain`]: all of it for `confab voice test-number`.
 
 mod model;
+mod unassigned;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -22,6 +23,7 @@ pub use model::{
     DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceData, VoicePolicy,
     check_name,
 };
+pub use unassigned::{Announcement, UnassignedRange};
 
 /// Bad configuration (refused before anything is stored) or a bad number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -472,6 +474,8 @@ impl VoiceConfig {
             });
         }
 
+        unassigned::check(&data.announcements, &data.unassigned)?;
+
         let mut users = HashMap::with_capacity(data.users.len());
         let mut by_number: HashMap<String, String> = HashMap::new();
         for u in &data.users {
@@ -548,7 +552,23 @@ impl VoiceConfig {
     /// Whether nothing of Enterprise Voice is configured (no dial plan, no trunk,
     /// no line URI): the server then handles no call as a voice call.
     pub fn is_empty(&self) -> bool {
-        self.plans.is_empty() && self.trunks.is_empty() && self.by_number.is_empty()
+        self.plans.is_empty()
+            && self.trunks.is_empty()
+            && self.by_number.is_empty()
+            && self.data.unassigned.is_empty()
+    }
+
+    /// The announcement for an unassigned `number` (E.164), with its range.
+    pub fn unassigned(&self, number: &str) -> Option<(&UnassignedRange, &Announcement)> {
+        unassigned::lookup(&self.data.announcements, &self.data.unassigned, number)
+    }
+
+    /// An announcement by name.
+    pub fn announcement(&self, name: &str) -> Option<&Announcement> {
+        self.data
+            .announcements
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 
     /// Whether any trunk is configured.

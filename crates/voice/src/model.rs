@@ -168,6 +168,10 @@ pub struct VoiceData {
     pub routes: Vec<Route>,
     pub trunks: Vec<Trunk>,
     pub users: Vec<UserVoice>,
+    /// Announcements (`confab voice announcement ...`).
+    pub announcements: Vec<crate::Announcement>,
+    /// Unassigned-number ranges (`confab voice unassigned ...`).
+    pub unassigned: Vec<crate::UnassignedRange>,
 }
 
 /// Where a user is homed, for site and pool scopes.

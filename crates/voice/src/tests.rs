@@ -86,6 +86,7 @@ fn sample() -> VoiceData {
                 voice_policy: None,
             },
         ],
+        ..VoiceData::default()
     }
 }
 
