@@ -1,7 +1,8 @@
 //! Persistent Chat compliance (issue 11), with the protocol-level XCCOS client
 //! (crates/acceptance/src/xccos.rs) and the real CLI:
-//! * with `[chat] compliance = true`, a scripted session (join, posts, backfill, an
-//!   administrator's replacement through `confab chat message replace`, leave)
+//! * with `[chat] compliance = true`, a scripted session (join, posts, backfill, a
+//!   file uploaded and downloaded through the web service, an administrator's
+//!   replacement through `confab chat message replace`, leave)
 //!   produces an export (`confab chat compliance export --format xml`) that
 //!   validates against crates/compliance/schema/compliance.xsd (xmllint) and holds
 //!   every event with its sender and time, the replaced post's original text
@@ -19,6 +20,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use confab_acceptance::server::run_bounded;
+use confab_acceptance::web::{https, https_bytes};
 use confab_acceptance::xccos::{Element, XccosClient, elements};
 use confab_acceptance::{ConfabServer, Error, Result, ServerOptions, ensure, unique_token};
 use serde_json::Value;
@@ -113,6 +115,7 @@ fn deploy(label: &str, pg: Option<(&str, &str)>) -> Result<Deployment> {
     std::fs::write(&config, toml).map_err(|e| Error(format!("writing the config: {e}")))?;
     let opts = ServerOptions::new()
         .domain(DOMAIN)
+        .https()
         .arg("--config")
         .arg(&config.to_string_lossy());
     let server = ConfabServer::start(opts)?;
@@ -185,6 +188,8 @@ fn scenario(d: &mut Deployment) -> Result<()> {
         "Gen",
         "--allowed-members",
         "@example.com",
+        "--file-upload",
+        "true",
     ])?;
     d.chat(&[
         "room",
@@ -218,6 +223,24 @@ fn scenario(d: &mut Deployment) -> Result<()> {
     ensure!(
         back.iter().any(|p| p.text == t1),
         "backfill lacks {t1:?}: {back:?}"
+    );
+
+    // A file posted by alice through the web service, downloaded by bob.
+    let bytes: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let link = upload(&d.server, "alice", "Open", "minutes.txt", &bytes)?;
+    let (bob_cookie, _) = web_sign_in(&d.server, "bob")?;
+    let got = https_bytes(
+        &d.server,
+        "GET",
+        &link,
+        &[("Cookie", bob_cookie.as_str())],
+        &[],
+    )?;
+    ensure!(
+        got.status == 200 && got.body == bytes,
+        "bob's download of {link}: {} ({} bytes)",
+        got.status,
+        got.body.len()
     );
 
     // An administrator replaces alice's post.
@@ -319,6 +342,14 @@ fn scenario(d: &mut Deployment) -> Result<()> {
         find(&msgs, "PART", "bob", |_| true).is_some(),
         "no PART of bob: {xml}"
     );
+    ensure!(
+        find(&msgs, "FILEUPLOAD", "alice", |_| true).is_some(),
+        "no FILEUPLOAD of alice: {xml}"
+    );
+    ensure!(
+        find(&msgs, "FILEDOWNLOAD", "bob", |_| true).is_some(),
+        "no FILEDOWNLOAD of bob: {xml}"
+    );
 
     // CSV, and a room and time filter.
     let csv = d.export(&["--format", "csv", "--room", "Open"])?;
@@ -382,7 +413,7 @@ fn scenario(d: &mut Deployment) -> Result<()> {
     // Metrics: the room gauge and the compliance counters (published every second).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let m = d.server.metrics()?;
+        let m = https(&d.server, "GET", "/metrics", &[], None)?.body;
         let has = |line: &str| m.lines().any(|l| l == line);
         if has("confab_chat_rooms 1")
             && has("confab_chat_compliance_backlog 0")
@@ -737,4 +768,75 @@ fn round_trip(a: &ConfabServer, b: &ConfabServer) -> Result<()> {
         "rooms after a refused import: {rooms}"
     );
     Ok(())
+}
+
+/// Signs `user` in to the chat web service: the session cookie and the CSRF token.
+fn web_sign_in(server: &ConfabServer, user: &str) -> Result<(String, String)> {
+    let body = serde_json::json!({"address": format!("{user}@{DOMAIN}"), "password": "pw"});
+    let a = https(
+        server,
+        "POST",
+        "/chat/api/signin",
+        &[],
+        Some(&body.to_string()),
+    )?;
+    ensure!(
+        a.status == 200,
+        "web sign-in of {user}: {} {}",
+        a.status,
+        a.body
+    );
+    let cookie = a
+        .header("set-cookie")
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    let v: Value = serde_json::from_str(&a.body).map_err(|e| Error(format!("{e}")))?;
+    Ok((cookie, v["csrf"].as_str().unwrap_or_default().to_owned()))
+}
+
+/// `user` posts `data` as a file into `room` (begin, chunks, commit); the
+/// download path of the file post.
+fn upload(
+    server: &ConfabServer,
+    user: &str,
+    room: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<String> {
+    let (cookie, csrf) = web_sign_in(server, user)?;
+    let h = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
+    let begin = serde_json::json!({"room": room, "name": name, "size": data.len()});
+    let a = https(
+        server,
+        "POST",
+        "/chat/api/files",
+        &h,
+        Some(&begin.to_string()),
+    )?;
+    ensure!(a.status == 200, "upload of {name}: {} {}", a.status, a.body);
+    let v: Value = serde_json::from_str(&a.body).map_err(|e| Error(format!("{e}")))?;
+    let id = v["upload"].as_str().unwrap_or_default().to_owned();
+    let chunk = v["chunk_size"].as_u64().unwrap_or(0) as usize;
+    ensure!(chunk > 0, "no chunk size in {}", a.body);
+    for (i, part) in data.chunks(chunk).enumerate() {
+        let mut hh = h.to_vec();
+        hh.push(("Content-Type", "application/octet-stream"));
+        let path = format!("/chat/api/files/{id}?offset={}", i * chunk);
+        let c = https_bytes(server, "PUT", &path, &hh, part)?;
+        ensure!(c.status == 200, "chunk {i} of {name}: {}", c.status);
+    }
+    let c = https(
+        server,
+        "POST",
+        &format!("/chat/api/files/{id}/commit"),
+        &h,
+        Some("{}"),
+    )?;
+    ensure!(c.status == 200, "commit of {name}: {} {}", c.status, c.body);
+    let v: Value = serde_json::from_str(&c.body).map_err(|e| Error(format!("{e}")))?;
+    let url = v["url"].as_str().unwrap_or_default();
+    url.find("/chat/files/")
+        .map(|i| url[i..].to_owned())
+        .ok_or_else(|| Error(format!("no link in {}", c.body)))
 }
