@@ -16,6 +16,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use confab_acceptance::pg::TestDb;
 use confab_acceptance::{
     ConfabServer, Error, Result, ServerOptions, run_bounded, tail, tests_dir, tools_required,
 };
@@ -26,64 +27,6 @@ const LEASE_MS: u64 = 2_000;
 const BOB_LINE: &str = "tel:+14255550101";
 /// bob's number as a Lync client dials it.
 const BOB_NUMBER_URI: &str = "sip:+14255550101@example.com;user=phone";
-
-/// A database of its own on the test server, dropped at the end.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-fn psql(url: &str, sql: &str) -> Result<()> {
-    let mut cmd = Command::new("psql");
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = run_bounded(cmd, Duration::from_secs(30))?;
-    if !out.status.success() {
-        return Err(Error(format!(
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(())
-}
-
-impl TestDb {
-    fn create(admin: &str) -> Result<TestDb> {
-        let name = format!("confab_pool_{}", confab_acceptance::unique_token());
-        let name: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        psql(admin, &format!("CREATE DATABASE {name}"))?;
-        let (base, _) = admin
-            .rsplit_once('/')
-            .ok_or_else(|| Error::new("CONFAB_TEST_POSTGRES_URL has no database part"))?;
-        let url = format!("{base}/{name}");
-        Ok(TestDb {
-            admin: admin.to_owned(),
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = psql(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
 
 /// Runs run_pool.py; `a`/`b` are `(user, password, server)`.
 fn run_pool(
@@ -177,7 +120,7 @@ fn two_front_ends_act_as_one_pool() -> Result<()> {
         return Ok(());
     }
     let t0 = Instant::now();
-    let db = TestDb::create(&admin)?;
+    let db = TestDb::create(&admin, "pool")?;
     let dir = confab_acceptance::temp_dir("pool")?;
     let conf = |member: &str| -> Result<std::path::PathBuf> {
         let path = dir.path().join(format!("{member}.toml"));
@@ -400,7 +343,7 @@ fn a_front_end_without_its_back_end_refuses_and_recovers() -> Result<()> {
     if !tools_required(&["psql"]) {
         return Ok(());
     }
-    let db = TestDb::create(&admin)?;
+    let db = TestDb::create(&admin, "pool")?;
     let placeholder: std::net::SocketAddr = ([127, 0, 0, 1], 9).into();
     let Some((upstream, _)) = split_host(&db.url, placeholder) else {
         println!("skipped: CONFAB_TEST_POSTGRES_URL does not name an ip:port host");

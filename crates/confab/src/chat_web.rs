@@ -36,8 +36,7 @@ pub use files::RoomPoster;
 use crate::chat_rooms::{self, Actor, Refused};
 use crate::config::WebConfig;
 use crate::web_session::{
-    Live, Sessions, SignInRefusal, api_error, blocked, body_json, field, html, json_response,
-    no_store,
+    Live, Sessions, api_error, body_json, field, html, json_response, no_store,
 };
 
 const SIGNIN_HTML: &str = include_str!("chat_web/signin.html");
@@ -295,30 +294,11 @@ async fn api_signin(
     body: Bytes,
 ) -> Response {
     let ip = peer.ip();
-    let m = match body_json(&body) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    let (Ok(address), Ok(password)) = (field(&m, "address"), field(&m, "password")) else {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "give your SIP address and password",
-        );
-    };
-    let address = match w.sessions.verify(ip, address, password).await {
-        Ok(a) => a,
-        Err(SignInRefusal::Blocked(wait)) => return blocked(wait),
-        Err(SignInRefusal::Wrong) => {
-            return api_error(
-                StatusCode::UNAUTHORIZED,
-                "wrong address or password (or the account is disabled)",
-            );
-        }
-        Err(SignInRefusal::Internal(e)) => {
-            warn!(error = %e, "chat rooms sign-in: reading the user failed");
-            return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        }
-    };
+    let address =
+        match crate::web_session::check_sign_in(&w.sessions, ip, &body, "chat rooms").await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
     match w.chat.chat_directory().await {
         Ok(d) if d.policy.enabled_for(&address) => {}
         Ok(_) => {

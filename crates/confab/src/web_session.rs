@@ -33,6 +33,7 @@ use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
 use crate::config::WebConfig;
+use tracing::warn;
 
 /// Failed sign-ins per client address and window before `429`.
 const MAX_FAILURES: u32 = 10;
@@ -291,6 +292,39 @@ pub fn html(body: String) -> Response {
         HeaderValue::from_static(CSP),
     );
     r
+}
+
+/// A sign-in request's body (`address`, `password`) checked against the user's
+/// credentials and the sign-in limits: the address, or the answer to give.
+/// `area` names the site in the log ("control panel", "chat rooms").
+pub async fn check_sign_in(
+    sessions: &Sessions,
+    ip: IpAddr,
+    body: &Bytes,
+    area: &str,
+) -> Result<String, Response> {
+    let m = body_json(body)?;
+    let (Ok(address), Ok(password)) = (field(&m, "address"), field(&m, "password")) else {
+        return Err(api_error(
+            StatusCode::BAD_REQUEST,
+            "give your SIP address and password",
+        ));
+    };
+    match sessions.verify(ip, address, password).await {
+        Ok(a) => Ok(a),
+        Err(SignInRefusal::Blocked(wait)) => Err(blocked(wait)),
+        Err(SignInRefusal::Wrong) => Err(api_error(
+            StatusCode::UNAUTHORIZED,
+            "wrong address or password (or the account is disabled)",
+        )),
+        Err(SignInRefusal::Internal(e)) => {
+            warn!(error = %e, "{area} sign-in: reading the user failed");
+            Err(api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            ))
+        }
+    }
 }
 
 /// The JSON object of a request body.

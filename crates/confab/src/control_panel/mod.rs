@@ -38,9 +38,7 @@ use tracing::{info, warn};
 
 use crate::admin::{self, Actor, Permission, Role};
 use crate::config::WebConfig;
-use crate::web_session::{
-    Sessions, SignInRefusal, api_error, blocked, body_json, field, html, json_response, no_store,
-};
+use crate::web_session::{Sessions, api_error, body_json, field, html, json_response, no_store};
 
 /// Users listed at most per answer.
 const MAX_LISTED: usize = 500;
@@ -352,30 +350,11 @@ async fn api_signin(
     body: Bytes,
 ) -> Response {
     let ip = peer.ip();
-    let m = match body_json(&body) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    let (Ok(address), Ok(password)) = (field(&m, "address"), field(&m, "password")) else {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "give your SIP address and password",
-        );
-    };
-    let address = match p.sessions.verify(ip, address, password).await {
-        Ok(a) => a,
-        Err(SignInRefusal::Blocked(wait)) => return blocked(wait),
-        Err(SignInRefusal::Wrong) => {
-            return api_error(
-                StatusCode::UNAUTHORIZED,
-                "wrong address or password (or the account is disabled)",
-            );
-        }
-        Err(SignInRefusal::Internal(e)) => {
-            warn!(error = %e, "control panel sign-in: reading the user failed");
-            return api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-        }
-    };
+    let address =
+        match crate::web_session::check_sign_in(&p.sessions, ip, &body, "control panel").await {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
     let role = match admin::role_of(&p.store, &address).await {
         Ok(Some(r)) => r,
         Ok(None) => {
