@@ -47,7 +47,7 @@ mkdir -p "$(dirname "$OUT")"
 "$HERE/harness.sh" "$CONFAB_SIP" "@$RUN/confab.pid" --name fixed --out "$OUT" \
   --tests "$TEST" --transports "$TR" --domain bench.test --quiet-wait 0 \
   --step-secs "$SECS" --confirm-secs 1 --confirm-tries 1 --settle 0 --reg-users 10000 \
-  --start-rate "$TEST=$RATE" --max-rate "$TEST=$RATE" >"$OUT.log" 2>&1 &
+  --start-rate "$TEST=$RATE" --max-rate "$TEST=$RATE" ${FIXED_ARGS:-} >"$OUT.log" 2>&1 &
 HP=$!
 # wait for the load step itself (MESSAGE and calls first register their callees)
 for _ in $(seq 240); do ls "$OUT/steps" 2>/dev/null | grep -q '^001-' && break; sleep 0.5; done
@@ -56,6 +56,9 @@ t0=$(ticks) m0=$(main_ticks) w0=$(date +%s.%N)
 sleep $((SECS > 3 ? SECS - 2 : 1))
 t1=$(ticks) m1=$(main_ticks) w1=$(date +%s.%N)
 p1=$(pss) g1=$(gauges)
+# the whole /metrics at the end of the load (stage histograms, queue gauges)
+python3 -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://$http/metrics', timeout=2).read().decode())" \
+  >"$OUT.metrics.txt" 2>/dev/null || true
 wait "$HP" || true
 step=$(grep -m1 -E "001-$TEST-$TR" "$OUT.log" | sed 's/.*: //' | cut -c1-60)
 idle=""

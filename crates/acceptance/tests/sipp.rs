@@ -53,7 +53,36 @@ fn register_100(t: Transport) -> Result<()> {
         .rate(50)
         .timeout(Duration::from_secs(60))
         .run()?;
-    server.with_log(run.expect(100))
+    server.with_log(run.expect(100))?;
+    // Operators see where the 200 requests (challenge, then credentials) waited.
+    let text = server.metrics()?;
+    let value = |name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    };
+    for stage in ["queue", "receive_to_send"] {
+        let n = value(&format!(
+            "confab_sip_stage_seconds_count{{stage=\"{stage}\"}} "
+        ));
+        if n.is_none_or(|n| n < 200.0) {
+            return Err(Error::new(format!(
+                "stage {stage}: {n:?} messages timed, expected at least 200\n{text}"
+            )));
+        }
+    }
+    let slow = value("confab_sip_stage_seconds_bucket{stage=\"receive_to_send\",le=\"+Inf\"} ")
+        .zip(value(
+            "confab_sip_stage_seconds_bucket{stage=\"receive_to_send\",le=\"1\"} ",
+        ));
+    if slow.is_none_or(|(all, within)| all != within) {
+        return Err(Error::new(format!(
+            "a request at 50/s waited over a second in the server: {slow:?}"
+        )));
+    }
+    if value("confab_udp_socket_drops_total ").is_none() {
+        return Err(Error::new(format!("no UDP socket figures\n{text}")));
+    }
+    Ok(())
 }
 
 #[test]

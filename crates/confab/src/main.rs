@@ -28,6 +28,7 @@ mod pools_serve;
 mod report_cli;
 mod roles;
 mod serve;
+mod stages;
 mod users;
 mod voice_cli;
 mod voice_feed;
@@ -58,7 +59,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = config::load(cli.global.config.as_deref(), overrides)?;
     init_tracing(&cfg, log_flag_given)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if matches!(cli.command, Command::Serve(_))
+        && let Some(n) = serve_workers(std::env::var_os("TOKIO_WORKER_THREADS").is_some())
+    {
+        builder.worker_threads(n);
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -77,6 +84,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,
         }
     })
+}
+
+/// Worker threads for `serve`: the front end's core loop runs on the main thread
+/// (inside `block_on`), so the runtime gets one worker per remaining core. With a
+/// worker per core as well, three busy threads shared two cores and requests waited
+/// for the core thread to be scheduled (docs/performance.md, "Where a request
+/// waits"). `None` leaves tokio's choice: `TOKIO_WORKER_THREADS` is set.
+fn serve_workers(env_set: bool) -> Option<usize> {
+    if env_set {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Some(cores.saturating_sub(1).max(1))
 }
 
 /// Colour codes in text logs only when standard error is a terminal (a file, a pipe

@@ -725,6 +725,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut out = Vec::with_capacity(1024);
+    let mut stages = crate::stages::StageClock::new(metrics.clone());
+    crate::stages::sample_udp_socket(
+        transports.udp_socket(),
+        metrics.clone(),
+        Duration::from_secs(1),
+        stop_rx.clone(),
+    );
     // One timer, moved when the core's next deadline changes (creating a new one
     // per loop turn costs a timer-wheel insert and removal per batch).
     let mut armed = Instant::now() + Duration::from_secs(1);
@@ -748,11 +755,15 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
                 let wall = wall_ms();
+                stages.taken(&ev, now);
                 dispatch(&mut core, &mut lazy, &mut loads, ev, now, wall);
                 // Drain what is already queued before delivering, in one batch.
                 for _ in 0..EVENT_BATCH {
                     match ev_rx.try_recv() {
-                        Ok(ev) => dispatch(&mut core, &mut lazy, &mut loads, ev, now, wall),
+                        Ok(ev) => {
+                            stages.taken(&ev, now);
+                            dispatch(&mut core, &mut lazy, &mut loads, ev, now, wall)
+                        }
                         Err(_) => break,
                     }
                 }
@@ -839,6 +850,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         crate::pool_presence::share(&mut core, presence.as_ref());
         core.drain_output(&mut out);
         transports.deliver_all(&mut out);
+        stages.delivered(ev_rx.len(), transports.udp_send_queue_depth());
     }
     info!("shutting down");
     let _ = stop_tx.send(true);

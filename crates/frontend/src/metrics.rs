@@ -88,6 +88,77 @@ impl TrunkCounters {
     }
 }
 
+/// Upper bounds (seconds) of the stage-latency histograms' buckets: from half a
+/// millisecond (a request answered from memory) to SIP's T1 (a retransmission).
+const STAGE_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0,
+];
+
+/// A Prometheus histogram of durations with fixed buckets, kept as atomics (the
+/// core thread records, the HTTP layer renders).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; STAGE_BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = STAGE_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Renders the series of `name` with `labels` (e.g. `stage="queue"`); the
+    /// caller writes HELP and TYPE once per name.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (b, n) in STAGE_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Where a SIP message spends its time inside the server (see docs/performance.md,
+/// "Where a request waits"): each stage a histogram.
+#[derive(Debug, Default)]
+pub struct StageTimes {
+    /// From the transport reading the message to the core task taking it.
+    pub queue: Histogram,
+    /// The core task's work on one batch of messages (all applications).
+    pub core: Histogram,
+    /// From the transport reading a request to its answer or forwarded copy
+    /// being handed to the kernel (UDP) or the connection's queue (TCP/TLS).
+    pub receive_to_send: Histogram,
+}
+
+impl StageTimes {
+    fn render(&self, out: &mut String) {
+        let name = "confab_sip_stage_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time SIP messages spend in each stage of the front end: queue (transport to core task), core (the core task's work per batch), receive_to_send (read to answer handed to the transport)."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        self.queue.render(out, name, "stage=\"queue\"");
+        self.core.render(out, name, "stage=\"core\"");
+        self.receive_to_send
+            .render(out, name, "stage=\"receive_to_send\"");
+    }
+}
+
 macro_rules! metrics_struct {
     ($( $field:ident : $kind:literal, $help:literal; )*) => {
         /// Front-end metrics. Shared between the core (writer) and the HTTP layer
@@ -97,6 +168,8 @@ macro_rules! metrics_struct {
             $( pub $field: AtomicU64, )*
             /// Calls per PSTN trunk (the Mediation role's records).
             pub trunks: TrunkCounters,
+            /// Time spent in each stage of the front end.
+            pub stages: StageTimes,
         }
 
         impl Metrics {
@@ -110,6 +183,7 @@ macro_rules! metrics_struct {
                     let _ = writeln!(out, "{name} {}", self.$field.load(Ordering::Relaxed));
                 )*
                 self.trunks.render(&mut out);
+                self.stages.render(&mut out);
                 out
             }
         }
@@ -143,6 +217,12 @@ metrics_struct! {
     chat_remote_joined_users: "gauge", "Persistent Chat room memberships of users joined through the pool's other chat servers.";
     chat_compliance_events_total: "counter", "Compliance events copied into the compliance database.";
     chat_compliance_backlog: "gauge", "Compliance events waiting in the chat store's outbox.";
+    sip_event_queue_depth: "gauge", "Messages and events waiting for the core task (sampled after each batch).";
+    sip_event_queue_depth_max: "gauge", "Highest sip_event_queue_depth seen since start.";
+    sip_core_batch_max: "gauge", "Most messages the core task handled in one batch since start.";
+    udp_send_queue_depth: "gauge", "Batches of datagrams waiting for the UDP sending task (sampled after each batch).";
+    udp_socket_receive_queue_bytes: "gauge", "Bytes waiting in the SIP UDP socket's kernel receive buffer (sampled every second).";
+    udp_socket_drops_total: "counter", "Datagrams the kernel dropped because the SIP UDP socket's receive buffer was full.";
     chat_compliance_export_lag_seconds: "gauge", "Seconds since the end of the last scheduled compliance export window (0 before the first).";
 }
 
@@ -159,6 +239,36 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stage_histogram_is_cumulative_with_sum_and_count() {
+        let m = Metrics::default();
+        m.stages
+            .queue
+            .observe(std::time::Duration::from_micros(300));
+        m.stages.queue.observe(std::time::Duration::from_millis(30));
+        m.stages.queue.observe(std::time::Duration::from_secs(5));
+        let text = m.render();
+        let q =
+            |le: &str| format!("confab_sip_stage_seconds_bucket{{stage=\"queue\",le=\"{le}\"}}");
+        assert!(text.contains(&format!("{} 1\n", q("0.0005"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", q("0.02"))), "{text}");
+        assert!(text.contains(&format!("{} 2\n", q("0.05"))), "{text}");
+        assert!(text.contains(&format!("{} 2\n", q("2"))), "{text}");
+        assert!(text.contains(&format!("{} 3\n", q("+Inf"))), "{text}");
+        assert!(
+            text.contains("confab_sip_stage_seconds_count{stage=\"queue\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("confab_sip_stage_seconds_sum{stage=\"queue\"} 5.0303\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("confab_sip_stage_seconds_count{stage=\"core\"} 0\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn trunk_counters_render_per_trunk_and_code() {

@@ -100,6 +100,9 @@ pub struct Message {
     cseq_num: u32,
     cseq_method: Method,
     max_forwards: Option<u32>,
+    /// When the transport read the message (set by the transport, see
+    /// [`Message::set_received_at`]): the start of the receive-to-send latency.
+    received_at: Option<std::time::Instant>,
 }
 
 /// Why a message could not be accepted, with what to answer (when an answer can be
@@ -251,6 +254,16 @@ fn trim_span(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
 }
 
 impl Message {
+    /// Records when the transport read this message off the network.
+    pub fn set_received_at(&mut self, at: std::time::Instant) {
+        self.received_at = Some(at);
+    }
+
+    /// When the transport read this message, if it said so.
+    pub fn received_at(&self) -> Option<std::time::Instant> {
+        self.received_at
+    }
+
     /// Parses one complete message (a UDP datagram, a WebSocket frame, or a frame cut
     /// by [`crate::Framer`]). Leading CRLFs are ignored. A Content-Length shorter than
     /// the remaining bytes cuts the body; a longer one is an error.
@@ -401,6 +414,7 @@ impl Message {
             cseq_num: 0,
             cseq_method: Method::Ack,
             max_forwards: None,
+            received_at: None,
         };
         let checked = msg.validate(head_end + 4);
         checked.map_err(|mut e| {

@@ -396,6 +396,22 @@ impl Transports {
         &self.conns
     }
 
+    /// Batches of datagrams waiting for the UDP sending task.
+    pub fn udp_send_queue_depth(&self) -> usize {
+        self.udp_out.max_capacity() - self.udp_out.capacity()
+    }
+
+    /// The kernel's view of the UDP socket: bytes waiting to be read and datagrams
+    /// dropped because the receive buffer was full (Linux only; `None` elsewhere).
+    pub fn udp_socket_stats(&self) -> Option<UdpSocketStats> {
+        udp_socket_stats(&self.udp)
+    }
+
+    /// The SIP UDP socket (to sample [`udp_socket_stats`] from another task).
+    pub fn udp_socket(&self) -> Arc<UdpSocket> {
+        self.udp.clone()
+    }
+
     /// Carries out every output in `outs` (emptying it). UDP datagrams are handed
     /// in one batch to a sending task, so the kernel's work for them (on loopback
     /// that includes the receiver's side) runs off the caller's thread; the
@@ -480,6 +496,56 @@ impl Transports {
     }
 }
 
+/// What the kernel holds for a UDP socket (`/proc/self/net/udp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UdpSocketStats {
+    /// Bytes queued for reading.
+    pub rx_queue_bytes: u64,
+    /// Datagrams dropped because the receive buffer was full.
+    pub drops: u64,
+}
+
+/// What the kernel holds for `sock` (Linux only; `None` elsewhere or when the
+/// table can't be read).
+#[cfg(target_os = "linux")]
+pub fn udp_socket_stats(sock: &UdpSocket) -> Option<UdpSocketStats> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    // The socket's inode names its line in the kernel's table.
+    let inode = std::fs::metadata(format!("/proc/self/fd/{}", sock.as_raw_fd()))
+        .ok()?
+        .ino();
+    let table = if sock.local_addr().ok()?.is_ipv4() {
+        "/proc/self/net/udp"
+    } else {
+        "/proc/self/net/udp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    parse_udp_table(&text, inode)
+}
+
+/// What the kernel holds for `sock`: not known on this system.
+#[cfg(not(target_os = "linux"))]
+pub fn udp_socket_stats(_sock: &UdpSocket) -> Option<UdpSocketStats> {
+    None
+}
+
+/// The line of `inode` in a `/proc/net/udp` table: `tx_queue:rx_queue` is the
+/// fifth field (hexadecimal), the inode the tenth, drops the last.
+fn parse_udp_table(text: &str, inode: u64) -> Option<UdpSocketStats> {
+    text.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 13 || f[9].parse::<u64>().ok()? != inode {
+            return None;
+        }
+        let rx = f[4].split_once(':')?.1;
+        Some(UdpSocketStats {
+            rx_queue_bytes: u64::from_str_radix(rx, 16).ok()?,
+            drops: f[f.len() - 1].parse().ok()?,
+        })
+    })
+}
+
 /// Batches of outgoing datagrams queued for the UDP sending task.
 const UDP_SEND_BATCHES: usize = 4096;
 /// Datagrams read per wake-up of the UDP receiving task before yielding.
@@ -536,6 +602,7 @@ async fn udp_loop(sock: Arc<UdpSocket>, conns: Arc<Connections>) {
         // Read what is queued (up to a batch) with non-blocking calls, parse it
         // here, then hand the whole batch over: one wake-up of the core per batch
         // instead of one per datagram.
+        let read_at = std::time::Instant::now();
         while batch.len() < UDP_RECV_BATCH {
             let (n, peer) = match sock.try_recv_from(&mut buf) {
                 Ok(v) => v,
@@ -557,7 +624,10 @@ async fn udp_loop(sock: Arc<UdpSocket>, conns: Arc<Connections>) {
             };
             batch.push(
                 match Message::parse(Bytes::copy_from_slice(data), &limits) {
-                    Ok(m) => Event::Message(m, dest),
+                    Ok(mut m) => {
+                        m.set_received_at(read_at);
+                        Event::Message(m, dest)
+                    }
                     Err(e) => Event::Malformed(e, dest),
                 },
             );
@@ -853,7 +923,10 @@ async fn run_stream<R, W>(
                 Ok(Some(Frame::Message(data))) => {
                     live.on_message(now);
                     let ev = match Message::parse(data, &limits) {
-                        Ok(m) => Event::Message(m, dest),
+                        Ok(mut m) => {
+                            m.set_received_at(std::time::Instant::now());
+                            Event::Message(m, dest)
+                        }
                         Err(e) => Event::Malformed(e, dest),
                     };
                     if conns.events.send(ev).await.is_err() {
@@ -878,4 +951,46 @@ async fn run_stream<R, W>(
     drop(tx);
     conns.unregister(id);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_table_line_is_found_by_inode() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  1: 0100007F:13C4 00000000:0000 07 00000000:00000A00 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n\
+  2: 0100007F:13C5 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4243 2 0000000000000000 0\n";
+        assert_eq!(
+            parse_udp_table(text, 4242),
+            Some(UdpSocketStats {
+                rx_queue_bytes: 0xA00,
+                drops: 17
+            })
+        );
+        assert_eq!(parse_udp_table(text, 1), None);
+        assert_eq!(parse_udp_table("garbage\n1: x", 1), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn unread_datagrams_show_in_the_receive_queue() {
+        let Ok(sock) = bind_udp(SocketAddr::from(([127, 0, 0, 1], 0))) else {
+            panic!("bind");
+        };
+        let before = udp_socket_stats(&sock).unwrap_or_default();
+        assert_eq!(before.rx_queue_bytes, 0);
+        let Ok(peer) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+            panic!("bind peer");
+        };
+        let Ok(to) = sock.local_addr() else {
+            panic!("local addr");
+        };
+        for _ in 0..3 {
+            let _ = peer.send_to(&[b'x'; 100], to);
+        }
+        let after = udp_socket_stats(&sock).unwrap_or_default();
+        assert!(after.rx_queue_bytes >= 300, "{after:?}");
+    }
 }
