@@ -246,5 +246,20 @@ fn announcement_plays_then_hangs_up() -> Result<()> {
         )));
     }
 
+    // A number whose announcement transfers: 800 ms of 600 Hz, then REFER to bob,
+    // whom the caller's phone calls (the script checks bob answers).
+    let run = run_script(&server, "transfer", "sip:+14255550200@example.com", true)?;
+    let rec = heard(&run)?;
+    let (tone, total) = tone_ms(rec, 600.0)?;
+    if !(600..=1000).contains(&tone) {
+        return Err(Error(format!(
+            "expected about 800 ms of 600 Hz before the transfer, heard {tone} ms in {total} ms\n{}",
+            run.stdout
+        )));
+    }
+    if !run.stdout.contains("PASS transfer target answers") {
+        return Err(Error(format!("transfer not followed:\n{}", run.stdout)));
+    }
+
     Ok(())
 }
