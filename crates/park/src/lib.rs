@@ -14,3 +14,6 @@ pub mod service;
 pub mod ua;
 
 pub use ua::{LegId, Out, ParkConfig, ParkUa};
+
+#[cfg(test)]
+mod tests;
