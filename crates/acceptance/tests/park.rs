@@ -88,15 +88,37 @@ fn park_music_retrieve_and_ring_back() -> Result<()> {
     )?;
     // Bad input changes nothing.
     for bad in [
-        vec!["voice", "park", "orbit", "add", "x", "--start", "7099", "--end", "7000"],
-        vec!["voice", "park", "orbit", "add", "x", "--start", "70a", "--end", "709"],
         vec![
-            "voice", "park", "orbit", "add", "x", "--start", "7000", "--end", "7009",
-            "--music-tones", "loud",
+            "voice", "park", "orbit", "add", "x", "--start", "7099", "--end", "7000",
         ],
         vec![
-            "voice", "park", "orbit", "add", "x", "--start", "7000", "--end", "7009",
-            "--fallback", "nobody",
+            "voice", "park", "orbit", "add", "x", "--start", "70a", "--end", "709",
+        ],
+        vec![
+            "voice",
+            "park",
+            "orbit",
+            "add",
+            "x",
+            "--start",
+            "7000",
+            "--end",
+            "7009",
+            "--music-tones",
+            "loud",
+        ],
+        vec![
+            "voice",
+            "park",
+            "orbit",
+            "add",
+            "x",
+            "--start",
+            "7000",
+            "--end",
+            "7009",
+            "--fallback",
+            "nobody",
         ],
     ] {
         if server.cli(&bad).is_ok() {
@@ -105,19 +127,43 @@ fn park_music_retrieve_and_ring_back() -> Result<()> {
     }
     let steps: Vec<Vec<&str>> = vec![
         vec![
-            "voice", "park", "orbit", "add", "main", "--start", "7000", "--end", "7009",
-            "--timeout", "60", "--music-tones", "700:1000",
+            "voice",
+            "park",
+            "orbit",
+            "add",
+            "main",
+            "--start",
+            "7000",
+            "--end",
+            "7009",
+            "--timeout",
+            "60",
+            "--music-tones",
+            "700:1000",
         ],
         vec![
-            "voice", "park", "orbit", "add", "quick", "--start", "7100", "--end", "7109",
-            "--timeout", "5", "--music-tones", "700:1000",
+            "voice",
+            "park",
+            "orbit",
+            "add",
+            "quick",
+            "--start",
+            "7100",
+            "--end",
+            "7109",
+            "--timeout",
+            "5",
+            "--music-tones",
+            "700:1000",
         ],
     ];
     for s in &steps {
         server.cli(s)?;
     }
     if server
-        .cli(&["voice", "park", "orbit", "add", "overlap", "--start", "7005", "--end", "7105"])
+        .cli(&[
+            "voice", "park", "orbit", "add", "overlap", "--start", "7005", "--end", "7105",
+        ])
         .is_ok()
     {
         return Err(Error("an overlapping orbit range was accepted".into()));
@@ -145,7 +191,14 @@ fn park_music_retrieve_and_ring_back() -> Result<()> {
         .args(["--a", "alice:alicepw", "--a-ports", &ports()])
         .args(["--b", "bob:bobpw", "--b-ports", &ports()])
         .args(["--c", "carol:carolpw", "--c-ports", &ports()])
-        .args(["--orbit", "7000", "--quick-orbit", "7100", "--timeout", "10"])
+        .args([
+            "--orbit",
+            "7000",
+            "--quick-orbit",
+            "7100",
+            "--timeout",
+            "10",
+        ])
         .arg("--workdir")
         .arg(&workdir)
         .stdin(Stdio::null())

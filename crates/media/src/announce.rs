@@ -547,11 +547,17 @@ impl AnnouncementUa {
             .strip_prefix("SIP/2.0 ")
             .and_then(|r| r.get(..3))
             .and_then(|code| code.parse::<u16>().ok());
-        let terminated = msg
-            .header_str("Subscription-State")
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("terminated"));
+        let terminated = msg.header_str("Subscription-State").is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("terminated")
+        });
         if status.is_some_and(|code| code >= 200) || terminated {
-            debug!(call = id, ?status, "announcement: transfer done, hanging up");
+            debug!(
+                call = id,
+                ?status,
+                "announcement: transfer done, hanging up"
+            );
             self.hang_up(id, now);
         }
     }
@@ -612,7 +618,10 @@ impl AnnouncementUa {
             .map(|c| c.id)
             .collect();
         for id in waited {
-            debug!(call = id, "announcement: no final NOTIFY of the transfer, hanging up");
+            debug!(
+                call = id,
+                "announcement: no final NOTIFY of the transfer, hanging up"
+            );
             self.hang_up(id, now);
         }
     }
@@ -791,11 +800,19 @@ mod tests {
                 frag.len()
             ))
         };
-        ua.on_datagram(notify(2, "SIP/2.0 100 Trying", "active;expires=60"), FE.parse().unwrap(), t0);
+        ua.on_datagram(
+            notify(2, "SIP/2.0 100 Trying", "active;expires=60"),
+            FE.parse().unwrap(),
+            t0,
+        );
         let msgs = sent(&ua.take_output());
         assert_eq!(msgs.len(), 1);
         assert_eq!(msgs[0].status(), Some(200));
-        ua.on_datagram(notify(3, "SIP/2.0 200 OK", "terminated;reason=noresource"), FE.parse().unwrap(), t0);
+        ua.on_datagram(
+            notify(3, "SIP/2.0 200 OK", "terminated;reason=noresource"),
+            FE.parse().unwrap(),
+            t0,
+        );
         let msgs = sent(&ua.take_output());
         assert_eq!(msgs[0].status(), Some(200));
         let bye = &msgs[1];

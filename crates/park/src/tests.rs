@@ -108,7 +108,13 @@ fn opened(outs: &[Out]) -> LegId {
 }
 
 /// An INVITE answered: (leg, the 200).
-fn answered(ua: &mut ParkUa, call_id: &str, ruri: &str, from: &str, now: Instant) -> (LegId, Message) {
+fn answered(
+    ua: &mut ParkUa,
+    call_id: &str,
+    ruri: &str,
+    from: &str,
+    now: Instant,
+) -> (LegId, Message) {
     ua.on_datagram(invite(call_id, ruri, from, OFFER), fe(), now);
     let leg = opened(&ua.take_output());
     ua.media_ready(leg, "127.0.0.1:40000".parse().unwrap(), now);
@@ -137,7 +143,10 @@ fn parks_tells_the_parker_and_is_retrieved() {
     let t0 = Instant::now();
     let mut ua = ua(None);
     let (a, outs) = park(&mut ua, "a1", t0);
-    assert!(outs.iter().any(|o| matches!(o, Out::Hold { leg, orbit } if *leg == a && orbit.name == "main")));
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Out::Hold { leg, orbit } if *leg == a && orbit.name == "main"))
+    );
     let msg = sent(&outs).remove(0);
     assert_eq!(msg.method(), Some(&Method::Message));
     assert_eq!(msg.request_uri(), Some("sip:bob@example.com"));
@@ -147,14 +156,22 @@ fn parks_tells_the_parker_and_is_retrieved() {
     // A second call parks at the next orbit; a third finds none free.
     park(&mut ua, "a2", t0);
     assert_eq!(ua.orbit_of("a2"), Some("7001"));
-    ua.on_datagram(invite("a3", "sip:7000@example.com;parker=bob", "alice", OFFER), fe(), t0);
+    ua.on_datagram(
+        invite("a3", "sip:7000@example.com;parker=bob", "alice", OFFER),
+        fe(),
+        t0,
+    );
     assert_eq!(sent(&ua.take_output())[0].status(), Some(486));
 
     // Carol dials 7000: answered, then bridged to A; the orbit is free again.
     let (c, ok) = answered(&mut ua, "c1", "sip:7000@example.com", "carol", t0);
     ua.on_datagram(ack("c1", ok.to_tag().unwrap()), fe(), t0);
     assert_eq!(ua.take_output(), vec![Out::Bridge { a, b: c }]);
-    ua.on_datagram(invite("c2", "sip:7000@example.com", "carol", OFFER), fe(), t0);
+    ua.on_datagram(
+        invite("c2", "sip:7000@example.com", "carol", OFFER),
+        fe(),
+        t0,
+    );
     assert_eq!(sent(&ua.take_output())[0].status(), Some(404));
     // Carol hangs up: A is hung up too.
     let bye = format!(
@@ -173,7 +190,10 @@ fn parks_tells_the_parker_and_is_retrieved() {
     assert_eq!(bye_a.method(), Some(&Method::Bye));
     assert_eq!(bye_a.call_id(), "a1");
     assert_eq!(bye_a.request_uri(), Some("sip:alice@127.0.0.1:20000"));
-    assert_eq!(bye_a.header(HeaderName::Route), Some("<sip:127.0.0.1:5060;lr>"));
+    assert_eq!(
+        bye_a.header(HeaderName::Route),
+        Some("<sip:127.0.0.1:5060;lr>")
+    );
     assert_eq!(ua.parked(), 1);
 }
 
@@ -190,7 +210,11 @@ fn rings_the_parker_back_then_the_fallback() {
     let inv = sent(&ua.take_output()).remove(0);
     assert_eq!(inv.method(), Some(&Method::Invite));
     assert_eq!(inv.request_uri(), Some("sip:bob@example.com"));
-    assert!(inv.header(HeaderName::From).unwrap().contains("sip:7000@example.com"));
+    assert!(
+        inv.header(HeaderName::From)
+            .unwrap()
+            .contains("sip:7000@example.com")
+    );
     let offer = std::str::from_utf8(inv.body()).unwrap();
     assert!(offer.contains("m=audio 40002 RTP/AVP 0 101"), "{offer}");
     // Bob is busy: ACK, then the fallback is rung.
@@ -229,7 +253,10 @@ fn unanswered_ring_back_without_fallback_hangs_up() {
     let t2 = t1 + Duration::from_secs(10);
     ua.on_timer(t2);
     let outs = ua.take_output();
-    let methods: Vec<_> = sent(&outs).iter().filter_map(|m| m.method().cloned()).collect();
+    let methods: Vec<_> = sent(&outs)
+        .iter()
+        .filter_map(|m| m.method().cloned())
+        .collect();
     assert!(methods.contains(&Method::Cancel), "{methods:?}");
     assert!(methods.contains(&Method::Bye), "{methods:?}");
     assert!(outs.contains(&Out::Close { leg: a }));
