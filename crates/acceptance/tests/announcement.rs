@@ -74,11 +74,15 @@ struct Run {
     recordings: Vec<PathBuf>,
 }
 
-/// SIP, control and RTP ports for one baresip.
+/// SIP, control and RTP ports for one baresip (RTP: 4 ports, two calls' worth).
 fn ports() -> String {
-    [free_port_pair(), free_port(), free_port_pair()]
-        .map(|p| p.to_string())
-        .join(",")
+    [
+        free_port_pair(),
+        free_port(),
+        confab_acceptance::ports::free_port_block(4, true),
+    ]
+    .map(|p| p.to_string())
+    .join(",")
 }
 
 fn run_script(server: &ConfabServer, name: &str, dial: &str, callee: bool) -> Result<Run> {

@@ -50,11 +50,15 @@ fn tone_ms(path: &Path, freq: f32) -> Result<u32> {
     Ok(frames as u32 * 20)
 }
 
-/// SIP, control and RTP ports for one baresip.
+/// SIP, control and RTP ports for one baresip (RTP: 4 ports, two calls' worth).
 fn ports() -> String {
-    [free_port_pair(), free_port(), free_port_pair()]
-        .map(|p| p.to_string())
-        .join(",")
+    [
+        free_port_pair(),
+        free_port(),
+        confab_acceptance::ports::free_port_block(4, true),
+    ]
+    .map(|p| p.to_string())
+    .join(",")
 }
 
 /// Milliseconds of `freq` in everything phone `name` heard (its decoder-side
@@ -222,6 +226,9 @@ fn park_music_retrieve_and_ring_back() -> Result<()> {
     let from_c = heard(&stdout, "a", 1000.0)?;
     let from_a = heard(&stdout, "c", 440.0)?;
     let music_at_c = heard(&stdout, "c", 700.0)?;
+    eprintln!(
+        "park: A heard {music} ms of music on hold and {from_c} ms of C; C heard {from_a} ms of A"
+    );
     if music < 1500 || from_c < 1500 || from_a < 1500 || music_at_c > 200 {
         return Err(Error(format!(
             "A heard {music} ms of music on hold and {from_c} ms of C; C heard {from_a} ms of A \

@@ -62,6 +62,9 @@ def main():
         path = os.path.join(ag.dir, "config")
         with open(path) as f:
             conf = f.read().replace("audio_source\t\tausine,440", "audio_source\t\tausine,%d" % freq)
+        # Two RTP port pairs: a transfer's second call needs its own ports
+        # while the first call still holds its pair (RTP is a 4-port block).
+        conf = conf.replace("rtp_ports\t\t%d-%d" % (rtp, rtp + 1), "rtp_ports\t\t%d-%d" % (rtp, rtp + 3))
         with open(path, "w") as f:
             f.write(conf)
             f.write("module\t\t\tsndfile.so\nsnd_path\t\t%s\n" % rec)
