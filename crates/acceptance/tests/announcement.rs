@@ -3,9 +3,9 @@
 //! configured WAV file (a 1000 Hz test tone: frequency checked with Goertzel's
 //! algorithm, duration from the recording's samples), then confab hangs up.
 //! Configured with `confab voice announcement|unassigned ...` while the server
-//! runs (bad input refused). The transfer after an announcement (REFER) is
-//! unit-tested in crates/media only: with baresip the transfer target was not
-//! reached yet (see docs/audio.md).
+//! runs (bad input refused). A second number's announcement transfers the
+//! caller (REFER) to bob: the caller's phone calls bob, whose phone answers
+//! (each baresip has two RTP port pairs: the transfer's call needs its own).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
