@@ -16,18 +16,21 @@ use tracing::debug;
 
 use crate::ua::LegId;
 
-/// Where a leg's packets go once bridged: the other leg's socket and party.
+/// The other leg's socket and party.
+pub type Target = (Arc<UdpSocket>, SocketAddr);
+
+/// Where a leg's packets go once bridged.
 #[derive(Clone, Default)]
-pub struct Peer(Arc<Mutex<Option<(Arc<UdpSocket>, SocketAddr)>>>);
+pub struct Peer(Arc<Mutex<Option<Target>>>);
 
 impl Peer {
-    pub fn set(&self, to: Option<(Arc<UdpSocket>, SocketAddr)>) {
+    pub fn set(&self, to: Option<Target>) {
         if let Ok(mut g) = self.0.lock() {
             *g = to;
         }
     }
 
-    fn get(&self) -> Option<(Arc<UdpSocket>, SocketAddr)> {
+    fn get(&self) -> Option<Target> {
         self.0.lock().ok().and_then(|g| g.clone())
     }
 }
@@ -57,7 +60,7 @@ pub fn spawn_reader(
                 }
                 continue;
             }
-            if to.is_none() || relayed % 50 == 0 {
+            if to.is_none() || relayed.is_multiple_of(50) {
                 to = peer.get();
             }
             if let Some((s, addr)) = &to {

@@ -203,21 +203,21 @@ async fn run(
         },
         Out::Hold { leg, orbit } => {
             let music = hold_music(&orbit).await;
-            if let Some(m) = media.get_mut(&leg) {
-                if let Some(n) = &m.negotiated {
-                    let spec = StreamSpec {
-                        prompt: music,
-                        codec: n.codec,
-                        remote: n.remote,
-                        rtcp: false,
-                        send: n.direction.we_send(),
-                        at_end: AtEnd::Loop,
-                        ssrc: rand::random(),
-                        seq: rand::random(),
-                        timestamp: rand::random(),
-                    };
-                    m.stream = Some(node.play(spec, m.socket.clone(), None));
-                }
+            if let Some(m) = media.get_mut(&leg)
+                && let Some(n) = &m.negotiated
+            {
+                let spec = StreamSpec {
+                    prompt: music,
+                    codec: n.codec,
+                    remote: n.remote,
+                    rtcp: false,
+                    send: n.direction.we_send(),
+                    at_end: AtEnd::Loop,
+                    ssrc: rand::random(),
+                    seq: rand::random(),
+                    timestamp: rand::random(),
+                };
+                m.stream = Some(node.play(spec, m.socket.clone(), None));
             }
         }
         Out::Bridge { a, b } => {

@@ -577,10 +577,10 @@ impl ParkUa {
         match role {
             Role::Parked => self.end_park(park),
             Role::Retriever => {
-                if let Some(p) = self.parks.get_mut(&park) {
-                    if p.state == ParkState::Retrieving(leg) {
-                        p.state = ParkState::Holding;
-                    }
+                if let Some(p) = self.parks.get_mut(&park)
+                    && p.state == ParkState::Retrieving(leg)
+                {
+                    p.state = ParkState::Holding;
                 }
             }
             Role::RingBack => {}
@@ -756,10 +756,10 @@ impl ParkUa {
                 if state == ParkState::Bridged(leg) {
                     self.hang_up(caller, now);
                     self.end_park(park);
-                } else if state == ParkState::Retrieving(leg) {
-                    if let Some(p) = self.parks.get_mut(&park) {
-                        p.state = ParkState::Holding;
-                    }
+                } else if state == ParkState::Retrieving(leg)
+                    && let Some(p) = self.parks.get_mut(&park)
+                {
+                    p.state = ParkState::Holding;
                 }
             }
         }

@@ -85,13 +85,13 @@ pub(crate) fn check(orbits: &[ParkOrbit]) -> Result<(), VoiceError> {
         if !(5..=3600).contains(&o.timeout_secs) {
             return Err(invalid(&o.name, "timeout is 5 to 3600 seconds"));
         }
-        if let Some(f) = &o.fallback {
-            if !is_target(f) {
-                return Err(invalid(
-                    &o.name,
-                    format!("fallback {f:?} is neither sip:user@domain nor tel:+E164"),
-                ));
-            }
+        if let Some(f) = &o.fallback
+            && !is_target(f)
+        {
+            return Err(invalid(
+                &o.name,
+                format!("fallback {f:?} is neither sip:user@domain nor tel:+E164"),
+            ));
         }
         if o.music_file.is_some() && o.music_tones.is_some() {
             return Err(invalid(&o.name, "give an audio file or tones, not both"));
