@@ -3,9 +3,9 @@
 //! configured WAV file (a 1000 Hz test tone: frequency checked with Goertzel's
 //! algorithm, duration from the recording's samples), then confab hangs up.
 //! Configured with `confab voice announcement|unassigned ...` while the server
-//! runs (bad input refused). The transfer after an announcement (REFER) is
-//! unit-tested in crates/media only: with baresip the transfer target was not
-//! reached yet (see docs/audio.md).
+//! runs (bad input refused). A second number's announcement transfers the
+//! caller (REFER) to bob: the caller's phone calls bob, whose phone answers
+//! (each baresip has two RTP port pairs: the transfer's call needs its own).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -74,11 +74,15 @@ struct Run {
     recordings: Vec<PathBuf>,
 }
 
-/// SIP, control and RTP ports for one baresip.
+/// SIP, control and RTP ports for one baresip (RTP: 4 ports, two calls' worth).
 fn ports() -> String {
-    [free_port_pair(), free_port(), free_port_pair()]
-        .map(|p| p.to_string())
-        .join(",")
+    [
+        free_port_pair(),
+        free_port(),
+        confab_acceptance::ports::free_port_block(4, true),
+    ]
+    .map(|p| p.to_string())
+    .join(",")
 }
 
 fn run_script(server: &ConfabServer, name: &str, dial: &str, callee: bool) -> Result<Run> {
@@ -244,6 +248,21 @@ fn announcement_plays_then_hangs_up() -> Result<()> {
         return Err(Error(format!(
             "heard {other} ms of 600 Hz in the first call"
         )));
+    }
+
+    // A number whose announcement transfers: 800 ms of 600 Hz, then REFER to bob,
+    // whom the caller's phone calls (the script checks bob answers).
+    let run = run_script(&server, "transfer", "sip:+14255550200@example.com", true)?;
+    let rec = heard(&run)?;
+    let (tone, total) = tone_ms(rec, 600.0)?;
+    if !(600..=1000).contains(&tone) {
+        return Err(Error(format!(
+            "expected about 800 ms of 600 Hz before the transfer, heard {tone} ms in {total} ms\n{}",
+            run.stdout
+        )));
+    }
+    if !run.stdout.contains("PASS transfer target answers") {
+        return Err(Error(format!("transfer not followed:\n{}", run.stdout)));
     }
 
     Ok(())

@@ -21,6 +21,8 @@ mod control_panel;
 mod database;
 mod lazy_lists;
 mod mediation_serve;
+mod park;
+mod park_cli;
 mod pool_cli;
 mod pool_presence;
 mod pool_serve;

@@ -581,6 +581,23 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         conn: None,
     });
     core_cfg.trusted_peers.push(announcement.addr);
+    // The Call Park service: calls to orbit numbers (crate::park).
+    let park = crate::park::start(
+        &cfg,
+        &store,
+        &url,
+        rtp_ip,
+        transports.udp_addr(),
+        stop_rx.clone(),
+    )
+    .await
+    .context("starting the call park service")?;
+    core_cfg.park_service = Some(confab_frontend::Dest {
+        transport: confab_frontend::Transport::Udp,
+        addr: park.addr,
+        conn: None,
+    });
+    core_cfg.trusted_peers.push(park.addr);
 
     let advertised_host = core_cfg.advertise.host.clone();
     let mut seed = [0u8; 32];

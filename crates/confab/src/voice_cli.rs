@@ -76,6 +76,11 @@ pub enum VoiceCommand {
         #[command(subcommand)]
         command: crate::announcement_cli::UnassignedCommand,
     },
+    /// Call Park: orbit ranges parked calls wait at
+    Park {
+        #[command(subcommand)]
+        command: crate::park_cli::ParkCommand,
+    },
     /// What a call from USER to DIALED would do: the dial plan and rule, the
     /// normalized number, the user or the trunks it reaches, or why it is refused
     TestNumber { user: String, dialed: String },
@@ -601,6 +606,12 @@ async fn execute(store: &Store, cmd: VoiceCommand) -> anyhow::Result<()> {
         }
         VoiceCommand::Unassigned { command } => {
             match crate::announcement_cli::unassigned(&mut data, command, &mut out)? {
+                Some(m) => m,
+                None => return Ok(()),
+            }
+        }
+        VoiceCommand::Park { command } => {
+            match crate::park_cli::park(&mut data, command, &mut out)? {
                 Some(m) => m,
                 None => return Ok(()),
             }

@@ -80,6 +80,9 @@ pub struct CoreConfig {
     /// Where the Announcement service listens: calls to unassigned numbers go
     /// there (see `crate::voice_app`); `None`: they are routed like any number.
     pub announcement_service: Option<Dest>,
+    /// Where the Call Park service listens: calls to orbit numbers go there
+    /// (see `crate::voice_app::to_park`); `None`: routed like any number.
+    pub park_service: Option<Dest>,
 }
 
 impl CoreConfig {
@@ -111,6 +114,7 @@ impl CoreConfig {
             mediation: None,
             app_routes: Vec::new(),
             announcement_service: None,
+            park_service: None,
             chat_provisioning: None,
             app_router: None,
         }
@@ -538,15 +542,18 @@ impl Core {
                     return true;
                 }
                 self.tx.mark_verified(key);
-                let v = crate::voice_app::outbound(
-                    &voice,
-                    &self.cfg.domain,
-                    self.cfg.mediation,
-                    self.cfg.announcement_service,
-                    msg,
-                    &caller,
-                    &dialed,
-                );
+                let park = crate::voice_app::to_park(&voice, self.cfg.park_service, msg, &dialed);
+                let v = park.unwrap_or_else(|| {
+                    crate::voice_app::outbound(
+                        &voice,
+                        &self.cfg.domain,
+                        self.cfg.mediation,
+                        self.cfg.announcement_service,
+                        msg,
+                        &caller,
+                        &dialed,
+                    )
+                });
                 caller_id = Some(caller);
                 v
             }

@@ -124,6 +124,27 @@ fn to_announcement(
     }))
 }
 
+/// A local user's call to a Call Park orbit number goes to the Call Park service
+/// when it runs (crates/park): proxied there record-routed with the Request-URI
+/// unchanged (a transfer to park names the parker in it: `;parker=user`).
+pub(crate) fn to_park(
+    voice: &VoiceConfig,
+    service: Option<Dest>,
+    msg: &Message,
+    dialed: &str,
+) -> Option<Verdict> {
+    let dest = service?;
+    let orbit = voice.park_orbit(dialed)?;
+    let ruri = msg.request_uri()?.to_owned();
+    debug!(%dialed, orbit = %orbit.name, "call to a call park orbit");
+    Some(Verdict::Forward(Forward {
+        rewritten: None,
+        targets: vec![(ruri, dest)],
+        record_route: true,
+        serial: false,
+    }))
+}
+
 /// A call from a gateway's trunk to `dialed`; `announcement` is where the
 /// Announcement service listens.
 pub(crate) fn inbound(

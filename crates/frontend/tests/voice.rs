@@ -11,8 +11,8 @@ use std::sync::Arc;
 use common::*;
 use confab_frontend::{Dest, Transport};
 use confab_voice::{
-    Announcement, DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UnassignedRange,
-    UserVoice, VoiceConfig, VoiceData, VoicePolicy,
+    Announcement, DialPlan, Home, ParkOrbit, Route, Rule, Scope, Trunk, TrunkTransport,
+    UnassignedRange, UserVoice, VoiceConfig, VoiceData, VoicePolicy,
 };
 
 const GW1: &str = "127.0.0.1:5080";
@@ -70,6 +70,15 @@ fn voice() -> Arc<VoiceConfig> {
             end: "+14255550159".into(),
             announcement: "gone".into(),
             priority: 0,
+        }],
+        park_orbits: vec![ParkOrbit {
+            name: "main".into(),
+            start: "7000".into(),
+            end: "7099".into(),
+            timeout_secs: 60,
+            fallback: None,
+            music_file: None,
+            music_tones: None,
         }],
     };
     Arc::new(VoiceConfig::build(data, Home::default()).unwrap())
@@ -246,6 +255,49 @@ fn unassigned_numbers_go_to_the_announcement_service() {
     let (_, out) = h.send_authed(&mut alice, invite);
     assert!(out.to_ua(&service).is_empty(), "{}", out.dump());
     assert_eq!(out.to_ua(&gw1).len(), 1, "{}", out.dump());
+}
+
+const PARK: &str = "127.0.0.1:5071";
+
+#[test]
+fn orbit_numbers_go_to_the_park_service() {
+    let mut h = Harness::with(|c| {
+        c.park_service = Some(Dest {
+            transport: Transport::Udp,
+            addr: PARK.parse().unwrap(),
+            conn: None,
+        });
+    });
+    h.core.set_voice_config(voice());
+    let service = Ua::new("park", "", PARK);
+    let gw1 = Ua::new("gw1", "", GW1);
+    let mut alice = h.ua("alice", "192.0.2.11:5060");
+    // A transfer to park: the Request-URI (with the parker) goes unchanged.
+    let invite = alice.request(
+        "INVITE",
+        "sip:7000@example.com;parker=bob",
+        "sip:7000@example.com",
+    );
+    let (_, out) = h.send_authed(&mut alice, invite);
+    let fwd = out.to_ua(&service);
+    assert_eq!(fwd.len(), 1, "{}", out.dump());
+    assert!(
+        fwd[0]
+            .text()
+            .starts_with("INVITE sip:7000@example.com;parker=bob SIP/2.0"),
+        "{}",
+        fwd[0].text()
+    );
+    assert!(fwd[0].header("Record-Route").is_some());
+    assert!(out.to_ua(&gw1).is_empty());
+    // A number outside the orbits does not.
+    let invite = alice.request(
+        "INVITE",
+        "sip:5550160@example.com",
+        "sip:5550160@example.com",
+    );
+    let (_, out) = h.send_authed(&mut alice, invite);
+    assert!(out.to_ua(&service).is_empty(), "{}", out.dump());
 }
 
 #[test]

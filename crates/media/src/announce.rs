@@ -30,6 +30,9 @@ const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 /// 64 × T1: how long a reliable message is retransmitted.
 const GIVE_UP: Duration = Duration::from_secs(32);
+/// How long the caller's phone may take to reach the transfer target (its
+/// NOTIFY with a final status) before we hang up anyway.
+const TRANSFER_WAIT: Duration = Duration::from_secs(30);
 /// Calls at once (each holds an RTP port).
 pub const MAX_CALLS: usize = 4096;
 
@@ -95,6 +98,9 @@ struct Call {
     routes: Vec<String>,
     cseq: u32,
     refused_with: Option<u16>,
+    /// REFER accepted: hang up when the caller's NOTIFY reports a final status,
+    /// or at this time.
+    transfer_until: Option<Instant>,
 }
 
 /// A message sent again until answered (or acknowledged).
@@ -243,7 +249,12 @@ impl AnnouncementUa {
                     self.refuse(id, 487, "Request Terminated", now);
                 }
             }
-            (Method::Options | Method::Info | Method::Notify | Method::Update, Some(_)) => {
+            (Method::Notify, Some(id)) => {
+                let data = ResponseBuilder::new(&msg, 200).build();
+                self.send(src, data);
+                self.on_notify(id, &msg, now);
+            }
+            (Method::Options | Method::Info | Method::Update, Some(_)) => {
                 let data = ResponseBuilder::new(&msg, 200).build();
                 self.send(src, data);
             }
@@ -314,6 +325,7 @@ impl AnnouncementUa {
                 routes,
                 cseq: 0,
                 refused_with: None,
+                transfer_until: None,
             },
         );
     }
@@ -499,17 +511,54 @@ impl AnnouncementUa {
         match method {
             Method::Bye => self.forget(id),
             Method::Refer => {
-                // Accepted or not, the caller is on their own now: hang up.
-                let now_state = self.calls.get(&id).map(|c| c.state);
-                if now_state == Some(State::Referring) {
-                    debug!(
-                        call = id,
-                        status, "announcement: REFER answered, hanging up"
-                    );
+                // Refused: hang up. Accepted: the caller's phone now calls the
+                // target, and tells us how it went (NOTIFY, RFC 3515); hanging
+                // up before that made baresip drop the new call, so wait for
+                // its final NOTIFY (or its BYE, or TRANSFER_WAIT).
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                if c.state != State::Referring {
+                    return;
+                }
+                if status >= 300 {
+                    debug!(call = id, status, "announcement: REFER refused, hanging up");
                     self.hang_up(id, now);
+                } else {
+                    debug!(call = id, status, "announcement: REFER accepted");
+                    c.transfer_until = Some(now + TRANSFER_WAIT);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A NOTIFY of the transfer (a `message/sipfrag` status line): a final
+    /// status, or the end of the subscription, ends our part of the call.
+    fn on_notify(&mut self, id: CallId, msg: &Message, now: Instant) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        if c.state != State::Referring {
+            return;
+        }
+        let body = std::str::from_utf8(msg.body()).unwrap_or("");
+        let status = body
+            .strip_prefix("SIP/2.0 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|code| code.parse::<u16>().ok());
+        let terminated = msg.header_str("Subscription-State").is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("terminated")
+        });
+        if status.is_some_and(|code| code >= 200) || terminated {
+            debug!(
+                call = id,
+                ?status,
+                "announcement: transfer done, hanging up"
+            );
+            self.hang_up(id, now);
         }
     }
 
@@ -528,7 +577,11 @@ impl AnnouncementUa {
 
     /// When [`AnnouncementUa::on_timer`] is next needed.
     pub fn next_timer(&self) -> Option<Instant> {
-        self.retransmits.iter().map(|r| r.next).min()
+        let waits = self.calls.values().filter_map(|c| match c.state {
+            State::Referring => c.transfer_until,
+            _ => None,
+        });
+        self.retransmits.iter().map(|r| r.next).chain(waits).min()
     }
 
     /// Retransmissions due; calls whose message went unanswered end.
@@ -557,6 +610,19 @@ impl AnnouncementUa {
                 "announcement: no answer from the peer, call dropped"
             );
             self.end(id);
+        }
+        let waited: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.state == State::Referring && c.transfer_until.is_some_and(|t| t <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in waited {
+            debug!(
+                call = id,
+                "announcement: no final NOTIFY of the transfer, hanging up"
+            );
+            self.hang_up(id, now);
         }
     }
 }
@@ -721,10 +787,61 @@ mod tests {
             refer.header(HeaderName::To).unwrap()
         );
         ua.on_datagram(Bytes::from(accepted), FE.parse().unwrap(), t0);
-        let outs = ua.take_output();
-        let bye = sent(&outs).remove(0);
+        // Accepted: no BYE until the caller's phone reports the transfer.
+        assert!(sent(&ua.take_output()).is_empty());
+        let notify = |cseq: u32, frag: &str, state: &str| {
+            Bytes::from(format!(
+                "NOTIFY sip:announcement@127.0.0.1:7000 SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKn{cseq}\r\n\
+                 From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:x@example.com>;tag={tag}\r\n\
+                 Call-ID: c2\r\nCSeq: {cseq} NOTIFY\r\nEvent: refer\r\n\
+                 Subscription-State: {state}\r\nMax-Forwards: 69\r\n\
+                 Content-Type: message/sipfrag\r\nContent-Length: {}\r\n\r\n{frag}",
+                frag.len()
+            ))
+        };
+        ua.on_datagram(
+            notify(2, "SIP/2.0 100 Trying", "active;expires=60"),
+            FE.parse().unwrap(),
+            t0,
+        );
+        let msgs = sent(&ua.take_output());
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].status(), Some(200));
+        ua.on_datagram(
+            notify(3, "SIP/2.0 200 OK", "terminated;reason=noresource"),
+            FE.parse().unwrap(),
+            t0,
+        );
+        let msgs = sent(&ua.take_output());
+        assert_eq!(msgs[0].status(), Some(200));
+        let bye = &msgs[1];
         assert_eq!(bye.method(), Some(&Method::Bye));
         assert_eq!(bye.cseq().0, 2);
+    }
+
+    #[test]
+    fn transfer_without_notify_hangs_up_after_a_while() {
+        let t0 = Instant::now();
+        let mut ua = ua(Some("sip:bob@example.com"));
+        let (call, tag) = answered(&mut ua, "c5", t0);
+        ua.on_datagram(ack("c5", &tag), FE.parse().unwrap(), t0);
+        ua.take_output();
+        ua.played(call, t0);
+        let refer = sent(&ua.take_output()).remove(0);
+        let accepted = format!(
+            "SIP/2.0 202 Accepted\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: c5\r\nCSeq: 1 REFER\r\nContent-Length: 0\r\n\r\n",
+            refer.header(HeaderName::Via).unwrap(),
+            refer.header(HeaderName::From).unwrap(),
+            refer.header(HeaderName::To).unwrap()
+        );
+        ua.on_datagram(Bytes::from(accepted), FE.parse().unwrap(), t0);
+        assert!(ua.take_output().is_empty());
+        assert_eq!(ua.next_timer(), Some(t0 + TRANSFER_WAIT));
+        ua.on_timer(t0 + TRANSFER_WAIT);
+        let outs = ua.take_output();
+        assert!(outs.contains(&Out::Close { call }));
+        assert_eq!(sent(&outs)[0].method(), Some(&Method::Bye));
     }
 
     #[test]

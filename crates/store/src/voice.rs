@@ -10,8 +10,8 @@
 use std::net::SocketAddr;
 
 use confab_voice::{
-    Announcement, DialPlan, Route, Rule, Scope, Trunk, TrunkTransport, UnassignedRange, UserVoice,
-    VoiceData, VoicePolicy,
+    Announcement, DialPlan, ParkOrbit, Route, Rule, Scope, Trunk, TrunkTransport, UnassignedRange,
+    UserVoice, VoiceData, VoicePolicy,
 };
 use sqlx::Row;
 
@@ -187,6 +187,24 @@ impl Store {
                 priority: row.try_get("priority")?,
             });
         }
+        for row in sqlx::query(
+            "SELECT name, range_start, range_end, timeout_secs, fallback, music_file, music_tones \
+             FROM voice_park_orbits ORDER BY position",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            let timeout: i64 = row.try_get("timeout_secs")?;
+            data.park_orbits.push(ParkOrbit {
+                name: row.try_get("name")?,
+                start: row.try_get("range_start")?,
+                end: row.try_get("range_end")?,
+                timeout_secs: u32::try_from(timeout).unwrap_or(u32::MAX),
+                fallback: row.try_get("fallback")?,
+                music_file: row.try_get("music_file")?,
+                music_tones: row.try_get("music_tones")?,
+            });
+        }
         tx.commit().await?;
         Ok((rev, data))
     }
@@ -211,6 +229,7 @@ impl Store {
             "voice_trunks",
             "voice_announcements",
             "voice_unassigned",
+            "voice_park_orbits",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(&mut *tx)
@@ -311,6 +330,23 @@ impl Store {
             .bind(&r.end)
             .bind(&r.announcement)
             .bind(r.priority)
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (i, o) in data.park_orbits.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO voice_park_orbits (name, range_start, range_end, timeout_secs, \
+                 fallback, music_file, music_tones, position) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&o.name)
+            .bind(&o.start)
+            .bind(&o.end)
+            .bind(i64::from(o.timeout_secs))
+            .bind(o.fallback.clone())
+            .bind(o.music_file.clone())
+            .bind(o.music_tones.clone())
             .bind(i as i64)
             .execute(&mut *tx)
             .await?;
@@ -427,6 +463,15 @@ mod tests {
                 end: "+14255550199".into(),
                 announcement: "gone".into(),
                 priority: 3,
+            }],
+            park_orbits: vec![ParkOrbit {
+                name: "main".into(),
+                start: "7000".into(),
+                end: "7099".into(),
+                timeout_secs: 90,
+                fallback: Some("sip:operator@example.com".into()),
+                music_file: None,
+                music_tones: Some("440:500".into()),
             }],
         }
     }

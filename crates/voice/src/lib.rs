@@ -11,6 +11,7 @@
 //! - [`VoiceConfig::explain`]: all of it for `confab voice test-number`.
 
 mod model;
+mod park;
 mod unassigned;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ pub use model::{
     DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceData, VoicePolicy,
     check_name,
 };
+pub use park::{DEFAULT_HOLD_TONES, ParkOrbit, is_target};
 pub use unassigned::{Announcement, UnassignedRange};
 
 /// Bad configuration (refused before anything is stored) or a bad number.
@@ -475,6 +477,7 @@ impl VoiceConfig {
         }
 
         unassigned::check(&data.announcements, &data.unassigned)?;
+        park::check(&data.park_orbits)?;
 
         let mut users = HashMap::with_capacity(data.users.len());
         let mut by_number: HashMap<String, String> = HashMap::new();
@@ -556,11 +559,22 @@ impl VoiceConfig {
             && self.trunks.is_empty()
             && self.by_number.is_empty()
             && self.data.unassigned.is_empty()
+            && self.data.park_orbits.is_empty()
     }
 
     /// The announcement for an unassigned `number` (E.164), with its range.
     pub fn unassigned(&self, number: &str) -> Option<(&UnassignedRange, &Announcement)> {
         unassigned::lookup(&self.data.announcements, &self.data.unassigned, number)
+    }
+
+    /// The Call Park orbit range holding `number` (digits as dialed).
+    pub fn park_orbit(&self, number: &str) -> Option<&ParkOrbit> {
+        self.data.park_orbits.iter().find(|o| o.contains(number))
+    }
+
+    /// Every Call Park orbit range.
+    pub fn park_orbits(&self) -> &[ParkOrbit] {
+        &self.data.park_orbits
     }
 
     /// An announcement by name.

@@ -172,6 +172,8 @@ pub struct VoiceData {
     pub announcements: Vec<crate::Announcement>,
     /// Unassigned-number ranges (`confab voice unassigned ...`).
     pub unassigned: Vec<crate::UnassignedRange>,
+    /// Call Park orbit ranges (`confab voice park orbit ...`).
+    pub park_orbits: Vec<crate::ParkOrbit>,
 }
 
 /// Where a user is homed, for site and pool scopes.

@@ -2,7 +2,7 @@
 """One headless baresip user agent calls a number and records what it hears.
 
 usage: run_announcement.py HOST PORT --user alice:alicepw --dial URI
-                           --ports SIP,CTRL,RTP --workdir DIR
+                           --ports SIP,CTRL,RTP (RTP: 4 free ports) --workdir DIR
                            [--domain example.com] [--timeout 15]
                            [--callee bob:bobpw --callee-ports SIP,CTRL,RTP]
 
@@ -54,7 +54,14 @@ def main():
         ag = Agent(name, user, pw, a.domain, outbound, sip, ctrl, rtp, root, sip_trace=True)
         rec = os.path.join(ag.dir, "rec")
         os.makedirs(rec, exist_ok=True)
-        with open(os.path.join(ag.dir, "config"), "a") as f:
+        path = os.path.join(ag.dir, "config")
+        with open(path) as f:
+            conf = f.read()
+        # Two RTP port pairs: a transfer's second call needs its own ports
+        # while the first call still holds its pair (RTP is a 4-port block).
+        conf = conf.replace("rtp_ports\t\t%d-%d" % (rtp, rtp + 1), "rtp_ports\t\t%d-%d" % (rtp, rtp + 3))
+        with open(path, "w") as f:
+            f.write(conf)
             f.write("module\t\t\tsndfile.so\nsnd_path\t\t%s\n" % rec)
         return ag, rec
 
