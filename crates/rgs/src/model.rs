@@ -340,6 +340,69 @@ pub struct RgsData {
     pub signins: Vec<SignIn>,
 }
 
+/// A stored object: kind, name, JSON body (see `confab_store`'s `rgs_objects`).
+pub type Row = (String, String, String);
+/// A stored sign-in: group, agent, Unix milliseconds.
+pub type SignInRow = (String, String, i64);
+
+impl RgsData {
+    /// From the store's rows.
+    pub fn from_rows(objects: &[Row], signins: &[SignInRow]) -> Result<RgsData, RgsError> {
+        let mut d = RgsData::default();
+        let corrupt = |kind: &str, name: &str, e: serde_json::Error| {
+            bad(format!("stored {kind} {name:?} is not valid: {e}"))
+        };
+        for (kind, name, body) in objects {
+            match kind.as_str() {
+                "workflow" => d
+                    .workflows
+                    .push(serde_json::from_str(body).map_err(|e| corrupt(kind, name, e))?),
+                "queue" => d
+                    .queues
+                    .push(serde_json::from_str(body).map_err(|e| corrupt(kind, name, e))?),
+                "group" => d
+                    .groups
+                    .push(serde_json::from_str(body).map_err(|e| corrupt(kind, name, e))?),
+                _ => return Err(bad(format!("stored object of unknown kind {kind:?}"))),
+            }
+        }
+        d.signins = signins
+            .iter()
+            .map(|(group, agent, at_ms)| SignIn {
+                group: group.clone(),
+                agent: agent.clone(),
+                at_ms: *at_ms,
+            })
+            .collect();
+        Ok(d)
+    }
+
+    /// To the store's rows.
+    pub fn to_rows(&self) -> Result<(Vec<Row>, Vec<SignInRow>), RgsError> {
+        let enc = |e: serde_json::Error| bad(e.to_string());
+        let mut rows = Vec::new();
+        for g in &self.groups {
+            rows.push(("group".into(), g.name.clone(), serde_json::to_string(g).map_err(enc)?));
+        }
+        for q in &self.queues {
+            rows.push(("queue".into(), q.name.clone(), serde_json::to_string(q).map_err(enc)?));
+        }
+        for w in &self.workflows {
+            rows.push((
+                "workflow".into(),
+                w.name.clone(),
+                serde_json::to_string(w).map_err(enc)?,
+            ));
+        }
+        let signins = self
+            .signins
+            .iter()
+            .map(|s| (s.group.clone(), s.agent.clone(), s.at_ms))
+            .collect();
+        Ok((rows, signins))
+    }
+}
+
 /// A checked configuration, indexed for calls.
 #[derive(Debug, Clone, Default)]
 pub struct RgsConfig {
@@ -597,6 +660,20 @@ mod tests {
             }],
             signins: vec![],
         }
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let mut d = sample();
+        d.signins.push(SignIn {
+            group: "g1".into(),
+            agent: "bob@example.com".into(),
+            at_ms: 7,
+        });
+        let (rows, signins) = d.to_rows().unwrap();
+        assert_eq!(RgsData::from_rows(&rows, &signins).unwrap(), d);
+        let broken = vec![("queue".to_owned(), "q".to_owned(), "{".to_owned())];
+        assert!(RgsData::from_rows(&broken, &[]).is_err());
     }
 
     #[test]

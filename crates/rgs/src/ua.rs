@@ -1278,3 +1278,282 @@ fn offer_sdp(n: &Negotiated, local: SocketAddr, session: u64) -> String {
         n.codec.name()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AgentGroup, MenuOption, Queue, RgsData, RoutingMethod, SignIn};
+
+    const FE: &str = "127.0.0.1:5060";
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        m=audio 6676 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+    const ANSWER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        m=audio 7000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+
+    fn data(signins: &[(&str, i64)]) -> RgsData {
+        RgsData {
+            workflows: vec![Workflow {
+                name: "help".into(),
+                uri: "help@example.com".into(),
+                number: Some("+14255550300".into()),
+                welcome: Some(PromptSpec::Tones("1000:500".into())),
+                queue: None,
+                menu: Some(Menu {
+                    prompt: PromptSpec::Tones("800:300".into()),
+                    options: vec![MenuOption {
+                        digit: '2',
+                        queue: Some("q".into()),
+                        submenu: None,
+                    }],
+                }),
+                music: Some(PromptSpec::Tones("600:400".into())),
+                hours: vec![],
+                holidays: vec![],
+                utc_offset_min: 0,
+                out_of_hours: Action::Disconnect { prompt: None },
+            }],
+            queues: vec![Queue {
+                name: "q".into(),
+                groups: vec!["g".into()],
+                timeout_secs: Some(60),
+                timeout_action: Action::Disconnect { prompt: None },
+                overflow_threshold: None,
+                overflow_action: Action::Forward {
+                    target: "sip:carol@example.com".into(),
+                },
+            }],
+            groups: vec![AgentGroup {
+                name: "g".into(),
+                routing: RoutingMethod::LongestIdle,
+                formal: true,
+                alert_secs: 10,
+                agents: vec!["dave@example.com".into(), "bob@example.com".into()],
+            }],
+            signins: signins
+                .iter()
+                .map(|(a, at)| SignIn {
+                    group: "g".into(),
+                    agent: (*a).into(),
+                    at_ms: *at,
+                })
+                .collect(),
+        }
+    }
+
+    fn ua(signins: &[(&str, i64)]) -> RgsUa {
+        let cfg = RgsConfig::build(data(signins)).unwrap();
+        let mut ua = RgsUa::new(
+            UaConfig {
+                sip: "127.0.0.1:7100".parse().unwrap(),
+                proxy: FE.parse().unwrap(),
+                domain: "example.com".into(),
+            },
+            Arc::new(cfg),
+            9,
+        );
+        ua.set_wall_clock(1_000_000);
+        ua
+    }
+
+    fn invite(call_id: &str, ruri: &str) -> Bytes {
+        Bytes::from(format!(
+            "INVITE {ruri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfe1\r\n\
+             Record-Route: <sip:127.0.0.1:5060;lr;cfd=abc>\r\n\
+             From: <sip:alice@example.com>;tag=a1\r\nTo: <{ruri}>\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:20000>\r\n\
+             Max-Forwards: 69\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
+            OFFER.len()
+        ))
+    }
+
+    fn ack(call_id: &str, to_tag: &str) -> Bytes {
+        Bytes::from(format!(
+            "ACK sip:rgs@127.0.0.1:7100 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfe2\r\n\
+             From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:x@example.com>;tag={to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: 1 ACK\r\nMax-Forwards: 69\r\nContent-Length: 0\r\n\r\n"
+        ))
+    }
+
+    fn sent(outs: &[Out]) -> Vec<Message> {
+        outs.iter()
+            .filter_map(|o| match o {
+                Out::Send { data, .. } => Message::parse(data.clone(), &Limits::default()).ok(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A response of `code` to `req` (as the front end relays it).
+    fn respond(req: &Message, code: u16, to_tag: &str, sdp: Option<&str>) -> Bytes {
+        let mut b = ResponseBuilder::new(req, code).to_tag(to_tag.to_owned());
+        if code == 200 {
+            b = b
+                .header("Contact", "<sip:bob@127.0.0.1:30000>")
+                .header("Record-Route", "<sip:127.0.0.1:5060;lr;cfd=xyz>");
+        }
+        if let Some(s) = sdp {
+            b = b.body("application/sdp", s.to_owned());
+        }
+        b.build()
+    }
+
+    /// Caller answered, welcome played, menu answered with 2: returns the call
+    /// and the outputs after the digit.
+    fn to_queue(ua: &mut RgsUa, t: Instant) -> (CallId, Vec<Out>) {
+        let fe: SocketAddr = FE.parse().unwrap();
+        ua.on_datagram(invite("c1", "sip:+14255550300@example.com;user=phone"), fe, t);
+        let outs = ua.take_output();
+        let Some(Out::OpenCaller { call, .. }) = outs.first().cloned() else {
+            panic!("{outs:?}");
+        };
+        ua.caller_ready(call, "127.0.0.1:40000".parse().unwrap(), t);
+        let ok = sent(&ua.take_output()).remove(0);
+        assert_eq!(ok.status(), Some(200));
+        let tag = ok.to_tag().unwrap().to_owned();
+        ua.on_datagram(ack("c1", &tag), fe, t);
+        assert_eq!(
+            ua.take_output(),
+            vec![Out::Play {
+                call,
+                prompt: Some(PromptSpec::Tones("1000:500".into())),
+                looped: false
+            }]
+        );
+        ua.played(call, t);
+        assert_eq!(
+            ua.take_output(),
+            vec![Out::Play {
+                call,
+                prompt: Some(PromptSpec::Tones("800:300".into())),
+                looped: false
+            }]
+        );
+        // A wrong digit plays the menu again; 2 queues the call.
+        ua.digit(call, '7', t);
+        assert_eq!(ua.take_output().len(), 1);
+        ua.digit(call, '2', t);
+        (call, ua.take_output())
+    }
+
+    #[test]
+    fn longest_idle_agent_answers_and_is_bridged() {
+        let t = Instant::now();
+        // bob signed in first: idle the longest, although dave is first in the group.
+        let mut ua = ua(&[("bob@example.com", 100), ("dave@example.com", 200)]);
+        let (call, outs) = to_queue(&mut ua, t);
+        assert_eq!(
+            outs[0],
+            Out::Play {
+                call,
+                prompt: Some(PromptSpec::Tones("600:400".into())),
+                looped: true
+            }
+        );
+        let Some(Out::OpenLeg { leg, .. }) = outs.get(1).cloned() else {
+            panic!("{outs:?}");
+        };
+        assert_eq!(outs.len(), 2);
+        ua.leg_ready(leg, "127.0.0.1:41000".parse().unwrap(), t);
+        let outs = ua.take_output();
+        let inv = sent(&outs).remove(0);
+        assert_eq!(inv.method(), Some(&Method::Invite));
+        assert_eq!(inv.request_uri(), Some("sip:bob@example.com"));
+        assert!(matches!(&outs[0], Out::Send { to, .. } if *to == FE.parse().unwrap()));
+        assert!(std::str::from_utf8(inv.body()).unwrap().contains("m=audio 41000 RTP/AVP 0 101"));
+        // Ringing, then answered: ACK along the route set, and the bridge.
+        ua.on_datagram(respond(&inv, 180, "b1", None), FE.parse().unwrap(), t);
+        assert!(ua.take_output().is_empty());
+        ua.on_datagram(respond(&inv, 200, "b1", Some(ANSWER)), FE.parse().unwrap(), t);
+        let outs = ua.take_output();
+        let ack = sent(&outs).remove(0);
+        assert_eq!(ack.method(), Some(&Method::Ack));
+        assert_eq!(ack.request_uri(), Some("sip:bob@127.0.0.1:30000"));
+        assert_eq!(ack.header(HeaderName::Route), Some("<sip:127.0.0.1:5060;lr;cfd=xyz>"));
+        assert!(outs.contains(&Out::Bridge {
+            call,
+            leg,
+            remote: "127.0.0.1:7000".parse().unwrap()
+        }));
+        // The agent hangs up: the caller gets a BYE.
+        let bye = format!(
+            "BYE sip:rgs@127.0.0.1:7100 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKb9\r\n\
+             From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+            ack.header(HeaderName::To).unwrap(),
+            ack.header(HeaderName::From).unwrap(),
+            ack.call_id()
+        );
+        ua.on_datagram(Bytes::from(bye), FE.parse().unwrap(), t);
+        let outs = ua.take_output();
+        let msgs = sent(&outs);
+        assert_eq!(msgs[0].status(), Some(200));
+        assert_eq!(msgs[1].method(), Some(&Method::Bye));
+        assert_eq!(msgs[1].request_uri(), Some("sip:alice@127.0.0.1:20000"));
+        assert!(outs.contains(&Out::Close { call }));
+    }
+
+    #[test]
+    fn a_refusing_agent_passes_the_call_to_the_next() {
+        let t = Instant::now();
+        let mut ua = ua(&[("bob@example.com", 100), ("dave@example.com", 200)]);
+        let (_, outs) = to_queue(&mut ua, t);
+        let Some(Out::OpenLeg { leg, .. }) = outs.get(1).cloned() else {
+            panic!("{outs:?}");
+        };
+        ua.leg_ready(leg, "127.0.0.1:41000".parse().unwrap(), t);
+        let inv = sent(&ua.take_output()).remove(0);
+        ua.on_datagram(respond(&inv, 486, "b1", None), FE.parse().unwrap(), t);
+        let outs = ua.take_output();
+        assert_eq!(sent(&outs)[0].method(), Some(&Method::Ack));
+        assert!(outs.contains(&Out::CloseLeg { leg }));
+        let Some(Out::OpenLeg { leg: next, .. }) =
+            outs.iter().find(|o| matches!(o, Out::OpenLeg { .. })).cloned()
+        else {
+            panic!("{outs:?}");
+        };
+        ua.leg_ready(next, "127.0.0.1:41002".parse().unwrap(), t);
+        let inv = sent(&ua.take_output()).remove(0);
+        assert_eq!(inv.request_uri(), Some("sip:dave@example.com"));
+        // Dave does not answer in time: CANCEL, and the round starts again later.
+        ua.on_timer(t + Duration::from_secs(11));
+        let outs = ua.take_output();
+        assert!(
+            sent(&outs)
+                .iter()
+                .any(|m| m.method() == Some(&Method::Cancel))
+        );
+    }
+
+    #[test]
+    fn no_agent_signed_in_overflows_to_the_forward_target() {
+        let t = Instant::now();
+        let mut ua = ua(&[]);
+        let (call, outs) = to_queue(&mut ua, t);
+        let Some(Out::OpenLeg { leg, .. }) = outs.first().cloned() else {
+            panic!("{outs:?}");
+        };
+        ua.leg_ready(leg, "127.0.0.1:41000".parse().unwrap(), t);
+        let inv = sent(&ua.take_output()).remove(0);
+        assert_eq!(inv.request_uri(), Some("sip:carol@example.com"));
+        ua.on_datagram(respond(&inv, 200, "c9", Some(ANSWER)), FE.parse().unwrap(), t);
+        let outs = ua.take_output();
+        assert!(outs.iter().any(|o| matches!(o, Out::Bridge { call: c, .. } if *c == call)));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_without_harm() {
+        let t = Instant::now();
+        let mut ua = ua(&[]);
+        let fe: SocketAddr = FE.parse().unwrap();
+        ua.on_datagram(invite("x1", "sip:nobody@example.com"), fe, t);
+        assert_eq!(sent(&ua.take_output())[0].status(), Some(404));
+        let bad = String::from_utf8(invite("x2", "sip:help@example.com").to_vec())
+            .unwrap()
+            .replace("RTP/AVP 0 8 101", "RTP/AVP 96");
+        ua.on_datagram(Bytes::from(bad), fe, t);
+        assert_eq!(sent(&ua.take_output())[0].status(), Some(488));
+        ua.on_datagram(Bytes::from_static(b"\x00garbage"), fe, t);
+        assert!(ua.take_output().is_empty());
+        assert_eq!(ua.calls(), 0);
+    }
+}
