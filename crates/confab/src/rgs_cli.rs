@@ -182,7 +182,10 @@ async fn execute(store: &Store, cmd: RgsCommand) -> anyhow::Result<()> {
 }
 
 fn prompt(s: &Option<String>) -> anyhow::Result<Option<PromptSpec>> {
-    s.as_deref().map(PromptSpec::parse).transpose().map_err(Into::into)
+    s.as_deref()
+        .map(PromptSpec::parse)
+        .transpose()
+        .map_err(Into::into)
 }
 
 fn strip_sip(uri: &str) -> anyhow::Result<String> {
@@ -240,9 +243,9 @@ fn menu(
         bail!("the second-level menu behind {d} needs --submenu-prompt {d}=PROMPT")
     };
     for o in options {
-        let (keys, queue) = o
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("bad --option {o:?}: DIGIT=QUEUE or DIGIT.DIGIT=QUEUE"))?;
+        let (keys, queue) = o.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("bad --option {o:?}: DIGIT=QUEUE or DIGIT.DIGIT=QUEUE")
+        })?;
         let leaf = MenuOption {
             digit: ' ',
             queue: Some(queue.to_owned()),
@@ -255,7 +258,10 @@ fn menu(
             }),
             Some((first, second)) => {
                 let (d1, d2) = (digit(first)?, digit(second)?);
-                let pos = match top.iter().position(|m| m.digit == d1 && m.submenu.is_some()) {
+                let pos = match top
+                    .iter()
+                    .position(|m| m.digit == d1 && m.submenu.is_some())
+                {
                     Some(p) => p,
                     None => {
                         top.push(MenuOption {
@@ -554,21 +560,51 @@ mod tests {
         let mut d = RgsData::default();
         run(
             &mut d,
-            &["group", "add", "g", "--agent", "sip:bob@example.com", "--formal"],
-        )
-        .unwrap();
-        run(
-            &mut d,
-            &["queue", "add", "q", "--group", "g", "--overflow-action", "forward:sip:carol@example.com"],
+            &[
+                "group",
+                "add",
+                "g",
+                "--agent",
+                "sip:bob@example.com",
+                "--formal",
+            ],
         )
         .unwrap();
         run(
             &mut d,
             &[
-                "workflow", "add", "w", "--uri", "sip:help@example.com", "--number", "tel:+14255550300",
-                "--menu-prompt", "tones:800:300", "--option", "2=q", "--option", "3.1=q",
-                "--submenu-prompt", "3=tones:700:300", "--utc-offset", "-05:00",
-                "--hours", "mon-fri 08:00-17:00",
+                "queue",
+                "add",
+                "q",
+                "--group",
+                "g",
+                "--overflow-action",
+                "forward:sip:carol@example.com",
+            ],
+        )
+        .unwrap();
+        run(
+            &mut d,
+            &[
+                "workflow",
+                "add",
+                "w",
+                "--uri",
+                "sip:help@example.com",
+                "--number",
+                "tel:+14255550300",
+                "--menu-prompt",
+                "tones:800:300",
+                "--option",
+                "2=q",
+                "--option",
+                "3.1=q",
+                "--submenu-prompt",
+                "3=tones:700:300",
+                "--utc-offset",
+                "-05:00",
+                "--hours",
+                "mon-fri 08:00-17:00",
             ],
         )
         .unwrap();
@@ -585,6 +621,20 @@ mod tests {
         assert!(run(&mut d.clone(), &["agent", "signin", "g", "eve@example.com"]).is_err());
         // A queue in use cannot go.
         assert!(run(&mut d.clone(), &["queue", "remove", "q"]).is_err());
-        assert!(run(&mut d.clone(), &["workflow", "add", "x", "--uri", "sip:x@example.com", "--queue", "nope"]).is_err());
+        assert!(
+            run(
+                &mut d.clone(),
+                &[
+                    "workflow",
+                    "add",
+                    "x",
+                    "--uri",
+                    "sip:x@example.com",
+                    "--queue",
+                    "nope"
+                ]
+            )
+            .is_err()
+        );
     }
 }

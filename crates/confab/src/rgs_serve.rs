@@ -91,7 +91,10 @@ pub async fn start(
             match load(&feed_store).await {
                 Ok((r, cfg)) => {
                     rev = r;
-                    info!(rev, "applied Response Group configuration changes from the store");
+                    info!(
+                        rev,
+                        "applied Response Group configuration changes from the store"
+                    );
                     feed_workflows.set(&cfg);
                     if tx.send(Arc::new(cfg)).await.is_err() {
                         return;
@@ -114,7 +117,8 @@ pub async fn start(
         rtp_ip,
     };
     // `stop` is also watched by the service itself.
-    let running = confab_rgs::service::start(svc, Arc::new(initial), rx, node, stop.clone()).await?;
+    let running =
+        confab_rgs::service::start(svc, Arc::new(initial), rx, node, stop.clone()).await?;
     let _ = stop.borrow_and_update();
     Ok((running, workflows))
 }

@@ -238,7 +238,11 @@ fn minutes(s: &str) -> Option<u16> {
 
 /// `mon-fri 08:00-17:00` or `sat 09:00-12:00`.
 pub fn parse_hours(s: &str) -> Result<Vec<OpenRange>, RgsError> {
-    let err = || bad(format!("bad hours {s:?}: DAY[-DAY] HH:MM-HH:MM, e.g. mon-fri 08:00-17:00"));
+    let err = || {
+        bad(format!(
+            "bad hours {s:?}: DAY[-DAY] HH:MM-HH:MM, e.g. mon-fri 08:00-17:00"
+        ))
+    };
     let (days, times) = s.trim().split_once(' ').ok_or_else(err)?;
     let (d1, d2) = days.split_once('-').unwrap_or((days, days));
     let (d1, d2) = (day_of(d1).ok_or_else(err)?, day_of(d2).ok_or_else(err)?);
@@ -247,7 +251,9 @@ pub fn parse_hours(s: &str) -> Result<Vec<OpenRange>, RgsError> {
     if d2 < d1 || close <= open {
         return Err(err());
     }
-    Ok((d1..=d2).map(|day| OpenRange { day, open, close }).collect())
+    Ok((d1..=d2)
+        .map(|day| OpenRange { day, open, close })
+        .collect())
 }
 
 /// An IVR option: a digit leads to a queue, or (first level only) to a second
@@ -293,7 +299,8 @@ pub struct Workflow {
 impl Workflow {
     /// Whether the workflow is open at `now` (its business hours and holidays).
     pub fn is_open(&self, now: OffsetDateTime) -> bool {
-        let offset = UtcOffset::from_whole_seconds(self.utc_offset_min * 60).unwrap_or(UtcOffset::UTC);
+        let offset =
+            UtcOffset::from_whole_seconds(self.utc_offset_min * 60).unwrap_or(UtcOffset::UTC);
         let local = now.to_offset(offset);
         let date = local.date();
         if self.holidays.iter().any(|h| parse_date(h) == Some(date)) {
@@ -382,10 +389,18 @@ impl RgsData {
         let enc = |e: serde_json::Error| bad(e.to_string());
         let mut rows = Vec::new();
         for g in &self.groups {
-            rows.push(("group".into(), g.name.clone(), serde_json::to_string(g).map_err(enc)?));
+            rows.push((
+                "group".into(),
+                g.name.clone(),
+                serde_json::to_string(g).map_err(enc)?,
+            ));
         }
         for q in &self.queues {
-            rows.push(("queue".into(), q.name.clone(), serde_json::to_string(q).map_err(enc)?));
+            rows.push((
+                "queue".into(),
+                q.name.clone(),
+                serde_json::to_string(q).map_err(enc)?,
+            ));
         }
         for w in &self.workflows {
             rows.push((

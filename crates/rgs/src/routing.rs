@@ -28,7 +28,11 @@ pub fn batches(group: &AgentGroup, agents: &[AgentView], cursor: &mut usize) -> 
             .map(|a| vec![a.agent.clone()])
             .collect(),
         RoutingMethod::Parallel => {
-            let all: Vec<String> = agents.iter().filter(free).map(|a| a.agent.clone()).collect();
+            let all: Vec<String> = agents
+                .iter()
+                .filter(free)
+                .map(|a| a.agent.clone())
+                .collect();
             if all.is_empty() { vec![] } else { vec![all] }
         }
         RoutingMethod::Attendant => {
@@ -110,18 +114,39 @@ mod tests {
     fn each_method() {
         let mut cur = 0;
         let v = views();
-        assert_eq!(flat(batches(&group(RoutingMethod::Serial), &v, &mut cur)), ["a", "c"]);
-        assert_eq!(flat(batches(&group(RoutingMethod::Parallel), &v, &mut cur)), ["a+c"]);
-        assert_eq!(flat(batches(&group(RoutingMethod::LongestIdle), &v, &mut cur)), ["c", "a"]);
+        assert_eq!(
+            flat(batches(&group(RoutingMethod::Serial), &v, &mut cur)),
+            ["a", "c"]
+        );
+        assert_eq!(
+            flat(batches(&group(RoutingMethod::Parallel), &v, &mut cur)),
+            ["a+c"]
+        );
+        assert_eq!(
+            flat(batches(&group(RoutingMethod::LongestIdle), &v, &mut cur)),
+            ["c", "a"]
+        );
         let mut busy = views();
         busy[0].busy = true;
-        assert_eq!(flat(batches(&group(RoutingMethod::Attendant), &busy, &mut cur)), ["a+c"]);
-        assert_eq!(flat(batches(&group(RoutingMethod::Parallel), &busy, &mut cur)), ["c"]);
+        assert_eq!(
+            flat(batches(&group(RoutingMethod::Attendant), &busy, &mut cur)),
+            ["a+c"]
+        );
+        assert_eq!(
+            flat(batches(&group(RoutingMethod::Parallel), &busy, &mut cur)),
+            ["c"]
+        );
         // Round robin: after a, then c (b is out), then a again.
         let mut cur = 0;
-        assert_eq!(flat(batches(&group(RoutingMethod::RoundRobin), &v, &mut cur)), ["c", "a"]);
+        assert_eq!(
+            flat(batches(&group(RoutingMethod::RoundRobin), &v, &mut cur)),
+            ["c", "a"]
+        );
         assert_eq!(cur, 2);
-        assert_eq!(flat(batches(&group(RoutingMethod::RoundRobin), &v, &mut cur)), ["a", "c"]);
+        assert_eq!(
+            flat(batches(&group(RoutingMethod::RoundRobin), &v, &mut cur)),
+            ["a", "c"]
+        );
         assert_eq!(cur, 0);
     }
 }

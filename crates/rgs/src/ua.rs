@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use confab_media::sdp::{self, Negotiated};
-use confab_sip::{HeaderName, Limits, Message, Method, NameAddr, RequestBuilder, ResponseBuilder, Uri};
+use confab_sip::{
+    HeaderName, Limits, Message, Method, NameAddr, RequestBuilder, ResponseBuilder, Uri,
+};
 use time::OffsetDateTime;
 use tracing::debug;
 
@@ -61,21 +63,42 @@ pub struct UaConfig {
 /// Work for the runtime.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {
-    Send { to: SocketAddr, data: Bytes },
+    Send {
+        to: SocketAddr,
+        data: Bytes,
+    },
     /// Open the caller's RTP port, then [`RgsUa::caller_ready`] (or `fail`).
-    OpenCaller { call: CallId, negotiated: Negotiated },
+    OpenCaller {
+        call: CallId,
+        negotiated: Negotiated,
+    },
     /// Play to the caller (replacing what plays); `None`: silence. A prompt that
     /// does not loop is reported with [`RgsUa::played`].
-    Play { call: CallId, prompt: Option<PromptSpec>, looped: bool },
+    Play {
+        call: CallId,
+        prompt: Option<PromptSpec>,
+        looped: bool,
+    },
     /// Open an RTP port for an agent leg, then [`RgsUa::leg_ready`].
-    OpenLeg { call: CallId, leg: LegId },
+    OpenLeg {
+        call: CallId,
+        leg: LegId,
+    },
     /// Connect the caller and the leg: stop playing, relay RTP both ways
     /// (`remote`: where the agent receives RTP).
-    Bridge { call: CallId, leg: LegId, remote: SocketAddr },
+    Bridge {
+        call: CallId,
+        leg: LegId,
+        remote: SocketAddr,
+    },
     /// The leg is over: close its port.
-    CloseLeg { leg: LegId },
+    CloseLeg {
+        leg: LegId,
+    },
     /// The call is over: stop playing, close its ports.
-    Close { call: CallId },
+    Close {
+        call: CallId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +107,10 @@ enum Phase {
     Answered,
     Welcome,
     /// Waiting for a digit of `menu` (`level` 1 or 2).
-    Menu { menu: Menu, replay_at: Option<Instant> },
+    Menu {
+        menu: Menu,
+        replay_at: Option<Instant>,
+    },
     Queued {
         queue: String,
         deadline: Option<Instant>,
@@ -93,7 +119,9 @@ enum Phase {
         retry_at: Option<Instant>,
     },
     Forwarding,
-    Connected { leg: LegId },
+    Connected {
+        leg: LegId,
+    },
     /// A prompt before hanging up.
     Closing,
     Ending,
@@ -192,7 +220,11 @@ fn dialog_key(call_id: &str, tag: &str) -> String {
 fn ruri_aor(ruri: &str) -> Option<String> {
     let uri = Uri::parse(ruri).ok()?;
     let user = uri.user_unescaped()?.into_owned();
-    Some(format!("{}@{}", user.to_ascii_lowercase(), uri.host.to_ascii_lowercase()))
+    Some(format!(
+        "{}@{}",
+        user.to_ascii_lowercase(),
+        uri.host.to_ascii_lowercase()
+    ))
 }
 
 fn wall_time(ms: i64) -> OffsetDateTime {
@@ -310,7 +342,11 @@ impl RgsUa {
             (Method::Cancel, Some(id)) => {
                 let data = ResponseBuilder::new(&msg, 200).build();
                 self.send(src, data);
-                if self.calls.get(&id).is_some_and(|c| c.phase == Phase::Opening) {
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.phase == Phase::Opening)
+                {
                     self.refuse(id, 487, "Request Terminated", now);
                 }
             }
@@ -329,7 +365,11 @@ impl RgsUa {
             return;
         }
         let aor = msg.request_uri().and_then(ruri_aor);
-        let Some(workflow) = aor.as_deref().and_then(|a| self.rgs.workflow_for(a)).cloned() else {
+        let Some(workflow) = aor
+            .as_deref()
+            .and_then(|a| self.rgs.workflow_for(a))
+            .cloned()
+        else {
             self.reply(&msg, src, 404, "No workflow at this address");
             return;
         };
@@ -612,11 +652,9 @@ impl RgsUa {
             .filter(|c| matches!(&c.phase, Phase::Queued { queue: n, .. } if n == queue))
             .count();
         let any_agent = q.groups.iter().any(|g| {
-            self.rgs.group(g).is_some_and(|g| {
-                g.agents
-                    .iter()
-                    .any(|a| self.rgs.signed_in(g, a).is_some())
-            })
+            self.rgs
+                .group(g)
+                .is_some_and(|g| g.agents.iter().any(|a| self.rgs.signed_in(g, a).is_some()))
         });
         let over = q
             .overflow_threshold
@@ -633,7 +671,9 @@ impl RgsUa {
         debug!(call = id, %queue, "rgs: queued");
         c.phase = Phase::Queued {
             queue: queue.to_owned(),
-            deadline: q.timeout_secs.map(|s| now + Duration::from_secs(u64::from(s))),
+            deadline: q
+                .timeout_secs
+                .map(|s| now + Duration::from_secs(u64::from(s))),
             pending: VecDeque::new(),
             retry_at: None,
         };
@@ -655,9 +695,7 @@ impl RgsUa {
                     agent: a.clone(),
                     signed_in: signed.is_some(),
                     busy: st.is_some_and(|s| s.busy),
-                    idle_since_ms: signed
-                        .unwrap_or(0)
-                        .max(st.map_or(0, |s| s.idle_since_ms)),
+                    idle_since_ms: signed.unwrap_or(0).max(st.map_or(0, |s| s.idle_since_ms)),
                 }
             })
             .collect()
@@ -731,7 +769,14 @@ impl RgsUa {
         }
     }
 
-    fn open_leg(&mut self, call: CallId, agent: String, ruri: String, is_agent: bool, until: Instant) {
+    fn open_leg(
+        &mut self,
+        call: CallId,
+        agent: String,
+        ruri: String,
+        is_agent: bool,
+        until: Instant,
+    ) {
         let leg = LEG_BIT | self.next_id;
         self.next_id += 1;
         let call_id = format!("rgs-{:x}-{:x}", self.random(), leg);
@@ -811,9 +856,18 @@ impl RgsUa {
         let Some(l) = self.legs.get(&leg) else {
             return Bytes::new();
         };
-        let from = format!("<sip:{}>;tag={}", self.calls.get(&l.call).map_or("rgs", |c| c.workflow.uri.as_str()), l.tag);
+        let from = format!(
+            "<sip:{}>;tag={}",
+            self.calls
+                .get(&l.call)
+                .map_or("rgs", |c| c.workflow.uri.as_str()),
+            l.tag
+        );
         RequestBuilder::new(method.clone(), l.ruri.clone())
-            .header("Via", format!("SIP/2.0/UDP {sip};branch={};rport", l.branch))
+            .header(
+                "Via",
+                format!("SIP/2.0/UDP {sip};branch={};rport", l.branch),
+            )
             .header("Max-Forwards", "70")
             .header("From", from)
             .header("To", to_header.to_owned())
@@ -831,7 +885,9 @@ impl RgsUa {
         };
         let from = format!(
             "<sip:{}>;tag={}",
-            self.calls.get(&l.call).map_or("rgs", |c| c.workflow.uri.as_str()),
+            self.calls
+                .get(&l.call)
+                .map_or("rgs", |c| c.workflow.uri.as_str()),
             l.tag
         );
         let mut b = RequestBuilder::new(method.clone(), l.remote_target.clone())
@@ -878,7 +934,10 @@ impl RgsUa {
                 return;
             }
             // 2xx: a dialog. A retransmitted 2xx gets the ACK again.
-            let first = matches!(l.state, LegState::Inviting | LegState::Ringing | LegState::Cancelling);
+            let first = matches!(
+                l.state,
+                LegState::Inviting | LegState::Ringing | LegState::Cancelling
+            );
             l.to_header = to_header;
             if first {
                 l.remote_target = msg
@@ -903,9 +962,10 @@ impl RgsUa {
             let remote = sdp::negotiate(answer).ok().map(|n| n.remote);
             let call = self.legs.get(&leg).map(|l| l.call).unwrap_or(0);
             let connectable = was != LegState::Cancelling
-                && self.calls.get(&call).is_some_and(|c| {
-                    matches!(c.phase, Phase::Queued { .. } | Phase::Forwarding)
-                });
+                && self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| matches!(c.phase, Phase::Queued { .. } | Phase::Forwarding));
             match (remote, connectable) {
                 (Some(remote), true) => self.connect(call, leg, remote, now),
                 _ => self.bye_leg(leg, now),
@@ -932,7 +992,11 @@ impl RgsUa {
             c.phase = Phase::Connected { leg };
             c.legs = vec![leg];
         }
-        let agent = self.legs.get(&leg).map(|l| l.agent.clone()).unwrap_or_default();
+        let agent = self
+            .legs
+            .get(&leg)
+            .map(|l| l.agent.clone())
+            .unwrap_or_default();
         debug!(call, leg, %agent, "rgs: connected");
         self.out.push(Out::Bridge { call, leg, remote });
     }
@@ -1040,7 +1104,10 @@ impl RgsUa {
                 self.out.push(Out::CloseLeg { leg });
                 if let Some(call) = call {
                     debug!(call, leg, "rgs: agent hung up");
-                    if matches!(self.calls.get(&call).map(|c| &c.phase), Some(Phase::Connected { .. })) {
+                    if matches!(
+                        self.calls.get(&call).map(|c| &c.phase),
+                        Some(Phase::Connected { .. })
+                    ) {
                         self.hang_up(call, now);
                     }
                 }
@@ -1050,13 +1117,19 @@ impl RgsUa {
                 let data = ResponseBuilder::new(msg, 200).build();
                 self.send(src, data);
             }
-            Some(Method::Invite) => self.reply(msg, src, 488, "Not Acceptable Here (no re-negotiation)"),
+            Some(Method::Invite) => {
+                self.reply(msg, src, 488, "Not Acceptable Here (no re-negotiation)")
+            }
             _ => self.reply(msg, src, 405, "Method Not Allowed"),
         }
     }
 
     fn hang_up(&mut self, call: CallId, now: Instant) {
-        let legs: Vec<LegId> = self.calls.get(&call).map(|c| c.legs.clone()).unwrap_or_default();
+        let legs: Vec<LegId> = self
+            .calls
+            .get(&call)
+            .map(|c| c.legs.clone())
+            .unwrap_or_default();
         for l in legs {
             self.cancel_leg(l, now);
         }
@@ -1118,7 +1191,11 @@ impl RgsUa {
 
     /// The caller left (BYE) or the call failed: end every leg.
     fn end_call(&mut self, id: CallId, now: Instant) {
-        let legs: Vec<LegId> = self.calls.get(&id).map(|c| c.legs.clone()).unwrap_or_default();
+        let legs: Vec<LegId> = self
+            .calls
+            .get(&id)
+            .map(|c| c.legs.clone())
+            .unwrap_or_default();
         for l in legs {
             self.cancel_leg(l, now);
         }
@@ -1146,7 +1223,12 @@ impl RgsUa {
         let legs = self
             .legs
             .values()
-            .filter(|l| matches!(l.state, LegState::Inviting | LegState::Ringing | LegState::Cancelling))
+            .filter(|l| {
+                matches!(
+                    l.state,
+                    LegState::Inviting | LegState::Ringing | LegState::Cancelling
+                )
+            })
             .map(|l| l.alert_until);
         let calls = self.calls.values().filter_map(|c| match &c.phase {
             Phase::Queued {
@@ -1181,14 +1263,20 @@ impl RgsUa {
         }
         for owner in expired {
             if owner & LEG_BIT != 0 {
-                let ringing = self.legs.get(&owner).is_some_and(|l| l.state != LegState::Ending);
+                let ringing = self
+                    .legs
+                    .get(&owner)
+                    .is_some_and(|l| l.state != LegState::Ending);
                 if ringing {
                     self.leg_failed(owner, now);
                 } else {
                     self.forget_leg(owner);
                 }
             } else {
-                debug!(call = owner, "rgs: no answer from the caller's side, call dropped");
+                debug!(
+                    call = owner,
+                    "rgs: no answer from the caller's side, call dropped"
+                );
                 self.end_call(owner, now);
             }
         }
@@ -1196,8 +1284,10 @@ impl RgsUa {
             .legs
             .iter()
             .filter(|(_, l)| {
-                matches!(l.state, LegState::Inviting | LegState::Ringing | LegState::Cancelling)
-                    && l.alert_until <= now
+                matches!(
+                    l.state,
+                    LegState::Inviting | LegState::Ringing | LegState::Cancelling
+                ) && l.alert_until <= now
             })
             .map(|(&id, l)| (id, l.state))
             .collect();
@@ -1237,8 +1327,11 @@ impl RgsUa {
                     queue, deadline, ..
                 } if deadline.is_some_and(|d| d <= now) => {
                     debug!(call = id, %queue, "rgs: queue timeout");
-                    let legs: Vec<LegId> =
-                        self.calls.get(&id).map(|c| c.legs.clone()).unwrap_or_default();
+                    let legs: Vec<LegId> = self
+                        .calls
+                        .get(&id)
+                        .map(|c| c.legs.clone())
+                        .unwrap_or_default();
                     for l in legs {
                         self.cancel_leg(l, now);
                     }
@@ -1356,14 +1449,18 @@ mod tests {
     }
 
     fn invite(call_id: &str, ruri: &str) -> Bytes {
+        invite_with(call_id, ruri, OFFER)
+    }
+
+    fn invite_with(call_id: &str, ruri: &str, sdp: &str) -> Bytes {
         Bytes::from(format!(
             "INVITE {ruri} SIP/2.0\r\n\
              Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKfe1\r\n\
              Record-Route: <sip:127.0.0.1:5060;lr;cfd=abc>\r\n\
              From: <sip:alice@example.com>;tag=a1\r\nTo: <{ruri}>\r\n\
              Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@127.0.0.1:20000>\r\n\
-             Max-Forwards: 69\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{OFFER}",
-            OFFER.len()
+             Max-Forwards: 69\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
         ))
     }
 
@@ -1402,7 +1499,11 @@ mod tests {
     /// and the outputs after the digit.
     fn to_queue(ua: &mut RgsUa, t: Instant) -> (CallId, Vec<Out>) {
         let fe: SocketAddr = FE.parse().unwrap();
-        ua.on_datagram(invite("c1", "sip:+14255550300@example.com;user=phone"), fe, t);
+        ua.on_datagram(
+            invite("c1", "sip:+14255550300@example.com;user=phone"),
+            fe,
+            t,
+        );
         let outs = ua.take_output();
         let Some(Out::OpenCaller { call, .. }) = outs.first().cloned() else {
             panic!("{outs:?}");
@@ -1460,16 +1561,27 @@ mod tests {
         assert_eq!(inv.method(), Some(&Method::Invite));
         assert_eq!(inv.request_uri(), Some("sip:bob@example.com"));
         assert!(matches!(&outs[0], Out::Send { to, .. } if *to == FE.parse().unwrap()));
-        assert!(std::str::from_utf8(inv.body()).unwrap().contains("m=audio 41000 RTP/AVP 0 101"));
+        assert!(
+            std::str::from_utf8(inv.body())
+                .unwrap()
+                .contains("m=audio 41000 RTP/AVP 0 101")
+        );
         // Ringing, then answered: ACK along the route set, and the bridge.
         ua.on_datagram(respond(&inv, 180, "b1", None), FE.parse().unwrap(), t);
         assert!(ua.take_output().is_empty());
-        ua.on_datagram(respond(&inv, 200, "b1", Some(ANSWER)), FE.parse().unwrap(), t);
+        ua.on_datagram(
+            respond(&inv, 200, "b1", Some(ANSWER)),
+            FE.parse().unwrap(),
+            t,
+        );
         let outs = ua.take_output();
         let ack = sent(&outs).remove(0);
         assert_eq!(ack.method(), Some(&Method::Ack));
         assert_eq!(ack.request_uri(), Some("sip:bob@127.0.0.1:30000"));
-        assert_eq!(ack.header(HeaderName::Route), Some("<sip:127.0.0.1:5060;lr;cfd=xyz>"));
+        assert_eq!(
+            ack.header(HeaderName::Route),
+            Some("<sip:127.0.0.1:5060;lr;cfd=xyz>")
+        );
         assert!(outs.contains(&Out::Bridge {
             call,
             leg,
@@ -1506,8 +1618,10 @@ mod tests {
         let outs = ua.take_output();
         assert_eq!(sent(&outs)[0].method(), Some(&Method::Ack));
         assert!(outs.contains(&Out::CloseLeg { leg }));
-        let Some(Out::OpenLeg { leg: next, .. }) =
-            outs.iter().find(|o| matches!(o, Out::OpenLeg { .. })).cloned()
+        let Some(Out::OpenLeg { leg: next, .. }) = outs
+            .iter()
+            .find(|o| matches!(o, Out::OpenLeg { .. }))
+            .cloned()
         else {
             panic!("{outs:?}");
         };
@@ -1535,9 +1649,16 @@ mod tests {
         ua.leg_ready(leg, "127.0.0.1:41000".parse().unwrap(), t);
         let inv = sent(&ua.take_output()).remove(0);
         assert_eq!(inv.request_uri(), Some("sip:carol@example.com"));
-        ua.on_datagram(respond(&inv, 200, "c9", Some(ANSWER)), FE.parse().unwrap(), t);
+        ua.on_datagram(
+            respond(&inv, 200, "c9", Some(ANSWER)),
+            FE.parse().unwrap(),
+            t,
+        );
         let outs = ua.take_output();
-        assert!(outs.iter().any(|o| matches!(o, Out::Bridge { call: c, .. } if *c == call)));
+        assert!(
+            outs.iter()
+                .any(|o| matches!(o, Out::Bridge { call: c, .. } if *c == call))
+        );
     }
 
     #[test]
@@ -1547,10 +1668,8 @@ mod tests {
         let fe: SocketAddr = FE.parse().unwrap();
         ua.on_datagram(invite("x1", "sip:nobody@example.com"), fe, t);
         assert_eq!(sent(&ua.take_output())[0].status(), Some(404));
-        let bad = String::from_utf8(invite("x2", "sip:help@example.com").to_vec())
-            .unwrap()
-            .replace("RTP/AVP 0 8 101", "RTP/AVP 96");
-        ua.on_datagram(Bytes::from(bad), fe, t);
+        let opus = OFFER.replace("RTP/AVP 0 8 101", "RTP/AVP 96");
+        ua.on_datagram(invite_with("x2", "sip:help@example.com", &opus), fe, t);
         assert_eq!(sent(&ua.take_output())[0].status(), Some(488));
         ua.on_datagram(Bytes::from_static(b"\x00garbage"), fe, t);
         assert!(ua.take_output().is_empty());

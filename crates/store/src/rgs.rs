@@ -35,7 +35,11 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?
         {
-            objects.push((row.try_get("kind")?, row.try_get("name")?, row.try_get("body")?));
+            objects.push((
+                row.try_get("kind")?,
+                row.try_get("name")?,
+                row.try_get("body")?,
+            ));
         }
         let mut signins = Vec::new();
         for row in sqlx::query(
