@@ -122,10 +122,8 @@ fn spawn_caller_reader(
                 continue;
             };
             let is_event = Some(p.payload_type) == event_pt;
-            if is_event {
-                if let Some(d) = dtmf.on_event(p.timestamp, p.payload) {
-                    let _ = digits.send((call, d));
-                }
+            if is_event && let Some(d) = dtmf.on_event(p.timestamp, p.payload) {
+                let _ = digits.send((call, d));
             }
             if let Some(r) = relay_target(&relay) {
                 let _ = r.out.try_send_to(&buf[..len], r.to);
@@ -170,11 +168,11 @@ struct Runtime {
 
 impl Runtime {
     fn stop_stream(&mut self, call: CallId) {
-        if let Some(m) = self.callers.get_mut(&call) {
-            if let Some(tag) = m.stream.take() {
-                self.node.stop(tag);
-                self.by_stream.remove(&tag);
-            }
+        if let Some(m) = self.callers.get_mut(&call)
+            && let Some(tag) = m.stream.take()
+        {
+            self.node.stop(tag);
+            self.by_stream.remove(&tag);
         }
     }
 
@@ -363,14 +361,13 @@ pub async fn start(
                     rt.prompts.clear();
                 }
                 Some(tag) = done_rx.recv() => {
-                    if let Some(call) = rt.by_stream.remove(&tag) {
-                        if let Some(m) = rt.callers.get_mut(&call) {
-                            if m.stream == Some(tag) {
-                                m.stream = None;
-                                ua.set_wall_clock(wall_ms());
-                                ua.played(call, Instant::now());
-                            }
-                        }
+                    if let Some(call) = rt.by_stream.remove(&tag)
+                        && let Some(m) = rt.callers.get_mut(&call)
+                        && m.stream == Some(tag)
+                    {
+                        m.stream = None;
+                        ua.set_wall_clock(wall_ms());
+                        ua.played(call, Instant::now());
                     }
                 }
                 Some((call, d)) = digits_rx.recv() => {
