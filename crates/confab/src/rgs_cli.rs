@@ -52,6 +52,8 @@ pub enum RgsCommand {
     },
 }
 
+// Parsed once per command line: the size of `Add` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum WorkflowCommand {
     /// A workflow. PROMPT: tones:FREQ[+FREQ]:MS,... or file:PATH (WAV). ACTION:

@@ -309,7 +309,7 @@ impl Workflow {
         if self.hours.is_empty() {
             return true;
         }
-        let day = u8::try_from(local.weekday().number_days_from_monday()).unwrap_or(0);
+        let day = local.weekday().number_days_from_monday();
         let minute = u16::from(local.hour()) * 60 + u16::from(local.minute());
         self.hours
             .iter()
