@@ -64,6 +64,8 @@ pub enum Command {
     Pool(crate::pool_cli::PoolArgs),
     /// Monitoring reports: call detail records
     Report(crate::report_cli::ReportArgs),
+    /// Response Groups: workflows, queues, agent groups, agents signing in
+    Rgs(crate::rgs_cli::RgsArgs),
 }
 
 #[derive(Args)]
@@ -336,6 +338,7 @@ impl Cli {
             Command::Pool(p) => o.database = p.database.clone(),
             Command::Voice(v) => o.database = v.database.clone(),
             Command::Report(r) => o.database = r.database.clone(),
+            Command::Rgs(r) => o.database = r.database.clone(),
             _ => {}
         }
         o

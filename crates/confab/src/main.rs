@@ -28,6 +28,8 @@ mod pool_presence;
 mod pool_serve;
 mod pools_serve;
 mod report_cli;
+mod rgs_cli;
+mod rgs_serve;
 mod roles;
 mod serve;
 mod stages;
@@ -81,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Pool(args) => pool_cli::run(&cfg, args).await,
             Command::Voice(args) => voice_cli::run(&cfg, args).await,
             Command::Report(args) => report_cli::run(&cfg, args).await,
+            Command::Rgs(args) => rgs_cli::run(&cfg, args).await,
             Command::Topology(args) => cmd_topology::run(args, &cfg.data_dir).await,
             Command::Prereq(args) => cmd_prereq::run(args, &cfg.data_dir).await,
             Command::Bootstrap(args) => cmd_bootstrap::run(args, &cfg.data_dir).await,

@@ -6,7 +6,7 @@
 //! (via `confab-transport` and `confab-web`), the timers, the store poller, and
 //! one task that feeds the `Core` and delivers what it produces.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -598,6 +598,24 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         conn: None,
     });
     core_cfg.trusted_peers.push(park.addr);
+    // The Response Group service: workflow calls (crate::rgs_serve).
+    let fe_udp = match transports.udp_addr() {
+        a if a.ip().is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), a.port()),
+        a => a,
+    };
+    let (rgs, workflows) =
+        crate::rgs_serve::start(&cfg, &store, &url, fe_udp, rtp_ip, stop_rx.clone())
+            .await
+            .context("starting the response group service")?;
+    core_cfg.rgs = Some(confab_frontend::RgsRoute {
+        dest: confab_frontend::Dest {
+            transport: confab_frontend::Transport::Udp,
+            addr: rgs.addr,
+            conn: None,
+        },
+        router: workflows,
+    });
+    core_cfg.trusted_peers.push(rgs.addr);
 
     let advertised_host = core_cfg.advertise.host.clone();
     let mut seed = [0u8; 32];

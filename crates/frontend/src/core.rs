@@ -83,6 +83,9 @@ pub struct CoreConfig {
     /// Where the Call Park service listens: calls to orbit numbers go there
     /// (see `crate::voice_app::to_park`); `None`: routed like any number.
     pub park_service: Option<Dest>,
+    /// The Response Group service and its workflows' addresses (see
+    /// `crate::rgs_app`); `None`: no workflows.
+    pub rgs: Option<crate::rgs_app::RgsRoute>,
 }
 
 impl CoreConfig {
@@ -115,6 +118,7 @@ impl CoreConfig {
             app_routes: Vec::new(),
             announcement_service: None,
             park_service: None,
+            rgs: None,
             chat_provisioning: None,
             app_router: None,
         }
@@ -498,6 +502,13 @@ impl Core {
         ruri: &Uri<'_>,
         pop_routes: usize,
     ) -> bool {
+        // Response Groups hook: a workflow's number is the service's (crate::rgs_app).
+        if let Some(user) = ruri.user_unescaped() {
+            let aor = format!("{}@{}", user.to_lowercase(), ruri.host.to_ascii_lowercase());
+            if crate::rgs_app::claims(self.cfg.rgs.as_ref(), &aor) {
+                return false;
+            }
+        }
         let from = msg.from().parsed_uri().ok();
         let req = crate::voice_app::Request {
             msg,
@@ -878,6 +889,21 @@ impl Core {
                     &app_target,
                     identity.as_deref(),
                 );
+                self.apply_verdict(&key, &msg, src, verdict, our_routes);
+                return;
+            }
+        }
+        // Response Groups hook: a workflow's SIP URI or number (crate::rgs_app).
+        if let (true, true, Some(route)) =
+            (for_us, identity.is_some() || trusted, self.cfg.rgs.clone())
+        {
+            let aor = format!(
+                "{}@{}",
+                ruri.user_unescaped().unwrap_or_default().to_lowercase(),
+                self.cfg.domain
+            );
+            if route.router.serves(&aor) {
+                let verdict = crate::rgs_app::decide(&route, &msg, identity.as_deref());
                 self.apply_verdict(&key, &msg, src, verdict, our_routes);
                 return;
             }

@@ -18,12 +18,14 @@ mod pool_presence;
 mod presence_agent;
 mod proxy;
 pub mod registrar;
+pub mod rgs_app;
 pub mod types;
 mod verdict;
 mod voice_app;
 
 pub use crate::apps::{AppRoute, AppRouter, ChatProvisioning};
 pub use crate::core::{Advertise, Core, CoreConfig};
+pub use crate::rgs_app::{RgsRoute, WorkflowRouter};
 pub use directory::{Directory, DirectoryChange, UserEntry};
 pub use home::{HomeRoute, HomeRouter, SharedHomeRouter};
 pub use lync::StoreRequest;

@@ -23,6 +23,7 @@ mod homes;
 mod monitoring;
 mod pool;
 mod pool_presence;
+mod rgs;
 mod users;
 mod voice;
 
@@ -82,6 +83,8 @@ pub enum StoreError {
     Chat(String),
     #[error("{0}")]
     Voice(String),
+    #[error("{0}")]
+    Rgs(String),
     #[error("unsupported database URL: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl,
     #[error("database path {0:?} is not valid UTF-8")]
