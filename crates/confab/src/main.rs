@@ -21,6 +21,7 @@ mod control_panel;
 mod database;
 mod lazy_lists;
 mod mediation_serve;
+mod monitoring;
 mod pool_cli;
 mod pool_presence;
 mod pool_serve;
