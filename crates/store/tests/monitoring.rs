@@ -74,7 +74,10 @@ async fn internal_calls_listed(store: Store) {
         attempts: String::new(),
         relayed_packets: -1,
     };
-    store.record_calls(&[call.clone()]).await.unwrap();
+    store
+        .record_calls(std::slice::from_ref(&call))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .call_details(Some("bob@example.com"), 0, 10)
