@@ -24,6 +24,7 @@
 //!   tests that need to restart or provision the server skip themselves).
 
 pub mod digest;
+pub mod monitoring;
 pub mod pg;
 pub mod ports;
 pub mod server;

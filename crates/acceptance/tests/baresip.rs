@@ -1,10 +1,14 @@
 //! Two real baresip UAs (alice, bob) against confab: digest REGISTER, MESSAGE, a call
 //! with auto-answer, RTP both ways, hang-up. Driven by
 //! tests/clients/baresip/run_baresip.py (its last line is `N passed, M failed`).
+//! Then Lync's Monitoring reports: `confab report calls` lists the call as an
+//! internal call from alice to bob, answered and ended, and `confab report ims`
+//! the IM session of alice's MESSAGE.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use confab_acceptance::monitoring::{report, wait_report};
 use confab_acceptance::{
     ConfabServer, Error, Result, ServerOptions, free_port, free_port_pair, run_bounded, tail,
     tests_dir, tools_required,
@@ -86,8 +90,61 @@ fn baresip(transport: &str) -> Result<()> {
             "{passed} passed, {failed} failed (want {ALL_CHECKS} passed, 0 failed)"
         )),
         Some(_) if !out.status.success() => fail(format!("script exit {}", out.status)),
-        Some(_) => Ok(()),
+        Some(_) => monitoring_records(&server),
     }
+}
+
+/// The call and the IM of the script, as `confab report` lists them.
+fn monitoring_records(server: &ConfabServer) -> Result<()> {
+    let wait = Duration::from_secs(10);
+    let alice = "alice@example.com";
+    let bob = "bob@example.com";
+    let calls = wait_report(
+        server,
+        "calls",
+        &["--user", bob],
+        wait,
+        "the internal call alice -> bob",
+        |rows| {
+            rows.iter().any(|r| {
+                r["direction"] == "internal"
+                    && r["caller"] == alice
+                    && r["callee"] == bob
+                    && r["outcome"] == "answered"
+                    && !r["answered"].is_empty()
+            })
+        },
+    )?;
+    if calls.len() != 1 {
+        return Err(Error(format!("one call was made, report lists {calls:#?}")));
+    }
+    let ims = wait_report(
+        server,
+        "ims",
+        &["--user", alice],
+        wait,
+        "the IM session alice -> bob",
+        |rows| {
+            rows.iter().any(|r| {
+                r["kind"] == "pager"
+                    && r["from"] == alice
+                    && r["to"] == bob
+                    && r["messages"].parse::<u32>().is_ok_and(|n| n >= 1)
+            })
+        },
+    )?;
+    if ims.len() != 1 {
+        return Err(Error(format!("one IM session, report lists {ims:#?}")));
+    }
+    // Filters: nothing for another user, nothing in the future.
+    let other = report(server, "calls", &["--user", "carol@example.com"])?;
+    let later = report(server, "ims", &["--since", "2999-01-01"])?;
+    if !other.is_empty() || !later.is_empty() {
+        return Err(Error(format!(
+            "filtered reports not empty: {other:?} {later:?}"
+        )));
+    }
+    Ok(())
 }
 
 #[test]

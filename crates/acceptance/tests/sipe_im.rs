@@ -6,9 +6,12 @@
 //! sender's IRC client sends CTCP TYPING, SIPE sends INFO KeyboardActivity in the
 //! IM dialog, the receiver's IRC client gets CTCP TYPING). Driven by
 //! tests/clients/sipe/run_sipe.py `--user2 ... --contacts add --typing`.
+//! Lync's Monitoring: `confab report ims` lists the INVITE-based IM session(s)
+//! between the two, with the IMs of both ways counted.
 
 use std::time::Duration;
 
+use confab_acceptance::monitoring::{Row, wait_report};
 use confab_acceptance::sipe::{SIPE_TOOLS, SipeCmd};
 use confab_acceptance::{ConfabServer, Result, ServerOptions, tools_required};
 
@@ -60,7 +63,28 @@ fn contacts_presence_im_typing(transport: &str) -> Result<()> {
         ],
         &server,
     )?;
-    out.require_signed()
+    out.require_signed()?;
+    // Monitoring: the IMs went through INVITE-based sessions (SIPE), listed with
+    // both ways' messages.
+    let pair = |r: &Row| {
+        (r["from"] == ALICE.0 && r["to"] == BOB.0) || (r["from"] == BOB.0 && r["to"] == ALICE.0)
+    };
+    wait_report(
+        &server,
+        "ims",
+        &["--user", BOB.0],
+        Duration::from_secs(10),
+        "an IM session of alice and bob with both IMs",
+        |rows| {
+            let messages: u32 = rows
+                .iter()
+                .filter(|r| pair(r))
+                .filter_map(|r| r["messages"].parse::<u32>().ok())
+                .sum();
+            rows.iter().any(|r| pair(r) && r["kind"] == "session") && messages >= 2
+        },
+    )?;
+    Ok(())
 }
 
 #[test]

@@ -76,6 +76,47 @@ pub struct ServeConfig {
     pub director: DirectorServeConfig,
     pub web: WebConfig,
     pub mediation: MediationServeConfig,
+    pub monitoring: MonitoringConfig,
+}
+
+/// Monitoring (`[monitoring]`, Lync's Monitoring role): records of calls between
+/// users and of IM sessions, written in batches off the signalling path
+/// (crate::monitoring). Calls through the Mediation role are recorded by it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitoringConfig {
+    /// Record internal calls and IM sessions.
+    pub enabled: bool,
+    /// The monitoring database (default: the server's own); set from the
+    /// topology's pool `monitoring_store`.
+    pub database: Option<String>,
+    /// Pager-mode messages between two users further apart than this start a new
+    /// IM session.
+    pub im_idle_secs: u64,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            enabled: true,
+            database: None,
+            im_idle_secs: 300,
+        }
+    }
+}
+
+impl fmt::Debug for MonitoringConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitoringConfig")
+            .field("enabled", &self.enabled)
+            // A database URL may carry a password.
+            .field(
+                "database",
+                &self.database.as_deref().map(confab_store::redact_url),
+            )
+            .field("im_idle_secs", &self.im_idle_secs)
+            .finish()
+    }
 }
 
 /// The Mediation role collocated with this front end (`[mediation]`): the
@@ -515,6 +556,7 @@ impl Default for ServeConfig {
             director: DirectorServeConfig::default(),
             web: WebConfig::default(),
             mediation: MediationServeConfig::default(),
+            monitoring: MonitoringConfig::default(),
         }
     }
 }
@@ -546,6 +588,7 @@ impl fmt::Debug for ServeConfig {
             .field("director", &self.director)
             .field("web", &self.web)
             .field("mediation", &self.mediation)
+            .field("monitoring", &self.monitoring)
             .finish()
     }
 }

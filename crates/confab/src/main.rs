@@ -23,6 +23,7 @@ mod lazy_lists;
 mod mediation_serve;
 mod park;
 mod park_cli;
+mod monitoring;
 mod pool_cli;
 mod pool_presence;
 mod pool_serve;

@@ -1,11 +1,14 @@
-//! `confab report calls [--user U] [--since DATE] [--csv]`: the call detail
-//! records the Mediation server wrote (Lync's Monitoring reports), as a table or CSV.
+//! `confab report calls|ims [--user U] [--since DATE] [--csv]`: the call detail
+//! records (calls through the Mediation server, calls between users) and the IM
+//! sessions the monitoring writers recorded (Lync's Monitoring reports), as a table
+//! or CSV, from the monitoring store (the topology's `monitoring_store`, else the
+//! server's database; `--database` names one).
 
 use std::io::Write;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use confab_store::CallDetail;
+use confab_store::{CallDetail, ImSession, Store};
 
 use crate::config::ServeConfig;
 
@@ -22,7 +25,8 @@ pub struct ReportArgs {
 
 #[derive(Subcommand)]
 pub enum ReportCommand {
-    /// Calls through the Mediation role (outbound to and inbound from the PSTN)
+    /// Calls: between users (internal), and through the Mediation role (outbound
+    /// to and inbound from the PSTN)
     Calls {
         /// Only calls this user made or received (alice@example.com)
         #[arg(long, value_name = "USER")]
@@ -38,6 +42,109 @@ pub enum ReportCommand {
         #[arg(long, default_value_t = 10_000)]
         limit: u32,
     },
+    /// IM sessions between users (pager-mode MESSAGEs and INVITE-based sessions)
+    Ims {
+        /// Only sessions this user took part in (alice@example.com)
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        /// Only sessions started at or after this UTC date (YYYY-MM-DD or
+        /// YYYY-MM-DDTHH:MM:SS)
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// CSV instead of a table
+        #[arg(long)]
+        csv: bool,
+        /// At most this many sessions
+        #[arg(long, default_value_t = 10_000)]
+        limit: u32,
+    },
+}
+
+/// `--user` checked and normalized; `--since` as epoch ms.
+fn filters(user: Option<String>, since: Option<&str>) -> anyhow::Result<(Option<String>, i64)> {
+    let since = match since {
+        Some(s) => parse_date(s)?,
+        None => 0,
+    };
+    if let Some(u) = &user
+        && (!u.contains('@') || u.contains(char::is_whitespace))
+    {
+        bail!("bad user {u:?}: want an address such as alice@example.com");
+    }
+    Ok((
+        user.map(|u| u.trim_start_matches("sip:").to_lowercase()),
+        since,
+    ))
+}
+
+/// The monitoring store: `--database` when given, else the topology's
+/// `monitoring_store` when this machine's topology names one, else the server's
+/// database.
+async fn monitoring_store(cfg: &ServeConfig, explicit: bool) -> anyhow::Result<Store> {
+    if !explicit && let Ok(t) = crate::roles::apply_topology(cfg.clone()) {
+        if let Some(url) = &t.monitoring.database {
+            return Store::open(url).await.with_context(|| {
+                format!(
+                    "opening the monitoring database {}",
+                    confab_store::redact_url(url)
+                )
+            });
+        }
+        return crate::database::open_store(&t).await;
+    }
+    crate::database::open_store(cfg).await
+}
+
+fn im_state(s: &ImSession) -> String {
+    if s.active {
+        "active".to_owned()
+    } else if (200..300).contains(&s.code) {
+        "ended".to_owned()
+    } else {
+        format!("failed {}", s.code)
+    }
+}
+
+fn print_ims(sessions: &[ImSession], csv: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if csv {
+        writeln!(out, "started,ended,kind,from,to,messages,code,state")?;
+        for s in sessions {
+            let fields = [
+                format_ts(s.started),
+                format_ts(s.ended),
+                s.kind.clone(),
+                s.from_user.clone(),
+                s.to_user.clone(),
+                s.messages.to_string(),
+                s.code.to_string(),
+                im_state(s),
+            ];
+            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            writeln!(out, "{}", line.join(","))?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:<20}  {:<7}  {:<24}  {:<24}  {:>8}  {:>8}  STATE",
+            "STARTED", "KIND", "FROM", "TO", "MESSAGES", "SECONDS"
+        )?;
+        for s in sessions {
+            writeln!(
+                out,
+                "{:<20}  {:<7}  {:<24}  {:<24}  {:>8}  {:>8.1}  {}",
+                format_ts(s.started),
+                s.kind,
+                s.from_user,
+                s.to_user,
+                s.messages,
+                (s.ended - s.started) as f64 / 1000.0,
+                im_state(s)
+            )?;
+        }
+        writeln!(out, "{} IM session(s)", sessions.len())?;
+    }
+    Ok(())
 }
 
 /// Days since 1970-01-01 of a civil date (proleptic Gregorian).
@@ -137,24 +244,30 @@ fn csv_field(s: &str) -> String {
 }
 
 pub async fn run(cfg: &ServeConfig, args: ReportArgs) -> anyhow::Result<()> {
+    let explicit = args.database.is_some();
     match args.command {
+        ReportCommand::Ims {
+            user,
+            since,
+            csv,
+            limit,
+        } => {
+            let (user, since) = filters(user, since.as_deref())?;
+            let store = monitoring_store(cfg, explicit).await?;
+            let sessions = store
+                .im_sessions(user.as_deref(), since, limit)
+                .await
+                .context("reading the IM sessions")?;
+            print_ims(&sessions, csv)
+        }
         ReportCommand::Calls {
             user,
             since,
             csv,
             limit,
         } => {
-            let since = match since.as_deref() {
-                Some(s) => parse_date(s)?,
-                None => 0,
-            };
-            if let Some(u) = &user
-                && (!u.contains('@') || u.contains(char::is_whitespace))
-            {
-                bail!("bad user {u:?}: want an address such as alice@example.com");
-            }
-            let user = user.map(|u| u.trim_start_matches("sip:").to_lowercase());
-            let store = crate::database::open_store(cfg).await?;
+            let (user, since) = filters(user, since.as_deref())?;
+            let store = monitoring_store(cfg, explicit).await?;
             let calls = store
                 .call_details(user.as_deref(), since, limit)
                 .await

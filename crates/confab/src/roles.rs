@@ -245,6 +245,33 @@ fn apply_with_host(
         }
     }
 
+    // Monitoring: the pool's `monitoring_store` (call records, IM sessions).
+    if local.roles.contains(&Role::FrontEnd)
+        && cfg.monitoring.database.is_none()
+        && let Some(name) = machine.pool.monitoring_store.as_ref()
+        && let Some(store) = topology.store(name.get_ref())
+    {
+        let url = match store.location() {
+            Some(StoreLocation::Postgres(url)) => Some(url),
+            Some(StoreLocation::Sqlite(path)) => {
+                let path = confab_topology::model::resolve(&cfg.data_dir, &path);
+                Some(
+                    confab_store::sqlite_url(&path)
+                        .map_err(|e| anyhow::anyhow!("monitoring store {:?}: {e}", store.name()))?,
+                )
+            }
+            _ => None,
+        };
+        if let Some(url) = url {
+            set.push(format!(
+                "monitoring.database={} (store {:?})",
+                confab_store::redact_url(&url),
+                store.name()
+            ));
+            cfg.monitoring.database = Some(url);
+        }
+    }
+
     // Domain: the default SIP domain.
     if let Some(domain) = topology.sip_domains().first() {
         let domain = domain.trim().to_ascii_lowercase();

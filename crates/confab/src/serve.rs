@@ -617,6 +617,30 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     });
     core_cfg.trusted_peers.push(rgs.addr);
 
+    // Monitoring: internal calls and IM sessions (crate::monitoring).
+    // The monitoring store: the topology's, else this server's database. The
+    // Mediation role's call records go there too.
+    let monitoring_store = match &cfg.monitoring.database {
+        Some(murl) => Store::open(murl).await.with_context(|| {
+            format!(
+                "opening the monitoring database {}",
+                confab_store::redact_url(murl)
+            )
+        })?,
+        None => store.clone(),
+    };
+    let monitoring = if cfg.monitoring.enabled {
+        let (sink, task) = crate::monitoring::start(
+            monitoring_store.clone(),
+            Duration::from_secs(cfg.monitoring.im_idle_secs),
+            stop_rx.clone(),
+        );
+        core_cfg.monitor = Some(sink as Arc<dyn confab_frontend::MonitorSink>);
+        Some(task)
+    } else {
+        None
+    };
+
     let advertised_host = core_cfg.advertise.host.clone();
     let mut seed = [0u8; 32];
     rand::rng().fill_bytes(&mut seed);
@@ -666,7 +690,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             let (tx, tasks) = crate::mediation_serve::start(
                 bound,
                 &cfg,
-                store.clone(),
+                monitoring_store.clone(),
                 metrics.clone(),
                 transports.udp_addr(),
                 voice.clone(),
@@ -901,6 +925,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     for t in mediation_tasks {
         t.abort();
         let _ = t.await;
+    }
+    if let Some(task) = monitoring {
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     if let Some(chat) = chat {
         let _ = tokio::time::timeout(Duration::from_secs(10), chat.task).await;

@@ -86,6 +86,9 @@ pub struct CoreConfig {
     /// The Response Group service and its workflows' addresses (see
     /// `crate::rgs_app`); `None`: no workflows.
     pub rgs: Option<crate::rgs_app::RgsRoute>,
+    /// Monitoring (call records, IM sessions): where calls and IM between users
+    /// are reported, see `crate::monitor`; `None`: not recorded.
+    pub monitor: Option<Arc<dyn crate::monitor::MonitorSink>>,
 }
 
 impl CoreConfig {
@@ -119,6 +122,7 @@ impl CoreConfig {
             announcement_service: None,
             park_service: None,
             rgs: None,
+            monitor: None,
             chat_provisioning: None,
             app_router: None,
         }
@@ -158,6 +162,8 @@ pub struct Core {
     pub(crate) voice: Arc<confab_voice::VoiceConfig>,
     /// Enterprise pool: presence shared between front ends, see `crate::pool_presence`.
     pub(crate) share: crate::pool_presence::PresenceShare,
+    /// Monitoring of calls and IM between users, see `crate::monitor`.
+    monitor: Option<crate::monitor::Recorder>,
 }
 
 impl Core {
@@ -194,6 +200,10 @@ impl Core {
             home: None,
             share: Default::default(),
             voice: Arc::default(),
+            monitor: cfg
+                .monitor
+                .clone()
+                .map(|sink| crate::monitor::Recorder::new(sink, &cfg.domain)),
             cfg,
         }
     }
@@ -608,12 +618,26 @@ impl Core {
         if !self.lync_check_incoming(&msg, &src) {
             return;
         }
+        // Monitoring hook: calls and IM between users (crate::monitor).
+        let watched = self.monitor.as_ref().and_then(|m| {
+            let cx = crate::monitor::Context {
+                domain: &self.cfg.domain,
+                host: &self.cfg.advertise.host,
+                trusted: &|| self.guard.is_trusted(src.addr),
+                is_user: &|u| self.directory.get(u).is_some_and(|e| e.enabled),
+            };
+            m.observe(&msg, src.addr, wall_ms, &cx)
+        });
+        let mark = self.out.len();
         if msg.is_request() {
             Metrics::inc(&self.metrics.sip_requests_received_total);
             self.on_request(msg, src);
         } else {
             Metrics::inc(&self.metrics.sip_responses_received_total);
             self.on_response(msg);
+        }
+        if let (Some(m), Some(w)) = (&self.monitor, watched) {
+            m.finish(w, self.out.get(mark..).unwrap_or_default());
         }
         self.update_gauges();
     }

@@ -48,7 +48,7 @@ pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;
 pub use contacts::{Contact, ContactGroup, ContactList, OTHER_CONTACTS_GROUP};
 pub use homes::{HomeEvent, KIND_DIRECTOR, KIND_FRONT_END};
-pub use monitoring::CallDetail;
+pub use monitoring::{CallDetail, ImSession};
 pub use pool::{POOL_CHANNEL, PoolEvent, PoolMember};
 pub use pool_presence::{PRESENCE_CHANNEL, SharedState};
 pub use users::{NewUser, User, UserChange};

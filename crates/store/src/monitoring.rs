@@ -1,5 +1,7 @@
 //! Call detail records (migration 0013, Lync's Monitoring role): written in
-//! batches by the Mediation server's record writer, read by `confab report calls`.
+//! batches by the Mediation server's record writer and the front end's monitoring
+//! writer (internal calls), read by `confab report calls`; IM sessions (migration
+//! 0016), upserted in batches by the monitoring writer, read by `confab report ims`.
 
 use sqlx::Row;
 
@@ -94,6 +96,95 @@ impl Store {
                     code: r.try_get(8)?,
                     attempts: r.try_get(9)?,
                     relayed_packets: r.try_get(10)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One IM conversation between two users. Times are epoch milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImSession {
+    /// Unique per session (the writer's).
+    pub id: String,
+    /// `pager` (MESSAGEs) or `session` (INVITE-based IM session).
+    pub kind: String,
+    /// Who started it.
+    pub from_user: String,
+    pub to_user: String,
+    pub started: i64,
+    /// The last activity while `active`, else the end.
+    pub ended: i64,
+    pub messages: i64,
+    /// The final answer to the session's INVITE (200 for pager sessions).
+    pub code: i64,
+    /// Still going on.
+    pub active: bool,
+}
+
+impl Store {
+    /// Writes (inserts or updates by id) a batch of IM sessions in one transaction.
+    pub async fn record_im_sessions(&self, sessions: &[ImSession]) -> Result<()> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for s in sessions {
+            sqlx::query(
+                "INSERT INTO im_sessions (id, kind, from_user, to_user, started, ended, \
+                 messages, code, active) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (id) DO UPDATE SET ended = excluded.ended, \
+                 messages = excluded.messages, code = excluded.code, active = excluded.active",
+            )
+            .bind(&s.id)
+            .bind(&s.kind)
+            .bind(&s.from_user)
+            .bind(&s.to_user)
+            .bind(s.started)
+            .bind(s.ended)
+            .bind(s.messages)
+            .bind(s.code)
+            .bind(i64::from(s.active))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// IM sessions started at or after `since` (epoch ms) in which `user` (lower
+    /// case) took part when given; oldest first, at most `limit`.
+    pub async fn im_sessions(
+        &self,
+        user: Option<&str>,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<ImSession>> {
+        let user = user.map(str::to_lowercase).unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT id, kind, from_user, to_user, started, ended, messages, code, active \
+             FROM im_sessions WHERE started >= $1 \
+             AND ($2 = '' OR from_user = $2 OR to_user = $2) \
+             ORDER BY started, id LIMIT $3",
+        )
+        .bind(since)
+        .bind(&user)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let active: i64 = r.try_get(8)?;
+                Ok(ImSession {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    from_user: r.try_get(2)?,
+                    to_user: r.try_get(3)?,
+                    started: r.try_get(4)?,
+                    ended: r.try_get(5)?,
+                    messages: r.try_get(6)?,
+                    code: r.try_get(7)?,
+                    active: active != 0,
                 })
             })
             .collect()
