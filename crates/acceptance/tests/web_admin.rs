@@ -617,7 +617,10 @@ fn check_admin_voice_chat(server: &ConfabServer, cookie: &str, csrf: &str) -> Re
         "confab voice usage list:\n{usages}"
     );
     let cats = server.cli(&["chat", "category", "list"])?;
-    ensure!(cats.contains("General"), "confab chat category list:\n{cats}");
+    ensure!(
+        cats.contains("General"),
+        "confab chat category list:\n{cats}"
+    );
     let audit = server.cli(&["audit", "list", "--actor", ADMIN])?;
     for needle in [
         "voice.usage.add local",
@@ -642,7 +645,14 @@ fn browser(server: &ConfabServer) -> Result<()> {
     }
     let shots = screenshot_dir();
     // What the voice page builds on (made with the CLI).
-    server.cli(&["voice", "trunk", "add", "gw1", "--gateway", "127.0.0.1:5099"])?;
+    server.cli(&[
+        "voice",
+        "trunk",
+        "add",
+        "gw1",
+        "--gateway",
+        "127.0.0.1:5099",
+    ])?;
     server.cli(&["voice", "dialplan", "add", "global"])?;
     server.cli(&["voice", "policy", "add", "global", "--usages", "local"])?;
     let mut cmd = Command::new("node");

@@ -259,12 +259,16 @@ fn run(server: &ConfabServer, web: &Path, chromium: &str) -> Result<()> {
 fn firefox(server: &ConfabServer, web: &Path, shots: &Path) -> Result<()> {
     let firefox = std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
     if !Path::new(&firefox).exists() {
-        eprintln!("SKIPPED the Firefox part: {firefox} is not installed (apt-get install firefox-esr)");
+        eprintln!(
+            "SKIPPED the Firefox part: {firefox} is not installed (apt-get install firefox-esr)"
+        );
         println!("SKIPPED: Firefox part: no {firefox}");
         return Ok(());
     }
     if !web.join("node_modules").join("puppeteer-core").exists() {
-        eprintln!("SKIPPED the Firefox part: tests/web/node_modules/puppeteer-core is missing (run `npm ci` in tests/web)");
+        eprintln!(
+            "SKIPPED the Firefox part: tests/web/node_modules/puppeteer-core is missing (run `npm ci` in tests/web)"
+        );
         println!("SKIPPED: Firefox part: no puppeteer-core");
         return Ok(());
     }

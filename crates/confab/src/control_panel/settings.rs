@@ -97,8 +97,14 @@ fn words(body: &Bytes, allowed: &[(&str, &[&str])], what: &str) -> Result<Vec<St
             }
         }
     }
-    let group = out.first().map(|s| s.to_ascii_lowercase()).unwrap_or_default();
-    let verb = out.get(1).map(|s| s.to_ascii_lowercase()).unwrap_or_default();
+    let group = out
+        .first()
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    let verb = out
+        .get(1)
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
     let ok = allowed
         .iter()
         .any(|(g, verbs)| *g == group && verbs.contains(&verb.as_str()));
@@ -471,10 +477,38 @@ mod tests {
 
     #[test]
     fn only_changes_are_accepted() {
-        assert!(words(&body(json!({"args": ["route", "add", "r"]})), VOICE_CHANGES, "v").is_ok());
-        assert!(words(&body(json!({"args": ["route", "list"]})), VOICE_CHANGES, "v").is_err());
-        assert!(words(&body(json!({"args": ["test-number", "a", "1"]})), VOICE_CHANGES, "v").is_err());
-        assert!(words(&body(json!({"args": ["export", "--out", "/tmp/x"]})), CHAT_CHANGES, "c").is_err());
+        assert!(
+            words(
+                &body(json!({"args": ["route", "add", "r"]})),
+                VOICE_CHANGES,
+                "v"
+            )
+            .is_ok()
+        );
+        assert!(
+            words(
+                &body(json!({"args": ["route", "list"]})),
+                VOICE_CHANGES,
+                "v"
+            )
+            .is_err()
+        );
+        assert!(
+            words(
+                &body(json!({"args": ["test-number", "a", "1"]})),
+                VOICE_CHANGES,
+                "v"
+            )
+            .is_err()
+        );
+        assert!(
+            words(
+                &body(json!({"args": ["export", "--out", "/tmp/x"]})),
+                CHAT_CHANGES,
+                "c"
+            )
+            .is_err()
+        );
         assert!(
             words(
                 &body(json!({"args": ["announcement", "add", "a", "--audio-file=/etc/passwd"]})),
@@ -483,13 +517,29 @@ mod tests {
             )
             .is_err()
         );
-        assert!(words(&body(json!({"args": ["room", "add", 3]})), CHAT_CHANGES, "c").is_err());
+        assert!(
+            words(
+                &body(json!({"args": ["room", "add", 3]})),
+                CHAT_CHANGES,
+                "c"
+            )
+            .is_err()
+        );
         assert!(words(&body(json!({"args": "room add"})), CHAT_CHANGES, "c").is_err());
     }
 
     #[test]
     fn the_cli_parser_reads_the_words() {
-        let w = ["rule", "add", "global", "four", "--pattern", "(\\d{4})", "--translation", "+1425555$1"];
+        let w = [
+            "rule",
+            "add",
+            "global",
+            "four",
+            "--pattern",
+            "(\\d{4})",
+            "--translation",
+            "+1425555$1",
+        ];
         assert!(VoiceWords::try_parse_from(w).is_ok());
         let e = VoiceWords::try_parse_from(["route", "add", "r"])
             .err()
