@@ -4,7 +4,7 @@
 // with the CLI and checks the CLI's view of the changes afterwards.
 //
 // Environment: CONFAB_URL (https://127.0.0.1:PORT), ADMIN, ADMIN_PW, PLAIN_USER,
-// PLAIN_PW, ADD_USER, ADD_PW, DISABLE_USER, SHOT_DIR, CHROMIUM (optional).
+// PLAIN_PW, ADD_USER, ADD_PW, DISABLE_USER, VOICE_USER, ROOM, SHOT_DIR, CHROMIUM (optional).
 // Prints one line per step; exits non-zero on the first failed expectation.
 
 import { chromium } from "playwright-core";
@@ -126,6 +126,87 @@ try {
   await page.goto(`${base}/admin/topology`);
   await page.waitForFunction(() => document.getElementById("topology").textContent.length > 0);
   await page.screenshot({ path: join(shots, "topology.png"), fullPage: true });
+
+  step("the voice page: the administrator adds a normalization rule and a route");
+  await page.goto(`${base}/admin/voice`);
+  await page.waitForSelector("#plans-table tr[data-name=global]");
+  await page.click("#rule-box summary");
+  await page.fill("#rule-owner", "global");
+  await page.fill("#rule-name", "four-digit");
+  await page.fill("#rule-pattern", "(\\d{4})");
+  await page.fill("#rule-translation", "+1425555$1");
+  await page.click("#rule-submit");
+  await page.waitForSelector("#rules-table tr[data-name=four-digit]");
+  expect((await page.textContent("#notice")).includes("added rule four-digit"), "the CLI's answer is shown");
+  await page.click("#route-box summary");
+  await page.fill("#route-name", "redmond");
+  await page.fill("#route-pattern", "\\+1425\\d{7}");
+  await page.fill("#route-usages", "local");
+  await page.fill("#route-trunks", "gw1");
+  await page.click("#route-submit");
+  await page.waitForSelector("#routes-table tr[data-name=redmond]");
+
+  step("a bad route is refused with the CLI's reason and changes nothing");
+  await page.fill("#route-name", "broken");
+  await page.fill("#route-pattern", "(");
+  await page.fill("#route-usages", "local");
+  await page.fill("#route-trunks", "gw1");
+  await page.click("#route-submit");
+  await page.waitForFunction(() => /nothing was changed/.test(document.getElementById("error").textContent));
+  expect(!(await page.isVisible("#routes-table tr[data-name=broken]")), "the bad route is not listed");
+
+  step("the test-number form explains a call");
+  await page.fill("#test-user", env("VOICE_USER"));
+  await page.fill("#test-dialed", "1234");
+  await page.click("#test-submit");
+  await page.waitForFunction(() => /\+14255551234/.test(document.getElementById("test-result").textContent));
+  expect((await page.textContent("#test-result")).includes("redmond"), "the explanation names the route");
+
+  step("keyboard only: open a form, fill it, submit it");
+  await page.focus("#usage-box summary");
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("Tab");
+  expect(await page.evaluate(() => document.activeElement.id === "usage-name"), "Tab moves from the summary to its first field");
+  await page.keyboard.type("keyboard-usage");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#usages-table tr[data-name=keyboard-usage]");
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll("main input, main select")]
+    .filter((i) => i.type !== "hidden" && i.labels.length === 0).map((i) => i.id || i.name));
+  expect(unlabelled.length === 0, `every field has a label (unlabelled: ${unlabelled.join(", ")})`);
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll("main button")]
+    .filter((b) => !(b.getAttribute("aria-label") || b.textContent.trim())).length);
+  expect(unnamed === 0, `every button has a name (${unnamed} without)`);
+  for (const box of await page.$$("details")) await box.evaluate((d) => { d.open = true; });
+  await page.screenshot({ path: join(shots, "voice.png"), fullPage: true });
+
+  step("the chat page: the administrator adds a room and disables it");
+  await page.goto(`${base}/admin/chat`);
+  await page.waitForSelector("#categories-table tr[data-name=General]");
+  expect(await page.isVisible('a[href="/chat/rooms"]'), "the page links to the chat rooms site");
+  await page.click("#room-box summary");
+  await page.fill("#room-name", env("ROOM"));
+  await page.fill("#room-category", "General");
+  await page.selectOption("#room-privacy", "open");
+  await page.fill("#room-managers", env("VOICE_USER"));
+  await page.click("#room-submit");
+  await page.waitForSelector(`#rooms-table tr[data-name="${env("ROOM")}"]`);
+  await page.click(`button[aria-label="Disable room ${env("ROOM")}"]`);
+  await page.waitForSelector(`#rooms-table tr[data-name="${env("ROOM")}"] .badge.off`);
+  await page.click("#chatpolicy-global-box summary");
+  await page.selectOption("#chatpolicy-global-value", "enable");
+  await page.click("#chatpolicy-global-submit");
+  await page.waitForFunction(() => /is enabled/.test(document.getElementById("chat-global").textContent));
+  await page.screenshot({ path: join(shots, "chat.png"), fullPage: true });
+
+  step("the voice page is readable on a phone");
+  const phoneVoice = await context.newPage();
+  await phoneVoice.setViewportSize({ width: 390, height: 844 });
+  await phoneVoice.goto(`${base}/admin/voice`);
+  await phoneVoice.waitForSelector("#routes-table tr[data-name=redmond]");
+  const voiceOverflow = await phoneVoice.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(voiceOverflow <= 1, `no sideways scrolling of the voice page on a phone (overflow ${voiceOverflow}px)`);
+  await phoneVoice.screenshot({ path: join(shots, "voice-phone.png"), fullPage: true });
+  await phoneVoice.close();
 
   step("the users page is readable on a phone");
   const phone = await context.newPage();

@@ -11,7 +11,10 @@
 //! In headless Chromium (tests/web/control_panel.mjs, playwright-core), when
 //! /usr/bin/chromium and tests/web/node_modules exist (`.ci/run` provides both):
 //! the administrator signs in, adds a user and disables another through the
-//! pages; screenshots go to target/web-screenshots/.
+//! pages; on the voice page adds a normalization rule and a route (then
+//! `confab voice test-number` and `confab voice route list` show them), on the
+//! chat page adds and disables a room; keyboard-only use and phone width are
+//! checked; screenshots go to target/web-screenshots/.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -90,13 +93,18 @@ fn sign_in(server: &ConfabServer, address: &str, password: &str) -> Result<(Stri
     Ok((pair, csrf))
 }
 
-const PAGES: [&str; 4] = [
+const PAGES: [&str; 6] = [
     "/admin/users",
     "/admin/topology",
     "/admin/status",
     "/admin/audit",
+    "/admin/voice",
+    "/admin/chat",
 ];
-const READ_APIS: [&str; 7] = [
+const READ_APIS: [&str; 10] = [
+    "/admin/api/voice",
+    "/admin/api/voice/test?user=bob@example.com&dialed=1234",
+    "/admin/api/chat",
     "/admin/api/session",
     "/admin/api/users",
     "/admin/api/contacts?address=bob@example.com",
@@ -105,7 +113,10 @@ const READ_APIS: [&str; 7] = [
     "/admin/api/audit",
     "/admin/api/no-such-thing",
 ];
-const CHANGE_APIS: [&str; 5] = [
+const CHANGE_APIS: [&str; 8] = [
+    "/admin/api/voice",
+    "/admin/api/voice/user",
+    "/admin/api/chat",
     "/admin/api/users",
     "/admin/api/users/disable",
     "/admin/api/users/enable",
@@ -296,6 +307,43 @@ fn check_https_and_refusals(server: &ConfabServer) -> Result<()> {
         change.status,
         change.body
     );
+    // It reads the voice and chat settings but changes neither.
+    for p in ["/admin/api/voice", "/admin/api/chat"] {
+        let a = https(server, "GET", p, &auth, None)?;
+        ensure!(
+            a.status == 200,
+            "help desk reading {p}: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    for (p, body) in [
+        (
+            "/admin/api/voice",
+            r#"{"args":["usage","add","helpdesk-usage"]}"#,
+        ),
+        (
+            "/admin/api/voice/user",
+            r#"{"address":"carol@example.com","line_uri":"tel:+14255550111"}"#,
+        ),
+        (
+            "/admin/api/chat",
+            r#"{"args":["policy","set","--global","--enable"]}"#,
+        ),
+    ] {
+        let a = https(server, "POST", p, &auth, Some(body))?;
+        ensure!(
+            a.status == 403 && a.body.contains("CsHelpDesk may not"),
+            "help desk POST {p}: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    let usages = server.cli(&["voice", "usage", "list"])?;
+    ensure!(
+        !usages.contains("helpdesk-usage"),
+        "a help desk's voice change was made:\n{usages}"
+    );
     let audit = https(server, "GET", "/admin/api/audit", &auth, None)?;
     ensure!(
         audit.status == 403,
@@ -470,11 +518,120 @@ fn check_admin_changes(server: &ConfabServer) -> Result<()> {
             .any(|l| l.contains("cli:") && l.contains(&format!("user.set-role {HELPDESK}"))),
         "the CLI's role changes are audited too:\n{all}"
     );
+    check_admin_voice_chat(server, &cookie, &csrf)?;
     // Sign-out ends the session.
     let a = https(server, "POST", "/admin/api/signout", &auth, Some("{}"))?;
     ensure!(a.status == 200, "sign-out: {}", a.status);
     let a = https(server, "GET", "/admin/api/session", &auth, None)?;
     ensure!(a.status == 401, "session after sign-out: {}", a.status);
+    Ok(())
+}
+
+/// The voice and chat APIs: a change without the CSRF token is refused; the
+/// CLI's checks and words answer bad input; a change is audited and the CLI
+/// shows it.
+fn check_admin_voice_chat(server: &ConfabServer, cookie: &str, csrf: &str) -> Result<()> {
+    let auth = [("Cookie", cookie), ("X-CSRF-Token", csrf)];
+    let post = |path: &str, body: &str| https(server, "POST", path, &auth, Some(body));
+    let a = https(
+        server,
+        "POST",
+        "/admin/api/voice",
+        &[("Cookie", cookie)],
+        Some(r#"{"args":["usage","add","no-csrf"]}"#),
+    )?;
+    ensure!(
+        a.status == 403 && a.body.contains("CSRF"),
+        "voice change without CSRF token: {} {}",
+        a.status,
+        a.body
+    );
+    for (body, want) in [
+        (r#"{"args":["route","list"]}"#, "not a change"),
+        (
+            r#"{"args":["announcement","add","a","--audio-file","/etc/passwd"]}"#,
+            "audio files",
+        ),
+        (r#"{"args":["route","add","r1"]}"#, "--pattern"),
+        (
+            r#"{"args":["route","add","r1","--pattern=\\+1.*","--usages=nosuch","--trunks=nosuch"]}"#,
+            "nothing was changed",
+        ),
+        (r#"{"args":"usage add x"}"#, "args"),
+    ] {
+        let a = post("/admin/api/voice", body)?;
+        ensure!(
+            a.status == 400 && a.body.contains(want),
+            "voice change {body}: {} {} (want {want:?})",
+            a.status,
+            a.body
+        );
+    }
+    let a = post("/admin/api/voice", r#"{"args":["usage","add","local"]}"#)?;
+    ensure!(
+        a.status == 200 && a.body.contains("added PSTN usage local"),
+        "adding a usage: {} {}",
+        a.status,
+        a.body
+    );
+    let a = post(
+        "/admin/api/voice/user",
+        r#"{"address":"bob@example.com","line_uri":"tel:+14255550100"}"#,
+    )?;
+    ensure!(
+        a.status == 200 && a.body.contains("+14255550100"),
+        "setting bob's line URI: {} {}",
+        a.status,
+        a.body
+    );
+    let a = post(
+        "/admin/api/voice/user",
+        r#"{"address":"bob@example.com","line_uri":"5550100"}"#,
+    )?;
+    ensure!(a.status == 400, "a bad line URI: {} {}", a.status, a.body);
+    let a = post(
+        "/admin/api/chat",
+        r#"{"args":["category","add","General","--creators=nobody@example.com"]}"#,
+    )?;
+    ensure!(
+        a.status == 400 && a.body.contains("unknown user nobody@example.com"),
+        "a category naming an unknown user: {} {}",
+        a.status,
+        a.body
+    );
+    let a = post(
+        "/admin/api/chat",
+        &format!(r#"{{"args":["category","add","General","--creators={ADMIN}"]}}"#),
+    )?;
+    ensure!(
+        a.status == 200 && a.body.contains("added category General"),
+        "adding a category: {} {}",
+        a.status,
+        a.body
+    );
+    let a = post("/admin/api/chat", r#"{"args":["export","--out","x.json"]}"#)?;
+    ensure!(a.status == 400, "chat export from the web: {}", a.status);
+    let usages = server.cli(&["voice", "usage", "list"])?;
+    ensure!(
+        usages.lines().any(|l| l == "local") && !usages.contains("no-csrf"),
+        "confab voice usage list:\n{usages}"
+    );
+    let cats = server.cli(&["chat", "category", "list"])?;
+    ensure!(
+        cats.contains("General"),
+        "confab chat category list:\n{cats}"
+    );
+    let audit = server.cli(&["audit", "list", "--actor", ADMIN])?;
+    for needle in [
+        "voice.usage.add local",
+        "user.set-voice bob@example.com",
+        "chat.category.add General",
+    ] {
+        ensure!(
+            audit.lines().any(|l| l.contains(needle)),
+            "confab audit list must show {needle}:\n{audit}"
+        );
+    }
     Ok(())
 }
 
@@ -487,6 +644,17 @@ fn browser(server: &ConfabServer) -> Result<()> {
         return Ok(());
     }
     let shots = screenshot_dir();
+    // What the voice page builds on (made with the CLI).
+    server.cli(&[
+        "voice",
+        "trunk",
+        "add",
+        "gw1",
+        "--gateway",
+        "127.0.0.1:5099",
+    ])?;
+    server.cli(&["voice", "dialplan", "add", "global"])?;
+    server.cli(&["voice", "policy", "add", "global", "--usages", "local"])?;
     let mut cmd = Command::new("node");
     cmd.arg(web.join("control_panel.mjs"))
         .current_dir(&web)
@@ -498,6 +666,8 @@ fn browser(server: &ConfabServer) -> Result<()> {
         .env("ADD_USER", "dave@example.com")
         .env("ADD_PW", "Dave-pw-1")
         .env("DISABLE_USER", "carol@example.com")
+        .env("VOICE_USER", PLAIN)
+        .env("ROOM", "Lobby")
         .env("SHOT_DIR", &shots)
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::null())
@@ -533,7 +703,53 @@ fn browser(server: &ConfabServer) -> Result<()> {
             "confab audit list must name {ADMIN} for {needle}:\n{audit}"
         );
     }
-    for f in ["signin.png", "users.png", "status.png"] {
+    // The voice page's changes are the CLI's.
+    let test = server.cli(&["voice", "test-number", PLAIN, "1234"])?;
+    for want in [
+        "rule:        four-digit",
+        "normalized:  +14255551234",
+        "gw1 via route redmond",
+    ] {
+        ensure!(
+            test.contains(want),
+            "confab voice test-number lacks {want:?}:\n{test}"
+        );
+    }
+    let routes = server.cli(&["voice", "route", "list"])?;
+    ensure!(
+        routes.contains("redmond") && !routes.contains("broken"),
+        "confab voice route list:\n{routes}"
+    );
+    let rooms = server.cli(&["chat", "room", "show", "Lobby"])?;
+    ensure!(
+        rooms.contains("disabled:    yes") && rooms.contains(PLAIN),
+        "confab chat room show Lobby:\n{rooms}"
+    );
+    let policy = server.cli(&["chat", "policy", "show"])?;
+    ensure!(
+        policy.contains("global: enabled"),
+        "confab chat policy show:\n{policy}"
+    );
+    let audit = server.cli(&["audit", "list", "--actor", ADMIN])?;
+    for needle in [
+        "voice.rule.add global",
+        "voice.route.add redmond",
+        "chat.room.add Lobby",
+        "chat.room.disable Lobby",
+    ] {
+        ensure!(
+            audit.lines().any(|l| l.contains(needle)),
+            "confab audit list must show {needle}:\n{audit}"
+        );
+    }
+    for f in [
+        "signin.png",
+        "users.png",
+        "status.png",
+        "voice.png",
+        "chat.png",
+        "voice-phone.png",
+    ] {
         let p = shots.join(f);
         ensure!(
             std::fs::metadata(&p).is_ok_and(|m| m.len() > 1000),

@@ -17,6 +17,10 @@
 //!   tests/clients/sipe/run_sipe.py, at the same time) finds alice in his
 //!   server-side contact list and sees her Busy.
 //!
+//! Then, with Debian's firefox-esr installed, alice and bob do the same sign-in
+//! and IMs in headless Firefox (tests/web/client_firefox.mjs, puppeteer-core over
+//! WebDriver BiDi).
+//!
 //! Screenshots go to target/web-screenshots/ (client-*.png, referenced from
 //! docs/web-client.md). Skipped (with a SKIPPED line) without /usr/bin/chromium or
 //! tests/web/node_modules (`.ci/run` provides both).
@@ -244,6 +248,61 @@ fn run(server: &ConfabServer, web: &Path, chromium: &str) -> Result<()> {
             p.display()
         );
     }
+    firefox(server, web, &shots)?;
     eprintln!("screenshots in {}", shots.display());
+    Ok(())
+}
+
+/// The same client in headless Firefox (Debian's firefox-esr, puppeteer-core over
+/// WebDriver BiDi, tests/web/client_firefox.mjs): alice and bob sign in, see each
+/// other online and exchange IMs both ways. Skipped without firefox-esr.
+fn firefox(server: &ConfabServer, web: &Path, shots: &Path) -> Result<()> {
+    let firefox = std::env::var("FIREFOX").unwrap_or_else(|_| "/usr/bin/firefox-esr".into());
+    if !Path::new(&firefox).exists() {
+        eprintln!(
+            "SKIPPED the Firefox part: {firefox} is not installed (apt-get install firefox-esr)"
+        );
+        println!("SKIPPED: Firefox part: no {firefox}");
+        return Ok(());
+    }
+    if !web.join("node_modules").join("puppeteer-core").exists() {
+        eprintln!(
+            "SKIPPED the Firefox part: tests/web/node_modules/puppeteer-core is missing (run `npm ci` in tests/web)"
+        );
+        println!("SKIPPED: Firefox part: no puppeteer-core");
+        return Ok(());
+    }
+    let t0 = Instant::now();
+    let mut cmd = Command::new("node");
+    cmd.arg(web.join("client_firefox.mjs"))
+        .current_dir(web)
+        .env("CONFAB_URL", format!("https://{}", server.http_addr()?))
+        .env("ALICE", ALICE)
+        .env("ALICE_PW", ALICE_PW)
+        .env("BOB", BOB)
+        .env("BOB_PW", BOB_PW)
+        .env("SHOT_DIR", shots)
+        .env("FIREFOX", &firefox)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = run_bounded(cmd, Duration::from_secs(120))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "--- tests/web/client_firefox.mjs ({:?}) ---\n{stdout}{stderr}",
+        t0.elapsed()
+    );
+    ensure!(
+        out.status.success() && stdout.contains("RESULT: ok"),
+        "the Firefox test failed ({}):\n{stdout}{stderr}",
+        out.status
+    );
+    let p = shots.join("client-firefox.png");
+    ensure!(
+        std::fs::metadata(&p).is_ok_and(|m| m.len() > 1000),
+        "screenshot {} missing",
+        p.display()
+    );
     Ok(())
 }

@@ -3,11 +3,11 @@
 //! ([`Actor`]), and every user operation as one audited function that both
 //! `confab user ...` and the Control Panel call.
 //!
-//! | role | users: search, view, contacts | users: add, disable, enable, reset password, display name | topology, status | audit log |
-//! |---|---|---|---|---|
-//! | `CsHelpDesk` | yes | no | view | no |
-//! | `CsUserAdministrator` | yes | yes | view | no |
-//! | `CsAdministrator` | yes | yes | view | yes |
+//! | role | users: search, view, contacts | users: add, disable, enable, reset password, display name | topology, status | voice, chat settings | audit log |
+//! |---|---|---|---|---|---|
+//! | `CsHelpDesk` | yes | no | view | view | no |
+//! | `CsUserAdministrator` | yes | yes | view | view | no |
+//! | `CsAdministrator` | yes | yes | view | view, change | yes |
 //!
 //! Roles are granted with `confab user set USER --role ROLE` only (an operator
 //! with shell access): the Control Panel cannot raise anyone's rights.
@@ -39,6 +39,10 @@ pub enum Permission {
     ViewTopology,
     ViewStatus,
     ViewAudit,
+    /// Voice and Persistent Chat settings: view (every role) and change
+    /// (CsAdministrator).
+    ViewVoiceChat,
+    ChangeVoiceChat,
 }
 
 impl Role {
@@ -55,9 +59,12 @@ impl Role {
     /// Whether this role may do `p`.
     pub fn may(self, p: Permission) -> bool {
         match p {
-            Permission::ViewUsers | Permission::ViewTopology | Permission::ViewStatus => true,
+            Permission::ViewUsers
+            | Permission::ViewTopology
+            | Permission::ViewStatus
+            | Permission::ViewVoiceChat => true,
             Permission::ChangeUsers => self >= Role::UserAdministrator,
-            Permission::ViewAudit => self == Role::Administrator,
+            Permission::ViewAudit | Permission::ChangeVoiceChat => self == Role::Administrator,
         }
     }
 }

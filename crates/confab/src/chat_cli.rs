@@ -403,7 +403,22 @@ async fn room_of(store: &Store, name: &str) -> anyhow::Result<(Directory, ChatRo
 }
 
 async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut buf = Vec::new();
+    let result = apply(store, domain, cmd, &mut buf).await;
+    std::io::stdout().write_all(&buf)?;
+    result
+}
+
+/// Runs one `confab chat` command handled here (not status, pool, export, import,
+/// compliance), writing what the CLI prints to `out`: the one code path of the
+/// command line and the Control Panel's chat page.
+pub async fn apply<W: Write + Send>(
+    store: &Store,
+    domain: &str,
+    cmd: ChatCommand,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let out = &mut *out;
     match cmd {
         ChatCommand::Category { command } => match command {
             CategoryCommand::Add { name, opts } => {

@@ -446,6 +446,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         conns.clone(),
         cfg.data_dir.clone(),
         &cfg.web,
+        &cfg.domain,
+        cfg.chat.lease_ms,
     ));
     // Room management pages, where this machine serves (or reads) a chat store.
     let mut extra = control_panel;

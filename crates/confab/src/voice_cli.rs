@@ -300,7 +300,20 @@ fn rules_of<'a>(data: &'a mut VoiceData, owner: &str) -> anyhow::Result<&'a mut 
 }
 
 async fn execute(store: &Store, cmd: VoiceCommand) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut buf = Vec::new();
+    let result = apply(store, cmd, &mut buf).await;
+    std::io::stdout().write_all(&buf)?;
+    result
+}
+
+/// Runs one `confab voice` command, writing what the CLI prints to `out`: the one
+/// code path of the command line and the Control Panel's voice page.
+pub async fn apply<W: Write + Send>(
+    store: &Store,
+    cmd: VoiceCommand,
+    out: &mut W,
+) -> anyhow::Result<()> {
+    let out = &mut *out;
     let (rev, mut data) = store.voice_data().await?;
     let msg: String = match cmd {
         VoiceCommand::TestNumber { user, dialed } => {
@@ -599,13 +612,13 @@ async fn execute(store: &Store, cmd: VoiceCommand) -> anyhow::Result<()> {
             }
         },
         VoiceCommand::Announcement { command } => {
-            match crate::announcement_cli::announcement(&mut data, command, &mut out)? {
+            match crate::announcement_cli::announcement(&mut data, command, out)? {
                 Some(m) => m,
                 None => return Ok(()),
             }
         }
         VoiceCommand::Unassigned { command } => {
-            match crate::announcement_cli::unassigned(&mut data, command, &mut out)? {
+            match crate::announcement_cli::unassigned(&mut data, command, out)? {
                 Some(m) => m,
                 None => return Ok(()),
             }

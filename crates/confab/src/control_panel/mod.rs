@@ -9,7 +9,9 @@
 //!   read again on every request, so `confab user set --no-role` or disabling the
 //!   user ends access at once;
 //! - every change goes through [`crate::admin`] (the CLI's code path) and is
-//!   written to the audit log with the administrator's address and client address.
+//!   written to the audit log with the administrator's address and client address;
+//! - the voice and Persistent Chat pages ([`settings`]) run the `confab voice` and
+//!   `confab chat` commands themselves (CsAdministrator changes, every role reads).
 //!
 //! Every page and API answer except the sign-in page and the static files
 //! requires a session.
@@ -17,6 +19,8 @@
 // Handlers' helpers return the refusal as the finished answer (`Err(Response)`);
 // it is built once per refused request, so its size does not matter.
 #![allow(clippy::result_large_err)]
+
+mod settings;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -56,6 +60,10 @@ pub struct Panel {
     conns: Arc<Connections>,
     data_dir: PathBuf,
     sessions: Sessions,
+    /// Domain of new chat room and category URIs (`confab chat`'s default).
+    domain: String,
+    /// A chat server is live while its heartbeat is younger than this.
+    chat_lease_ms: u64,
 }
 
 impl Panel {
@@ -65,6 +73,8 @@ impl Panel {
         conns: Arc<Connections>,
         data_dir: PathBuf,
         web: &WebConfig,
+        domain: &str,
+        chat_lease_ms: u64,
     ) -> Panel {
         Panel {
             sessions: Sessions::new(store.clone(), "confab_cp", "/admin", web),
@@ -72,6 +82,8 @@ impl Panel {
             metrics,
             conns,
             data_dir,
+            domain: domain.to_owned(),
+            chat_lease_ms,
         }
     }
 }
@@ -88,6 +100,8 @@ pub fn router(panel: Panel) -> Router {
         .route("/admin/topology", get(topology_page))
         .route("/admin/status", get(status_page))
         .route("/admin/audit", get(audit_page))
+        .route("/admin/voice", get(voice_page))
+        .route("/admin/chat", get(chat_page))
         .route("/admin/api/signin", post(api_signin))
         .route("/admin/api/signout", post(api_signout))
         .route("/admin/api/session", get(api_session))
@@ -99,6 +113,16 @@ pub fn router(panel: Panel) -> Router {
         .route("/admin/api/topology", get(api_topology))
         .route("/admin/api/status", get(api_status))
         .route("/admin/api/audit", get(api_audit))
+        .route(
+            "/admin/api/voice",
+            get(settings::api_voice).post(settings::api_voice_change),
+        )
+        .route("/admin/api/voice/test", get(settings::api_voice_test))
+        .route("/admin/api/voice/user", post(settings::api_voice_user))
+        .route(
+            "/admin/api/chat",
+            get(settings::api_chat).post(settings::api_chat_change),
+        )
         .route(
             "/admin/api/{*rest}",
             get(api_unknown).post(api_unknown_post),
@@ -342,6 +366,38 @@ async fn audit_page(
     .await
 }
 
+async fn voice_page(
+    State(p): State<Shared>,
+    ConnectInfo(PeerInfo { peer, .. }): ConnectInfo<PeerInfo>,
+    headers: HeaderMap,
+) -> Response {
+    page(
+        &p,
+        &headers,
+        peer.ip(),
+        Permission::ViewVoiceChat,
+        "voice",
+        "Voice",
+    )
+    .await
+}
+
+async fn chat_page(
+    State(p): State<Shared>,
+    ConnectInfo(PeerInfo { peer, .. }): ConnectInfo<PeerInfo>,
+    headers: HeaderMap,
+) -> Response {
+    page(
+        &p,
+        &headers,
+        peer.ip(),
+        Permission::ViewVoiceChat,
+        "chat",
+        "Persistent Chat",
+    )
+    .await
+}
+
 // ---- API ----
 
 async fn api_signin(
@@ -435,6 +491,7 @@ async fn api_session(
                 "may": {
                     "change_users": a.role.may(Permission::ChangeUsers),
                     "view_audit": a.role.may(Permission::ViewAudit),
+                    "change_voice_chat": a.role.may(Permission::ChangeVoiceChat),
                 },
             }),
         ),

@@ -259,6 +259,324 @@ async function initAudit() {
   }
 }
 
+// ---- voice and Persistent Chat settings ----
+// Changes are the CLI's commands: the page sends the words of `confab voice ...`
+// or `confab chat ...` and the server runs the CLI's own code.
+
+const join = (v) => (v && v.length ? v.join(", ") : "—");
+const csv = (s) => s.split(",").map((x) => x.trim()).filter(Boolean).join(",");
+
+// A table of `rows` with `cols` = [[heading, row => text or Node]].
+function table(caption, cols, rows) {
+  const head = el("tr", {});
+  for (const [h] of cols) head.append(el("th", { scope: "col" }, h));
+  const body = el("tbody", {});
+  if (rows.length === 0) body.append(el("tr", {}, el("td", { colspan: cols.length }, "None.")));
+  for (const r of rows) {
+    const tr = el("tr", { "data-name": r.name || r.scope || r.address || r.server || "" });
+    cols.forEach(([h, f], i) => tr.append(el("td", { "data-label": h, class: i === 0 ? "key" : "" }, f(r) ?? "—")));
+    body.append(tr);
+  }
+  return el("div", { class: "scroll" }, el("table", { class: "cards" }, el("caption", { class: "sr-only" }, caption), el("thead", {}, head), body));
+}
+
+// A form in a <details> box: fields = [{name, label, required, placeholder, options, list, hint, type}];
+// run(values, form) returns true when it worked (the form is then cleared).
+function form(id, title, fields, submit, run) {
+  const f = el("form", { id, class: "grid", novalidate: "" });
+  for (const x of fields) {
+    const fid = `${id}-${x.name}`;
+    f.append(el("label", { for: fid }, x.label + (x.required ? "" : " (optional)")));
+    let input;
+    if (x.options) {
+      input = el("select", { id: fid, name: x.name });
+      for (const o of x.options) input.append(el("option", { value: o }, o));
+    } else {
+      const attrs = { id: fid, name: x.name, type: x.type || "text", autocomplete: "off" };
+      if (x.placeholder) attrs.placeholder = x.placeholder;
+      if (x.required) attrs.required = "";
+      if (x.list) attrs.list = x.list;
+      input = el("input", attrs);
+    }
+    f.append(input);
+    if (x.hint) {
+      input.setAttribute("aria-describedby", fid + "-hint");
+      f.append(el("p", { class: "hint", id: fid + "-hint" }, x.hint));
+    }
+  }
+  f.append(el("button", { type: "submit", id: id + "-submit" }, submit));
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const v = {};
+    for (const x of fields) v[x.name] = f.elements[x.name].value.trim();
+    const missing = fields.find((x) => x.required && !v[x.name]);
+    if (missing) {
+      showError(`Enter the ${missing.label.toLowerCase()}.`);
+      f.elements[missing.name].focus();
+      return;
+    }
+    if (await run(v, f)) {
+      f.reset();
+      f.elements[fields[0].name].focus();
+    }
+  });
+  return el("details", { id: id + "-box" }, el("summary", {}, title), f);
+}
+
+// Runs one CLI command on the server (`area`: voice or chat); shows the CLI's answer.
+async function command(area, args) {
+  showError(""); notice("");
+  try {
+    const r = await api(`/admin/api/${area}`, { args });
+    notice(r.message || "Done.");
+    await settingsReload();
+    return true;
+  } catch (e) {
+    showError(e.message);
+    return false;
+  }
+}
+
+// Adds an --option=value word when the value is given.
+function opt(args, name, value) {
+  if (value !== undefined && value !== "") args.push(`--${name}=${value}`);
+  return args;
+}
+
+function removeButton(area, args, what) {
+  if (!session.may.change_voice_chat) return "";
+  return el("button", { type: "button", class: "secondary", "aria-label": `Remove ${what}`, onclick: () => command(area, args) }, "Remove");
+}
+
+function datalist(id, values) {
+  let d = $(id);
+  if (!d) { d = el("datalist", { id }); document.body.append(d); }
+  d.replaceChildren(...values.map((v) => el("option", { value: v })));
+}
+
+let settingsReload = async () => {};
+
+// A block of a settings page: heading, a table box, and forms when the role may change.
+function block(box, key, title, forms) {
+  const tableBox = el("div", { id: `${key}-table` });
+  box.append(el("section", { "aria-labelledby": `${key}-title` }, el("h2", { id: `${key}-title` }, title), tableBox, ...(session.may.change_voice_chat ? forms : [])));
+  return tableBox;
+}
+
+async function initVoice() {
+  const box = $("voice");
+  $("voice-readonly").hidden = session.may.change_voice_chat;
+  const V = (args) => command("voice", args);
+  const testOut = el("pre", { id: "test-result", "aria-live": "polite", hidden: "" });
+  const testForm = form("test", "Test a number (confab voice test-number)", [
+    { name: "user", label: "Caller (SIP address)", required: true, placeholder: "bob@example.com", type: "email" },
+    { name: "dialed", label: "Dialed number", required: true, placeholder: "5550100" },
+  ], "Test", async (v) => {
+    showError("");
+    try {
+      const r = await api(`/admin/api/voice/test?user=${encodeURIComponent(v.user)}&dialed=${encodeURIComponent(v.dialed)}`);
+      testOut.textContent = r.explanation;
+      testOut.hidden = false;
+    } catch (e) {
+      showError(e.message);
+    }
+    return false;
+  });
+  testForm.open = true;
+  box.append(el("section", { "aria-labelledby": "test-title" }, el("h2", { id: "test-title" }, "Test a number"), testForm, testOut));
+
+  const t = {};
+  t.users = block(box, "lines", "Users' lines", [form("line", "Set a user's line URI, dial plan or voice policy", [
+    { name: "address", label: "User (SIP address)", required: true, type: "email", list: "dl-users" },
+    { name: "line_uri", label: "Line URI", placeholder: "tel:+14255550100", hint: "none clears it; empty keeps it" },
+    { name: "dial_plan", label: "User dial plan", list: "dl-user-plans", hint: "none clears it; empty keeps it" },
+    { name: "voice_policy", label: "User voice policy", list: "dl-user-policies", hint: "none clears it; empty keeps it" },
+  ], "Save", async (v) => {
+    const body = { address: v.address };
+    for (const k of ["line_uri", "dial_plan", "voice_policy"]) if (v[k]) body[k] = v[k];
+    showError(""); notice("");
+    try {
+      const r = await api("/admin/api/voice/user", body);
+      notice(r.message);
+      await settingsReload();
+      return true;
+    } catch (e) {
+      showError(e.message);
+      return false;
+    }
+  })]);
+  t.plans = block(box, "plans", "Dial plans", [form("plan", "Add a dial plan", [
+    { name: "scope", label: "Scope", required: true, placeholder: "global, site:NAME, pool:FQDN or a name" },
+    { name: "description", label: "Description" },
+  ], "Add dial plan", (v) => V(opt(["dialplan", "add", v.scope], "description", v.description)))]);
+  t.rules = block(box, "rules", "Normalization and translation rules", [form("rule", "Add a rule", [
+    { name: "owner", label: "Dial plan or trunk", required: true, list: "dl-owners", placeholder: "global or trunk:NAME" },
+    { name: "name", label: "Rule name", required: true },
+    { name: "pattern", label: "Pattern (regular expression, whole number)", required: true, placeholder: "(\\d{4})" },
+    { name: "translation", label: "Translation ($1..$9: the pattern's groups)", required: true, placeholder: "+1425555$1" },
+    { name: "position", label: "Position (1 = first)", type: "number" },
+  ], "Add rule", (v) => V(opt(["rule", "add", v.owner, v.name, `--pattern=${v.pattern}`, `--translation=${v.translation}`], "position", v.position)))]);
+  t.policies = block(box, "policies", "Voice policies", [form("policy", "Add a voice policy", [
+    { name: "scope", label: "Scope", required: true, placeholder: "global, site:NAME or a name" },
+    { name: "usages", label: "PSTN usages, in order (comma-separated)", list: "dl-usages" },
+  ], "Add voice policy", (v) => V(["policy", "add", v.scope, `--usages=${csv(v.usages)}`]))]);
+  t.usages = block(box, "usages", "PSTN usages", [form("usage", "Add a PSTN usage", [
+    { name: "name", label: "Name", required: true },
+  ], "Add PSTN usage", (v) => V(["usage", "add", v.name]))]);
+  t.routes = block(box, "routes", "Routes", [form("route", "Add a route", [
+    { name: "name", label: "Route name", required: true },
+    { name: "pattern", label: "Number pattern (regular expression, whole E.164 number)", required: true, placeholder: "\\+1425\\d{7}" },
+    { name: "usages", label: "PSTN usages (comma-separated)", required: true, list: "dl-usages" },
+    { name: "trunks", label: "Trunks, tried in order (comma-separated)", required: true, list: "dl-trunks" },
+    { name: "position", label: "Position (1 = first)", type: "number" },
+  ], "Add route", (v) => V(opt(["route", "add", v.name, `--pattern=${v.pattern}`, `--usages=${csv(v.usages)}`, `--trunks=${csv(v.trunks)}`], "position", v.position)))]);
+  t.trunks = block(box, "trunks", "Trunks", [form("trunk", "Add a trunk", [
+    { name: "name", label: "Trunk name", required: true },
+    { name: "gateway", label: "Gateway IP:PORT", required: true, placeholder: "192.0.2.10:5060" },
+    { name: "transport", label: "Transport", options: ["udp", "tcp", "tls"] },
+  ], "Add trunk", (v) => V(["trunk", "add", v.name, `--gateway=${v.gateway}`, `--transport=${v.transport}`]))]);
+  t.announcements = block(box, "announcements", "Announcements", [form("announcement", "Add a tone announcement", [
+    { name: "name", label: "Name", required: true },
+    { name: "tones", label: "Tones FREQ[+FREQ]:MS,...", required: true, placeholder: "440:1000,0:200,350+440:500", hint: "Audio files are added on the server: confab voice announcement add NAME --audio-file FILE" },
+    { name: "target", label: "Then transfer to (sip: or tel:)", hint: "empty: hang up" },
+  ], "Add announcement", (v) => V(opt(["announcement", "add", v.name, `--tones=${v.tones}`], "target", v.target)))]);
+  t.unassigned = block(box, "unassigned", "Unassigned numbers", [form("unassigned", "Add an unassigned-number range", [
+    { name: "name", label: "Name", required: true },
+    { name: "start", label: "First number (E.164)", required: true, placeholder: "+14255550000" },
+    { name: "end", label: "Last number (E.164)", required: true, placeholder: "+14255550999" },
+    { name: "announcement", label: "Announcement", required: true, list: "dl-announcements" },
+    { name: "priority", label: "Priority (lower wins)", type: "number" },
+  ], "Add range", (v) => V(opt(["unassigned", "add", v.name, `--start=${v.start}`, `--end=${v.end}`, `--announcement=${v.announcement}`], "priority", v.priority)))]);
+
+  settingsReload = async () => {
+    const d = await api("/admin/api/voice");
+    const users = (await api("/admin/api/users")).users.map((u) => u.address);
+    datalist("dl-users", users);
+    datalist("dl-usages", d.usages);
+    datalist("dl-trunks", d.trunks.map((x) => x.name));
+    datalist("dl-owners", [...d.dial_plans.map((p) => p.scope), ...d.trunks.map((x) => "trunk:" + x.name)]);
+    datalist("dl-user-plans", d.dial_plans.map((p) => p.scope).filter((s) => !s.includes(":") && s !== "global"));
+    datalist("dl-user-policies", d.policies.map((p) => p.scope).filter((s) => !s.includes(":") && s !== "global"));
+    datalist("dl-announcements", d.announcements.map((a) => a.name));
+    t.users.replaceChildren(table("Users' lines", [
+      ["User", (u) => u.address], ["Line URI", (u) => u.line_uri], ["Dial plan", (u) => u.dial_plan], ["Voice policy", (u) => u.voice_policy],
+    ], d.users));
+    t.plans.replaceChildren(table("Dial plans", [
+      ["Scope", (p) => p.scope], ["Description", (p) => p.description], ["Rules", (p) => p.rules.length],
+      ["Actions", (p) => removeButton("voice", ["dialplan", "remove", p.scope], `dial plan ${p.scope}`)],
+    ], d.dial_plans));
+    const rules = [];
+    for (const p of d.dial_plans) for (const r of p.rules) rules.push({ owner: p.scope, ...r });
+    for (const x of d.trunks) for (const r of x.rules) rules.push({ owner: "trunk:" + x.name, ...r });
+    t.rules.replaceChildren(table("Rules", [
+      ["Name", (r) => r.name], ["Owner", (r) => r.owner], ["Pattern", (r) => r.pattern], ["Translation", (r) => r.translation],
+      ["Actions", (r) => removeButton("voice", ["rule", "remove", r.owner, r.name], `rule ${r.name} of ${r.owner}`)],
+    ], rules));
+    t.policies.replaceChildren(table("Voice policies", [
+      ["Scope", (p) => p.scope], ["PSTN usages", (p) => join(p.usages)],
+      ["Actions", (p) => removeButton("voice", ["policy", "remove", p.scope], `voice policy ${p.scope}`)],
+    ], d.policies));
+    t.usages.replaceChildren(table("PSTN usages", [
+      ["Name", (u) => u.name], ["Actions", (u) => removeButton("voice", ["usage", "remove", u.name], `PSTN usage ${u.name}`)],
+    ], d.usages.map((name) => ({ name }))));
+    t.routes.replaceChildren(table("Routes", [
+      ["Name", (r) => r.name], ["Pattern", (r) => r.pattern], ["PSTN usages", (r) => join(r.usages)], ["Trunks", (r) => join(r.trunks)],
+      ["Actions", (r) => removeButton("voice", ["route", "remove", r.name], `route ${r.name}`)],
+    ], d.routes));
+    t.trunks.replaceChildren(table("Trunks", [
+      ["Name", (x) => x.name], ["Gateway", (x) => x.gateway], ["Transport", (x) => x.transport], ["Rules", (x) => x.rules.length],
+      ["Actions", (x) => removeButton("voice", ["trunk", "remove", x.name], `trunk ${x.name}`)],
+    ], d.trunks));
+    t.announcements.replaceChildren(table("Announcements", [
+      ["Name", (a) => a.name], ["Audio", (a) => (a.audio_file ? "file " + a.audio_file : a.tones ? "tones " + a.tones : "silence")],
+      ["Then", (a) => (a.target ? "transfer to " + a.target : "hang up")],
+      ["Actions", (a) => removeButton("voice", ["announcement", "remove", a.name], `announcement ${a.name}`)],
+    ], d.announcements));
+    t.unassigned.replaceChildren(table("Unassigned numbers", [
+      ["Name", (r) => r.name], ["Numbers", (r) => `${r.start} – ${r.end}`], ["Announcement", (r) => r.announcement], ["Priority", (r) => r.priority],
+      ["Actions", (r) => removeButton("voice", ["unassigned", "remove", r.name], `unassigned range ${r.name}`)],
+    ], d.unassigned));
+  };
+  await settingsReload();
+}
+
+async function initChat() {
+  const box = $("chat");
+  $("chat-readonly").hidden = session.may.change_voice_chat;
+  const C = (args) => command("chat", args);
+  const t = {};
+  t.servers = block(box, "servers", "Chat servers (confab chat status)", []);
+  t.policy = block(box, "chatpolicy", "Chat policy", [
+    form("chatpolicy-global", "Set the global policy", [
+      { name: "value", label: "Persistent Chat for everyone", options: ["enable", "disable"] },
+    ], "Save", (v) => C(["policy", "set", "--global", `--${v.value}`])),
+    form("chatpolicy-user", "Set a user's policy", [
+      { name: "user", label: "User (SIP address)", required: true, type: "email", list: "dl-users" },
+      { name: "value", label: "Persistent Chat for this user", options: ["enable", "disable", "clear"] },
+    ], "Save", (v) => C(["policy", "set", v.user, `--${v.value}`])),
+  ]);
+  t.categories = block(box, "categories", "Categories", [form("category", "Add a category", [
+    { name: "name", label: "Name", required: true },
+    { name: "description", label: "Description" },
+    { name: "allowed", label: "Allowed members (addresses and @domains, comma-separated)", placeholder: "@example.com" },
+    { name: "denied", label: "Denied members" },
+    { name: "creators", label: "Creators (may create rooms)", list: "dl-users" },
+  ], "Add category", (v) => C(opt(opt(opt(opt(["category", "add", v.name], "description", v.description), "allowed-members", csv(v.allowed)), "denied-members", csv(v.denied)), "creators", csv(v.creators))))]);
+  t.rooms = block(box, "rooms", "Rooms", [form("room", "Add a room", [
+    { name: "name", label: "Room name", required: true },
+    { name: "category", label: "Category", required: true, list: "dl-categories" },
+    { name: "description", label: "Description" },
+    { name: "privacy", label: "Privacy", options: ["closed", "open", "secret"] },
+    { name: "type", label: "Type", options: ["normal", "auditorium"] },
+    { name: "members", label: "Members (addresses and @domains, comma-separated)" },
+    { name: "managers", label: "Managers", list: "dl-users" },
+  ], "Add room", (v) => C(opt(opt(opt(["room", "add", v.name, `--category=${v.category}`, `--privacy=${v.privacy}`, `--type=${v.type}`], "description", v.description), "members", csv(v.members)), "managers", csv(v.managers))))]);
+  t.config = block(box, "chatconfig", "Chat settings", [form("chatconfig", "Change chat settings", [
+    { name: "default_history", label: "Posts sent as backfill on join (1-500)", type: "number" },
+    { name: "max_message_bytes", label: "Largest post (bytes)", type: "number" },
+    { name: "participant_update_limit", label: "Live participant lists up to (participants)", type: "number" },
+    { name: "max_file_size_kb", label: "Largest file post (KB)", type: "number" },
+  ], "Save", (v) => {
+    const args = ["config", "set"];
+    for (const k of Object.keys(v)) opt(args, k.replaceAll("_", "-"), v[k]);
+    return C(args);
+  })]);
+
+  settingsReload = async () => {
+    const d = await api("/admin/api/chat");
+    const users = (await api("/admin/api/users")).users.map((u) => u.address);
+    datalist("dl-users", users);
+    datalist("dl-categories", d.categories.map((c) => c.name));
+    t.servers.replaceChildren(d.servers.length === 0 ? el("p", {}, "No chat server has run on this store.") : table("Chat servers", [
+      ["Server", (s) => s.server], ["Pool", (s) => s.pool], ["State", (s) => s.state],
+      ["Live", (s) => (s.live ? "yes" : `no (heartbeat ${Math.round(s.heartbeat_age_ms / 1000)} s ago)`)],
+      ["Joined", (s) => s.joined], ["Rooms", (s) => s.rooms], ["Posts/s", (s) => s.posts_per_s.toFixed(2)], ["Deliveries/s", (s) => s.deliveries_per_s.toFixed(2)],
+    ], d.servers));
+    t.policy.replaceChildren(
+      el("p", { id: "chat-global" }, `Global: Persistent Chat is ${d.policy.global ? "enabled" : "disabled"} for users without their own setting.`),
+      table("Users' chat policy", [["User", (u) => u.user], ["Persistent Chat", (u) => (u.enabled ? "enabled" : "disabled")]], d.policy.users.map((u) => ({ ...u, name: u.user }))));
+    t.categories.replaceChildren(table("Categories", [
+      ["Name", (c) => c.name], ["Description", (c) => c.description], ["Allowed", (c) => join(c.allowed_members)], ["Denied", (c) => join(c.denied_members)], ["Creators", (c) => join(c.creators)],
+      ["Actions", (c) => removeButton("chat", ["category", "remove", c.name], `category ${c.name}`)],
+    ], d.categories));
+    t.rooms.replaceChildren(table("Rooms", [
+      ["Name", (r) => r.name], ["Category", (r) => r.category], ["Privacy", (r) => r.privacy], ["Type", (r) => r.type],
+      ["Status", (r) => el("span", { class: "badge " + (r.disabled ? "off" : "on") }, r.disabled ? "disabled" : "enabled")],
+      ["Managers", (r) => join(r.managers)], ["Members", (r) => join(r.members)],
+      ["Actions", (r) => (session.may.change_voice_chat
+        ? el("button", { type: "button", class: "secondary", "aria-label": `${r.disabled ? "Enable" : "Disable"} room ${r.name}`, onclick: () => C(["room", r.disabled ? "enable" : "disable", r.name]) }, r.disabled ? "Enable" : "Disable")
+        : "")],
+    ], d.rooms));
+    const c = d.config;
+    t.config.replaceChildren(el("dl", { class: "figures" },
+      el("div", {}, el("dt", {}, "Backfill posts"), el("dd", {}, c.default_history)),
+      el("div", {}, el("dt", {}, "Largest post (bytes)"), el("dd", {}, c.max_message_bytes)),
+      el("div", {}, el("dt", {}, "Participant list limit"), el("dd", {}, c.participant_update_limit)),
+      el("div", {}, el("dt", {}, "Largest file (KB)"), el("dd", {}, c.max_file_size_kb))));
+  };
+  await settingsReload();
+}
+
 // ---- start ----
 
 document.addEventListener("DOMContentLoaded", async () => {
@@ -282,6 +600,8 @@ document.addEventListener("DOMContentLoaded", async () => {
     else if (page === "topology") await initTopology();
     else if (page === "status") await initStatus();
     else if (page === "audit") await initAudit();
+    else if (page === "voice") await initVoice();
+    else if (page === "chat") await initChat();
   } catch (e) {
     showError(e.message);
   }
