@@ -42,6 +42,7 @@ fn category(id: &str, allowed: &[&str], denied: &[&str]) -> ChatCategory {
         creators: vec![],
         file_upload: false,
         chat_history: true,
+        pool: String::new(),
     }
 }
 
@@ -58,6 +59,7 @@ fn room(id: &str, name: &str, cat: &str, privacy: Privacy, members: &[&str]) -> 
         members: members.iter().map(|s| s.to_string()).collect(),
         managers: vec![],
         presenters: vec![],
+        pool: String::new(),
     }
 }
 

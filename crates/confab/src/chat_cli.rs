@@ -135,6 +135,10 @@ pub enum CategoryCommand {
     /// Add a category
     Add {
         name: String,
+        /// The Persistent Chat pool (its FQDN) whose rooms it holds [default: the
+        /// default chat pool]; name it `POOL\\NAME` afterwards
+        #[arg(long, value_name = "FQDN")]
+        pool: Option<String>,
         #[command(flatten)]
         opts: CategoryOptions,
     },
@@ -158,8 +162,13 @@ pub enum RoomCommand {
     /// Add a room
     Add {
         name: String,
+        /// The category (in `--pool`, or `POOL\\NAME`, or its URI)
         #[arg(long, value_name = "CATEGORY")]
         category: String,
+        /// The Persistent Chat pool (its FQDN) [default: the category's]; the room is
+        /// named `POOL\\NAME` afterwards (names are unique per pool)
+        #[arg(long, value_name = "FQDN")]
+        pool: Option<String>,
         #[arg(long, value_name = "TEXT", default_value = "")]
         description: String,
         #[arg(long, value_name = "open|closed|secret", default_value = "closed")]
@@ -346,6 +355,11 @@ fn date(s: &str) -> anyhow::Result<i64> {
     parse_date(s).with_context(|| format!("invalid date {s:?} (YYYY-MM-DD or RFC 3339)"))
 }
 
+/// A pool as listed: its FQDN, or `(default)`.
+fn pool_label(pool: &str) -> &str {
+    if pool.is_empty() { "(default)" } else { pool }
+}
+
 fn category_json(c: &ChatCategory) -> Value {
     json!({
         "name": c.name,
@@ -356,6 +370,7 @@ fn category_json(c: &ChatCategory) -> Value {
         "creators": c.creators,
         "file_upload": c.file_upload,
         "chat_history": c.chat_history,
+        "pool": c.pool,
     })
 }
 
@@ -364,6 +379,7 @@ fn room_json(dir: &Directory, r: &ChatRoom) -> Value {
         "name": r.name,
         "uri": r.uri,
         "category": dir.category(&r.category_id).map(|c| c.name.clone()),
+        "pool": r.pool,
         "privacy": r.privacy.as_str(),
         "type": r.room_type.as_str(),
         "disabled": r.disabled,
@@ -406,9 +422,10 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
     let mut out = std::io::stdout().lock();
     match cmd {
         ChatCommand::Category { command } => match command {
-            CategoryCommand::Add { name, opts } => {
+            CategoryCommand::Add { name, pool, opts } => {
                 let new = NewChatCategory {
                     name: name.clone(),
+                    pool: pool.unwrap_or_default(),
                     description: opts.description.unwrap_or_default(),
                     allowed: list(store, opts.allowed_members.as_deref()).await?,
                     denied: list(store, opts.denied_members.as_deref()).await?,
@@ -417,7 +434,14 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                     chat_history: opts.chat_history.unwrap_or(true),
                 };
                 store.add_chat_category(domain, &new).await?;
-                writeln!(out, "added category {}", name.trim())?;
+                writeln!(
+                    out,
+                    "added category {}",
+                    confab_store::chat_qualified_name(
+                        &confab_store::chat_pool_key(&new.pool)?,
+                        name.trim()
+                    )
+                )?;
             }
             CategoryCommand::Set { name, opts } => {
                 let u = ChatCategoryUpdate {
@@ -441,14 +465,15 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 } else {
                     writeln!(
                         out,
-                        "{:<24}  {:<28}  {:<20}  URI",
-                        "NAME", "ALLOWED", "DENIED"
+                        "{:<24}  {:<24}  {:<28}  {:<20}  URI",
+                        "NAME", "POOL", "ALLOWED", "DENIED"
                     )?;
                     for c in &dir.categories {
                         writeln!(
                             out,
-                            "{:<24}  {:<28}  {:<20}  {}",
+                            "{:<24}  {:<24}  {:<28}  {:<20}  {}",
                             c.name,
+                            pool_label(&c.pool),
                             dash(&c.allowed),
                             dash(&c.denied),
                             c.uri
@@ -465,6 +490,7 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
             RoomCommand::Add {
                 name,
                 category,
+                pool,
                 description,
                 privacy: p,
                 room_type: t,
@@ -475,6 +501,7 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
             } => {
                 let new = NewChatRoom {
                     name: name.clone(),
+                    pool: pool.unwrap_or_default(),
                     category,
                     description,
                     privacy: privacy(&p)?,
@@ -485,10 +512,15 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                     presenters: split(presenters.as_deref()),
                 };
                 let id = chat_rooms::add_room(store, store, domain, Actor::Admin, new).await?;
+                let dir = store.chat_directory().await?;
+                let shown = dir
+                    .rooms
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map_or_else(|| name.trim().to_owned(), ChatRoom::qualified_name);
                 writeln!(
                     out,
-                    "added room {} ma-chan://{}/{id}",
-                    name.trim(),
+                    "added room {shown} ma-chan://{}/{id}",
                     domain.to_ascii_lowercase()
                 )?;
             }
@@ -521,7 +553,8 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                     remove_presenters: split(remove_presenters.as_deref()),
                 };
                 let (_, room) = room_of(store, &name).await?;
-                chat_rooms::update_room(store, store, Actor::Admin, &room.name, u).await?;
+                chat_rooms::update_room(store, store, Actor::Admin, &room.qualified_name(), u)
+                    .await?;
                 writeln!(out, "updated room {}", room.name)?;
             }
             RoomCommand::List { json } => {
@@ -534,14 +567,15 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 } else {
                     writeln!(
                         out,
-                        "{:<24}  {:<16}  {:<7}  {:<10}  {:<8}  URI",
-                        "NAME", "CATEGORY", "PRIVACY", "TYPE", "DISABLED"
+                        "{:<24}  {:<24}  {:<16}  {:<7}  {:<10}  {:<8}  URI",
+                        "NAME", "POOL", "CATEGORY", "PRIVACY", "TYPE", "DISABLED"
                     )?;
                     for r in &dir.data.rooms {
                         writeln!(
                             out,
-                            "{:<24}  {:<16}  {:<7}  {:<10}  {:<8}  {}",
+                            "{:<24}  {:<24}  {:<16}  {:<7}  {:<10}  {:<8}  {}",
                             r.name,
+                            pool_label(&r.pool),
                             dir.category(&r.category_id)
                                 .map_or("-", |c| c.name.as_str()),
                             r.privacy.as_str(),
@@ -563,6 +597,7 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
                 } else {
                     writeln!(out, "name:        {}", r.name)?;
                     writeln!(out, "uri:         {}", r.uri)?;
+                    writeln!(out, "pool:        {}", pool_label(&r.pool))?;
                     writeln!(
                         out,
                         "category:    {}",
@@ -592,7 +627,7 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
             }
             RoomCommand::Remove { name } => {
                 let (_, room) = room_of(store, &name).await?;
-                store.remove_chat_room(&room.name).await?;
+                store.remove_chat_room(&room.qualified_name()).await?;
                 writeln!(out, "removed room {}", room.name)?;
             }
         },
@@ -761,7 +796,7 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
         ChatCommand::Clear { room, before } => {
             let before = date(&before)?;
             let (_, r) = room_of(store, &room).await?;
-            let n = store.clear_chat_room(&r.name, before).await?;
+            let n = store.clear_chat_room(&r.qualified_name(), before).await?;
             writeln!(out, "cleared {n} message(s) from {}", r.name)?;
         }
         ChatCommand::Search {

@@ -402,6 +402,8 @@ async fn api_add_room(State(w): State<Shared>, headers: HeaderMap, body: Bytes) 
     let new = (|| -> Result<NewChatRoom, Response> {
         Ok(NewChatRoom {
             name: field(&m, "name")?.to_owned(),
+            // The category's pool (chat_rooms::add_room).
+            pool: String::new(),
             category: field(&m, "category")?.to_owned(),
             description: opt_text(&m, "description")?.unwrap_or_default(),
             privacy: privacy(opt_text(&m, "privacy")?.as_deref().unwrap_or("closed"))?,

@@ -38,7 +38,7 @@ pub use admin::AuditEntry;
 pub use chat::{
     ChatCategory, ChatCategoryUpdate, ChatConfig, ChatDirectory, ChatPolicy, ChatPost, ChatRoom,
     ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
-    RoomType, normalize_principal,
+    RoomType, chat_pool_key, chat_qualified_name, normalize_principal,
 };
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
 pub use chat_files::{ChatFile, NewChatFile};
