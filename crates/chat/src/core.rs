@@ -389,9 +389,9 @@ impl ChatCore {
                 data.rooms.into_iter().partition(|r| scope.serves(&r.pool));
             for r in others {
                 let pool = if r.pool.is_empty() {
-                    "the default pool".to_owned()
+                    "the default Persistent Chat pool".to_owned()
                 } else {
-                    r.pool
+                    format!("Persistent Chat pool {}", r.pool)
                 };
                 self.elsewhere.insert(r.uri, pool);
             }
@@ -1187,8 +1187,7 @@ impl ChatCore {
             let verdict = match self.dir.room_by_uri(uri) {
                 None => Err(match self.elsewhere.get(uri) {
                     Some(pool) => format!(
-                        "ERR_NO_SUCH_CHANNEL: the room belongs to Persistent Chat pool {pool}; \
-                         join it through that pool"
+                        "ERR_NO_SUCH_CHANNEL: the room belongs to {pool}; join it through that pool"
                     ),
                     None => "ERR_NO_SUCH_CHANNEL: no such room".to_owned(),
                 }),
