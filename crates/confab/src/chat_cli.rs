@@ -315,7 +315,7 @@ pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
         ChatCommand::Pool { command } => crate::chat_pool::run(&store, command).await,
         ChatCommand::Export { out } => crate::chat_transfer::export(&store, &out).await,
         ChatCommand::Import { file } => crate::chat_transfer::import(&store, &domain, &file).await,
-        other => execute(&store, &domain, other).await,
+        other => execute(&store, &domain, &cfg.chat_file_store(), other).await,
     };
     store.close().await;
     result
@@ -353,6 +353,25 @@ fn room_type(s: &str) -> anyhow::Result<RoomType> {
 
 fn date(s: &str) -> anyhow::Result<i64> {
     parse_date(s).with_context(|| format!("invalid date {s:?} (YYYY-MM-DD or RFC 3339)"))
+}
+
+/// Deletes the stored files of `stored` from the file store; returns how many
+/// were deleted (a file already gone is not an error).
+fn delete_stored_files(files: &std::path::Path, stored: &[confab_store::ChatFile]) -> usize {
+    let mut deleted = 0;
+    for f in stored {
+        // Ids are 32 hex digits (chat_web::files); never a path of another kind.
+        if f.id.len() != 32 || !f.id.chars().all(|c| c.is_ascii_hexdigit()) {
+            tracing::warn!(file = %f.id, "a stored file id is not a file name; left alone");
+            continue;
+        }
+        match std::fs::remove_file(files.join(&f.id)) {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %f.id, error = %e, "deleting a stored file failed"),
+        }
+    }
+    deleted
 }
 
 /// A pool as listed: its FQDN, or `(default)`.
@@ -418,7 +437,12 @@ async fn room_of(store: &Store, name: &str) -> anyhow::Result<(Directory, ChatRo
     Ok((dir, room))
 }
 
-async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Result<()> {
+async fn execute(
+    store: &Store,
+    domain: &str,
+    files: &std::path::Path,
+    cmd: ChatCommand,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cmd {
         ChatCommand::Category { command } => match command {
@@ -627,8 +651,15 @@ async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Resul
             }
             RoomCommand::Remove { name } => {
                 let (_, room) = room_of(store, &name).await?;
+                let stored = store.chat_room_files(&room.id).await?;
                 store.remove_chat_room(&room.qualified_name()).await?;
-                writeln!(out, "removed room {}", room.name)?;
+                // Then its files: once the rows are gone nobody can download them.
+                let deleted = delete_stored_files(files, &stored);
+                writeln!(
+                    out,
+                    "removed room {} ({deleted} stored file(s) deleted)",
+                    room.qualified_name()
+                )?;
             }
         },
         ChatCommand::Policy { command } => match command {

@@ -942,7 +942,8 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a room with its role lists and posts.
+    /// Removes a room with its role lists, posts and file records (the caller
+    /// deletes the files themselves: `chat_room_files` first).
     pub async fn remove_chat_room(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         bump_chat_rev(&mut tx).await?;
@@ -950,6 +951,7 @@ impl Store {
         self.unindex_where(&mut tx, "room_id = $1", &id).await?;
         for sql in [
             "DELETE FROM chat_posts WHERE room_id = $1",
+            "DELETE FROM chat_files WHERE room_id = $1",
             "DELETE FROM chat_principals WHERE node_id = $1",
             "DELETE FROM chat_rooms WHERE id = $1",
         ] {
