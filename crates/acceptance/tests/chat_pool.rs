@@ -852,8 +852,16 @@ persistent-chat.sip-tls = {chat_port}
         .arg("--data")
         .arg(&fe)
         .args([
-            "chat", "room", "add", "Lobby", "--category", "General", "--pool", &pool2,
-            "--database", pg,
+            "chat",
+            "room",
+            "add",
+            "Lobby",
+            "--category",
+            "General",
+            "--pool",
+            &pool2,
+            "--database",
+            pg,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -873,7 +873,10 @@ fn chat_rooms_on_the_web() -> Result<()> {
         "room remove: {out} (file store held {before:?})"
     );
     let after = stored(&server);
-    ensure!(after.is_empty(), "files left after the room's removal: {after:?}");
+    ensure!(
+        after.is_empty(),
+        "files left after the room's removal: {after:?}"
+    );
     eprintln!("chat_rooms_on_the_web took {:?}", t0.elapsed());
     Ok(())
 }

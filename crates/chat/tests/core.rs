@@ -1270,7 +1270,8 @@ fn a_server_serves_only_its_pools_rooms() {
     assert_eq!(chan_names(&rpl), vec!["Lobby", "RoomOne", "Stage"]);
     h.join(&mut a, "open1");
     let out = h.join(&mut a, "open2");
-    let resp = Harness::reply(&out, &a, "rpl:join").child("resp").unwrap().clone();
+    let rpl = Harness::reply(&out, &a, "rpl:join");
+    let resp = rpl.child("resp").unwrap();
     assert_eq!(resp.attr("code"), Some("403"));
     assert!(
         resp.text.contains("pool pchat2.example.com"),
@@ -1288,7 +1289,8 @@ fn a_server_serves_only_its_pools_rooms() {
     assert_eq!(first.attr("uri"), Some("ma-chan://example.com/open2"));
     h.join(&mut b, "open2");
     let out = h.join(&mut b, "open1");
-    let resp = Harness::reply(&out, &b, "rpl:join").child("resp").unwrap().clone();
+    let rpl = Harness::reply(&out, &b, "rpl:join");
+    let resp = rpl.child("resp").unwrap();
     assert!(
         resp.text.contains("the default Persistent Chat pool"),
         "{}",

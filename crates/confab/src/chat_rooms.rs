@@ -164,7 +164,11 @@ pub async fn add_room(
             bail!(
                 "category {:?} is in pool {:?}, not {:?}: a room lives in its category's pool",
                 cat.name,
-                if cat.pool.is_empty() { "(default)" } else { &cat.pool },
+                if cat.pool.is_empty() {
+                    "(default)"
+                } else {
+                    &cat.pool
+                },
                 new.pool.trim()
             );
         }

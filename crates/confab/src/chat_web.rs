@@ -96,7 +96,10 @@ pub fn router(web: ChatWeb) -> Router {
         .route("/chat/api/rooms/update", post(api_update_room))
         .route("/chat/api/rooms/disable", post(api_disable))
         .route("/chat/api/rooms/enable", post(api_enable))
-        .route("/chat/api/files", get(files::api_list).post(files::api_begin))
+        .route(
+            "/chat/api/files",
+            get(files::api_list).post(files::api_begin),
+        )
         .route("/chat/api/files/{upload}", put(files::api_chunk))
         .route("/chat/api/files/{upload}/commit", post(files::api_commit))
         .route("/chat/files/{file}", get(files::download))

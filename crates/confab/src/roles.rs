@@ -491,7 +491,10 @@ fn apply_remote_chat(
         cfg.chat.other_pools.push(crate::config::ChatPoolRoute {
             pool: other.fqdn().to_owned(),
             addr,
-            servers: machines.iter().filter_map(|m| chat_addr(m.machine)).collect(),
+            servers: machines
+                .iter()
+                .filter_map(|m| chat_addr(m.machine))
+                .collect(),
         });
     }
     if cfg.chat.database.is_none()

@@ -455,7 +455,9 @@ pub fn chat_pool_key(pool: &str) -> Result<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
     {
-        return Err(invalid(format!("invalid pool name {pool:?} (a pool's FQDN)")));
+        return Err(invalid(format!(
+            "invalid pool name {pool:?} (a pool's FQDN)"
+        )));
     }
     Ok(pool)
 }
@@ -675,7 +677,11 @@ impl Store {
             return Err(invalid(format!(
                 "category {:?} is in pool {:?}, not {:?}: a room lives in its category's pool",
                 name.trim(),
-                if cat_pool.is_empty() { "(default)" } else { &cat_pool },
+                if cat_pool.is_empty() {
+                    "(default)"
+                } else {
+                    &cat_pool
+                },
                 if pool.is_empty() { "(default)" } else { pool },
             )));
         }

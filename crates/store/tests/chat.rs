@@ -454,11 +454,18 @@ async fn names_are_unique_per_pool(store: Store) {
         .add_chat_room("example.com", &lobby2)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("already exists in pool pchat2.example.com"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("already exists in pool pchat2.example.com"),
+        "{err}"
+    );
     // A category of another pool does not take the room.
     let mut wrong = room("Elsewhere", &format!("{p2}\\General"));
     wrong.pool = String::new();
-    let err = store.add_chat_room("example.com", &wrong).await.unwrap_err();
+    let err = store
+        .add_chat_room("example.com", &wrong)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("is in pool"), "{err}");
     let err = store
         .add_chat_room("example.com", &room("Bad\\Name", "General"))
