@@ -104,7 +104,7 @@ fn category_by_name<'a>(dir: &'a Directory, name: &str, pool: &str) -> Option<&'
     let pool = pool.trim().to_ascii_lowercase();
     dir.data.categories.iter().find(|c| {
         c.uri == name.trim()
-            || c.qualified_name().to_lowercase() == key
+            || (key.contains('\\') && c.qualified_name().to_lowercase() == key)
             || (c.name.to_lowercase() == key && c.pool == pool)
     })
 }
