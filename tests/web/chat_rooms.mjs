@@ -5,6 +5,7 @@
 //
 // Environment: CONFAB_URL (https://127.0.0.1:PORT), CREATOR, CREATOR_PW, OTHER
 // (a user who is no creator), OTHER_PW, CATEGORY, ROOM, MEMBERS (comma-separated),
+// MEMBER and MEMBER_PW (a member of FILE_ROOM, whose category takes files),
 // SHOT_DIR, CHROMIUM (optional).
 // Prints one line per step; exits non-zero on the first failed expectation.
 
@@ -132,6 +133,28 @@ try {
   await page.waitForURL(/\/chat\/signin$/);
   const after = await page.evaluate(async () => (await fetch("/chat/api/session")).status);
   expect(after === 401, `session API after sign-out answers ${after}`);
+
+  step("a member posts a file in a room whose category takes files, and downloads it from the list");
+  await signIn(page, env("MEMBER"), env("MEMBER_PW"));
+  await page.waitForSelector("#files-box:not([hidden])");
+  await page.selectOption("#upload-room", { label: env("FILE_ROOM") });
+  const fileText = `notes from the browser ${Date.now()} ü\n`.repeat(40);
+  await page.setInputFiles("#upload-file", {
+    name: "browser-notes.txt", mimeType: "text/plain", buffer: Buffer.from(fileText, "utf8"),
+  });
+  await page.click("#upload-submit");
+  const item = '#files li[data-file="browser-notes.txt"]';
+  await page.waitForSelector(item);
+  expect((await page.textContent("#notice")).includes("posted"), "a notice confirms the file post");
+  const href = await page.getAttribute(`${item} a`, "href");
+  const got = await page.evaluate(async (h) => {
+    const res = await fetch(h, { credentials: "same-origin" });
+    return { status: res.status, text: await res.text() };
+  }, href);
+  expect(got.status === 200 && got.text === fileText, `the listed file downloads the same bytes (${got.status}, ${got.text.length} chars)`);
+  await page.screenshot({ path: join(shots, "chat-files.png"), fullPage: true });
+  await page.click("#signout");
+  await page.waitForURL(/\/chat\/signin$/);
 
   step("a user who is no creator is told so, and the server refuses their room");
   await signIn(page, env("OTHER"), env("OTHER_PW"));

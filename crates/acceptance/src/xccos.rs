@@ -622,7 +622,13 @@ impl XccosClient {
     /// error only for transport problems; a refused lookup is `Ok(403)` etc.).
     pub fn discover(&mut self) -> Result<u16> {
         let lookup = format!("sip:ocschat@{}", self.domain);
-        let (resp, d) = self.invite(&lookup)?;
+        self.discover_at(&lookup)
+    }
+
+    /// [`XccosClient::discover`] through another lookup URI (a Persistent Chat
+    /// pool's own, as SIPE's `groupchat_user` setting names one).
+    pub fn discover_at(&mut self, lookup: &str) -> Result<u16> {
+        let (resp, d) = self.invite(lookup)?;
         self.lookup_status = resp.status().unwrap_or(0);
         self.lookup_reason = resp
             .first_line

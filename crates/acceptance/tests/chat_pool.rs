@@ -681,3 +681,303 @@ persistent-chat.sip-tls = {chat_port}
     drop(chats);
     Ok(())
 }
+
+/// Issue 11, several Persistent Chat pools in one topology: two chat pools behind
+/// one front end on one PostgreSQL store, each with its own server process. A room
+/// named "Lobby" in each (names are unique per pool); users reach the default pool
+/// through `sip:ocschat@DOMAIN` and the other through its own lookup URI; a server
+/// refuses a join of the other pool's room naming that pool; posts stay in their
+/// pool (delivered to its users only, listed under its room).
+#[test]
+fn two_chat_pools_in_one_topology() -> Result<()> {
+    let Ok(admin) = std::env::var("CONFAB_TEST_POSTGRES_URL") else {
+        eprintln!("skipped two_chat_pools_in_one_topology: CONFAB_TEST_POSTGRES_URL is not set");
+        return Ok(());
+    };
+    let db = format!("confab_chat_pools_{}", unique_token());
+    psql(&admin, &format!("CREATE DATABASE {db}"))?;
+    let url = with_db(&admin, &db);
+    let r = pools_scenario(&url);
+    let dropped = psql(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"));
+    r.and(dropped)
+}
+
+fn pools_scenario(pg: &str) -> Result<()> {
+    let dir = confab_acceptance::temp_dir("chat-pools")?;
+    let fe = dir.path().join("se01");
+    let file = dir.path().join("topology.toml");
+    let (sip, tls, web, chat_port) = (free_port(), free_port(), free_port(), free_port());
+    // (pool, server, address)
+    let pools = [
+        ("pchat", "pchat01", "127.0.0.2"),
+        ("pchat2", "pchat21", "127.0.0.3"),
+    ];
+    let mut topology = format!(
+        r#"sip_domains = ["{DOMAIN}"]
+
+[[site]]
+name = "main"
+
+[[store]]
+name = "backend"
+kind = "back-end"
+sqlite = "confab.db"
+
+[[store]]
+name = "pchat"
+kind = "persistent-chat"
+url = "{pg}"
+
+[[pool]]
+fqdn = "se01.{DOMAIN}"
+site = "main"
+edition = "standard"
+backend = "backend"
+
+[[pool.machine]]
+fqdn = "se01.{DOMAIN}"
+addresses = ["127.0.0.1"]
+roles = ["front-end"]
+[pool.machine.ports]
+front-end.sip = {sip}
+front-end.sip-udp = {sip}
+front-end.sip-tls = {tls}
+front-end.web = {web}
+"#
+    );
+    for (pool, server, ip) in pools {
+        topology.push_str(&format!(
+            r#"
+[[pool]]
+fqdn = "{pool}.{DOMAIN}"
+site = "main"
+next_hop = "se01.{DOMAIN}"
+persistent_chat_store = "pchat"
+
+[[pool.machine]]
+fqdn = "{server}.{DOMAIN}"
+addresses = ["{ip}"]
+roles = ["persistent-chat"]
+[pool.machine.ports]
+persistent-chat.sip-tls = {chat_port}
+"#
+        ));
+    }
+    std::fs::write(&file, topology).map_err(|e| Error(format!("writing the topology: {e}")))?;
+    confab(&fe, &["topology", "publish", &file.to_string_lossy()])?;
+    confab(
+        &fe,
+        &["bootstrap", "--force", "--fqdn", &format!("se01.{DOMAIN}")],
+    )?;
+    let cms = format!("sqlite://{}", fe.join("confab.db").display());
+    for (_, server, _) in pools {
+        confab(
+            &dir.path().join(server),
+            &[
+                "bootstrap",
+                "--force",
+                "--cms",
+                &cms,
+                "--fqdn",
+                &format!("{server}.{DOMAIN}"),
+            ],
+        )?;
+    }
+    for u in ["alice", "bob", "carol", "dave"] {
+        confab(
+            &fe,
+            &["user", "add", &format!("{u}@{DOMAIN}"), "--password", "pw"],
+        )?;
+    }
+
+    // The first chat server creates the chat tables; then the other pool's.
+    let mut chats: Vec<Serve> = Vec::new();
+    for (_, server, _) in pools {
+        let mut s = Serve::start(&dir.path().join(server))?;
+        s.wait_for("persistent chat server started")?;
+        chats.push(s);
+    }
+    let log = chats[1].log();
+    ensure!(
+        log.contains(&format!("ocschat.pchat2.{DOMAIN}@{DOMAIN}")),
+        "the second pool's server has a lookup URI of its own:\n{log}"
+    );
+
+    let cli = |args: &[&str]| -> Result<String> {
+        let mut all = vec!["chat"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--database", pg]);
+        confab(&fe, &all)
+    };
+    let pool2 = format!("pchat2.{DOMAIN}");
+    cli(&["policy", "set", "--global", "--enable"])?;
+    let everyone = format!("@{DOMAIN}");
+    cli(&["category", "add", "General", "--allowed-members", &everyone])?;
+    cli(&[
+        "category",
+        "add",
+        "General",
+        "--pool",
+        &pool2,
+        "--allowed-members",
+        &everyone,
+    ])?;
+    cli(&[
+        "room",
+        "add",
+        "Lobby",
+        "--category",
+        "General",
+        "--privacy",
+        "open",
+    ])?;
+    let out = cli(&[
+        "room",
+        "add",
+        "Lobby",
+        "--category",
+        "General",
+        "--pool",
+        &pool2,
+        "--privacy",
+        "open",
+    ])?;
+    ensure!(
+        out.contains(&format!("added room {pool2}\\Lobby")),
+        "room add --pool: {out}"
+    );
+    // A name is unique per pool.
+    let mut again = Command::new(confab_bin()?);
+    again
+        .arg("--data")
+        .arg(&fe)
+        .args([
+            "chat",
+            "room",
+            "add",
+            "Lobby",
+            "--category",
+            "General",
+            "--pool",
+            &pool2,
+            "--database",
+            pg,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let dup = run_bounded(again, Duration::from_secs(60))?;
+    let err = String::from_utf8_lossy(&dup.stderr).into_owned();
+    ensure!(
+        !dup.status.success() && err.contains("already exists in pool"),
+        "a second Lobby in pool 2 must be refused: {err}"
+    );
+    let list = cli(&["room", "list"])?;
+    ensure!(
+        list.contains("POOL") && list.contains("(default)") && list.contains(&pool2),
+        "room list shows each room's pool:\n{list}"
+    );
+    let uri_of = |name: &str| -> Result<String> {
+        let show = cli(&["room", "show", name, "--json"])?;
+        let v: serde_json::Value = serde_json::from_str(show.trim())
+            .map_err(|e| Error(format!("room show --json: {e}: {show}")))?;
+        Ok(v["uri"].as_str().unwrap_or("").to_string())
+    };
+    let room1 = uri_of("Lobby")?;
+    let room2 = uri_of(&format!("{pool2}\\Lobby"))?;
+    ensure!(
+        room1 != room2 && room1.starts_with("ma-chan://") && room2.starts_with("ma-chan://"),
+        "two rooms: {room1} {room2}"
+    );
+
+    let mut front = Serve::start(&fe)?;
+    front.wait_for("front end ready")?;
+    let log = front.log();
+    ensure!(
+        log.contains(&format!("ocschat.pchat2.{DOMAIN}@{DOMAIN}")),
+        "the front end routes the second pool's URIs:\n{log}"
+    );
+    // Administrative changes reach the chat servers within about a second.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let server: std::net::SocketAddr = format!("127.0.0.1:{sip}")
+        .parse()
+        .map_err(|e| Error(format!("{e}")))?;
+    let lookup2 = format!("sip:ocschat.{pool2}@{DOMAIN}");
+    let mut through = |user: &str, lookup: Option<&str>, ip: &str| -> Result<XccosClient> {
+        let mut c = XccosClient::connect(server, &format!("{user}@{DOMAIN}"), "pw")?;
+        let st = match lookup {
+            Some(l) => c.discover_at(l)?,
+            None => c.discover()?,
+        };
+        ensure!(
+            st == 200,
+            "{user}: lookup answered {st} {}\n{}",
+            c.lookup_reason,
+            c.transcript()
+        );
+        let target = c.server_target().unwrap_or("").to_owned();
+        ensure!(
+            target.contains(&format!("{ip}:")),
+            "{user}: the chat dialog's Contact {target:?} is not the pool's server {ip}\nfront end:\n{}",
+            front.log()
+        );
+        Ok(c)
+    };
+    let (ip1, ip2) = (pools[0].2, pools[1].2);
+    let mut alice = through("alice", None, ip1)?;
+    let mut carol = through("carol", None, ip1)?;
+    let mut bob = through("bob", Some(&lookup2), ip2)?;
+    let mut dave = through("dave", Some(&lookup2), ip2)?;
+
+    // Each pool's server serves its own Lobby and refuses the other's, naming its pool.
+    let r = alice.join(&room2)?;
+    let refusal = confab_acceptance::xccos::resp(&r);
+    ensure!(
+        matches!(&refusal, Some((403, reason)) if reason.contains(&pool2)),
+        "a join of pool 2's room through pool 1: {refusal:?} {r}"
+    );
+    let r = bob.join(&room1)?;
+    let refusal = confab_acceptance::xccos::resp(&r);
+    ensure!(
+        matches!(&refusal, Some((403, reason)) if reason.contains("default Persistent Chat pool")),
+        "a join of the default pool's room through pool 2: {refusal:?} {r}"
+    );
+    alice.join_ok(&room1)?;
+    carol.join_ok(&room1)?;
+    bob.join_ok(&room2)?;
+    dave.join_ok(&room2)?;
+
+    // Posts stay in their pool.
+    let t1 = format!("pool one {}", unique_token());
+    let r = alice.post(&room1, &t1)?;
+    ensure!(r.status() == Some(200), "post in pool 1: {}", r.first_line);
+    carol.wait_post(&t1, Duration::from_secs(5))?;
+    let t2 = format!("pool two {}", unique_token());
+    let r = bob.post(&room2, &t2)?;
+    ensure!(r.status() == Some(200), "post in pool 2: {}", r.first_line);
+    dave.wait_post(&t2, Duration::from_secs(5))?;
+    ensure!(
+        !dave.got_post(&t1, Duration::from_millis(500))?
+            && !carol.got_post(&t2, Duration::from_millis(500))?,
+        "a post crossed pools"
+    );
+    let history = dave.backfill(&room2, 50)?;
+    ensure!(
+        history.iter().any(|p| p.text == t2) && !history.iter().any(|p| p.text == t1),
+        "pool 2's backfill: {history:?}"
+    );
+    let listed1 = cli(&["message", "list", "Lobby", "--json"])?;
+    let listed2 = cli(&["message", "list", &format!("{pool2}\\Lobby"), "--json"])?;
+    ensure!(
+        listed1.contains(&t1) && !listed1.contains(&t2),
+        "the default pool's Lobby holds its post only: {listed1}"
+    );
+    ensure!(
+        listed2.contains(&t2) && !listed2.contains(&t1),
+        "pool 2's Lobby holds its post only: {listed2}"
+    );
+    drop(front);
+    drop(chats);
+    Ok(())
+}

@@ -439,6 +439,9 @@ fn browser(server: &ConfabServer) -> Result<bool> {
         .env("CATEGORY", CATEGORY)
         .env("ROOM", ROOM)
         .env("MEMBERS", MEMBERS.join(","))
+        .env("MEMBER", MEMBERS[0])
+        .env("MEMBER_PW", PW)
+        .env("FILE_ROOM", "Shared")
         .env("SHOT_DIR", &shots)
         .env("CHROMIUM", chromium_path())
         .stdin(Stdio::null())
@@ -457,6 +460,7 @@ fn browser(server: &ConfabServer) -> Result<bool> {
         "chat-rooms.png",
         "chat-rooms-phone.png",
         "chat-rooms-not-creator.png",
+        "chat-files.png",
     ] {
         let p = shots.join(f);
         ensure!(
@@ -854,6 +858,25 @@ fn chat_rooms_on_the_web() -> Result<()> {
         let shared_uri = shared["uri"].as_str().unwrap_or_default().to_owned();
         server.with_log(sipe_join(&server, &uri, &shared_uri))?;
     }
+    // Removing a room deletes its stored files (only Shared's category takes files).
+    let stored = |server: &ConfabServer| -> Vec<String> {
+        file_store(server)
+            .into_iter()
+            .filter(|f| !f.starts_with('.'))
+            .collect()
+    };
+    let before = stored(&server);
+    ensure!(!before.is_empty(), "Shared has stored files");
+    let out = chat(&server, &["room", "remove", "Shared"])?;
+    ensure!(
+        out.contains(&format!("({} stored file(s) deleted)", before.len())),
+        "room remove: {out} (file store held {before:?})"
+    );
+    let after = stored(&server);
+    ensure!(
+        after.is_empty(),
+        "files left after the room's removal: {after:?}"
+    );
     eprintln!("chat_rooms_on_the_web took {:?}", t0.elapsed());
     Ok(())
 }

@@ -46,6 +46,30 @@ pub struct CoreConfig {
     /// reported for the others ([`ChatCore::drain_pool_events`]), and their posts,
     /// joins and leaves are fed in (see the `remote` module).
     pub pool_server: Option<String>,
+    /// The rooms this server serves when the topology has several Persistent Chat
+    /// pools on one store (`None`: every room of the store).
+    pub pool_scope: Option<PoolScope>,
+}
+
+/// Which pool's rooms a chat server serves: its own pool's (rooms whose `pool` is
+/// its FQDN), and, on the topology's default chat pool, those with no pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolScope {
+    /// This server's pool (its FQDN).
+    pub pool: String,
+    /// Whether it is the default chat pool (the rooms with no pool are its own).
+    pub default: bool,
+}
+
+impl PoolScope {
+    /// Whether a room or category of `pool` (empty: the default pool) is served here.
+    pub fn serves(&self, pool: &str) -> bool {
+        if pool.is_empty() {
+            self.default
+        } else {
+            pool.eq_ignore_ascii_case(&self.pool)
+        }
+    }
 }
 
 impl CoreConfig {
@@ -59,6 +83,7 @@ impl CoreConfig {
             transport: Transport::Tcp,
             compliance: false,
             pool_server: None,
+            pool_scope: None,
         }
     }
 }
@@ -201,6 +226,8 @@ pub struct ChatCore {
     /// Room id → user → the other pool servers the user is joined through.
     remote: FxHashMap<String, FxHashMap<String, BTreeSet<String>>>,
     pool_out: Vec<confab_store::ChatPoolEvent>,
+    /// Rooms of the store that another pool serves: URI → that pool.
+    elsewhere: FxHashMap<String, String>,
     pub stats: Stats,
 }
 
@@ -233,6 +260,7 @@ impl ChatCore {
             compliance_out: Vec::new(),
             remote: FxHashMap::default(),
             pool_out: Vec::new(),
+            elsewhere: FxHashMap::default(),
             stats: Stats::default(),
         }
     }
@@ -352,7 +380,27 @@ impl ChatCore {
     /// Replaces the directory (categories, rooms, policy, config) and the backfill
     /// cache with what the store holds now, then drops the participants who may no
     /// longer be in their rooms (room disabled or removed, role or category changed).
-    pub fn apply_directory(&mut self, data: ChatDirectory, recent: Vec<ChatPost>) {
+    /// With a [`PoolScope`], only the rooms (and categories) of this server's pool
+    /// are kept; a join of another pool's room is refused with the pool's name.
+    pub fn apply_directory(&mut self, mut data: ChatDirectory, mut recent: Vec<ChatPost>) {
+        self.elsewhere.clear();
+        if let Some(scope) = &self.cfg.pool_scope {
+            let (mine, others): (Vec<_>, Vec<_>) =
+                data.rooms.into_iter().partition(|r| scope.serves(&r.pool));
+            for r in others {
+                let pool = if r.pool.is_empty() {
+                    "the default Persistent Chat pool".to_owned()
+                } else {
+                    format!("Persistent Chat pool {}", r.pool)
+                };
+                self.elsewhere.insert(r.uri, pool);
+            }
+            data.rooms = mine;
+            data.categories.retain(|c| scope.serves(&c.pool));
+            let ids: std::collections::HashSet<&str> =
+                data.rooms.iter().map(|r| r.id.as_str()).collect();
+            recent.retain(|p| ids.contains(p.room_id.as_str()));
+        }
         self.dir = Directory::new(data);
         let keep = self.history_len();
         self.history.clear();
@@ -1137,7 +1185,12 @@ impl ChatCore {
         let mut refusal: Option<String> = None;
         for uri in &rooms {
             let verdict = match self.dir.room_by_uri(uri) {
-                None => Err("ERR_NO_SUCH_CHANNEL: no such room".to_owned()),
+                None => Err(match self.elsewhere.get(uri) {
+                    Some(pool) => format!(
+                        "ERR_NO_SUCH_CHANNEL: the room belongs to {pool}; join it through that pool"
+                    ),
+                    None => "ERR_NO_SUCH_CHANNEL: no such room".to_owned(),
+                }),
                 Some(room) => match self.dir.join_refusal(room, user) {
                     Some(r) => Err(r.to_owned()),
                     None => Ok(room.id.clone()),

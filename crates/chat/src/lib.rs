@@ -18,5 +18,5 @@ pub mod rules;
 pub mod service;
 pub mod xccos;
 
-pub use crate::core::{ChatCore, CoreConfig, Stats, StoreRequest};
+pub use crate::core::{ChatCore, CoreConfig, PoolScope, Stats, StoreRequest};
 pub use rules::Directory;

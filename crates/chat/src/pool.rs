@@ -125,43 +125,54 @@ impl PoolView {
 }
 
 /// The front end's chat routing: the chat URIs (`sip:ocschat@`, the chat-server
-/// URI) of a user go to the live active servers of the pool ([`PoolView::targets_for`]).
+/// URI) of a user go to the live active servers of their pool
+/// ([`PoolView::targets_for`]). Several chat pools on one store: each pool's URIs
+/// go to that pool's servers ([`ChatRouter::with_pool`]).
 #[derive(Debug)]
 pub struct ChatRouter {
     view: Arc<Mutex<PoolView>>,
-    /// The chat URIs routed (`user@domain`, lower case).
-    uris: Vec<String>,
-    pool: Option<String>,
+    /// The chat URIs routed (`user@domain`, lower case) and the pool of each.
+    routes: Vec<(String, Option<String>)>,
+}
+
+fn aor_of(u: &str) -> String {
+    u.trim()
+        .strip_prefix("sip:")
+        .unwrap_or(u.trim())
+        .to_ascii_lowercase()
 }
 
 impl ChatRouter {
-    /// `uris`: the lookup and chat-server URIs (`sip:` prefix accepted).
+    /// `uris`: the lookup and chat-server URIs (`sip:` prefix accepted) of `pool`.
     pub fn new(view: Arc<Mutex<PoolView>>, uris: &[String], pool: Option<String>) -> ChatRouter {
         ChatRouter {
             view,
-            uris: uris
-                .iter()
-                .map(|u| {
-                    u.trim()
-                        .strip_prefix("sip:")
-                        .unwrap_or(u.trim())
-                        .to_ascii_lowercase()
-                })
-                .collect(),
-            pool,
+            routes: Vec::new(),
         }
+        .with_pool(uris, pool)
+    }
+
+    /// Also routes `uris` to the live active servers of `pool`.
+    pub fn with_pool(mut self, uris: &[String], pool: Option<String>) -> ChatRouter {
+        for u in uris {
+            self.routes.push((aor_of(u), pool.clone()));
+        }
+        self
     }
 }
 
 impl AppRouter for ChatRouter {
     fn targets(&self, aor: &str, user: Option<&str>) -> Option<Vec<Dest>> {
-        if !self.uris.iter().any(|u| u == aor) {
+        let (_, pool) = self.routes.iter().find(|(u, _)| u == aor)?;
+        let view = self.view.lock();
+        // A pool whose servers write no heartbeat here (another store): the
+        // route's own destination.
+        if let Some(p) = pool
+            && !view.servers().any(|s| s.pool.eq_ignore_ascii_case(p))
+        {
             return None;
         }
-        let addrs =
-            self.view
-                .lock()
-                .targets_for(self.pool.as_deref(), user.unwrap_or(""), now_ms());
+        let addrs = view.targets_for(pool.as_deref(), user.unwrap_or(""), now_ms());
         Some(
             addrs
                 .into_iter()
@@ -566,5 +577,46 @@ mod tests {
             r.targets("other@example.com", Some("bob@example.com"))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn each_pools_uris_go_to_its_own_servers() {
+        let now = now_ms();
+        let mut b = server("b", "127.0.0.3:5041", ChatServerState::Active, now);
+        b.pool = "pchat2.example.com".into();
+        let mut v = PoolView::new(Duration::from_secs(3));
+        v.load(vec![
+            server("a", "127.0.0.2:5041", ChatServerState::Active, now),
+            b,
+        ]);
+        let r = ChatRouter::new(
+            Arc::new(Mutex::new(v)),
+            &["sip:ocschat@example.com".to_owned()],
+            Some("pchat.example.com".into()),
+        )
+        .with_pool(
+            &["sip:ocschat.pchat2.example.com@example.com".to_owned()],
+            Some("pchat2.example.com".into()),
+        )
+        .with_pool(
+            &["sip:ocschat.pchat3.example.com@example.com".to_owned()],
+            Some("pchat3.example.com".into()),
+        );
+        let addrs = |aor: &str| -> Option<Vec<SocketAddr>> {
+            r.targets(aor, Some("bob@example.com"))
+                .map(|t| t.into_iter().map(|d| d.addr).collect())
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                addrs("ocschat@example.com"),
+                Some(vec!["127.0.0.2:5041".parse().unwrap()])
+            );
+            assert_eq!(
+                addrs("ocschat.pchat2.example.com@example.com"),
+                Some(vec!["127.0.0.3:5041".parse().unwrap()])
+            );
+        }
+        // A pool whose servers heartbeat elsewhere: the route's own destination.
+        assert_eq!(addrs("ocschat.pchat3.example.com@example.com"), None);
     }
 }

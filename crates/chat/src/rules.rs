@@ -71,11 +71,12 @@ impl Directory {
     /// A room by name (case-insensitive) or URI.
     pub fn room_by_name_or_uri(&self, s: &str) -> Option<&ChatRoom> {
         self.room_by_uri(s).or_else(|| {
+            // `NAME` (the default pool) or `POOL\\NAME`.
             let key = s.trim().to_lowercase();
             self.data
                 .rooms
                 .iter()
-                .find(|r| r.name.to_lowercase() == key)
+                .find(|r| r.qualified_name().to_lowercase() == key)
         })
     }
 
@@ -167,6 +168,7 @@ mod tests {
             creators: vec![],
             file_upload: false,
             chat_history: true,
+            pool: String::new(),
         };
         let room = |id: &str, privacy| ChatRoom {
             id: id.into(),
@@ -180,6 +182,7 @@ mod tests {
             members: vec!["bob@example.com".into()],
             managers: vec![],
             presenters: vec!["carol@example.com".into()],
+            pool: String::new(),
         };
         Directory::new(ChatDirectory {
             categories: vec![cat],

@@ -26,6 +26,10 @@ pub struct ServiceConfig {
     pub bind: SocketAddr,
     /// Chat-server URI (`sip:chatsrv@DOMAIN`).
     pub server_uri: Option<String>,
+    /// Lookup URI (`sip:ocschat@DOMAIN`; another chat pool of the topology has its own).
+    pub lookup_uri: Option<String>,
+    /// Only the rooms of this pool (several chat pools on one store).
+    pub pool_scope: Option<crate::PoolScope>,
     /// Session-Expires of our 200s.
     pub session_expires: u32,
     /// How often the store is polled for administrative changes.
@@ -46,6 +50,8 @@ impl ServiceConfig {
             domain: domain.to_owned(),
             bind,
             server_uri: None,
+            lookup_uri: None,
+            pool_scope: None,
             session_expires: 300,
             poll_interval: Duration::from_millis(200),
             compliance: false,
@@ -116,6 +122,10 @@ pub async fn start(
     if let Some(uri) = &cfg.server_uri {
         core_cfg.server_uri = uri.clone();
     }
+    if let Some(uri) = &cfg.lookup_uri {
+        core_cfg.lookup_uri = uri.clone();
+    }
+    core_cfg.pool_scope = cfg.pool_scope.clone();
     core_cfg.session_expires = cfg.session_expires.max(30);
     core_cfg.compliance = cfg.compliance;
     core_cfg.pool_server = cfg.pool.as_ref().map(|m| m.server.clone());

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use confab_chat::{ChatCore, CoreConfig, StoreRequest};
+use confab_chat::{ChatCore, CoreConfig, PoolScope, StoreRequest};
 use confab_frontend::{ConnId, Dest, Output, Transport};
 use confab_presence::xmltree::{Limits, Node, parse_tree};
 use confab_sip::{HeaderName, Message, NameAddr};
@@ -42,6 +42,7 @@ fn category(id: &str, allowed: &[&str], denied: &[&str]) -> ChatCategory {
         creators: vec![],
         file_upload: false,
         chat_history: true,
+        pool: String::new(),
     }
 }
 
@@ -58,6 +59,7 @@ fn room(id: &str, name: &str, cat: &str, privacy: Privacy, members: &[&str]) -> 
         members: members.iter().map(|s| s.to_string()).collect(),
         managers: vec![],
         presenters: vec![],
+        pool: String::new(),
     }
 }
 
@@ -1220,4 +1222,79 @@ fn pool_remote_posts_joins_leaves_and_a_dead_server() {
             joined: false,
         }]
     );
+}
+
+/// Several Persistent Chat pools on one store: a server serves its own pool's
+/// rooms (the default pool's are those with no pool); another pool's room is not
+/// listed, its join is refused naming that pool, its backfill is not cached.
+#[test]
+fn a_server_serves_only_its_pools_rooms() {
+    let with_scope = |pool: &str, default: bool| {
+        let mut cfg = CoreConfig::new(DOMAIN, "127.0.0.1:5041");
+        cfg.pool_scope = Some(PoolScope {
+            pool: pool.into(),
+            default,
+        });
+        let mut dir = directory();
+        // "Lobby" of pool 2 has the default pool's Lobby's name.
+        let mut cat2 = category("main2", &["@example.com"], &[]);
+        cat2.pool = "pchat2.example.com".into();
+        dir.categories.push(cat2);
+        let mut lobby2 = room("open2", "Lobby", "main2", Privacy::Open, &[]);
+        lobby2.pool = "pchat2.example.com".into();
+        dir.rooms.push(lobby2);
+        let post = |id: i64, room: &str| ChatPost {
+            id,
+            room_id: room.into(),
+            author: "bob@example.com".into(),
+            ts_ms: 1_704_067_100_000,
+            text: format!("post {id}"),
+            original: format!("post {id}"),
+            state: PostState::Active,
+        };
+        let mut core = ChatCore::new(cfg, 7);
+        core.apply_directory(dir, vec![post(1, "open1"), post(2, "open2")]);
+        Harness {
+            core,
+            now: Instant::now(),
+            wall: 1_704_067_200_000,
+        }
+    };
+    let crit = "<data><qib qtype=\"BYNAME\" criteria=\"\" extended=\"false\"/></data>";
+
+    // The default pool's server: its rooms, not pool 2's.
+    let mut h = with_scope("pchat.example.com", true);
+    let mut a = h.connect("alice@example.com");
+    let out = h.command(&mut a, "cmd:chansrch", crit);
+    let rpl = Harness::reply(&out, &a, "rpl:chansrch");
+    assert_eq!(chan_names(&rpl), vec!["Lobby", "RoomOne", "Stage"]);
+    h.join(&mut a, "open1");
+    let out = h.join(&mut a, "open2");
+    let rpl = Harness::reply(&out, &a, "rpl:join");
+    let resp = rpl.child("resp").unwrap();
+    assert_eq!(resp.attr("code"), Some("403"));
+    assert!(
+        resp.text.contains("pool pchat2.example.com"),
+        "the refusal names the room's pool: {}",
+        resp.text
+    );
+
+    // Pool 2's server: only its Lobby, with its own history.
+    let mut h = with_scope("pchat2.example.com", false);
+    let mut b = h.connect("bob@example.com");
+    let out = h.command(&mut b, "cmd:chansrch", crit);
+    let rpl = Harness::reply(&out, &b, "rpl:chansrch");
+    assert_eq!(chan_names(&rpl), vec!["Lobby"]);
+    let first = rpl.child("data").unwrap().child("chanib").unwrap();
+    assert_eq!(first.attr("uri"), Some("ma-chan://example.com/open2"));
+    h.join(&mut b, "open2");
+    let out = h.join(&mut b, "open1");
+    let rpl = Harness::reply(&out, &b, "rpl:join");
+    let resp = rpl.child("resp").unwrap();
+    assert!(
+        resp.text.contains("the default Persistent Chat pool"),
+        "{}",
+        resp.text
+    );
+    assert_eq!(h.core.directory().data.rooms.len(), 1);
 }

@@ -135,6 +135,10 @@ pub enum CategoryCommand {
     /// Add a category
     Add {
         name: String,
+        /// The Persistent Chat pool (its FQDN) whose rooms it holds [default: the
+        /// default chat pool]; name it `POOL\\NAME` afterwards
+        #[arg(long, value_name = "FQDN")]
+        pool: Option<String>,
         #[command(flatten)]
         opts: CategoryOptions,
     },
@@ -158,8 +162,13 @@ pub enum RoomCommand {
     /// Add a room
     Add {
         name: String,
+        /// The category (in `--pool`, or `POOL\\NAME`, or its URI)
         #[arg(long, value_name = "CATEGORY")]
         category: String,
+        /// The Persistent Chat pool (its FQDN) [default: the category's]; the room is
+        /// named `POOL\\NAME` afterwards (names are unique per pool)
+        #[arg(long, value_name = "FQDN")]
+        pool: Option<String>,
         #[arg(long, value_name = "TEXT", default_value = "")]
         description: String,
         #[arg(long, value_name = "open|closed|secret", default_value = "closed")]
@@ -306,7 +315,7 @@ pub async fn run(cfg: &ServeConfig, args: ChatArgs) -> anyhow::Result<()> {
         ChatCommand::Pool { command } => crate::chat_pool::run(&store, command).await,
         ChatCommand::Export { out } => crate::chat_transfer::export(&store, &out).await,
         ChatCommand::Import { file } => crate::chat_transfer::import(&store, &domain, &file).await,
-        other => execute(&store, &domain, other).await,
+        other => execute(&store, &domain, &cfg.chat_file_store(), other).await,
     };
     store.close().await;
     result
@@ -346,6 +355,30 @@ fn date(s: &str) -> anyhow::Result<i64> {
     parse_date(s).with_context(|| format!("invalid date {s:?} (YYYY-MM-DD or RFC 3339)"))
 }
 
+/// Deletes the stored files of `stored` from the file store; returns how many
+/// were deleted (a file already gone is not an error).
+fn delete_stored_files(files: &std::path::Path, stored: &[confab_store::ChatFile]) -> usize {
+    let mut deleted = 0;
+    for f in stored {
+        // Ids are 32 hex digits (chat_web::files); never a path of another kind.
+        if f.id.len() != 32 || !f.id.chars().all(|c| c.is_ascii_hexdigit()) {
+            tracing::warn!(file = %f.id, "a stored file id is not a file name; left alone");
+            continue;
+        }
+        match std::fs::remove_file(files.join(&f.id)) {
+            Ok(()) => deleted += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %f.id, error = %e, "deleting a stored file failed"),
+        }
+    }
+    deleted
+}
+
+/// A pool as listed: its FQDN, or `(default)`.
+fn pool_label(pool: &str) -> &str {
+    if pool.is_empty() { "(default)" } else { pool }
+}
+
 fn category_json(c: &ChatCategory) -> Value {
     json!({
         "name": c.name,
@@ -356,6 +389,7 @@ fn category_json(c: &ChatCategory) -> Value {
         "creators": c.creators,
         "file_upload": c.file_upload,
         "chat_history": c.chat_history,
+        "pool": c.pool,
     })
 }
 
@@ -364,6 +398,7 @@ fn room_json(dir: &Directory, r: &ChatRoom) -> Value {
         "name": r.name,
         "uri": r.uri,
         "category": dir.category(&r.category_id).map(|c| c.name.clone()),
+        "pool": r.pool,
         "privacy": r.privacy.as_str(),
         "type": r.room_type.as_str(),
         "disabled": r.disabled,
@@ -402,28 +437,36 @@ async fn room_of(store: &Store, name: &str) -> anyhow::Result<(Directory, ChatRo
     Ok((dir, room))
 }
 
-async fn execute(store: &Store, domain: &str, cmd: ChatCommand) -> anyhow::Result<()> {
+async fn execute(
+    store: &Store,
+    domain: &str,
+    files: &std::path::Path,
+    cmd: ChatCommand,
+) -> anyhow::Result<()> {
     let mut buf = Vec::new();
-    let result = apply(store, domain, cmd, &mut buf).await;
+    let result = apply(store, domain, files, cmd, &mut buf).await;
     std::io::stdout().write_all(&buf)?;
     result
 }
 
 /// Runs one `confab chat` command handled here (not status, pool, export, import,
 /// compliance), writing what the CLI prints to `out`: the one code path of the
-/// command line and the Control Panel's chat page.
+/// command line and the Control Panel's chat page. `files` is the chat file
+/// store (a removed room's files are deleted from it).
 pub async fn apply<W: Write + Send>(
     store: &Store,
     domain: &str,
+    files: &std::path::Path,
     cmd: ChatCommand,
     out: &mut W,
 ) -> anyhow::Result<()> {
     let out = &mut *out;
     match cmd {
         ChatCommand::Category { command } => match command {
-            CategoryCommand::Add { name, opts } => {
+            CategoryCommand::Add { name, pool, opts } => {
                 let new = NewChatCategory {
                     name: name.clone(),
+                    pool: pool.unwrap_or_default(),
                     description: opts.description.unwrap_or_default(),
                     allowed: list(store, opts.allowed_members.as_deref()).await?,
                     denied: list(store, opts.denied_members.as_deref()).await?,
@@ -432,7 +475,14 @@ pub async fn apply<W: Write + Send>(
                     chat_history: opts.chat_history.unwrap_or(true),
                 };
                 store.add_chat_category(domain, &new).await?;
-                writeln!(out, "added category {}", name.trim())?;
+                writeln!(
+                    out,
+                    "added category {}",
+                    confab_store::chat_qualified_name(
+                        &confab_store::chat_pool_key(&new.pool)?,
+                        name.trim()
+                    )
+                )?;
             }
             CategoryCommand::Set { name, opts } => {
                 let u = ChatCategoryUpdate {
@@ -456,14 +506,15 @@ pub async fn apply<W: Write + Send>(
                 } else {
                     writeln!(
                         out,
-                        "{:<24}  {:<28}  {:<20}  URI",
-                        "NAME", "ALLOWED", "DENIED"
+                        "{:<24}  {:<24}  {:<28}  {:<20}  URI",
+                        "NAME", "POOL", "ALLOWED", "DENIED"
                     )?;
                     for c in &dir.categories {
                         writeln!(
                             out,
-                            "{:<24}  {:<28}  {:<20}  {}",
+                            "{:<24}  {:<24}  {:<28}  {:<20}  {}",
                             c.name,
+                            pool_label(&c.pool),
                             dash(&c.allowed),
                             dash(&c.denied),
                             c.uri
@@ -480,6 +531,7 @@ pub async fn apply<W: Write + Send>(
             RoomCommand::Add {
                 name,
                 category,
+                pool,
                 description,
                 privacy: p,
                 room_type: t,
@@ -490,6 +542,7 @@ pub async fn apply<W: Write + Send>(
             } => {
                 let new = NewChatRoom {
                     name: name.clone(),
+                    pool: pool.unwrap_or_default(),
                     category,
                     description,
                     privacy: privacy(&p)?,
@@ -500,10 +553,15 @@ pub async fn apply<W: Write + Send>(
                     presenters: split(presenters.as_deref()),
                 };
                 let id = chat_rooms::add_room(store, store, domain, Actor::Admin, new).await?;
+                let dir = store.chat_directory().await?;
+                let shown = dir
+                    .rooms
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map_or_else(|| name.trim().to_owned(), ChatRoom::qualified_name);
                 writeln!(
                     out,
-                    "added room {} ma-chan://{}/{id}",
-                    name.trim(),
+                    "added room {shown} ma-chan://{}/{id}",
                     domain.to_ascii_lowercase()
                 )?;
             }
@@ -536,7 +594,8 @@ pub async fn apply<W: Write + Send>(
                     remove_presenters: split(remove_presenters.as_deref()),
                 };
                 let (_, room) = room_of(store, &name).await?;
-                chat_rooms::update_room(store, store, Actor::Admin, &room.name, u).await?;
+                chat_rooms::update_room(store, store, Actor::Admin, &room.qualified_name(), u)
+                    .await?;
                 writeln!(out, "updated room {}", room.name)?;
             }
             RoomCommand::List { json } => {
@@ -549,14 +608,15 @@ pub async fn apply<W: Write + Send>(
                 } else {
                     writeln!(
                         out,
-                        "{:<24}  {:<16}  {:<7}  {:<10}  {:<8}  URI",
-                        "NAME", "CATEGORY", "PRIVACY", "TYPE", "DISABLED"
+                        "{:<24}  {:<24}  {:<16}  {:<7}  {:<10}  {:<8}  URI",
+                        "NAME", "POOL", "CATEGORY", "PRIVACY", "TYPE", "DISABLED"
                     )?;
                     for r in &dir.data.rooms {
                         writeln!(
                             out,
-                            "{:<24}  {:<16}  {:<7}  {:<10}  {:<8}  {}",
+                            "{:<24}  {:<24}  {:<16}  {:<7}  {:<10}  {:<8}  {}",
                             r.name,
+                            pool_label(&r.pool),
                             dir.category(&r.category_id)
                                 .map_or("-", |c| c.name.as_str()),
                             r.privacy.as_str(),
@@ -578,6 +638,7 @@ pub async fn apply<W: Write + Send>(
                 } else {
                     writeln!(out, "name:        {}", r.name)?;
                     writeln!(out, "uri:         {}", r.uri)?;
+                    writeln!(out, "pool:        {}", pool_label(&r.pool))?;
                     writeln!(
                         out,
                         "category:    {}",
@@ -607,8 +668,15 @@ pub async fn apply<W: Write + Send>(
             }
             RoomCommand::Remove { name } => {
                 let (_, room) = room_of(store, &name).await?;
-                store.remove_chat_room(&room.name).await?;
-                writeln!(out, "removed room {}", room.name)?;
+                let stored = store.chat_room_files(&room.id).await?;
+                store.remove_chat_room(&room.qualified_name()).await?;
+                // Then its files: once the rows are gone nobody can download them.
+                let deleted = delete_stored_files(files, &stored);
+                writeln!(
+                    out,
+                    "removed room {} ({deleted} stored file(s) deleted)",
+                    room.qualified_name()
+                )?;
             }
         },
         ChatCommand::Policy { command } => match command {
@@ -776,7 +844,7 @@ pub async fn apply<W: Write + Send>(
         ChatCommand::Clear { room, before } => {
             let before = date(&before)?;
             let (_, r) = room_of(store, &room).await?;
-            let n = store.clear_chat_room(&r.name, before).await?;
+            let n = store.clear_chat_room(&r.qualified_name(), before).await?;
             writeln!(out, "cleared {n} message(s) from {}", r.name)?;
         }
         ChatCommand::Search {

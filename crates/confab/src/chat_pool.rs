@@ -64,6 +64,27 @@ pub async fn starts_passive(
     })
 }
 
+/// The lookup and chat-server URIs of a Persistent Chat pool: the topology's
+/// default chat pool keeps `sip:ocschat@DOMAIN` and `sip:chatsrv@DOMAIN` (what
+/// provisioning gives users and SIPE INVITEs); another pool `pool` gets
+/// `sip:ocschat.POOL@DOMAIN` and `sip:chatsrv.POOL@DOMAIN` (like Lync's
+/// `New-CsPersistentChatEndpoint`, a SIP URI of its own for the pool).
+pub fn pool_uris(domain: &str, pool: &str, default: bool) -> (String, String) {
+    let domain = domain.to_ascii_lowercase();
+    if default {
+        (
+            format!("sip:ocschat@{domain}"),
+            format!("sip:chatsrv@{domain}"),
+        )
+    } else {
+        let pool = pool.to_ascii_lowercase();
+        (
+            format!("sip:ocschat.{pool}@{domain}"),
+            format!("sip:chatsrv.{pool}@{domain}"),
+        )
+    }
+}
+
 /// On a front end: routing of the chat URIs over the live active servers of the
 /// chat pool, kept current by LISTEN/NOTIFY on its PostgreSQL store. `None`
 /// (the topology's first active server gets every user) without a PostgreSQL
@@ -83,7 +104,12 @@ pub async fn router(
     match watch_pool(chat_store.clone(), url, view.clone(), None, stop).await {
         Ok(_task) => {
             info!(pool = ?cfg.chat.pool, "chat URIs go to the live active servers of the chat pool");
-            Some(Arc::new(ChatRouter::new(view, uris, cfg.chat.pool.clone())))
+            let mut router = ChatRouter::new(view, uris, cfg.chat.pool.clone());
+            for other in &cfg.chat.other_pools {
+                let (lookup, server) = pool_uris(&cfg.domain, &other.pool, false);
+                router = router.with_pool(&[lookup, server], Some(other.pool.clone()));
+            }
+            Some(Arc::new(router))
         }
         Err(e) => {
             warn!(error = %e, "cannot follow the chat pool; every chat user goes to the topology's first active chat server");

@@ -97,16 +97,20 @@ pub fn managed_rooms<'a>(dir: &'a Directory, user: &str) -> Vec<&'a ChatRoom> {
         .collect()
 }
 
-fn category_by_name<'a>(dir: &'a Directory, name: &str) -> Option<&'a ChatCategory> {
+/// The category `name`: its URI, `POOL\\NAME`, or a plain name in `pool` (empty:
+/// the default pool).
+fn category_by_name<'a>(dir: &'a Directory, name: &str, pool: &str) -> Option<&'a ChatCategory> {
     let key = name.trim().to_lowercase();
-    dir.data
-        .categories
-        .iter()
-        .find(|c| c.name.to_lowercase() == key || c.uri == name.trim())
+    let pool = pool.trim().to_ascii_lowercase();
+    dir.data.categories.iter().find(|c| {
+        c.uri == name.trim()
+            || (key.contains('\\') && c.qualified_name().to_lowercase() == key)
+            || (c.name.to_lowercase() == key && c.pool == pool)
+    })
 }
 
-fn creator_check(dir: &Directory, category: &str, user: &str) -> Result<(), Refused> {
-    let Some(cat) = category_by_name(dir, category) else {
+fn creator_check(dir: &Directory, category: &str, pool: &str, user: &str) -> Result<(), Refused> {
+    let Some(cat) = category_by_name(dir, category, pool) else {
         return Err(Refused::NotFound(format!("unknown category {category:?}")));
     };
     if names(&cat.creators, user) {
@@ -152,10 +156,28 @@ pub async fn add_room(
     actor: Actor<'_>,
     mut new: NewChatRoom,
 ) -> anyhow::Result<String> {
+    let dir = Directory::new(chat.chat_directory().await?);
+    // A room lives in its category's pool (a category named by URI or
+    // `POOL\\NAME` gives it; a plain name is looked up in `new.pool`).
+    if let Some(cat) = category_by_name(&dir, &new.category, &new.pool) {
+        if !new.pool.trim().is_empty() && !cat.pool.eq_ignore_ascii_case(new.pool.trim()) {
+            bail!(
+                "category {:?} is in pool {:?}, not {:?}: a room lives in its category's pool",
+                cat.name,
+                if cat.pool.is_empty() {
+                    "(default)"
+                } else {
+                    &cat.pool
+                },
+                new.pool.trim()
+            );
+        }
+        new.pool = cat.pool.clone();
+        new.category = cat.qualified_name();
+    }
     if let Actor::User(user) = actor {
-        let dir = Directory::new(chat.chat_directory().await?);
         policy_check(&dir, user)?;
-        creator_check(&dir, &new.category, user)?;
+        creator_check(&dir, &new.category, &new.pool, user)?;
         if !new
             .managers
             .iter()
@@ -186,9 +208,16 @@ pub async fn update_room(
     u.remove_members = loose_principals(&u.remove_members)?;
     u.remove_managers = loose_principals(&u.remove_managers)?;
     u.remove_presenters = loose_principals(&u.remove_presenters)?;
+    if let Some(cat) = u
+        .category
+        .as_deref()
+        .and_then(|c| category_by_name(&dir, c, &room.pool))
+    {
+        u.category = Some(cat.qualified_name());
+    }
     if let Actor::User(user) = actor {
         if let Some(cat) = &u.category {
-            creator_check(&dir, cat, user)?;
+            creator_check(&dir, cat, &room.pool, user)?;
         }
         let mut managers: Vec<String> = room
             .managers
@@ -201,7 +230,7 @@ pub async fn update_room(
             bail!("a room keeps at least one manager");
         }
     }
-    chat.update_chat_room(&room.name, &u).await?;
+    chat.update_chat_room(&room.qualified_name(), &u).await?;
     Ok(u.rename
         .as_deref()
         .map_or(room.name.clone(), |n| n.trim().to_owned()))
@@ -216,7 +245,7 @@ pub async fn set_disabled(
 ) -> anyhow::Result<String> {
     let (_, room) = room_for_change(chat, actor, name).await?;
     chat.update_chat_room(
-        &room.name,
+        &room.qualified_name(),
         &ChatRoomUpdate {
             disabled: Some(disabled),
             ..Default::default()

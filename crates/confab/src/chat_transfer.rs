@@ -218,6 +218,7 @@ pub async fn import(store: &Store, domain: &str, file: &Path) -> anyhow::Result<
             creators: principals(store, &what, &c.creators).await?,
             file_upload: c.file_upload,
             chat_history: c.chat_history,
+            pool: String::new(),
         });
     }
     let mut room_names = HashSet::new();
@@ -269,6 +270,7 @@ pub async fn import(store: &Store, domain: &str, file: &Path) -> anyhow::Result<
         rooms.push((
             NewChatRoom {
                 name: r.name.clone(),
+                pool: String::new(),
                 category: r.category.clone(),
                 description: r.description.clone(),
                 privacy,

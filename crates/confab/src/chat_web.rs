@@ -96,7 +96,10 @@ pub fn router(web: ChatWeb) -> Router {
         .route("/chat/api/rooms/update", post(api_update_room))
         .route("/chat/api/rooms/disable", post(api_disable))
         .route("/chat/api/rooms/enable", post(api_enable))
-        .route("/chat/api/files", post(files::api_begin))
+        .route(
+            "/chat/api/files",
+            get(files::api_list).post(files::api_begin),
+        )
         .route("/chat/api/files/{upload}", put(files::api_chunk))
         .route("/chat/api/files/{upload}/commit", post(files::api_commit))
         .route("/chat/files/{file}", get(files::download))
@@ -241,9 +244,11 @@ fn room_type(s: &str) -> Result<RoomType, Response> {
 
 fn room_json(dir: &Directory, r: &ChatRoom) -> Value {
     json!({
-        "name": r.name,
+        // `POOL\\NAME` for a room of another chat pool than the default one.
+        "name": r.qualified_name(),
         "uri": r.uri,
-        "category": dir.category(&r.category_id).map(|c| c.name.clone()),
+        "pool": r.pool,
+        "category": dir.category(&r.category_id).map(|c| c.qualified_name()),
         "privacy": r.privacy.as_str(),
         "type": r.room_type.as_str(),
         "disabled": r.disabled,
@@ -368,7 +373,15 @@ async fn api_rooms(State(w): State<Shared>, headers: HeaderMap) -> Response {
     }
     let categories: Vec<Value> = chat_rooms::creator_categories(&dir, user)
         .iter()
-        .map(|c| json!({ "name": c.name, "description": c.description, "file_upload": c.file_upload }))
+        .map(|c| json!({ "name": c.qualified_name(), "description": c.description, "file_upload": c.file_upload }))
+        .collect();
+    // Rooms the user may post files in (the upload form).
+    let file_rooms: Vec<Value> = dir
+        .data
+        .rooms
+        .iter()
+        .filter(|r| files::upload_refusal(&dir, &r.uri, user).is_ok())
+        .map(|r| json!({ "name": r.qualified_name(), "uri": r.uri }))
         .collect();
     let rooms: Vec<Value> = chat_rooms::managed_rooms(&dir, user)
         .iter()
@@ -376,7 +389,7 @@ async fn api_rooms(State(w): State<Shared>, headers: HeaderMap) -> Response {
         .collect();
     json_response(
         StatusCode::OK,
-        json!({ "address": user, "categories": categories, "rooms": rooms }),
+        json!({ "address": user, "categories": categories, "rooms": rooms, "file_rooms": file_rooms }),
     )
 }
 
@@ -402,6 +415,8 @@ async fn api_add_room(State(w): State<Shared>, headers: HeaderMap, body: Bytes) 
     let new = (|| -> Result<NewChatRoom, Response> {
         Ok(NewChatRoom {
             name: field(&m, "name")?.to_owned(),
+            // The category's pool (chat_rooms::add_room).
+            pool: String::new(),
             category: field(&m, "category")?.to_owned(),
             description: opt_text(&m, "description")?.unwrap_or_default(),
             privacy: privacy(opt_text(&m, "privacy")?.as_deref().unwrap_or("closed"))?,

@@ -238,6 +238,17 @@ impl Default for WebConfig {
     }
 }
 
+/// A Persistent Chat pool other than the default one, as a front end routes to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatPoolRoute {
+    /// The pool's FQDN (its URIs: `crate::chat_pool::pool_uris`).
+    pub pool: String,
+    /// Its first active server (where the URIs go without a PostgreSQL feed).
+    pub addr: SocketAddr,
+    /// Every server of the pool (trusted peers).
+    pub servers: Vec<SocketAddr>,
+}
+
 /// The Persistent Chat service (`[chat]`), run by `confab serve` beside the front end.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -296,6 +307,14 @@ pub struct ChatServeConfig {
     /// topology only.
     #[serde(skip)]
     pub pool_servers: Vec<SocketAddr>,
+    /// On a chat machine: its pool is the topology's default chat pool (it serves
+    /// the rooms and categories with no pool). From the topology only.
+    #[serde(skip)]
+    pub default_pool: bool,
+    /// On a front end: the other Persistent Chat pools behind it (several chat pools
+    /// in one topology), each with its own URIs. From the topology only.
+    #[serde(skip)]
+    pub other_pools: Vec<ChatPoolRoute>,
     /// The file store of file posts (a directory; default `DATA/files`); set from
     /// the topology's pool `file_store` (a `kind = "file"` store).
     pub file_store: Option<PathBuf>,
@@ -351,6 +370,8 @@ impl Default for ChatServeConfig {
             server_name: None,
             passive: false,
             pool_servers: Vec::new(),
+            default_pool: true,
+            other_pools: Vec::new(),
             file_store: None,
         }
     }
@@ -387,6 +408,8 @@ impl fmt::Debug for ChatServeConfig {
             .field("server_name", &self.server_name)
             .field("passive", &self.passive)
             .field("pool_servers", &self.pool_servers)
+            .field("default_pool", &self.default_pool)
+            .field("other_pools", &self.other_pools)
             .field("file_store", &self.file_store)
             .finish()
     }

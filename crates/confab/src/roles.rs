@@ -128,6 +128,17 @@ fn apply_with_host(
         }
         // Its place in its chat pool (crate::chat_pool).
         cfg.chat.pool = Some(local.pool.clone());
+        // Several chat pools behind one front-end pool: the first one in the
+        // topology is the default (the URIs provisioning gives, the rooms with no
+        // pool); another has URIs of its own.
+        let hop = machine.pool.next_hop.as_ref().map(|h| h.get_ref().as_str());
+        let default = chat_pools_behind(&topology, hop)
+            .first()
+            .is_none_or(|p| p.fqdn().eq_ignore_ascii_case(machine.pool.fqdn()));
+        cfg.chat.default_pool = default;
+        if !default {
+            set.push("chat.default_pool=false (not the topology's first chat pool)".to_owned());
+        }
         cfg.chat.server_name = Some(local.fqdn.clone());
         cfg.chat.passive = machine.machine.chat_state() == confab_topology::ChatState::Passive;
         set.push(format!(
@@ -378,6 +389,46 @@ fn chat_store_url(
     })
 }
 
+/// The Persistent Chat pools (with a persistent-chat machine that is not a front
+/// end) whose `next_hop` is `next_hop`, in topology order, each once.
+fn chat_pools_behind<'a>(
+    topology: &'a Topology,
+    next_hop: Option<&str>,
+) -> Vec<&'a confab_topology::Pool> {
+    let mut pools: Vec<&confab_topology::Pool> = Vec::new();
+    for m in topology.machines() {
+        let hop = m.pool.next_hop.as_ref().map(|h| h.get_ref().as_str());
+        let same_hop = match (hop, next_hop) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same_hop
+            && m.machine.has_role(Role::PersistentChat)
+            && !m.machine.has_role(Role::FrontEnd)
+            && !pools.iter().any(|p| p.fqdn() == m.pool.fqdn())
+        {
+            pools.push(m.pool);
+        }
+    }
+    pools
+}
+
+/// The SIP address of a persistent-chat machine: its first IP address and its
+/// persistent-chat listener's port.
+fn chat_addr(m: &confab_topology::Machine) -> Option<SocketAddr> {
+    let ip = m
+        .addresses
+        .iter()
+        .find_map(|a| a.get_ref().trim().parse::<IpAddr>().ok())?;
+    let port = m
+        .listeners()
+        .into_iter()
+        .find(|l| l.role == Role::PersistentChat)?
+        .port;
+    Some(SocketAddr::new(ip, port))
+}
+
 /// On a front end: a Persistent Chat pool whose `next_hop` is this pool, with an
 /// active persistent-chat machine that has an address, runs the chat service. The
 /// front end routes the chat URIs there (`chat.remote`) and reads the chat store
@@ -446,6 +497,33 @@ fn apply_remote_chat(
             Some(SocketAddr::new(ip, port))
         })
         .collect();
+    // The other chat pools behind this pool: each routed by URIs of its own.
+    for other in chat_pools_behind(topology, Some(pool.fqdn())) {
+        if other.fqdn() == chat.pool.fqdn() {
+            continue;
+        }
+        let machines: Vec<_> = topology
+            .machines()
+            .filter(|m| m.pool.fqdn() == other.fqdn() && m.machine.has_role(Role::PersistentChat))
+            .collect();
+        let first = machines
+            .iter()
+            .find(|m| m.machine.chat_state() == confab_topology::ChatState::Active)
+            .and_then(|m| chat_addr(m.machine));
+        let Some(addr) = first else {
+            warn!(pool = %other.fqdn(), "a Persistent Chat pool has no active server with an address; it is not routed");
+            continue;
+        };
+        set.push(format!("chat pool {} at {addr}", other.fqdn()));
+        cfg.chat.other_pools.push(crate::config::ChatPoolRoute {
+            pool: other.fqdn().to_owned(),
+            addr,
+            servers: machines
+                .iter()
+                .filter_map(|m| chat_addr(m.machine))
+                .collect(),
+        });
+    }
     if cfg.chat.database.is_none()
         && let Some(url) = chat_store_url(cfg, topology, chat.pool)?
     {

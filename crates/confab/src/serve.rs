@@ -211,6 +211,19 @@ async fn run_chat_only(cfg: &ServeConfig) -> anyhow::Result<()> {
     chat_cfg.compliance = cfg.chat.compliance;
     // Its chat pool: heartbeats, and with PostgreSQL the pool's other servers.
     chat_cfg.pool = crate::chat_pool::membership(cfg, &url);
+    // Several chat pools on one store: only its own pool's rooms, and URIs of its
+    // own when it is not the default pool (crate::chat_pool::pool_uris).
+    if let Some(pool) = &cfg.chat.pool {
+        chat_cfg.pool_scope = Some(confab_chat::PoolScope {
+            pool: pool.to_ascii_lowercase(),
+            default: cfg.chat.default_pool,
+        });
+        if !cfg.chat.default_pool {
+            let (lookup, server) = crate::chat_pool::pool_uris(&cfg.domain, pool, false);
+            chat_cfg.lookup_uri = Some(lookup);
+            chat_cfg.server_uri.get_or_insert(server);
+        }
+    }
     if let Some(m) = &chat_cfg.pool
         && crate::chat_pool::starts_passive(cfg, &store, m).await?
     {
@@ -448,7 +461,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         &cfg.web,
         &cfg.domain,
         cfg.chat.lease_ms,
-    ));
+    )
+    .chat_files(cfg.chat_file_store()));
     // Room management pages, where this machine serves (or reads) a chat store.
     let mut extra = control_panel;
     if let Some(chat_store) = rooms_store {
@@ -515,6 +529,21 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             addr: *addr,
             conn: None,
         };
+        // The other chat pools of the topology behind this front end: their own URIs.
+        for other in &cfg.chat.other_pools {
+            let (lookup, server) = crate::chat_pool::pool_uris(&cfg.domain, &other.pool, false);
+            info!(pool = %other.pool, sip = %other.addr, %lookup, %server, "persistent chat pool routed");
+            let dest = confab_frontend::Dest {
+                transport: confab_frontend::Transport::Tcp,
+                addr: other.addr,
+                conn: None,
+            };
+            for uri in [lookup, server] {
+                core_cfg
+                    .app_routes
+                    .push(confab_frontend::AppRoute { uri, dest });
+            }
+        }
         for uri in [lookup, server] {
             core_cfg.app_routes.push(confab_frontend::AppRoute {
                 uri: uri.clone(),
@@ -546,6 +575,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         core_cfg
             .trusted_peers
             .extend(cfg.chat.pool_servers.iter().copied());
+        // And those of the other chat pools.
+        for other in &cfg.chat.other_pools {
+            core_cfg.trusted_peers.extend(other.servers.iter().copied());
+        }
     }
     // A chat pool on PostgreSQL: each user goes to a live active server of it.
     if let (Some((_, lookup, server)), Some((_, _, _, chat_store))) = (&chat_route, &remote_chat) {

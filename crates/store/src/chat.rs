@@ -114,6 +114,8 @@ pub struct ChatCategory {
     pub creators: Vec<String>,
     pub file_upload: bool,
     pub chat_history: bool,
+    /// The Persistent Chat pool (its FQDN, lower case); empty: the default pool.
+    pub pool: String,
 }
 
 /// A room.
@@ -131,6 +133,22 @@ pub struct ChatRoom {
     pub members: Vec<String>,
     pub managers: Vec<String>,
     pub presenters: Vec<String>,
+    /// The Persistent Chat pool (its category's); empty: the default pool.
+    pub pool: String,
+}
+
+impl ChatCategory {
+    /// `NAME` in the default pool, `POOL\\NAME` in another (what the CLI accepts).
+    pub fn qualified_name(&self) -> String {
+        chat_qualified_name(&self.pool, &self.name)
+    }
+}
+
+impl ChatRoom {
+    /// `NAME` in the default pool, `POOL\\NAME` in another (what the CLI accepts).
+    pub fn qualified_name(&self) -> String {
+        chat_qualified_name(&self.pool, &self.name)
+    }
 }
 
 /// One post.
@@ -208,6 +226,8 @@ pub struct NewChatCategory {
     pub creators: Vec<String>,
     pub file_upload: bool,
     pub chat_history: bool,
+    /// The pool (FQDN); empty: the default pool.
+    pub pool: String,
 }
 
 /// Changes to a category (`None` = unchanged; lists replace the stored list).
@@ -225,6 +245,9 @@ pub struct ChatCategoryUpdate {
 #[derive(Debug, Clone)]
 pub struct NewChatRoom {
     pub name: String,
+    /// The room's pool (FQDN; empty: the default pool); its category must be in it.
+    /// A plain `category` name is looked up in this pool.
+    pub pool: String,
     pub category: String,
     pub description: String,
     pub privacy: Privacy,
@@ -416,7 +439,47 @@ fn name_key(name: &str) -> Result<(String, String)> {
     if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
         return Err(invalid(format!("invalid name {name:?}")));
     }
+    if name.contains('\\') {
+        return Err(invalid(format!(
+            "invalid name {name:?}: a backslash separates a pool from a name (POOL\\NAME)"
+        )));
+    }
     Ok((name.to_owned(), name.to_lowercase()))
+}
+
+/// A pool name as stored: its FQDN in lower case, or empty for the default pool.
+pub fn chat_pool_key(pool: &str) -> Result<String> {
+    let pool = pool.trim().to_ascii_lowercase();
+    if pool.len() > 255
+        || !pool
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return Err(invalid(format!(
+            "invalid pool name {pool:?} (a pool's FQDN)"
+        )));
+    }
+    Ok(pool)
+}
+
+/// The `name_key` of `key` (a lower-case name) in `pool`: the name itself in the
+/// default pool, `pool\name` in another (Lync's `pool\room` identity).
+fn pool_qualified(pool: &str, key: &str) -> String {
+    if pool.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{pool}\\{key}")
+    }
+}
+
+/// How a category or room is named to the CLI: `NAME` in the default pool,
+/// `POOL\NAME` in another.
+pub fn chat_qualified_name(pool: &str, name: &str) -> String {
+    if pool.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{pool}\\{name}")
+    }
 }
 
 fn post_from_row(r: &AnyRow) -> Result<ChatPost> {
@@ -494,8 +557,8 @@ impl Store {
         };
         let mut categories = Vec::new();
         for r in sqlx::query(
-            "SELECT id, uri, name, description, file_upload, chat_history FROM chat_categories \
-             ORDER BY name_key",
+            "SELECT id, uri, name, description, file_upload, chat_history, pool \
+             FROM chat_categories ORDER BY name_key",
         )
         .fetch_all(&self.pool)
         .await?
@@ -510,12 +573,13 @@ impl Store {
                 description: r.try_get("description")?,
                 file_upload: r.try_get::<i64, _>("file_upload")? != 0,
                 chat_history: r.try_get::<i64, _>("chat_history")? != 0,
+                pool: r.try_get("pool")?,
                 id,
             });
         }
         let mut rooms = Vec::new();
         for r in sqlx::query(
-            "SELECT id, uri, name, description, category_id, privacy, room_type, disabled \
+            "SELECT id, uri, name, description, category_id, privacy, room_type, disabled, pool \
              FROM chat_rooms ORDER BY name_key",
         )
         .fetch_all(&self.pool)
@@ -535,6 +599,7 @@ impl Store {
                 room_type: RoomType::parse(&r.try_get::<String, _>("room_type")?)
                     .unwrap_or(RoomType::Normal),
                 disabled: r.try_get::<i64, _>("disabled")? != 0,
+                pool: r.try_get("pool")?,
                 id,
             });
         }
@@ -583,6 +648,46 @@ impl Store {
         id.ok_or_else(|| invalid(format!("unknown category {:?}", name.trim())))
     }
 
+    /// The category named `name` for a room of `pool`: a plain name is looked up in
+    /// `pool`, a `POOL\\NAME` as given; refused when the category is in another pool.
+    async fn category_in_pool(tx: &mut Tx, pool: &str, name: &str) -> Result<String> {
+        let key = name.trim().to_lowercase();
+        let key = if key.contains('\\') {
+            key
+        } else {
+            pool_qualified(pool, &key)
+        };
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT id, pool FROM chat_categories WHERE name_key = $1")
+                .bind(&key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let Some((id, cat_pool)) = row else {
+            return Err(invalid(format!(
+                "unknown category {:?}{}",
+                name.trim(),
+                if pool.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in pool {pool}")
+                }
+            )));
+        };
+        if cat_pool != pool {
+            return Err(invalid(format!(
+                "category {:?} is in pool {:?}, not {:?}: a room lives in its category's pool",
+                name.trim(),
+                if cat_pool.is_empty() {
+                    "(default)"
+                } else {
+                    &cat_pool
+                },
+                if pool.is_empty() { "(default)" } else { pool },
+            )));
+        }
+        Ok(id)
+    }
+
     async fn room_id(tx: &mut Tx, name: &str) -> Result<String> {
         let id: Option<String> =
             sqlx::query_scalar("SELECT id FROM chat_rooms WHERE name_key = $1")
@@ -595,6 +700,8 @@ impl Store {
     /// Adds a category; its URI is `ma-cat://DOMAIN/<uuid>`.
     pub async fn add_chat_category(&self, domain: &str, new: &NewChatCategory) -> Result<String> {
         let (name, key) = name_key(&new.name)?;
+        let pool = chat_pool_key(&new.pool)?;
+        let key = pool_qualified(&pool, &key);
         let allowed = principals(&new.allowed)?;
         let denied = principals(&new.denied)?;
         let creators = principals(&new.creators)?;
@@ -606,12 +713,15 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         if exists.is_some() {
-            return Err(invalid(format!("category {name:?} already exists")));
+            return Err(invalid(format!(
+                "category {:?} already exists",
+                chat_qualified_name(&pool, &name)
+            )));
         }
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO chat_categories (id, uri, name, name_key, description, file_upload, \
-             chat_history, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             chat_history, created_at, pool) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&id)
         .bind(format!("ma-cat://{}/{id}", domain.to_ascii_lowercase()))
@@ -621,6 +731,7 @@ impl Store {
         .bind(i64::from(new.file_upload))
         .bind(i64::from(new.chat_history))
         .bind(now_secs())
+        .bind(&pool)
         .execute(&mut *tx)
         .await?;
         set_list(&mut tx, &id, LIST_ALLOWED, &allowed).await?;
@@ -700,24 +811,33 @@ impl Store {
     /// Adds a room; its URI is `ma-chan://DOMAIN/<uuid>`. Returns the room id.
     pub async fn add_chat_room(&self, domain: &str, new: &NewChatRoom) -> Result<String> {
         let (name, key) = name_key(&new.name)?;
+        let pool = chat_pool_key(&new.pool)?;
+        let key = pool_qualified(&pool, &key);
         let members = principals(&new.members)?;
         let managers = principals(&new.managers)?;
         let presenters = principals(&new.presenters)?;
         let mut tx = self.pool.begin().await?;
         bump_chat_rev(&mut tx).await?;
-        let category = Self::category_id(&mut tx, &new.category).await?;
+        let category = Self::category_in_pool(&mut tx, &pool, &new.category).await?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT id FROM chat_rooms WHERE name_key = $1")
                 .bind(&key)
                 .fetch_optional(&mut *tx)
                 .await?;
         if exists.is_some() {
-            return Err(invalid(format!("a room named {name:?} already exists")));
+            return Err(invalid(format!(
+                "a room named {name:?} already exists in {}",
+                if pool.is_empty() {
+                    "the default pool".to_owned()
+                } else {
+                    format!("pool {pool}")
+                }
+            )));
         }
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO chat_rooms (id, uri, name, name_key, description, category_id, privacy, \
-             room_type, disabled, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             room_type, disabled, created_at, pool) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&id)
         .bind(format!("ma-chan://{}/{id}", domain.to_ascii_lowercase()))
@@ -729,6 +849,7 @@ impl Store {
         .bind(new.room_type.as_str())
         .bind(i64::from(new.disabled))
         .bind(now_secs())
+        .bind(&pool)
         .execute(&mut *tx)
         .await?;
         set_list(&mut tx, &id, LIST_MEMBERS, &members).await?;
@@ -743,8 +864,13 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         bump_chat_rev(&mut tx).await?;
         let id = Self::room_id(&mut tx, name).await?;
+        let pool: String = sqlx::query_scalar("SELECT pool FROM chat_rooms WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
         if let Some(new_name) = &u.rename {
             let (new_name, key) = name_key(new_name)?;
+            let key = pool_qualified(&pool, &key);
             let other: Option<String> =
                 sqlx::query_scalar("SELECT id FROM chat_rooms WHERE name_key = $1")
                     .bind(&key)
@@ -761,7 +887,7 @@ impl Store {
                 .await?;
         }
         if let Some(cat) = &u.category {
-            let cat = Self::category_id(&mut tx, cat).await?;
+            let cat = Self::category_in_pool(&mut tx, &pool, cat).await?;
             sqlx::query("UPDATE chat_rooms SET category_id = $1 WHERE id = $2")
                 .bind(&cat)
                 .bind(&id)
@@ -822,7 +948,8 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a room with its role lists and posts.
+    /// Removes a room with its role lists, posts and file records (the caller
+    /// deletes the files themselves: `chat_room_files` first).
     pub async fn remove_chat_room(&self, name: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         bump_chat_rev(&mut tx).await?;
@@ -830,6 +957,7 @@ impl Store {
         self.unindex_where(&mut tx, "room_id = $1", &id).await?;
         for sql in [
             "DELETE FROM chat_posts WHERE room_id = $1",
+            "DELETE FROM chat_files WHERE room_id = $1",
             "DELETE FROM chat_principals WHERE node_id = $1",
             "DELETE FROM chat_rooms WHERE id = $1",
         ] {

@@ -7,6 +7,9 @@ use sqlx::Row;
 
 use crate::{Result, Store};
 
+/// The `server` of a file post's pool notification (no chat server has this name).
+pub const FILE_POST_SERVER: &str = "web file post";
+
 /// A file to record with its post.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewChatFile {
@@ -89,6 +92,17 @@ impl Store {
             &file.name,
         )
         .await?;
+        // The chat pool's servers hear of it at commit (PostgreSQL) and deliver it
+        // to their joined members, as a post of another server.
+        self.chat_notify(
+            &mut tx,
+            &crate::ChatPoolEvent::Post {
+                server: FILE_POST_SERVER.to_owned(),
+                id,
+                room_id: file.room_id.clone(),
+            },
+        )
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -102,19 +116,19 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(ChatFile {
-                id: r.try_get("id")?,
-                room_id: r.try_get("room_id")?,
-                post_id: r.try_get("post_id")?,
-                author: r.try_get("author")?,
-                name: r.try_get("name")?,
-                size: r.try_get("size")?,
-                sha256: r.try_get("sha256")?,
-                ts_ms: r.try_get("ts")?,
-            })
-        })
-        .transpose()
+        row.map(|r| file_from_row(&r)).transpose()
+    }
+
+    /// The files posted in a room, newest first.
+    pub async fn chat_room_files(&self, room_id: &str) -> Result<Vec<ChatFile>> {
+        let rows = sqlx::query(
+            "SELECT id, room_id, post_id, author, name, size, sha256, ts FROM chat_files \
+             WHERE room_id = $1 ORDER BY ts DESC, id",
+        )
+        .bind(room_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(file_from_row).collect()
     }
 
     /// Records a download of `file` by `user` (while compliance is on).
@@ -138,4 +152,17 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+fn file_from_row(r: &sqlx::any::AnyRow) -> Result<ChatFile> {
+    Ok(ChatFile {
+        id: r.try_get("id")?,
+        room_id: r.try_get("room_id")?,
+        post_id: r.try_get("post_id")?,
+        author: r.try_get("author")?,
+        name: r.try_get("name")?,
+        size: r.try_get("size")?,
+        sha256: r.try_get("sha256")?,
+        ts_ms: r.try_get("ts")?,
+    })
 }

@@ -206,7 +206,7 @@ fn server_from_row(r: &sqlx::any::AnyRow) -> Result<ChatServer> {
 }
 
 impl Store {
-    async fn chat_notify(&self, tx: &mut Tx, ev: &ChatPoolEvent) -> Result<()> {
+    pub(crate) async fn chat_notify(&self, tx: &mut Tx, ev: &ChatPoolEvent) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHAT_CHANNEL)

@@ -39,10 +39,10 @@ pub use admin::AuditEntry;
 pub use chat::{
     ChatCategory, ChatCategoryUpdate, ChatConfig, ChatDirectory, ChatPolicy, ChatPost, ChatRoom,
     ChatRoomUpdate, ChatSearch, NewChatCategory, NewChatRoom, PostState, Privacy, REPLACED_TEXT,
-    RoomType, normalize_principal,
+    RoomType, chat_pool_key, chat_qualified_name, normalize_principal,
 };
 pub use chat_compliance::{ComplianceRecord, NewComplianceRecord};
-pub use chat_files::{ChatFile, NewChatFile};
+pub use chat_files::{ChatFile, FILE_POST_SERVER, NewChatFile};
 pub use chat_pool::{CHAT_CHANNEL, ChatPoolEvent, ChatServer, ChatServerState};
 pub use chat_transfer::ImportedPost;
 pub use confab_auth::credentials::StoredCredentials;

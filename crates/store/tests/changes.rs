@@ -107,3 +107,71 @@ async fn shared_presence_round_trips() {
     )
     .await;
 }
+
+/// A file post is announced to the chat pool in its transaction, as a post of no
+/// chat server, so the pool's servers deliver it live (issue 11).
+#[tokio::test]
+async fn file_posts_are_announced_to_the_chat_pool() {
+    common::with_postgres_url(
+        "file_posts_are_announced_to_the_chat_pool",
+        |store: Store, url| async move {
+            store
+                .add_chat_category(
+                    "example.com",
+                    &confab_store::NewChatCategory {
+                        name: "Files".into(),
+                        allowed: vec!["@example.com".into()],
+                        file_upload: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let room = store
+                .add_chat_room(
+                    "example.com",
+                    &confab_store::NewChatRoom {
+                        name: "Shared".into(),
+                        pool: String::new(),
+                        category: "Files".into(),
+                        description: String::new(),
+                        privacy: confab_store::Privacy::Open,
+                        room_type: confab_store::RoomType::Normal,
+                        disabled: false,
+                        members: vec![],
+                        managers: vec![],
+                        presenters: vec![],
+                    },
+                )
+                .await
+                .unwrap();
+            let mut l = PgListener::connect(&url).await.unwrap();
+            l.listen(confab_store::CHAT_CHANNEL).await.unwrap();
+            let id = store
+                .insert_chat_file_post(
+                    &confab_store::NewChatFile {
+                        id: "0123456789abcdef0123456789abcdef".into(),
+                        room_id: room.clone(),
+                        author: "bob@example.com".into(),
+                        name: "a.txt".into(),
+                        size: 1,
+                        sha256: "00".into(),
+                    },
+                    1_000,
+                    "a.txt",
+                )
+                .await
+                .unwrap();
+            let payload = next_payload(&mut l).await.expect("a notification");
+            assert_eq!(
+                confab_store::ChatPoolEvent::decode(&payload),
+                Some(confab_store::ChatPoolEvent::Post {
+                    server: confab_store::FILE_POST_SERVER.into(),
+                    id,
+                    room_id: room,
+                })
+            );
+        },
+    )
+    .await;
+}

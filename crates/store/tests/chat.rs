@@ -17,6 +17,7 @@ on_both_backends!(
     posts_history_and_administration,
     search_by_words_author_room_date,
     policy_and_config,
+    names_are_unique_per_pool,
 );
 
 fn cat(name: &str) -> NewChatCategory {
@@ -28,12 +29,14 @@ fn cat(name: &str) -> NewChatCategory {
         creators: vec!["alice@example.com".into()],
         file_upload: true,
         chat_history: true,
+        pool: String::new(),
     }
 }
 
 fn room(name: &str, category: &str) -> NewChatRoom {
     NewChatRoom {
         name: name.into(),
+        pool: String::new(),
         category: category.into(),
         description: "a room".into(),
         privacy: Privacy::Closed,
@@ -423,4 +426,90 @@ async fn policy_and_config(store: Store) {
             .is_err()
     );
     assert_eq!(store.chat_directory().await.unwrap().config, c);
+}
+
+/// Several Persistent Chat pools on one store: a room name is unique per pool, a
+/// room lives in its category's pool, `POOL\\NAME` names a room of another pool.
+async fn names_are_unique_per_pool(store: Store) {
+    let p2 = "pchat2.example.com";
+    store
+        .add_chat_category("example.com", &cat("General"))
+        .await
+        .unwrap();
+    let mut general2 = cat("General");
+    general2.pool = "PChat2.example.com".into();
+    store
+        .add_chat_category("example.com", &general2)
+        .await
+        .unwrap();
+    let default_id = store
+        .add_chat_room("example.com", &room("Lobby", "General"))
+        .await
+        .unwrap();
+    let mut lobby2 = room("Lobby", "General");
+    lobby2.pool = p2.into();
+    let id2 = store.add_chat_room("example.com", &lobby2).await.unwrap();
+    assert_ne!(default_id, id2);
+    let err = store
+        .add_chat_room("example.com", &lobby2)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("already exists in pool pchat2.example.com"),
+        "{err}"
+    );
+    // A category of another pool does not take the room.
+    let mut wrong = room("Elsewhere", &format!("{p2}\\General"));
+    wrong.pool = String::new();
+    let err = store
+        .add_chat_room("example.com", &wrong)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is in pool"), "{err}");
+    let err = store
+        .add_chat_room("example.com", &room("Bad\\Name", "General"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("backslash"), "{err}");
+
+    let dir = store.chat_directory().await.unwrap();
+    let pools: Vec<(&str, &str)> = dir
+        .rooms
+        .iter()
+        .map(|r| (r.name.as_str(), r.pool.as_str()))
+        .collect();
+    assert_eq!(pools, vec![("Lobby", ""), ("Lobby", p2)]);
+    assert!(dir.categories.iter().any(|c| c.pool == p2));
+    // Renaming keeps the pool; `POOL\\NAME` addresses the other pool's room.
+    store
+        .update_chat_room(
+            &format!("{p2}\\lobby"),
+            &ChatRoomUpdate {
+                rename: Some("Hall".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let dir = store.chat_directory().await.unwrap();
+    let hall = dir.rooms.iter().find(|r| r.name == "Hall").unwrap();
+    assert_eq!((hall.id.as_str(), hall.pool.as_str()), (id2.as_str(), p2));
+    store
+        .update_chat_room(
+            &format!("{p2}\\Hall"),
+            &ChatRoomUpdate {
+                rename: Some("Lobby".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .remove_chat_room(&format!("{p2}\\Lobby"))
+        .await
+        .unwrap();
+    let dir = store.chat_directory().await.unwrap();
+    assert_eq!(dir.rooms.len(), 1);
+    assert_eq!(dir.rooms[0].id, default_id);
 }

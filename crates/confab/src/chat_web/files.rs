@@ -167,7 +167,11 @@ fn valid_name(name: &str) -> Option<String> {
 }
 
 /// Why `user` may not put a file into `room` now, as the API answers it.
-fn upload_refusal(dir: &Directory, room: &str, user: &str) -> Result<(String, u64), Response> {
+pub(super) fn upload_refusal(
+    dir: &Directory,
+    room: &str,
+    user: &str,
+) -> Result<(String, u64), Response> {
     if !dir.enabled_for(user) {
         return Err(api_error(
             StatusCode::FORBIDDEN,
@@ -204,6 +208,65 @@ fn too_big(max_kb: u64) -> Response {
     api_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("the file is larger than the largest file allowed, MaxFileSizeKB = {max_kb} KB"),
+    )
+}
+
+/// `GET /chat/api/files?room=URI`: the files posted in a room the caller may
+/// read, newest first, with their download links.
+pub async fn api_list(
+    State(w): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let live = match w.authorize(&headers, false).await {
+        Ok(l) => l,
+        Err(r) => return api_refusal(r),
+    };
+    let Some(room) = q.get("room").map(|r| r.trim()).filter(|r| !r.is_empty()) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "room (the room's name or ma-chan:// address) is missing",
+        );
+    };
+    let dir = match w.chat.chat_directory().await {
+        Ok(d) => Directory::new(d),
+        Err(e) => return op_error(&e.into()),
+    };
+    let user = live.address.as_str();
+    let unknown = || api_error(StatusCode::NOT_FOUND, format!("unknown room {room:?}"));
+    let Some(r) = dir.room_by_name_or_uri(room) else {
+        return unknown();
+    };
+    if !dir.enabled_for(user) || !dir.may_read(r, user) {
+        if dir.may_find(r, user) {
+            return api_error(
+                StatusCode::FORBIDDEN,
+                format!("you may not read the room {:?}", r.name),
+            );
+        }
+        return unknown();
+    }
+    let files = match w.chat.chat_room_files(&r.id).await {
+        Ok(f) => f,
+        Err(e) => return op_error(&e.into()),
+    };
+    let files: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| {
+            json!({
+                "id": f.id,
+                "name": f.name,
+                "size": f.size,
+                "author": f.author,
+                "sha256": f.sha256,
+                "ts": f.ts_ms,
+                "url": format!("/chat/files/{}", f.id),
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({ "room": r.uri, "name": r.qualified_name(), "files": files }),
     )
 }
 

@@ -113,8 +113,68 @@ function roomCard(r) {
     el("details", {}, el("summary", {}, `Edit ${r.name}`), form));
 }
 
+// ---- files: chunked upload (begin, PUT chunks, commit) and the room's list ----
+
+async function send(path, method, bytes, offset) {
+  let r;
+  try {
+    r = await fetch(`${path}?offset=${offset}`, {
+      method, credentials: "same-origin",
+      headers: { "Content-Type": "application/octet-stream", "X-CSRF-Token": session ? session.csrf : "" },
+      body: bytes,
+    });
+  } catch (e) {
+    throw new Error("The server cannot be reached: connection lost. Retry in a moment.");
+  }
+  if (r.status === 401) {
+    location.assign("/chat/signin");
+    throw new Error("Your session ended: sign in again.");
+  }
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || `The server answered HTTP ${r.status}.`);
+  return data;
+}
+
+function size(n) {
+  if (n < 1024) return `${n} bytes`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+async function loadFiles() {
+  const room = $("upload-room").value;
+  if (!room) return;
+  const data = await api(`/chat/api/files?room=${encodeURIComponent(room)}`);
+  $("files-count").textContent = data.files.length === 0
+    ? `No files in ${data.name} yet.` : `${data.files.length} file(s) in ${data.name}:`;
+  $("files").replaceChildren(...data.files.map((f) => el("li", { "data-file": f.name },
+    el("a", { href: f.url, download: f.name }, f.name), ` (${size(f.size)}, from ${f.author})`)));
+}
+
+async function upload(file, room) {
+  const begun = await api("/chat/api/files", { room, name: file.name, size: file.size });
+  const progress = $("upload-progress");
+  progress.hidden = false;
+  progress.max = Math.max(file.size, 1);
+  progress.value = 0;
+  for (let offset = 0; offset < file.size; offset += begun.chunk_size) {
+    const chunk = file.slice(offset, Math.min(offset + begun.chunk_size, file.size));
+    await send(`/chat/api/files/${encodeURIComponent(begun.upload)}`, "PUT", chunk, offset);
+    progress.value = Math.min(offset + begun.chunk_size, file.size);
+  }
+  const done = await api(`/chat/api/files/${encodeURIComponent(begun.upload)}/commit`, {});
+  progress.hidden = true;
+  return done;
+}
+
 async function load() {
   const data = await api("/chat/api/rooms");
+  const rooms = $("upload-room");
+  const chosen = rooms.value;
+  rooms.replaceChildren(...data.file_rooms.map((r) => el("option", { value: r.uri }, r.name)));
+  if (data.file_rooms.some((r) => r.uri === chosen)) rooms.value = chosen;
+  $("files-box").hidden = data.file_rooms.length === 0;
+  if (data.file_rooms.length > 0) await loadFiles();
   const select = $("create-category");
   select.replaceChildren(...data.categories.map((c) => el("option", { value: c.name }, c.name)));
   $("create-box").hidden = data.categories.length === 0;
@@ -144,6 +204,30 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("signout").addEventListener("click", async () => {
     try { await api("/chat/api/signout", {}); } catch (e) { /* signed out either way */ }
     location.assign("/chat/signin");
+  });
+  $("upload-room").addEventListener("change", () => loadFiles().catch((e) => showError(e.message)));
+  $("upload").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const file = $("upload-file").files[0];
+    if (!file) {
+      showError("Choose a file to post.");
+      $("upload-file").focus();
+      return;
+    }
+    const button = $("upload-submit");
+    button.disabled = true;
+    const roomName = $("upload-room").selectedOptions[0]?.textContent || "the room";
+    try {
+      await upload(file, $("upload-room").value);
+      $("upload-file").value = "";
+      await load();
+      notice(`${file.name} posted in ${roomName}.`);
+    } catch (e) {
+      $("upload-progress").hidden = true;
+      showError(e.message);
+    } finally {
+      button.disabled = false;
+    }
   });
   $("create").addEventListener("submit", async (ev) => {
     ev.preventDefault();

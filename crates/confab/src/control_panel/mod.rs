@@ -64,6 +64,8 @@ pub struct Panel {
     domain: String,
     /// A chat server is live while its heartbeat is younger than this.
     chat_lease_ms: u64,
+    /// The chat file store (a room removed here loses its files, as with the CLI).
+    chat_files: PathBuf,
 }
 
 impl Panel {
@@ -78,6 +80,7 @@ impl Panel {
     ) -> Panel {
         Panel {
             sessions: Sessions::new(store.clone(), "confab_cp", "/admin", web),
+            chat_files: data_dir.join("files"),
             store,
             metrics,
             conns,
@@ -85,6 +88,13 @@ impl Panel {
             domain: domain.to_owned(),
             chat_lease_ms,
         }
+    }
+
+    /// Where the chat service keeps posted files (`[chat] file_store`; default
+    /// DATA/files).
+    pub fn chat_files(mut self, dir: PathBuf) -> Panel {
+        self.chat_files = dir;
+        self
     }
 }
 

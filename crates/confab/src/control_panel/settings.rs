@@ -460,7 +460,7 @@ pub(super) async fn api_chat_change(
         Err(e) => return api_error(StatusCode::BAD_REQUEST, parse_error(&e)),
     };
     let mut out = Vec::new();
-    let r = crate::chat_cli::apply(&p.store, &p.domain, cmd, &mut out).await;
+    let r = crate::chat_cli::apply(&p.store, &p.domain, &p.chat_files, cmd, &mut out).await;
     if r.is_ok() {
         audit(&p.store, &who, "chat", &w).await;
     }
