@@ -453,16 +453,18 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             "[web] tls = false: the web port serves plain HTTP (sign-in passwords and session cookies travel in clear unless a reverse proxy terminates TLS)"
         );
     }
-    let control_panel = crate::control_panel::router(crate::control_panel::Panel::new(
-        store.clone(),
-        metrics.clone(),
-        conns.clone(),
-        cfg.data_dir.clone(),
-        &cfg.web,
-        &cfg.domain,
-        cfg.chat.lease_ms,
-    )
-    .chat_files(cfg.chat_file_store()));
+    let control_panel = crate::control_panel::router(
+        crate::control_panel::Panel::new(
+            store.clone(),
+            metrics.clone(),
+            conns.clone(),
+            cfg.data_dir.clone(),
+            &cfg.web,
+            &cfg.domain,
+            cfg.chat.lease_ms,
+        )
+        .chat_files(cfg.chat_file_store()),
+    );
     // Room management pages, where this machine serves (or reads) a chat store.
     let mut extra = control_panel;
     if let Some(chat_store) = rooms_store {

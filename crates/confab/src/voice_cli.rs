@@ -624,7 +624,7 @@ pub async fn apply<W: Write + Send>(
             }
         }
         VoiceCommand::Park { command } => {
-            match crate::park_cli::park(&mut data, command, &mut out)? {
+            match crate::park_cli::park(&mut data, command, &mut *out)? {
                 Some(m) => m,
                 None => return Ok(()),
             }
