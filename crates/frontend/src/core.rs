@@ -625,6 +625,7 @@ impl Core {
                 host: &self.cfg.advertise.host,
                 trusted: &|| self.guard.is_trusted(src.addr),
                 is_user: &|u| self.directory.get(u).is_some_and(|e| e.enabled),
+                is_im_offer: &crate::lync::im::is_im_offer,
             };
             m.observe(&msg, src.addr, wall_ms, &cx)
         });

@@ -81,6 +81,8 @@ pub struct Context<'a> {
     pub trusted: &'a dyn Fn() -> bool,
     /// Whether an address (`user@domain`) is an enabled user.
     pub is_user: &'a dyn Fn(&str) -> bool,
+    /// Whether an INVITE offers an IM session (the Lync application knows).
+    pub is_im_offer: &'a dyn Fn(&Message) -> bool,
 }
 
 impl Recorder {
@@ -137,7 +139,7 @@ impl Recorder {
                         call_id: msg.call_id().to_owned(),
                         caller,
                         callee,
-                        im: crate::lync::im::is_im_offer(msg),
+                        im: (cx.is_im_offer)(msg),
                         first_text: msg
                             .header_str("ms-text-format")
                             .is_some_and(|v| v.contains("ms-body=")),
@@ -319,6 +321,8 @@ mod tests {
             host: "127.0.0.1",
             trusted: if trusted { &|| true } else { &|| false },
             is_user: &|u| u == "bob@example.com" || u == "alice@example.com",
+            // What the Lync application checks, reduced to the SDP line.
+            is_im_offer: &|m| String::from_utf8_lossy(m.body()).contains("m=message"),
         }
     }
 
