@@ -65,6 +65,16 @@ def main():
             f.write("module\t\t\tsndfile.so\nsnd_path\t\t%s\n" % rec)
         return ag, rec
 
+    def keep_first_call(rec, wait=2.0):
+        deadline = time.time() + wait
+        while time.time() < deadline:
+            files = glob.glob(os.path.join(rec, "dump-*.wav"))
+            if any(p.endswith("-dec.wav") for p in files):
+                for p in files:
+                    os.rename(p, os.path.join(rec, "call1-" + os.path.basename(p)))
+                return
+            time.sleep(0.02)
+
     caller, rec = agent("caller", a.user, a.ports)
     agents = [caller]
     callee = None
@@ -87,6 +97,11 @@ def main():
             check("call established", est, "%s (dial ok=%s)" % ((ev or {}).get("param", "no event"),
                                                                (r or {}).get("ok")))
             if est:
+                # baresip's sndfile names a recording by the second its call
+                # started: a transfer's second call within the same second would
+                # truncate the first call's file.  Rename the first call's files
+                # (baresip keeps writing through its open handle).
+                keep_first_call(rec)
                 if callee is not None:
                     # The announcement, then REFER: the caller calls the callee.
                     ev_b = callee.wait_event(["CALL_ESTABLISHED"], a.timeout * 2, since=t0)
