@@ -55,18 +55,66 @@ macro_rules! header_names {
             }
 
             /// Looks up a header name as received (case-insensitive, compact forms).
+            /// Names are bucketed by length and first and last letter
+            /// ([`NAME_BUCKETS`]), so a lookup compares with at most a few
+            /// candidates instead of every known name.
             pub fn from_bytes(name: &[u8]) -> HeaderName {
-                if name.len() == 1 {
-                    let c = name[0].to_ascii_lowercase();
-                    $( $( if c == $compact { return HeaderName::$variant; } )? )*
-                    return HeaderName::Other;
+                match name {
+                    [] => HeaderName::Other,
+                    [c] => {
+                        let c = c.to_ascii_lowercase();
+                        $( $( if c == $compact { return HeaderName::$variant; } )? )*
+                        HeaderName::Other
+                    }
+                    [first, .., last] => {
+                        for &i in &NAME_BUCKETS[name_bucket(name.len(), *first, *last)] {
+                            let Some((canon, h)) = KNOWN_NAMES.get(usize::from(i)) else {
+                                break;
+                            };
+                            if name.eq_ignore_ascii_case(canon.as_bytes()) {
+                                return *h;
+                            }
+                        }
+                        HeaderName::Other
+                    }
                 }
-                $( if name.eq_ignore_ascii_case($canon.as_bytes()) { return HeaderName::$variant; } )*
-                HeaderName::Other
             }
         }
+
+        /// Every known name in its canonical spelling (not the compact forms).
+        const KNOWN_NAMES: &[(&str, HeaderName)] = &[ $( ($canon, HeaderName::$variant), )* ];
     };
 }
+
+/// Bucket of a header name of at least two bytes, by its length and its first and
+/// last byte (ASCII case folded by setting bit 5, which leaves `-` and digits as
+/// they are).
+const fn name_bucket(len: usize, first: u8, last: u8) -> usize {
+    (len.wrapping_mul(5) ^ ((first | 0x20) as usize) ^ (((last | 0x20) as usize) << 2))
+        % NAME_BUCKET_COUNT
+}
+
+const NAME_BUCKET_COUNT: usize = 64;
+const NAME_BUCKET_WIDTH: usize = 4;
+
+/// Indexes into `KNOWN_NAMES` by [`name_bucket`]; `u8::MAX` marks an empty place.
+/// Built at compile time; a bucket overflowing is a compile error.
+static NAME_BUCKETS: [[u8; NAME_BUCKET_WIDTH]; NAME_BUCKET_COUNT] = {
+    let mut t = [[u8::MAX; NAME_BUCKET_WIDTH]; NAME_BUCKET_COUNT];
+    let mut i = 0;
+    while i < KNOWN_NAMES.len() {
+        let n = KNOWN_NAMES[i].0.as_bytes();
+        let b = name_bucket(n.len(), n[0], n[n.len() - 1]);
+        let mut j = 0;
+        while t[b][j] != u8::MAX {
+            j += 1;
+            assert!(j < NAME_BUCKET_WIDTH, "header name bucket overflow");
+        }
+        t[b][j] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 header_names! {
     Via => "Via", b'v';
@@ -566,6 +614,29 @@ mod tests {
         assert_eq!(HeaderName::from_bytes(b"cAlL-iD"), HeaderName::CallId);
         assert_eq!(HeaderName::from_bytes(b"X-Foo"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"q"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b""), HeaderName::Other);
+    }
+
+    #[test]
+    fn every_known_name_is_found_in_any_case_and_near_misses_are_not() {
+        for &(canon, h) in KNOWN_NAMES {
+            assert_eq!(HeaderName::from_bytes(canon.as_bytes()), h, "{canon}");
+            let upper = canon.to_ascii_uppercase();
+            assert_eq!(HeaderName::from_bytes(upper.as_bytes()), h, "{upper}");
+            let lower = canon.to_ascii_lowercase();
+            assert_eq!(HeaderName::from_bytes(lower.as_bytes()), h, "{lower}");
+            assert_eq!(h.as_str(), canon);
+            // One byte more, one less, one changed: unknown.
+            let longer = format!("{canon}x");
+            assert_eq!(HeaderName::from_bytes(longer.as_bytes()), HeaderName::Other);
+            let shorter = &canon.as_bytes()[..canon.len() - 1];
+            if shorter.len() > 1 {
+                assert_eq!(HeaderName::from_bytes(shorter), HeaderName::Other);
+            }
+            let mut changed = canon.as_bytes().to_vec();
+            changed[canon.len() / 2] = b'#';
+            assert_eq!(HeaderName::from_bytes(&changed), HeaderName::Other);
+        }
     }
 
     #[test]
