@@ -55,66 +55,25 @@ macro_rules! header_names {
             }
 
             /// Looks up a header name as received (case-insensitive, compact forms).
-            /// Names are bucketed by length and first and last letter
-            /// ([`NAME_BUCKETS`]), so a lookup compares with at most a few
-            /// candidates instead of every known name.
+            /// A plain chain of comparisons: each rejects on the length or the first
+            /// byte, which measured fewer instructions than bucketing the names by
+            /// length and first/last byte (docs/performance.md, issue 16).
             pub fn from_bytes(name: &[u8]) -> HeaderName {
-                match name {
-                    [] => HeaderName::Other,
-                    [c] => {
-                        let c = c.to_ascii_lowercase();
-                        $( $( if c == $compact { return HeaderName::$variant; } )? )*
-                        HeaderName::Other
-                    }
-                    [first, .., last] => {
-                        for &i in &NAME_BUCKETS[name_bucket(name.len(), *first, *last)] {
-                            let Some((canon, h)) = KNOWN_NAMES.get(usize::from(i)) else {
-                                break;
-                            };
-                            if name.eq_ignore_ascii_case(canon.as_bytes()) {
-                                return *h;
-                            }
-                        }
-                        HeaderName::Other
-                    }
+                if name.len() == 1 {
+                    let c = name[0].to_ascii_lowercase();
+                    $( $( if c == $compact { return HeaderName::$variant; } )? )*
+                    return HeaderName::Other;
                 }
+                $( if name.eq_ignore_ascii_case($canon.as_bytes()) { return HeaderName::$variant; } )*
+                HeaderName::Other
             }
         }
 
         /// Every known name in its canonical spelling (not the compact forms).
+        #[cfg(test)]
         const KNOWN_NAMES: &[(&str, HeaderName)] = &[ $( ($canon, HeaderName::$variant), )* ];
     };
 }
-
-/// Bucket of a header name of at least two bytes, by its length and its first and
-/// last byte (ASCII case folded by setting bit 5, which leaves `-` and digits as
-/// they are).
-const fn name_bucket(len: usize, first: u8, last: u8) -> usize {
-    (len.wrapping_mul(5) ^ ((first | 0x20) as usize) ^ (((last | 0x20) as usize) << 2))
-        % NAME_BUCKET_COUNT
-}
-
-const NAME_BUCKET_COUNT: usize = 64;
-const NAME_BUCKET_WIDTH: usize = 4;
-
-/// Indexes into `KNOWN_NAMES` by [`name_bucket`]; `u8::MAX` marks an empty place.
-/// Built at compile time; a bucket overflowing is a compile error.
-static NAME_BUCKETS: [[u8; NAME_BUCKET_WIDTH]; NAME_BUCKET_COUNT] = {
-    let mut t = [[u8::MAX; NAME_BUCKET_WIDTH]; NAME_BUCKET_COUNT];
-    let mut i = 0;
-    while i < KNOWN_NAMES.len() {
-        let n = KNOWN_NAMES[i].0.as_bytes();
-        let b = name_bucket(n.len(), n[0], n[n.len() - 1]);
-        let mut j = 0;
-        while t[b][j] != u8::MAX {
-            j += 1;
-            assert!(j < NAME_BUCKET_WIDTH, "header name bucket overflow");
-        }
-        t[b][j] = i as u8;
-        i += 1;
-    }
-    t
-};
 
 header_names! {
     Via => "Via", b'v';
