@@ -351,10 +351,14 @@ mod tests {
 
     #[test]
     fn common_lines_round_trip_and_nul_is_escaped() {
-        let common: Vec<Box<[u8]>> = [&b"Server: confab/0.1.0"[..], b"Content-Length: 0", b"SIP/2.0 200 OK"]
-            .iter()
-            .map(|l| Box::from(*l))
-            .collect();
+        let common: Vec<Box<[u8]>> = [
+            &b"Server: confab/0.1.0"[..],
+            b"Content-Length: 0",
+            b"SIP/2.0 200 OK",
+        ]
+        .iter()
+        .map(|l| Box::from(*l))
+        .collect();
         let responses: [&[u8]; 5] = [
             b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nServer: confab/0.1.0\r\nContent-Length: 0\r\n\r\n",
             b"SIP/2.0 200 OK\r\nX: a\0b\r\nContent-Length: 4\r\n\r\n\0\0\r\n",
@@ -380,7 +384,12 @@ mod tests {
         let mut c: Completed<u8> = Completed::new();
         for i in 0..100u8 {
             let k = key(&format!("z9hG4bK{i}"));
-            c.insert(&k, format!("SIP/2.0 200 OK {i}").as_bytes(), i, t0 + Duration::from_secs(u64::from(i)));
+            c.insert(
+                &k,
+                format!("SIP/2.0 200 OK {i}").as_bytes(),
+                i,
+                t0 + Duration::from_secs(u64::from(i)),
+            );
         }
         assert_eq!(c.len(), 100);
         let (t, b) = c.lookup(&key("z9hG4bK42")).expect("stored");

@@ -94,7 +94,11 @@ const CAPPED: [u64; 10] = [
 /// exactly 64*T1 after it, while an INVITE's timers keep running beside them.
 #[test]
 fn many_completed_non_invite_transactions_expire_in_completion_order() {
-    const PEERS: [&str; 3] = ["udp:192.0.2.1:5060", "udp:192.0.2.2:5060", "udp:192.0.2.3:5060"];
+    const PEERS: [&str; 3] = [
+        "udp:192.0.2.1:5060",
+        "udp:192.0.2.2:5060",
+        "udp:192.0.2.3:5060",
+    ];
     let base = Instant::now();
     let mut tx = Tx::new();
     let invite = req("INVITE", "z9hG4bKinv-beside");
@@ -110,12 +114,15 @@ fn many_completed_non_invite_transactions_expire_in_completion_order() {
         let m = if i % 3 == 2 {
             request("MESSAGE", None, i + 1, "MESSAGE")
         } else {
-            req(if i % 2 == 0 { "REGISTER" } else { "MESSAGE" }, &format!("z9hG4bKmany{i}"))
+            req(
+                if i % 2 == 0 { "REGISTER" } else { "MESSAGE" },
+                &format!("z9hG4bKmany{i}"),
+            )
         };
         let peer = PEERS[i as usize % 3];
         let key = new_key(tx.on_request(&m, peer, false, at));
         let answer = ResponseBuilder::new(&m, 200)
-            .to_tag(&format!("t{i}"))
+            .to_tag(format!("t{i}"))
             .header("Expires", i.to_string())
             .build();
         assert_eq!(tx.respond(&key, 200, answer.clone(), at), Some(peer));
@@ -136,7 +143,11 @@ fn many_completed_non_invite_transactions_expire_in_completion_order() {
     // Expiry in completion order, to the millisecond.
     for (i, (m, _, _, at)) in done.iter().enumerate() {
         tx.poll(*at + 64 * T1 - ms(1));
-        assert_eq!(tx.completed_count(), 30 - i, "entry {i} lives until its Timer J");
+        assert_eq!(
+            tx.completed_count(),
+            30 - i,
+            "entry {i} lives until its Timer J"
+        );
         tx.poll(*at + 64 * T1);
         assert_eq!(tx.completed_count(), 29 - i);
         assert!(matches!(
@@ -173,7 +184,6 @@ fn completed_transactions_are_bounded() {
         RequestMatch::New(_)
     ));
 }
-
 
 #[test]
 fn udp_non_invite_server_absorbs_retransmissions_until_timer_j() {
