@@ -84,11 +84,23 @@ fn push_literal(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(rest);
 }
 
+/// Index of the next CRLF at or after `from`.
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let mut pos = from;
+    while let Some(i) = memchr::memchr(b'\r', buf.get(pos..)?) {
+        if buf.get(pos + i + 1) == Some(&b'\n') {
+            return Some(pos + i);
+        }
+        pos += i + 1;
+    }
+    None
+}
+
 /// Appends `response` to `out` with every header line found in `common` replaced by
 /// a reference to it. Lines are only replaced before the blank line.
 fn encode_response(common: &[Box<[u8]>], response: &[u8], out: &mut Vec<u8>) {
     let mut pos = 0;
-    while let Some(e) = memchr::memmem::find(&response[pos..], b"\r\n").map(|e| e + pos) {
+    while let Some(e) = find_crlf(response, pos) {
         let line = &response[pos..e];
         if line.is_empty() {
             // The blank line: the body follows.
