@@ -2,6 +2,7 @@
 //! relay's sockets, and call records handed to a bounded channel (never a
 //! database round trip on the signalling path).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +18,28 @@ use crate::relay::UdpRelays;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// Kernel buffer size of the Mediation server's socket, each way.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Binds the Mediation server's UDP socket with large kernel buffers, as the
+/// front end's transport does: the ~200 kB default overflows on a burst of calls
+/// (or while the process waits for a core), and every datagram dropped there
+/// costs its sender a 500 ms retransmission (bench/mediation.sh).
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Best effort: the kernel caps both at net.core.{r,w}mem_max.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
 
 /// What a running Mediation server exposes.
 #[derive(Debug, Default)]
