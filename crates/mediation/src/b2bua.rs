@@ -1337,7 +1337,23 @@ impl Mediation {
             let Some(mut call) = self.calls.remove(&id) else {
                 continue;
             };
+            // RFC 3261 13.3.1.4: a 2xx never acknowledged within 64*T1 ends the
+            // session with a BYE (both legs); kept, such calls would count
+            // against `max_calls` for good (bench/mediation.sh overload steps).
+            let unacked = call.state == State::Confirmed
+                && call.retrans.iter().any(|r| r.answer && r.give_up <= now);
             call.retrans.retain(|r| r.give_up > now);
+            if unacked {
+                for side in [Side::Pool, Side::Gateway] {
+                    if let Some((to, data, _)) =
+                        self.dialog_request(&mut call, side, Method::Bye, None, None)
+                    {
+                        out.push(Action::Send { to, data });
+                    }
+                }
+                self.end(call, now, relays, &mut out);
+                continue;
+            }
             for r in &mut call.retrans {
                 if r.next <= now {
                     out.push(Action::Send {
