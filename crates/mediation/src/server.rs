@@ -19,6 +19,9 @@ use crate::relay::UdpRelays;
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// Dropped call records are logged at most this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
+
 /// Kernel buffer size of the Mediation server's socket, each way.
 const SOCKET_BUFFER: usize = 8 << 20;
 
@@ -61,6 +64,8 @@ pub async fn run(
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut voice_open = true;
+    let mut last_drop_log: Option<Instant> = None;
+    let mut unlogged_drops = 0u64;
     loop {
         let deadline = core
             .next_deadline()
@@ -92,8 +97,20 @@ pub async fn run(
                 }
                 Action::Record(r) => {
                     if records.try_send(r).is_err() {
-                        counters.records_dropped.fetch_add(1, Ordering::Relaxed);
-                        warn!("mediation: call record dropped (writer behind)");
+                        let total = counters.records_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        unlogged_drops += 1;
+                        // One line a second at most: a line per dropped record
+                        // (thousands a second under load) cost this loop more
+                        // than the calls themselves (bench/mediation.sh).
+                        let now = Instant::now();
+                        if last_drop_log.is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY) {
+                            warn!(
+                                dropped = unlogged_drops,
+                                total, "mediation: call records dropped (writer behind)"
+                            );
+                            unlogged_drops = 0;
+                            last_drop_log = Some(now);
+                        }
                     }
                 }
             }
