@@ -87,7 +87,6 @@ class MedBench(B.Bench):
 
     def start_gateway(self):
         """The gateway's answering side: call_uas.xml on --gw-port."""
-        a = self.a
         if B.port_busy(self.ip, self.m.gw_port):
             raise SystemExit(f"gateway port {self.ip}:{self.m.gw_port} is busy")
         d = self.out / "uas" / f"gateway-{time.strftime('%H%M%S')}"
@@ -98,7 +97,6 @@ class MedBench(B.Bench):
         time.sleep(1.0)
         if self.uas.poll():
             raise SystemExit(f"gateway UAS failed to start, see {d}")
-        del a
 
     def direction(self, test):
         a, m = self.a, self.m
