@@ -48,8 +48,7 @@ pub async fn bind(cfg: &ServeConfig) -> anyhow::Result<Option<Bound>> {
         .mediation
         .sip
         .unwrap_or_else(|| SocketAddr::new(cfg.sip.ip(), 0));
-    let socket = UdpSocket::bind(want)
-        .await
+    let socket = confab_mediation::server::bind_udp(want)
         .with_context(|| format!("binding the Mediation server's SIP port {want}"))?;
     let addr = concrete(socket.local_addr()?);
     info!(mediation = %addr, "Mediation role (collocated): gateways send calls to {addr}");

@@ -5,7 +5,8 @@
 //! timers (INVITE and 2xx retransmission over UDP, failover after a silent
 //! gateway).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -246,13 +247,29 @@ impl Call {
     fn callee_side(&self) -> Side {
         self.caller_side.other()
     }
+
+    /// When a timer of this call is due next (failover/ring deadline or a
+    /// retransmission).
+    fn next_due(&self) -> Option<Instant> {
+        self.retrans
+            .iter()
+            .map(|r| r.next)
+            .chain(self.deadline)
+            .min()
+    }
 }
 
 /// The Mediation server's B2BUA.
 pub struct Mediation {
     cfg: Config,
     voice: Arc<VoiceConfig>,
+    /// Calls in progress. A call goes (back) in only through [`Mediation::keep`],
+    /// which arms its next timer in `timers`.
     calls: HashMap<u64, Call>,
+    /// (due, call): a call's next timer, pushed whenever the call is stored;
+    /// entries whose call ended or whose timer moved are skipped when they come
+    /// due, so finding the next deadline never walks every call.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
     by_call_id: HashMap<String, (u64, Side)>,
     next_id: u64,
     limits: Limits,
@@ -293,6 +310,7 @@ impl Mediation {
             cfg,
             voice,
             calls: HashMap::new(),
+            timers: BinaryHeap::new(),
             by_call_id: HashMap::new(),
             next_id: 1,
             limits: Limits::default(),
@@ -644,7 +662,15 @@ impl Mediation {
         self.by_call_id
             .insert(msg.call_id().to_owned(), (id, caller_side));
         self.send_attempt(&mut call, now, relays, out);
-        self.calls.insert(id, call);
+        self.keep(call);
+    }
+
+    /// Stores a call in progress and arms its next timer.
+    fn keep(&mut self, call: Call) {
+        if let Some(due) = call.next_due() {
+            self.timers.push(Reverse((due, call.id)));
+        }
+        self.calls.insert(call.id, call);
     }
 
     /// Sends the INVITE of the current attempt on the callee's leg.
@@ -848,7 +874,7 @@ impl Mediation {
         out: &mut Vec<Action>,
     ) {
         if keep {
-            self.calls.insert(call.id, call);
+            self.keep(call);
         } else {
             self.end(call, now, relays, out);
         }
@@ -1281,33 +1307,53 @@ impl Mediation {
     }
 
     /// The next instant [`Mediation::poll`] has work.
+    /// (The earliest armed timer: it may belong to a call that ended or whose
+    /// timer moved; `poll` then finds nothing to do.)
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.calls
-            .values()
-            .flat_map(|c| {
-                c.deadline
-                    .into_iter()
-                    .chain(c.retrans.iter().map(|r| r.next))
-            })
-            .min()
+        self.timers.peek().map(|Reverse((due, _))| *due)
     }
 
     /// Runs the timers due at `now`.
     pub fn poll(&mut self, now: Instant, relays: &mut dyn Relays) -> Vec<Action> {
         let mut out = Vec::new();
-        let due: Vec<u64> = self
-            .calls
-            .values()
-            .filter(|c| {
-                c.deadline.is_some_and(|d| d <= now) || c.retrans.iter().any(|r| r.next <= now)
-            })
-            .map(|c| c.id)
-            .collect();
+        let mut due: Vec<u64> = Vec::new();
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self
+                .calls
+                .get(&id)
+                .and_then(Call::next_due)
+                .is_some_and(|d| d <= now)
+            {
+                due.push(id);
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
         for id in due {
             let Some(mut call) = self.calls.remove(&id) else {
                 continue;
             };
+            // RFC 3261 13.3.1.4: a 2xx never acknowledged within 64*T1 ends the
+            // session with a BYE (both legs); kept, such calls would count
+            // against `max_calls` for good (bench/mediation.sh overload steps).
+            let unacked = call.state == State::Confirmed
+                && call.retrans.iter().any(|r| r.answer && r.give_up <= now);
             call.retrans.retain(|r| r.give_up > now);
+            if unacked {
+                for side in [Side::Pool, Side::Gateway] {
+                    if let Some((to, data, _)) =
+                        self.dialog_request(&mut call, side, Method::Bye, None, None)
+                    {
+                        out.push(Action::Send { to, data });
+                    }
+                }
+                self.end(call, now, relays, &mut out);
+                continue;
+            }
             for r in &mut call.retrans {
                 if r.next <= now {
                     out.push(Action::Send {

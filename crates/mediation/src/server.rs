@@ -2,6 +2,7 @@
 //! relay's sockets, and call records handed to a bounded channel (never a
 //! database round trip on the signalling path).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +18,31 @@ use crate::relay::UdpRelays;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
+
+/// Dropped call records are logged at most this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Kernel buffer size of the Mediation server's socket, each way.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Binds the Mediation server's UDP socket with large kernel buffers, as the
+/// front end's transport does: the ~200 kB default overflows on a burst of calls
+/// (or while the process waits for a core), and every datagram dropped there
+/// costs its sender a 500 ms retransmission (bench/mediation.sh).
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Best effort: the kernel caps both at net.core.{r,w}mem_max.
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
 
 /// What a running Mediation server exposes.
 #[derive(Debug, Default)]
@@ -38,6 +64,8 @@ pub async fn run(
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut voice_open = true;
+    let mut last_drop_log: Option<Instant> = None;
+    let mut unlogged_drops = 0u64;
     loop {
         let deadline = core
             .next_deadline()
@@ -69,8 +97,20 @@ pub async fn run(
                 }
                 Action::Record(r) => {
                     if records.try_send(r).is_err() {
-                        counters.records_dropped.fetch_add(1, Ordering::Relaxed);
-                        warn!("mediation: call record dropped (writer behind)");
+                        let total = counters.records_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        unlogged_drops += 1;
+                        // One line a second at most: a line per dropped record
+                        // (thousands a second under load) cost this loop more
+                        // than the calls themselves (bench/mediation.sh).
+                        let now = Instant::now();
+                        if last_drop_log.is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY) {
+                            warn!(
+                                dropped = unlogged_drops,
+                                total, "mediation: call records dropped (writer behind)"
+                            );
+                            unlogged_drops = 0;
+                            last_drop_log = Some(now);
+                        }
                     }
                 }
             }
