@@ -5,8 +5,9 @@
 //!
 //! Where each message of the core goes: over the connection its address came
 //! from (a gateway's TCP/TLS connection), else over a new connection when the
-//! address is a TCP/TLS trunk's gateway (or another port of its IP: a gateway
-//! whose inbound connection closed), else over UDP.
+//! address is a TCP/TLS trunk's gateway, or was the peer of a TCP/TLS
+//! connection that closed (a gateway's inbound one: then to the trunk of that
+//! transport at its IP), else over UDP.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,12 +34,17 @@ pub struct Counters {
     pub unreachable: AtomicU64,
 }
 
-/// The open TCP/TLS connections messages arrived on, by peer address.
+/// The open TCP/TLS connections messages arrived on, by peer address, and the
+/// peers of those that closed.
 #[derive(Default)]
 struct Streams {
     by_addr: HashMap<SocketAddr, (Transport, ConnId)>,
     by_id: HashMap<ConnId, SocketAddr>,
+    gone: HashMap<SocketAddr, Transport>,
 }
+
+/// Closed connections' peers remembered at most (then forgotten all at once).
+const GONE_MAX: usize = 4096;
 
 impl Streams {
     fn seen(&mut self, dest: &Dest) {
@@ -47,14 +53,20 @@ impl Streams {
         {
             self.by_addr.insert(dest.addr, (dest.transport, id));
             self.by_id.insert(id, dest.addr);
+            self.gone.remove(&dest.addr);
         }
     }
 
     fn closed(&mut self, id: ConnId) {
         if let Some(addr) = self.by_id.remove(&id)
-            && self.by_addr.get(&addr).is_some_and(|(_, c)| *c == id)
+            && let Some((transport, c)) = self.by_addr.get(&addr).copied()
+            && c == id
         {
             self.by_addr.remove(&addr);
+            if self.gone.len() >= GONE_MAX {
+                self.gone.clear();
+            }
+            self.gone.insert(addr, transport);
         }
     }
 }
@@ -78,16 +90,14 @@ fn dest_for(to: SocketAddr, streams: &Streams, voice: &VoiceConfig) -> Dest {
         };
     }
     let trunks = &voice.data().trunks;
-    let reliable = |t: &&confab_voice::Trunk| t.transport != TrunkTransport::Udp;
     let trunk = trunks
         .iter()
-        .filter(reliable)
-        .find(|t| t.gateway == to)
+        .find(|t| t.transport != TrunkTransport::Udp && t.gateway == to)
         .or_else(|| {
+            let gone = trunk_transport(*streams.gone.get(&to)?)?;
             trunks
                 .iter()
-                .filter(reliable)
-                .find(|t| t.gateway.ip() == to.ip())
+                .find(|t| t.transport == gone && t.gateway.ip() == to.ip())
         });
     match trunk {
         Some(t) => Dest {
@@ -225,7 +235,11 @@ mod tests {
         let v = voice();
         let mut s = Streams::default();
         let at = |a: &str| a.parse::<SocketAddr>().unwrap();
-        // Pool and UDP trunk: UDP.
+        // Pool and UDP trunk: UDP, also at a TCP/TLS trunk's IP.
+        assert_eq!(
+            dest_for(at("127.0.0.4:5060"), &s, &v).transport,
+            Transport::Udp
+        );
         assert_eq!(
             dest_for(at("127.0.0.1:5060"), &s, &v).transport,
             Transport::Udp
