@@ -62,8 +62,10 @@ impl Direction {
 /// The configuration of a Mediation server.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Our SIP address (Via, Contact); both legs use it.
+    /// Our SIP address (Via, Contact) over UDP and TCP; both legs use it.
     pub local: SocketAddr,
+    /// Our TLS address (Via and Contact of dialogs with TLS trunks).
+    pub tls_local: Option<SocketAddr>,
     /// The SIP domain (inbound calls go to `sip:user@domain`).
     pub domain: String,
     /// The front end inbound calls are sent to.
@@ -87,6 +89,7 @@ impl Config {
     pub fn new(local: SocketAddr, domain: &str, front_end: SocketAddr) -> Self {
         Config {
             local,
+            tls_local: None,
             domain: domain.to_owned(),
             front_end,
             pool: vec![front_end],
@@ -161,6 +164,7 @@ struct Target {
     trunk: String,
     addr: SocketAddr,
     ruri: String,
+    transport: TrunkTransport,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +194,8 @@ struct Dialog {
     route_set: Vec<String>,
     /// Where datagrams of this dialog go.
     peer: SocketAddr,
+    /// How: requests are retransmitted over UDP only (RFC 3261 §17.1).
+    transport: TrunkTransport,
     cseq: u32,
     /// The last request received on this dialog (CSeq) and our answer to it,
     /// for retransmissions.
@@ -256,6 +262,19 @@ impl Call {
             .map(|r| r.next)
             .chain(self.deadline)
             .min()
+    }
+
+    /// Schedules retransmissions of a request over UDP and of a 2xx answer to
+    /// an INVITE on any transport (RFC 3261 §13.3.1.4: the UAS core resends it
+    /// until the ACK); a request over TCP or TLS is sent once (§17.1.1.2, §17.1.2.2).
+    fn push_retrans(&mut self, r: Retrans) {
+        let reliable = self
+            .legs
+            .get(&r.side)
+            .is_some_and(|l| l.transport != TrunkTransport::Udp);
+        if r.answer || !reliable {
+            self.retrans.push(r);
+        }
     }
 }
 
@@ -326,6 +345,11 @@ impl Mediation {
         &self.cfg
     }
 
+    /// The voice configuration in force (trunks, routes, numbers).
+    pub fn voice(&self) -> &VoiceConfig {
+        &self.voice
+    }
+
     /// Calls in progress.
     pub fn call_count(&self) -> usize {
         self.calls.len()
@@ -336,13 +360,14 @@ impl Mediation {
         format!("{what}{}-{:x}", self.cfg.instance, self.next_id)
     }
 
-    fn via(&mut self) -> String {
+    fn via(&mut self, transport: TrunkTransport) -> String {
         let branch = self.token("z9hG4bKm");
-        format!("SIP/2.0/UDP {};branch={branch};rport", self.cfg.local)
+        let (proto, at) = crate::streams::via_parts(&self.cfg, transport);
+        format!("SIP/2.0/{proto} {at};branch={branch};rport")
     }
 
-    fn contact(&self) -> String {
-        format!("<sip:mediation@{}>", self.cfg.local)
+    fn contact(&self, transport: TrunkTransport) -> String {
+        crate::streams::contact(&self.cfg, transport)
     }
 
     /// A datagram arrived from `src`.
@@ -362,11 +387,24 @@ impl Mediation {
         }
     }
 
-    /// A parsed message arrived from `src`.
+    /// A parsed message arrived from `src` over UDP.
     pub fn on_message(
         &mut self,
         msg: &Message,
         src: SocketAddr,
+        now: Instant,
+        relays: &mut dyn Relays,
+    ) -> Vec<Action> {
+        self.on_message_over(msg, src, TrunkTransport::Udp, now, relays)
+    }
+
+    /// A parsed message arrived from `src` over `transport` (a TCP or TLS
+    /// connection: `src` is its peer).
+    pub fn on_message_over(
+        &mut self,
+        msg: &Message,
+        src: SocketAddr,
+        transport: TrunkTransport,
         now: Instant,
         relays: &mut dyn Relays,
     ) -> Vec<Action> {
@@ -379,7 +417,9 @@ impl Mediation {
                     self.in_call_response(id, side, msg, now, relays, &mut out);
                 }
             }
-            None if msg.is_request() => self.new_request(msg, src, now, relays, &mut out),
+            None if msg.is_request() => {
+                self.new_request(msg, src, transport, now, relays, &mut out)
+            }
             None => {} // a response to nothing of ours (any longer)
         }
         out
@@ -394,10 +434,12 @@ impl Mediation {
     }
 
     /// An out-of-dialog request: a new call (INVITE) from the pool or a gateway.
+    #[allow(clippy::too_many_arguments)]
     fn new_request(
         &mut self,
         msg: &Message,
         src: SocketAddr,
+        transport: TrunkTransport,
         now: Instant,
         relays: &mut dyn Relays,
         out: &mut Vec<Action>,
@@ -433,9 +475,12 @@ impl Mediation {
             .user_unescaped()
             .map(|u| u.split(';').next().unwrap_or("").to_owned())
             .unwrap_or_default();
-        if self.voice.trunk_at(src).is_some() && !self.cfg.pool.contains(&src) {
-            self.inbound(msg, src, &dialed, now, relays, out);
-        } else if self.cfg.pool.contains(&src) {
+        let from_pool = transport == TrunkTransport::Udp && self.cfg.pool.contains(&src);
+        if let Some(trunk) = self.voice.trunk_from(src, transport).map(str::to_owned)
+            && !from_pool
+        {
+            self.inbound(msg, src, (trunk, transport), &dialed, now, relays, out);
+        } else if from_pool {
             self.outbound(msg, src, &dialed, now, relays, out);
         } else {
             debug!(%src, "mediation: call from an address that is no trunk refused");
@@ -469,21 +514,15 @@ impl Mediation {
         };
         let targets: Vec<Target> = trunks
             .into_iter()
-            .filter(|t| t.transport == TrunkTransport::Udp)
             .map(|t| Target {
                 ruri: format!("sip:{}@{};user=phone", t.number, t.gateway),
                 trunk: t.trunk,
                 addr: t.gateway,
+                transport: t.transport,
             })
             .collect();
         if targets.is_empty() {
-            return Self::reply(
-                msg,
-                src,
-                503,
-                "No UDP trunk for this number (the Mediation server speaks UDP to gateways)",
-                out,
-            );
+            return Self::reply(msg, src, 503, "No trunk for this number", out);
         }
         // The caller ID towards the PSTN: the front end's P-Asserted-Identity.
         let from = msg
@@ -505,7 +544,7 @@ impl Mediation {
         };
         self.open_call(
             msg,
-            src,
+            (src, TrunkTransport::Udp),
             Side::Pool,
             from,
             targets,
@@ -516,16 +555,17 @@ impl Mediation {
         );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn inbound(
         &mut self,
         msg: &Message,
         src: SocketAddr,
+        (trunk, transport): (String, TrunkTransport),
         dialed: &str,
         now: Instant,
         relays: &mut dyn Relays,
         out: &mut Vec<Action>,
     ) {
-        let trunk = self.voice.trunk_at(src).unwrap_or_default().to_owned();
         let number = match self.voice.normalize(None, dialed) {
             Ok(n) => n.number,
             Err(_) => return Self::reply(msg, src, 404, "No user has this number", out),
@@ -552,6 +592,7 @@ impl Mediation {
             trunk: trunk.clone(),
             addr: self.cfg.front_end,
             ruri: format!("sip:{user}"),
+            transport: TrunkTransport::Udp,
         }];
         let record = CallRecord {
             direction: Direction::Inbound,
@@ -568,7 +609,7 @@ impl Mediation {
         };
         self.open_call(
             msg,
-            src,
+            (src, transport),
             Side::Gateway,
             from,
             targets,
@@ -583,7 +624,7 @@ impl Mediation {
     fn open_call(
         &mut self,
         msg: &Message,
-        src: SocketAddr,
+        (src, transport): (SocketAddr, TrunkTransport),
         caller_side: Side,
         from: String,
         targets: Vec<Target>,
@@ -613,6 +654,7 @@ impl Mediation {
                 .map(str::to_owned)
                 .collect(),
             peer: src,
+            transport,
             cseq: 0,
             last_in: Some((msg.cseq().0, Method::Invite)),
             last_answer: None,
@@ -634,6 +676,7 @@ impl Mediation {
             target: String::new(),
             route_set: Vec::new(),
             peer: src,
+            transport: TrunkTransport::Udp,
             cseq: 0,
             last_in: None,
             last_answer: None,
@@ -686,8 +729,8 @@ impl Mediation {
         };
         let side = call.callee_side();
         let call_id = self.token("cm");
-        let via = self.via();
-        let contact = self.contact();
+        let via = self.via(target.transport);
+        let contact = self.contact(target.transport);
         if let Some(leg) = call.legs.get_mut(&side) {
             if !leg.call_id.is_empty() {
                 self.by_call_id.remove(&leg.call_id);
@@ -696,6 +739,7 @@ impl Mediation {
             leg.remote = format!("<{}>", target.ruri);
             leg.target = target.ruri.clone();
             leg.peer = target.addr;
+            leg.transport = target.transport;
             leg.remote_tag = None;
             leg.route_set.clear();
             leg.cseq = 1;
@@ -739,7 +783,7 @@ impl Mediation {
         call.provisional = false;
         call.deadline = Some(now + self.cfg.failover_timeout);
         call.retrans.retain(|r| r.side != side);
-        call.retrans.push(Retrans {
+        call.push_retrans(Retrans {
             side,
             cseq: 1,
             answer: false,
@@ -791,8 +835,9 @@ impl Mediation {
         cseq: Option<u32>,
         body: Option<(String, Bytes)>,
     ) -> Option<(SocketAddr, Bytes, u32)> {
-        let via = self.via();
-        let contact = self.contact();
+        let transport = call.legs.get(&side)?.transport;
+        let via = self.via(transport);
+        let contact = self.contact(transport);
         let leg = call.legs.get_mut(&side)?;
         let n = match cseq {
             Some(n) => n,
@@ -841,7 +886,9 @@ impl Mediation {
             b = b.reason(r);
         }
         if msg.method() == Some(&Method::Invite) && (101..300).contains(&code) {
-            b = b.copy_record_route().header("Contact", self.contact());
+            b = b
+                .copy_record_route()
+                .header("Contact", self.contact(leg.transport));
         }
         if let Some((ct, body)) = body {
             b = b.body(ct, body);
@@ -979,7 +1026,7 @@ impl Mediation {
                         self.dialog_request(call, side.other(), Method::Bye, None, None)
                     {
                         call.retrans.clear();
-                        call.retrans.push(Retrans {
+                        call.push_retrans(Retrans {
                             side: side.other(),
                             cseq: n,
                             answer: false,
@@ -1119,7 +1166,7 @@ impl Mediation {
                 self.answer(call, side.other(), &p.origin, code, msg.reason(), body)
             {
                 if method == Method::Invite && code < 300 {
-                    call.retrans.push(Retrans {
+                    call.push_retrans(Retrans {
                         side: side.other(),
                         cseq: p.origin.cseq().0,
                         answer: true,
@@ -1223,7 +1270,7 @@ impl Mediation {
             if let Some((to, data)) =
                 self.answer(call, caller_side, &invite, code, msg.reason(), body)
             {
-                call.retrans.push(Retrans {
+                call.push_retrans(Retrans {
                     side: caller_side,
                     cseq: invite.cseq().0,
                     answer: true,
