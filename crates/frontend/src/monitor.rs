@@ -210,7 +210,6 @@ impl Recorder {
                     }
                 }
             }
-            _ => return None,
         }
         let (to, number) = (cx.number_owner)(&from, number)?;
         Some((from, to, Some(number)))
