@@ -453,7 +453,8 @@ impl Mediation {
             .insert(t.leg.call_id.clone(), (call.id, Side::Pool));
         let answer = self.body_for(call, Side::Gateway, msg, relays);
         let old = call.legs.insert(Side::Pool, t.leg);
-        if let Some((to, data, _)) = self.dialog_request(call, Side::Pool, Method::Ack, Some(1), answer)
+        if let Some((to, data, _)) =
+            self.dialog_request(call, Side::Pool, Method::Ack, Some(1), answer)
         {
             out.push(Action::Send { to, data });
         }
@@ -497,7 +498,8 @@ impl Mediation {
             return true;
         }
         // Nobody left on the pool's side: the gateway's party is hung up.
-        if let Some((to, data, n)) = self.dialog_request(call, Side::Gateway, Method::Bye, None, None)
+        if let Some((to, data, n)) =
+            self.dialog_request(call, Side::Gateway, Method::Bye, None, None)
         {
             call.retrans.clear();
             call.retrans.push(Retrans {
@@ -566,7 +568,14 @@ impl Mediation {
     }
 
     /// NOTIFY of the REFER's progress (`message/sipfrag`) on the pool's leg.
-    fn notify(&mut self, call: &mut Call, code: u16, reason: &str, last: bool, out: &mut Vec<Action>) {
+    fn notify(
+        &mut self,
+        call: &mut Call,
+        code: u16,
+        reason: &str,
+        last: bool,
+        out: &mut Vec<Action>,
+    ) {
         let Some(mut leg) = call.legs.get(&Side::Pool).cloned() else {
             return;
         };
@@ -621,7 +630,11 @@ impl Mediation {
 }
 
 /// The headers and body of a REFER progress NOTIFY (RFC 3515).
-fn notify_parts(code: u16, reason: &str, last: bool) -> (Vec<(&'static str, String)>, (String, Bytes)) {
+fn notify_parts(
+    code: u16,
+    reason: &str,
+    last: bool,
+) -> (Vec<(&'static str, String)>, (String, Bytes)) {
     let state = if last {
         "terminated;reason=noresource"
     } else {

@@ -74,12 +74,20 @@ fn blind_transfer_to_a_user_re_invites_the_gateway_and_hangs_up_the_transferor()
     assert_eq!(fe[0].status(), Some(202));
     assert_eq!(fe[1].call_id(), inv.call_id());
     assert_eq!(sipfrag(&fe[1]), "SIP/2.0 100 Trying");
-    assert!(fe[1].header_str("Subscription-State").unwrap().starts_with("active"));
+    assert!(
+        fe[1]
+            .header_str("Subscription-State")
+            .unwrap()
+            .starts_with("active")
+    );
     let target = fe[2].clone();
     assert_eq!(target.method(), Some(&Method::Invite));
     assert_eq!(target.request_uri(), Some("sip:bob@example.com"));
     assert_ne!(target.call_id(), inv.call_id());
-    assert!(target.body().is_empty(), "no offer: bob's answer brings one");
+    assert!(
+        target.body().is_empty(),
+        "no offer: bob's answer brings one"
+    );
     assert!(
         target
             .header(HeaderName::From)
@@ -105,13 +113,24 @@ fn blind_transfer_to_a_user_re_invites_the_gateway_and_hangs_up_the_transferor()
     assert_eq!(reinvite.request_uri(), Some("sip:gw@127.0.0.2:5080"));
     assert_eq!(reinvite.to_tag(), Some("g1"));
     assert_eq!(reinvite.body(), TARGET_SDP.as_bytes());
-    assert!(to(&out, FE).is_empty(), "bob's ACK waits for the gateway's answer");
+    assert!(
+        to(&out, FE).is_empty(),
+        "bob's ACK waits for the gateway's answer"
+    );
     // bob's retransmitted 200 changes nothing.
-    assert!(m.on_datagram(bob_ok, addr(FE), t0, &mut NoRelays).is_empty());
+    assert!(
+        m.on_datagram(bob_ok, addr(FE), t0, &mut NoRelays)
+            .is_empty()
+    );
 
     // The gateway answers: ACKed; bob gets the gateway's answer in his ACK;
     // alice gets NOTIFY 200 (terminated) and a BYE.
-    let out = m.on_datagram(answer(&reinvite, 200, Some(GW_SDP)), addr(GW1), t0, &mut NoRelays);
+    let out = m.on_datagram(
+        answer(&reinvite, 200, Some(GW_SDP)),
+        addr(GW1),
+        t0,
+        &mut NoRelays,
+    );
     let gw = to(&out, GW1);
     assert_eq!(gw[0].method(), Some(&Method::Ack));
     assert_eq!(gw[0].cseq().0, reinvite.cseq().0);
@@ -123,13 +142,21 @@ fn blind_transfer_to_a_user_re_invites_the_gateway_and_hangs_up_the_transferor()
     assert_eq!(fe[0].body(), GW_SDP.as_bytes());
     assert_eq!(fe[1].call_id(), inv.call_id());
     assert_eq!(sipfrag(&fe[1]), "SIP/2.0 200 OK");
-    assert!(fe[1].header_str("Subscription-State").unwrap().starts_with("terminated"));
+    assert!(
+        fe[1]
+            .header_str("Subscription-State")
+            .unwrap()
+            .starts_with("terminated")
+    );
     assert_eq!(fe[2].method(), Some(&Method::Bye));
     assert_eq!(fe[2].call_id(), inv.call_id());
     // alice's own BYE crossing ours is answered; so is nothing else of hers.
     let out = m.on_datagram(from_alice(&inv, "BYE", 3, ""), addr(FE), t0, &mut NoRelays);
     assert_eq!(to(&out, FE)[0].status(), Some(200));
-    assert!(m.on_datagram(answer(&fe[2], 200, None), addr(FE), t0, &mut NoRelays).is_empty());
+    assert!(
+        m.on_datagram(answer(&fe[2], 200, None), addr(FE), t0, &mut NoRelays)
+            .is_empty()
+    );
     assert_eq!(m.call_count(), 1);
 
     // The PSTN party hangs up: bob's dialog gets the BYE.
@@ -172,7 +199,12 @@ fn transfer_to_a_number_goes_over_the_routes_trunks_and_a_failure_is_notified() 
         ("\nRefer-To: <sip:999@example.com;user=phone>", 404),
         ("\nRefer-To: <tel:+4930123456>", 403),
     ] {
-        let out = m.on_datagram(from_alice(&inv, "REFER", cseq, extra), addr(FE), t0, &mut NoRelays);
+        let out = m.on_datagram(
+            from_alice(&inv, "REFER", cseq, extra),
+            addr(FE),
+            t0,
+            &mut NoRelays,
+        );
         let fe = to(&out, FE);
         assert_eq!(fe.len(), 1, "{extra}: {fe:?}");
         assert_eq!(fe[0].status(), Some(code), "{extra}");
@@ -191,35 +223,49 @@ fn transfer_to_a_number_goes_over_the_routes_trunks_and_a_failure_is_notified() 
     assert_eq!(to(&out, FE)[0].status(), Some(202));
     let t1 = to(&out, GW1).remove(0);
     assert_eq!(t1.method(), Some(&Method::Invite));
-    assert_eq!(t1.request_uri(), Some("sip:14255550199@127.0.0.2:5080;user=phone"));
+    assert_eq!(
+        t1.request_uri(),
+        Some("sip:14255550199@127.0.0.2:5080;user=phone")
+    );
     assert!(t1.body().is_empty());
     // gw1 is silent: the next trunk after the failover timeout.
     let out = m.poll(t0 + Duration::from_secs(5), &mut NoRelays);
     let t2 = to(&out, GW2).remove(0);
-    assert_eq!(t2.request_uri(), Some("sip:+14255550199@127.0.0.3:5080;user=phone"));
+    assert_eq!(
+        t2.request_uri(),
+        Some("sip:+14255550199@127.0.0.3:5080;user=phone")
+    );
     // gw2 answers busy: ACKed, alice is told, the call goes on.
     let out = m.on_datagram(answer(&t2, 486, None), addr(GW2), t0, &mut NoRelays);
     assert_eq!(to(&out, GW2)[0].method(), Some(&Method::Ack));
     let fe = to(&out, FE);
     assert_eq!(sipfrag(&fe[0]), "SIP/2.0 486 X");
-    assert!(fe[0].header_str("Subscription-State").unwrap().starts_with("terminated"));
+    assert!(
+        fe[0]
+            .header_str("Subscription-State")
+            .unwrap()
+            .starts_with("terminated")
+    );
     assert!(to(&out, GW1).is_empty());
     assert_eq!(m.call_count(), 1);
-    assert!(m.next_deadline().is_none_or(|d| d > t0 + Duration::from_secs(30)));
+    assert!(
+        m.next_deadline()
+            .is_none_or(|d| d > t0 + Duration::from_secs(30))
+    );
 
     // A second transfer, to a user's number, while alice hangs up early: the
     // gateway's party stays for the target; the target refuses: hung up.
-    let refer = from_alice(
-        &inv,
-        "REFER",
-        cseq + 1,
-        "\nRefer-To: <tel:+14255550100>",
-    );
+    let refer = from_alice(&inv, "REFER", cseq + 1, "\nRefer-To: <tel:+14255550100>");
     let out = m.on_datagram(refer, addr(FE), t0, &mut NoRelays);
     let fe = to(&out, FE);
     let target = fe[2].clone();
     assert_eq!(target.request_uri(), Some("sip:alice@example.com"));
-    let out = m.on_datagram(from_alice(&inv, "BYE", cseq + 2, ""), addr(FE), t0, &mut NoRelays);
+    let out = m.on_datagram(
+        from_alice(&inv, "BYE", cseq + 2, ""),
+        addr(FE),
+        t0,
+        &mut NoRelays,
+    );
     assert_eq!(to(&out, FE)[0].status(), Some(200));
     assert!(to(&out, GW1).is_empty(), "the PSTN party is kept");
     let out = m.on_datagram(answer(&target, 480, None), addr(FE), t0, &mut NoRelays);
