@@ -643,6 +643,9 @@ impl Core {
                 trusted: &|| self.guard.is_trusted(src.addr),
                 is_user: &|u| self.directory.get(u).is_some_and(|e| e.enabled),
                 is_im_offer: &crate::lync::im::is_im_offer,
+                number_owner: &|caller, dialed| {
+                    crate::voice_app::number_owner(&self.voice, caller, dialed)
+                },
             };
             m.observe(&msg, src.addr, wall_ms, &cx)
         });

@@ -20,6 +20,8 @@ use tracing::debug;
 
 use crate::sdp;
 
+mod transfer;
+
 /// RFC 3261's T1: the first retransmission interval over UDP.
 const T1: Duration = Duration::from_millis(500);
 /// Retransmissions stop after this long (64 * T1, timer B/H).
@@ -247,6 +249,8 @@ struct Call {
     acks: HashMap<(Side, u32), u32>,
     retrans: Vec<Retrans>,
     record: CallRecord,
+    /// A blind transfer the pool's side asked for (`transfer.rs`).
+    transfer: Option<transfer::Transfer>,
 }
 
 impl Call {
@@ -292,6 +296,7 @@ pub struct Mediation {
     by_call_id: HashMap<String, (u64, Side)>,
     next_id: u64,
     limits: Limits,
+    transfers: transfer::Transfers,
 }
 
 fn strip_tag(value: &str) -> String {
@@ -333,6 +338,7 @@ impl Mediation {
             by_call_id: HashMap::new(),
             next_id: 1,
             limits: Limits::default(),
+            transfers: transfer::Transfers::default(),
         }
     }
 
@@ -408,6 +414,9 @@ impl Mediation {
         now: Instant,
         relays: &mut dyn Relays,
     ) -> Vec<Action> {
+        if let Some(out) = self.transfer_message(msg, src, now, relays) {
+            return out;
+        }
         let mut out = Vec::new();
         match self.by_call_id.get(msg.call_id()).copied() {
             Some((id, side)) => {
@@ -698,6 +707,7 @@ impl Mediation {
             acks: HashMap::new(),
             retrans: Vec::new(),
             record,
+            transfer: None,
         };
         if let Some(leg) = call.legs.get_mut(&caller_side) {
             leg.last_answer = Some(trying);
@@ -934,6 +944,7 @@ impl Mediation {
         relays: &mut dyn Relays,
         out: &mut Vec<Action>,
     ) {
+        self.transfer_ended(&mut call, out);
         for leg in call.legs.values() {
             self.by_call_id.remove(&leg.call_id);
         }
@@ -974,6 +985,9 @@ impl Mediation {
                 });
             }
             return true;
+        }
+        if let Some(keep) = self.transfer_request(call, side, msg, now, out) {
+            return keep;
         }
         match method {
             Method::Ack => {
@@ -1142,6 +1156,9 @@ impl Mediation {
         let method = method.clone();
         call.retrans
             .retain(|r| !(r.side == side && r.cseq == cseq && !r.answer));
+        if let Some(keep) = self.transfer_response(call, side, msg, now, relays, out) {
+            return keep;
+        }
         // Answers to requests we passed through.
         if let Some(p) = call.pending.get(&(side, cseq)).cloned() {
             if code < 200 {
@@ -1428,7 +1445,7 @@ impl Mediation {
                         let code = if call.provisional { 480 } else { 408 };
                         self.fail(&mut call, code, None, now, relays, &mut out)
                     }
-                    State::Confirmed => true,
+                    State::Confirmed => self.transfer_timeout(&mut call, now, &mut out),
                     State::Cancelling | State::Ending => false,
                 };
             }

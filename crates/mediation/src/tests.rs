@@ -13,6 +13,8 @@ use confab_voice::{
 
 use crate::b2bua::{Action, Config, Direction, Mediation, NoRelays, Relays, Side};
 
+mod transfer;
+
 const MED: &str = "127.0.0.1:5070";
 const FE: &str = "127.0.0.1:5060";
 const GW1: &str = "127.0.0.2:5080";
