@@ -8,8 +8,9 @@
 #   --smoke                 tiny settings (lib/bench.py --quick), no quiet-machine waits
 #   --users N               users provisioned in both servers (default 50000; smoke 3000)
 #   --only confab|kamailio  run one server only (the table then has no ratios)
-#   --tests LIST            harness tests (default hold,register,message,call,presence,chat;
-#                           chat = bench/chat.sh, Persistent Chat, confab only)
+#   --tests LIST            harness tests (default hold,register,message,call,presence,chat,
+#                           mediation; chat = bench/chat.sh, Persistent Chat, confab only;
+#                           mediation = bench/mediation.sh, calls to and from a PSTN gateway)
 #   --out DIR               results directory (default bench/results/<date>)
 #   --micro / --no-micro    also run the parser micro-benchmark (cargo bench, pinned to
 #                           one core with taskset); default: on for full runs, off for --smoke
@@ -35,7 +36,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 SMOKE=0
 USERS=
 ONLY=
-TESTS=hold,register,message,call,presence,chat
+TESTS=hold,register,message,call,presence,chat,mediation
 OUT=
 MICRO=
 EXTRA=()
@@ -50,7 +51,7 @@ while [ $# -gt 0 ]; do
     --micro) MICRO=1 ;;
     --no-micro) MICRO=0 ;;
     --) shift; EXTRA=("$@"); break ;;
-    -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -105,11 +106,13 @@ cleanup() {
 trap cleanup EXIT
 
 # the harness' own split of tests: presence is ours (lib/presence.py)
-BTESTS=$(echo "$TESTS" | tr ',' '\n' | grep -v -e '^presence$' -e '^chat$' | paste -sd, || true)
+BTESTS=$(echo "$TESTS" | tr ',' '\n' | grep -v -e '^presence$' -e '^chat$' -e '^mediation$' | paste -sd, || true)
 WANT_PRESENCE=0
 echo ",$TESTS," | grep -q ',presence,' && WANT_PRESENCE=1
 WANT_CHAT=0
 echo ",$TESTS," | grep -q ',chat,' && WANT_CHAT=1
+WANT_MEDIATION=0
+echo ",$TESTS," | grep -q ',mediation,' && WANT_MEDIATION=1
 
 # lib/presence.py: identical arguments for both servers
 PRESENCE=(--domain "$DOMAIN")
@@ -214,6 +217,16 @@ if [ $RUN_KAM = 1 ]; then
   server_summary kamailio
 fi
 
+if [ $WANT_MEDIATION = 1 ]; then
+  # calls to and from a PSTN gateway, confab's Mediation role vs a Kamailio relay
+  # (its own users, servers and SIPp gateway, see bench/mediation.sh)
+  MED_ONLY=()
+  [ $RUN_CONFAB = 0 ] && MED_ONLY=(--only kamailio)
+  [ $RUN_KAM = 0 ] && MED_ONLY=(--only confab)
+  "$HERE/mediation.sh" $([ $SMOKE = 1 ] && echo --smoke) "${MED_ONLY[@]}" --out "$OUT/mediation" \
+    || { echo "!! mediation benchmark failed (exit $?)" >&2; FAILED+=("mediation"); }
+fi
+
 if [ "$MICRO" = 1 ]; then
   echo "== micro-benchmarks: taskset -c 1 cargo bench -p confab-sip --bench parse"
   (cd "$ROOT" && taskset -c 1 cargo bench -p confab-sip --bench parse 2>&1) | tee "$OUT/micro-full.txt" \
@@ -224,6 +237,9 @@ python3 "$HERE/lib/compare.py" "$OUT" $([ $SMOKE = 1 ] && echo --smoke)
 if [ -s "$OUT/confab/chat/summary.md" ]; then
   { echo; sed 's/^# /## /' "$OUT/confab/chat/summary.md"; } >>"$OUT/summary.md"
   cat "$OUT/confab/chat/summary.md"
+fi
+if [ -s "$OUT/mediation/summary.md" ]; then
+  { echo; sed 's/^# /## /; s/^## Every/### Every/' "$OUT/mediation/summary.md"; } >>"$OUT/summary.md"
 fi
 echo "== summary -> $OUT/summary.md"
 if [ ${#FAILED[@]} -gt 0 ]; then

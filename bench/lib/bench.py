@@ -314,9 +314,9 @@ class Bench:
         (self.out / "info" / f"{tag}.txt").write_text(out)
         return out
 
-    def base_args(self, transport, lport, scenario, csv=None):
+    def base_args(self, transport, lport, scenario, csv=None, target=None):
         mode = {"udp": "u1", "tcp": self.a.tcp_mode}[transport]
-        args = [f"{self.srv.host}:{self.srv.port}", "-sf", scenario, "-i", self.ip,
+        args = [target or f"{self.srv.host}:{self.srv.port}", "-sf", scenario, "-i", self.ip,
                 "-p", lport, "-t", mode, "-nostdin", "-buff_size", 4194304,
                 "-key", "domain", self.a.domain]
         if csv:
@@ -401,6 +401,21 @@ class Bench:
             self.uas = None
 
     # ----------------------------------------------------------- one step
+    # tests whose UAC holds the call for --call-hold-ms (SIPp -d)
+    CALL_TESTS = ("call",)
+
+    def uac_plan(self, test, transport, procs):
+        """What a step's UACs run: (scenario, CSV, target or None for the server
+        under test, local ports or None for free ones).  lib/mediation_bench.py
+        overrides it for its own tests."""
+        a = self.a
+        if test == "register":
+            csv = self.csv_users("reg_users", a.callee_first + 2 * a.callees, a.reg_users)
+            return SCEN["register"], csv, None, None
+        first, n = self.callee_range(transport)
+        csv = self.csv_pairs(f"pairs_{transport}", a.callee_first + 2 * a.callees, a.reg_users, first, n)
+        return SCEN[f"{test}_uac"], csv, None, None
+
     def step(self, test, transport, rate, secs, capture=False, tag="ramp"):
         """Run one fixed-rate, fixed-duration load step; return its metrics."""
         a = self.a
@@ -411,28 +426,22 @@ class Bench:
         bg = self.wait_quiet()
         m = max(1, int(round(rate * secs)))
         procs = max(1, a.uac_procs)
-        hold_s = a.call_hold_ms / 1000.0 if test == "call" else 0.0
+        hold_s = a.call_hold_ms / 1000.0 if test in self.CALL_TESTS else 0.0
         lim = max(2000, int(rate * (3 + hold_s)))
         uacs = []
-        if test == "register":
-            csv = self.csv_users("reg_users", a.callee_first + 2 * a.callees, a.reg_users)
-            scen = SCEN["register"]
-        else:
-            first, n = self.callee_range(transport)
-            csv = self.csv_pairs(f"pairs_{transport}", a.callee_first + 2 * a.callees, a.reg_users, first, n)
-            scen = SCEN[f"{test}_uac"]
+        scen, csv, target, ports = self.uac_plan(test, transport, procs)
         cap = None
         if capture:
             cap = self.start_capture(d)
         for i in range(procs):
-            lport = free_port(self.ip)
+            lport = ports[i] if ports else free_port(self.ip)
             mi = m // procs + (1 if i < m % procs else 0)
-            args = self.base_args(transport, lport, scen, csv) + [
+            args = self.base_args(transport, lport, scen, csv, target) + [
                 "-r", f"{rate / procs:.3f}", "-m", mi, "-l", max(1000, lim // procs),
                 "-timeout", int(secs * 3 + 30), "-timeout_error", "-recv_timeout", 16000]
             if test == "register":
                 args += ["-key", "expires", a.reg_expires, "-key", "contact_port", lport]
-            if test == "call":
+            if test in self.CALL_TESTS:
                 args += ["-d", a.call_hold_ms]
             args += self.trace_args(f"uac{i}")
             uacs.append(Sipp(d, args, f"uac{i}"))

@@ -32,6 +32,7 @@ pub mod sip;
 pub mod sipe;
 pub mod sipe_chat;
 pub mod sipp;
+pub mod tls_gateway;
 pub mod tools;
 pub mod web;
 pub mod ws;

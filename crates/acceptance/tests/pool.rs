@@ -187,6 +187,28 @@ fn two_front_ends_act_as_one_pool() -> Result<()> {
             && st.contains("users homed on fe02.example.com: bob@example.com"),
         "each user homed where they signed in:\n{st}"
     );
+    // The call alice placed to bob's number is recorded once (where it entered,
+    // fe01) as an internal call to bob, with the number dialed, answered.
+    let report = || fe1.cli(&["report", "calls", "--csv", "--database", &db.url]);
+    let by_number = |csv: &str| -> Vec<String> {
+        csv.lines()
+            .filter(|l| l.contains(",internal,alice@example.com,bob@example.com,+14255550101,"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let csv =
+        confab_acceptance::wait_for(Duration::from_secs(5), Duration::from_millis(200), || {
+            report().ok().filter(|c| !by_number(c).is_empty())
+        });
+    let csv = match csv {
+        Some(c) => c,
+        None => report()?,
+    };
+    let lines = by_number(&csv);
+    assert!(
+        lines.len() == 1 && lines[0].contains(",,200,answered,"),
+        "alice's call to bob's number in `confab report calls`:\n{csv}"
+    );
 
     // 2. fe02 dies; its lease ends; bob signs in through fe01.
     fe2.kill9()?;

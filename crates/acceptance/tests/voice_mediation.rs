@@ -339,3 +339,92 @@ fn mediation_b2bua_outbound_failover_relay_inbound_and_stranger() -> Result<()> 
         other => Err(Error(format!("--since yesterday: {other:?}"))),
     }
 }
+
+/// REFER-less blind transfer: gw1 calls bob's number; bob (baresip) answers and
+/// transfers the call to carol (REFER to the Mediation server, which the gateway
+/// never sees); the Mediation server calls carol, re-INVITEs the gateway with
+/// her offer and hangs up bob; carol's RTP comes back from the gateway, and the
+/// gateway hangs up on her.
+#[test]
+fn mediation_blind_transfer_without_refer_to_the_gateway() -> Result<()> {
+    if !tools_required(&["sipp", "baresip", "python3"]) {
+        return Ok(());
+    }
+    let (p1, p2, med_port) = (free_port(), free_port(), free_port());
+    let dir = temp_dir("mediation-transfer")?;
+    let config = dir.path().join("confab.toml");
+    std::fs::write(
+        &config,
+        format!("[mediation]\nsip = \"127.0.0.1:{med_port}\"\n"),
+    )
+    .map_err(|e| Error(format!("writing {}: {e}", config.display())))?;
+    let server = ConfabServer::start(
+        ServerOptions::new()
+            .domain("example.com")
+            .user("alice@example.com", "alicepw")
+            .user("bob@example.com", "bobpw")
+            .user("carol@example.com", "carolpw")
+            .arg("--config")
+            .arg(&config.to_string_lossy()),
+    )?;
+    let mediation: std::net::SocketAddr = ([127, 0, 0, 1], med_port).into();
+    configure(&server, p1, p2)?;
+
+    let mut users = Vec::new();
+    let mut ready = Vec::new();
+    for (user, extra) in [
+        ("carol:carolpw", None),
+        ("bob:bobpw", Some("sip:carol@example.com")),
+    ] {
+        let name = user.split(':').next().unwrap_or("user");
+        let r = server.work_dir().join(format!("{name}-ready"));
+        let mut action = vec!["--answer"];
+        if let Some(t) = extra {
+            action.extend(["--transfer-to", t]);
+        }
+        let cmd = baresip_cmd(&server, user, &action, Some(&r.to_string_lossy()));
+        users.push((
+            name,
+            std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(120))),
+        ));
+        ready.push(r);
+    }
+    wait_for(Duration::from_secs(30), Duration::from_millis(100), || {
+        ready.iter().all(|r| r.exists()).then_some(())
+    })
+    .ok_or_else(|| Error(format!("baresip did not register\n{}", server.context())))?;
+    let gw = Sipp::client(&server, "voice_inbound_transfer_uac.xml", T)
+        .name("gw1-transfer")
+        .remote(mediation)
+        .port(p1)
+        .arg("-rtp_echo")
+        .csv(&[vec!["+14255550101".into(), "+12065550123".into()]])?
+        .timeout(Duration::from_secs(60))
+        .recv_timeout(Duration::from_secs(30))
+        .run()?;
+    let mut failures = Vec::new();
+    for (name, h) in users {
+        let out = h
+            .join()
+            .map_err(|_| Error(format!("{name}'s harness thread panicked")))??;
+        if let Err(e) = passed(&out) {
+            failures.push(format!("--- {name} ---\n{e}"));
+        }
+    }
+    if !failures.is_empty() || gw.expect(1).is_err() {
+        return Err(Error(format!(
+            "the blind transfer failed:\n{}--- gateway ---\n{}{}",
+            failures.join(""),
+            gw.report(),
+            server.context()
+        )));
+    }
+    let trace = gw.messages();
+    if trace.contains("REFER") {
+        return Err(Error(format!(
+            "the gateway saw a REFER:\n{}",
+            tail(&trace, 80)
+        )));
+    }
+    Ok(())
+}

@@ -396,6 +396,6 @@ fn handle(core: &mut ChatCore, ev: Event, now: Instant, wall: i64) {
     match ev {
         Event::Message(m, src) => core.on_message(m, src, now, wall),
         Event::Malformed(e, src) => core.on_parse_error(&e, src),
-        Event::Closed(_) => {}
+        Event::Closed(_) | Event::Unreachable { .. } => {}
     }
 }

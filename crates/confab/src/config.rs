@@ -128,15 +128,33 @@ pub struct MediationServeConfig {
     /// Run the Mediation role here; calls to the PSTN go through it. Off: the
     /// front end proxies calls straight to the gateways.
     pub enabled: bool,
-    /// Its SIP (UDP) address, where gateways send calls; default: the `sip`
-    /// address's IP and any free port (logged at start; set it for gateways).
+    /// Its SIP address (UDP and TCP on the same port), where gateways send
+    /// calls; default: the `sip` address's IP and any free port (logged at
+    /// start; set it for gateways).
     pub sip: Option<SocketAddr>,
+    /// Its SIP-over-TLS address, for gateways of TLS trunks; default: the IP of
+    /// `sip` and any free port (logged). The server's certificate is used.
+    pub tls: Option<SocketAddr>,
+    /// PEM file of the certificate authorities that TLS gateways' certificates
+    /// must chain to (the certificate must name the gateway's IP address);
+    /// default: Mozilla's root programme.
+    pub gateway_ca: Option<PathBuf>,
     /// Trunks whose media goes through the RTP relay (media bypass otherwise).
     pub relay_trunks: Vec<String>,
     /// A gateway silent for this long is given up for the route's next trunk.
     pub failover_timeout_ms: u64,
     /// Relayed calls at once at most.
     pub max_relays: usize,
+    /// Run the Mediation role alone (no registrar): set by the topology on a
+    /// machine whose only role is mediation.
+    pub only: bool,
+    /// With `only`: the front ends of the pool it serves (the next hop), whose
+    /// calls to the PSTN it accepts; calls from gateways go to the first.
+    pub pool: Vec<SocketAddr>,
+    /// On a front end: the stand-alone Mediation server its calls to the PSTN
+    /// go to instead of a collocated one (set by the topology from a mediation
+    /// pool whose next hop is this pool).
+    pub remote: Option<SocketAddr>,
 }
 
 impl Default for MediationServeConfig {
@@ -144,9 +162,14 @@ impl Default for MediationServeConfig {
         MediationServeConfig {
             enabled: true,
             sip: None,
+            tls: None,
+            gateway_ca: None,
             relay_trunks: Vec::new(),
             failover_timeout_ms: 4_000,
             max_relays: 1_000,
+            only: false,
+            pool: Vec::new(),
+            remote: None,
         }
     }
 }

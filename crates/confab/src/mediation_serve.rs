@@ -1,6 +1,7 @@
 //! The Mediation role collocated with this front end (`[mediation]`, on by
-//! default): binds its UDP port before the front end's core is built (the core
-//! hands calls to the PSTN to that address and trusts it), then runs
+//! default): binds its ports (UDP and TCP on one port, TLS on another, through
+//! `confab-transport`) before the front end's core is built (the core hands
+//! calls to the PSTN to the UDP address and trusts it), then runs
 //! `confab_mediation::server` with the voice configuration the front end follows.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,19 +12,26 @@ use anyhow::Context as _;
 use confab_frontend::Metrics;
 use confab_mediation::{CallRecord, Config, Mediation, UdpRelays};
 use confab_store::{CallDetail, Store};
+use confab_transport::{Connections, Event, TransportLimits, Transports};
 use confab_voice::VoiceConfig;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::ServeConfig;
 
-/// The Mediation server's socket, bound.
+/// The Mediation server's transports, listening.
 pub struct Bound {
-    socket: UdpSocket,
+    transports: Transports,
+    events: mpsc::Receiver<Event>,
+    /// UDP (the pool's calls, UDP trunks) and TCP.
     pub addr: SocketAddr,
+    /// TLS.
+    pub tls_addr: Option<SocketAddr>,
 }
+
+/// Messages read and not yet handled by the Mediation server's core.
+const EVENT_QUEUE: usize = 4096;
 
 /// A routable address for `addr` (a wildcard becomes loopback).
 fn concrete(addr: SocketAddr) -> SocketAddr {
@@ -39,8 +47,14 @@ fn concrete(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Binds the Mediation server's port when the role is enabled.
-pub async fn bind(cfg: &ServeConfig) -> anyhow::Result<Option<Bound>> {
+/// Binds the Mediation server's ports when the role is enabled: UDP and TCP on
+/// `[mediation] sip`, TLS on `[mediation] tls` with `tls` (the server's
+/// certificate); outbound TLS to gateways checks their certificates against
+/// `[mediation] gateway_ca`.
+pub async fn bind(
+    cfg: &ServeConfig,
+    tls: Arc<rustls::ServerConfig>,
+) -> anyhow::Result<Option<Bound>> {
     if !cfg.mediation.enabled {
         return Ok(None);
     }
@@ -48,12 +62,35 @@ pub async fn bind(cfg: &ServeConfig) -> anyhow::Result<Option<Bound>> {
         .mediation
         .sip
         .unwrap_or_else(|| SocketAddr::new(cfg.sip.ip(), 0));
-    let socket = UdpSocket::bind(want)
+    let want_tls = cfg
+        .mediation
+        .tls
+        .unwrap_or_else(|| SocketAddr::new(want.ip(), 0));
+    let client = confab_tls::client_config(cfg.mediation.gateway_ca.as_deref())
+        .context("[mediation] gateway_ca")?;
+    let (tx, events) = mpsc::channel(EVENT_QUEUE);
+    let limits = TransportLimits {
+        // A gateway's connection carries no message for the whole length of a
+        // call: kept open (the first hour; a closed one is opened again).
+        idle_timeout: Duration::from_secs(3600),
+        ..TransportLimits::default()
+    };
+    let conns = Connections::new(limits, tx);
+    let mut transports = Transports::start(want, Some((want_tls, tls)), conns)
         .await
-        .with_context(|| format!("binding the Mediation server's SIP port {want}"))?;
-    let addr = concrete(socket.local_addr()?);
-    info!(mediation = %addr, "Mediation role (collocated): gateways send calls to {addr}");
-    Ok(Some(Bound { socket, addr }))
+        .with_context(|| {
+            format!("binding the Mediation server's SIP ports {want}, TLS {want_tls}")
+        })?;
+    transports.set_tls_client(client);
+    let addr = concrete(transports.udp_addr());
+    let tls_addr = transports.tls_addr().map(concrete);
+    info!(mediation = %addr, tls = ?tls_addr, "Mediation role: gateways send calls to {addr} (UDP, TCP)");
+    Ok(Some(Bound {
+        transports,
+        events,
+        addr,
+        tls_addr,
+    }))
 }
 
 /// Call records written in one transaction at most.
@@ -105,7 +142,12 @@ pub fn start(
 ) -> (mpsc::Sender<Arc<VoiceConfig>>, Vec<JoinHandle<()>>) {
     let front_end = concrete(front_end);
     let mut mcfg = Config::new(bound.addr, &cfg.domain, front_end);
-    mcfg.pool = vec![front_end];
+    mcfg.tls_local = bound.tls_addr;
+    mcfg.pool = if cfg.mediation.pool.is_empty() {
+        vec![front_end]
+    } else {
+        cfg.mediation.pool.iter().copied().map(concrete).collect()
+    };
     mcfg.relay_trunks = cfg.mediation.relay_trunks.clone();
     mcfg.failover_timeout = Duration::from_millis(cfg.mediation.failover_timeout_ms);
     let core = Mediation::new(mcfg, voice);
@@ -114,7 +156,8 @@ pub fn start(
     let (rec_tx, mut rec_rx) = mpsc::channel::<CallRecord>(1024);
     let counters = Arc::new(confab_mediation::server::Counters::default());
     let run = tokio::spawn(confab_mediation::server::run(
-        bound.socket,
+        bound.transports,
+        bound.events,
         core,
         relays,
         voice_rx,
@@ -154,4 +197,83 @@ pub fn start(
         }
     });
     (voice_tx, vec![run, records])
+}
+
+/// A machine whose only role is mediation (`[mediation] only`, set by the
+/// topology): the Mediation server alone, for the front ends of `[mediation]
+/// pool` (their calls to the PSTN are accepted; calls from gateways go to the
+/// first), on the pool's back end (the voice configuration) and monitoring store.
+pub async fn run_only(cfg: &ServeConfig) -> anyhow::Result<()> {
+    let Some(&front_end) = cfg.mediation.pool.first() else {
+        anyhow::bail!(
+            "a stand-alone Mediation server needs the front ends it serves ([mediation] pool)"
+        );
+    };
+    let url = cfg.database_url().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {}", confab_store::redact_url(&url)))?;
+    let monitoring_store = match &cfg.monitoring.database {
+        Some(murl) => Store::open(murl).await.with_context(|| {
+            format!(
+                "opening the monitoring database {}",
+                confab_store::redact_url(murl)
+            )
+        })?,
+        None => store.clone(),
+    };
+    let material = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => confab_tls::load_pem(c, k)
+            .with_context(|| format!("loading TLS certificate {}", c.display()))?,
+        (None, None) => {
+            confab_tls::load_or_create(&cfg.data_dir, std::slice::from_ref(&cfg.domain))
+                .context("creating a self-signed TLS certificate")?
+        }
+        _ => anyhow::bail!("tls_cert and tls_key must be given together"),
+    };
+    let tls = confab_tls::server_config(&material).context("building the TLS configuration")?;
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::serve::shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let Some(bound) = bind(cfg, tls).await? else {
+        anyhow::bail!("[mediation] enabled = false on a machine whose only role is mediation");
+    };
+    let (voice, mut voice_rx, voice_task) =
+        crate::voice_feed::start(store.clone(), &url, stop_rx.clone()).await?;
+    let (addr, tls_addr) = (bound.addr, bound.tls_addr);
+    let (voice_tx, tasks) = start(
+        bound,
+        cfg,
+        monitoring_store,
+        Arc::new(Metrics::default()),
+        front_end,
+        voice,
+        stop_rx.clone(),
+    );
+    let pool = cfg
+        .mediation
+        .pool
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    info!(sip = %addr, tls = ?tls_addr, front_ends = %pool, "mediation server started (mediation role only)");
+    loop {
+        tokio::select! {
+            v = voice_rx.recv() => match v {
+                Some(v) => { let _ = voice_tx.try_send(v); }
+                None => break,
+            },
+            r = stop_rx.changed() => {
+                if r.is_err() || *stop_rx.borrow() { break; }
+            }
+        }
+    }
+    for t in tasks.into_iter().chain([voice_task]) {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    Ok(())
 }

@@ -51,6 +51,8 @@ impl MonitorSink for ChannelSink {
 struct OpenCall {
     caller: String,
     callee: String,
+    /// The callee's number when dialed by number (E.164), else empty.
+    number: String,
     started: u64,
     answered: Option<u64>,
     /// The best failure so far (forked calls: several branches answer).
@@ -193,6 +195,7 @@ impl Aggregator {
                 call_id,
                 caller,
                 callee,
+                number,
                 im,
                 first_text,
                 at,
@@ -229,6 +232,7 @@ impl Aggregator {
                         OpenCall {
                             caller,
                             callee,
+                            number: number.unwrap_or_default(),
                             started: at,
                             answered: None,
                             best: None,
@@ -352,7 +356,7 @@ impl Aggregator {
             direction: "internal".to_owned(),
             caller: c.caller,
             callee: c.callee,
-            number: String::new(),
+            number: c.number,
             trunk: String::new(),
             started: ms(c.started),
             answered: c.answered.map_or(0, ms),
@@ -537,6 +541,7 @@ mod tests {
             call_id: id.into(),
             caller: "alice@example.com".into(),
             callee: "bob@example.com".into(),
+            number: None,
             im,
             first_text: im,
             at,
@@ -609,6 +614,32 @@ mod tests {
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].code, 408);
         assert_eq!(g.open(), 0);
+    }
+
+    #[test]
+    fn a_call_dialed_by_number_keeps_the_number() {
+        let mut g = Aggregator::new(Duration::from_secs(60), 100);
+        let mut o = offered("n1", false, 1000);
+        if let Activity::Offered { number, .. } = &mut o {
+            *number = Some("+14255550101".into());
+        }
+        g.apply(o);
+        g.apply(fin("n1", 200, 2000));
+        g.apply(Activity::Bye {
+            call_id: "n1".into(),
+            at: 4000,
+        });
+        let (calls, _) = g.take();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(
+            (
+                calls[0].direction.as_str(),
+                calls[0].callee.as_str(),
+                calls[0].number.as_str(),
+                calls[0].code
+            ),
+            ("internal", B, "+14255550101", 200)
+        );
     }
 
     #[test]

@@ -16,8 +16,11 @@ use crate::config::ServeConfig;
 ///
 /// The machine is the one `confab bootstrap` recorded in the data directory, else
 /// the host's FQDN. It must have a role `confab serve` runs (front end, which
-/// includes a Standard Edition server, director, or persistent-chat); a machine
-/// with only edge or mediation roles is refused, as those roles are not built yet.
+/// includes a Standard Edition server, director, persistent-chat or mediation); a
+/// machine with only the edge role is refused, as that role is not built yet.
+/// A machine with mediation but not front-end runs the Mediation role alone
+/// (`mediation.only`) for the front ends of its pool's next hop, which hand it
+/// their calls to the PSTN (`mediation.remote`).
 /// A machine with director but not front-end runs as a Director
 /// (`crate::pools_serve`) on the topology's shared back end.
 /// A machine with persistent-chat but not front-end runs the chat service alone
@@ -88,6 +91,77 @@ fn apply_with_host(
         apply_database(&mut cfg, &topology, machine.pool, &local, &mut set)?;
         // A Persistent Chat pool whose next hop is this pool: its chat service.
         apply_remote_chat(&mut cfg, &topology, machine.pool, &mut set)?;
+        // A mediation pool whose next hop is this pool: calls to the PSTN go there.
+        apply_remote_mediation(&mut cfg, &topology, machine.pool, &mut set);
+    } else if local.roles.contains(&Role::Mediation)
+        && !local.roles.contains(&Role::PersistentChat)
+        && !local.roles.contains(&Role::Director)
+    {
+        // Only Mediation: the role alone, serving the front ends of its pool's
+        // next hop, on that pool's back end (the voice configuration) and
+        // monitoring store (call records).
+        let Some(hop) = machine.pool.next_hop.as_ref().map(|h| h.get_ref().clone()) else {
+            bail!(
+                "mediation pool {} in topology version {version} names no next_hop (the \
+                 front-end pool whose calls it carries)",
+                local.pool
+            );
+        };
+        let Some(hop_pool) = topology.pool(&hop) else {
+            bail!(
+                "mediation pool {}: next_hop {hop} is no pool of topology version {version}",
+                local.pool
+            );
+        };
+        apply_database(&mut cfg, &topology, hop_pool, &local, &mut set)?;
+        apply_monitoring(&mut cfg, &topology, hop_pool, &mut set)?;
+        let front_ends: Vec<SocketAddr> = topology
+            .machines()
+            .filter(|m| {
+                m.pool.fqdn().eq_ignore_ascii_case(hop_pool.fqdn())
+                    && m.machine.has_role(Role::FrontEnd)
+            })
+            .filter_map(|m| {
+                Some(SocketAddr::new(
+                    machine_ip(m.machine)?,
+                    listener_port(m.machine, Role::FrontEnd, "sip")?,
+                ))
+            })
+            .collect();
+        if front_ends.is_empty() && cfg.mediation.pool.is_empty() {
+            bail!(
+                "mediation pool {}: no front end of its next hop {hop} has an IP address in \
+                 topology version {version}",
+                local.pool
+            );
+        }
+        if cfg.mediation.pool.is_empty() {
+            cfg.mediation.pool = front_ends;
+        }
+        cfg.mediation.only = true;
+        cfg.mediation.enabled = true;
+        let ip = ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        for (field, listener, current) in [
+            ("mediation.sip", "sip-tls", &mut cfg.mediation.sip),
+            ("mediation.tls", "gateway", &mut cfg.mediation.tls),
+        ] {
+            if current.is_none()
+                && let Some(port) = listener_port(machine.machine, Role::Mediation, listener)
+            {
+                let addr = SocketAddr::new(ip, port);
+                set.push(format!("{field}={addr}"));
+                *current = Some(addr);
+            }
+        }
+        set.push(format!(
+            "mediation.only (front ends {})",
+            cfg.mediation
+                .pool
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     } else if local.roles.contains(&Role::Director) {
         // A Director: the topology's shared directory (its pool's back-end store
         // if it names one, else the configured `database`), no users of its own.
@@ -257,30 +331,8 @@ fn apply_with_host(
     }
 
     // Monitoring: the pool's `monitoring_store` (call records, IM sessions).
-    if local.roles.contains(&Role::FrontEnd)
-        && cfg.monitoring.database.is_none()
-        && let Some(name) = machine.pool.monitoring_store.as_ref()
-        && let Some(store) = topology.store(name.get_ref())
-    {
-        let url = match store.location() {
-            Some(StoreLocation::Postgres(url)) => Some(url),
-            Some(StoreLocation::Sqlite(path)) => {
-                let path = confab_topology::model::resolve(&cfg.data_dir, &path);
-                Some(
-                    confab_store::sqlite_url(&path)
-                        .map_err(|e| anyhow::anyhow!("monitoring store {:?}: {e}", store.name()))?,
-                )
-            }
-            _ => None,
-        };
-        if let Some(url) = url {
-            set.push(format!(
-                "monitoring.database={} (store {:?})",
-                confab_store::redact_url(&url),
-                store.name()
-            ));
-            cfg.monitoring.database = Some(url);
-        }
+    if local.roles.contains(&Role::FrontEnd) {
+        apply_monitoring(&mut cfg, &topology, machine.pool, &mut set)?;
     }
 
     // Domain: the default SIP domain.
@@ -352,6 +404,100 @@ fn apply_with_host(
         "serving this machine's roles from the bootstrapped topology"
     );
     Ok(cfg)
+}
+
+/// Points `monitoring.database` at `pool`'s `monitoring_store` unless configured.
+fn apply_monitoring(
+    cfg: &mut ServeConfig,
+    topology: &Topology,
+    pool: &confab_topology::Pool,
+    set: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    if cfg.monitoring.database.is_some() {
+        return Ok(());
+    }
+    let Some(store) = pool
+        .monitoring_store
+        .as_ref()
+        .and_then(|name| topology.store(name.get_ref()))
+    else {
+        return Ok(());
+    };
+    let url = match store.location() {
+        Some(StoreLocation::Postgres(url)) => Some(url),
+        Some(StoreLocation::Sqlite(path)) => {
+            let path = confab_topology::model::resolve(&cfg.data_dir, &path);
+            Some(
+                confab_store::sqlite_url(&path)
+                    .map_err(|e| anyhow::anyhow!("monitoring store {:?}: {e}", store.name()))?,
+            )
+        }
+        _ => None,
+    };
+    if let Some(url) = url {
+        set.push(format!(
+            "monitoring.database={} (store {:?})",
+            confab_store::redact_url(&url),
+            store.name()
+        ));
+        cfg.monitoring.database = Some(url);
+    }
+    Ok(())
+}
+
+/// A machine's first IP address in the topology.
+fn machine_ip(m: &confab_topology::Machine) -> Option<IpAddr> {
+    m.addresses
+        .iter()
+        .find_map(|a| a.get_ref().trim().parse::<IpAddr>().ok())
+}
+
+/// The port of `role`'s listener `name` on a machine.
+fn listener_port(m: &confab_topology::Machine, role: Role, name: &str) -> Option<u16> {
+    m.listeners()
+        .into_iter()
+        .find(|l| l.role == role && l.name == name)
+        .map(|l| l.port)
+}
+
+/// On a front end: a mediation pool whose `next_hop` is this pool, with a
+/// machine that runs only the Mediation role and has an address, carries the
+/// pool's calls to the PSTN (`mediation.remote`: its `sip-tls` listener's port,
+/// where it takes SIP over UDP and TCP) instead of a collocated Mediation server.
+fn apply_remote_mediation(
+    cfg: &mut ServeConfig,
+    topology: &Topology,
+    pool: &confab_topology::Pool,
+    set: &mut Vec<String>,
+) {
+    if cfg.mediation.remote.is_some() || !cfg.mediation.enabled {
+        return;
+    }
+    let med = topology.machines().find(|m| {
+        m.pool.fqdn() != pool.fqdn()
+            && m.pool
+                .next_hop
+                .as_ref()
+                .is_some_and(|h| h.get_ref().eq_ignore_ascii_case(pool.fqdn()))
+            && m.machine.has_role(Role::Mediation)
+            && !m.machine.has_role(Role::FrontEnd)
+    });
+    let Some(med) = med else {
+        return;
+    };
+    let (Some(ip), Some(port)) = (
+        machine_ip(med.machine),
+        listener_port(med.machine, Role::Mediation, "sip-tls"),
+    ) else {
+        warn!(
+            machine = %med.machine.fqdn(),
+            "the Mediation server has no IP address in the topology; the Mediation role runs collocated"
+        );
+        return;
+    };
+    let addr = SocketAddr::new(ip, port);
+    set.push(format!("mediation.remote={addr} ({})", med.machine.fqdn()));
+    cfg.mediation.remote = Some(addr);
 }
 
 fn role_list(roles: &[Role]) -> String {
@@ -546,16 +692,25 @@ fn check_runnable(local: &LocalRoles) -> anyhow::Result<()> {
         .copied()
         // Persistent Chat runs beside the front end (see `crate::serve`); a
         // Director runs on its own (`crate::pools_serve`).
-        .filter(|r| ![Role::FrontEnd, Role::PersistentChat, Role::Director].contains(r))
+        .filter(|r| {
+            ![
+                Role::FrontEnd,
+                Role::PersistentChat,
+                Role::Director,
+                Role::Mediation,
+            ]
+            .contains(r)
+        })
         .collect();
     if !local.roles.contains(&Role::FrontEnd)
         && !local.roles.contains(&Role::PersistentChat)
         && !local.roles.contains(&Role::Director)
+        && !local.roles.contains(&Role::Mediation)
     {
         bail!(
             "this machine, {} (pool {}), has the role(s) {} in topology version {}, and `confab serve` \
              cannot run them yet: it runs the front-end role (an Enterprise front end or a Standard \
-             Edition server), director and persistent-chat; edge and mediation are not built yet",
+             Edition server), director, persistent-chat and mediation; edge is not built yet",
             local.fqdn,
             local.pool,
             role_list(&local.roles),
@@ -801,6 +956,53 @@ roles = ["director"]
         assert_eq!(out.pool.name.as_deref(), Some("dir01.fabrikam.com"));
         assert_eq!(out.pool.member.as_deref(), Some("dir01.fabrikam.com"));
         assert!(!out.chat.only);
+    }
+
+    #[test]
+    fn a_mediation_machine_runs_the_role_alone_and_its_pool_hands_it_calls() {
+        let topology = format!(
+            "{ENTERPRISE}[[pool]]
+fqdn = \"med.fabrikam.com\"
+site = \"main\"
+next_hop = \"pool01.fabrikam.com\"
+[[pool.machine]]
+fqdn = \"med01.fabrikam.com\"
+addresses = [\"10.0.0.30\"]
+roles = [\"mediation\"]
+[pool.machine.ports]
+mediation.gateway = 15067
+"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = bootstrapped(dir.path(), &topology, Some("med01.fabrikam.com"));
+        let out = apply_with_host(cfg, no_host).unwrap();
+        assert!(out.mediation.only && out.mediation.enabled);
+        // The front ends of its next hop with an address (fe02 has none).
+        assert_eq!(out.mediation.pool, vec!["10.0.0.11:15060".parse().unwrap()]);
+        assert_eq!(out.mediation.sip, Some("10.0.0.30:5070".parse().unwrap()));
+        assert_eq!(out.mediation.tls, Some("10.0.0.30:15067".parse().unwrap()));
+        assert_eq!(
+            out.database.as_deref(),
+            Some("postgres://confab:secret@db.fabrikam.com/confab")
+        );
+        // fe01 hands its calls to the PSTN to it.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = bootstrapped(dir.path(), &topology, Some("fe01.fabrikam.com"));
+        let out = apply_with_host(cfg, no_host).unwrap();
+        assert!(!out.mediation.only);
+        assert_eq!(
+            out.mediation.remote,
+            Some("10.0.0.30:5070".parse().unwrap())
+        );
+        // Without a next hop it cannot serve.
+        let topology = topology.replace(
+            "next_hop = \"pool01.fabrikam.com\"\n[[pool.machine]]\nfqdn = \"med01",
+            "[[pool.machine]]\nfqdn = \"med01",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = bootstrapped(dir.path(), &topology, Some("med01.fabrikam.com"));
+        let err = apply_with_host(cfg, no_host).unwrap_err().to_string();
+        assert!(err.contains("names no next_hop"), "{err}");
     }
 
     #[test]

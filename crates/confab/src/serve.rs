@@ -256,7 +256,7 @@ async fn run_chat_only(cfg: &ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -283,6 +283,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     if cfg.chat.only {
         return run_chat_only(&cfg).await;
+    }
+    if cfg.mediation.only {
+        return crate::mediation_serve::run_only(&cfg).await;
     }
     let url = cfg.database_url().map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = Store::open(&url)
@@ -511,7 +514,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     // The Mediation role, collocated (crate::mediation_serve): bound now, started
     // once the voice configuration is loaded.
-    let mediation = crate::mediation_serve::bind(&cfg).await?;
+    // A stand-alone Mediation server of the topology (`[mediation] remote`)
+    // replaces the collocated one.
+    let mediation = match cfg.mediation.remote {
+        Some(_) => None,
+        None => crate::mediation_serve::bind(&cfg, tls_config.clone()).await?,
+    };
     let mut core_cfg = CoreConfig::new(&cfg.domain, &host, transports.udp_addr().port());
     core_cfg.advertise = Advertise {
         host,
@@ -596,6 +604,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         // Calls to the PSTN go through it; calls it places to users are trusted.
         core_cfg.mediation = Some(m.addr);
         core_cfg.trusted_peers.push(m.addr);
+    }
+    if let Some(remote) = cfg.mediation.remote
+        && cfg.mediation.enabled
+    {
+        info!(mediation = %remote, "calls to the PSTN go to the stand-alone Mediation server {remote}");
+        core_cfg.mediation = Some(remote);
+        core_cfg.trusted_peers.push(remote);
     }
     if core_cfg.allow_unauthenticated {
         warn!(
@@ -1034,6 +1049,9 @@ fn handle(core: &mut Core, ev: Event, now: Instant, wall: u64) {
         Event::Message(m, src) => core.on_message(m, src, now, wall),
         Event::Malformed(e, src) => core.on_parse_error(&e, src),
         Event::Closed(id) => core.on_connection_closed(id, now),
+        // The front end's own outbound connections (to a contact or a gateway
+        // with `transport=tcp`): their transactions time out as before.
+        Event::Unreachable { .. } => {}
     }
 }
 

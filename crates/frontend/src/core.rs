@@ -132,6 +132,23 @@ impl CoreConfig {
 /// Our branches start with this, after the magic cookie; used for loop detection.
 pub(crate) const BRANCH_PREFIX: &str = "z9hG4bKcf";
 pub(crate) const SERVER_HEADER: &str = concat!("confab/", env!("CARGO_PKG_VERSION"));
+/// The transaction layer stores the final response of every completed non-INVITE
+/// transaction over UDP for 32 s (Timer J); these lines, which nearly every such
+/// response carries verbatim, are stored once instead (see
+/// `Transactions::set_common_lines`).
+fn common_response_lines(mut tx: Transactions<Dest>) -> Transactions<Dest> {
+    let server = format!("Server: {SERVER_HEADER}");
+    let allow = format!("Allow: {ALLOW}");
+    tx.set_common_lines(&[
+        b"SIP/2.0 200 OK",
+        b"SIP/2.0 202 Accepted",
+        server.as_bytes(),
+        allow.as_bytes(),
+        b"Content-Length: 0",
+    ]);
+    tx
+}
+
 pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REGISTER, SUBSCRIBE, NOTIFY, PUBLISH, INFO, UPDATE, PRACK, REFER";
 
 /// The front end. See the crate documentation.
@@ -184,7 +201,7 @@ impl Core {
         Core {
             directory: Directory::new(),
             registrar: Registrar::new(cfg.max_contacts_per_aor),
-            tx: Transactions::new(),
+            tx: common_response_lines(Transactions::new()),
             digest,
             fail_src: FailureLimiter::new(cfg.max_failures_per_source, cfg.failure_window, 100_000),
             fail_user: FailureLimiter::new(cfg.max_failures_per_user, cfg.failure_window, 100_000),
@@ -626,6 +643,9 @@ impl Core {
                 trusted: &|| self.guard.is_trusted(src.addr),
                 is_user: &|u| self.directory.get(u).is_some_and(|e| e.enabled),
                 is_im_offer: &crate::lync::im::is_im_offer,
+                number_owner: &|caller, dialed| {
+                    crate::voice_app::number_owner(&self.voice, caller, dialed)
+                },
             };
             m.observe(&msg, src.addr, wall_ms, &cx)
         });

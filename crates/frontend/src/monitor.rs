@@ -23,11 +23,13 @@ use crate::types::Output;
 pub enum Activity {
     /// A user's INVITE to another user passed authentication (`im`: an INVITE-based
     /// IM session, SDP `m=message`; `first_text`: the INVITE carries the first
-    /// message, as Lync clients send it in `ms-text-format`).
+    /// message, as Lync clients send it in `ms-text-format`; `number`: the callee
+    /// was dialed by number, normalized to this E.164 number).
     Offered {
         call_id: String,
         caller: String,
         callee: String,
+        number: Option<String>,
         im: bool,
         first_text: bool,
         at: u64,
@@ -83,6 +85,10 @@ pub struct Context<'a> {
     pub is_user: &'a dyn Fn(&str) -> bool,
     /// Whether an INVITE offers an IM session (the Lync application knows).
     pub is_im_offer: &'a dyn Fn(&Message) -> bool,
+    /// The user owning the number a caller (first argument) dialed (second: a
+    /// dial string or E.164 number), with the number normalized by the caller's
+    /// dial plan (Enterprise Voice knows); `None` when no user owns it.
+    pub number_owner: &'a dyn Fn(&str, &str) -> Option<(String, String)>,
 }
 
 impl Recorder {
@@ -132,13 +138,14 @@ impl Recorder {
                 None
             }
             Method::Invite if !in_dialog => {
-                let (caller, callee) = self.parties(msg, cx)?;
+                let (caller, callee, number) = self.parties(msg, cx)?;
                 Some(Pending {
                     src,
                     what: Activity::Offered {
                         call_id: msg.call_id().to_owned(),
                         caller,
                         callee,
+                        number,
                         im: (cx.is_im_offer)(msg),
                         first_text: msg
                             .header_str("ms-text-format")
@@ -155,7 +162,8 @@ impl Recorder {
                     let to = local_aor(msg.to().parsed_uri().ok()?, &self.domain)?;
                     (from, to)
                 } else {
-                    self.parties(msg, cx)?
+                    let (from, to, _) = self.parties(msg, cx)?;
+                    (from, to)
                 };
                 Some(Pending {
                     src,
@@ -174,23 +182,37 @@ impl Recorder {
     }
 
     /// The caller and the callee of a request from a user to a user, when it
-    /// enters here from the caller (not a trusted peer).
-    fn parties(&self, msg: &Message, cx: &Context<'_>) -> Option<(String, String)> {
+    /// enters here from the caller (not a trusted peer). The callee is named by
+    /// their address or dialed by number (`tel:`, `sip:NUMBER@domain;user=phone`,
+    /// or a dial string at our domain that is no user's name): then the third
+    /// value is the number, normalized.
+    fn parties(&self, msg: &Message, cx: &Context<'_>) -> Option<(String, String, Option<String>)> {
         if (cx.trusted)() {
             return None;
         }
         let from = local_aor(msg.from().parsed_uri().ok()?, cx.domain)?;
         let ruri = Uri::parse(msg.request_uri()?).ok()?;
-        if !matches!(ruri.scheme, Scheme::Sip | Scheme::Sips)
-            || !(ruri.host.eq_ignore_ascii_case(cx.domain)
-                || ruri.host.eq_ignore_ascii_case(cx.host))
-            || ruri.param("user").flatten() == Some("phone")
-        {
-            return None;
-        }
         let user = ruri.user_unescaped()?;
-        let to = format!("{}@{}", user.to_lowercase(), self.domain);
-        (cx.is_user)(&to).then_some((from, to))
+        // `sip:+14255550100;ext=1@host` keeps user parameters in the user part.
+        let number = user.split(';').next().unwrap_or("");
+        match ruri.scheme {
+            Scheme::Tel => {}
+            Scheme::Sip | Scheme::Sips => {
+                if !(ruri.host.eq_ignore_ascii_case(cx.domain)
+                    || ruri.host.eq_ignore_ascii_case(cx.host))
+                {
+                    return None;
+                }
+                if ruri.param("user").flatten() != Some("phone") {
+                    let to = format!("{}@{}", user.to_lowercase(), self.domain);
+                    if (cx.is_user)(&to) {
+                        return Some((from, to, None));
+                    }
+                }
+            }
+        }
+        let (to, number) = (cx.number_owner)(&from, number)?;
+        Some((from, to, Some(number)))
     }
 
     /// Completes a [`Pending`] request with what the core produced while handling
@@ -210,6 +232,7 @@ impl Recorder {
                     call_id,
                     caller,
                     callee,
+                    number,
                     im,
                     first_text,
                     at,
@@ -221,6 +244,7 @@ impl Recorder {
                     call_id: call_id.clone(),
                     caller,
                     callee,
+                    number,
                     im,
                     first_text,
                     at,
@@ -323,7 +347,62 @@ mod tests {
             is_user: &|u| u == "bob@example.com" || u == "alice@example.com",
             // What the Lync application checks, reduced to the SDP line.
             is_im_offer: &|m| String::from_utf8_lossy(m.body()).contains("m=message"),
+            // What Enterprise Voice answers: bob owns +14255550101, which alice's
+            // dial plan makes of 5550101.
+            number_owner: &|caller, dialed| {
+                (caller == "alice@example.com" && matches!(dialed, "5550101" | "+14255550101"))
+                    .then(|| ("bob@example.com".to_owned(), "+14255550101".to_owned()))
+            },
         }
+    }
+
+    #[test]
+    fn calls_dialed_by_number_are_calls_to_the_number_owner() {
+        let (seen, r) = setup();
+        let src: SocketAddr = SRC.parse().unwrap();
+        for (i, ruri) in [
+            "sip:5550101@example.com",
+            "sip:+14255550101@example.com;user=phone",
+            "sip:+14255550101;ext=7@127.0.0.1;user=phone",
+            "tel:+14255550101",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let invite = request("INVITE", ruri, "sip:alice@example.com", "", ("", ""));
+            let p = r.observe(&invite, src, i as u64, &cx(false)).expect(ruri);
+            r.finish(p, &[]);
+        }
+        let got = seen.0.lock().unwrap().clone();
+        assert_eq!(got.len(), 4, "{got:?}");
+        for a in &got {
+            assert!(
+                matches!(a, Activity::Offered { caller, callee, number: Some(n), .. }
+                if caller == "alice@example.com" && callee == "bob@example.com" && n == "+14255550101"),
+                "{a:?}"
+            );
+        }
+        // Numbers nobody owns, a number from a trusted peer, another domain's
+        // dial string: no call between users.
+        for (ruri, trusted) in [
+            ("sip:5550199@example.com", false),
+            ("tel:+14255550199", false),
+            ("sip:5550101@example.com", true),
+            ("sip:5550101@other.org;user=phone", false),
+        ] {
+            let invite = request("INVITE", ruri, "sip:alice@example.com", "", ("", ""));
+            assert!(r.observe(&invite, src, 9, &cx(trusted)).is_none(), "{ruri}");
+        }
+        // Calls by name carry no number.
+        let invite = request(
+            "INVITE",
+            "sip:bob@example.com",
+            "sip:alice@example.com",
+            "",
+            ("", ""),
+        );
+        let p = r.observe(&invite, src, 10, &cx(false)).unwrap();
+        assert!(matches!(p.what, Activity::Offered { number: None, .. }));
     }
 
     #[test]

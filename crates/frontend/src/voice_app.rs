@@ -81,6 +81,21 @@ fn dialed_number(req: &Request<'_>, domain: &str, directory: &Directory) -> Opti
     None
 }
 
+/// The user owning the number `caller` dialed and that number normalized with the
+/// caller's dial plan (what [`outbound`] would call); for call records.
+pub(crate) fn number_owner(
+    voice: &VoiceConfig,
+    caller: &str,
+    dialed: &str,
+) -> Option<(String, String)> {
+    if voice.is_empty() || !is_dial_string(dialed) {
+        return None;
+    }
+    let number = voice.normalize(Some(caller), dialed).ok()?.number;
+    let user = voice.user_by_number(&number)?.to_owned();
+    Some((user, number))
+}
+
 /// Whether an out-of-dialog request is Enterprise Voice's (see the module
 /// documentation); `None` for any other request.
 pub(crate) fn classify(

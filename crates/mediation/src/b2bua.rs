@@ -5,7 +5,8 @@
 //! timers (INVITE and 2xx retransmission over UDP, failover after a silent
 //! gateway).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ use confab_voice::{TrunkTransport, VoiceConfig};
 use tracing::debug;
 
 use crate::sdp;
+
+mod transfer;
 
 /// RFC 3261's T1: the first retransmission interval over UDP.
 const T1: Duration = Duration::from_millis(500);
@@ -61,8 +64,10 @@ impl Direction {
 /// The configuration of a Mediation server.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Our SIP address (Via, Contact); both legs use it.
+    /// Our SIP address (Via, Contact) over UDP and TCP; both legs use it.
     pub local: SocketAddr,
+    /// Our TLS address (Via and Contact of dialogs with TLS trunks).
+    pub tls_local: Option<SocketAddr>,
     /// The SIP domain (inbound calls go to `sip:user@domain`).
     pub domain: String,
     /// The front end inbound calls are sent to.
@@ -86,6 +91,7 @@ impl Config {
     pub fn new(local: SocketAddr, domain: &str, front_end: SocketAddr) -> Self {
         Config {
             local,
+            tls_local: None,
             domain: domain.to_owned(),
             front_end,
             pool: vec![front_end],
@@ -160,6 +166,7 @@ struct Target {
     trunk: String,
     addr: SocketAddr,
     ruri: String,
+    transport: TrunkTransport,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +196,8 @@ struct Dialog {
     route_set: Vec<String>,
     /// Where datagrams of this dialog go.
     peer: SocketAddr,
+    /// How: requests are retransmitted over UDP only (RFC 3261 §17.1).
+    transport: TrunkTransport,
     cseq: u32,
     /// The last request received on this dialog (CSeq) and our answer to it,
     /// for retransmissions.
@@ -240,11 +249,36 @@ struct Call {
     acks: HashMap<(Side, u32), u32>,
     retrans: Vec<Retrans>,
     record: CallRecord,
+    /// A blind transfer the pool's side asked for (`transfer.rs`).
+    transfer: Option<transfer::Transfer>,
 }
 
 impl Call {
     fn callee_side(&self) -> Side {
         self.caller_side.other()
+    }
+
+    /// When a timer of this call is due next (failover/ring deadline or a
+    /// retransmission).
+    fn next_due(&self) -> Option<Instant> {
+        self.retrans
+            .iter()
+            .map(|r| r.next)
+            .chain(self.deadline)
+            .min()
+    }
+
+    /// Schedules retransmissions of a request over UDP and of a 2xx answer to
+    /// an INVITE on any transport (RFC 3261 §13.3.1.4: the UAS core resends it
+    /// until the ACK); a request over TCP or TLS is sent once (§17.1.1.2, §17.1.2.2).
+    fn push_retrans(&mut self, r: Retrans) {
+        let reliable = self
+            .legs
+            .get(&r.side)
+            .is_some_and(|l| l.transport != TrunkTransport::Udp);
+        if r.answer || !reliable {
+            self.retrans.push(r);
+        }
     }
 }
 
@@ -252,10 +286,17 @@ impl Call {
 pub struct Mediation {
     cfg: Config,
     voice: Arc<VoiceConfig>,
+    /// Calls in progress. A call goes (back) in only through [`Mediation::keep`],
+    /// which arms its next timer in `timers`.
     calls: HashMap<u64, Call>,
+    /// (due, call): a call's next timer, pushed whenever the call is stored;
+    /// entries whose call ended or whose timer moved are skipped when they come
+    /// due, so finding the next deadline never walks every call.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
     by_call_id: HashMap<String, (u64, Side)>,
     next_id: u64,
     limits: Limits,
+    transfers: transfer::Transfers,
 }
 
 fn strip_tag(value: &str) -> String {
@@ -293,9 +334,11 @@ impl Mediation {
             cfg,
             voice,
             calls: HashMap::new(),
+            timers: BinaryHeap::new(),
             by_call_id: HashMap::new(),
             next_id: 1,
             limits: Limits::default(),
+            transfers: transfer::Transfers::default(),
         }
     }
 
@@ -308,6 +351,11 @@ impl Mediation {
         &self.cfg
     }
 
+    /// The voice configuration in force (trunks, routes, numbers).
+    pub fn voice(&self) -> &VoiceConfig {
+        &self.voice
+    }
+
     /// Calls in progress.
     pub fn call_count(&self) -> usize {
         self.calls.len()
@@ -318,13 +366,14 @@ impl Mediation {
         format!("{what}{}-{:x}", self.cfg.instance, self.next_id)
     }
 
-    fn via(&mut self) -> String {
+    fn via(&mut self, transport: TrunkTransport) -> String {
         let branch = self.token("z9hG4bKm");
-        format!("SIP/2.0/UDP {};branch={branch};rport", self.cfg.local)
+        let (proto, at) = crate::streams::via_parts(&self.cfg, transport);
+        format!("SIP/2.0/{proto} {at};branch={branch};rport")
     }
 
-    fn contact(&self) -> String {
-        format!("<sip:mediation@{}>", self.cfg.local)
+    fn contact(&self, transport: TrunkTransport) -> String {
+        crate::streams::contact(&self.cfg, transport)
     }
 
     /// A datagram arrived from `src`.
@@ -344,7 +393,7 @@ impl Mediation {
         }
     }
 
-    /// A parsed message arrived from `src`.
+    /// A parsed message arrived from `src` over UDP.
     pub fn on_message(
         &mut self,
         msg: &Message,
@@ -352,6 +401,22 @@ impl Mediation {
         now: Instant,
         relays: &mut dyn Relays,
     ) -> Vec<Action> {
+        self.on_message_over(msg, src, TrunkTransport::Udp, now, relays)
+    }
+
+    /// A parsed message arrived from `src` over `transport` (a TCP or TLS
+    /// connection: `src` is its peer).
+    pub fn on_message_over(
+        &mut self,
+        msg: &Message,
+        src: SocketAddr,
+        transport: TrunkTransport,
+        now: Instant,
+        relays: &mut dyn Relays,
+    ) -> Vec<Action> {
+        if let Some(out) = self.transfer_message(msg, src, now, relays) {
+            return out;
+        }
         let mut out = Vec::new();
         match self.by_call_id.get(msg.call_id()).copied() {
             Some((id, side)) => {
@@ -361,7 +426,9 @@ impl Mediation {
                     self.in_call_response(id, side, msg, now, relays, &mut out);
                 }
             }
-            None if msg.is_request() => self.new_request(msg, src, now, relays, &mut out),
+            None if msg.is_request() => {
+                self.new_request(msg, src, transport, now, relays, &mut out)
+            }
             None => {} // a response to nothing of ours (any longer)
         }
         out
@@ -376,10 +443,12 @@ impl Mediation {
     }
 
     /// An out-of-dialog request: a new call (INVITE) from the pool or a gateway.
+    #[allow(clippy::too_many_arguments)]
     fn new_request(
         &mut self,
         msg: &Message,
         src: SocketAddr,
+        transport: TrunkTransport,
         now: Instant,
         relays: &mut dyn Relays,
         out: &mut Vec<Action>,
@@ -415,9 +484,12 @@ impl Mediation {
             .user_unescaped()
             .map(|u| u.split(';').next().unwrap_or("").to_owned())
             .unwrap_or_default();
-        if self.voice.trunk_at(src).is_some() && !self.cfg.pool.contains(&src) {
-            self.inbound(msg, src, &dialed, now, relays, out);
-        } else if self.cfg.pool.contains(&src) {
+        let from_pool = transport == TrunkTransport::Udp && self.cfg.pool.contains(&src);
+        if let Some(trunk) = self.voice.trunk_from(src, transport).map(str::to_owned)
+            && !from_pool
+        {
+            self.inbound(msg, src, (trunk, transport), &dialed, now, relays, out);
+        } else if from_pool {
             self.outbound(msg, src, &dialed, now, relays, out);
         } else {
             debug!(%src, "mediation: call from an address that is no trunk refused");
@@ -451,21 +523,15 @@ impl Mediation {
         };
         let targets: Vec<Target> = trunks
             .into_iter()
-            .filter(|t| t.transport == TrunkTransport::Udp)
             .map(|t| Target {
                 ruri: format!("sip:{}@{};user=phone", t.number, t.gateway),
                 trunk: t.trunk,
                 addr: t.gateway,
+                transport: t.transport,
             })
             .collect();
         if targets.is_empty() {
-            return Self::reply(
-                msg,
-                src,
-                503,
-                "No UDP trunk for this number (the Mediation server speaks UDP to gateways)",
-                out,
-            );
+            return Self::reply(msg, src, 503, "No trunk for this number", out);
         }
         // The caller ID towards the PSTN: the front end's P-Asserted-Identity.
         let from = msg
@@ -487,7 +553,7 @@ impl Mediation {
         };
         self.open_call(
             msg,
-            src,
+            (src, TrunkTransport::Udp),
             Side::Pool,
             from,
             targets,
@@ -498,16 +564,17 @@ impl Mediation {
         );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn inbound(
         &mut self,
         msg: &Message,
         src: SocketAddr,
+        (trunk, transport): (String, TrunkTransport),
         dialed: &str,
         now: Instant,
         relays: &mut dyn Relays,
         out: &mut Vec<Action>,
     ) {
-        let trunk = self.voice.trunk_at(src).unwrap_or_default().to_owned();
         let number = match self.voice.normalize(None, dialed) {
             Ok(n) => n.number,
             Err(_) => return Self::reply(msg, src, 404, "No user has this number", out),
@@ -534,6 +601,7 @@ impl Mediation {
             trunk: trunk.clone(),
             addr: self.cfg.front_end,
             ruri: format!("sip:{user}"),
+            transport: TrunkTransport::Udp,
         }];
         let record = CallRecord {
             direction: Direction::Inbound,
@@ -550,7 +618,7 @@ impl Mediation {
         };
         self.open_call(
             msg,
-            src,
+            (src, transport),
             Side::Gateway,
             from,
             targets,
@@ -565,7 +633,7 @@ impl Mediation {
     fn open_call(
         &mut self,
         msg: &Message,
-        src: SocketAddr,
+        (src, transport): (SocketAddr, TrunkTransport),
         caller_side: Side,
         from: String,
         targets: Vec<Target>,
@@ -595,6 +663,7 @@ impl Mediation {
                 .map(str::to_owned)
                 .collect(),
             peer: src,
+            transport,
             cseq: 0,
             last_in: Some((msg.cseq().0, Method::Invite)),
             last_answer: None,
@@ -616,6 +685,7 @@ impl Mediation {
             target: String::new(),
             route_set: Vec::new(),
             peer: src,
+            transport: TrunkTransport::Udp,
             cseq: 0,
             last_in: None,
             last_answer: None,
@@ -637,6 +707,7 @@ impl Mediation {
             acks: HashMap::new(),
             retrans: Vec::new(),
             record,
+            transfer: None,
         };
         if let Some(leg) = call.legs.get_mut(&caller_side) {
             leg.last_answer = Some(trying);
@@ -644,7 +715,15 @@ impl Mediation {
         self.by_call_id
             .insert(msg.call_id().to_owned(), (id, caller_side));
         self.send_attempt(&mut call, now, relays, out);
-        self.calls.insert(id, call);
+        self.keep(call);
+    }
+
+    /// Stores a call in progress and arms its next timer.
+    fn keep(&mut self, call: Call) {
+        if let Some(due) = call.next_due() {
+            self.timers.push(Reverse((due, call.id)));
+        }
+        self.calls.insert(call.id, call);
     }
 
     /// Sends the INVITE of the current attempt on the callee's leg.
@@ -660,8 +739,8 @@ impl Mediation {
         };
         let side = call.callee_side();
         let call_id = self.token("cm");
-        let via = self.via();
-        let contact = self.contact();
+        let via = self.via(target.transport);
+        let contact = self.contact(target.transport);
         if let Some(leg) = call.legs.get_mut(&side) {
             if !leg.call_id.is_empty() {
                 self.by_call_id.remove(&leg.call_id);
@@ -670,6 +749,7 @@ impl Mediation {
             leg.remote = format!("<{}>", target.ruri);
             leg.target = target.ruri.clone();
             leg.peer = target.addr;
+            leg.transport = target.transport;
             leg.remote_tag = None;
             leg.route_set.clear();
             leg.cseq = 1;
@@ -713,7 +793,7 @@ impl Mediation {
         call.provisional = false;
         call.deadline = Some(now + self.cfg.failover_timeout);
         call.retrans.retain(|r| r.side != side);
-        call.retrans.push(Retrans {
+        call.push_retrans(Retrans {
             side,
             cseq: 1,
             answer: false,
@@ -765,8 +845,9 @@ impl Mediation {
         cseq: Option<u32>,
         body: Option<(String, Bytes)>,
     ) -> Option<(SocketAddr, Bytes, u32)> {
-        let via = self.via();
-        let contact = self.contact();
+        let transport = call.legs.get(&side)?.transport;
+        let via = self.via(transport);
+        let contact = self.contact(transport);
         let leg = call.legs.get_mut(&side)?;
         let n = match cseq {
             Some(n) => n,
@@ -815,7 +896,9 @@ impl Mediation {
             b = b.reason(r);
         }
         if msg.method() == Some(&Method::Invite) && (101..300).contains(&code) {
-            b = b.copy_record_route().header("Contact", self.contact());
+            b = b
+                .copy_record_route()
+                .header("Contact", self.contact(leg.transport));
         }
         if let Some((ct, body)) = body {
             b = b.body(ct, body);
@@ -848,7 +931,7 @@ impl Mediation {
         out: &mut Vec<Action>,
     ) {
         if keep {
-            self.calls.insert(call.id, call);
+            self.keep(call);
         } else {
             self.end(call, now, relays, out);
         }
@@ -861,6 +944,7 @@ impl Mediation {
         relays: &mut dyn Relays,
         out: &mut Vec<Action>,
     ) {
+        self.transfer_ended(&mut call, out);
         for leg in call.legs.values() {
             self.by_call_id.remove(&leg.call_id);
         }
@@ -901,6 +985,9 @@ impl Mediation {
                 });
             }
             return true;
+        }
+        if let Some(keep) = self.transfer_request(call, side, msg, now, out) {
+            return keep;
         }
         match method {
             Method::Ack => {
@@ -953,7 +1040,7 @@ impl Mediation {
                         self.dialog_request(call, side.other(), Method::Bye, None, None)
                     {
                         call.retrans.clear();
-                        call.retrans.push(Retrans {
+                        call.push_retrans(Retrans {
                             side: side.other(),
                             cseq: n,
                             answer: false,
@@ -1069,6 +1156,9 @@ impl Mediation {
         let method = method.clone();
         call.retrans
             .retain(|r| !(r.side == side && r.cseq == cseq && !r.answer));
+        if let Some(keep) = self.transfer_response(call, side, msg, now, relays, out) {
+            return keep;
+        }
         // Answers to requests we passed through.
         if let Some(p) = call.pending.get(&(side, cseq)).cloned() {
             if code < 200 {
@@ -1093,7 +1183,7 @@ impl Mediation {
                 self.answer(call, side.other(), &p.origin, code, msg.reason(), body)
             {
                 if method == Method::Invite && code < 300 {
-                    call.retrans.push(Retrans {
+                    call.push_retrans(Retrans {
                         side: side.other(),
                         cseq: p.origin.cseq().0,
                         answer: true,
@@ -1197,7 +1287,7 @@ impl Mediation {
             if let Some((to, data)) =
                 self.answer(call, caller_side, &invite, code, msg.reason(), body)
             {
-                call.retrans.push(Retrans {
+                call.push_retrans(Retrans {
                     side: caller_side,
                     cseq: invite.cseq().0,
                     answer: true,
@@ -1281,33 +1371,53 @@ impl Mediation {
     }
 
     /// The next instant [`Mediation::poll`] has work.
+    /// (The earliest armed timer: it may belong to a call that ended or whose
+    /// timer moved; `poll` then finds nothing to do.)
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.calls
-            .values()
-            .flat_map(|c| {
-                c.deadline
-                    .into_iter()
-                    .chain(c.retrans.iter().map(|r| r.next))
-            })
-            .min()
+        self.timers.peek().map(|Reverse((due, _))| *due)
     }
 
     /// Runs the timers due at `now`.
     pub fn poll(&mut self, now: Instant, relays: &mut dyn Relays) -> Vec<Action> {
         let mut out = Vec::new();
-        let due: Vec<u64> = self
-            .calls
-            .values()
-            .filter(|c| {
-                c.deadline.is_some_and(|d| d <= now) || c.retrans.iter().any(|r| r.next <= now)
-            })
-            .map(|c| c.id)
-            .collect();
+        let mut due: Vec<u64> = Vec::new();
+        while let Some(Reverse((at, id))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self
+                .calls
+                .get(&id)
+                .and_then(Call::next_due)
+                .is_some_and(|d| d <= now)
+            {
+                due.push(id);
+            }
+        }
+        due.sort_unstable();
+        due.dedup();
         for id in due {
             let Some(mut call) = self.calls.remove(&id) else {
                 continue;
             };
+            // RFC 3261 13.3.1.4: a 2xx never acknowledged within 64*T1 ends the
+            // session with a BYE (both legs); kept, such calls would count
+            // against `max_calls` for good (bench/mediation.sh overload steps).
+            let unacked = call.state == State::Confirmed
+                && call.retrans.iter().any(|r| r.answer && r.give_up <= now);
             call.retrans.retain(|r| r.give_up > now);
+            if unacked {
+                for side in [Side::Pool, Side::Gateway] {
+                    if let Some((to, data, _)) =
+                        self.dialog_request(&mut call, side, Method::Bye, None, None)
+                    {
+                        out.push(Action::Send { to, data });
+                    }
+                }
+                self.end(call, now, relays, &mut out);
+                continue;
+            }
             for r in &mut call.retrans {
                 if r.next <= now {
                     out.push(Action::Send {
@@ -1335,7 +1445,7 @@ impl Mediation {
                         let code = if call.provisional { 480 } else { 408 };
                         self.fail(&mut call, code, None, now, relays, &mut out)
                     }
-                    State::Confirmed => true,
+                    State::Confirmed => self.transfer_timeout(&mut call, now, &mut out),
                     State::Cancelling | State::Ending => false,
                 };
             }

@@ -14,15 +14,21 @@
 //! - [`sdp`] and [`relay`]: media bypass by default (SDP untouched); for trunks
 //!   configured to relay, the SDP's `c=`/`m=` point at relay ports and a plain
 //!   packet forwarder latches on each side's first packet.
-//! - [`server`]: the thin tokio layer (one UDP socket, timers, records channel).
+//! - [`streams`]: trunks over TCP and TLS (Via and Contact per transport; a
+//!   connection that cannot be opened counts as a `503` from the gateway).
+//! - [`server`]: the thin tokio layer (`confab-transport`'s UDP socket and
+//!   TCP/TLS connections, timers, records channel).
 
 pub mod b2bua;
 pub mod relay;
 pub mod sdp;
 pub mod server;
+pub mod streams;
 
 pub use b2bua::{Action, CallRecord, Config, Direction, Mediation, NoRelays, Relays, Side};
 pub use relay::{RelayStats, UdpRelays};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_trunks;

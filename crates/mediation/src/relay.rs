@@ -33,6 +33,15 @@ impl Latch {
         }
     }
 
+    /// The side's party announced `media` in SDP. Another address than before
+    /// (a transfer brought a new party) drops the latch: the next packet latches.
+    pub fn announce(&mut self, media: SocketAddr) {
+        if self.announced.is_some_and(|a| a != media) {
+            self.latched = None;
+        }
+        self.announced = Some(media);
+    }
+
     /// Where packets for this side's party go.
     pub fn dest(&self) -> Option<SocketAddr> {
         self.latched.or(self.announced)
@@ -135,7 +144,7 @@ impl Relays for UdpRelays {
     fn announce(&mut self, call: u64, from: Side, media: SocketAddr) -> Option<SocketAddr> {
         let s = self.open(call)?;
         if let Ok(mut l) = s.latches.lock() {
-            l[index(from)].announced = Some(media);
+            l[index(from)].announce(media);
         }
         // The other side sends to our port facing it.
         Some(match from {
@@ -204,6 +213,24 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_party_announced_is_latched_again() {
+        let (a, b, c): (SocketAddr, SocketAddr, SocketAddr) = (
+            "10.0.0.1:4000".parse().unwrap(),
+            "10.0.0.2:4000".parse().unwrap(),
+            "10.0.0.3:4000".parse().unwrap(),
+        );
+        let mut l = Latch::default();
+        l.announce(a);
+        l.on_packet(b);
+        l.announce(a); // a re-INVITE with the same address keeps the latch
+        assert_eq!(l.dest(), Some(b));
+        l.announce(c); // a transfer's new party
+        assert_eq!(l.dest(), Some(c));
+        l.on_packet(c);
+        assert_eq!(l.dest(), Some(c));
+    }
 
     #[test]
     fn latches_on_the_first_packet_only() {

@@ -13,6 +13,8 @@ use confab_voice::{
 
 use crate::b2bua::{Action, Config, Direction, Mediation, NoRelays, Relays, Side};
 
+mod transfer;
+
 const MED: &str = "127.0.0.1:5070";
 const FE: &str = "127.0.0.1:5060";
 const GW1: &str = "127.0.0.2:5080";
@@ -198,6 +200,47 @@ impl Relays for FakeRelays {
         self.closed.push(call);
         42
     }
+}
+
+#[test]
+fn an_answer_the_caller_never_acknowledges_ends_the_call_on_both_legs() {
+    let mut m = mediation(false);
+    let t0 = Instant::now();
+    let out = m.on_datagram(pool_invite("5550199"), addr(FE), t0, &mut NoRelays);
+    let inv = to(&out, GW1).remove(0);
+    let out = m.on_datagram(
+        answer(&inv, 200, Some(GW_SDP)),
+        addr(GW1),
+        t0,
+        &mut NoRelays,
+    );
+    assert_eq!(to(&out, FE)[0].status(), Some(200));
+    // No ACK from the caller: the 2xx is retransmitted, then given up after
+    // 64*T1 and the call ended with a BYE each way (RFC 3261 13.3.1.4).
+    let mut t = t0;
+    let mut byes = Vec::new();
+    let mut recs = Vec::new();
+    while let Some(next) = m.next_deadline() {
+        assert!(
+            next <= t0 + Duration::from_secs(40),
+            "no timer left after give-up"
+        );
+        t = next.max(t);
+        let out = m.poll(t, &mut NoRelays);
+        byes.extend(
+            sent(&out)
+                .into_iter()
+                .filter(|(_, msg)| msg.method() == Some(&Method::Bye)),
+        );
+        recs.extend(records(&out));
+    }
+    assert!(t >= t0 + Duration::from_secs(32));
+    let dests: Vec<SocketAddr> = byes.iter().map(|(a, _)| *a).collect();
+    assert_eq!(dests, vec![addr(FE), addr(GW1)]);
+    assert_eq!(byes[1].1.call_id(), inv.call_id());
+    assert_eq!(byes[0].1.call_id(), "call-a");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(m.call_count(), 0);
 }
 
 #[test]

@@ -55,6 +55,9 @@ macro_rules! header_names {
             }
 
             /// Looks up a header name as received (case-insensitive, compact forms).
+            /// A plain chain of comparisons: each rejects on the length or the first
+            /// byte, which measured fewer instructions than bucketing the names by
+            /// length and first/last byte (docs/performance.md, issue 16).
             pub fn from_bytes(name: &[u8]) -> HeaderName {
                 if name.len() == 1 {
                     let c = name[0].to_ascii_lowercase();
@@ -65,6 +68,10 @@ macro_rules! header_names {
                 HeaderName::Other
             }
         }
+
+        /// Every known name in its canonical spelling (not the compact forms).
+        #[cfg(test)]
+        const KNOWN_NAMES: &[(&str, HeaderName)] = &[ $( ($canon, HeaderName::$variant), )* ];
     };
 }
 
@@ -566,6 +573,29 @@ mod tests {
         assert_eq!(HeaderName::from_bytes(b"cAlL-iD"), HeaderName::CallId);
         assert_eq!(HeaderName::from_bytes(b"X-Foo"), HeaderName::Other);
         assert_eq!(HeaderName::from_bytes(b"q"), HeaderName::Other);
+        assert_eq!(HeaderName::from_bytes(b""), HeaderName::Other);
+    }
+
+    #[test]
+    fn every_known_name_is_found_in_any_case_and_near_misses_are_not() {
+        for &(canon, h) in KNOWN_NAMES {
+            assert_eq!(HeaderName::from_bytes(canon.as_bytes()), h, "{canon}");
+            let upper = canon.to_ascii_uppercase();
+            assert_eq!(HeaderName::from_bytes(upper.as_bytes()), h, "{upper}");
+            let lower = canon.to_ascii_lowercase();
+            assert_eq!(HeaderName::from_bytes(lower.as_bytes()), h, "{lower}");
+            assert_eq!(h.as_str(), canon);
+            // One byte more, one less, one changed: unknown.
+            let longer = format!("{canon}x");
+            assert_eq!(HeaderName::from_bytes(longer.as_bytes()), HeaderName::Other);
+            let shorter = &canon.as_bytes()[..canon.len() - 1];
+            if shorter.len() > 1 {
+                assert_eq!(HeaderName::from_bytes(shorter), HeaderName::Other);
+            }
+            let mut changed = canon.as_bytes().to_vec();
+            changed[canon.len() / 2] = b'#';
+            assert_eq!(HeaderName::from_bytes(&changed), HeaderName::Other);
+        }
     }
 
     #[test]

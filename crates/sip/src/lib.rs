@@ -12,6 +12,7 @@
 //! Max-Forwards, Content-Length) are validated when the message is parsed.
 
 pub mod builder;
+mod completed;
 pub mod framing;
 pub mod header;
 pub mod message;

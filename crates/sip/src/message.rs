@@ -74,11 +74,28 @@ struct AddrSpans {
     tag: Option<Span>,
 }
 
-/// Where a core header was found while validating (see `Message::index_core`).
+/// Where a core header was found while reading the header lines (see `core_slot`).
 #[derive(Clone, Copy, Debug, Default)]
 struct CoreHeader {
     first: Option<Span>,
     differs: bool,
+}
+
+/// Headers indexed while the header lines are read: Via, From, To, Call-ID, CSeq,
+/// Max-Forwards, Content-Length.
+const CORE_HEADERS: usize = 7;
+
+fn core_slot(name: HeaderName) -> Option<usize> {
+    Some(match name {
+        HeaderName::Via => 0,
+        HeaderName::From => 1,
+        HeaderName::To => 2,
+        HeaderName::CallId => 3,
+        HeaderName::CSeq => 4,
+        HeaderName::MaxForwards => 5,
+        HeaderName::ContentLength => 6,
+        _ => return None,
+    })
 }
 
 /// A parsed SIP request or response. Cheap to clone (the buffer is shared).
@@ -243,6 +260,15 @@ fn ctl_only_in_quoted_pairs(s: &[u8]) -> bool {
     true
 }
 
+/// The part `part` of `text`, the string of the span `whole` (which contains
+/// `part`); empty if it does not (a default span). Slicing a `&str` only checks the
+/// two ends, where converting the part from bytes would check every byte again.
+fn sub_str(text: &str, whole: Span, part: Span) -> &str {
+    let start = part.start.wrapping_sub(whole.start) as usize;
+    let end = part.end.wrapping_sub(whole.start) as usize;
+    text.get(start..end).unwrap_or("")
+}
+
 fn trim_span(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
     while s < e && (buf[s] == b' ' || buf[s] == b'\t') {
         s += 1;
@@ -358,6 +384,8 @@ impl Message {
         let is_request = matches!(start, StartLine::Request { .. });
 
         let mut headers: SmallVec<[RawHeader; 20]> = SmallVec::new();
+        // The core headers are indexed in the same pass (see `core_slot`).
+        let mut core = [CoreHeader::default(); CORE_HEADERS];
         let mut pos = line_end + 2;
         for &end in ends.get(1..).unwrap_or_default() {
             let end = end as usize;
@@ -390,10 +418,23 @@ impl Message {
                         ),
                     )));
                 }
+                let name = HeaderName::from_bytes(name);
+                let value = Span::new(vs, ve);
+                if let Some(k) = core_slot(name) {
+                    let found = &mut core[k];
+                    match found.first {
+                        None => found.first = Some(value),
+                        Some(first) => {
+                            if !found.differs && b[first.range()] != b[vs..ve] {
+                                found.differs = true;
+                            }
+                        }
+                    }
+                }
                 headers.push(RawHeader {
-                    name: HeaderName::from_bytes(name),
+                    name,
                     name_span: Span::new(ns, ne),
-                    value: Span::new(vs, ve),
+                    value,
                 });
             }
             pos = end + 2;
@@ -416,7 +457,7 @@ impl Message {
             max_forwards: None,
             received_at: None,
         };
-        let checked = msg.validate(head_end + 4);
+        let checked = msg.validate(head_end + 4, core);
         checked.map_err(|mut e| {
             if is_request {
                 e.reply = Some(Box::new(msg.reply_context()));
@@ -441,7 +482,7 @@ impl Message {
     }
 
     /// The value of a header that must appear once (repeats with the same value
-    /// are tolerated), from what [`Message::index_core`] found.
+    /// are tolerated), from what the header pass found (see `core_slot`).
     fn single(&self, found: CoreHeader, label: &str) -> Result<Span, ParseError> {
         let first = found
             .first
@@ -458,34 +499,12 @@ impl Message {
         Ok(first)
     }
 
-    /// One pass over the headers: the first value of each core header and
-    /// whether a repeat of it differs.
-    fn index_core(&self) -> [CoreHeader; 6] {
-        let mut found = [CoreHeader::default(); 6];
-        for h in &self.headers {
-            let k = match h.name {
-                HeaderName::Via => 0,
-                HeaderName::From => 1,
-                HeaderName::To => 2,
-                HeaderName::CallId => 3,
-                HeaderName::CSeq => 4,
-                HeaderName::MaxForwards => 5,
-                _ => continue,
-            };
-            match found[k].first {
-                None => found[k].first = Some(h.value),
-                Some(first) => {
-                    if !found[k].differs && self.buf[first.range()] != self.buf[h.value.range()] {
-                        found[k].differs = true;
-                    }
-                }
-            }
-        }
-        found
-    }
-
-    fn validate(&mut self, body_start: usize) -> Result<(), ParseError> {
-        let [via, from, to, call_id, cseq, max_forwards] = self.index_core();
+    fn validate(
+        &mut self,
+        body_start: usize,
+        core: [CoreHeader; CORE_HEADERS],
+    ) -> Result<(), ParseError> {
+        let [via, from, to, call_id, cseq, max_forwards, content_length] = core;
         // Via: the top value must be well formed.
         let via_hdr = via
             .first
@@ -559,21 +578,28 @@ impl Message {
 
         let available = self.buf.len().saturating_sub(body_start);
         let mut cl: Option<usize> = None;
-        for h in self
-            .headers
-            .iter()
-            .filter(|h| h.name == HeaderName::ContentLength)
-        {
-            let v = self.span_str(h.value);
-            let n = v
-                .parse::<usize>()
+        let parse_cl = |v: &str| {
+            v.parse::<usize>()
                 .ok()
                 .filter(|_| !v.starts_with('+'))
-                .ok_or_else(|| ParseError::new(400, "Malformed Content-Length header"))?;
-            if cl.is_some_and(|c| c != n) {
-                return Err(ParseError::new(400, "Conflicting Content-Length headers"));
+                .ok_or_else(|| ParseError::new(400, "Malformed Content-Length header"))
+        };
+        if content_length.differs {
+            // Repeated with different text ("5" and "05" still agree): compare them
+            // as numbers.
+            for h in self
+                .headers
+                .iter()
+                .filter(|h| h.name == HeaderName::ContentLength)
+            {
+                let n = parse_cl(self.span_str(h.value))?;
+                if cl.is_some_and(|c| c != n) {
+                    return Err(ParseError::new(400, "Conflicting Content-Length headers"));
+                }
+                cl = Some(n);
             }
-            cl = Some(n);
+        } else if let Some(v) = content_length.first {
+            cl = Some(parse_cl(self.span_str(v))?);
         }
         let body_len = match cl {
             Some(n) if n > available => {
@@ -610,11 +636,14 @@ impl Message {
         }
     }
 
-    fn name_addr(&self, a: &AddrSpans) -> NameAddr<'_> {
+    /// `whole` is the header value the spans of `a` lie in: it is converted to
+    /// `&str` once and the parts are cut out of it.
+    fn name_addr(&self, whole: Span, a: &AddrSpans) -> NameAddr<'_> {
+        let text = self.span_str(whole);
         NameAddr {
-            display: a.display.map(|d| self.span_str(d)),
-            uri: self.span_str(a.uri),
-            params: self.span_str(a.params),
+            display: a.display.map(|d| sub_str(text, whole, d)),
+            uri: sub_str(text, whole, a.uri),
+            params: sub_str(text, whole, a.params),
             bracketed: a.bracketed,
         }
     }
@@ -726,11 +755,11 @@ impl Message {
     }
 
     pub fn from(&self) -> NameAddr<'_> {
-        self.name_addr(&self.from_addr)
+        self.name_addr(self.from, &self.from_addr)
     }
 
     pub fn to(&self) -> NameAddr<'_> {
-        self.name_addr(&self.to_addr)
+        self.name_addr(self.to, &self.to_addr)
     }
 
     pub fn from_tag(&self) -> Option<&str> {
@@ -743,11 +772,12 @@ impl Message {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Via<'_> {
+        let text = self.span_str(self.top_via);
         Via {
-            transport: self.span_str(self.via.transport),
-            host: self.span_str(self.via.host),
+            transport: sub_str(text, self.top_via, self.via.transport),
+            host: sub_str(text, self.top_via, self.via.host),
             port: self.via.port,
-            params: self.span_str(self.via.params),
+            params: sub_str(text, self.top_via, self.via.params),
         }
     }
 

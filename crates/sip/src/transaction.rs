@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::builder::RequestBuilder;
+use crate::completed::Completed;
 use crate::header::HeaderName;
 use crate::message::{Limits, Message};
 use crate::method::Method;
@@ -241,6 +242,8 @@ impl Ord for Timer {
 /// All transactions of one server.
 pub struct Transactions<T> {
     server: HashMap<Arc<ServerKey>, ServerTx<T>>,
+    /// Completed non-INVITE server transactions over UDP (Timer J), kept compactly.
+    completed: Completed<T>,
     client: HashMap<Arc<ClientKey>, ClientTx<T>>,
     heap: BinaryHeap<Reverse<Timer>>,
     seq: u64,
@@ -256,23 +259,47 @@ impl<T: Clone> Transactions<T> {
     pub fn new() -> Self {
         Transactions {
             server: HashMap::new(),
+            completed: Completed::new(),
             client: HashMap::new(),
             heap: BinaryHeap::new(),
             seq: 0,
         }
     }
 
+    /// Live server transactions, including completed ones kept for Timer J.
     pub fn server_count(&self) -> usize {
-        self.server.len()
+        self.server.len() + self.completed.len()
+    }
+
+    /// Completed non-INVITE server transactions kept for Timer J.
+    pub fn completed_count(&self) -> usize {
+        self.completed.len()
+    }
+
+    /// Bounds the memory of completed non-INVITE server transactions kept for
+    /// Timer J (key and response bytes plus a fixed overhead per entry; 512 MiB by
+    /// default). Past it the oldest end early: a late retransmission of their
+    /// request is then handled as a new request.
+    pub fn set_completed_limit(&mut self, bytes: usize) {
+        self.completed.set_max_bytes(bytes);
+    }
+
+    /// Declares header lines (without CRLF, e.g. `Server: confab/0.1.0`) that the
+    /// TU's responses often carry verbatim: completed non-INVITE transactions kept
+    /// for Timer J store a two-byte reference instead of each copy. Retransmitted
+    /// responses are byte for byte what was sent. At most 64 lines are used.
+    pub fn set_common_lines(&mut self, lines: &[&[u8]]) {
+        self.completed.set_common_lines(lines);
     }
 
     pub fn client_count(&self) -> usize {
         self.client.len()
     }
 
-    /// Pending timers, including those of transactions that already ended.
+    /// Pending timers, including those of transactions that already ended (each
+    /// completed non-INVITE transaction kept for Timer J counts as one).
     pub fn timer_count(&self) -> usize {
-        self.heap.len()
+        self.heap.len() + self.completed.len()
     }
 
     fn schedule(&mut self, at: Instant, kind: TimerKind, epoch: u32, r: TimerRef) {
@@ -345,6 +372,9 @@ impl<T: Clone> Transactions<T> {
         if is_ack {
             return RequestMatch::Ack;
         }
+        if let Some(resend) = self.completed.lookup(&key) {
+            return RequestMatch::Retransmission(Some(resend));
+        }
         self.server.insert(
             Arc::new(key.clone()),
             ServerTx {
@@ -374,7 +404,7 @@ impl<T: Clone> Transactions<T> {
 
     /// Whether a server transaction exists (e.g. the INVITE a CANCEL targets).
     pub fn has_server(&self, key: &ServerKey) -> bool {
-        self.server.contains_key(key)
+        self.server.contains_key(key) || self.completed.contains(key)
     }
 
     /// Records a response sent in a server transaction and returns where to send
@@ -440,18 +470,13 @@ impl<T: Clone> Transactions<T> {
                 TimerRef::Server(shared),
             );
         } else {
-            tx.last = Some(response);
-            tx.state = SState::Completed;
-            if tx.reliable {
-                self.server.remove(key);
-            } else {
+            let reliable = tx.reliable;
+            drop(shared);
+            self.server.remove(key);
+            if !reliable {
                 // Timer J: keep only the response, to answer retransmissions.
-                self.schedule(
-                    now + 64 * T1,
-                    TimerKind::SKill,
-                    epoch,
-                    TimerRef::Server(shared),
-                );
+                self.completed
+                    .insert(key, &response, target.clone(), now + 64 * T1);
             }
         }
         Some(target)
@@ -599,12 +624,17 @@ impl<T: Clone> Transactions<T> {
 
     /// When the next timer fires, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse(e)| e.at)
+        let timer = self.heap.peek().map(|Reverse(e)| e.at);
+        match (timer, self.completed.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer due at `now`.
     pub fn poll(&mut self, now: Instant) -> Vec<TimerEvent<T>> {
         let mut out = Vec::new();
+        self.completed.expire(now);
         let mut fired = false;
         while let Some(Reverse(e)) = self.heap.peek() {
             if e.at > now {

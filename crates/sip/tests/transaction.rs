@@ -88,6 +88,103 @@ const CAPPED: [u64; 10] = [
 
 // ------------------------------------------------------------------ server, non-INVITE
 
+/// Completed non-INVITE transactions (Timer J) live in a compact store ordered by
+/// completion: many of them, completed at different times, from different sources,
+/// with and without an RFC 3261 branch, each answered with its own response until
+/// exactly 64*T1 after it, while an INVITE's timers keep running beside them.
+#[test]
+fn many_completed_non_invite_transactions_expire_in_completion_order() {
+    const PEERS: [&str; 3] = [
+        "udp:192.0.2.1:5060",
+        "udp:192.0.2.2:5060",
+        "udp:192.0.2.3:5060",
+    ];
+    let base = Instant::now();
+    let mut tx = Tx::new();
+    let invite = req("INVITE", "z9hG4bKinv-beside");
+    let ikey = new_key(tx.on_request(&invite, PEER, false, base));
+    tx.mark_verified(&ikey);
+    let busy = ResponseBuilder::new(&invite, 486).to_tag("i").build();
+    assert_eq!(tx.respond(&ikey, 486, busy, base), Some(PEER));
+
+    let mut done = Vec::new();
+    for i in 0..30u32 {
+        let at = base + ms(u64::from(i) * 100);
+        // Every third request has no branch (RFC 2543 matching on Call-ID, CSeq...).
+        let m = if i % 3 == 2 {
+            request("MESSAGE", None, i + 1, "MESSAGE")
+        } else {
+            req(
+                if i % 2 == 0 { "REGISTER" } else { "MESSAGE" },
+                &format!("z9hG4bKmany{i}"),
+            )
+        };
+        let peer = PEERS[i as usize % 3];
+        let key = new_key(tx.on_request(&m, peer, false, at));
+        let answer = ResponseBuilder::new(&m, 200)
+            .to_tag(format!("t{i}"))
+            .header("Expires", i.to_string())
+            .build();
+        assert_eq!(tx.respond(&key, 200, answer.clone(), at), Some(peer));
+        done.push((m, peer, answer, at));
+    }
+    assert_eq!(tx.completed_count(), 30);
+    assert_eq!(tx.server_count(), 31);
+    for (m, peer, answer, at) in &done {
+        assert_eq!(
+            tx.on_request(m, "udp:elsewhere", false, *at + 64 * T1 - ms(1)),
+            RequestMatch::Retransmission(Some((*peer, answer.clone()))),
+            "until Timer J: the stored answer, to where the first went"
+        );
+    }
+    // The INVITE's Timer G still fires among them.
+    let events = run_timers(&mut tx, base, ms(600));
+    assert_eq!(retransmit_times(&events), [500]);
+    // Expiry in completion order, to the millisecond.
+    for (i, (m, _, _, at)) in done.iter().enumerate() {
+        tx.poll(*at + 64 * T1 - ms(1));
+        assert_eq!(
+            tx.completed_count(),
+            30 - i,
+            "entry {i} lives until its Timer J"
+        );
+        tx.poll(*at + 64 * T1);
+        assert_eq!(tx.completed_count(), 29 - i);
+        assert!(matches!(
+            tx.on_request(m, PEERS[0], false, *at + 64 * T1),
+            RequestMatch::New(_)
+        ));
+    }
+}
+
+/// The store is bounded: past the limit the oldest completed transactions end early
+/// (their request is new again), the newest are still answered.
+#[test]
+fn completed_transactions_are_bounded() {
+    let base = Instant::now();
+    let mut tx = Tx::new();
+    tx.set_completed_limit(4096);
+    let mut done = Vec::new();
+    for i in 0..100 {
+        let m = req("MESSAGE", &format!("z9hG4bKbound{i}"));
+        let key = new_key(tx.on_request(&m, PEER, false, base));
+        let ok = ResponseBuilder::new(&m, 200).to_tag("b").build();
+        tx.respond(&key, 200, ok.clone(), base);
+        done.push((m, ok));
+    }
+    let kept = tx.completed_count();
+    assert!((1..20).contains(&kept), "kept {kept} of 100 within 4 KiB");
+    let (newest, ok) = &done[99];
+    assert_eq!(
+        tx.on_request(newest, PEER, false, base + ms(1)),
+        RequestMatch::Retransmission(Some((PEER, ok.clone())))
+    );
+    assert!(matches!(
+        tx.on_request(&done[0].0, PEER, false, base + ms(1)),
+        RequestMatch::New(_)
+    ));
+}
+
 #[test]
 fn udp_non_invite_server_absorbs_retransmissions_until_timer_j() {
     let base = Instant::now();

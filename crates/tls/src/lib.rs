@@ -252,6 +252,44 @@ pub fn server_config(material: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>
     Ok(Arc::new(config))
 }
 
+/// A rustls client configuration (ring provider, TLS 1.2 and 1.3, no client
+/// certificate) for outbound connections, e.g. the Mediation role's to PSTN
+/// gateways. Peers' certificates must chain to a certificate of `ca_file` (PEM,
+/// one or more) when given, else to a root of Mozilla's programme.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bytes = fs::read(path).map_err(|source| TlsError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let certs = parse_cert_pem(&bytes).map_err(|reason| match reason {
+                None => TlsError::NoCertificate {
+                    path: path.to_path_buf(),
+                },
+                Some(reason) => TlsError::BadCertificatePem {
+                    path: path.to_path_buf(),
+                    reason,
+                },
+            })?;
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| TlsError::Rustls(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// Facts about the leaf (first) certificate of a PEM file.
 pub fn cert_info(path: &Path) -> Result<CertInfo, TlsError> {
     let bytes = fs::read(path).map_err(|source| TlsError::Io {
@@ -320,6 +358,24 @@ fn ymd(t: SystemTime) -> (i32, u8, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_config_trusts_the_ca_file_or_refuses_it_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = load_or_create(dir.path(), &["gw.example.net".to_string()]).unwrap();
+        assert!(client_config(Some(&m.cert_path)).is_ok());
+        assert!(client_config(None).is_ok());
+        let missing = dir.path().join("none.pem");
+        assert!(matches!(
+            client_config(Some(&missing)),
+            Err(TlsError::Io { .. })
+        ));
+        // A key file is no certificate.
+        assert!(matches!(
+            client_config(Some(&m.key_path)),
+            Err(TlsError::NoCertificate { .. })
+        ));
+    }
 
     #[test]
     fn creates_then_loads() {

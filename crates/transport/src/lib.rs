@@ -40,6 +40,14 @@ pub enum Event {
     Malformed(ParseError, Dest),
     /// A connection closed.
     Closed(ConnId),
+    /// An outbound connection could not be opened (refused, timed out, TLS
+    /// handshake failed): the messages queued for it were not sent. RFC 3261
+    /// §8.1.3.1 treats this like a `503` answer to each request among them.
+    Unreachable {
+        dest: Dest,
+        queued: Vec<Bytes>,
+        reason: String,
+    },
 }
 
 /// Transport limits.
@@ -331,6 +339,8 @@ pub struct Transports {
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    /// Outbound TLS connections (see [`Transports::set_tls_client`]).
+    tls_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Transports {
@@ -347,9 +357,10 @@ impl Transports {
             source,
         })?;
         let udp_addr = udp.local_addr().unwrap_or(sip);
-        let tcp = listen_tcp(sip).map_err(|source| TransportError::Bind {
+        // TCP on the UDP socket's port (the same port when `sip` asks for any).
+        let tcp = listen_tcp(udp_addr).map_err(|source| TransportError::Bind {
             transport: "TCP",
-            addr: sip,
+            addr: udp_addr,
             source,
         })?;
         let tcp_addr = tcp.local_addr().unwrap_or(sip);
@@ -377,7 +388,15 @@ impl Transports {
             udp_addr,
             tcp_addr,
             tls_addr,
+            tls_client: None,
         })
+    }
+
+    /// Lets [`Transports::deliver`] open TLS connections: a message for a TLS
+    /// destination with no connection opens one with `cfg`, checking the peer's
+    /// certificate against its IP address. Without it such messages are dropped.
+    pub fn set_tls_client(&mut self, cfg: Arc<rustls::ClientConfig>) {
+        self.tls_client = Some(cfg);
     }
 
     pub fn udp_addr(&self) -> SocketAddr {
@@ -470,7 +489,18 @@ impl Transports {
                     let conns = self.conns.clone();
                     if let Ok(reg) = conns.register(Transport::Tcp, dest.addr) {
                         let _ = reg.tx.try_send(data);
-                        tokio::spawn(connect_and_run(conns, dest.addr, reg));
+                        tokio::spawn(connect_and_run(conns, dest.addr, reg, None));
+                    }
+                }
+                None if dest.transport == Transport::Tls && self.tls_client.is_some() => {
+                    let conns = self.conns.clone();
+                    if let Ok(reg) = conns.register(Transport::Tls, dest.addr) {
+                        let _ = reg.tx.try_send(data);
+                        let connector = self
+                            .tls_client
+                            .clone()
+                            .map(tokio_rustls::TlsConnector::from);
+                        tokio::spawn(connect_and_run(conns, dest.addr, reg, connector));
                     }
                 }
                 None => {
@@ -703,18 +733,65 @@ async fn accept_loop(
     }
 }
 
-async fn connect_and_run(conns: Arc<Connections>, addr: SocketAddr, reg: Registered) {
-    match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+/// Opens an outbound connection (TLS when `tls` is given, checking the peer's
+/// certificate against its IP address) and runs it. When it cannot be opened,
+/// what was queued for it goes back to the core in [`Event::Unreachable`].
+async fn connect_and_run(
+    conns: Arc<Connections>,
+    addr: SocketAddr,
+    reg: Registered,
+    tls: Option<tokio_rustls::TlsConnector>,
+) {
+    let transport = if tls.is_some() {
+        Transport::Tls
+    } else {
+        Transport::Tcp
+    };
+    let reason = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
-            run_tcp(s, addr, Transport::Tcp, reg, conns).await;
+            match tls {
+                None => return run_tcp(s, addr, transport, reg, conns).await,
+                Some(connector) => {
+                    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                    let handshake = connector.connect(name, s);
+                    match tokio::time::timeout(conns.limits.header_timeout, handshake).await {
+                        Ok(Ok(s)) => return run_generic(s, addr, transport, reg, conns).await,
+                        Ok(Err(e)) => format!("TLS handshake failed: {e}"),
+                        Err(_) => "TLS handshake timed out".to_owned(),
+                    }
+                }
+            }
         }
-        _ => {
-            debug!(%addr, "outbound TCP connection failed");
-            conns.unregister(reg.id);
-        }
+        Ok(Err(e)) => format!("connection failed: {e}"),
+        Err(_) => "connection timed out".to_owned(),
+    };
+    debug!(%addr, ?transport, %reason, "outbound connection failed");
+    let mut rx = reg.rx;
+    let mut queued = Vec::new();
+    while let Some(data) = rx.try_recv() {
+        queued.push(data);
+    }
+    let dest = Dest {
+        transport,
+        addr,
+        conn: Some(reg.id),
+    };
+    conns.unregister(reg.id);
+    if !queued.is_empty() {
+        let _ = conns
+            .events
+            .send(Event::Unreachable {
+                dest,
+                queued,
+                reason,
+            })
+            .await;
     }
 }
+
+/// How long an outbound TCP connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pending connections the kernel may queue for a listener (clamped to
 /// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 1,024: when thousands

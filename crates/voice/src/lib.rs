@@ -552,6 +552,20 @@ impl VoiceConfig {
             .map(|t| t.name.as_str())
     }
 
+    /// The trunk whose gateway sent a request from `addr` over `transport`. Over
+    /// UDP as [`VoiceConfig::trunk_at`]; over TCP or TLS, whose source port is
+    /// the connection's and not the gateway's listening port, a trunk of that
+    /// transport at the address's IP.
+    pub fn trunk_from(&self, addr: SocketAddr, transport: TrunkTransport) -> Option<&str> {
+        if transport == TrunkTransport::Udp {
+            return self.trunk_at(addr);
+        }
+        self.trunks
+            .iter()
+            .find(|t| t.transport == transport && t.gateway.ip() == addr.ip())
+            .map(|t| t.name.as_str())
+    }
+
     /// Whether nothing of Enterprise Voice is configured (no dial plan, no trunk,
     /// no line URI): the server then handles no call as a voice call.
     pub fn is_empty(&self) -> bool {

@@ -366,6 +366,22 @@ fn numbers_find_users_and_trunks_find_gateways() {
     assert_eq!(c.user_by_number("+14255550199"), None);
     assert_eq!(c.trunk_at("127.0.0.1:5080".parse().unwrap()), Some("gw1"));
     assert_eq!(c.trunk_at("127.0.0.1:5081".parse().unwrap()), None);
+    // Over TCP/TLS the source port is the connection's: the IP and the
+    // transport decide.
+    let tcp = TrunkTransport::Tcp;
+    assert_eq!(
+        c.trunk_from("127.0.0.2:40312".parse().unwrap(), tcp),
+        Some("gw2")
+    );
+    assert_eq!(
+        c.trunk_from("127.0.0.2:40312".parse().unwrap(), TrunkTransport::Tls),
+        None
+    );
+    assert_eq!(c.trunk_from("127.0.0.1:40312".parse().unwrap(), tcp), None);
+    assert_eq!(
+        c.trunk_from("127.0.0.1:5080".parse().unwrap(), TrunkTransport::Udp),
+        Some("gw1")
+    );
 }
 
 #[test]

@@ -3,14 +3,17 @@
 
 usage: run_voice.py HOST PORT --user alice:alicepw [--domain example.com]
                     --ports SIP,CTRL,RTP --workdir DIR [--timeout 15]
-                    (--dial URI [--hold 2] | --answer)
+                    (--dial URI [--hold 2] | --answer [--transfer-to URI])
 
 The user registers through the outbound proxy sip:HOST:PORT, then
   --dial URI: calls URI (a number to the PSTN); the call must be established,
               RTP must arrive (the gateway echoes it), and after --hold seconds
               the user hangs up;
   --answer:   waits for a call (auto-answer); it must be established, RTP must
-              arrive, and the gateway hangs up.
+              arrive, and the gateway hangs up;
+  --transfer-to URI (with --answer): once RTP arrives, the user transfers the
+              call to URI (baresip's blind transfer, a REFER); the server must
+              then end the user's call (BYE after NOTIFY 200).
 Uses the Agent class of run_baresip.py. Last line: "N passed, M failed".
 """
 import argparse
@@ -34,6 +37,7 @@ def main():
     ap.add_argument("--dial")
     ap.add_argument("--hold", type=float, default=2.0)
     ap.add_argument("--answer", action="store_true")
+    ap.add_argument("--transfer-to", metavar="URI")
     ap.add_argument("--ready-file", help="written once registered (the test then starts the gateway's call)")
     a = ap.parse_args()
     sip, ctrl, rtp = [int(x) for x in a.ports.split(",")]
@@ -76,6 +80,13 @@ def main():
                     ag.command("hangup")
                     closed = ag.wait_event(["CALL_CLOSED"], a.timeout, since=t1)
                     check("user hangs up", closed is not None)
+                elif a.transfer_to:
+                    time.sleep(0.5)
+                    t1 = time.time()
+                    r = ag.command("transfer", "<%s>" % a.transfer_to)
+                    closed = ag.wait_event(["CALL_CLOSED"], a.timeout, since=t1)
+                    check("transfer done, call ended", closed is not None, "%s (transfer ok=%s)" % (
+                        (closed or {}).get("param", "no CALL_CLOSED"), (r or {}).get("ok")))
                 else:
                     closed = ag.wait_event(["CALL_CLOSED"], a.timeout, since=t0)
                     check("gateway hangs up", closed is not None,

@@ -1,0 +1,1 @@
+sipp 127.0.0.1:5060 -sf bench/sipp/register.xml -i 127.0.0.1 -p 5061 -t u1 -nostdin -inf $OUT/confab/csv/callees_udp.csv -key domain bench.test -key expires 0 -key contact_port 5061 -m 100 -r 200 -timeout 60 -timeout_error -recv_timeout 10000 -trace_stat -stf reg_stat.csv -fd 1 -trace_err -error_file reg_errors.log -max_log_size 10000000 -trace_screen -screen_file reg_screen.log

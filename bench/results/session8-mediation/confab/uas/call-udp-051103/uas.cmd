@@ -1,0 +1,1 @@
+sipp -sf bench/sipp/call_uas.xml -i 127.0.0.1 -p 5061 -t u1 -nostdin -buff_size 4194304 -l 200000 -max_socket 5000 -trace_stat -stf uas_stat.csv -fd 5 -trace_err -error_file uas_errors.log -max_log_size 10000000 -trace_screen -screen_file uas_screen.log
