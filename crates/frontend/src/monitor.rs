@@ -88,8 +88,11 @@ pub struct Context<'a> {
     /// The user owning the number a caller (first argument) dialed (second: a
     /// dial string or E.164 number), with the number normalized by the caller's
     /// dial plan (Enterprise Voice knows); `None` when no user owns it.
-    pub number_owner: &'a dyn Fn(&str, &str) -> Option<(String, String)>,
+    pub number_owner: &'a NumberOwner<'a>,
 }
+
+/// `(caller, dialed)` to `(owner's address, normalized number)`.
+pub type NumberOwner<'a> = dyn Fn(&str, &str) -> Option<(String, String)> + 'a;
 
 impl Recorder {
     pub fn new(sink: Arc<dyn MonitorSink>, domain: &str) -> Recorder {
