@@ -33,6 +33,7 @@ mod rgs_cli;
 mod rgs_serve;
 mod roles;
 mod serve;
+mod signals;
 mod stages;
 mod users;
 mod voice_cli;

@@ -234,7 +234,7 @@ pub async fn run_only(cfg: &ServeConfig) -> anyhow::Result<()> {
     let tls = confab_tls::server_config(&material).context("building the TLS configuration")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        crate::serve::shutdown_signal().await;
+        crate::signals::shutdown_signal().await;
         info!("shutting down");
         let _ = stop_tx.send(true);
     });

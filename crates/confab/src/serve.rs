@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use crate::config::ServeConfig;
 use crate::lazy_lists::{Admit, LazyLists};
+use crate::signals::shutdown_signal;
 
 /// mimalloc instead of glibc malloc: the per-message allocations are cheaper, and
 /// memory freed after a load burst goes back to the system (glibc kept the peak:
@@ -254,27 +255,6 @@ async fn run_chat_only(cfg: &ServeConfig) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     }
     Ok(())
-}
-
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {

@@ -102,6 +102,27 @@ impl Config {
             instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
         }
     }
+
+    /// The Via protocol and sent-by of our requests over `transport`: TCP shares
+    /// the UDP port, TLS has its own (`Config::tls_local`).
+    pub(crate) fn via_parts(&self, transport: TrunkTransport) -> (&'static str, SocketAddr) {
+        match transport {
+            TrunkTransport::Udp => ("UDP", self.local),
+            TrunkTransport::Tcp => ("TCP", self.local),
+            TrunkTransport::Tls => ("TLS", self.tls_local.unwrap_or(self.local)),
+        }
+    }
+
+    /// Our Contact on a dialog over `transport`: in-dialog requests from the
+    /// gateway come back over the same transport.
+    pub(crate) fn contact(&self, transport: TrunkTransport) -> String {
+        let (_, at) = self.via_parts(transport);
+        match transport {
+            TrunkTransport::Udp => format!("<sip:mediation@{at}>"),
+            TrunkTransport::Tcp => format!("<sip:mediation@{at};transport=tcp>"),
+            TrunkTransport::Tls => format!("<sip:mediation@{at};transport=tls>"),
+        }
+    }
 }
 
 /// What the I/O layer does for the core.
@@ -368,12 +389,12 @@ impl Mediation {
 
     fn via(&mut self, transport: TrunkTransport) -> String {
         let branch = self.token("z9hG4bKm");
-        let (proto, at) = crate::streams::via_parts(&self.cfg, transport);
+        let (proto, at) = self.cfg.via_parts(transport);
         format!("SIP/2.0/{proto} {at};branch={branch};rport")
     }
 
     fn contact(&self, transport: TrunkTransport) -> String {
-        crate::streams::contact(&self.cfg, transport)
+        self.cfg.contact(transport)
     }
 
     /// A datagram arrived from `src`.

@@ -1,37 +1,9 @@
-//! Trunks over TCP and TLS, the sans-IO part: what the B2BUA writes in Via and
-//! Contact for each transport, and the `503` a request gets when its connection
-//! could not be opened (RFC 3261 §8.1.3.1), which makes the route's next trunk
+//! Trunks over TCP and TLS, the sans-IO part: the `503` a request gets when its
+//! connection could not be opened (RFC 3261 §8.1.3.1), which makes the route's next trunk
 //! be tried exactly as when a gateway answers `503`.
-
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use confab_sip::{Limits, Message, Method, ResponseBuilder};
-use confab_voice::TrunkTransport;
-
-use crate::b2bua::Config;
-
-/// The Via protocol and sent-by of our requests over `transport`: TCP shares
-/// the UDP port, TLS has its own (`Config::tls_local`).
-pub(crate) fn via_parts(cfg: &Config, transport: TrunkTransport) -> (&'static str, SocketAddr) {
-    match transport {
-        TrunkTransport::Udp => ("UDP", cfg.local),
-        TrunkTransport::Tcp => ("TCP", cfg.local),
-        TrunkTransport::Tls => ("TLS", cfg.tls_local.unwrap_or(cfg.local)),
-    }
-}
-
-/// Our Contact on a dialog over `transport`: in-dialog requests from the
-/// gateway come back over the same transport.
-pub(crate) fn contact(cfg: &Config, transport: TrunkTransport) -> String {
-    let (_, at) = via_parts(cfg, transport);
-    match transport {
-        TrunkTransport::Udp => format!("<sip:mediation@{at}>"),
-        TrunkTransport::Tcp => format!("<sip:mediation@{at};transport=tcp>"),
-        TrunkTransport::Tls => format!("<sip:mediation@{at};transport=tls>"),
-    }
-}
-
 /// The answers the B2BUA gets for messages it sent over a connection that
 /// could not be opened: a `503` (reason: what failed) for each request among
 /// them but ACK, which has no answer. Responses and unparsable data get none.
@@ -52,6 +24,8 @@ pub fn unreachable_answers(queued: &[Bytes], reason: &str) -> Vec<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::b2bua::Config;
+    use confab_voice::TrunkTransport;
 
     fn cfg() -> Config {
         let mut c = Config::new(
@@ -67,19 +41,19 @@ mod tests {
     fn via_and_contact_name_the_transport_and_its_port() {
         let c = cfg();
         assert_eq!(
-            via_parts(&c, TrunkTransport::Tcp),
+            c.via_parts(TrunkTransport::Tcp),
             ("TCP", "127.0.0.1:5070".parse().unwrap())
         );
         assert_eq!(
-            via_parts(&c, TrunkTransport::Tls),
+            c.via_parts(TrunkTransport::Tls),
             ("TLS", "127.0.0.1:5071".parse().unwrap())
         );
         assert_eq!(
-            contact(&c, TrunkTransport::Udp),
+            c.contact(TrunkTransport::Udp),
             "<sip:mediation@127.0.0.1:5070>"
         );
         assert_eq!(
-            contact(&c, TrunkTransport::Tls),
+            c.contact(TrunkTransport::Tls),
             "<sip:mediation@127.0.0.1:5071;transport=tls>"
         );
     }

@@ -27,7 +27,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use hashbrown::HashTable;
 
-use crate::transaction::ServerKey;
+use crate::server_key::ServerKey;
 
 /// Default bound of [`Completed`]: key and response bytes plus per-entry overhead.
 pub const DEFAULT_MAX_BYTES: usize = 512 << 20;

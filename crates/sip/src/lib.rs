@@ -17,6 +17,7 @@ pub mod framing;
 pub mod header;
 pub mod message;
 pub mod method;
+mod server_key;
 pub mod transaction;
 pub mod uri;
 

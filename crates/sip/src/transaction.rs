@@ -30,69 +30,7 @@ pub const T2: Duration = Duration::from_secs(4);
 /// Maximum duration a message remains in the network.
 pub const T4: Duration = Duration::from_secs(5);
 
-/// Identifies a server transaction.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub enum ServerKey {
-    Rfc3261 {
-        branch: Box<str>,
-        sent_by: Box<str>,
-        method: Method,
-    },
-    Rfc2543 {
-        call_id: Box<str>,
-        cseq: u32,
-        method: Method,
-        from_tag: Box<str>,
-        sent_by: Box<str>,
-    },
-}
-
-impl ServerKey {
-    /// Key of the transaction `msg` belongs to. ACK maps to its INVITE.
-    pub fn of(msg: &Message) -> Option<ServerKey> {
-        let method = msg.method()?;
-        Some(Self::with_method(
-            msg,
-            if *method == Method::Ack {
-                Method::Invite
-            } else {
-                method.clone()
-            },
-        ))
-    }
-
-    /// Key of the INVITE transaction a CANCEL targets (§9.2).
-    pub fn cancel_target(cancel: &Message) -> ServerKey {
-        Self::with_method(cancel, Method::Invite)
-    }
-
-    fn with_method(msg: &Message, method: Method) -> ServerKey {
-        let via = msg.top_via();
-        let sent_by: Box<str> = match via.port {
-            Some(p) => format!("{}:{}", via.host.to_ascii_lowercase(), p).into(),
-            None => via.host.to_ascii_lowercase().into(),
-        };
-        match via.branch() {
-            // A branch that is only the cookie identifies nothing (RFC 4475 §3.2.1).
-            Some(b)
-                if b.starts_with(crate::MAGIC_COOKIE) && b.len() > crate::MAGIC_COOKIE.len() =>
-            {
-                ServerKey::Rfc3261 {
-                    branch: b.into(),
-                    sent_by,
-                    method,
-                }
-            }
-            _ => ServerKey::Rfc2543 {
-                call_id: msg.call_id().into(),
-                cseq: msg.cseq().0,
-                method,
-                from_tag: msg.from_tag().unwrap_or("").into(),
-                sent_by,
-            },
-        }
-    }
-}
+pub use crate::server_key::ServerKey;
 
 /// Identifies a client transaction: our branch and the method (a CANCEL shares the
 /// INVITE's branch).

@@ -250,7 +250,10 @@ fn transfer_to_a_number_goes_over_the_routes_trunks_and_a_failure_is_notified() 
     assert_eq!(m.call_count(), 1);
     // Nothing is due for the call before its 32 s: no stray retransmission or
     // hang-up (the timer heap may wake the loop early; that sends nothing).
-    assert!(m.poll(t0 + Duration::from_secs(30), &mut NoRelays).is_empty());
+    assert!(
+        m.poll(t0 + Duration::from_secs(30), &mut NoRelays)
+            .is_empty()
+    );
     assert_eq!(m.call_count(), 1);
 
     // A second transfer, to a user's number, while alice hangs up early: the
