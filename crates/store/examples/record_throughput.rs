@@ -151,7 +151,12 @@ async fn run(store: &Store, a: &Args) -> (u64, u64, Duration, Duration) {
     }
     drop(tx);
     let written = writer.await.unwrap_or(0);
-    (written, dropped, t0.elapsed(), cpu_time().saturating_sub(cpu0))
+    (
+        written,
+        dropped,
+        t0.elapsed(),
+        cpu_time().saturating_sub(cpu0),
+    )
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

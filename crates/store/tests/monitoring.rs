@@ -115,7 +115,16 @@ async fn large_batches_written_whole(store: Store) {
     assert_eq!(store.call_details(None, 0, 5000).await.unwrap(), calls);
 
     let mut sessions: Vec<ImSession> = (0..100)
-        .map(|i| session(&format!("s{i}"), "alice@example.com", "bob@example.com", i, 1, true))
+        .map(|i| {
+            session(
+                &format!("s{i}"),
+                "alice@example.com",
+                "bob@example.com",
+                i,
+                1,
+                true,
+            )
+        })
         .collect();
     for i in 0..50 {
         sessions.push(session(
