@@ -72,16 +72,6 @@ pub fn wait_report(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::fields;
-
-    #[test]
-    fn csv_fields() {
-        assert_eq!(fields("a,\"b,c\",\"d\"\"e\","), ["a", "b,c", "d\"e", ""]);
-    }
-}
-
 /// The value of one series of Prometheus text, named with its labels as the
 /// server writes them (e.g. `confab_monitoring_records_written_total{kind="call"}`).
 pub fn metric_value(text: &str, series: &str) -> Option<u64> {
@@ -129,4 +119,14 @@ pub fn wait_metrics(
             series.join("\n")
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fields;
+
+    #[test]
+    fn csv_fields() {
+        assert_eq!(fields("a,\"b,c\",\"d\"\"e\","), ["a", "b,c", "d\"e", ""]);
+    }
 }

@@ -88,7 +88,12 @@ fn cpu_time() -> Duration {
 fn record(i: u64) -> CallDetail {
     let now = 1_765_000_000_000 + i64::try_from(i).unwrap_or(0);
     CallDetail {
-        direction: if i % 2 == 0 { "outbound" } else { "inbound" }.to_owned(),
+        direction: if i.is_multiple_of(2) {
+            "outbound"
+        } else {
+            "inbound"
+        }
+        .to_owned(),
         caller: format!("user{:04}@bench.test", i % 1000),
         callee: format!("+1206555{:04}", i % 10_000),
         number: format!("555{:04}", i % 10_000),
