@@ -72,6 +72,55 @@ pub fn wait_report(
     })
 }
 
+/// The value of one series of Prometheus text, named with its labels as the
+/// server writes them (e.g. `confab_monitoring_records_written_total{kind="call"}`).
+pub fn metric_value(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.trim().parse().ok())?
+    })
+}
+
+/// The monitoring writers' counters an operator reads to see drops.
+pub const RECORD_DROPS: [&str; 6] = [
+    "confab_monitoring_records_dropped_total{kind=\"call\",reason=\"queue_full\"}",
+    "confab_monitoring_records_dropped_total{kind=\"call\",reason=\"write_failed\"}",
+    "confab_monitoring_records_dropped_total{kind=\"call\",reason=\"too_many_open\"}",
+    "confab_monitoring_records_dropped_total{kind=\"im_session\",reason=\"write_failed\"}",
+    "confab_monitoring_records_dropped_total{kind=\"im_session\",reason=\"too_many_open\"}",
+    "confab_monitoring_activity_dropped_total",
+];
+
+/// Waits (up to `timeout`) until `want` accepts the text `fetch` returns (a
+/// `/metrics` page; the writers count a batch once it is committed); returns it,
+/// or an error with the last text's monitoring series.
+pub fn wait_metrics(
+    timeout: Duration,
+    fetch: impl Fn() -> Result<String>,
+    what: &str,
+    want: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let mut last = String::new();
+    let got = wait_for(timeout, Duration::from_millis(250), || {
+        let text = fetch().ok()?;
+        if want(&text) {
+            return Some(text);
+        }
+        last = text;
+        None
+    });
+    got.ok_or_else(|| {
+        let series: Vec<&str> = last
+            .lines()
+            .filter(|l| l.starts_with("confab_monitoring") || l.starts_with("confab_trunk"))
+            .collect();
+        Error(format!(
+            "/metrics: {what}; last seen:\n{}",
+            series.join("\n")
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::fields;

@@ -8,7 +8,9 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use confab_acceptance::monitoring::{report, wait_report};
+use confab_acceptance::monitoring::{
+    RECORD_DROPS, metric_value, report, wait_metrics, wait_report,
+};
 use confab_acceptance::{
     ConfabServer, Error, Result, ServerOptions, free_port, free_port_pair, run_bounded, tail,
     tests_dir, tools_required,
@@ -136,6 +138,22 @@ fn monitoring_records(server: &ConfabServer) -> Result<()> {
     if ims.len() != 1 {
         return Err(Error(format!("one IM session, report lists {ims:#?}")));
     }
+    // /metrics: the writer's counters by kind (an open IM session is written
+    // again when it changes), nothing dropped, nothing left queued.
+    wait_metrics(
+        wait,
+        || server.metrics(),
+        "one call record and the IM session written, nothing dropped",
+        |m| {
+            let v = |s: &str| metric_value(m, s);
+            v("confab_monitoring_records_written_total{kind=\"call\"}") == Some(1)
+                && v("confab_monitoring_records_written_total{kind=\"im_session\"}")
+                    .is_some_and(|n| n >= 1)
+                && RECORD_DROPS.iter().all(|d| v(d) == Some(0))
+                && v("confab_monitoring_queue_depth{queue=\"activity\"}") == Some(0)
+        },
+    )
+    .map_err(|e| Error(format!("{}\n{}", e.0, server.context())))?;
     // Filters: nothing for another user, nothing in the future.
     let other = report(server, "calls", &["--user", "carol@example.com"])?;
     let later = report(server, "ims", &["--since", "2999-01-01"])?;

@@ -11,6 +11,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use confab_acceptance::monitoring::{RECORD_DROPS, metric_value, wait_metrics};
 use confab_acceptance::sipp::{Sipp, Transport};
 use confab_acceptance::{
     ConfabServer, Error, Result, ServerOptions, free_port, free_port_pair, run_bounded, tail,
@@ -313,8 +314,20 @@ fn mediation_b2bua_outbound_failover_relay_inbound_and_stranger() -> Result<()> 
     if !outbound || !inbound || !report.contains("2 call(s)") {
         return Err(Error(format!("confab report calls:\n{report}")));
     }
-    // Prometheus counters per trunk.
-    let metrics = server.metrics()?;
+    // Prometheus counters per trunk, and the record writers': both calls written
+    // (the Mediation role's writer), nothing dropped or left queued.
+    let metrics = wait_metrics(
+        Duration::from_secs(5),
+        || server.metrics(),
+        "two call records written, nothing dropped",
+        |m| {
+            let v = |s: &str| metric_value(m, s);
+            v("confab_monitoring_records_written_total{kind=\"call\"}") == Some(2)
+                && RECORD_DROPS.iter().all(|d| v(d) == Some(0))
+                && v("confab_monitoring_queue_depth{queue=\"call_records\"}") == Some(0)
+        },
+    )
+    .map_err(|e| Error(format!("{}\n{}", e.0, server.context())))?;
     for want in [
         "confab_trunk_failed_total{trunk=\"gw1\",code=\"503\"} 1",
         "confab_trunk_answered_total{trunk=\"gw2\"} 1",

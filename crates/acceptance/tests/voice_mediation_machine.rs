@@ -6,15 +6,18 @@
 //! to it instead of a collocated one. A baresip user dials a national number;
 //! the gateway (SIPp, echoing RTP) gets the mediation machine's own call with
 //! the trunk's translation; the user hangs up; `confab report calls` on the
-//! front end lists the call the mediation machine recorded.
+//! front end lists the call the mediation machine recorded, and the mediation
+//! machine's own `/metrics` counts the trunk's attempt and the record written.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use confab_acceptance::server::{confab_bin, run_bounded};
+use confab_acceptance::monitoring::{RECORD_DROPS, metric_value, wait_metrics};
+use confab_acceptance::server::{confab_bin, http_get, run_bounded};
 use confab_acceptance::sipp::{Sipp, Transport};
 use confab_acceptance::{
     Error, Result, ensure, free_port, free_port_pair, tail, tests_dir, tools_required,
@@ -30,11 +33,12 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(data: &Path) -> Result<Serve> {
+    fn start(data: &Path, extra: &[&str]) -> Result<Serve> {
         let mut child = Command::new(confab_bin()?)
             .arg("--data")
             .arg(data)
             .arg("serve")
+            .args(extra)
             .env_remove("RUST_LOG")
             .env_remove("LD_PRELOAD")
             .env("NO_COLOR", "1")
@@ -244,15 +248,21 @@ mediation.gateway = {med_tls}
     }
 
     // The mediation machine: the role alone, on its address and the topology's ports.
-    let mut med = Serve::start(&medm)?;
+    // Its /metrics on the web address of its configuration (plain HTTP here).
+    let med_web: SocketAddr = ([127, 0, 0, 2], free_port()).into();
+    let mut med = Serve::start(
+        &medm,
+        &["--http", &med_web.to_string(), "--web-tls", "false"],
+    )?;
     let line = med.wait_for("mediation server started")?;
     ensure!(
         line.contains(&format!("127.0.0.2:{med_sip}"))
             && line.contains(&format!("127.0.0.2:{med_tls}"))
-            && line.contains(&format!("127.0.0.1:{sip}")),
+            && line.contains(&format!("127.0.0.1:{sip}"))
+            && line.contains(&format!("metrics={med_web}")),
         "the Mediation server listens on its machine's ports and serves the front end: {line}"
     );
-    let mut front = Serve::start(&fe)?;
+    let mut front = Serve::start(&fe, &[])?;
     front.wait_for("front end ready")?;
     let log = front.log();
     ensure!(
@@ -318,6 +328,36 @@ mediation.gateway = {med_tls}
             && l.contains("answered")
             && l.contains("gw:200")),
         "confab report calls on the front end:\n{report}"
+    );
+
+    // The mediation machine's /metrics: the trunk's counters and its record
+    // writer's, nothing dropped; its web port serves nothing else.
+    let fetch = || {
+        let (code, body) = http_get(med_web, "/metrics", Duration::from_secs(5))?;
+        ensure!(
+            code == 200,
+            "GET /metrics on the mediation machine -> {code}"
+        );
+        Ok(body)
+    };
+    wait_metrics(
+        Duration::from_secs(5),
+        fetch,
+        "the mediation machine's trunk and record counters",
+        |m| {
+            let v = |s: &str| metric_value(m, s);
+            v("confab_trunk_attempts_total{trunk=\"gw\"}") == Some(1)
+                && v("confab_trunk_answered_total{trunk=\"gw\"}") == Some(1)
+                && v("confab_monitoring_records_written_total{kind=\"call\"}") == Some(1)
+                && RECORD_DROPS.iter().all(|d| v(d) == Some(0))
+                && v("confab_monitoring_queue_depth{queue=\"call_records\"}") == Some(0)
+        },
+    )
+    .map_err(|e| Error(format!("{}\n--- mediation machine ---\n{}", e.0, med.log())))?;
+    let (code, _) = http_get(med_web, "/", Duration::from_secs(5))?;
+    ensure!(
+        code == 404,
+        "the mediation machine's web port serves /metrics and /health only: GET / -> {code}"
     );
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
@@ -28,6 +29,9 @@ pub struct Bound {
     pub addr: SocketAddr,
     /// TLS.
     pub tls_addr: Option<SocketAddr>,
+    /// Its TCP/TLS connections (gateways'), counted on a stand-alone server's
+    /// `/metrics`.
+    pub conns: Arc<Connections>,
 }
 
 /// Messages read and not yet handled by the Mediation server's core.
@@ -76,7 +80,7 @@ pub async fn bind(
         ..TransportLimits::default()
     };
     let conns = Connections::new(limits, tx);
-    let mut transports = Transports::start(want, Some((want_tls, tls)), conns)
+    let mut transports = Transports::start(want, Some((want_tls, tls)), conns.clone())
         .await
         .with_context(|| {
             format!("binding the Mediation server's SIP ports {want}, TLS {want_tls}")
@@ -90,6 +94,7 @@ pub async fn bind(
         events,
         addr,
         tls_addr,
+        conns,
     }))
 }
 
@@ -113,8 +118,13 @@ pub fn link(bound: &Bound, front_end: &Transports) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Call records written in one transaction at most.
-const RECORD_BATCH: usize = 256;
+/// Call records written in one transaction at most (the store writes them as
+/// multi-row INSERTs).
+const RECORD_BATCH: usize = 1024;
+/// Call records queued between the Mediation loop and the writer at most (more
+/// are dropped, counted in `/metrics`): 8 s of 2,000 calls/s. A record is a few
+/// hundred bytes with its strings, so a full queue holds a few MB.
+const RECORD_QUEUE: usize = 16_384;
 
 /// Epoch milliseconds of `t` (an instant in the past).
 fn epoch_ms(t: Instant) -> i64 {
@@ -173,8 +183,12 @@ pub fn start(
     let core = Mediation::new(mcfg, voice);
     let relays = UdpRelays::new(bound.addr.ip(), cfg.mediation.max_relays);
     let (voice_tx, voice_rx) = mpsc::channel(4);
-    let (rec_tx, mut rec_rx) = mpsc::channel::<CallRecord>(1024);
-    let counters = Arc::new(confab_mediation::server::Counters::default());
+    let (rec_tx, mut rec_rx) = mpsc::channel::<CallRecord>(RECORD_QUEUE);
+    let counters = Arc::new(confab_mediation::server::Counters {
+        records_dropped: metrics.records.calls_queue_full.clone(),
+        records_queued: metrics.records.call_queue.clone(),
+        ..Default::default()
+    });
     let run = tokio::spawn(confab_mediation::server::run(
         bound.transports,
         bound.events,
@@ -195,6 +209,8 @@ pub fn start(
                     Err(_) => break,
                 }
             }
+            let n = batch.len() as u64;
+            metrics.records.call_queue.fetch_sub(n, Ordering::Relaxed);
             let details: Vec<CallDetail> = batch.iter().map(detail).collect();
             for r in &batch {
                 for (trunk, code) in &r.attempts {
@@ -211,8 +227,20 @@ pub fn start(
                     "call record"
                 );
             }
-            if let Err(e) = store.record_calls(&details).await {
-                warn!(error = %e, calls = details.len(), "writing call records failed");
+            match store.record_calls(&details).await {
+                Ok(()) => {
+                    metrics
+                        .records
+                        .calls_written
+                        .fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    metrics
+                        .records
+                        .calls_write_failed
+                        .fetch_add(n, Ordering::Relaxed);
+                    warn!(error = %e, calls = details.len(), "writing call records failed");
+                }
             }
         }
     });
@@ -258,17 +286,45 @@ pub async fn run_only(cfg: &ServeConfig) -> anyhow::Result<()> {
         info!("shutting down");
         let _ = stop_tx.send(true);
     });
-    let Some(bound) = bind(cfg, tls).await? else {
+    let Some(bound) = bind(cfg, tls.clone()).await? else {
         anyhow::bail!("[mediation] enabled = false on a machine whose only role is mediation");
     };
     let (voice, mut voice_rx, voice_task) =
         crate::voice_feed::start(store.clone(), &url, stop_rx.clone()).await?;
     let (addr, tls_addr) = (bound.addr, bound.tls_addr);
+    // `/metrics` on the web address, as a front end's: the trunks' counters and
+    // the call-record writer's, with the same TLS and `[web] metrics_allow`.
+    let metrics = Arc::new(Metrics::default());
+    let metrics_allow = confab_web::access::parse_list(&cfg.web.metrics_allow)
+        .map_err(|e| anyhow::anyhow!("[web] metrics_allow: {e}"))?;
+    if !cfg.web.tls {
+        warn!("[web] tls = false: /metrics is served over plain HTTP");
+    }
+    let mut stop_http = stop_rx.clone();
+    let (metrics_addr, http_task) = confab_web::serve_metrics(
+        cfg.http,
+        confab_web::WebState {
+            metrics: metrics.clone(),
+            conns: bound.conns.clone(),
+            chat_search: None,
+            metrics_allow: Arc::new(metrics_allow),
+        },
+        confab_web::WebOptions {
+            tls: cfg.web.tls.then(|| tls.clone()),
+            hsts_max_age_secs: cfg.web.hsts_max_age_secs,
+            extra: None,
+        },
+        async move {
+            let _ = stop_http.changed().await;
+        },
+    )
+    .await
+    .context("starting the metrics listener (the `http` address)")?;
     let (voice_tx, tasks) = start(
         bound,
         cfg,
         monitoring_store,
-        Arc::new(Metrics::default()),
+        metrics,
         front_end,
         voice,
         stop_rx.clone(),
@@ -280,7 +336,7 @@ pub async fn run_only(cfg: &ServeConfig) -> anyhow::Result<()> {
         .map(|a| a.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    info!(sip = %addr, tls = ?tls_addr, front_ends = %pool, "mediation server started (mediation role only)");
+    info!(sip = %addr, tls = ?tls_addr, metrics = %metrics_addr, front_ends = %pool, "mediation server started (mediation role only)");
     loop {
         tokio::select! {
             v = voice_rx.recv() => match v {
@@ -292,7 +348,7 @@ pub async fn run_only(cfg: &ServeConfig) -> anyhow::Result<()> {
             }
         }
     }
-    for t in tasks.into_iter().chain([voice_task]) {
+    for t in tasks.into_iter().chain([voice_task, http_task]) {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     Ok(())

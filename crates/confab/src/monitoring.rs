@@ -7,16 +7,17 @@
 //! (`call_records`, direction `internal`) and IM sessions (`im_sessions`,
 //! migration 0016), and writes what changed once a second in one transaction per
 //! table, to the monitoring store (the topology's `monitoring_store`, else the
-//! server's database).
+//! server's database). What it wrote and lost, and its queue's depth, are counted
+//! in the front end's `Metrics::records` (`/metrics`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use confab_frontend::{Activity, MonitorSink};
+use confab_frontend::{Activity, Metrics, MonitorSink};
 use confab_store::{CallDetail, ImSession, Store};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -33,17 +34,22 @@ const UNACKED_MS: u64 = 40_000;
 /// Activity queued between the core and the writer at most (more is dropped).
 const QUEUE: usize = 65_536;
 
-/// The core's side: a bounded channel; a full one drops (counted).
+/// The core's side: a bounded channel; a full one drops (counted in
+/// `/metrics`, with the queue's depth).
 #[derive(Debug)]
 pub struct ChannelSink {
     tx: mpsc::Sender<Activity>,
-    dropped: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl MonitorSink for ChannelSink {
     fn record(&self, activity: Activity) {
+        let m = &self.metrics.records;
+        // Counted before it is queued, so the writer's subtraction never comes first.
+        m.activity_queue.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(activity).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            m.activity_queue.fetch_sub(1, Ordering::Relaxed);
+            m.activity_dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -166,8 +172,10 @@ pub struct Aggregator {
     pagers: HashMap<(String, String), Im>,
     done_calls: Vec<CallDetail>,
     closed: Vec<ImSession>,
-    /// Activity refused because too much was open.
+    /// Calls refused because too much was open.
     pub overflow: u64,
+    /// IM sessions' activity refused because too much was open.
+    pub overflow_ims: u64,
 }
 
 impl Aggregator {
@@ -182,6 +190,7 @@ impl Aggregator {
             done_calls: Vec::new(),
             closed: Vec::new(),
             overflow: 0,
+            overflow_ims: 0,
         }
     }
 
@@ -204,7 +213,11 @@ impl Aggregator {
                     return;
                 }
                 if self.open() >= self.max_open {
-                    self.overflow += 1;
+                    if im {
+                        self.overflow_ims += 1;
+                    } else {
+                        self.overflow += 1;
+                    }
                     return;
                 }
                 if im {
@@ -316,7 +329,7 @@ impl Aggregator {
                 }
                 if !self.pagers.contains_key(&key) {
                     if self.open() >= self.max_open {
-                        self.overflow += 1;
+                        self.overflow_ims += 1;
                         return;
                     }
                     self.pagers.insert(
@@ -459,15 +472,25 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Writes what the aggregator took; failures are logged (records are not kept
-/// for a retry: the store being down must not grow memory).
-async fn write(store: &Store, calls: &[CallDetail], ims: &[ImSession]) {
-    if let Err(e) = store.record_calls(calls).await {
-        warn!(error = %e, calls = calls.len(), "writing internal call records failed");
-    }
-    if let Err(e) = store.record_im_sessions(ims).await {
-        warn!(error = %e, sessions = ims.len(), "writing IM sessions failed");
-    }
+/// Writes what the aggregator took; failures are logged and counted (records
+/// are not kept for a retry: the store being down must not grow memory).
+async fn write(store: &Store, metrics: &Metrics, calls: &[CallDetail], ims: &[ImSession]) {
+    let m = &metrics.records;
+    let (nc, ni) = (calls.len() as u64, ims.len() as u64);
+    match store.record_calls(calls).await {
+        Ok(()) => m.calls_written.fetch_add(nc, Ordering::Relaxed),
+        Err(e) => {
+            warn!(error = %e, calls = calls.len(), "writing internal call records failed");
+            m.calls_write_failed.fetch_add(nc, Ordering::Relaxed)
+        }
+    };
+    match store.record_im_sessions(ims).await {
+        Ok(()) => m.ims_written.fetch_add(ni, Ordering::Relaxed),
+        Err(e) => {
+            warn!(error = %e, sessions = ims.len(), "writing IM sessions failed");
+            m.ims_write_failed.fetch_add(ni, Ordering::Relaxed)
+        }
+    };
     if !calls.is_empty() || !ims.is_empty() {
         debug!(
             calls = calls.len(),
@@ -481,26 +504,31 @@ async fn write(store: &Store, calls: &[CallDetail], ims: &[ImSession]) {
 pub fn start(
     store: Store,
     idle: Duration,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> (Arc<ChannelSink>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel(QUEUE);
     let sink = Arc::new(ChannelSink {
         tx,
-        dropped: AtomicU64::new(0),
+        metrics: metrics.clone(),
     });
-    let counter = sink.clone();
     let task = tokio::spawn(async move {
         let mut agg = Aggregator::new(idle, 200_000);
         let mut every = tokio::time::interval(Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let m = &metrics.records;
         let (mut dropped, mut overflow) = (0, 0);
+        let apply = |agg: &mut Aggregator, a: Activity| {
+            m.activity_queue.fetch_sub(1, Ordering::Relaxed);
+            agg.apply(a);
+        };
         loop {
             tokio::select! {
                 got = rx.recv() => match got {
                     Some(a) => {
-                        agg.apply(a);
+                        apply(&mut agg, a);
                         while let Ok(a) = rx.try_recv() {
-                            agg.apply(a);
+                            apply(&mut agg, a);
                         }
                     }
                     None => break,
@@ -508,26 +536,31 @@ pub fn start(
                 _ = every.tick() => {
                     agg.tick(now_ms());
                     let (calls, ims) = agg.take();
-                    write(&store, &calls, &ims).await;
-                    let d = counter.dropped.load(Ordering::Relaxed);
-                    if d > dropped || agg.overflow > overflow {
+                    write(&store, &metrics, &calls, &ims).await;
+                    m.calls_too_many_open.store(agg.overflow, Ordering::Relaxed);
+                    m.ims_too_many_open.store(agg.overflow_ims, Ordering::Relaxed);
+                    let d = m.activity_dropped.load(Ordering::Relaxed);
+                    let o = agg.overflow + agg.overflow_ims;
+                    if d > dropped || o > overflow {
                         warn!(
                             queue_full = d - dropped,
-                            too_many_open = agg.overflow - overflow,
+                            too_many_open = o - overflow,
                             "monitoring activity dropped"
                         );
-                        (dropped, overflow) = (d, agg.overflow);
+                        (dropped, overflow) = (d, o);
                     }
                 }
                 _ = stop.changed() => break,
             }
         }
         while let Ok(a) = rx.try_recv() {
-            agg.apply(a);
+            apply(&mut agg, a);
         }
         let (calls, mut ims) = agg.take();
+        // The open ones come again, all of them, from `take_all_open`.
+        ims.retain(|s| !s.active);
         ims.extend(agg.take_all_open());
-        write(&store, &calls, &ims).await;
+        write(&store, &metrics, &calls, &ims).await;
     });
     (sink, task)
 }
@@ -712,5 +745,8 @@ mod tests {
             g.apply(offered(&format!("c{i}"), false, 1));
         }
         assert_eq!((g.open(), g.overflow), (2, 3));
+        g.apply(message("m1", 1, A, B, false, 2));
+        g.apply(offered("s1", true, 2));
+        assert_eq!((g.open(), g.overflow, g.overflow_ims), (2, 3, 2));
     }
 }

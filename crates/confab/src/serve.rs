@@ -666,6 +666,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let (sink, task) = crate::monitoring::start(
             monitoring_store.clone(),
             Duration::from_secs(cfg.monitoring.im_idle_secs),
+            metrics.clone(),
             stop_rx.clone(),
         );
         core_cfg.monitor = Some(sink as Arc<dyn confab_frontend::MonitorSink>);
@@ -959,9 +960,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     crate::pool_presence::join(presence).await;
     let _ = voice_task.await;
+    // The Mediation loop ends on `stop`; its record writer then writes what is
+    // queued and ends.
     for t in mediation_tasks {
-        t.abort();
-        let _ = t.await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
     if let Some(task) = monitoring {
         let _ = tokio::time::timeout(Duration::from_secs(10), task).await;

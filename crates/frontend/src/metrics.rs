@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Trunks counted at most (they come from the voice configuration).
 const MAX_TRUNKS: usize = 1024;
@@ -88,6 +88,95 @@ impl TrunkCounters {
     }
 }
 
+/// What the Monitoring role's record writers did: the front end's (internal
+/// calls and IM sessions, from its activity queue) and the Mediation role's
+/// (PSTN calls, from its call-record queue). An operator sees drops here.
+#[derive(Debug, Default)]
+pub struct RecordCounters {
+    /// Call records written to the monitoring store.
+    pub calls_written: AtomicU64,
+    /// IM session rows written (an open session is written again when it changes).
+    pub ims_written: AtomicU64,
+    /// Call records dropped because the Mediation role's record queue was full
+    /// (the writer behind). Shared with the Mediation server's loop.
+    pub calls_queue_full: Arc<AtomicU64>,
+    /// Call records / IM sessions lost because the store refused their batch.
+    pub calls_write_failed: AtomicU64,
+    pub ims_write_failed: AtomicU64,
+    /// Calls / IM sessions not recorded because too many were open at once.
+    pub calls_too_many_open: AtomicU64,
+    pub ims_too_many_open: AtomicU64,
+    /// Front-end activity (call steps, messages) dropped because the queue to the
+    /// front end's writer was full: the records of those calls and sessions may
+    /// be missing or incomplete.
+    pub activity_dropped: AtomicU64,
+    /// Call records waiting for the Mediation role's writer (shared with the
+    /// Mediation server's loop, which adds; the writer subtracts).
+    pub call_queue: Arc<AtomicU64>,
+    /// Activity waiting for the front end's writer.
+    pub activity_queue: AtomicU64,
+}
+
+impl RecordCounters {
+    fn render(&self, out: &mut String) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let name = "confab_monitoring_records_written_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Monitoring records written to the monitoring store, by kind (call; im_session: an open session is written again when it changes)."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name}{{kind=\"call\"}} {}", get(&self.calls_written));
+        let _ = writeln!(
+            out,
+            "{name}{{kind=\"im_session\"}} {}",
+            get(&self.ims_written)
+        );
+        let name = "confab_monitoring_records_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Monitoring records lost, by kind and reason (queue_full: the writer fell behind; write_failed: the store refused the batch; too_many_open: more calls or sessions open than tracked)."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (kind, reason, v) in [
+            ("call", "queue_full", &*self.calls_queue_full),
+            ("call", "write_failed", &self.calls_write_failed),
+            ("call", "too_many_open", &self.calls_too_many_open),
+            ("im_session", "write_failed", &self.ims_write_failed),
+            ("im_session", "too_many_open", &self.ims_too_many_open),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{kind=\"{kind}\",reason=\"{reason}\"}} {}",
+                get(v)
+            );
+        }
+        let name = "confab_monitoring_activity_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Call steps and messages the front end could not queue for its monitoring writer (queue full): records of those calls and IM sessions may be missing or incomplete."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {}", get(&self.activity_dropped));
+        let name = "confab_monitoring_queue_depth";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Items waiting for a monitoring writer (call_records: the Mediation role's call records; activity: the front end's call steps and messages)."
+        );
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(
+            out,
+            "{name}{{queue=\"call_records\"}} {}",
+            get(&self.call_queue)
+        );
+        let _ = writeln!(
+            out,
+            "{name}{{queue=\"activity\"}} {}",
+            get(&self.activity_queue)
+        );
+    }
+}
+
 /// Upper bounds (seconds) of the stage-latency histograms' buckets: from half a
 /// millisecond (a request answered from memory) to SIP's T1 (a retransmission).
 const STAGE_BUCKETS: [f64; 12] = [
@@ -168,6 +257,8 @@ macro_rules! metrics_struct {
             $( pub $field: AtomicU64, )*
             /// Calls per PSTN trunk (the Mediation role's records).
             pub trunks: TrunkCounters,
+            /// The Monitoring role's record writers.
+            pub records: RecordCounters,
             /// Time spent in each stage of the front end.
             pub stages: StageTimes,
         }
@@ -183,6 +274,7 @@ macro_rules! metrics_struct {
                     let _ = writeln!(out, "{name} {}", self.$field.load(Ordering::Relaxed));
                 )*
                 self.trunks.render(&mut out);
+                self.records.render(&mut out);
                 self.stages.render(&mut out);
                 out
             }
@@ -295,5 +387,26 @@ mod tests {
             !text.contains("confab_trunk_failed_total{trunk=\"gw2\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn record_counters_render_by_kind_and_reason() {
+        let m = Metrics::default();
+        m.records.calls_written.fetch_add(3, Ordering::Relaxed);
+        m.records.ims_written.fetch_add(2, Ordering::Relaxed);
+        m.records.calls_queue_full.fetch_add(5, Ordering::Relaxed);
+        m.records.call_queue.fetch_add(7, Ordering::Relaxed);
+        let text = m.render();
+        for want in [
+            "confab_monitoring_records_written_total{kind=\"call\"} 3\n",
+            "confab_monitoring_records_written_total{kind=\"im_session\"} 2\n",
+            "confab_monitoring_records_dropped_total{kind=\"call\",reason=\"queue_full\"} 5\n",
+            "confab_monitoring_records_dropped_total{kind=\"im_session\",reason=\"write_failed\"} 0\n",
+            "confab_monitoring_activity_dropped_total 0\n",
+            "confab_monitoring_queue_depth{queue=\"call_records\"} 7\n",
+            "confab_monitoring_queue_depth{queue=\"activity\"} 0\n",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
     }
 }

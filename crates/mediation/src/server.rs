@@ -31,8 +31,13 @@ const DROP_LOG_EVERY: Duration = Duration::from_secs(1);
 /// What a running Mediation server exposes.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Call records dropped because the record writer fell behind.
-    pub records_dropped: AtomicU64,
+    /// Call records dropped because the record writer fell behind (shared with
+    /// the front end's metrics).
+    pub records_dropped: Arc<AtomicU64>,
+    /// Call records handed to the writer and not yet taken: added here before
+    /// each record is queued (taken back when the queue is full); the writer
+    /// subtracts each one it takes.
+    pub records_queued: Arc<AtomicU64>,
     /// Connections to gateways that could not be opened (refused, TLS failure).
     pub unreachable: AtomicU64,
 }
@@ -201,7 +206,11 @@ pub async fn run(
                     outs.push(Output::Send { dest, data });
                 }
                 Action::Record(r) => {
+                    // Counted before it is queued, so the writer's subtraction
+                    // never comes first.
+                    counters.records_queued.fetch_add(1, Ordering::Relaxed);
                     if records.try_send(r).is_err() {
+                        counters.records_queued.fetch_sub(1, Ordering::Relaxed);
                         let total = counters.records_dropped.fetch_add(1, Ordering::Relaxed) + 1;
                         unlogged_drops += 1;
                         // One line a second at most: a line per dropped record

@@ -1,11 +1,54 @@
 //! Call detail records (migration 0013, Lync's Monitoring role): written in
-//! batches by the Mediation server's record writer and the front end's monitoring
-//! writer (internal calls), read by `confab report calls`; IM sessions (migration
+//! batches (one transaction of multi-row INSERTs) by the Mediation server's
+//! record writer and the front end's monitoring writer (internal calls), read by `confab report calls`; IM sessions (migration
 //! 0016), upserted in batches by the monitoring writer, read by `confab report ims`.
+
+use std::collections::HashMap;
 
 use sqlx::Row;
 
 use crate::{Result, Store};
+
+/// Rows in one INSERT at most: 64 rows of 12 values stay far below SQLite's
+/// (999 in old builds) and PostgreSQL's (65,535) limits on bound parameters.
+const MAX_ROWS: usize = 64;
+
+/// How a batch of `n` rows is cut into INSERTs: as many of [`MAX_ROWS`] as fit,
+/// then the rest in falling powers of two (100 = 64 + 32 + 4). Only seven
+/// statement texts exist per table, so each stays prepared in the connection's
+/// statement cache instead of one text per batch size.
+fn chunks(n: usize) -> impl Iterator<Item = usize> {
+    let full = n / MAX_ROWS;
+    let rest = n % MAX_ROWS;
+    std::iter::repeat_n(MAX_ROWS, full).chain(
+        (0..MAX_ROWS.trailing_zeros())
+            .rev()
+            .map(|b| 1usize << b)
+            .filter(move |bit| rest & bit != 0),
+    )
+}
+
+/// `head` followed by `rows` groups of `cols` numbered parameters, then `tail`.
+fn insert_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 5);
+    sql.push_str(head);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * cols + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
 
 /// One call, as recorded. Times are epoch milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,32 +74,40 @@ pub struct CallDetail {
 }
 
 impl Store {
-    /// Records a batch of calls in one transaction.
+    /// Records a batch of calls in one transaction, as multi-row INSERTs (see
+    /// [`chunks`]): a round trip to the database per chunk, not per call.
     pub async fn record_calls(&self, calls: &[CallDetail]) -> Result<()> {
         if calls.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for c in calls {
-            sqlx::query(
+        let mut rest = calls;
+        for n in chunks(calls.len()) {
+            let (chunk, more) = rest.split_at(n);
+            rest = more;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(
                 "INSERT INTO call_records (id, direction, caller, callee, number, trunk, \
-                 started, answered, ended, code, attempts, relayed_packets) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&c.direction)
-            .bind(&c.caller)
-            .bind(&c.callee)
-            .bind(&c.number)
-            .bind(&c.trunk)
-            .bind(c.started)
-            .bind(c.answered)
-            .bind(c.ended)
-            .bind(c.code)
-            .bind(&c.attempts)
-            .bind(c.relayed_packets)
-            .execute(&mut *tx)
-            .await?;
+                 started, answered, ended, code, attempts, relayed_packets) VALUES ",
+                12,
+                n,
+                "",
+            )));
+            for c in chunk {
+                q = q
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(&c.direction)
+                    .bind(&c.caller)
+                    .bind(&c.callee)
+                    .bind(&c.number)
+                    .bind(&c.trunk)
+                    .bind(c.started)
+                    .bind(c.answered)
+                    .bind(c.ended)
+                    .bind(c.code)
+                    .bind(&c.attempts)
+                    .bind(c.relayed_packets);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -123,30 +174,50 @@ pub struct ImSession {
 }
 
 impl Store {
-    /// Writes (inserts or updates by id) a batch of IM sessions in one transaction.
+    /// Writes (inserts or updates by id) a batch of IM sessions in one
+    /// transaction, as multi-row upserts (see [`chunks`]). A session given twice
+    /// is written as its last copy.
     pub async fn record_im_sessions(&self, sessions: &[ImSession]) -> Result<()> {
         if sessions.is_empty() {
             return Ok(());
         }
+        // One row per id (an upsert statement may not touch a row twice): the last.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(sessions.len());
+        for (i, s) in sessions.iter().enumerate() {
+            last.insert(s.id.as_str(), i);
+        }
+        let unique: Vec<&ImSession> = sessions
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| last.get(s.id.as_str()) == Some(i))
+            .map(|(_, s)| s)
+            .collect();
         let mut tx = self.pool.begin().await?;
-        for s in sessions {
-            sqlx::query(
+        let mut rest = unique.as_slice();
+        for n in chunks(unique.len()) {
+            let (chunk, more) = rest.split_at(n);
+            rest = more;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(
                 "INSERT INTO im_sessions (id, kind, from_user, to_user, started, ended, \
-                 messages, code, active) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (id) DO UPDATE SET ended = excluded.ended, \
+                 messages, code, active) VALUES ",
+                9,
+                n,
+                " ON CONFLICT (id) DO UPDATE SET ended = excluded.ended, \
                  messages = excluded.messages, code = excluded.code, active = excluded.active",
-            )
-            .bind(&s.id)
-            .bind(&s.kind)
-            .bind(&s.from_user)
-            .bind(&s.to_user)
-            .bind(s.started)
-            .bind(s.ended)
-            .bind(s.messages)
-            .bind(s.code)
-            .bind(i64::from(s.active))
-            .execute(&mut *tx)
-            .await?;
+            )));
+            for s in chunk {
+                q = q
+                    .bind(&s.id)
+                    .bind(&s.kind)
+                    .bind(&s.from_user)
+                    .bind(&s.to_user)
+                    .bind(s.started)
+                    .bind(s.ended)
+                    .bind(s.messages)
+                    .bind(s.code)
+                    .bind(i64::from(s.active));
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -188,5 +259,27 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cut_into_few_statement_sizes() {
+        for n in [0, 1, 5, 63, 64, 65, 100, 1000, 1024] {
+            let parts: Vec<usize> = chunks(n).collect();
+            assert_eq!(parts.iter().sum::<usize>(), n, "{n}: {parts:?}");
+            assert!(
+                parts.iter().all(|p| p.is_power_of_two() && *p <= MAX_ROWS),
+                "{n}: {parts:?}"
+            );
+        }
+        assert_eq!(chunks(100).collect::<Vec<_>>(), vec![64, 32, 4]);
+        assert_eq!(
+            insert_sql("INSERT INTO t (a, b) VALUES ", 2, 2, ""),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
     }
 }

@@ -10,7 +10,11 @@ mod common;
 
 use confab_store::{CallDetail, ImSession, Store};
 
-on_both_backends!(im_sessions_upsert_and_filters, internal_calls_listed);
+on_both_backends!(
+    im_sessions_upsert_and_filters,
+    internal_calls_listed,
+    large_batches_written_whole
+);
 
 fn session(id: &str, from: &str, to: &str, started: i64, messages: i64, active: bool) -> ImSession {
     ImSession {
@@ -85,4 +89,56 @@ async fn internal_calls_listed(store: Store) {
             .unwrap(),
         vec![call]
     );
+}
+
+/// A batch of 1,000 calls (cut into multi-row INSERTs of several sizes) and one
+/// of 150 IM sessions naming some twice: every call once with its own values,
+/// each session once as its last copy.
+async fn large_batches_written_whole(store: Store) {
+    let calls: Vec<CallDetail> = (0..1000i64)
+        .map(|i| CallDetail {
+            direction: if i % 2 == 0 { "outbound" } else { "inbound" }.into(),
+            caller: format!("user{i}@example.com"),
+            callee: format!("+1425555{i:04}"),
+            number: format!("555{i:04}"),
+            trunk: format!("gw{}", i % 3),
+            started: 10_000 + i,
+            answered: if i % 5 == 0 { 0 } else { 10_100 + i },
+            ended: 20_000 + i,
+            code: if i % 5 == 0 { 486 } else { 200 },
+            attempts: format!("gw{}:200", i % 3),
+            relayed_packets: i - 1,
+        })
+        .collect();
+    store.record_calls(&calls[..999]).await.unwrap();
+    store.record_calls(&calls[999..]).await.unwrap();
+    assert_eq!(store.call_details(None, 0, 5000).await.unwrap(), calls);
+
+    let mut sessions: Vec<ImSession> = (0..100)
+        .map(|i| {
+            session(
+                &format!("s{i}"),
+                "alice@example.com",
+                "bob@example.com",
+                i,
+                1,
+                true,
+            )
+        })
+        .collect();
+    for i in 0..50 {
+        sessions.push(session(
+            &format!("s{i}"),
+            "alice@example.com",
+            "bob@example.com",
+            i,
+            7,
+            false,
+        ));
+    }
+    store.record_im_sessions(&sessions).await.unwrap();
+    let got = store.im_sessions(None, 0, 1000).await.unwrap();
+    assert_eq!(got.len(), 100);
+    assert!(got[..50].iter().all(|s| s.messages == 7 && !s.active));
+    assert!(got[50..].iter().all(|s| s.messages == 1 && s.active));
 }

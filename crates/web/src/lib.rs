@@ -101,13 +101,53 @@ fn security_headers(
 pub async fn serve(
     addr: SocketAddr,
     state: WebState,
+    mut opts: WebOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), WebError> {
+    let timeout = state.conns.limits().header_timeout;
+    let mut app = router(state);
+    if let Some(extra) = opts.extra.take() {
+        app = app.merge(extra);
+    }
+    bind_and_serve(
+        addr,
+        app,
+        timeout,
+        opts,
+        "metrics, SIP over WebSocket, Control Panel",
+        shutdown,
+    )
+    .await
+}
+
+/// The web port of a machine without a front end (a stand-alone Mediation
+/// server): only `/metrics` (with `state.metrics_allow`, as the front end's) and
+/// `/health`, with the same TLS and headers as the front end's web port.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    state: WebState,
     opts: WebOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), WebError> {
+    let timeout = state.conns.limits().header_timeout;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(|| async { "ok\n" }))
+        .with_state(state);
+    bind_and_serve(addr, app, timeout, opts, "metrics", shutdown).await
+}
+
+async fn bind_and_serve(
+    addr: SocketAddr,
+    app: Router,
+    timeout: std::time::Duration,
+    opts: WebOptions,
+    what: &'static str,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), WebError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| WebError::Bind { addr, source })?;
-    let timeout = state.conns.limits().header_timeout;
     let https = opts.tls.is_some();
     let listener = match opts.tls {
         Some(tls) => {
@@ -121,17 +161,13 @@ pub async fn serve(
     .map_err(|source| WebError::Bind { addr, source })?;
     let local = axum::serve::Listener::local_addr(&listener).unwrap_or(addr);
     if https {
-        info!(%local, "HTTPS listening (metrics, SIP over secure WebSocket, Control Panel)");
+        info!(%local, "HTTPS listening ({what})");
     } else {
-        info!(%local, "plain HTTP listening ([web] tls = false): metrics, SIP over WebSocket, Control Panel");
+        info!(%local, "plain HTTP listening ([web] tls = false): {what}");
     }
     let hsts = (https && opts.hsts_max_age_secs > 0)
         .then(|| HeaderValue::from_str(&format!("max-age={}", opts.hsts_max_age_secs)).ok())
         .flatten();
-    let mut app = router(state);
-    if let Some(extra) = opts.extra {
-        app = app.merge(extra);
-    }
     let app = app
         .layer(axum::middleware::map_response(security_headers(hsts)))
         .into_make_service_with_connect_info::<PeerInfo>();
