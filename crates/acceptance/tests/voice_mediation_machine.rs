@@ -3,11 +3,19 @@
 //! machine on 127.0.0.2 whose only role is mediation, in a mediation pool whose
 //! next hop is the front end's pool. The mediation machine runs the Mediation
 //! role alone on the pool's back end; the front end hands its calls to the PSTN
-//! to it instead of a collocated one. A baresip user dials a national number;
-//! the gateway (SIPp, echoing RTP) gets the mediation machine's own call with
-//! the trunk's translation; the user hangs up; `confab report calls` on the
-//! front end lists the call the mediation machine recorded, and the mediation
-//! machine's own `/metrics` counts the trunk's attempt and the record written.
+//! to it instead of a collocated one. The gateway is the topology's: publishing
+//! makes its trunk (a bad gateway address is refused with its line; a trunk
+//! made by hand is left alone; the topology's trunk cannot be removed with
+//! `confab voice`). The dial plan and voice policy are scoped to the site of
+//! the user's pool (`site:main`): `confab voice test-number` says so, and the
+//! call below is normalized and routed by them in the front end and the
+//! mediation machine. A baresip user dials a national number; the gateway
+//! (SIPp, echoing RTP) gets the mediation machine's own call with the trunk's
+//! translation; the user hangs up; `confab report calls` on the front end lists
+//! the call the mediation machine recorded, and the mediation machine's own
+//! `/metrics` counts the trunk's attempt and the record written. The gateway then calls a number
+//! nobody owns (accepted from the trunk: `404`), and another port of its
+//! address is refused (`403`).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -22,6 +30,7 @@ use confab_acceptance::sipp::{Sipp, Transport};
 use confab_acceptance::{
     Error, Result, ensure, free_port, free_port_pair, tail, tests_dir, tools_required,
 };
+use std::net::SocketAddr;
 
 const DOMAIN: &str = "example.com";
 
@@ -118,6 +127,26 @@ fn confab(data: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `confab` expecting it to fail; returns what it printed.
+fn confab_fails(data: &Path, args: &[&str]) -> Result<String> {
+    let mut c = Command::new(confab_bin()?);
+    c.arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = run_bounded(c, Duration::from_secs(60))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(!out.status.success(), "confab {args:?} succeeded:\n{text}");
+    Ok(text)
+}
+
 #[test]
 fn a_mediation_machine_carries_its_pools_calls_to_the_pstn() -> Result<()> {
     if !tools_required(&["sipp", "baresip", "python3"]) {
@@ -173,11 +202,45 @@ roles = ["mediation"]
 [pool.machine.ports]
 mediation.sip-tls = {med_sip}
 mediation.gateway = {med_tls}
+
+[[gateway]]
+name = "gw"
+address = "127.0.0.1"
+port = {gw}
+transport = "udp"
+mediation_pool = "med.{DOMAIN}"
 "#,
             db = db.display()
         ),
     )?;
-    confab(&fe, &["topology", "publish", &file.to_string_lossy()])?;
+    // A gateway whose address is no IP address: refused with its line, nothing
+    // published.
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&file)?;
+    std::fs::write(
+        &bad,
+        text.replace(
+            r#"address = "127.0.0.1"
+port"#,
+            r#"address = "gw.example.com"
+port"#,
+        ),
+    )?;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with(r#"address = "127.0.0.1""#))
+        .map_or(0, |i| i + 1);
+    let refused = confab_fails(&fe, &["topology", "publish", &bad.to_string_lossy()])?;
+    ensure!(
+        refused.contains(&format!("bad.toml:{line}:11: error[address]: gateway address \"gw.example.com\" is not an IP address"))
+            && refused.contains("nothing was changed"),
+        "a bad gateway address is refused with its line:\n{refused}"
+    );
+    let published = confab(&fe, &["topology", "publish", &file.to_string_lossy()])?;
+    ensure!(
+        published.contains(&format!("+ trunk gw: 127.0.0.1:{gw}/udp")),
+        "publishing makes the gateway's trunk:\n{published}"
+    );
     confab(
         &fe,
         &["bootstrap", "--force", "--fqdn", &format!("se01.{DOMAIN}")],
@@ -194,7 +257,6 @@ mediation.gateway = {med_tls}
             &format!("med01.{DOMAIN}"),
         ],
     )?;
-    let gateway = format!("127.0.0.1:{gw}");
     let steps: Vec<Vec<&str>> = vec![
         vec!["user", "add", "alice@example.com", "--password", "alicepw"],
         vec![
@@ -204,12 +266,14 @@ mediation.gateway = {med_tls}
             "--line-uri",
             "tel:+14255550100",
         ],
-        vec!["voice", "dialplan", "add", "global"],
+        // The plan and the policy of the site of alice's pool (she has none of
+        // her own, and there is no global one).
+        vec!["voice", "dialplan", "add", "site:main"],
         vec![
             "voice",
             "rule",
             "add",
-            "global",
+            "site:main",
             "local7",
             "--pattern",
             r"(\d{7})",
@@ -217,8 +281,9 @@ mediation.gateway = {med_tls}
             "+1425$1",
         ],
         vec!["voice", "usage", "add", "local"],
-        vec!["voice", "policy", "add", "global", "--usages", "local"],
-        vec!["voice", "trunk", "add", "gw", "--gateway", &gateway],
+        vec!["voice", "policy", "add", "site:main", "--usages", "local"],
+        // A trunk made by hand, which publishing leaves alone.
+        vec!["voice", "trunk", "add", "spare", "--gateway", "127.0.0.1:9"],
         vec![
             "voice",
             "rule",
@@ -245,6 +310,38 @@ mediation.gateway = {med_tls}
     ];
     for s in &steps {
         confab(&fe, s)?;
+    }
+    let trunks = confab(&fe, &["voice", "trunk", "list"])?;
+    ensure!(
+        trunks.contains(&format!(
+            "gw\t127.0.0.1:{gw}\tudp\t1 rules\ttopology gateway"
+        )) && trunks.contains("spare\t127.0.0.1:9\tudp\t0 rules\n"),
+        "confab voice trunk list:\n{trunks}"
+    );
+    let kept = confab_fails(&fe, &["voice", "trunk", "remove", "gw"])?;
+    ensure!(
+        kept.contains("is the topology's PSTN gateway gw"),
+        "the topology's trunk is removed from the topology:\n{kept}"
+    );
+    let again = confab(&fe, &["topology", "publish", &file.to_string_lossy()])?;
+    ensure!(
+        again.contains("unchanged")
+            && again.contains("1 trunk(s) made with `confab voice trunk add` left alone"),
+        "publishing again changes no trunk:\n{again}"
+    );
+    // Site scopes: alice is homed on the front end's pool, in site main.
+    let test = confab(
+        &fe,
+        &["voice", "test-number", "alice@example.com", "5550199"],
+    )?;
+    for want in [
+        "home:        pool se01.example.com, site main",
+        "dial plan:   site:main",
+        "rule:        local7",
+        "voice policy: site:main (usages: local)",
+        "trunk 1:     gw via route us usage local: 14255550199",
+    ] {
+        ensure!(test.contains(want), "test-number lacks {want:?}:\n{test}");
     }
 
     // The mediation machine: the role alone, on its address and the topology's ports.
@@ -359,5 +456,33 @@ mediation.gateway = {med_tls}
         code == 404,
         "the mediation machine's web port serves /metrics and /health only: GET / -> {code}"
     );
+    // Inbound: the published gateway's address and port is a trunk (a number
+    // nobody owns: 404); another port of that address is not (403).
+    let mediation: SocketAddr = format!("127.0.0.2:{med_sip}")
+        .parse()
+        .map_err(|e| Error(format!("{e}")))?;
+    let calls = [
+        ("voice_inbound_unowned_uac.xml", "gw-to-nobody", Some(gw)),
+        ("voice_inbound_refused_uac.xml", "stranger", None),
+    ];
+    for (scenario, name, port) in calls {
+        let mut run = Sipp::new(scenario, &dir.path().join("sipp"))
+            .name(name)
+            .remote(mediation)
+            .key("domain", DOMAIN)
+            .timeout(Duration::from_secs(20))
+            .csv(&[vec!["+14255550999".into(), "+12065550123".into()]])?;
+        if let Some(p) = port {
+            run = run.port(p);
+        }
+        let done = run.run()?;
+        done.expect(1).map_err(|e| {
+            Error(format!(
+                "{name}: {}\n--- mediation machine ---\n{}",
+                e.0,
+                med.log()
+            ))
+        })?;
+    }
     Ok(())
 }

@@ -20,8 +20,13 @@ pub async fn start(
     rtp_ip: IpAddr,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Running> {
-    let (voice, updates, _feed) =
-        crate::voice_feed::start(store.clone(), url, stop.clone()).await?;
+    let (voice, updates, _feed) = crate::voice_feed::start(
+        store.clone(),
+        url,
+        crate::voice_homes::HomeSource::for_config(cfg),
+        stop.clone(),
+    )
+    .await?;
     let (node, _node_task) = MediaNode::spawn();
     let svc = ServiceConfig {
         domain: cfg.domain.clone(),

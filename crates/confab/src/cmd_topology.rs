@@ -29,7 +29,8 @@ pub enum TopologyCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Validate and store the topology as the next version in the central store
+    /// Validate and store the topology as the next version in the central store,
+    /// and make a voice trunk of each of its PSTN gateways
     Publish {
         /// Topology file (TOML)
         file: PathBuf,
@@ -323,6 +324,12 @@ async fn publish(
         .await
         .with_context(|| format!("opening the central store at {}", db::redact(&url)))?;
     let previous = cms.latest().await?;
+    // Trunks from the gateways: read and checked before anything is published,
+    // saved after (crate::topology_trunks).
+    let old = previous
+        .as_ref()
+        .and_then(|p| Topology::parse(&p.source).ok());
+    let trunks = crate::topology_trunks::prepare(&topology, old.as_ref(), data_dir).await?;
     let outcome = cms.publish(&source, &publisher(), comment).await?;
     match outcome {
         PublishOutcome::Unchanged { version } => println!(
@@ -353,6 +360,7 @@ async fn publish(
         }
     }
     cms.close().await;
+    crate::topology_trunks::commit(trunks).await?;
     // Remember where the central store is, keeping what a bootstrap recorded.
     let mut replica = LocalReplica::load(data_dir)?.unwrap_or(LocalReplica {
         pointer: Pointer {
@@ -393,6 +401,17 @@ fn summary(t: &Topology) -> String {
                 ));
             }
         }
+    }
+    for g in &t.gateways {
+        out.push_str(&format!(
+            "gateway {}: {}:{}/{} via pool {}{}\n",
+            g.trunk_name(),
+            g.address.get_ref().trim(),
+            g.port(),
+            g.transport(),
+            g.mediation_pool.get_ref(),
+            g.site(t).map(|s| format!(", site {s}")).unwrap_or_default()
+        ));
     }
     out
 }
@@ -586,7 +605,7 @@ pub async fn status_json(data_dir: &Path) -> anyhow::Result<serde_json::Value> {
         }));
     };
     let machines = machines?;
-    let (pools, validation) = match Topology::parse(&published.source) {
+    let (pools, gateways, validation) = match Topology::parse(&published.source) {
         Ok(t) => {
             let report = validate(&t, &published.source);
             let pools: Vec<_> = t
@@ -605,15 +624,30 @@ pub async fn status_json(data_dir: &Path) -> anyhow::Result<serde_json::Value> {
                     })
                 })
                 .collect();
+            let gateways: Vec<_> = t
+                .gateways
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "trunk": g.trunk_name(),
+                        "address": g.address.get_ref().trim(),
+                        "port": g.port(),
+                        "transport": g.transport().as_str(),
+                        "mediation_pool": g.mediation_pool.get_ref(),
+                        "site": g.site(&t),
+                    })
+                })
+                .collect();
             let errors = report.errors().count();
             let validation = serde_json::json!({
                 "errors": errors,
                 "warnings": report.diagnostics.len() - errors,
                 "text": report.render("published topology"),
             });
-            (pools, validation)
+            (pools, gateways, validation)
         }
         Err(e) => (
+            Vec::new(),
             Vec::new(),
             serde_json::json!({ "errors": 1, "warnings": 0, "text": e.to_string() }),
         ),
@@ -627,6 +661,7 @@ pub async fn status_json(data_dir: &Path) -> anyhow::Result<serde_json::Value> {
         },
         "sip_domains": Topology::parse(&published.source).map(|t| t.sip_domains()).unwrap_or_default(),
         "pools": pools,
+        "gateways": gateways,
         "validation": validation,
         "machines": machines.iter().map(|m| serde_json::json!({
             "fqdn": m.fqdn,

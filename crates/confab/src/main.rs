@@ -35,9 +35,11 @@ mod roles;
 mod serve;
 mod signals;
 mod stages;
+mod topology_trunks;
 mod users;
 mod voice_cli;
 mod voice_feed;
+mod voice_homes;
 mod web_session;
 
 use std::process::ExitCode;

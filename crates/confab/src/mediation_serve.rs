@@ -289,8 +289,13 @@ pub async fn run_only(cfg: &ServeConfig) -> anyhow::Result<()> {
     let Some(bound) = bind(cfg, tls.clone()).await? else {
         anyhow::bail!("[mediation] enabled = false on a machine whose only role is mediation");
     };
-    let (voice, mut voice_rx, voice_task) =
-        crate::voice_feed::start(store.clone(), &url, stop_rx.clone()).await?;
+    let (voice, mut voice_rx, voice_task) = crate::voice_feed::start(
+        store.clone(),
+        &url,
+        crate::voice_homes::HomeSource::for_config(cfg),
+        stop_rx.clone(),
+    )
+    .await?;
     let (addr, tls_addr) = (bound.addr, bound.tls_addr);
     // `/metrics` on the web address, as a front end's: the trunks' counters and
     // the call-record writer's, with the same TLS and `[web] metrics_allow`.

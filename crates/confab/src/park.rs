@@ -27,8 +27,13 @@ pub async fn start(
     front_end: SocketAddr,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Running> {
-    let (voice, updates, _feed) =
-        crate::voice_feed::start(store.clone(), url, stop.clone()).await?;
+    let (voice, updates, _feed) = crate::voice_feed::start(
+        store.clone(),
+        url,
+        crate::voice_homes::HomeSource::for_config(cfg),
+        stop.clone(),
+    )
+    .await?;
     let (node, _node_task) = MediaNode::spawn();
     let front_end = match front_end.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {

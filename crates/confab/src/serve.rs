@@ -717,8 +717,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     )
     .await?;
     // Enterprise Voice: numbers, dial plans, routes, trunks (crate::voice_feed).
-    let (voice, mut voice_rx, voice_task) =
-        crate::voice_feed::start(store.clone(), &url, stop_rx.clone()).await?;
+    let (voice, mut voice_rx, voice_task) = crate::voice_feed::start(
+        store.clone(),
+        &url,
+        crate::voice_homes::HomeSource::for_config(&cfg),
+        stop_rx.clone(),
+    )
+    .await?;
     let (mediation_voice, mediation_tasks) = match mediation {
         Some(bound) => {
             let (tx, tasks) = crate::mediation_serve::start(

@@ -15,11 +15,12 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use confab_store::{Address, Store};
 use confab_voice::{
-    DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceConfig, VoiceData,
+    DialPlan, Homes, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceConfig, VoiceData,
     VoicePolicy, check_name, parse_line_uri,
 };
 
 use crate::config::ServeConfig;
+use crate::voice_homes::HomeSource;
 
 #[derive(Args)]
 pub struct VoiceArgs {
@@ -245,7 +246,7 @@ impl UserVoiceArgs {
 /// Runs one `confab voice` command.
 pub async fn run(cfg: &ServeConfig, args: VoiceArgs) -> anyhow::Result<()> {
     let store = crate::database::open_store(cfg).await?;
-    let result = execute(&store, args.command).await;
+    let result = execute(&store, &HomeSource::for_config(cfg), args.command).await;
     store.close().await;
     result
 }
@@ -267,6 +268,14 @@ fn name(s: &str) -> anyhow::Result<String> {
 fn transport(s: &str) -> anyhow::Result<TrunkTransport> {
     TrunkTransport::parse(s)
         .ok_or_else(|| anyhow::anyhow!("bad transport {s:?}: one of udp, tcp, tls"))
+}
+
+/// Why a trunk made from the topology is not changed here (its translation rules
+/// are: `confab voice rule ... trunk:NAME`).
+fn from_topology(name: &str, what: &str) -> String {
+    format!(
+        "trunk {name} is the topology's PSTN gateway {name}: {what} and run `confab topology publish`; nothing was changed"
+    )
 }
 
 /// Inserts at a 1-based position (clamped), or at the end.
@@ -299,17 +308,19 @@ fn rules_of<'a>(data: &'a mut VoiceData, owner: &str) -> anyhow::Result<&'a mut 
         .with_context(|| format!("unknown dial plan {scope}"))
 }
 
-async fn execute(store: &Store, cmd: VoiceCommand) -> anyhow::Result<()> {
+async fn execute(store: &Store, homes: &HomeSource, cmd: VoiceCommand) -> anyhow::Result<()> {
     let mut buf = Vec::new();
-    let result = apply(store, cmd, &mut buf).await;
+    let result = apply(store, homes, cmd, &mut buf).await;
     std::io::stdout().write_all(&buf)?;
     result
 }
 
 /// Runs one `confab voice` command, writing what the CLI prints to `out`: the one
-/// code path of the command line and the Control Panel's voice page.
+/// code path of the command line and the Control Panel's voice page. `homes`
+/// says where users are homed, for `test-number`'s site and pool scopes.
 pub async fn apply<W: Write + Send>(
     store: &Store,
+    homes: &HomeSource,
     cmd: VoiceCommand,
     out: &mut W,
 ) -> anyhow::Result<()> {
@@ -321,7 +332,7 @@ pub async fn apply<W: Write + Send>(
             if store.get_user(&user).await?.is_none() {
                 bail!("user {user} not found");
             }
-            let cfg = VoiceConfig::build(data, Home::default())
+            let cfg = VoiceConfig::build(data, homes.load(store).await)
                 .context("the stored voice configuration is not valid")?;
             write!(out, "{}", cfg.explain(&user, &dialed))?;
             return Ok(());
@@ -637,11 +648,16 @@ pub async fn apply<W: Write + Send>(
                 for t in &data.trunks {
                     writeln!(
                         out,
-                        "{}\t{}\t{}\t{} rules",
+                        "{}\t{}\t{}\t{} rules{}",
                         t.name,
                         t.gateway,
                         t.transport.as_str(),
-                        t.rules.len()
+                        t.rules.len(),
+                        if t.from_topology {
+                            "\ttopology gateway"
+                        } else {
+                            ""
+                        }
                     )?;
                 }
                 return Ok(());
@@ -653,6 +669,7 @@ pub async fn apply<W: Write + Send>(
             } => {
                 let n = name(&n)?;
                 data.trunks.push(Trunk {
+                    from_topology: false,
                     name: n.clone(),
                     gateway,
                     transport: transport(&tr)?,
@@ -671,6 +688,9 @@ pub async fn apply<W: Write + Send>(
                     .iter_mut()
                     .find(|t| same(&t.name, &n))
                     .with_context(|| format!("unknown trunk {n:?}"))?;
+                if t.from_topology {
+                    bail!("{}", from_topology(&t.name, "change its gateway there"));
+                }
                 if let Some(g) = gateway {
                     t.gateway = g;
                 }
@@ -680,6 +700,13 @@ pub async fn apply<W: Write + Send>(
                 format!("changed trunk {n}")
             }
             TrunkCommand::Remove { name: n } => {
+                if let Some(t) = data
+                    .trunks
+                    .iter()
+                    .find(|t| same(&t.name, &n) && t.from_topology)
+                {
+                    bail!("{}", from_topology(&t.name, "remove the gateway there"));
+                }
                 if let Some(r) = data
                     .routes
                     .iter()
@@ -696,7 +723,7 @@ pub async fn apply<W: Write + Send>(
             }
         },
     };
-    VoiceConfig::build(data.clone(), Home::default())
+    VoiceConfig::build(data.clone(), Homes::default())
         .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     store.save_voice_config(rev, &data).await?;
     writeln!(out, "{msg}")?;
@@ -764,7 +791,7 @@ pub async fn user_set(
     }
     data.users.retain(|u| u.address != address);
     data.users.push(v.clone());
-    VoiceConfig::build(data, Home::default())
+    VoiceConfig::build(data, Homes::default())
         .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     store.set_user_voice(rev, &v).await?;
     Ok(format!("{address}: {}", changed.join(", ")))

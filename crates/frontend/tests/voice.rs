@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use confab_frontend::{Dest, Transport};
 use confab_voice::{
-    Announcement, DialPlan, Home, ParkOrbit, Route, Rule, Scope, Trunk, TrunkTransport,
+    Announcement, DialPlan, Homes, ParkOrbit, Route, Rule, Scope, Trunk, TrunkTransport,
     UnassignedRange, UserVoice, VoiceConfig, VoiceData, VoicePolicy,
 };
 
@@ -26,6 +26,7 @@ fn voice() -> Arc<VoiceConfig> {
         voice_policy: None,
     };
     let trunk = |name: &str, gw: &str| Trunk {
+        from_topology: false,
         name: name.into(),
         gateway: gw.parse().unwrap(),
         transport: TrunkTransport::Udp,
@@ -81,7 +82,7 @@ fn voice() -> Arc<VoiceConfig> {
             music_tones: None,
         }],
     };
-    Arc::new(VoiceConfig::build(data, Home::default()).unwrap())
+    Arc::new(VoiceConfig::build(data, Homes::default()).unwrap())
 }
 
 fn harness() -> Harness {

@@ -630,7 +630,7 @@ impl AnnouncementUa {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_voice::{Home, UnassignedRange, VoiceData};
+    use confab_voice::{Homes, UnassignedRange, VoiceData};
 
     const FE: &str = "127.0.0.1:5060";
 
@@ -651,7 +651,7 @@ mod tests {
             }],
             ..VoiceData::default()
         };
-        Arc::new(VoiceConfig::build(data, Home::default()).unwrap())
+        Arc::new(VoiceConfig::build(data, Homes::default()).unwrap())
     }
 
     fn ua(target: Option<&str>) -> AnnouncementUa {

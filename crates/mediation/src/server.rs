@@ -236,10 +236,11 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use confab_voice::{Home, Trunk, VoiceData};
+    use confab_voice::{Homes, Trunk, VoiceData};
 
     fn voice() -> VoiceConfig {
         let trunk = |name: &str, gw: &str, transport| Trunk {
+            from_topology: false,
             name: name.into(),
             gateway: gw.parse().unwrap(),
             transport,
@@ -253,7 +254,7 @@ mod tests {
             ],
             ..VoiceData::default()
         };
-        VoiceConfig::build(data, Home::default()).unwrap()
+        VoiceConfig::build(data, Homes::default()).unwrap()
     }
 
     #[test]

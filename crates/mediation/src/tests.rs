@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use confab_sip::{HeaderName, Limits, Message, Method};
 use confab_voice::{
-    DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceConfig, VoiceData,
+    DialPlan, Homes, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceConfig, VoiceData,
     VoicePolicy,
 };
 
@@ -54,12 +54,14 @@ fn voice() -> Arc<VoiceConfig> {
         }],
         trunks: vec![
             Trunk {
+                from_topology: false,
                 name: "gw1".into(),
                 gateway: addr(GW1),
                 transport: TrunkTransport::Udp,
                 rules: vec![rule("strip-plus", r"\+(\d+)", "$1")],
             },
             Trunk {
+                from_topology: false,
                 name: "gw2".into(),
                 gateway: addr(GW2),
                 transport: TrunkTransport::Udp,
@@ -74,7 +76,7 @@ fn voice() -> Arc<VoiceConfig> {
         }],
         ..VoiceData::default()
     };
-    Arc::new(VoiceConfig::build(data, Home::default()).unwrap())
+    Arc::new(VoiceConfig::build(data, Homes::default()).unwrap())
 }
 
 fn mediation(relay: bool) -> Mediation {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use confab_sip::{HeaderName, Limits, Message, Method};
 use confab_voice::{
-    DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceConfig, VoiceData,
+    DialPlan, Homes, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceConfig, VoiceData,
     VoicePolicy,
 };
 
@@ -32,6 +32,7 @@ fn addr(s: &str) -> SocketAddr {
 
 fn voice() -> Arc<VoiceConfig> {
     let trunk = |name: &str, gw: &str, transport| Trunk {
+        from_topology: false,
         name: name.into(),
         gateway: addr(gw),
         transport,
@@ -71,7 +72,7 @@ fn voice() -> Arc<VoiceConfig> {
         }],
         ..VoiceData::default()
     };
-    Arc::new(VoiceConfig::build(data, Home::default()).unwrap())
+    Arc::new(VoiceConfig::build(data, Homes::default()).unwrap())
 }
 
 fn mediation() -> Mediation {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use confab_sip::{HeaderName, Limits, Message, Method};
-use confab_voice::{Home, ParkOrbit, VoiceConfig, VoiceData};
+use confab_voice::{Homes, ParkOrbit, VoiceConfig, VoiceData};
 
 use crate::ua::{LegId, Out, ParkConfig, ParkUa};
 
@@ -30,7 +30,7 @@ fn ua(fallback: Option<&str>) -> ParkUa {
         }],
         ..VoiceData::default()
     };
-    let voice = Arc::new(VoiceConfig::build(data, Home::default()).unwrap());
+    let voice = Arc::new(VoiceConfig::build(data, Homes::default()).unwrap());
     ParkUa::new(
         ParkConfig {
             sip: "127.0.0.1:7070".parse().unwrap(),

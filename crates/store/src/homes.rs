@@ -220,25 +220,28 @@ impl Store {
         pool: Option<&str>,
         now_ms: i64,
     ) -> Result<()> {
-        match pool {
-            Some(p) => {
-                sqlx::query(
-                    "INSERT INTO user_pools (address, pool, assigned_ms) VALUES ($1, $2, $3) \
-                     ON CONFLICT (address) DO UPDATE SET pool = excluded.pool, \
-                     assigned_ms = excluded.assigned_ms",
-                )
+        let changed = match pool {
+            Some(p) => sqlx::query(
+                "INSERT INTO user_pools (address, pool, assigned_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (address) DO UPDATE SET pool = excluded.pool, \
+                 assigned_ms = excluded.assigned_ms WHERE user_pools.pool <> excluded.pool",
+            )
+            .bind(address)
+            .bind(p)
+            .bind(now_ms)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+            None => sqlx::query("DELETE FROM user_pools WHERE address = $1")
                 .bind(address)
-                .bind(p)
-                .bind(now_ms)
                 .execute(&mut **tx)
-                .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM user_pools WHERE address = $1")
-                    .bind(address)
-                    .execute(&mut **tx)
-                    .await?;
-            }
+                .await?
+                .rows_affected(),
+        };
+        // Dial plans and voice policies scoped to a pool or a site follow the
+        // user's pool: when it changed, the voice configuration's readers reload.
+        if changed > 0 {
+            crate::voice::bump_voice_rev(tx).await?;
         }
         let ev = HomeEvent::UserPool {
             address: address.to_owned(),
@@ -272,5 +275,27 @@ mod tests {
         }
         assert_eq!(HomeEvent::decode("m\tp\tfe"), None);
         assert_eq!(HomeEvent::decode("x"), None);
+    }
+
+    #[tokio::test]
+    async fn a_changed_pool_bumps_the_voice_revision_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_sqlite(&dir.path().join("h.db")).await.unwrap();
+        let rev = s.voice_rev().await.unwrap();
+        // A new user in the default pool changes nobody's home.
+        s.set_user_pool("alice@example.com", None, 1).await.unwrap();
+        assert_eq!(s.voice_rev().await.unwrap(), rev);
+        s.set_user_pool("alice@example.com", Some("pool1.example.com"), 2)
+            .await
+            .unwrap();
+        assert_eq!(s.voice_rev().await.unwrap(), rev + 1);
+        // The same pool again: no change, no reload.
+        s.set_user_pool("alice@example.com", Some("pool1.example.com"), 3)
+            .await
+            .unwrap();
+        assert_eq!(s.voice_rev().await.unwrap(), rev + 1);
+        s.set_user_pool("alice@example.com", None, 4).await.unwrap();
+        assert_eq!(s.voice_rev().await.unwrap(), rev + 2);
+        assert!(s.user_pools().await.unwrap().is_empty());
     }
 }

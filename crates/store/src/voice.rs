@@ -19,7 +19,7 @@ use crate::{Address, Result, Store, StoreError};
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-async fn bump_voice_rev(tx: &mut Tx) -> Result<i64> {
+pub(crate) async fn bump_voice_rev(tx: &mut Tx) -> Result<i64> {
     let rev: i64 = sqlx::query_scalar(
         "UPDATE counters SET value = value + 1 WHERE name = 'voice_rev' RETURNING value",
     )
@@ -128,15 +128,18 @@ impl Store {
                 trunks: names(&trunks),
             });
         }
-        for row in
-            sqlx::query("SELECT name, gateway, transport FROM voice_trunks ORDER BY position")
-                .fetch_all(&mut *tx)
-                .await?
+        for row in sqlx::query(
+            "SELECT name, gateway, transport, from_topology FROM voice_trunks ORDER BY position",
+        )
+        .fetch_all(&mut *tx)
+        .await?
         {
             let name: String = row.try_get("name")?;
             let gateway: String = row.try_get("gateway")?;
             let transport: String = row.try_get("transport")?;
+            let from_topology: i64 = row.try_get("from_topology")?;
             data.trunks.push(Trunk {
+                from_topology: from_topology != 0,
                 rules: rules_of(&format!("trunk:{name}")),
                 gateway: gateway
                     .parse::<SocketAddr>()
@@ -292,13 +295,14 @@ impl Store {
         }
         for (i, t) in data.trunks.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO voice_trunks (name, gateway, transport, position) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO voice_trunks (name, gateway, transport, position, from_topology) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&t.name)
             .bind(t.gateway.to_string())
             .bind(t.transport.as_str())
             .bind(i as i64)
+            .bind(i64::from(t.from_topology))
             .execute(&mut *tx)
             .await?;
             let owner = format!("trunk:{}", t.name);
@@ -441,6 +445,7 @@ mod tests {
                 trunks: vec!["gw1".into()],
             }],
             trunks: vec![Trunk {
+                from_topology: true,
                 name: "gw1".into(),
                 gateway: "127.0.0.1:5080".parse().unwrap(),
                 transport: TrunkTransport::Udp,

@@ -1,5 +1,5 @@
 //! Differences between two topologies: what changed in the deployment (pools,
-//! machines, roles, stores) and, for the curious, the text itself.
+//! machines, roles, stores, gateways) and, for the curious, the text itself.
 
 use std::collections::BTreeMap;
 
@@ -121,6 +121,21 @@ pub fn facts(t: &Topology) -> BTreeMap<String, String> {
             }
         }
     }
+    for g in &t.gateways {
+        f.insert(
+            format!("gateway {}", g.trunk_name()),
+            format!(
+                "{}:{}/{} via {}{}",
+                g.address.get_ref().trim(),
+                g.port(),
+                g.transport(),
+                g.mediation_pool.get_ref().to_ascii_lowercase(),
+                g.site(t)
+                    .map(|s| format!(" in site {s}"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
     f
 }
 
@@ -133,7 +148,8 @@ pub fn changes(old: &Topology, new: &Topology) -> Vec<Change> {
         let mut parts = k.splitn(3, ' ');
         let kind = parts.next()?;
         let name = parts.next()?;
-        matches!(kind, "pool" | "machine" | "store" | "site").then(|| format!("{kind} {name}"))
+        matches!(kind, "pool" | "machine" | "store" | "site" | "gateway")
+            .then(|| format!("{kind} {name}"))
     };
     let mut out = Vec::new();
     for (k, v) in &a {

@@ -18,8 +18,8 @@ pub mod starter;
 pub mod validate;
 
 pub use model::{
-    ChatState, DatabaseId, Edition, Listener, Machine, MachineRef, Pool, Protocol, Role, Scope,
-    Site, Store, StoreKind, StoreLocation, Topology,
+    ChatState, DatabaseId, Edition, Gateway, GatewayTransport, Listener, Machine, MachineRef, Pool,
+    Protocol, Role, Scope, Site, Store, StoreKind, StoreLocation, Topology,
 };
 pub use validate::{Diagnostic, Report, Severity, validate};
 

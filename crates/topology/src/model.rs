@@ -276,6 +276,10 @@ pub struct Topology {
     pub stores: Vec<Store>,
     #[serde(default, rename = "pool")]
     pub pools: Vec<Pool>,
+    /// PSTN gateways (Topology Builder's "PSTN gateways" of a site); publishing
+    /// the topology makes a trunk of each in the voice configuration.
+    #[serde(default, rename = "gateway")]
+    pub gateways: Vec<Gateway>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -626,6 +630,116 @@ impl Machine {
     }
 }
 
+/// How the Mediation role talks SIP to a PSTN gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayTransport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl GatewayTransport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayTransport::Udp => "udp",
+            GatewayTransport::Tcp => "tcp",
+            GatewayTransport::Tls => "tls",
+        }
+    }
+
+    /// SIP's well-known port for the transport (RFC 3261 §19.1.2): a gateway's
+    /// listening port when the topology gives none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            GatewayTransport::Udp | GatewayTransport::Tcp => 5060,
+            GatewayTransport::Tls => 5061,
+        }
+    }
+}
+
+impl fmt::Display for GatewayTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A PSTN gateway (or SIP trunk provider's border controller) and its root
+/// trunk, as Topology Builder defines them: the gateway's address, listening
+/// port and transport, the site it is in and the Mediation pool (or the pool
+/// with collocated Mediation) that talks to it. Publishing the topology makes a
+/// voice trunk of it, named [`Gateway::trunk_name`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// The trunk's name [default: the gateway's FQDN, else its address].
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    /// The gateway's DNS name (informational: trunks are reached by address).
+    #[serde(default)]
+    pub fqdn: Option<Spanned<String>>,
+    /// The gateway's IP address: calls go there, and inbound calls are
+    /// accepted from there only.
+    pub address: Spanned<String>,
+    /// Its listening port [default: 5060, 5061 over TLS].
+    #[serde(default)]
+    pub port: Option<Spanned<u16>>,
+    pub transport: Spanned<GatewayTransport>,
+    /// The Mediation pool, or the pool with collocated Mediation, that talks to it.
+    pub mediation_pool: Spanned<String>,
+    /// The site the gateway is in [default: the Mediation pool's].
+    #[serde(default)]
+    pub site: Option<Spanned<String>>,
+}
+
+impl Gateway {
+    /// The name of the gateway's trunk: `name`, else the FQDN, else the address
+    /// (lower case).
+    pub fn trunk_name(&self) -> String {
+        self.name
+            .as_ref()
+            .or(self.fqdn.as_ref())
+            .unwrap_or(&self.address)
+            .get_ref()
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    }
+
+    pub fn transport(&self) -> GatewayTransport {
+        *self.transport.get_ref()
+    }
+
+    /// The listening port, or the transport's default.
+    pub fn port(&self) -> u16 {
+        self.port
+            .as_ref()
+            .map(|p| *p.get_ref())
+            .unwrap_or_else(|| self.transport().default_port())
+    }
+
+    /// The gateway's `IP:PORT`, when the address is an IP address.
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        let ip = self
+            .address
+            .get_ref()
+            .trim()
+            .parse::<std::net::IpAddr>()
+            .ok()?;
+        Some(std::net::SocketAddr::new(ip, self.port()))
+    }
+
+    /// The site: `site`, else the Mediation pool's (`None` when neither is known).
+    pub fn site<'a>(&'a self, t: &'a Topology) -> Option<&'a str> {
+        match &self.site {
+            Some(s) => Some(s.get_ref().as_str()),
+            None => t
+                .pool(self.mediation_pool.get_ref())
+                .map(|p| p.site.get_ref().as_str()),
+        }
+    }
+}
+
 /// A machine together with the pool it belongs to.
 #[derive(Debug, Clone, Copy)]
 pub struct MachineRef<'a> {
@@ -724,6 +838,23 @@ impl Topology {
             return None;
         }
         self.backend_of(next)
+    }
+
+    /// The front-end pool whose voice configuration holds the trunk of a
+    /// gateway: its Mediation pool when that pool has front ends (collocated
+    /// Mediation), else the pool's next hop.
+    pub fn voice_pool_of(&self, gateway: &Gateway) -> Option<&Pool> {
+        let pool = self.pool(gateway.mediation_pool.get_ref())?;
+        if pool.has_role(Role::FrontEnd) {
+            return Some(pool);
+        }
+        let hop = self.pool(pool.next_hop.as_ref()?.get_ref())?;
+        hop.has_role(Role::FrontEnd).then_some(hop)
+    }
+
+    /// The site a pool is in (`None` for an unknown pool).
+    pub fn site_of_pool(&self, fqdn: &str) -> Option<&str> {
+        self.pool(fqdn).map(|p| p.site.get_ref().as_str())
     }
 
     pub fn sip_domains(&self) -> Vec<String> {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
 use serde::Serialize;
@@ -210,6 +210,7 @@ pub fn validate(t: &Topology, source: &str) -> Report {
         references(&mut v, pool);
         capacity_warnings(&mut v, pool);
     }
+    gateways(&mut v);
     let mut out = v.out;
     out.sort_by_key(|a| (a.line, a.column, a.severity));
     Report { diagnostics: out }
@@ -1423,6 +1424,188 @@ fn capacity_warnings(v: &mut Validator<'_>, pool: &Pool) {
                     pool.fqdn()
                 ),
                 &format!("add servers to the pool: {} are needed", n.div_ceil(REMOTE_USERS_PER_SERVER)),
+            );
+        }
+    }
+}
+
+/// Whether `name` may name a voice trunk: 1 to 64 letters, digits, `-`, `_`
+/// and `.` (the rule of `confab voice trunk add`).
+pub fn valid_trunk_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// PSTN gateways: a well-formed address, port and name, a Mediation pool (or a
+/// pool with collocated Mediation) that exists and leads to front ends whose
+/// voice configuration gets the trunk, a known site, and no gateway twice.
+fn gateways(v: &mut Validator<'_>) {
+    let t = v.t;
+    // trunk name, address and port, FQDN -> where it was first defined
+    let mut names: HashMap<String, &str> = HashMap::new();
+    let mut endpoints: HashMap<(IpAddr, u16), String> = HashMap::new();
+    let mut fqdns: HashMap<String, String> = HashMap::new();
+    let mut streams: HashMap<(IpAddr, crate::model::GatewayTransport), String> = HashMap::new();
+    for g in &t.gateways {
+        let name = g.trunk_name();
+        let name_span = g
+            .name
+            .as_ref()
+            .or(g.fqdn.as_ref())
+            .map(span)
+            .unwrap_or(span(&g.address));
+        let ip = match g.address.get_ref().trim().parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                v.error(
+                    "address",
+                    span(&g.address),
+                    format!("gateway address {:?} is not an IP address", g.address.get_ref()),
+                    "write the gateway's IPv4 or IPv6 address such as 192.0.2.20 (its DNS name goes in `fqdn`)",
+                );
+                None
+            }
+        };
+        if let Some(f) = &g.fqdn
+            && !valid_fqdn(f.get_ref())
+        {
+            v.error(
+                "fqdn",
+                span(f),
+                format!(
+                    "gateway FQDN {:?} is not a fully qualified domain name",
+                    f.get_ref()
+                ),
+                "write the gateway's full DNS name, e.g. gw1.contoso.com, or leave `fqdn` out",
+            );
+        }
+        if let Some(p) = &g.port
+            && *p.get_ref() == 0
+        {
+            v.error(
+                "ports",
+                span(p),
+                format!("gateway {name}: port 0"),
+                "give the port the gateway listens on, from 1 to 65535",
+            );
+        }
+        if !valid_trunk_name(&name) {
+            v.error(
+                "gateway-name",
+                name_span,
+                format!("{name:?} cannot name the gateway's trunk: use 1 to 64 letters, digits, '-', '_' and '.'"),
+                "add `name = \"gw1\"` to the gateway",
+            );
+        } else if let Some(first) = names.get(&name) {
+            v.error(
+                "duplicate-gateway",
+                name_span,
+                format!("the trunk name {name} is already the name of gateway {first}"),
+                "give each gateway its own `name`",
+            );
+        } else {
+            names.insert(name.clone(), g.address.get_ref().as_str());
+        }
+        if let Some(f) = &g.fqdn {
+            let key = f.get_ref().trim_end_matches('.').to_ascii_lowercase();
+            if let Some(first) = fqdns.get(&key) {
+                v.error(
+                    "duplicate-gateway",
+                    span(f),
+                    format!("gateway {key} is already defined (trunk {first})"),
+                    "define a gateway once; a second trunk to it uses another port and `name`, without `fqdn`",
+                );
+            } else {
+                fqdns.insert(key, name.clone());
+            }
+        }
+        if let Some(ip) = ip {
+            let port = g.port();
+            if let Some(first) = endpoints.get(&(ip, port)) {
+                v.error(
+                    "duplicate-gateway",
+                    span(&g.address),
+                    format!("{} is already gateway {first}", SocketAddr::new(ip, port)),
+                    "two trunks to one gateway listen on different ports",
+                );
+            } else {
+                endpoints.insert((ip, port), name.clone());
+                let tr = g.transport();
+                if tr != crate::model::GatewayTransport::Udp {
+                    if let Some(first) = streams.get(&(ip, tr)) {
+                        v.warn(
+                            "duplicate-gateway",
+                            span(&g.transport),
+                            format!(
+                                "gateways {first} and {name} are both reached over {tr} at {ip}: calls they send over {tr} come from that address with ports of their own, so all are taken as {first}'s"
+                            ),
+                            "use another transport for one of them, or one trunk",
+                        );
+                    } else {
+                        streams.insert((ip, tr), name.clone());
+                    }
+                }
+            }
+        }
+        let pool_name = g.mediation_pool.get_ref();
+        match t.pool(pool_name) {
+            None => v.error(
+                "unknown-reference",
+                span(&g.mediation_pool),
+                format!("gateway {name}: mediation_pool names pool {pool_name:?}, which is not defined"),
+                "name the Mediation pool, or the front-end pool whose servers run mediation, that talks to this gateway",
+            ),
+            Some(pool) if !pool.has_role(Role::Mediation) => v.error(
+                "gateway-pool",
+                span(&g.mediation_pool),
+                format!(
+                    "gateway {name}: pool {} runs {}, no Mediation",
+                    pool.fqdn(),
+                    role_list(&pool.roles())
+                ),
+                "name a pool whose machines run \"mediation\" (a Mediation pool, or collocated: add \"mediation\" to the front ends' roles)",
+            ),
+            Some(pool) if t.voice_pool_of(g).is_none() => v.error(
+                "gateway-pool",
+                span(&g.mediation_pool),
+                format!(
+                    "gateway {name}: Mediation pool {} names no front-end pool (next_hop) whose voice configuration would hold the trunk",
+                    pool.fqdn()
+                ),
+                "set next_hop on the Mediation pool to the front-end pool whose calls it carries",
+            ),
+            Some(pool) => {
+                if let Some(site) = &g.site
+                    && t.site(site.get_ref()).is_some()
+                    && site.get_ref() != pool.site.get_ref()
+                {
+                    v.warn(
+                        "gateway-site",
+                        span(site),
+                        format!(
+                            "gateway {name} is in site {:?} but its Mediation pool {} is in site {:?}: its calls cross between sites",
+                            site.get_ref(),
+                            pool.fqdn(),
+                            pool.site.get_ref()
+                        ),
+                        "associate the gateway with a Mediation pool of its own site",
+                    );
+                }
+            }
+        }
+        if let Some(site) = &g.site
+            && t.site(site.get_ref()).is_none()
+        {
+            v.error(
+                "unknown-reference",
+                span(site),
+                format!(
+                    "gateway {name} is in site {:?}, which is not defined",
+                    site.get_ref()
+                ),
+                "define the site with a [[site]] table, or leave `site` out (the Mediation pool's)",
             );
         }
     }

@@ -886,3 +886,304 @@ fn persistent_chat_web_services_need_the_front_ends_file_store() {
     let d = expect_warning(&src, "pchat-web");
     assert!(d.message.contains("pool01.contoso.com"), "{}", d.message);
 }
+
+/// A Standard Edition server with collocated Mediation, a stand-alone Mediation
+/// pool behind it, a second site, then `gateways`.
+fn with_gateways(gateways: &str) -> String {
+    format!(
+        r#"{}
+[[site]]
+name = "branch"
+
+[[pool]]
+fqdn = "med.contoso.com"
+site = "main"
+next_hop = "se01.contoso.com"
+
+[[pool.machine]]
+fqdn = "med01.contoso.com"
+addresses = ["192.0.2.30"]
+roles = ["mediation"]
+
+[[pool]]
+fqdn = "lonely.contoso.com"
+site = "main"
+
+[[pool.machine]]
+fqdn = "lonely01.contoso.com"
+roles = ["mediation"]
+{gateways}"#,
+        se("", r#"["front-end", "mediation"]"#)
+    )
+}
+
+const GW1: &str = r#"
+[[gateway]]
+fqdn = "gw1.contoso.com"
+address = "192.0.2.20"
+port = 5067
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+"#;
+
+#[test]
+fn gateways_are_clean_and_name_their_trunks() {
+    let src = with_gateways(&format!(
+        r#"{GW1}
+[[gateway]]
+name = "carrier"
+address = "198.51.100.7"
+transport = "tls"
+mediation_pool = "med.contoso.com"
+site = "main"
+
+[[gateway]]
+address = "192.0.2.21"
+transport = "udp"
+mediation_pool = "MED.contoso.com"
+"#
+    ));
+    assert_clean(&src);
+    let t = Topology::parse(&src).unwrap();
+    let trunks: Vec<(String, String, &str)> = t
+        .gateways
+        .iter()
+        .map(|g| {
+            (
+                g.trunk_name(),
+                g.socket_addr().unwrap().to_string(),
+                t.voice_pool_of(g).unwrap().fqdn(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trunks,
+        vec![
+            (
+                "gw1.contoso.com".to_string(),
+                "192.0.2.20:5067".to_string(),
+                "se01.contoso.com"
+            ),
+            (
+                "carrier".to_string(),
+                "198.51.100.7:5061".to_string(),
+                "se01.contoso.com"
+            ),
+            (
+                "192.0.2.21".to_string(),
+                "192.0.2.21:5060".to_string(),
+                "se01.contoso.com"
+            ),
+        ],
+        "the default port follows the transport; a Mediation pool's trunks go to its next hop"
+    );
+    assert_eq!(t.gateways[2].site(&t), Some("main"));
+}
+
+#[test]
+fn gateway_with_a_bad_address_is_refused() {
+    let src = with_gateways(
+        r#"
+[[gateway]]
+fqdn = "gw1.contoso.com"
+address = "gw1.contoso.com" # HERE
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+"#,
+    );
+    let d = expect_error(&src, "address");
+    assert!(d.message.contains("not an IP address"), "{}", d.message);
+    let src = with_gateways(
+        r#"
+[[gateway]]
+address = "192.0.2.20"
+port = 0 # HERE
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+"#,
+    );
+    expect_error(&src, "ports");
+    let src = with_gateways(
+        r#"
+[[gateway]]
+fqdn = "gw 1" # HERE
+address = "192.0.2.20"
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+"#,
+    );
+    expect_error(&src, "fqdn");
+    // An IPv6 address cannot name a trunk: the gateway needs a name.
+    let src = with_gateways(
+        r#"
+[[gateway]]
+address = "2001:db8::20" # HERE
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+"#,
+    );
+    let d = expect_error(&src, "gateway-name");
+    assert!(d.help.unwrap().contains("name ="));
+    // A misspelt transport is a type error with its line.
+    let src = with_gateways(
+        r#"
+[[gateway]]
+address = "192.0.2.20"
+transport = "sctp"
+mediation_pool = "se01.contoso.com"
+"#,
+    );
+    let e = Topology::parse(&src).unwrap_err();
+    let line = src.lines().position(|l| l.contains("sctp")).unwrap() + 1;
+    assert_eq!(e.line(), Some(line), "{e}");
+}
+
+#[test]
+fn gateway_with_an_unknown_or_wrong_pool_or_site_is_refused() {
+    let unknown = with_gateways(
+        r#"
+[[gateway]]
+address = "192.0.2.20"
+transport = "tcp"
+mediation_pool = "med2.contoso.com" # HERE
+"#,
+    );
+    let d = expect_error(&unknown, "unknown-reference");
+    assert!(d.message.contains("med2.contoso.com"), "{}", d.message);
+
+    // A pool that runs no Mediation.
+    let no_mediation = format!(
+        "{}{}",
+        se("", r#"["front-end"]"#),
+        r#"
+[[gateway]]
+address = "192.0.2.20"
+transport = "tcp"
+mediation_pool = "se01.contoso.com" # HERE
+"#
+    );
+    let d = expect_error(&no_mediation, "gateway-pool");
+    assert!(d.message.contains("no Mediation"), "{}", d.message);
+
+    // A Mediation pool that leads to no front ends.
+    let nowhere = with_gateways(
+        r#"
+[[gateway]]
+address = "192.0.2.20"
+transport = "tcp"
+mediation_pool = "lonely.contoso.com" # HERE
+"#,
+    );
+    let d = expect_error(&nowhere, "gateway-pool");
+    assert!(d.help.unwrap().contains("next_hop"));
+
+    let site = with_gateways(
+        r#"
+[[gateway]]
+address = "192.0.2.20"
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+site = "paris" # HERE
+"#,
+    );
+    let d = expect_error(&site, "unknown-reference");
+    assert!(d.message.contains("paris"), "{}", d.message);
+
+    let other_site = with_gateways(
+        r#"
+[[gateway]]
+address = "192.0.2.20"
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+site = "branch" # HERE
+"#,
+    );
+    expect_warning(&other_site, "gateway-site");
+    assert!(!report(&other_site).has_errors());
+}
+
+#[test]
+fn duplicate_gateways_are_refused() {
+    let same_endpoint = with_gateways(&format!(
+        r#"{GW1}
+[[gateway]]
+name = "again"
+address = "192.0.2.20" # HERE
+port = 5067
+transport = "udp"
+mediation_pool = "med.contoso.com"
+"#
+    ));
+    let d = expect_error(&same_endpoint, "duplicate-gateway");
+    assert!(d.message.contains("192.0.2.20:5067"), "{}", d.message);
+
+    let same_name = with_gateways(&format!(
+        r#"{GW1}
+[[gateway]]
+name = "GW1.contoso.com" # HERE
+address = "192.0.2.21"
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+"#
+    ));
+    expect_error(&same_name, "duplicate-gateway");
+
+    let same_fqdn = with_gateways(&format!(
+        r#"{GW1}
+[[gateway]]
+name = "gw1b"
+fqdn = "gw1.contoso.com" # HERE
+address = "192.0.2.21"
+transport = "tcp"
+mediation_pool = "se01.contoso.com"
+"#
+    ));
+    expect_error(&same_fqdn, "duplicate-gateway");
+
+    // Two trunks to one gateway on other ports are fine over UDP; over TCP the
+    // gateway's own calls could not be told apart: a warning.
+    let second_trunk = with_gateways(&format!(
+        r#"{GW1}
+[[gateway]]
+name = "gw1-udp"
+address = "192.0.2.20"
+port = 5060
+transport = "udp"
+mediation_pool = "se01.contoso.com"
+
+[[gateway]]
+name = "gw1-tcp2"
+address = "192.0.2.20"
+port = 5068
+transport = "tcp" # HERE
+mediation_pool = "se01.contoso.com"
+"#
+    ));
+    expect_warning(&second_trunk, "duplicate-gateway");
+    assert!(!report(&second_trunk).has_errors());
+}
+
+#[test]
+fn gateways_appear_in_the_diff() {
+    let old = Topology::parse(&with_gateways(GW1)).unwrap();
+    let new_src = with_gateways(&GW1.replace("5067", "5068"));
+    let new = Topology::parse(&new_src).unwrap();
+    let changes: Vec<String> = confab_topology::diff::changes(&old, &new)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            "~ gateway gw1.contoso.com: 192.0.2.20:5067/tcp via se01.contoso.com in site main -> 192.0.2.20:5068/tcp via se01.contoso.com in site main"
+        ]
+    );
+    let none = Topology::parse(&with_gateways("")).unwrap();
+    let removed = confab_topology::diff::changes(&old, &none);
+    assert_eq!(removed.len(), 1);
+    assert!(
+        removed[0]
+            .to_string()
+            .starts_with("- gateway gw1.contoso.com")
+    );
+}

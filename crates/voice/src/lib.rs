@@ -21,8 +21,8 @@ use std::net::SocketAddr;
 use regex::Regex;
 
 pub use model::{
-    DialPlan, Home, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceData, VoicePolicy,
-    check_name,
+    DialPlan, Home, Homes, Route, Rule, Scope, Trunk, TrunkTransport, UserVoice, VoiceData,
+    VoicePolicy, check_name,
 };
 pub use park::{DEFAULT_HOLD_TONES, ParkOrbit, is_target};
 pub use unassigned::{Announcement, UnassignedRange};
@@ -132,8 +132,12 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Explanation {
     pub caller: String,
+    /// Where the caller is homed (which site and pool scopes apply).
+    pub home: Home,
     pub dialed: String,
     pub normalized: Result<Normalized, NotNormalized>,
+    /// The voice policy that applies to the caller and its usages (`None`: none).
+    pub policy: Option<(Scope, Vec<String>)>,
     /// `None` when the number could not be normalized.
     pub outcome: Option<Outcome>,
 }
@@ -141,6 +145,7 @@ pub struct Explanation {
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "caller:      {}", self.caller)?;
+        writeln!(f, "home:        {}", self.home)?;
         writeln!(f, "dialed:      {}", self.dialed)?;
         let n = match &self.normalized {
             Ok(n) => n,
@@ -155,6 +160,20 @@ impl fmt::Display for Explanation {
             None => writeln!(f, "rule:        (none: already E.164)")?,
         }
         writeln!(f, "normalized:  {}", n.number)?;
+        if matches!(self.outcome, Some(Outcome::Pstn(_) | Outcome::Refused(_))) {
+            match &self.policy {
+                Some((scope, usages)) => writeln!(
+                    f,
+                    "voice policy: {scope} (usages: {})",
+                    if usages.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        usages.join(", ")
+                    }
+                )?,
+                None => writeln!(f, "voice policy: (none)")?,
+            }
+        }
         match &self.outcome {
             Some(Outcome::User(u)) => writeln!(f, "destination: user {u}")?,
             Some(Outcome::Pstn(trunks)) => {
@@ -347,7 +366,7 @@ pub struct VoiceConfig {
     trunks: Vec<CompiledTrunk>,
     users: HashMap<String, UserVoice>,
     by_number: HashMap<String, String>,
-    home: Home,
+    homes: Homes,
 }
 
 impl fmt::Debug for VoiceConfig {
@@ -382,9 +401,9 @@ fn bad_name(name: &str) -> impl FnOnce(&'static str) -> VoiceError + '_ {
 }
 
 impl VoiceConfig {
-    /// Checks and compiles `data`; `home` names the site and pool users are homed
-    /// on (for `site:` and `pool:` scopes).
-    pub fn build(data: VoiceData, home: Home) -> Result<VoiceConfig, VoiceError> {
+    /// Checks and compiles `data`; `homes` says where users are homed (their
+    /// pool and its site, for `pool:` and `site:` scopes).
+    pub fn build(data: VoiceData, homes: Homes) -> Result<VoiceConfig, VoiceError> {
         dup_check("usage", data.usages.iter().map(String::as_str))?;
         for u in &data.usages {
             check_name(u).map_err(bad_name(u))?;
@@ -416,6 +435,13 @@ impl VoiceConfig {
         let scopes: Vec<String> = data.policies.iter().map(|p| p.scope.to_string()).collect();
         dup_check("voice policy", scopes.iter().map(String::as_str))?;
         for p in &data.policies {
+            if let Scope::Pool(pool) = &p.scope {
+                return Err(VoiceError::Invalid {
+                    kind: "voice policy",
+                    name: format!("pool:{pool}"),
+                    reason: "voice policies are global, site:NAME or per-user (Lync has no pool-scoped voice policy)".to_owned(),
+                });
+            }
             for u in &p.usages {
                 if !usage_known(u) {
                     return Err(VoiceError::Unknown {
@@ -521,7 +547,7 @@ impl VoiceConfig {
             trunks,
             users,
             by_number,
-            home,
+            homes,
         })
     }
 
@@ -604,34 +630,41 @@ impl VoiceConfig {
         !self.trunks.is_empty()
     }
 
-    /// The scopes that apply to a user, most specific first.
-    fn scopes_for(&self, tag: Option<&String>) -> Vec<Scope> {
-        let mut v = Vec::with_capacity(4);
-        if let Some(t) = tag {
-            v.push(Scope::User(t.clone()));
-        }
-        if let Some(p) = &self.home.pool {
-            v.push(Scope::Pool(p.clone()));
-        }
-        if let Some(s) = &self.home.site {
-            v.push(Scope::Site(s.clone()));
-        }
-        v.push(Scope::Global);
-        v
+    /// Where `user` is homed (their pool and its site).
+    pub fn home_of(&self, user: &str) -> Home {
+        self.homes.of(user)
     }
 
+    /// The dial plan of `user`, as Lync picks it: the plan assigned to the user,
+    /// else their pool's (`pool:FQDN`), else their site's (`site:NAME`), else
+    /// the global one. `None` (calls from a gateway): the global plan.
     fn plan_for(&self, user: Option<&str>) -> Option<&CompiledPlan> {
-        let tag = user
-            .and_then(|u| self.user(u))
-            .and_then(|u| u.dial_plan.as_ref());
-        self.scopes_for(tag)
+        let mut scopes: Vec<Scope> = Vec::with_capacity(4);
+        if let Some(user) = user {
+            if let Some(tag) = self.user(user).and_then(|u| u.dial_plan.as_ref()) {
+                scopes.push(Scope::User(tag.clone()));
+            }
+            let home = self.homes.of(user);
+            scopes.extend(home.pool.map(Scope::Pool));
+            scopes.extend(home.site.map(Scope::Site));
+        }
+        scopes.push(Scope::Global);
+        scopes
             .into_iter()
             .find_map(|s| self.plans.iter().find(|p| p.scope == s))
     }
 
-    fn policy_for(&self, user: &str) -> Option<&VoicePolicy> {
-        let tag = self.user(user).and_then(|u| u.voice_policy.as_ref());
-        self.scopes_for(tag)
+    /// The voice policy of `user`, as Lync picks it: the policy assigned to the
+    /// user, else their site's, else the global one (voice policies have no pool
+    /// scope).
+    pub fn policy_of(&self, user: &str) -> Option<&VoicePolicy> {
+        let mut scopes: Vec<Scope> = Vec::with_capacity(3);
+        if let Some(tag) = self.user(user).and_then(|u| u.voice_policy.as_ref()) {
+            scopes.push(Scope::User(tag.clone()));
+        }
+        scopes.extend(self.homes.of(user).site.map(Scope::Site));
+        scopes.push(Scope::Global);
+        scopes
             .into_iter()
             .find_map(|s| self.data.policies.iter().find(|p| p.scope == s))
     }
@@ -687,7 +720,7 @@ impl VoiceConfig {
         if self.user(user).and_then(|u| u.line_uri.as_ref()).is_none() {
             return Err(Refusal::NotVoiceEnabled(user.to_owned()));
         }
-        let Some(policy) = self.policy_for(user) else {
+        let Some(policy) = self.policy_of(user) else {
             return Err(Refusal::NoPolicy(user.to_owned()));
         };
         let mut out: Vec<TrunkChoice> = Vec::new();
@@ -756,8 +789,12 @@ impl VoiceConfig {
         });
         Explanation {
             caller: user.to_owned(),
+            home: self.homes.of(user),
             dialed: dialed.to_owned(),
             normalized,
+            policy: self
+                .policy_of(user)
+                .map(|p| (p.scope.clone(), p.usages.clone())),
             outcome,
         }
     }

@@ -1,6 +1,7 @@
 //! The Enterprise Voice configuration as stored: plain data, no compiled patterns.
 //! [`crate::VoiceConfig::build`] checks it and compiles it.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -140,6 +141,9 @@ pub struct Trunk {
     pub name: String,
     pub gateway: SocketAddr,
     pub transport: TrunkTransport,
+    /// Made by publishing the topology (one of its PSTN gateways), not with
+    /// `confab voice trunk add`: its gateway and transport are the topology's.
+    pub from_topology: bool,
     /// Translation rules applied to the E.164 number before it goes to the
     /// gateway (first match wins; no match: the number as is).
     pub rules: Vec<Rule>,
@@ -176,9 +180,65 @@ pub struct VoiceData {
     pub park_orbits: Vec<crate::ParkOrbit>,
 }
 
-/// Where a user is homed, for site and pool scopes.
+/// Where a user is homed, for site and pool scopes (names in lower case).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Home {
     pub site: Option<String>,
     pub pool: Option<String>,
+}
+
+impl fmt::Display for Home {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.pool, &self.site) {
+            (Some(p), Some(s)) => write!(f, "pool {p}, site {s}"),
+            (Some(p), None) => write!(f, "pool {p}, no site known"),
+            (None, Some(s)) => write!(f, "site {s}"),
+            (None, None) => f.write_str("unknown (user and global scopes only)"),
+        }
+    }
+}
+
+/// Where every user is homed, for site and pool scopes: each user's pool
+/// (`confab user add --pool`, `confab user move`), the pool of users without
+/// one, and each pool's site (from the topology). Names are kept in lower
+/// case, as [`Scope::parse`] keeps scopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Homes {
+    user_pools: HashMap<String, String>,
+    default_pool: Option<String>,
+    pool_sites: HashMap<String, String>,
+}
+
+impl Homes {
+    /// Users are homed on `default_pool` unless [`Homes::set_user_pool`] says
+    /// otherwise.
+    pub fn new(default_pool: Option<&str>) -> Homes {
+        Homes {
+            default_pool: default_pool.map(str::to_ascii_lowercase),
+            ..Homes::default()
+        }
+    }
+
+    /// `user` is homed on `pool`.
+    pub fn set_user_pool(&mut self, user: &str, pool: &str) {
+        self.user_pools
+            .insert(user.to_ascii_lowercase(), pool.to_ascii_lowercase());
+    }
+
+    /// `pool` is in `site`.
+    pub fn set_pool_site(&mut self, pool: &str, site: &str) {
+        self.pool_sites
+            .insert(pool.to_ascii_lowercase(), site.to_ascii_lowercase());
+    }
+
+    /// Where `user` is homed: their pool (else the default pool) and its site.
+    pub fn of(&self, user: &str) -> Home {
+        let pool = self
+            .user_pools
+            .get(&user.to_ascii_lowercase())
+            .or(self.default_pool.as_ref())
+            .cloned();
+        let site = pool.as_ref().and_then(|p| self.pool_sites.get(p)).cloned();
+        Home { site, pool }
+    }
 }

@@ -54,12 +54,14 @@ fn sample() -> VoiceData {
         ],
         trunks: vec![
             Trunk {
+                from_topology: false,
                 name: "gw1".into(),
                 gateway: "127.0.0.1:5080".parse().unwrap(),
                 transport: TrunkTransport::Udp,
                 rules: vec![rule("strip-plus", r"\+(\d+)", "$1")],
             },
             Trunk {
+                from_topology: false,
                 name: "gw2".into(),
                 gateway: "127.0.0.2:5060".parse().unwrap(),
                 transport: TrunkTransport::Tcp,
@@ -91,7 +93,7 @@ fn sample() -> VoiceData {
 }
 
 fn cfg() -> VoiceConfig {
-    VoiceConfig::build(sample(), Home::default()).unwrap()
+    VoiceConfig::build(sample(), Homes::default()).unwrap()
 }
 
 #[test]
@@ -142,7 +144,7 @@ fn first_matching_rule_wins_in_order() {
     d.dial_plans[0]
         .rules
         .insert(0, rule("first", r"(\d{7})", "+1999$1"));
-    let c = VoiceConfig::build(d, Home::default()).unwrap();
+    let c = VoiceConfig::build(d, Homes::default()).unwrap();
     let n = c.normalize(Some("alice@example.com"), "5550100").unwrap();
     assert_eq!(
         (n.rule.as_deref(), n.number.as_str()),
@@ -185,8 +187,21 @@ fn user_scope_dial_plan_beats_global() {
     assert!(cfg().normalize(Some("bob@example.com"), "5550100").is_err());
 }
 
-#[test]
-fn site_and_pool_scopes() {
+/// A deployment of two sites: pool1 in Redmond, pool2 in Redmond too, pool3 in
+/// Dublin; alice is on pool1 (the default pool), carol on pool2, dave on pool3,
+/// bob (with his own dial plan and policy) on pool3.
+fn homes() -> Homes {
+    let mut h = Homes::new(Some("Pool1.example.com"));
+    h.set_pool_site("pool1.example.com", "Redmond");
+    h.set_pool_site("pool2.example.com", "redmond");
+    h.set_pool_site("pool3.example.com", "dublin");
+    h.set_user_pool("carol@example.com", "pool2.example.com");
+    h.set_user_pool("Dave@Example.com", "pool3.example.com");
+    h.set_user_pool("bob@example.com", "pool3.example.com");
+    h
+}
+
+fn scoped() -> VoiceData {
     let mut d = sample();
     d.dial_plans.push(DialPlan {
         scope: Scope::Site("redmond".into()),
@@ -198,35 +213,136 @@ fn site_and_pool_scopes() {
         description: None,
         rules: vec![rule("pool", r"(\d{7})", "+1360$1")],
     });
-    let site_only = VoiceConfig::build(
-        d.clone(),
-        Home {
-            site: Some("redmond".into()),
-            pool: None,
-        },
-    )
-    .unwrap();
+    d.policies.push(VoicePolicy {
+        scope: Scope::Site("dublin".into()),
+        usages: vec!["international".into()],
+    });
+    for user in ["carol@example.com", "dave@example.com"] {
+        d.users.retain(|u| u.address != user);
+        d.users.push(UserVoice {
+            address: user.into(),
+            line_uri: Some(if user.starts_with('c') {
+                "+14255550102".into()
+            } else {
+                "+35315550103".into()
+            }),
+            dial_plan: None,
+            voice_policy: None,
+        });
+    }
+    d
+}
+
+#[test]
+fn homes_resolve_pool_and_site() {
+    let h = homes();
     assert_eq!(
-        site_only
-            .normalize(Some("alice@example.com"), "5550100")
-            .unwrap()
-            .number,
-        "+12065550100"
-    );
-    let both = VoiceConfig::build(
-        d,
+        h.of("ALICE@example.com"),
         Home {
-            site: Some("redmond".into()),
             pool: Some("pool1.example.com".into()),
+            site: Some("redmond".into())
         },
-    )
-    .unwrap();
-    assert_eq!(
-        both.normalize(Some("alice@example.com"), "5550100")
-            .unwrap()
-            .number,
-        "+13605550100"
+        "no pool of their own: the default pool, and its site"
     );
+    assert_eq!(h.of("dave@example.com").site.as_deref(), Some("dublin"));
+    let mut unknown = Homes::new(None);
+    unknown.set_user_pool("eve@example.com", "pool9.example.com");
+    assert_eq!(
+        unknown.of("eve@example.com"),
+        Home {
+            pool: Some("pool9.example.com".into()),
+            site: None
+        }
+    );
+    assert_eq!(unknown.of("zed@example.com"), Home::default());
+    assert_eq!(
+        unknown.of("zed@example.com").to_string(),
+        "unknown (user and global scopes only)"
+    );
+}
+
+#[test]
+fn dial_plan_scopes_user_then_pool_then_site_then_global() {
+    let c = VoiceConfig::build(scoped(), homes()).unwrap();
+    let plan = |user: &str, dialed: &str| {
+        let n = c.normalize(Some(user), dialed).unwrap();
+        (n.dial_plan.map(|s| s.to_string()), n.number)
+    };
+    // alice: her pool's plan beats her site's.
+    assert_eq!(
+        plan("alice@example.com", "5550100"),
+        (Some("pool:pool1.example.com".into()), "+13605550100".into())
+    );
+    // carol: another pool of the same site: the site's plan.
+    assert_eq!(
+        plan("carol@example.com", "5550100"),
+        (Some("site:redmond".into()), "+12065550100".into())
+    );
+    // dave: a site with no plan of its own: the global plan.
+    assert_eq!(
+        plan("dave@example.com", "5550100"),
+        (Some("global".into()), "+14255550100".into())
+    );
+    // bob: his own plan wins over every scope of his home.
+    assert_eq!(
+        plan("bob@example.com", "02071234567"),
+        (Some("london".into()), "+442071234567".into())
+    );
+    // Calls from a gateway (no user): the global plan.
+    assert_eq!(
+        c.normalize(None, "5550100").unwrap().dial_plan,
+        Some(Scope::Global)
+    );
+    // Without homes, only user and global scopes apply.
+    let flat = VoiceConfig::build(scoped(), Homes::default()).unwrap();
+    assert_eq!(
+        flat.normalize(Some("alice@example.com"), "5550100")
+            .unwrap()
+            .dial_plan,
+        Some(Scope::Global)
+    );
+}
+
+#[test]
+fn voice_policy_scopes_user_then_site_then_global() {
+    let c = VoiceConfig::build(scoped(), homes()).unwrap();
+    let policy = |user: &str| c.policy_of(user).map(|p| p.scope.to_string());
+    assert_eq!(policy("alice@example.com").as_deref(), Some("global"));
+    assert_eq!(policy("dave@example.com").as_deref(), Some("site:dublin"));
+    assert_eq!(policy("bob@example.com").as_deref(), Some("intl"));
+    // dave's site policy allows only international routes: a US number is
+    // refused naming that policy, a UK one goes out through gw2.
+    match c.route("dave@example.com", "+14255550199") {
+        Err(Refusal::NoRoute { policy, .. }) => assert_eq!(policy, "site:dublin"),
+        other => panic!("{other:?}"),
+    }
+    let uk = c.route("dave@example.com", "+442071234567").unwrap();
+    assert_eq!(uk[0].trunk, "gw2");
+    // alice (global policy: local only) cannot call the UK.
+    assert!(c.route("alice@example.com", "+442071234567").is_err());
+    // test-number says where the caller is homed and which scopes applied.
+    let text = c
+        .explain("dave@example.com", "0044 20 7123 4567")
+        .to_string();
+    for want in [
+        "home:        pool pool3.example.com, site dublin",
+        "dial plan:   global",
+        "voice policy: site:dublin (usages: international)",
+        "trunk 1:     gw2 via route world usage international",
+    ] {
+        assert!(text.contains(want), "{want:?} in\n{text}");
+    }
+}
+
+#[test]
+fn pool_scoped_voice_policies_are_refused() {
+    let mut d = sample();
+    d.policies.push(VoicePolicy {
+        scope: Scope::Pool("pool1.example.com".into()),
+        usages: vec!["local".into()],
+    });
+    let e = VoiceConfig::build(d, Homes::default()).unwrap_err();
+    assert!(e.to_string().contains("no pool-scoped voice policy"), "{e}");
 }
 
 #[test]
@@ -242,7 +358,7 @@ fn bad_regex_is_refused() {
     d.dial_plans[0]
         .rules
         .push(rule("broken", r"(\d{4}", "+1$1"));
-    let e = VoiceConfig::build(d, Home::default()).unwrap_err();
+    let e = VoiceConfig::build(d, Homes::default()).unwrap_err();
     assert!(matches!(e, VoiceError::BadPattern { .. }), "{e}");
     assert!(e.to_string().contains("broken"), "{e}");
 }
@@ -253,7 +369,7 @@ fn translation_naming_a_missing_group_is_refused() {
     d.dial_plans[0]
         .rules
         .push(rule("nogroup", r"\d{5}", "+1$1"));
-    let e = VoiceConfig::build(d, Home::default()).unwrap_err();
+    let e = VoiceConfig::build(d, Homes::default()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -271,18 +387,18 @@ fn translation_naming_a_missing_group_is_refused() {
 fn unknown_usage_is_refused() {
     let mut d = sample();
     d.routes[0].usages.push("nosuch".into());
-    let e = VoiceConfig::build(d, Home::default()).unwrap_err();
+    let e = VoiceConfig::build(d, Homes::default()).unwrap_err();
     assert_eq!(e.to_string(), "unknown PSTN usage \"nosuch\"");
     let mut d = sample();
     d.policies[0].usages.push("nosuch".into());
-    assert!(VoiceConfig::build(d, Home::default()).is_err());
+    assert!(VoiceConfig::build(d, Homes::default()).is_err());
 }
 
 #[test]
 fn unknown_trunk_is_refused() {
     let mut d = sample();
     d.routes[0].trunks.push("gw9".into());
-    let e = VoiceConfig::build(d, Home::default()).unwrap_err();
+    let e = VoiceConfig::build(d, Homes::default()).unwrap_err();
     assert_eq!(e.to_string(), "unknown trunk \"gw9\"");
 }
 
@@ -290,7 +406,7 @@ fn unknown_trunk_is_refused() {
 fn duplicate_number_is_refused() {
     let mut d = sample();
     d.users[2].line_uri = Some("+14255550100".into());
-    let e = VoiceConfig::build(d, Home::default()).unwrap_err();
+    let e = VoiceConfig::build(d, Homes::default()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "number +14255550100 is already the line URI of alice@example.com"
@@ -352,7 +468,7 @@ fn route_refused_without_line_uri_or_policy() {
     assert!(matches!(e, Refusal::NotVoiceEnabled(_)));
     let mut d = sample();
     d.policies.retain(|p| p.scope != Scope::Global);
-    let c = VoiceConfig::build(d, Home::default()).unwrap();
+    let c = VoiceConfig::build(d, Homes::default()).unwrap();
     assert!(matches!(
         c.route("alice@example.com", "+14255550199"),
         Err(Refusal::NoPolicy(_))

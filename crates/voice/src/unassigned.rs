@@ -131,7 +131,7 @@ pub(crate) fn lookup<'a>(
 
 #[cfg(test)]
 mod tests {
-    use crate::{Announcement, Home, UnassignedRange, VoiceConfig, VoiceData, VoiceError};
+    use crate::{Announcement, Homes, UnassignedRange, VoiceConfig, VoiceData, VoiceError};
 
     fn ann(name: &str, tones: &str, target: Option<&str>) -> Announcement {
         Announcement {
@@ -162,7 +162,7 @@ mod tests {
                 unassigned: ranges,
                 ..VoiceData::default()
             },
-            Home::default(),
+            Homes::default(),
         )
     }
 

@@ -221,6 +221,7 @@ fn voice_json(d: &confab_voice::VoiceData) -> Value {
         })).collect::<Vec<_>>(),
         "trunks": d.trunks.iter().map(|t| json!({
             "name": t.name, "gateway": t.gateway.to_string(), "transport": t.transport.as_str(), "rules": rules(&t.rules),
+            "from_topology": t.from_topology,
         })).collect::<Vec<_>>(),
         "users": d.users.iter().map(|u| json!({
             "address": u.address, "line_uri": u.line_uri.as_ref().map(|n| format!("tel:{n}")),
@@ -273,7 +274,13 @@ pub(super) async fn api_voice_change(
         Err(e) => return api_error(StatusCode::BAD_REQUEST, parse_error(&e)),
     };
     let mut out = Vec::new();
-    let r = crate::voice_cli::apply(&p.store, cmd, &mut out).await;
+    let r = crate::voice_cli::apply(
+        &p.store,
+        &crate::voice_homes::HomeSource::for_data_dir(&p.data_dir),
+        cmd,
+        &mut out,
+    )
+    .await;
     if r.is_ok() {
         audit(&p.store, &who, "voice", &w).await;
     }
@@ -304,7 +311,14 @@ pub(super) async fn api_voice_test(
         dialed: dialed.trim().to_owned(),
     };
     let mut out = Vec::new();
-    match crate::voice_cli::apply(&p.store, cmd, &mut out).await {
+    match crate::voice_cli::apply(
+        &p.store,
+        &crate::voice_homes::HomeSource::for_data_dir(&p.data_dir),
+        cmd,
+        &mut out,
+    )
+    .await
+    {
         Ok(()) => json_response(
             StatusCode::OK,
             json!({ "explanation": String::from_utf8_lossy(&out) }),

@@ -173,6 +173,12 @@ async function initTopology() {
     for (const m of pool.machines) ul.append(el("li", {}, `${m.fqdn}: ${m.roles.join(", ")}`));
     box.append(ul);
   }
+  if (t.gateways && t.gateways.length) {
+    box.append(el("h2", {}, "PSTN gateways (trunks made by publishing)"));
+    const gw = el("ul", {});
+    for (const g of t.gateways) gw.append(el("li", {}, `${g.trunk}: ${g.address}:${g.port}/${g.transport} via ${g.mediation_pool}${g.site ? ", site " + g.site : ""}`));
+    box.append(gw);
+  }
   box.append(el("h2", {}, "Bootstrapped machines"));
   if (t.machines.length === 0) box.append(el("p", {}, "None yet (run confab bootstrap on each machine)."));
   const ul = el("ul", {});
@@ -485,7 +491,8 @@ async function initVoice() {
     ], d.routes));
     t.trunks.replaceChildren(table("Trunks", [
       ["Name", (x) => x.name], ["Gateway", (x) => x.gateway], ["Transport", (x) => x.transport], ["Rules", (x) => x.rules.length],
-      ["Actions", (x) => removeButton("voice", ["trunk", "remove", x.name], `trunk ${x.name}`)],
+      ["Made by", (x) => (x.from_topology ? "the topology's gateway" : "confab voice trunk add")],
+      ["Actions", (x) => (x.from_topology ? "change it in the topology" : removeButton("voice", ["trunk", "remove", x.name], `trunk ${x.name}`))],
     ], d.trunks));
     t.announcements.replaceChildren(table("Announcements", [
       ["Name", (a) => a.name], ["Audio", (a) => (a.audio_file ? "file " + a.audio_file : a.tones ? "tones " + a.tones : "silence")],
