@@ -30,7 +30,6 @@ use confab_acceptance::sipp::{Sipp, Transport};
 use confab_acceptance::{
     Error, Result, ensure, free_port, free_port_pair, tail, tests_dir, tools_required,
 };
-use std::net::SocketAddr;
 
 const DOMAIN: &str = "example.com";
 
