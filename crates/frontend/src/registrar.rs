@@ -184,7 +184,9 @@ impl Registrar {
             if u.expires == 0 {
                 if let Some(p) = pos {
                     let b = list.remove(p);
-                    events.removed.push((aor.to_owned(), b.endpoint_id().to_owned()));
+                    events
+                        .removed
+                        .push((aor.to_owned(), b.endpoint_id().to_owned()));
                     self.count -= 1;
                     unindex(&mut self.by_conn, &mut self.by_contact, aor, &b);
                 }
@@ -247,7 +249,9 @@ impl Registrar {
             for b in a.bindings {
                 self.count -= 1;
                 unindex(&mut self.by_conn, &mut self.by_contact, aor, &b);
-                events.removed.push((aor.to_owned(), b.endpoint_id().to_owned()));
+                events
+                    .removed
+                    .push((aor.to_owned(), b.endpoint_id().to_owned()));
             }
         }
         events

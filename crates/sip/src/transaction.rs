@@ -311,11 +311,11 @@ impl<T: Clone + Hash> Transactions<T> {
         if is_ack {
             return RequestMatch::Ack;
         }
+        // The stored response, rebuilt from this request, if it is a copy of a
+        // completed one from the same source (otherwise it is new, see
+        // `crate::completed`).
         if let Some(resend) = self.completed.lookup(&key, msg, &target) {
-            // The stored response, rebuilt from this request; `None` when this is
-            // not a copy of the first request or comes from elsewhere (see
-            // `crate::completed`).
-            return RequestMatch::Retransmission(resend.map(|b| (target, b)));
+            return RequestMatch::Retransmission(Some((target, resend)));
         }
         self.server.insert(
             Arc::new(key.clone()),
@@ -365,9 +365,10 @@ impl<T: Clone + Hash> Transactions<T> {
     /// [`crate::ResponseBuilder`]): a completed non-INVITE transaction kept for
     /// Timer J then stores only what the response does not copy from its request
     /// (RFC 3261 §8.2.6.2: Via, From, To without the tag, Call-ID, CSeq), and
-    /// rebuilds the rest from the retransmitted request. A retransmission that
-    /// differs in those lines, or arrives from another address, is absorbed
-    /// without an answer rather than answered with a response never sent.
+    /// rebuilds the rest from the retransmitted request. A request with the key
+    /// of a completed one that differs in those lines, or arrives from another
+    /// address, is not a copy of it: it is handled as a new request rather than
+    /// answered with a response never sent.
     pub fn respond_to(
         &mut self,
         key: &ServerKey,

@@ -143,12 +143,11 @@ fn many_completed_non_invite_transactions_expire_in_completion_order() {
             RequestMatch::Retransmission(Some((*peer, answer.clone()))),
             "until Timer J: the stored answer, byte for byte"
         );
-        assert_eq!(
-            tx.on_request(m, "udp:elsewhere", false, *at + 64 * T1 - ms(1)),
-            RequestMatch::Retransmission(None),
-            "the same request from elsewhere is absorbed, not answered"
-        );
     }
+    // The same request from elsewhere is not a copy of the first: a new request.
+    let (m, ..) = &done[0];
+    let key = new_key(tx.on_request(m, "udp:elsewhere", false, base + ms(1)));
+    tx.respond_stateless(&key, 403, Bytes::from_static(b"403"), base + ms(1));
     // The INVITE's Timer G still fires among them.
     let events = run_timers(&mut tx, base, ms(600));
     assert_eq!(retransmit_times(&events), [500]);
@@ -243,7 +242,7 @@ fn udp_non_invite_server_absorbs_retransmissions_until_timer_j() {
 /// `;expires=`): every retransmission until Timer J still gets the first answer
 /// byte for byte, rebuilt from the retransmitted request; a request with the same
 /// key that is not a copy of the first (a branch reused with another From, CSeq or
-/// Contact) is absorbed without an answer, never answered with lines it did not
+/// Contact) is handled as a new request, never answered with lines it did not
 /// send; after 64*T1 the request is new again. The entry, bookkeeping included,
 /// takes less than half the response's size: the store keeps it under a bound of
 /// that.
@@ -275,15 +274,23 @@ fn response_stored_without_the_request_lines_is_rebuilt_byte_for_byte() {
         .header("Contact", format!("{contact};expires=40"))
         .header("Expires", "40")
         .build();
-    assert!(ok.starts_with(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKreg1;rport\r\n"));
+    assert!(ok.starts_with(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKreg1;rport\r\n"
+    ));
     tx.set_completed_limit(ok.len() / 2);
     assert_eq!(
         tx.respond_to(&key, &m, 200, ok.clone(), base + ms(2)),
         Some(PEER)
     );
-    assert_eq!(tx.completed_count(), 1, "kept within half the response's size");
+    assert_eq!(
+        tx.completed_count(),
+        1,
+        "kept within half the response's size"
+    );
     // The retransmission is the same bytes: a fresh parse of them.
-    let again = || Message::parse(m.as_bytes().clone(), &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    let again = || {
+        Message::parse(m.as_bytes().clone(), &Default::default()).unwrap_or_else(|e| panic!("{e}"))
+    };
     for t in [500, 1_500, 3_500, 31_999] {
         assert_eq!(
             tx.on_request(&again(), PEER, false, base + ms(2) + ms(t)),
@@ -296,10 +303,13 @@ fn response_stored_without_the_request_lines_is_rebuilt_byte_for_byte() {
         register("a1", 8, contact),
         register("a1", 7, "<sip:alice@192.0.2.99:5060>"),
     ] {
+        let key = new_key(tx.on_request(&other, PEER, false, base + ms(1_000)));
+        // A retransmission of it is absorbed while it is pending.
         assert_eq!(
-            tx.on_request(&other, PEER, false, base + ms(1_000)),
+            tx.on_request(&other, PEER, false, base + ms(1_001)),
             RequestMatch::Retransmission(None)
         );
+        tx.respond_stateless(&key, 403, Bytes::from_static(b"403"), base + ms(1_002));
     }
     assert_eq!(tx.completed_count(), 1);
     tx.poll(base + ms(2) + 64 * T1 - ms(1));
