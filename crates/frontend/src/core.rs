@@ -421,7 +421,7 @@ impl Core {
             .to_tag(tag)
             .header("Server", SERVER_HEADER);
         let bytes = f(b).build();
-        if let Some(dest) = self.tx.respond(key, code, bytes.clone(), self.now) {
+        if let Some(dest) = self.tx.respond_to(key, req, code, bytes.clone(), self.now) {
             self.send(dest, bytes);
         }
     }

@@ -3,6 +3,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
@@ -22,10 +23,16 @@ pub struct Binding {
     pub expires_at: Instant,
     /// The flow the REGISTER arrived on: requests for this contact go back over it.
     pub flow: Dest,
-    /// Stable id of this endpoint for presence aggregation.
-    pub endpoint_id: String,
     /// Extra contact parameters to echo (e.g. `methods`, `+sip.instance`).
     pub params: String,
+}
+
+impl Binding {
+    /// Stable id of this endpoint for presence aggregation: its `+sip.instance`,
+    /// else its contact URI.
+    pub fn endpoint_id(&self) -> &str {
+        self.instance.as_deref().unwrap_or(&self.uri)
+    }
 }
 
 /// Why a registration update was refused.
@@ -54,19 +61,27 @@ pub struct BindingEvents {
     pub removed: Vec<(String, String)>,
 }
 
-/// All bindings.
+/// The bindings of one address-of-record.
+#[derive(Debug, Default)]
+struct Aor {
+    bindings: Vec<Binding>,
+    /// The time of this address's live entry in `Registrar::expiry`; heap entries
+    /// at another time are stale and skipped.
+    scheduled: Option<Instant>,
+}
+
+/// All bindings. The address-of-record is one shared string per address (the maps
+/// and the expiry queue hold it): at a few bytes per registered user this is most
+/// of what the registrar keeps besides the bindings themselves.
 #[derive(Debug)]
 pub struct Registrar {
-    by_aor: FxHashMap<String, Vec<Binding>>,
+    by_aor: FxHashMap<Arc<str>, Aor>,
     /// Per connection: the addresses with bindings on it, and how many.
-    by_conn: FxHashMap<ConnId, FxHashMap<String, u32>>,
-    by_contact: FxHashMap<String, String>,
+    by_conn: FxHashMap<ConnId, FxHashMap<Arc<str>, u32>>,
+    by_contact: FxHashMap<String, Arc<str>>,
     /// Expiry checks, at most one live entry per address-of-record (a refresh does
-    /// not add one; see `scheduled`).
-    expiry: BinaryHeap<Reverse<(Instant, String)>>,
-    /// The time of each address's live entry in `expiry`; heap entries at another
-    /// time are stale and skipped.
-    scheduled: FxHashMap<String, Instant>,
+    /// not add one; see `Aor::scheduled`).
+    expiry: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
     max_per_aor: usize,
     count: usize,
 }
@@ -85,7 +100,6 @@ impl Registrar {
             by_conn: FxHashMap::default(),
             by_contact: FxHashMap::default(),
             expiry: BinaryHeap::new(),
-            scheduled: FxHashMap::default(),
             max_per_aor,
             count: 0,
         }
@@ -109,7 +123,7 @@ impl Registrar {
     pub fn lookup(&self, aor: &str, now: Instant) -> Vec<&Binding> {
         self.by_aor
             .get(aor)
-            .map(|v| v.iter().filter(|b| b.expires_at > now).collect())
+            .map(|a| a.bindings.iter().filter(|b| b.expires_at > now).collect())
             .unwrap_or_default()
     }
 
@@ -118,7 +132,8 @@ impl Registrar {
     pub fn by_contact_uri(&self, uri: &str, now: Instant) -> Option<&Binding> {
         let aor = self.by_contact.get(uri)?;
         self.by_aor
-            .get(aor)?
+            .get(&**aor)?
+            .bindings
             .iter()
             .find(|b| b.uri == uri && b.expires_at > now)
     }
@@ -133,7 +148,11 @@ impl Registrar {
         flow: Dest,
         now: Instant,
     ) -> Result<BindingEvents, RegisterError> {
-        let existing = self.by_aor.get(aor).map(Vec::as_slice).unwrap_or(&[]);
+        let existing = self
+            .by_aor
+            .get(aor)
+            .map(|a| a.bindings.as_slice())
+            .unwrap_or(&[]);
         // Validate first so the update is all or nothing.
         let mut new_count = existing.iter().filter(|b| b.expires_at > now).count();
         for u in updates {
@@ -154,20 +173,26 @@ impl Registrar {
             return Err(RegisterError::TooManyContacts(self.max_per_aor));
         }
         let mut events = BindingEvents::default();
-        let list = self.by_aor.entry(aor.to_owned()).or_default();
+        let shared: Arc<str> = match self.by_aor.get_key_value(aor) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(aor),
+        };
+        let entry = self.by_aor.entry(shared.clone()).or_default();
+        let list = &mut entry.bindings;
         for u in updates {
             let pos = list.iter().position(|b| same_binding(b, u));
             if u.expires == 0 {
                 if let Some(p) = pos {
                     let b = list.remove(p);
-                    events.removed.push((aor.to_owned(), b.endpoint_id.clone()));
+                    events
+                        .removed
+                        .push((aor.to_owned(), b.endpoint_id().to_owned()));
                     self.count -= 1;
                     unindex(&mut self.by_conn, &mut self.by_contact, aor, &b);
                 }
                 continue;
             }
             let expires_at = now + Duration::from_secs(u64::from(u.expires));
-            let endpoint_id = u.instance.clone().unwrap_or_else(|| u.uri.clone());
             let b = Binding {
                 uri: u.uri.clone(),
                 instance: u.instance.clone(),
@@ -176,9 +201,9 @@ impl Registrar {
                 cseq,
                 expires_at,
                 flow,
-                endpoint_id: endpoint_id.clone(),
                 params: u.params.clone(),
             };
+            let endpoint_id = b.endpoint_id().to_owned();
             match pos {
                 Some(p) => {
                     let old = std::mem::replace(&mut list[p], b);
@@ -200,18 +225,18 @@ impl Registrar {
                     .by_conn
                     .entry(c)
                     .or_default()
-                    .entry(aor.to_owned())
+                    .entry(shared.clone())
                     .or_insert(0) += 1;
             }
-            self.by_contact.insert(u.uri.clone(), aor.to_owned());
+            self.by_contact.insert(u.uri.clone(), shared.clone());
             // An earlier check already scheduled covers this binding: it
             // reschedules for the earliest binding left when it fires.
-            if self.scheduled.get(aor).is_none_or(|at| *at > expires_at) {
-                self.scheduled.insert(aor.to_owned(), expires_at);
-                self.expiry.push(Reverse((expires_at, aor.to_owned())));
+            if entry.scheduled.is_none_or(|at| at > expires_at) {
+                entry.scheduled = Some(expires_at);
+                self.expiry.push(Reverse((expires_at, shared.clone())));
             }
         }
-        if list.is_empty() {
+        if entry.bindings.is_empty() {
             self.by_aor.remove(aor);
         }
         Ok(events)
@@ -220,11 +245,13 @@ impl Registrar {
     /// Removes every binding of an address-of-record (`Contact: *`, user disabled).
     pub fn remove_all(&mut self, aor: &str) -> BindingEvents {
         let mut events = BindingEvents::default();
-        if let Some(list) = self.by_aor.remove(aor) {
-            for b in list {
+        if let Some(a) = self.by_aor.remove(aor) {
+            for b in a.bindings {
                 self.count -= 1;
                 unindex(&mut self.by_conn, &mut self.by_contact, aor, &b);
-                events.removed.push((aor.to_owned(), b.endpoint_id));
+                events
+                    .removed
+                    .push((aor.to_owned(), b.endpoint_id().to_owned()));
             }
         }
         events
@@ -240,7 +267,7 @@ impl Registrar {
             return events;
         };
         for aor in aors.into_keys() {
-            let Some(list) = self.by_aor.get_mut(&aor) else {
+            let Some(list) = self.by_aor.get_mut(&aor).map(|a| &mut a.bindings) else {
                 continue;
             };
             let mut i = 0;
@@ -260,7 +287,9 @@ impl Registrar {
                         if self.by_contact.get(&b.uri) == Some(&aor) {
                             self.by_contact.remove(&b.uri);
                         }
-                        events.removed.push((aor.clone(), b.endpoint_id));
+                        events
+                            .removed
+                            .push((aor.to_string(), b.endpoint_id().to_owned()));
                     }
                 }
             }
@@ -281,27 +310,30 @@ impl Registrar {
             let Some(Reverse((at, aor))) = self.expiry.pop() else {
                 break;
             };
-            if self.scheduled.get(&aor) != Some(&at) {
-                continue; // stale: a later check replaced it
-            }
-            self.scheduled.remove(&aor);
-            let Some(list) = self.by_aor.get_mut(&aor) else {
+            let Some(entry) = self.by_aor.get_mut(&aor) else {
                 continue;
             };
+            if entry.scheduled != Some(at) {
+                continue; // stale: a later check replaced it
+            }
+            entry.scheduled = None;
+            let list = &mut entry.bindings;
             let mut i = 0;
             while i < list.len() {
                 if list[i].expires_at <= now {
                     let b = list.remove(i);
                     self.count -= 1;
                     unindex(&mut self.by_conn, &mut self.by_contact, &aor, &b);
-                    events.removed.push((aor.clone(), b.endpoint_id));
+                    events
+                        .removed
+                        .push((aor.to_string(), b.endpoint_id().to_owned()));
                 } else {
                     i += 1;
                 }
             }
             match list.iter().map(|b| b.expires_at).min() {
                 Some(next) => {
-                    self.scheduled.insert(aor.clone(), next);
+                    entry.scheduled = Some(next);
                     self.expiry.push(Reverse((next, aor)));
                 }
                 None => {
@@ -335,8 +367,8 @@ fn reconnect_dest(b: &Binding) -> Option<Dest> {
 }
 
 fn unindex(
-    by_conn: &mut FxHashMap<ConnId, FxHashMap<String, u32>>,
-    by_contact: &mut FxHashMap<String, String>,
+    by_conn: &mut FxHashMap<ConnId, FxHashMap<Arc<str>, u32>>,
+    by_contact: &mut FxHashMap<String, Arc<str>>,
     aor: &str,
     b: &Binding,
 ) {
@@ -353,7 +385,7 @@ fn unindex(
             by_conn.remove(&c);
         }
     }
-    if by_contact.get(&b.uri).is_some_and(|a| a == aor) {
+    if by_contact.get(&b.uri).is_some_and(|a| **a == *aor) {
         by_contact.remove(&b.uri);
     }
 }

@@ -3,9 +3,10 @@
 //! SIPp's `hold_register.xml` sends them, each answered with a 200 like the front
 //! end's (Contact with expires, Expires, Allow, Server), the transport's copy of
 //! the response freed. Printed without and with the front end's common lines
-//! (`Transactions::set_common_lines`). `cargo bench -p confab-sip --bench
-//! timer_j_memory`; the whole front end per endpoint is `cargo bench -p
-//! confab-frontend --bench memory`.
+//! (`Transactions::set_common_lines`), then also without the lines the response
+//! copies from its request (`Transactions::respond_to`, what the front end does).
+//! `cargo bench -p confab-sip --bench timer_j_memory`; the whole front end per
+//! endpoint is `cargo bench -p confab-frontend --bench memory`.
 
 use std::alloc::System;
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// The same shape as the front end's destination (transport, address, connection).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 struct Dest {
     transport: u8,
     addr: SocketAddr,
@@ -60,7 +61,7 @@ fn register(i: usize) -> Option<Message> {
 }
 
 /// Bytes per completed transaction and the response size.
-fn measure(common: bool) -> (i64, usize) {
+fn measure(common: bool, with_request: bool) -> (i64, usize) {
     let reqs: Vec<Message> = (0..N).filter_map(register).collect();
     assert_eq!(reqs.len(), N);
     let now = Instant::now();
@@ -100,7 +101,11 @@ fn measure(common: bool) -> (i64, usize) {
         }
         // The transport's copy is freed once sent.
         let sent = ok.clone();
-        tx.respond(&key, 200, ok, now);
+        if with_request {
+            tx.respond_to(&key, m, 200, ok, now);
+        } else {
+            tx.respond(&key, 200, ok, now);
+        }
         drop(sent);
     }
     let change = region.change();
@@ -117,11 +122,13 @@ fn measure(common: bool) -> (i64, usize) {
 }
 
 fn main() {
-    let (plain, response) = measure(false);
-    let (common, _) = measure(true);
+    let (plain, response) = measure(false, false);
+    let (common, _) = measure(true, false);
+    let (request, _) = measure(true, true);
     println!(
         "heap bytes per completed REGISTER transaction kept for Timer J ({N}, response {response} B):"
     );
     println!("  compact store                            {plain:>5} B");
     println!("  compact store, front end's common lines  {common:>5} B");
+    println!("  ... and the request's lines referred to  {request:>5} B");
 }

@@ -746,6 +746,18 @@ impl Message {
         self.headers.len()
     }
 
+    /// The `i`-th header line as `(name, name as confab writes it, value)`: the
+    /// canonical spelling for known names, the received text otherwise. Used by the
+    /// store of completed transactions to refer to lines a response copied.
+    pub(crate) fn header_line(&self, i: usize) -> Option<(HeaderName, &[u8], &[u8])> {
+        let h = self.headers.get(i)?;
+        let name = match h.name {
+            HeaderName::Other => &self.buf[h.name_span.range()],
+            known => known.as_str().as_bytes(),
+        };
+        Some((h.name, name, &self.buf[h.value.range()]))
+    }
+
     pub fn call_id(&self) -> &str {
         self.span_str(self.call_id)
     }

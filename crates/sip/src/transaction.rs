@@ -12,6 +12,7 @@
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -181,19 +182,19 @@ impl Ord for Timer {
 pub struct Transactions<T> {
     server: HashMap<Arc<ServerKey>, ServerTx<T>>,
     /// Completed non-INVITE server transactions over UDP (Timer J), kept compactly.
-    completed: Completed<T>,
+    completed: Completed,
     client: HashMap<Arc<ClientKey>, ClientTx<T>>,
     heap: BinaryHeap<Reverse<Timer>>,
     seq: u64,
 }
 
-impl<T: Clone> Default for Transactions<T> {
+impl<T: Clone + Hash> Default for Transactions<T> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: Clone> Transactions<T> {
+impl<T: Clone + Hash> Transactions<T> {
     pub fn new() -> Self {
         Transactions {
             server: HashMap::new(),
@@ -310,8 +311,11 @@ impl<T: Clone> Transactions<T> {
         if is_ack {
             return RequestMatch::Ack;
         }
-        if let Some(resend) = self.completed.lookup(&key) {
-            return RequestMatch::Retransmission(Some(resend));
+        // The stored response, rebuilt from this request, if it is a copy of a
+        // completed one from the same source (otherwise it is new, see
+        // `crate::completed`).
+        if let Some(resend) = self.completed.lookup(&key, msg, &target) {
+            return RequestMatch::Retransmission(Some((target, resend)));
         }
         self.server.insert(
             Arc::new(key.clone()),
@@ -350,6 +354,36 @@ impl<T: Clone> Transactions<T> {
     pub fn respond(
         &mut self,
         key: &ServerKey,
+        code: u16,
+        response: Bytes,
+        now: Instant,
+    ) -> Option<T> {
+        self.respond_inner(key, None, code, response, now)
+    }
+
+    /// [`Transactions::respond`] for a response built from `request` (e.g. by
+    /// [`crate::ResponseBuilder`]): a completed non-INVITE transaction kept for
+    /// Timer J then stores only what the response does not copy from its request
+    /// (RFC 3261 §8.2.6.2: Via, From, To without the tag, Call-ID, CSeq), and
+    /// rebuilds the rest from the retransmitted request. A request with the key
+    /// of a completed one that differs in those lines, or arrives from another
+    /// address, is not a copy of it: it is handled as a new request rather than
+    /// answered with a response never sent.
+    pub fn respond_to(
+        &mut self,
+        key: &ServerKey,
+        request: &Message,
+        code: u16,
+        response: Bytes,
+        now: Instant,
+    ) -> Option<T> {
+        self.respond_inner(key, Some(request), code, response, now)
+    }
+
+    fn respond_inner(
+        &mut self,
+        key: &ServerKey,
+        request: Option<&Message>,
         code: u16,
         response: Bytes,
         now: Instant,
@@ -414,7 +448,7 @@ impl<T: Clone> Transactions<T> {
             if !reliable {
                 // Timer J: keep only the response, to answer retransmissions.
                 self.completed
-                    .insert(key, &response, target.clone(), now + 64 * T1);
+                    .insert(key, request, &response, &target, now + 64 * T1);
             }
         }
         Some(target)

@@ -125,18 +125,29 @@ fn many_completed_non_invite_transactions_expire_in_completion_order() {
             .to_tag(format!("t{i}"))
             .header("Expires", i.to_string())
             .build();
-        assert_eq!(tx.respond(&key, 200, answer.clone(), at), Some(peer));
+        // Half are stored with their request's lines referred to (what the front
+        // end does for its own answers), half whole (proxied answers).
+        let sent = if i % 4 < 2 {
+            tx.respond_to(&key, &m, 200, answer.clone(), at)
+        } else {
+            tx.respond(&key, 200, answer.clone(), at)
+        };
+        assert_eq!(sent, Some(peer));
         done.push((m, peer, answer, at));
     }
     assert_eq!(tx.completed_count(), 30);
     assert_eq!(tx.server_count(), 31);
     for (m, peer, answer, at) in &done {
         assert_eq!(
-            tx.on_request(m, "udp:elsewhere", false, *at + 64 * T1 - ms(1)),
+            tx.on_request(m, peer, false, *at + 64 * T1 - ms(1)),
             RequestMatch::Retransmission(Some((*peer, answer.clone()))),
-            "until Timer J: the stored answer, to where the first went"
+            "until Timer J: the stored answer, byte for byte"
         );
     }
+    // The same request from elsewhere is not a copy of the first: a new request.
+    let (m, ..) = &done[0];
+    let key = new_key(tx.on_request(m, "udp:elsewhere", false, base + ms(1)));
+    tx.respond_stateless(&key, 403, Bytes::from_static(b"403"), base + ms(1));
     // The INVITE's Timer G still fires among them.
     let events = run_timers(&mut tx, base, ms(600));
     assert_eq!(retransmit_times(&events), [500]);
@@ -222,6 +233,91 @@ fn udp_non_invite_server_absorbs_retransmissions_until_timer_j() {
     // Afterwards the same request is new again.
     assert!(matches!(
         tx.on_request(&m, PEER, false, base + ms(40_000)),
+        RequestMatch::New(_)
+    ));
+}
+
+/// A response built from its request is kept without the lines it copied from the
+/// request (Via, From, To before the tag, Call-ID, CSeq, a Contact before
+/// `;expires=`): every retransmission until Timer J still gets the first answer
+/// byte for byte, rebuilt from the retransmitted request; a request with the same
+/// key that is not a copy of the first (a branch reused with another From, CSeq or
+/// Contact) is handled as a new request, never answered with lines it did not
+/// send; after 64*T1 the request is new again. The entry, bookkeeping included,
+/// takes less than half the response's size: the store keeps it under a bound of
+/// that.
+#[test]
+fn response_stored_without_the_request_lines_is_rebuilt_byte_for_byte() {
+    let base = Instant::now();
+    let mut tx = Tx::new();
+    tx.set_common_lines(&[b"SIP/2.0 200 OK", b"Content-Length: 0"]);
+    let register = |from_tag: &str, cseq: u32, contact: &str| {
+        parse_str(&format!(
+            "REGISTER sip:example.com SIP/2.0\r\n\
+             v: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKreg1;rport\r\n\
+             Max-Forwards: 70\r\n\
+             f: <sip:alice@example.com>;tag={from_tag}\r\n\
+             t: <sip:alice@example.com>\r\n\
+             i: reg-1@192.0.2.1\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             m: {contact}\r\n\
+             Expires: 40\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let contact = "<sip:alice@192.0.2.1:5060>";
+    let m = register("a1", 7, contact);
+    let key = new_key(tx.on_request(&m, PEER, false, base));
+    let ok = ResponseBuilder::new(&m, 200)
+        .to_tag("3f2a9c")
+        .header("Contact", format!("{contact};expires=40"))
+        .header("Expires", "40")
+        .build();
+    assert!(ok.starts_with(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKreg1;rport\r\n"
+    ));
+    tx.set_completed_limit(ok.len() / 2);
+    assert_eq!(
+        tx.respond_to(&key, &m, 200, ok.clone(), base + ms(2)),
+        Some(PEER)
+    );
+    assert_eq!(
+        tx.completed_count(),
+        1,
+        "kept within half the response's size"
+    );
+    // The retransmission is the same bytes: a fresh parse of them.
+    let again = || {
+        Message::parse(m.as_bytes().clone(), &Default::default()).unwrap_or_else(|e| panic!("{e}"))
+    };
+    for t in [500, 1_500, 3_500, 31_999] {
+        assert_eq!(
+            tx.on_request(&again(), PEER, false, base + ms(2) + ms(t)),
+            RequestMatch::Retransmission(Some((PEER, ok.clone()))),
+            "at {t} ms"
+        );
+    }
+    for other in [
+        register("a2", 7, contact),
+        register("a1", 8, contact),
+        register("a1", 7, "<sip:alice@192.0.2.99:5060>"),
+    ] {
+        let key = new_key(tx.on_request(&other, PEER, false, base + ms(1_000)));
+        // A retransmission of it is absorbed while it is pending.
+        assert_eq!(
+            tx.on_request(&other, PEER, false, base + ms(1_001)),
+            RequestMatch::Retransmission(None)
+        );
+        tx.respond_stateless(&key, 403, Bytes::from_static(b"403"), base + ms(1_002));
+    }
+    assert_eq!(tx.completed_count(), 1);
+    tx.poll(base + ms(2) + 64 * T1 - ms(1));
+    assert_eq!(tx.completed_count(), 1);
+    tx.poll(base + ms(2) + 64 * T1);
+    assert_eq!(tx.completed_count(), 0);
+    assert!(matches!(
+        tx.on_request(&again(), PEER, false, base + ms(2) + 64 * T1),
         RequestMatch::New(_)
     ));
 }

@@ -199,7 +199,7 @@ impl Core {
                     .lookup(owner, self.now)
                     .into_iter()
                     .find(|b| b.flow.conn == Some(c))
-                    .map(|b| b.endpoint_id.clone())
+                    .map(|b| b.endpoint_id().to_owned())
             })
             .unwrap_or_else(|| format!("{}", src.addr));
         let cats = self.lync.presence.entry(owner.to_owned()).or_default();
