@@ -86,7 +86,10 @@ def presence_section(w, PR, PK):
       "Same lib/presence.py arguments for both servers; Kamailio = kamailio.cfg with "
       "`-A WITH_PRESENCE` (presence + presence_xml, presentities and subscriptions in shared "
       "memory, no DB; see bench/README.md). PUBLISH p99 = SIPp p99 of PUBLISH → 407 → "
-      "PUBLISH+auth → 200, ms (4 ms granularity: a ratio of two small p99s is noise).\n")
+      "PUBLISH+auth → 200, ms (4 ms granularity: a ratio of two small p99s is noise). "
+      "PUBLISH→NOTIFY: from the publisher sending a probe presentity's authenticated PUBLISH "
+      "to a watcher receiving each of its NOTIFYs (wall clock, SIPp <log> lines, every "
+      "`--probe-every`th presentity; count in brackets).\n")
     if PR and PK and (PR["presentities"], PR["watchers_per_presentity"]) != (PK["presentities"], PK["watchers_per_presentity"]):
         w("**WARNING: the two servers ran with different presence sizes; the ratios are not comparable.**\n")
 
@@ -129,6 +132,8 @@ def presence_section(w, PR, PK):
         a, b = passed(PR)[common], passed(PK)[common]
         rows.append((f"**PUBLISH p99 ms** at {common:g} PUBLISH/s (highest rate both passed; lower is better)",
                      num(p99(a)), num(p99(b)), f"**{p99_ratio(p99(a), p99(b))}**"))
+        rows.append((f"PUBLISH→NOTIFY p50/p99/max ms (probes) at {common:g} PUBLISH/s",
+                     report.notify_delay(a), report.notify_delay(b), "-"))
         rows.append((f"server CPU cores at {common:g} PUBLISH/s", num(a["cpu"].get("server_cores"), 2),
                      num(b["cpu"].get("server_cores"), 2),
                      num(ratio(a["cpu"].get("server_cores"), b["cpu"].get("server_cores")), 2)
@@ -144,6 +149,8 @@ def presence_section(w, PR, PK):
     rows.append(("PUBLISH/s at the ceiling / its PUBLISH p99 ms",
                  cell(PR, f"{num((cr or {}).get('publish_rate'))} / {num(p99(cr))}"),
                  cell(PK, f"{num((kr or {}).get('publish_rate'))} / {num(p99(kr))}"), "-"))
+    rows.append(("PUBLISH→NOTIFY p50/p99/max ms at the ceiling (probes)",
+                 cell(PR, report.notify_delay(cr or {})), cell(PK, report.notify_delay(kr or {})), "-"))
     w("| measure | confab | Kamailio | confab/Kamailio |")
     w("|---|---|---|---|")
     for row in rows:

@@ -18,8 +18,17 @@ fixed steps, each PUBLISH fanning out to W NOTIFYs:
 A step passes when < --fail-pct of the PUBLISHes fail, SIPp kept the rate,
 PUBLISH p99 (whole procedure incl. challenge) <= --p99-max-ms and at least
 (100 - fail-pct) % of the expected NOTIFYs reached the watchers within 3 s after
-the step.  SIPp cannot time the PUBLISH -> NOTIFY fan-out itself; the NOTIFY
-delivery check bounds it by the step length.
+the step.
+
+PUBLISH-to-NOTIFY latency: every --probe-every'th presentity is a probe.  The
+publisher SIPp logs the wall-clock time at which it sends a probe's authenticated
+PUBLISH, the watcher SIPp the time at which each NOTIFY of a probe's
+subscriptions arrives (SIPp <log> actions, -trace_logs).  Each NOTIFY is matched
+with the latest PUBLISH of its presentity sent before it; the step reports
+p50/p99/max of these delays (reported, not a pass criterion).  With more
+PUBLISHes per step than presentities a presentity is published again every
+presentities / rate seconds, so a delay longer than that would be matched with
+the later PUBLISH (under-reported); steps report that interval.
 
 Writes DIR/presence.json and DIR/summary.md.  Users user0000.. / password pw
 must exist.  bench/run.sh runs it with the same arguments against confab and
@@ -59,6 +68,8 @@ def main():
                    help="bisect the ceiling to this fraction of the rate after the first failing ramp step (0: no bisection)")
     p.add_argument("--fail-pct", type=float, default=0.1)
     p.add_argument("--p99-max-ms", type=float, default=100)
+    p.add_argument("--probe-every", type=int, default=20,
+                   help="every Nth presentity's PUBLISH -> NOTIFY delays are timed (0: none)")
     a = p.parse_args()
     if a.smoke:
         a.presentities, a.watchers, a.subscribe_rate = 200, 5, 500
@@ -77,6 +88,9 @@ def main():
     def save():
         (out / "presence.json").write_text(json.dumps(res, indent=1, default=str))
 
+    def probe(q):
+        return 1 if a.probe_every > 0 and q % a.probe_every == 0 else 0
+
     # CSVs
     pairs = out / "subs.csv"
     with open(pairs, "w") as f:
@@ -84,21 +98,24 @@ def main():
         for k in range(W):
             for q in range(P):
                 w = "user%04d" % ((q + 1 + k) % P)
-                f.write(f"{w};[authentication username={w} password=pw];user{q:04d};\n")
+                f.write(f"{w};[authentication username={w} password=pw];user{q:04d};{probe(q)};\n")
     pubs = out / "publishers.csv"
     with open(pubs, "w") as f:
         f.write("SEQUENTIAL\n")
         for q in range(P):
-            f.write(f"user{q:04d};[authentication username=user{q:04d} password=pw];\n")
+            f.write(f"user{q:04d};[authentication username=user{q:04d} password=pw];{probe(q)};\n")
 
     def trace(name, calls=1000):
         # SIPp writes response times in batches of -rtt_freq (the last partial
-        # batch is lost): small batches for short steps
+        # batch is lost): small batches for short steps.  -trace_logs: the probes'
+        # <log> lines (a log past -max_log_size would be started again: keep it large)
         return ["-trace_stat", "-stf", f"{name}_stat.csv", "-fd", 1, "-trace_err",
-                "-error_file", f"{name}_errors.log", "-max_log_size", 10000000,
+                "-error_file", f"{name}_errors.log", "-max_log_size", 2000000000,
+                "-trace_logs", "-log_file", f"{name}_probes.log",
                 "-trace_rtt", "-rtt_freq", min(1000, max(1, calls // 20))]
 
     sink = None
+    sink_log = out / "subscribe" / "sub_probes.log"
 
     def notifies():
         return S.stat_int(sink.last(), "GenericCounter2(C)")
@@ -160,6 +177,7 @@ def main():
                     break
                 last = now
             base = notifies()
+            log_from = sink_log.stat().st_size if sink_log.exists() else 0
             args = [a.target, "-sf", SIPP / "presence_publish.xml", "-i", ip,
                     "-p", B.free_port(ip), "-t", "u1", "-nostdin", "-buff_size", 4194304,
                     "-inf", pubs, "-key", "domain", a.domain, "-r", f"{rate:.3f}", "-m", m,
@@ -179,6 +197,8 @@ def main():
             time.sleep(1.1)   # the sink's stat file is written once a second
             cpu = meter.stop(extra_sipp_ticks=u.rusage_ticks)
             got = notifies() - base
+            lat = probe_delays(d / "pub_probes.log", sink_log, log_from, W)
+            lat["republish_secs"] = round(P / rate, 2)
             rtt = S.read_rtt(d)
             rtts = {k: S.summarize(v) for k, v in rtt.items()}
             p99 = (rtts.get(1) or {}).get("p99")
@@ -195,13 +215,15 @@ def main():
             r = {"tag": tag, "publish_rate": rate, "secs": secs, "publishes": m, "ok": succ,
                  "fail_pct": round(fail_pct, 4), "notifies_expected": expected,
                  "notifies_received": got, "notify_rate": round(got / max(secs, wall), 1),
-                 "wall": round(wall, 2), "rtt_ms": rtts, "cpu": cpu, "mem": srv.mem(),
+                 "wall": round(wall, 2), "rtt_ms": rtts, "notify_delay_ms": lat,
+                 "cpu": cpu, "mem": srv.mem(),
                  "pass": not reasons, "reasons": reasons}
             res["steps"].append(r)
             save()
             r1 = rtts.get(1) or {}
             B.log(f"  {tag} PUBLISH {rate:g}/s: {'PASS' if r['pass'] else 'FAIL'} ok={succ}/{m} "
                   f"NOTIFY {got}/{expected} ({r['notify_rate']}/s) p50/p99={r1.get('p50')}/{r1.get('p99')}ms "
+                  f"PUBLISH->NOTIFY p50/p99={lat.get('p50')}/{lat.get('p99')}ms "
                   f"cpu srv={cpu['server_cores']:.2f} sipp={cpu['sipp_cores']:.2f} {'; '.join(reasons)}")
             time.sleep(1)
             return r
@@ -242,6 +264,54 @@ def main():
             (out / "summary.md").write_text(report.render_presence(res) + "\n")
         except Exception as e:  # the JSON is the result; the Markdown is a convenience
             B.log(f"  summary.md not written: {e}")
+
+
+def probe_log(path, start=0):
+    """(presentity, unix time) of each line `X user t_s t_us` of a SIPp <log> file."""
+    rows = []
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            for line in f:
+                parts = line.split()
+                if len(parts) < 4:
+                    continue
+                try:
+                    t = float(parts[-2]) + float(parts[-1]) / 1e6
+                except ValueError:
+                    continue
+                rows.append((parts[-3].decode(errors="replace"), t))
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def probe_delays(pub_log, sink_log, sink_from, watchers):
+    """PUBLISH -> NOTIFY delays of the probe presentities in one step (ms)."""
+    import bisect
+    sent = {}
+    for who, t in probe_log(pub_log):
+        sent.setdefault(who, []).append(t)
+    for ts in sent.values():
+        ts.sort()
+    delays = []
+    for who, t in probe_log(sink_log, sink_from):
+        ts = sent.get(who)
+        if not ts:
+            continue
+        i = bisect.bisect_right(ts, t) - 1
+        if i >= 0:
+            delays.append((t - ts[i]) * 1000.0)
+    delays.sort()
+    n = sum(len(v) for v in sent.values())
+
+    def pct(p):
+        if not delays:
+            return None
+        return round(delays[min(len(delays) - 1, int(p / 100.0 * len(delays)))], 1)
+
+    return {"probe_publishes": n, "notifies": len(delays), "expected": n * watchers,
+            "p50": pct(50), "p90": pct(90), "p99": pct(99), "max": round(delays[-1], 1) if delays else None}
 
 
 if __name__ == "__main__":

@@ -468,6 +468,10 @@ pub struct PresenceConfig {
     pub same_domain_visible: bool,
     /// Longest SUBSCRIBE expiry granted, in seconds.
     pub max_subscription_expires: u32,
+    /// Most live PUBLISH documents (RFC 3903 publications) one user may hold;
+    /// a PUBLISH without `SIP-If-Match` beyond it is refused (403). Clients
+    /// refresh and modify their publication, so they need one or two each.
+    pub max_publications_per_user: usize,
 }
 
 impl Default for PresenceConfig {
@@ -475,6 +479,7 @@ impl Default for PresenceConfig {
         PresenceConfig {
             same_domain_visible: true,
             max_subscription_expires: 3600,
+            max_publications_per_user: 16,
         }
     }
 }
@@ -943,6 +948,9 @@ fn validate(cfg: &mut ServeConfig) -> Result<(), Problem> {
     }
     if cfg.presence.max_subscription_expires == 0 {
         return problem("presence.max_subscription_expires", "must be at least 1");
+    }
+    if cfg.presence.max_publications_per_user == 0 {
+        return problem("presence.max_publications_per_user", "must be at least 1");
     }
 
     let p = &cfg.pool;

@@ -546,6 +546,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     core_cfg.default_expires = cfg.registrar.default_expires;
     core_cfg.presence_same_domain_visible = cfg.presence.same_domain_visible;
     core_cfg.max_subscription_expires = cfg.presence.max_subscription_expires;
+    core_cfg.max_publications_per_user = cfg.presence.max_publications_per_user;
     core_cfg.nonce_lifetime = Duration::from_secs(cfg.auth.nonce_lifetime_secs);
     core_cfg.max_failures_per_source = cfg.auth.max_failures_per_source;
     core_cfg.max_failures_per_user = cfg.auth.max_failures_per_user;

@@ -7,7 +7,11 @@
 //! see [`SubKind`]). One presence state per user (the [`Compositor`]) feeds
 //! both body formats, so SIMPLE and Lync clients see each other.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
 
 use confab_presence::{
     Compositor, CompositorLimits, Policy, PresenceState, PublishRequest, WatchError, WatcherLimits,
@@ -15,7 +19,7 @@ use confab_presence::{
 };
 use confab_sip::header::NameAddr;
 use confab_sip::transaction::{ClientKey, ServerKey};
-use confab_sip::{HeaderName, Message, Method, RequestBuilder};
+use confab_sip::{HeaderName, Message, Method};
 use rustc_hash::FxHashMap;
 use tracing::debug;
 
@@ -95,12 +99,13 @@ pub(crate) struct PresenceAgent {
 }
 
 impl PresenceAgent {
-    pub(crate) fn new(same_domain_visible: bool, etag_seed: u64) -> Self {
+    pub(crate) fn new(same_domain_visible: bool, per_user: usize, etag_seed: u64) -> Self {
         PresenceAgent {
             compositor: Compositor::new(
                 CompositorLimits {
                     max_entities: 1_000_000,
                     max_publications: 1_000_000,
+                    max_publications_per_entity: per_user.max(1),
                     ..Default::default()
                 },
                 etag_seed,
@@ -512,7 +517,11 @@ impl Core {
     }
 
     /// The body of a NOTIFY: (content type, document).
-    fn notify_body(&self, sub: &Sub, resource: Option<u32>) -> Option<(&'static str, String)> {
+    fn notify_body(
+        &self,
+        sub: &Sub,
+        resource: Option<u32>,
+    ) -> Option<(&'static str, Cow<'_, str>)> {
         let watched = |i: Option<u32>| {
             i.and_then(|i| sub.resources.get(i as usize))
                 .map(String::as_str)
@@ -523,12 +532,12 @@ impl Core {
                 if let Some((memo_target, doc)) = &self.pa.pidf_memo
                     && memo_target == target
                 {
-                    return Some(("application/pidf+xml", doc.clone()));
+                    return Some(("application/pidf+xml", Cow::Borrowed(doc.as_str())));
                 }
                 let st = self.pa.compositor.aggregate(target);
                 Some((
                     "application/pidf+xml",
-                    render_pidf(&format!("sip:{target}"), &st),
+                    Cow::Owned(render_pidf(&format!("sip:{target}"), &st)),
                 ))
             }
             SubKind::Categories => {
@@ -544,63 +553,55 @@ impl Core {
                     .and_then(|u| u.display_name.as_deref());
                 Some((
                     "application/msrtc-event-categories+xml",
-                    mspres::render_categories(
+                    Cow::Owned(mspres::render_categories(
                         &format!("sip:{r}"),
                         &st,
                         name,
                         &rfc3339(self.wall_ms),
                         self.pa.version,
-                    ),
+                    )),
                 ))
             }
             SubKind::Contacts => Some((
                 "application/vnd-microsoft-roaming-contacts+xml",
-                self.lync_contact_list_document(&sub.target),
+                Cow::Owned(self.lync_contact_list_document(&sub.target)),
             )),
             SubKind::RoamingSelf => {
                 // The client's own categories are not echoed: SIPE would take a
                 // server-made `state` instance for another endpoint's and re-publish.
                 Some((
                     "application/vnd-microsoft-roaming-self+xml",
-                    mspres::render_roaming_self(
+                    Cow::Owned(mspres::render_roaming_self(
                         &format!("sip:{}", sub.target),
                         None,
                         &rfc3339(self.wall_ms),
                         self.pa.version,
                         &[],
-                    ),
+                    )),
                 ))
             }
             SubKind::Provisioning => Some((
                 "application/vnd-microsoft-roaming-provisioning-v2+xml",
-                crate::lync::provisioning_document(
+                Cow::Owned(crate::lync::provisioning_document(
                     self.cfg
                         .chat_provisioning
                         .as_ref()
                         .and_then(|p| p.pool_uri(&sub.target))
                         .as_deref(),
-                ),
+                )),
             )),
         }
     }
 
     /// Sends a NOTIFY (or BENOTIFY) with the current state of `resource`;
     /// `terminated` ends the subscription.
+    ///
+    /// The request is written straight into one buffer (no header list of owned
+    /// strings, the shared PIDF document of a fan-out copied once into it): a
+    /// presentity's change is one of these per watcher, on the core thread.
     fn send_notify(&mut self, id: u64, resource: Option<u32>, terminated: Option<&str>) {
         let now = self.now;
         let branch = self.new_branch();
-        let Some(sub) = self.pa.subs.get(&id) else {
-            return;
-        };
-        let flow = sub.flow;
-        let with_body = terminated.is_none() || sub.kind == SubKind::Provisioning;
-        let body = if with_body {
-            self.notify_body(sub, resource)
-        } else {
-            None
-        };
-        let via = self.our_via(flow.transport, &branch);
-        let contact = format!("<{}>", self.our_uri(flow.transport));
         let Some(sub) = self.pa.subs.get_mut(&id) else {
             return;
         };
@@ -611,30 +612,73 @@ impl Core {
             Method::Notify
         };
         sub.cseq += 1;
-        let state = match terminated {
-            Some(reason) => format!("terminated;reason={reason}"),
-            None => format!(
-                "active;expires={}",
+        let Some(sub) = self.pa.subs.get(&id) else {
+            return;
+        };
+        let flow = sub.flow;
+        let with_body = terminated.is_none() || sub.kind == SubKind::Provisioning;
+        let body = if with_body {
+            self.notify_body(sub, resource)
+        } else {
+            None
+        };
+        let host = self.cfg.advertise.host.as_str();
+        let port = self.port_for(flow.transport);
+        let routes: usize = sub.route_set.iter().map(|r| r.len() + 9).sum();
+        let mut out = BytesMut::with_capacity(
+            420 + sub.remote_target.len()
+                + sub.their_from.len()
+                + sub.call_id.len()
+                + sub.our_uri.len()
+                + 2 * host.len()
+                + routes
+                + body.as_ref().map_or(0, |(ct, b)| ct.len() + b.len()),
+        );
+        // Writing into a BytesMut cannot fail.
+        let _ = write!(
+            out,
+            "{m} {target} SIP/2.0\r\nVia: SIP/2.0/{t} {host}:{port};branch={branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <{from}>;tag={tag}\r\nTo: {to}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} {m}\r\nEvent: {event}\r\n",
+            m = method.as_str(),
+            target = sub.remote_target,
+            t = flow.transport.via_name(),
+            from = sub.our_uri,
+            tag = sub.our_tag,
+            to = sub.their_from,
+            call_id = sub.call_id,
+            cseq = sub.cseq,
+            event = sub.kind.event(),
+        );
+        let _ = match terminated {
+            Some(reason) => write!(out, "Subscription-State: terminated;reason={reason}\r\n"),
+            None => write!(
+                out,
+                "Subscription-State: active;expires={}\r\n",
                 sub.expires_at.saturating_duration_since(now).as_secs()
             ),
         };
-        let mut b = RequestBuilder::new(method.clone(), sub.remote_target.clone())
-            .header("Via", via)
-            .header("Max-Forwards", "70")
-            .header("From", format!("<{}>;tag={}", sub.our_uri, sub.our_tag))
-            .header("To", sub.their_from.clone())
-            .header("Call-ID", sub.call_id.clone())
-            .header("CSeq", format!("{} {}", sub.cseq, method.as_str()))
-            .header("Event", sub.kind.event())
-            .header("Subscription-State", state);
         for r in &sub.route_set {
-            b = b.header("Route", r.clone());
+            let _ = write!(out, "Route: {r}\r\n");
         }
-        b = b.header("Contact", contact);
-        if let Some((ct, body)) = body {
-            b = b.body(ct, body);
+        let _ = write!(out, "Contact: <sip:{host}:{port}");
+        if flow.transport != crate::types::Transport::Udp {
+            let _ = write!(out, ";transport={}", flow.transport.uri_param());
         }
-        let bytes = b.build();
+        out.put_slice(b">\r\n");
+        match &body {
+            Some((ct, doc)) => {
+                let _ = write!(
+                    out,
+                    "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                    doc.len()
+                );
+                out.put_slice(doc.as_bytes());
+            }
+            None => out.put_slice(b"Content-Length: 0\r\n\r\n"),
+        }
+        drop(body);
+        let bytes = out.freeze();
         if method == Method::Notify {
             let key = ClientKey {
                 branch: branch.into(),
