@@ -18,6 +18,7 @@ pub mod header;
 pub mod message;
 pub mod method;
 mod server_key;
+mod timers;
 pub mod transaction;
 pub mod uri;
 

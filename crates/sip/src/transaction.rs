@@ -10,8 +10,7 @@
 //! ACK, MESSAGE and BYE) are matched on Call-ID, CSeq, From tag and the top Via's
 //! sent-by (§17.2.3).
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use crate::completed::Completed;
 use crate::header::HeaderName;
 use crate::message::{Limits, Message};
 use crate::method::Method;
+use crate::timers::{Due, TimerQueues};
 
 /// RTT estimate (RFC 3261 §17.1.1.1).
 pub const T1: Duration = Duration::from_millis(500);
@@ -150,32 +150,12 @@ enum TimerRef {
     Client(Arc<ClientKey>),
 }
 
-/// One pending timer, stored inline in the heap (ordered by `at`, then `seq`).
-/// A timer whose transaction has moved on (another epoch) or is gone is skipped
-/// when it fires.
+/// One pending timer (in [`TimerQueues`], which orders them). A timer whose
+/// transaction has moved on (another epoch) or is gone is skipped when it fires.
 struct Timer {
-    at: Instant,
-    seq: u64,
     kind: TimerKind,
     epoch: u32,
     r: TimerRef,
-}
-
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at && self.seq == other.seq
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
 }
 
 /// All transactions of one server.
@@ -184,8 +164,9 @@ pub struct Transactions<T> {
     /// Completed non-INVITE server transactions over UDP (Timer J), kept compactly.
     completed: Completed,
     client: HashMap<Arc<ClientKey>, ClientTx<T>>,
-    heap: BinaryHeap<Reverse<Timer>>,
-    seq: u64,
+    timers: TimerQueues<Timer>,
+    /// Scratch space of [`Transactions::poll`] (kept to reuse its allocation).
+    due: Vec<Due<Timer>>,
 }
 
 impl<T: Clone + Hash> Default for Transactions<T> {
@@ -200,8 +181,8 @@ impl<T: Clone + Hash> Transactions<T> {
             server: HashMap::new(),
             completed: Completed::new(),
             client: HashMap::new(),
-            heap: BinaryHeap::new(),
-            seq: 0,
+            timers: TimerQueues::default(),
+            due: Vec::new(),
         }
     }
 
@@ -238,18 +219,18 @@ impl<T: Clone + Hash> Transactions<T> {
     /// Pending timers, including those of transactions that already ended (each
     /// completed non-INVITE transaction kept for Timer J counts as one).
     pub fn timer_count(&self) -> usize {
-        self.heap.len() + self.completed.len()
+        self.timers.len() + self.completed.len()
     }
 
-    fn schedule(&mut self, at: Instant, kind: TimerKind, epoch: u32, r: TimerRef) {
-        self.seq += 1;
-        self.heap.push(Reverse(Timer {
-            at,
-            seq: self.seq,
-            kind,
-            epoch,
-            r,
-        }));
+    fn schedule(
+        &mut self,
+        now: Instant,
+        delay: Duration,
+        kind: TimerKind,
+        epoch: u32,
+        r: TimerRef,
+    ) {
+        self.timers.push(now, delay, Timer { kind, epoch, r });
     }
 
     /// Gives memory back after a burst: the tables never shrink on their own, so a
@@ -262,9 +243,7 @@ impl<T: Clone + Hash> Transactions<T> {
         }
         shrink_map(&mut self.server);
         shrink_map(&mut self.client);
-        if self.heap.capacity() > 4096 && self.heap.capacity() > 4 * self.heap.len() {
-            self.heap.shrink_to(2 * self.heap.len());
-        }
+        self.timers.shrink();
     }
 
     /// Classifies an incoming request; creates a server transaction for a new one.
@@ -293,7 +272,7 @@ impl<T: Clone + Hash> Transactions<T> {
                     if tx.reliable {
                         self.server.remove(&key);
                     } else {
-                        self.schedule(now + T4, TimerKind::SKill, epoch, TimerRef::Server(shared));
+                        self.schedule(now, T4, TimerKind::SKill, epoch, TimerRef::Server(shared));
                     }
                     return RequestMatch::AckAbsorbed;
                 }
@@ -411,7 +390,8 @@ impl<T: Clone + Hash> Transactions<T> {
                 tx.state = SState::Accepted;
                 tx.last = None;
                 self.schedule(
-                    now + 64 * T1,
+                    now,
+                    64 * T1,
                     TimerKind::SKill,
                     epoch,
                     TimerRef::Server(shared),
@@ -429,14 +409,16 @@ impl<T: Clone + Hash> Transactions<T> {
             let interval = tx.retrans_interval;
             if !reliable {
                 self.schedule(
-                    now + interval,
+                    now,
+                    interval,
                     TimerKind::SRetransmit,
                     epoch,
                     TimerRef::Server(shared.clone()),
                 );
             }
             self.schedule(
-                now + 64 * T1,
+                now,
+                64 * T1,
                 TimerKind::SNoAck,
                 epoch,
                 TimerRef::Server(shared),
@@ -492,14 +474,16 @@ impl<T: Clone + Hash> Transactions<T> {
         let key = Arc::new(key);
         if !reliable {
             self.schedule(
-                now + T1,
+                now,
+                T1,
                 TimerKind::CRetransmit,
                 0,
                 TimerRef::Client(key.clone()),
             );
         }
         self.schedule(
-            now + 64 * T1,
+            now,
+            64 * T1,
             TimerKind::CTimeout,
             0,
             TimerRef::Client(key.clone()),
@@ -584,19 +568,14 @@ impl<T: Clone + Hash> Transactions<T> {
         if wait.is_zero() {
             self.client.remove(&key);
         } else {
-            self.schedule(
-                now + wait,
-                TimerKind::CKill,
-                epoch,
-                TimerRef::Client(shared),
-            );
+            self.schedule(now, wait, TimerKind::CKill, epoch, TimerRef::Client(shared));
         }
         ResponseMatch::Final(key, ack_out)
     }
 
     /// When the next timer fires, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let timer = self.heap.peek().map(|Reverse(e)| e.at);
+        let timer = self.timers.next_deadline();
         match (timer, self.completed.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -607,20 +586,16 @@ impl<T: Clone + Hash> Transactions<T> {
     pub fn poll(&mut self, now: Instant) -> Vec<TimerEvent<T>> {
         let mut out = Vec::new();
         self.completed.expire(now);
-        let mut fired = false;
-        while let Some(Reverse(e)) = self.heap.peek() {
-            if e.at > now {
-                break;
-            }
-            let Some(Reverse(t)) = self.heap.pop() else {
-                break;
-            };
-            fired = true;
+        let mut due = std::mem::take(&mut self.due);
+        self.timers.take_due(now, &mut due);
+        let fired = !due.is_empty();
+        for Due { item: t, .. } in due.drain(..) {
             match t.r {
                 TimerRef::Server(key) => self.fire_server(t.kind, key, t.epoch, now, &mut out),
                 TimerRef::Client(key) => self.fire_client(t.kind, key, t.epoch, now, &mut out),
             }
         }
+        self.due = due;
         if fired {
             self.shrink();
         }
@@ -647,8 +622,14 @@ impl<T: Clone + Hash> Transactions<T> {
                     out.push(TimerEvent::Retransmit(tx.target.clone(), last.clone()));
                 }
                 tx.retrans_interval = (tx.retrans_interval * 2).min(T2);
-                let at = now + tx.retrans_interval;
-                self.schedule(at, TimerKind::SRetransmit, epoch, TimerRef::Server(key));
+                let delay = tx.retrans_interval;
+                self.schedule(
+                    now,
+                    delay,
+                    TimerKind::SRetransmit,
+                    epoch,
+                    TimerRef::Server(key),
+                );
             }
             TimerKind::SNoAck if tx.state == SState::Completed => {
                 self.server.remove(&key);
@@ -688,8 +669,14 @@ impl<T: Clone + Hash> Transactions<T> {
                 } else {
                     (tx.interval * 2).min(T2)
                 };
-                let at = now + tx.interval;
-                self.schedule(at, TimerKind::CRetransmit, epoch, TimerRef::Client(key));
+                let delay = tx.interval;
+                self.schedule(
+                    now,
+                    delay,
+                    TimerKind::CRetransmit,
+                    epoch,
+                    TimerRef::Client(key),
+                );
             }
             // Timer B only runs in Calling: once a 1xx arrived, an INVITE waits for
             // its final response (the TU's Timer C); Timer F runs until then.
