@@ -98,26 +98,6 @@ pub async fn bind(
     }))
 }
 
-/// Links the collocated Mediation server and the front end in-process: the
-/// UDP datagrams between them (every message of every PSTN call, twice) skip the
-/// kernel (`confab_transport::local`). Both keep their sockets: a stand-alone
-/// Mediation server or a second front end of the pool still reach them over UDP.
-pub fn link(bound: &Bound, front_end: &Transports) -> anyhow::Result<()> {
-    let fe = concrete(front_end.udp_addr());
-    front_end
-        .link_local(
-            fe,
-            vec![(bound.addr, bound.transports.connections().clone())],
-        )
-        .context("linking the front end to its Mediation role")?;
-    bound
-        .transports
-        .link_local(bound.addr, vec![(fe, front_end.connections().clone())])
-        .context("linking the Mediation role to its front end")?;
-    info!(front_end = %fe, mediation = %bound.addr, "Mediation role linked to the front end in-process");
-    Ok(())
-}
-
 /// Call records written in one transaction at most (the store writes them as
 /// multi-row INSERTs).
 const RECORD_BATCH: usize = 1024;

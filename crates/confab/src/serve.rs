@@ -582,7 +582,6 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .await;
     }
     if let Some(m) = &mediation {
-        crate::mediation_serve::link(m, &transports)?;
         // Calls to the PSTN go through it; calls it places to users are trusted.
         core_cfg.mediation = Some(m.addr);
         core_cfg.trusted_peers.push(m.addr);
@@ -949,11 +948,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         crate::pool_presence::share(&mut core, presence.as_ref());
         core.drain_output(&mut out);
         transports.deliver_all(&mut out);
-        stages.delivered(
-            ev_rx.len(),
-            transports.udp_send_queue_depth(),
-            transports.local_counts(),
-        );
+        stages.delivered(ev_rx.len(), transports.udp_send_queue_depth());
     }
     info!("shutting down");
     let _ = stop_tx.send(true);

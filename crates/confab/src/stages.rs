@@ -50,9 +50,7 @@ impl StageClock {
 
     /// The batch's outputs were handed to the transport; `waiting` events are
     /// queued for the core and `udp_waiting` batches for the UDP sender.
-    /// `in_process`: datagrams handed to in-process peers so far, and dropped
-    /// (`Transports::local_counts`).
-    pub fn delivered(&mut self, waiting: usize, udp_waiting: usize, in_process: (u64, u64)) {
+    pub fn delivered(&mut self, waiting: usize, udp_waiting: usize) {
         let Some(started) = self.started.take() else {
             return;
         };
@@ -71,10 +69,6 @@ impl StageClock {
         m.sip_core_batch_max
             .fetch_max(self.events as u64, Ordering::Relaxed);
         Metrics::set(&m.udp_send_queue_depth, udp_waiting);
-        m.sip_in_process_datagrams_total
-            .store(in_process.0, Ordering::Relaxed);
-        m.sip_in_process_dropped_total
-            .store(in_process.1, Ordering::Relaxed);
         self.events = 0;
     }
 }

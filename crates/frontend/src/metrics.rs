@@ -315,8 +315,6 @@ metrics_struct! {
     udp_send_queue_depth: "gauge", "Batches of datagrams waiting for the UDP sending task (sampled after each batch).";
     udp_socket_receive_queue_bytes: "gauge", "Bytes waiting in the SIP UDP socket's kernel receive buffer (sampled every second).";
     udp_socket_drops_total: "counter", "Datagrams the kernel dropped because the SIP UDP socket's receive buffer was full.";
-    sip_in_process_datagrams_total: "counter", "Datagrams the front end handed to its collocated Mediation role in-process, without the kernel.";
-    sip_in_process_dropped_total: "counter", "Datagrams for the collocated Mediation role dropped because it was too far behind.";
     chat_compliance_export_lag_seconds: "gauge", "Seconds since the end of the last scheduled compliance export window (0 before the first).";
 }
 

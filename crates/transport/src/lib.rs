@@ -23,7 +23,6 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{Notify, mpsc};
 
 pub mod limits;
-pub mod local;
 pub mod queue;
 pub use limits::{AcceptBackoff, FlowState, Liveness, LogLimiter, Refused, raise_fd_limit};
 use queue::{QueueRx, QueueTx};
@@ -342,8 +341,6 @@ pub struct Transports {
     tls_addr: Option<SocketAddr>,
     /// Outbound TLS connections (see [`Transports::set_tls_client`]).
     tls_client: Option<Arc<rustls::ClientConfig>>,
-    /// Servers of this process reached without the kernel (see [`Transports::link_local`]).
-    local: Arc<local::LocalPeers>,
 }
 
 impl Transports {
@@ -370,8 +367,7 @@ impl Transports {
         let udp = Arc::new(udp);
         tokio::spawn(udp_loop(udp.clone(), conns.clone()));
         let (udp_out, udp_rx) = mpsc::channel(UDP_SEND_BATCHES);
-        let local = Arc::new(local::LocalPeers::default());
-        tokio::spawn(udp_send_loop(udp.clone(), udp_rx, local.clone()));
+        tokio::spawn(udp_send_loop(udp.clone(), udp_rx));
         tokio::spawn(accept_loop(tcp, None, conns.clone()));
         let mut tls_addr = None;
         if let Some((addr, cfg)) = tls {
@@ -393,27 +389,7 @@ impl Transports {
             tcp_addr,
             tls_addr,
             tls_client: None,
-            local,
         })
-    }
-
-    /// Links the other SIP servers of this process: UDP datagrams this side sends
-    /// to one of `peers` (their UDP addresses, as `peer.udp_addr()` or the concrete
-    /// address it is reached at) go straight into that server's event queue,
-    /// with `from` (this side's concrete UDP address) as their source, instead
-    /// of through the kernel (module [`local`]). Done once, before traffic.
-    pub fn link_local(
-        &self,
-        from: SocketAddr,
-        peers: Vec<(SocketAddr, Arc<Connections>)>,
-    ) -> Result<(), local::LinkError> {
-        self.local.link(from, peers)
-    }
-
-    /// Datagrams handed to in-process peers, and those dropped because a peer
-    /// was too far behind (see [`Transports::link_local`]).
-    pub fn local_counts(&self) -> (u64, u64) {
-        (self.local.delivered(), self.local.dropped())
     }
 
     /// Lets [`Transports::deliver`] open TLS connections: a message for a TLS
@@ -537,9 +513,6 @@ impl Transports {
 
 impl Transports {
     fn send_udp(&self, addr: SocketAddr, data: Bytes) {
-        if self.local.try_deliver(addr, &data) {
-            return;
-        }
         if let Err(e) = self.udp.try_send_to(&data, addr) {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 let udp = self.udp.clone();
@@ -609,16 +582,9 @@ const UDP_SEND_BATCHES: usize = 4096;
 const UDP_RECV_BATCH: usize = 64;
 
 /// Sends the batches the core produced.
-async fn udp_send_loop(
-    sock: Arc<UdpSocket>,
-    mut rx: mpsc::Receiver<Vec<(SocketAddr, Bytes)>>,
-    local: Arc<local::LocalPeers>,
-) {
+async fn udp_send_loop(sock: Arc<UdpSocket>, mut rx: mpsc::Receiver<Vec<(SocketAddr, Bytes)>>) {
     while let Some(batch) = rx.recv().await {
         for (addr, data) in batch {
-            if local.try_deliver(addr, &data) {
-                continue;
-            }
             loop {
                 match sock.try_send_to(&data, addr) {
                     Ok(_) => break,
