@@ -351,18 +351,8 @@ impl Transports {
         tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
         conns: Arc<Connections>,
     ) -> Result<Transports, TransportError> {
-        let udp = bind_udp(sip).map_err(|source| TransportError::Bind {
-            transport: "UDP",
-            addr: sip,
-            source,
-        })?;
+        let (udp, tcp) = bind_udp_and_tcp(sip)?;
         let udp_addr = udp.local_addr().unwrap_or(sip);
-        // TCP on the UDP socket's port (the same port when `sip` asks for any).
-        let tcp = listen_tcp(udp_addr).map_err(|source| TransportError::Bind {
-            transport: "TCP",
-            addr: udp_addr,
-            source,
-        })?;
         let tcp_addr = tcp.local_addr().unwrap_or(sip);
         let udp = Arc::new(udp);
         tokio::spawn(udp_loop(udp.clone(), conns.clone()));
@@ -599,6 +589,45 @@ async fn udp_send_loop(sock: Arc<UdpSocket>, mut rx: mpsc::Receiver<Vec<(SocketA
                         break;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Attempts at a port free for both UDP and TCP when `sip` asks for any port.
+const ANY_PORT_ATTEMPTS: usize = 16;
+
+/// Binds UDP on `sip`, then TCP on the UDP socket's port. When `sip` asks for any
+/// port, the port the kernel gave UDP may be taken for TCP (another listener or
+/// an outgoing connection's local port): then both are tried again on another.
+fn bind_udp_and_tcp(sip: SocketAddr) -> Result<(UdpSocket, TcpListener), TransportError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = bind_udp(sip).map_err(|source| TransportError::Bind {
+            transport: "UDP",
+            addr: sip,
+            source,
+        })?;
+        let udp_addr = udp.local_addr().unwrap_or(sip);
+        match listen_tcp(udp_addr) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e)
+                if sip.port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < ANY_PORT_ATTEMPTS =>
+            {
+                debug!(
+                    port = udp_addr.port(),
+                    "TCP port taken; binding both on another port"
+                );
+            }
+            Err(source) => {
+                return Err(TransportError::Bind {
+                    transport: "TCP",
+                    addr: udp_addr,
+                    source,
+                });
             }
         }
     }
