@@ -107,7 +107,9 @@ impl Drop for Serve {
     }
 }
 
-fn confab(data: &Path, args: &[&str]) -> Result<String> {
+/// Runs `confab` with `data`: whether it succeeded, its stdout, and everything
+/// it printed.
+fn run_confab(data: &Path, args: &[&str]) -> Result<(bool, String, String)> {
     let mut c = Command::new(confab_bin()?);
     c.arg("--data")
         .arg(data)
@@ -117,32 +119,21 @@ fn confab(data: &Path, args: &[&str]) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let out = run_bounded(c, Duration::from_secs(60))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(out.status.success(), "confab {args:?} failed:\n{text}");
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let text = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), stdout, text))
+}
+
+fn confab(data: &Path, args: &[&str]) -> Result<String> {
+    let (ok, stdout, text) = run_confab(data, args)?;
+    ensure!(ok, "confab {args:?} failed:\n{text}");
+    Ok(stdout)
 }
 
 /// Runs `confab` expecting it to fail; returns what it printed.
 fn confab_fails(data: &Path, args: &[&str]) -> Result<String> {
-    let mut c = Command::new(confab_bin()?);
-    c.arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = run_bounded(c, Duration::from_secs(60))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ensure!(!out.status.success(), "confab {args:?} succeeded:\n{text}");
+    let (ok, _, text) = run_confab(data, args)?;
+    ensure!(!ok, "confab {args:?} succeeded:\n{text}");
     Ok(text)
 }
 
