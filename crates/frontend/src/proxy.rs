@@ -28,7 +28,7 @@ struct Branch {
     dest: Dest,
     /// The request as forwarded on this branch (for CANCEL and local answers);
     /// dropped once the context's final response went upstream.
-    forwarded: Option<Message>,
+    forwarded: Option<Box<Message>>,
     done: bool,
     provisional: bool,
     cancelled: bool,
@@ -39,12 +39,12 @@ struct ProxyCtx {
     upstream: Dest,
     invite: bool,
     branches: Vec<Branch>,
-    best: Option<Message>,
+    best: Option<Box<Message>>,
     final_sent: bool,
     cancelled: bool,
     /// Serial forwarding (voice trunk failover): targets not tried yet, with what
     /// starting one needs. Empty for parallel forking.
-    serial: Option<Serial>,
+    serial: Option<Box<Serial>>,
 }
 
 /// The rest of a serial forwarding: the next target is tried when the current one
@@ -58,7 +58,11 @@ struct Serial {
 
 #[derive(Default)]
 pub(crate) struct ProxyState {
-    ctxs: FxHashMap<u64, ProxyCtx>,
+    /// Boxed: a context is about 1.6 kB and INVITE contexts linger 32 s, so at a
+    /// few thousand calls/s the table holds 100,000+ of them; with the contexts
+    /// inline, each doubling of the table moved hundreds of MB at once and stalled
+    /// the core thread for hundreds of ms (docs/performance.md, "The stall").
+    ctxs: FxHashMap<u64, Box<ProxyCtx>>,
     by_client: FxHashMap<ClientKey, (u64, usize)>,
     by_server: FxHashMap<ServerKey, u64>,
     cleanup: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -167,15 +171,17 @@ impl Core {
         if invite {
             self.proxy.timer_c.push(Reverse((self.now + TIMER_C, id)));
         }
-        let serial = (serial && !pending.is_empty()).then(|| Serial {
-            request: msg.clone(),
-            pending,
-            record_route,
-            pop_routes,
+        let serial = (serial && !pending.is_empty()).then(|| {
+            Box::new(Serial {
+                request: msg.clone(),
+                pending,
+                record_route,
+                pop_routes,
+            })
         });
         self.proxy.ctxs.insert(
             id,
-            ProxyCtx {
+            Box::new(ProxyCtx {
                 server_key,
                 upstream,
                 invite,
@@ -184,7 +190,7 @@ impl Core {
                 final_sent: false,
                 cancelled: false,
                 serial,
-            },
+            }),
         );
     }
 
@@ -248,7 +254,7 @@ impl Core {
         Some(Branch {
             key,
             dest,
-            forwarded: Some(forwarded),
+            forwarded: Some(Box::new(forwarded)),
             done: false,
             provisional: false,
             cancelled: false,
@@ -417,7 +423,7 @@ impl Core {
                 (Some(_), None) => false,
             };
             if better && let Some(r) = resp {
-                ctx.best = Some(r);
+                ctx.best = Some(Box::new(r));
             }
             if (600..700).contains(&code) && invite {
                 self.cancel_pending(id);
@@ -470,6 +476,7 @@ impl Core {
             for b in &mut ctx.branches {
                 b.forwarded = None;
             }
+            ctx.serial = None;
         }
         let at = if invite { self.now + LINGER } else { self.now };
         self.proxy.cleanup.push(Reverse((at, id)));

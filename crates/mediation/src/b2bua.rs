@@ -309,7 +309,9 @@ pub struct Mediation {
     voice: Arc<VoiceConfig>,
     /// Calls in progress. A call goes (back) in only through [`Mediation::keep`],
     /// which arms its next timer in `timers`.
-    calls: HashMap<u64, Call>,
+    /// Boxed: a call is about 3.5 kB and is taken out and put back for every
+    /// message of it, which then moves a pointer instead of the whole call.
+    calls: HashMap<u64, Box<Call>>,
     /// (due, call): a call's next timer, pushed whenever the call is stored;
     /// entries whose call ended or whose timer moved are skipped when they come
     /// due, so finding the next deadline never walks every call.
@@ -712,7 +714,7 @@ impl Mediation {
             last_answer: None,
         };
         legs.insert(caller_side.other(), callee_leg);
-        let mut call = Call {
+        let mut call = Box::new(Call {
             id,
             relay,
             state: State::Calling,
@@ -729,7 +731,7 @@ impl Mediation {
             retrans: Vec::new(),
             record,
             transfer: None,
-        };
+        });
         if let Some(leg) = call.legs.get_mut(&caller_side) {
             leg.last_answer = Some(trying);
         }
@@ -740,7 +742,7 @@ impl Mediation {
     }
 
     /// Stores a call in progress and arms its next timer.
-    fn keep(&mut self, call: Call) {
+    fn keep(&mut self, call: Box<Call>) {
         if let Some(due) = call.next_due() {
             self.timers.push(Reverse((due, call.id)));
         }
@@ -945,7 +947,7 @@ impl Mediation {
 
     fn keep_or_end(
         &mut self,
-        call: Call,
+        call: Box<Call>,
         keep: bool,
         now: Instant,
         relays: &mut dyn Relays,
@@ -960,7 +962,7 @@ impl Mediation {
 
     fn end(
         &mut self,
-        mut call: Call,
+        mut call: Box<Call>,
         now: Instant,
         relays: &mut dyn Relays,
         out: &mut Vec<Action>,
@@ -1410,7 +1412,7 @@ impl Mediation {
             if self
                 .calls
                 .get(&id)
-                .and_then(Call::next_due)
+                .and_then(|c| c.next_due())
                 .is_some_and(|d| d <= now)
             {
                 due.push(id);
