@@ -85,7 +85,9 @@ pub(crate) struct PresenceAgent {
     watchers: Watchers<WatchId>,
     /// Whose own data a subscription follows (Contacts, RoamingSelf).
     owners: Watchers<WatchId>,
-    subs: FxHashMap<u64, Sub>,
+    /// Boxed (272-byte values, 200,000+ live on a pool): docs/decisions.md,
+    /// "Large values in big tables are boxed".
+    subs: FxHashMap<u64, Box<Sub>>,
     by_dialog: FxHashMap<(String, String), u64>,
     own: FxHashMap<ClientKey, u64>,
     policy: Policy,
@@ -376,7 +378,7 @@ impl Core {
         self.pa
             .by_dialog
             .insert((sub.call_id.clone(), our_tag.clone()), id);
-        self.pa.subs.insert(id, sub);
+        self.pa.subs.insert(id, Box::new(sub));
         self.reply_tagged(key, msg, 200, &our_tag, |b| {
             b.header("Expires", expires.to_string())
                 .header("Contact", our_contact)
