@@ -62,7 +62,7 @@ fi
 SMALL=${SMALL:-$(( USERS / 20 ))}
 [ $(( BIG + SMALL )) -lt "$USERS" ] || { echo "--big plus --small must be below --users" >&2; exit 2; }
 MID=$(( USERS - SMALL ))   # users BIG..MID in rooms of 150, MID..USERS in rooms of 30
-OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)-chat$([ "$TRANSPORT" = tcp ] && echo -tcp)$([ $SMOKE = 1 ] && echo -smoke)}
+OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)-chat$([ "$TRANSPORT" = tcp ] && echo -tcp || true)$([ $SMOKE = 1 ] && echo -smoke || true)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 DOMAIN=bench.test

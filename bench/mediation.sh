@@ -70,7 +70,7 @@ fi
 USERS=$(( 2 * CALLEES + CALLERS ))
 ARGS+=(--uac-procs "$IN_PROCS" --callees "$CALLEES" --reg-users "$CALLERS" --domain "$DOMAIN"
   --gw-port "$GW_PORT" --gw-in-port "$GW_IN_PORT" --quiet-wait 0)
-OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)-mediation$([ $SMOKE = 1 ] && echo -smoke)}
+OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)-mediation$([ $SMOKE = 1 ] && echo -smoke || true)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/confab-mediation-bench.XXXXXX")

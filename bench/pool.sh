@@ -46,7 +46,7 @@ else
   STEP=${STEP:-10}
 fi
 ADMIN=${CONFAB_BENCH_POSTGRES_URL:-postgres://confab:confab@127.0.0.1:5432/postgres}
-OUT=${OUT:-$HERE/results/pool-$(date -u +%Y%m%d-%H%M%S)$([ $SMOKE = 1 ] && echo -smoke)}
+OUT=${OUT:-$HERE/results/pool-$(date -u +%Y%m%d-%H%M%S)$([ $SMOKE = 1 ] && echo -smoke || true)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/confab-pool-bench.XXXXXX")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # confab vs Kamailio, side by side, one command.
 #
-#   bench/run.sh            full run (~1.5-2 h): every scenario against confab, then Kamailio
+#   bench/run.sh            full run (~1 h 45 min): every scenario against confab, then Kamailio
 #   bench/run.sh --smoke    a few seconds per scenario, small user counts (CI)
 #
 # Options:
@@ -85,7 +85,7 @@ else
   HARNESS=(--quiet-wait 300 --hold-udp 50000 --hold-tcp 10000,19000 --hold-infeasible cap
     --uac-procs 2)
 fi
-OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)$([ $SMOKE = 1 ] && echo -smoke)}
+OUT=${OUT:-$HERE/results/$(date -u +%Y%m%d-%H%M%S)$([ $SMOKE = 1 ] && echo -smoke || true)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/confab-bench.XXXXXX")
