@@ -232,6 +232,23 @@ fn has_ctl(s: &[u8]) -> bool {
     }) != 0
 }
 
+/// How many bytes of `s` are control characters other than HTAB (CTL, RFC 3261
+/// §25.1), DEL or not ASCII. A message head whose count is exactly its CRLFs has
+/// none of them anywhere else: it is ASCII (so UTF-8) and no line needs checking
+/// on its own. One pass over the whole head, written so that it compiles to SIMD
+/// (a wrapping byte count per chunk of at most 255 bytes cannot overflow): the
+/// per-line checks it replaces ran their scalar tail on every short value.
+fn count_ctl_or_high(s: &[u8]) -> usize {
+    s.chunks(255)
+        .map(|chunk| {
+            let n = chunk.iter().fold(0u8, |n, &c| {
+                n.wrapping_add((u8::from(c < 0x20) & u8::from(c != b'\t')) | u8::from(c >= 0x7f))
+            });
+            usize::from(n)
+        })
+        .sum()
+}
+
 /// Whether every control character of a header value is the escaped character of
 /// a quoted-pair inside a quoted string (`"\<NUL>"`), which RFC 3261 §25.1 allows
 /// (`quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`); the slow path of
@@ -269,6 +286,21 @@ fn sub_str(text: &str, whole: Span, part: Span) -> &str {
     text.get(start..end).unwrap_or("")
 }
 
+/// The header name of a header line and its colon: `(name start, name end, colon)`,
+/// or `None` when the bytes before the first colon are not a token with optional
+/// whitespace around it (or there is no colon).
+fn scan_header_name(line: &[u8]) -> Option<(usize, usize, usize)> {
+    let blank = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = line.iter().take_while(|c| blank(c)).count();
+    let end = start
+        + line[start..]
+            .iter()
+            .take_while(|&&c| is_token_char(c))
+            .count();
+    let colon = end + line[end..].iter().take_while(|c| blank(c)).count();
+    (end > start && line.get(colon) == Some(&b':')).then_some((start, end, colon))
+}
+
 fn trim_span(buf: &[u8], mut s: usize, mut e: usize) -> (usize, usize) {
     while s < e && (buf[s] == b' ' || buf[s] == b'\t') {
         s += 1;
@@ -294,6 +326,12 @@ impl Message {
     /// by [`crate::Framer`]). Leading CRLFs are ignored. A Content-Length shorter than
     /// the remaining bytes cuts the body; a longer one is an error.
     pub fn parse(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+        Self::parse_with(buf, limits, true)
+    }
+
+    /// [`Message::parse`]; `one_pass`: whether the head's bytes may be checked in
+    /// one pass (the tests compare it with the line-by-line checks).
+    fn parse_with(buf: Bytes, limits: &Limits, one_pass: bool) -> Result<Message, ParseError> {
         let lead = buf
             .iter()
             .take_while(|&&b| b == b'\r' || b == b'\n')
@@ -344,7 +382,7 @@ impl Message {
         } else {
             buf
         };
-        Self::parse_unfolded(buf, head_end, &ends, limits)
+        Self::parse_unfolded(buf, head_end, &ends, limits, one_pass)
     }
 
     /// `ends`: the position of every line's CRLF up to `head_end` (the last one).
@@ -353,6 +391,7 @@ impl Message {
         head_end: usize,
         ends: &[u32],
         limits: &Limits,
+        one_pass: bool,
     ) -> Result<Message, ParseError> {
         let b = &buf[..];
         let line_end = ends.first().map_or(head_end, |&e| e as usize).min(head_end);
@@ -365,13 +404,19 @@ impl Message {
             }
             e
         };
-        if !b[..head_end].is_ascii() && std::str::from_utf8(&b[..head_end]).is_err() {
+        // The common case, checked in one pass: the head is ASCII and its only
+        // control characters are the CRLFs ending its lines (`ends`, the last one at
+        // `head_end` excluded). Otherwise every line is checked on its own below, so
+        // that the error names what is wrong and where.
+        let clean =
+            one_pass && count_ctl_or_high(&b[..head_end]) == 2 * ends.len().saturating_sub(1);
+        if !clean && !b[..head_end].is_ascii() && std::str::from_utf8(&b[..head_end]).is_err() {
             return Err(answerable(ParseError::new(
                 400,
                 "Invalid UTF-8 in message headers",
             )));
         }
-        let start = match parse_start_line(b, line_end) {
+        let start = match parse_start_line(b, line_end, clean) {
             Ok(s) => s,
             Err(mut e) => {
                 // A request in an unsupported version is still answered (505).
@@ -394,22 +439,20 @@ impl Message {
                     return Err(answerable(ParseError::new(513, "Too many header fields")));
                 }
                 let line = &b[pos..end];
-                let colon = memchr::memchr(b':', line).ok_or_else(|| {
-                    answerable(ParseError::new(
-                        400,
-                        format!("Header line without ':' at byte {pos}"),
-                    ))
+                // The name is a token with optional whitespace around it, then the
+                // colon: one scan finds the colon and checks the name.
+                let (ns, ne, colon) = scan_header_name(line).ok_or_else(|| {
+                    let reason = if memchr::memchr(b':', line).is_some() {
+                        format!("Malformed header name at byte {pos}")
+                    } else {
+                        format!("Header line without ':' at byte {pos}")
+                    };
+                    answerable(ParseError::new(400, reason))
                 })?;
-                let (ns, ne) = trim_span(b, pos, pos + colon);
+                let (ns, ne) = (pos + ns, pos + ne);
                 let name = &b[ns..ne];
-                if name.is_empty() || !name.iter().all(|&c| is_token_char(c)) {
-                    return Err(answerable(ParseError::new(
-                        400,
-                        format!("Malformed header name at byte {pos}"),
-                    )));
-                }
                 let (vs, ve) = trim_span(b, pos + colon + 1, end);
-                if has_ctl(&b[vs..ve]) && !ctl_only_in_quoted_pairs(&b[vs..ve]) {
+                if !clean && has_ctl(&b[vs..ve]) && !ctl_only_in_quoted_pairs(&b[vs..ve]) {
                     return Err(answerable(ParseError::new(
                         400,
                         format!(
@@ -864,9 +907,10 @@ fn raw_reply_context(b: &[u8], from: usize, head_end: usize) -> ReplyContext {
     ctx
 }
 
-fn parse_start_line(b: &[u8], end: usize) -> Result<StartLine, ParseError> {
+/// `clean`: the caller found no control character in the head but its CRLFs.
+fn parse_start_line(b: &[u8], end: usize, clean: bool) -> Result<StartLine, ParseError> {
     let line = &b[..end];
-    if has_ctl(line) {
+    if !clean && has_ctl(line) {
         return Err(ParseError::new(400, "Control character in start line"));
     }
     if line.starts_with(b"SIP/") || line.starts_with(b"sip/") {
@@ -920,4 +964,74 @@ fn parse_start_line(b: &[u8], end: usize) -> Result<StartLine, ParseError> {
         method,
         uri: Span::new(sp1 + 1, sp2),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a sender would see of a parse: the error, or the headers read back.
+    fn outcome(r: Result<Message, ParseError>) -> Result<Vec<(HeaderName, String)>, String> {
+        match r {
+            Ok(m) => Ok(m
+                .headers
+                .iter()
+                .map(|h| (h.name, m.span_str(h.value).to_owned()))
+                .collect()),
+            Err(e) => Err(format!("{e} (can reply: {})", e.can_reply())),
+        }
+    }
+
+    /// The one-pass check of the head must answer as the line-by-line checks do:
+    /// valid messages with bytes of every class written over them one at a time
+    /// (control characters, DEL, CR, LF, bytes above 0x7f, in the start line, the
+    /// names, the values and the blank line).
+    #[test]
+    fn one_pass_head_check_answers_as_the_line_by_line_checks() {
+        let messages: [&[u8]; 3] = [
+            b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/tcp 127.0.0.1:59484;branch=z9hG4bK3E1B\r\n\
+From: \"A \\\"x\\\"\" <sip:alice@example.com>;tag=598727094\r\n\
+To: <sip:alice@example.com>\r\n\
+Max-Forwards: 70\r\n\
+CSeq: 1 REGISTER\r\n\
+Call-ID: ED38g5560aD124i9B01mD94Et6BCAb7353xF722x\r\n\
+Subject: a\r\n b\r\n\
+Content-Length: 0\r\n\r\n",
+            b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\nf: <sip:a@b>;tag=1\r\n\
+t: <sip:c@d>;tag=2\r\ni: x\r\nCSeq: 2 INVITE\r\nl: 3\r\n\r\nabc",
+            b"\r\nMESSAGE sip:b@d SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK2\r\n\
+From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: y\r\nCSeq: 3 MESSAGE\r\n\
+Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+        ];
+        let bytes = [
+            0x00u8, 0x01, b'\t', b'\n', b'\r', 0x1f, b' ', b':', b'"', 0x7f, 0x80, 0xc3, 0xff,
+        ];
+        let limits = Limits::default();
+        let mut compared = 0;
+        for msg in messages {
+            for at in 0..msg.len() {
+                for &c in &bytes {
+                    let mut m = msg.to_vec();
+                    m[at] = c;
+                    let m = Bytes::from(m);
+                    let fast = outcome(Message::parse_with(m.clone(), &limits, true));
+                    let slow = outcome(Message::parse_with(m.clone(), &limits, false));
+                    assert_eq!(fast, slow, "{:?}", String::from_utf8_lossy(&m));
+                    compared += 1;
+                }
+            }
+            assert!(outcome(Message::parse(Bytes::from_static(msg), &limits)).is_ok());
+        }
+        assert!(compared > 5_000);
+    }
+
+    #[test]
+    fn control_characters_are_counted_in_every_chunk() {
+        assert_eq!(count_ctl_or_high(b""), 0);
+        assert_eq!(count_ctl_or_high(b"a\tb c"), 0);
+        assert_eq!(count_ctl_or_high(b"\r\n\x7f\x80\xff\x00"), 6);
+        assert_eq!(count_ctl_or_high(&[0x01; 600]), 600);
+        assert_eq!(count_ctl_or_high(&[0x80; 255]), 255);
+    }
 }
