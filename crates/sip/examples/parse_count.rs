@@ -10,7 +10,10 @@
 //!
 //! (difference of the two `I refs` totals ÷ 20,000 = instructions per message).
 //! Modes: `typed` (parse and read the core typed headers, like the benchmark's
-//! `+typed` rows) or `parse` (parse only).
+//! `+typed` rows) or `parse` (parse only), each on a shared copy of one buffer as
+//! the benchmark does; `typed-fresh` and `parse-fresh` copy the message into a new
+//! buffer first, as the UDP transport does with each datagram (the copy is in the
+//! count: compare fresh with fresh).
 
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -19,8 +22,8 @@ use bytes::Bytes;
 use confab_sip::{HeaderName, Limits, Message, NameAddr};
 
 /// What the `parse` benchmark's `+typed` rows do per message.
-fn parse_and_touch(buf: &Bytes, limits: &Limits) -> usize {
-    let Ok(m) = Message::parse(buf.clone(), limits) else {
+fn parse_and_touch(buf: Bytes, limits: &Limits) -> usize {
+    let Ok(m) = Message::parse(buf, limits) else {
         return 0;
     };
     let via = m.top_via();
@@ -43,23 +46,29 @@ fn parse_and_touch(buf: &Bytes, limits: &Limits) -> usize {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [file, mode, n] = &args[..] else {
-        eprintln!("usage: parse_count FILE typed|parse N");
+        eprintln!("usage: parse_count FILE typed|parse|typed-fresh|parse-fresh N");
         return ExitCode::from(2);
     };
     let (Ok(raw), Ok(n)) = (std::fs::read(file), n.parse::<usize>()) else {
         eprintln!("cannot read {file} or bad count {n}");
         return ExitCode::from(2);
     };
-    let typed = mode == "typed";
+    let typed = mode.starts_with("typed");
+    let fresh = mode.ends_with("-fresh");
     let buf = Bytes::from(raw);
     let limits = Limits::default();
     let start = std::time::Instant::now();
     let mut acc = 0usize;
     for _ in 0..n {
-        acc += if typed {
-            parse_and_touch(black_box(&buf), &limits)
+        let buf = if fresh {
+            Bytes::copy_from_slice(black_box(&buf))
         } else {
-            usize::from(Message::parse(black_box(buf.clone()), &limits).is_ok())
+            buf.clone()
+        };
+        acc += if typed {
+            parse_and_touch(black_box(buf), &limits)
+        } else {
+            usize::from(Message::parse(black_box(buf), &limits).is_ok())
         };
     }
     let secs = start.elapsed().as_secs_f64();

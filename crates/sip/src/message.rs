@@ -1,6 +1,7 @@
 //! Zero-copy SIP message parsing (RFC 3261 §7 and §25).
 
 use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
 use smallvec::SmallVec;
 
 use crate::header::{HeaderName, NameAddr, Via, is_token_char, split_values};
@@ -98,10 +99,54 @@ fn core_slot(name: HeaderName) -> Option<usize> {
     })
 }
 
+/// A message's bytes. The head (start line and header lines) is always UTF-8:
+/// parsing checks it.
+#[derive(Clone, Debug)]
+enum Buffer {
+    /// The whole message is UTF-8, checked once: spans are read as `&str` with no
+    /// further check (the usual case: SIP bodies are SDP, XML or text).
+    Text(ByteString),
+    /// The body is not UTF-8: each span is checked when it is read.
+    Binary(Bytes),
+}
+
+impl Buffer {
+    /// Wraps a message whose head (`..head_end`) is known to be UTF-8; `None` if
+    /// it is not after all.
+    fn new(buf: Bytes, head_end: usize) -> Option<Buffer> {
+        if buf
+            .get(head_end..)
+            .is_some_and(|body| std::str::from_utf8(body).is_ok())
+        {
+            ByteString::try_from(buf).ok().map(Buffer::Text)
+        } else {
+            Some(Buffer::Binary(buf))
+        }
+    }
+
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Buffer::Text(s) => s.as_bytes(),
+            Buffer::Binary(b) => b,
+        }
+    }
+
+    /// The text of a span of the head (empty for a span that is not text).
+    fn str(&self, s: Span) -> &str {
+        match self {
+            Buffer::Text(t) => t.get(s.range()).unwrap_or(""),
+            Buffer::Binary(b) => b
+                .get(s.range())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+        }
+    }
+}
+
 /// A parsed SIP request or response. Cheap to clone (the buffer is shared).
 #[derive(Clone, Debug)]
 pub struct Message {
-    buf: Bytes,
+    buf: Buffer,
     start: StartLine,
     headers: SmallVec<[RawHeader; 20]>,
     body: Span,
@@ -398,7 +443,7 @@ impl Message {
         // A request refused for its header bytes is still answered (400 with the
         // reason) when the headers needed to address a response are intact.
         let is_request_line = !b.starts_with(b"SIP/") && !b.starts_with(b"sip/");
-        let answerable = |mut e: ParseError| {
+        let answerable = |b: &[u8], mut e: ParseError| {
             if is_request_line {
                 e.reply = Some(Box::new(raw_reply_context(b, line_end + 2, head_end)));
             }
@@ -410,11 +455,12 @@ impl Message {
         // that the error names what is wrong and where.
         let clean =
             one_pass && count_ctl_or_high(&b[..head_end]) == 2 * ends.len().saturating_sub(1);
-        if !clean && !b[..head_end].is_ascii() && std::str::from_utf8(&b[..head_end]).is_err() {
-            return Err(answerable(ParseError::new(
-                400,
-                "Invalid UTF-8 in message headers",
-            )));
+        // A clean head is ASCII; any other is checked here.
+        if !clean && std::str::from_utf8(&b[..head_end]).is_err() {
+            return Err(answerable(
+                b,
+                ParseError::new(400, "Invalid UTF-8 in message headers"),
+            ));
         }
         let start = match parse_start_line(b, line_end, clean) {
             Ok(s) => s,
@@ -428,7 +474,29 @@ impl Message {
         };
         let is_request = matches!(start, StartLine::Request { .. });
 
-        let mut headers: SmallVec<[RawHeader; 20]> = SmallVec::new();
+        // Built before the header lines are read, so that they are pushed where
+        // they stay (a moved header table is a copy of some 400 bytes).
+        let buf = Buffer::new(buf, head_end)
+            .ok_or_else(|| ParseError::new(400, "Invalid UTF-8 in message headers"))?;
+        let mut msg = Message {
+            buf,
+            start,
+            headers: SmallVec::new(),
+            body: Span::default(),
+            top_via: Span::default(),
+            via: ViaSpans::default(),
+            from: Span::default(),
+            from_addr: AddrSpans::default(),
+            to: Span::default(),
+            to_addr: AddrSpans::default(),
+            call_id: Span::default(),
+            cseq_num: 0,
+            cseq_method: Method::Ack,
+            max_forwards: None,
+            received_at: None,
+        };
+        let b = &msg.buf.bytes()[..];
+        let headers = &mut msg.headers;
         // The core headers are indexed in the same pass (see `core_slot`).
         let mut core = [CoreHeader::default(); CORE_HEADERS];
         let mut pos = line_end + 2;
@@ -436,7 +504,10 @@ impl Message {
             let end = end as usize;
             if end > pos {
                 if headers.len() >= limits.max_headers {
-                    return Err(answerable(ParseError::new(513, "Too many header fields")));
+                    return Err(answerable(
+                        b,
+                        ParseError::new(513, "Too many header fields"),
+                    ));
                 }
                 let line = &b[pos..end];
                 // The name is a token with optional whitespace around it, then the
@@ -447,19 +518,22 @@ impl Message {
                     } else {
                         format!("Header line without ':' at byte {pos}")
                     };
-                    answerable(ParseError::new(400, reason))
+                    answerable(b, ParseError::new(400, reason))
                 })?;
                 let (ns, ne) = (pos + ns, pos + ne);
                 let name = &b[ns..ne];
                 let (vs, ve) = trim_span(b, pos + colon + 1, end);
                 if !clean && has_ctl(&b[vs..ve]) && !ctl_only_in_quoted_pairs(&b[vs..ve]) {
-                    return Err(answerable(ParseError::new(
-                        400,
-                        format!(
-                            "Control character in {} header",
-                            String::from_utf8_lossy(name)
+                    return Err(answerable(
+                        b,
+                        ParseError::new(
+                            400,
+                            format!(
+                                "Control character in {} header",
+                                String::from_utf8_lossy(name)
+                            ),
                         ),
-                    )));
+                    ));
                 }
                 let name = HeaderName::from_bytes(name);
                 let value = Span::new(vs, ve);
@@ -483,23 +557,6 @@ impl Message {
             pos = end + 2;
         }
 
-        let mut msg = Message {
-            buf,
-            start,
-            headers,
-            body: Span::default(),
-            top_via: Span::default(),
-            via: ViaSpans::default(),
-            from: Span::default(),
-            from_addr: AddrSpans::default(),
-            to: Span::default(),
-            to_addr: AddrSpans::default(),
-            call_id: Span::default(),
-            cseq_num: 0,
-            cseq_method: Method::Ack,
-            max_forwards: None,
-            received_at: None,
-        };
         let checked = msg.validate(head_end + 4, core);
         checked.map_err(|mut e| {
             if is_request {
@@ -619,7 +676,7 @@ impl Message {
             self.max_forwards = Some(n);
         }
 
-        let available = self.buf.len().saturating_sub(body_start);
+        let available = self.buf.bytes().len().saturating_sub(body_start);
         let mut cl: Option<usize> = None;
         let parse_cl = |v: &str| {
             v.parse::<usize>()
@@ -654,16 +711,19 @@ impl Message {
             Some(n) => n,
             None => available,
         };
-        self.body = Span::new(body_start.min(self.buf.len()), body_start + body_len);
+        self.body = Span::new(
+            body_start.min(self.buf.bytes().len()),
+            body_start + body_len,
+        );
         Ok(())
     }
 
     /// The span of `s`, a slice of this message's buffer (an empty span for an
     /// empty or foreign string).
     fn span_of(&self, s: &str) -> Span {
-        let base = self.buf.as_ptr() as usize;
+        let base = self.buf.bytes().as_ptr() as usize;
         let p = s.as_ptr() as usize;
-        if s.is_empty() || p < base || p + s.len() > base + self.buf.len() {
+        if s.is_empty() || p < base || p + s.len() > base + self.buf.bytes().len() {
             return Span::default();
         }
         Span::new(p - base, p - base + s.len())
@@ -692,13 +752,12 @@ impl Message {
     }
 
     fn span_str(&self, s: Span) -> &str {
-        // Header bytes were checked to be UTF-8 when parsed.
-        std::str::from_utf8(&self.buf[s.range()]).unwrap_or("")
+        self.buf.str(s)
     }
 
     /// The whole message as received (after unfolding).
     pub fn as_bytes(&self) -> &Bytes {
-        &self.buf
+        self.buf.bytes()
     }
 
     pub fn start_line(&self) -> &StartLine {
@@ -774,7 +833,7 @@ impl Message {
     pub fn header_str(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|h| self.buf[h.name_span.range()].eq_ignore_ascii_case(name.as_bytes()))
+            .find(|h| self.buf.bytes()[h.name_span.range()].eq_ignore_ascii_case(name.as_bytes()))
             .map(|h| self.span_str(h.value))
     }
 
@@ -795,10 +854,10 @@ impl Message {
     pub(crate) fn header_line(&self, i: usize) -> Option<(HeaderName, &[u8], &[u8])> {
         let h = self.headers.get(i)?;
         let name = match h.name {
-            HeaderName::Other => &self.buf[h.name_span.range()],
+            HeaderName::Other => &self.buf.bytes()[h.name_span.range()],
             known => known.as_str().as_bytes(),
         };
-        Some((h.name, name, &self.buf[h.value.range()]))
+        Some((h.name, name, &self.buf.bytes()[h.value.range()]))
     }
 
     pub fn call_id(&self) -> &str {
@@ -857,12 +916,12 @@ impl Message {
     }
 
     pub fn body(&self) -> &[u8] {
-        &self.buf[self.body.range()]
+        &self.buf.bytes()[self.body.range()]
     }
 
     /// The body as a shared slice of the buffer.
     pub fn body_bytes(&self) -> Bytes {
-        self.buf.slice(self.body.range())
+        self.buf.bytes().slice(self.body.range())
     }
 
     /// Whether the given option tag is listed in a header such as Supported/Require.

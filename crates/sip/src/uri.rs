@@ -52,10 +52,12 @@ impl<'a> Uri<'a> {
             return Err(UriError::Scheme);
         };
         let rest = &s[colon + 1..];
-        if rest
-            .bytes()
-            .any(|b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>' || b == b'"')
-        {
+        // Every byte is looked at, with no early exit, so that this compiles to
+        // vector compares: a URI has no such byte unless it is malformed.
+        let bad = rest.bytes().fold(false, |bad, b| {
+            bad | (b <= b' ') | (b == 0x7f) | (b == b'<') | (b == b'>') | (b == b'"')
+        });
+        if bad {
             return Err(UriError::Char);
         }
         if scheme == Scheme::Tel {

@@ -112,3 +112,46 @@ fn a_long_head_of_control_characters_is_counted_past_each_chunk() {
     extra.extend_from_slice(b"\r\n");
     assert!(with_header_lines(&extra).is_err());
 }
+
+/// A body that is not UTF-8 (RFC 4475 mpart01 carries one) is kept byte for byte,
+/// and the head reads as it does with a text body: the head is text either way,
+/// only where its spans are checked differs (once for the whole message, or at
+/// each read).
+#[test]
+fn headers_read_the_same_with_a_binary_body_as_with_a_text_body() {
+    let with_body = |body: &[u8]| {
+        let mut m = HEAD.to_vec();
+        m.extend_from_slice(b"Subject: Zo\xc3\xab\r\nContent-Type: application/octet-stream\r\n");
+        m.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        m.extend_from_slice(body);
+        Message::parse(Bytes::from(m), &Limits::default()).expect("parses")
+    };
+    let read = |m: &Message| {
+        let headers: Vec<(String, String)> = m
+            .headers()
+            .map(|(_, n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        let via = m.top_via();
+        (
+            headers,
+            m.request_uri().map(str::to_owned),
+            m.call_id().to_owned(),
+            m.from_tag().map(str::to_owned),
+            via.branch().map(str::to_owned),
+            m.header(HeaderName::Subject).map(str::to_owned),
+        )
+    };
+    let binary: &[u8] = b"\x00\xff\xfe\x80binary\r\n\xc3";
+    let text: &[u8] = b"plain  text\r\n";
+    let b = with_body(binary);
+    let t = with_body(text);
+    assert_eq!(b.body(), binary);
+    assert_eq!(t.body(), text);
+    assert_eq!(read(&b), read(&t));
+    assert_eq!(
+        b.header(HeaderName::Subject),
+        Some("Zo\u{eb}"),
+        "a UTF-8 value in the head is read as text"
+    );
+    assert_eq!(b.from_tag(), Some("1"));
+}
