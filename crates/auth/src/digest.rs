@@ -248,6 +248,12 @@ impl<'a> DigestResponse<'a> {
     /// Parses a Digest credentials header value.
     pub fn parse(header_value: &'a str) -> Result<Self, DigestError> {
         let h = params::parse(header_value).map_err(|e| DigestError::Malformed(e.to_string()))?;
+        Self::from_header(&h)
+    }
+
+    /// The Digest credentials of an authentication header already parsed (a
+    /// caller that reads other parameters too parses the value once).
+    pub fn from_header(h: &params::AuthHeader<'a>) -> Result<Self, DigestError> {
         if !h.is_scheme("Digest") {
             return Err(DigestError::Malformed("scheme is not Digest".into()));
         }
@@ -262,22 +268,34 @@ impl<'a> DigestResponse<'a> {
         let mut nc = None;
         let mut opaque = None;
         for (name, value) in h.params() {
-            let slot = match name.to_ascii_lowercase().as_str() {
-                "username" => &mut username,
-                "realm" => &mut realm,
-                "nonce" => &mut nonce,
-                "uri" => &mut uri,
-                "response" => &mut response,
-                "algorithm" => &mut algorithm,
-                "qop" => &mut qop,
-                "cnonce" => &mut cnonce,
-                "nc" => &mut nc,
-                "opaque" => &mut opaque,
-                "userhash" if value.eq_ignore_ascii_case("false") => continue,
-                "userhash" | "username*" => {
-                    return Err(DigestError::Malformed(format!("{name} not supported")));
-                }
-                _ => continue, // unknown params are ignored (RFC 7616 §3.4)
+            // Names compared ignoring case, without lower-casing each into a String.
+            let is = |known: &str| name.eq_ignore_ascii_case(known);
+            let slot = if is("username") {
+                &mut username
+            } else if is("realm") {
+                &mut realm
+            } else if is("nonce") {
+                &mut nonce
+            } else if is("uri") {
+                &mut uri
+            } else if is("response") {
+                &mut response
+            } else if is("algorithm") {
+                &mut algorithm
+            } else if is("qop") {
+                &mut qop
+            } else if is("cnonce") {
+                &mut cnonce
+            } else if is("nc") {
+                &mut nc
+            } else if is("opaque") {
+                &mut opaque
+            } else if is("userhash") && value.eq_ignore_ascii_case("false") {
+                continue;
+            } else if is("userhash") || is("username*") {
+                return Err(DigestError::Malformed(format!("{name} not supported")));
+            } else {
+                continue; // unknown params are ignored (RFC 7616 §3.4)
             };
             *slot = Some(value.clone());
         }
@@ -686,9 +704,21 @@ impl DigestServer {
         now_ms: u64,
     ) -> Result<Authenticated, DigestError> {
         let resp = DigestResponse::parse(header_value)?;
+        self.verify_response(method, &resp, lookup, now_ms)
+    }
+
+    /// [`DigestServer::verify`] of credentials already parsed: `lookup` is still
+    /// called only once the nonce has been found genuine.
+    pub fn verify_response(
+        &mut self,
+        method: &str,
+        resp: &DigestResponse<'_>,
+        lookup: impl FnOnce(&str, &str) -> Option<Ha1s>,
+        now_ms: u64,
+    ) -> Result<Authenticated, DigestError> {
         let nonce = self.check_nonce(&resp.nonce, &resp.realm)?;
         let ha1s = lookup(&resp.username, &resp.realm);
-        self.verify_checked(method, &resp, ha1s.as_ref(), nonce, now_ms)
+        self.verify_checked(method, resp, ha1s.as_ref(), nonce, now_ms)
     }
 
     /// Verifies parsed credentials against the user's HA1 values (`None`: unknown user).

@@ -1160,35 +1160,41 @@ impl Core {
             v.get(..7)
                 .is_some_and(|p| p.eq_ignore_ascii_case("digest "))
         };
-        // Prefer the credentials for our realm (others may be for other proxies).
-        let ours = |v: &&str| {
-            confab_auth::params::parse(v)
-                .ok()
-                .and_then(|p| {
-                    p.get("realm")
-                        .map(|r| r.eq_ignore_ascii_case(&self.cfg.domain))
-                })
-                .unwrap_or(false)
-        };
-        let creds = msg
-            .headers_named(header)
-            .filter(is_digest)
-            .find(ours)
-            .or_else(|| msg.headers_named(header).find(is_digest))
-            .map(str::to_owned);
-        let Some(creds) = creds else {
+        // Prefer the credentials for our realm (others may be for other proxies),
+        // else the first Digest ones. Each value is parsed once: the realm, the
+        // user name and the Digest credentials are all read from that parse.
+        let mut chosen = None;
+        for v in msg.headers_named(header).filter(is_digest) {
+            let parsed = confab_auth::params::parse(v);
+            let ours = parsed.as_ref().is_ok_and(|p| {
+                p.get("realm")
+                    .is_some_and(|r| r.eq_ignore_ascii_case(&self.cfg.domain))
+            });
+            if ours {
+                chosen = Some(parsed);
+                break;
+            }
+            if chosen.is_none() {
+                chosen = Some(parsed);
+            }
+        }
+        let Some(parsed) = chosen else {
             self.challenge(key, msg, proxy, false);
             return None;
         };
-        let username = confab_auth::params::parse(&creds)
+        let username = parsed
+            .as_ref()
             .ok()
             .and_then(|p| p.get("username").map(|u| u.to_lowercase()))
             .unwrap_or_default();
+        let response = parsed
+            .map_err(|e| DigestError::Malformed(e.to_string()))
+            .and_then(|p| confab_auth::digest::DigestResponse::from_header(&p));
         // The digest `uri` must name the Request-URI (RFC 7616 §3.4.6), or an
         // answer made for one request could serve another. A URI naming this
         // server itself (no user part) is also accepted: some clients (SIPp among
         // them) put the server's address there.
-        if let Ok(parsed) = confab_auth::digest::DigestResponse::parse(&creds)
+        if let Ok(parsed) = &response
             && !digest_uri_matches(parsed.uri(), msg.request_uri().unwrap_or(""))
             && !Uri::parse(parsed.uri()).is_ok_and(|u| u.user.is_none() && self.is_us(&u))
         {
@@ -1208,20 +1214,22 @@ impl Core {
             .unwrap_or_default();
         let domain = self.cfg.domain.clone();
         let directory = &self.directory;
-        let result = self.digest.verify(
-            &method,
-            &creds,
-            |u, r| {
-                if !r.eq_ignore_ascii_case(&domain) {
-                    return None;
-                }
-                directory
-                    .get(&format!("{}@{}", u.to_lowercase(), domain))
-                    .filter(|e| e.enabled)
-                    .map(|e| Ha1s::from_stored(&e.credentials))
-            },
-            self.wall_ms,
-        );
+        let result = response.and_then(|response| {
+            self.digest.verify_response(
+                &method,
+                &response,
+                |u, r| {
+                    if !r.eq_ignore_ascii_case(&domain) {
+                        return None;
+                    }
+                    directory
+                        .get(&format!("{}@{}", u.to_lowercase(), domain))
+                        .filter(|e| e.enabled)
+                        .map(|e| Ha1s::from_stored(&e.credentials))
+                },
+                self.wall_ms,
+            )
+        });
         match result {
             Ok(a) => {
                 self.fail_src.record_success(&ip);

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use crate::{Result, Store};
+use crate::users::Params;
+use crate::{Backend, Result, Store};
 
 /// Rows in one INSERT at most: 64 rows of 12 values stay far below SQLite's
 /// (999 in old builds) and PostgreSQL's (65,535) limits on bound parameters.
@@ -28,22 +29,20 @@ fn chunks(n: usize) -> impl Iterator<Item = usize> {
     )
 }
 
-/// `head` followed by `rows` groups of `cols` numbered parameters, then `tail`.
-fn insert_sql(head: &str, cols: usize, rows: usize, tail: &str) -> String {
+/// `head` followed by `rows` groups of `cols` parameters, then `tail`: numbered on
+/// PostgreSQL, anonymous on SQLite, where binding a statement's numbered
+/// parameters looks each one up by name, in time quadratic in their number (a
+/// chunk of 64 IM sessions has 576), see [`Params`].
+fn insert_sql(backend: Backend, head: &str, cols: usize, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 5);
+    let mut params = Params::new(backend);
     sql.push_str(head);
     for r in 0..rows {
         if r > 0 {
             sql.push_str(", ");
         }
         sql.push('(');
-        for c in 0..cols {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(r * cols + c + 1).to_string());
-        }
+        params.push_list(&mut sql, cols);
         sql.push(')');
     }
     sql.push_str(tail);
@@ -86,6 +85,7 @@ impl Store {
             let (chunk, more) = rest.split_at(n);
             rest = more;
             let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(
+                self.backend(),
                 "INSERT INTO call_records (id, direction, caller, callee, number, trunk, \
                  started, answered, ended, code, attempts, relayed_packets) VALUES ",
                 12,
@@ -198,6 +198,7 @@ impl Store {
             let (chunk, more) = rest.split_at(n);
             rest = more;
             let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(
+                self.backend(),
                 "INSERT INTO im_sessions (id, kind, from_user, to_user, started, ended, \
                  messages, code, active) VALUES ",
                 9,
@@ -278,8 +279,12 @@ mod tests {
         }
         assert_eq!(chunks(100).collect::<Vec<_>>(), vec![64, 32, 4]);
         assert_eq!(
-            insert_sql("INSERT INTO t (a, b) VALUES ", 2, 2, ""),
+            insert_sql(Backend::Postgres, "INSERT INTO t (a, b) VALUES ", 2, 2, ""),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            insert_sql(Backend::Sqlite, "INSERT INTO t (a, b) VALUES ", 2, 2, " X"),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?) X"
         );
     }
 }
