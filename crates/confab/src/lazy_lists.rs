@@ -48,7 +48,20 @@ pub fn owner_of(uri: &str) -> Option<String> {
     let (user, host) = u.split_once('@')?;
     // Drop a port from the host.
     let host = host.split(':').next().unwrap_or(host);
-    (!user.is_empty() && !host.is_empty()).then(|| format!("{user}@{host}").to_lowercase())
+    (!user.is_empty() && !host.is_empty()).then(|| {
+        // Every request comes through here: the usual ASCII address is built in
+        // one allocation and lower-cased in place.
+        if user.is_ascii() && host.is_ascii() {
+            let mut owner = String::with_capacity(user.len() + 1 + host.len());
+            owner.push_str(user);
+            owner.push('@');
+            owner.push_str(host);
+            owner.make_ascii_lowercase();
+            owner
+        } else {
+            format!("{user}@{host}").to_lowercase()
+        }
+    })
 }
 
 impl LazyLists {
@@ -139,6 +152,11 @@ mod tests {
         assert_eq!(
             owner_of("sip:bob@example.com:5061").as_deref(),
             Some("bob@example.com")
+        );
+        assert_eq!(
+            owner_of("sip:Zo\u{cb}@Example.com").as_deref(),
+            Some("zo\u{eb}@example.com"),
+            "a non-ASCII user is lower-cased too"
         );
         assert_eq!(owner_of("sip:example.com"), None);
         assert_eq!(owner_of("tel:+123"), None);
