@@ -267,37 +267,31 @@ impl<'a> DigestResponse<'a> {
         let mut cnonce = None;
         let mut nc = None;
         let mut opaque = None;
-        for (name, value) in h.params() {
+        {
             // Names compared ignoring case, without lower-casing each into a String.
-            let is = |known: &str| name.eq_ignore_ascii_case(known);
-            let slot = if is("username") {
-                &mut username
-            } else if is("realm") {
-                &mut realm
-            } else if is("nonce") {
-                &mut nonce
-            } else if is("uri") {
-                &mut uri
-            } else if is("response") {
-                &mut response
-            } else if is("algorithm") {
-                &mut algorithm
-            } else if is("qop") {
-                &mut qop
-            } else if is("cnonce") {
-                &mut cnonce
-            } else if is("nc") {
-                &mut nc
-            } else if is("opaque") {
-                &mut opaque
-            } else if is("userhash") && value.eq_ignore_ascii_case("false") {
-                continue;
-            } else if is("userhash") || is("username*") {
-                return Err(DigestError::Malformed(format!("{name} not supported")));
-            } else {
-                continue; // unknown params are ignored (RFC 7616 §3.4)
-            };
-            *slot = Some(value.clone());
+            let mut slots = [
+                ("username", &mut username),
+                ("realm", &mut realm),
+                ("nonce", &mut nonce),
+                ("uri", &mut uri),
+                ("response", &mut response),
+                ("algorithm", &mut algorithm),
+                ("qop", &mut qop),
+                ("cnonce", &mut cnonce),
+                ("nc", &mut nc),
+                ("opaque", &mut opaque),
+            ];
+            for (name, value) in h.params() {
+                let is = |known: &str| name.eq_ignore_ascii_case(known);
+                if let Some((_, slot)) = slots.iter_mut().find(|(known, _)| is(known)) {
+                    **slot = Some(value.clone());
+                } else if (is("userhash") && !value.eq_ignore_ascii_case("false"))
+                    || is("username*")
+                {
+                    return Err(DigestError::Malformed(format!("{name} not supported")));
+                }
+                // unknown params (and userhash=false) are ignored (RFC 7616 §3.4)
+            }
         }
         let need = |v: Option<Cow<'a, str>>, what: &str| {
             v.ok_or_else(|| DigestError::Malformed(format!("missing {what}")))

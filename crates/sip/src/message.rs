@@ -474,10 +474,10 @@ impl Message {
         };
         let is_request = matches!(start, StartLine::Request { .. });
 
-        // Built before the header lines are read, so that they are pushed where
-        // they stay (a moved header table is a copy of some 400 bytes).
         let buf = Buffer::new(buf, head_end)
             .ok_or_else(|| ParseError::new(400, "Invalid UTF-8 in message headers"))?;
+        // Built before the header lines are read, so that they are pushed where
+        // they stay (a moved header table is a copy of some 400 bytes).
         let mut msg = Message {
             buf,
             start,

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 
-use crate::users::Params;
+use crate::users::insert_sql;
 use crate::{Address, Backend, Result, Store, StoreError, next_rev};
 
 /// Name of the group Lync clients show as "Other Contacts": where contacts added
@@ -264,16 +264,13 @@ async fn write_list(
     }
 
     for batch in list.groups.chunks(INSERT_BATCH) {
-        let mut params = Params::new(backend);
-        let mut sql = String::from("INSERT INTO contact_groups (owner, id, name) VALUES ");
-        for i in 0..batch.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            params.push_list(&mut sql, 3);
-            sql.push(')');
-        }
+        let sql = insert_sql(
+            backend,
+            "INSERT INTO contact_groups (owner, id, name) VALUES ",
+            3,
+            batch.len(),
+            "",
+        );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for g in batch {
             query = query
@@ -285,17 +282,13 @@ async fn write_list(
     }
 
     for batch in list.contacts.chunks(INSERT_BATCH) {
-        let mut params = Params::new(backend);
-        let mut sql =
-            String::from("INSERT INTO contacts (owner, uri, name, groups, subscribed) VALUES ");
-        for i in 0..batch.len() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            params.push_list(&mut sql, 5);
-            sql.push(')');
-        }
+        let sql = insert_sql(
+            backend,
+            "INSERT INTO contacts (owner, uri, name, groups, subscribed) VALUES ",
+            5,
+            batch.len(),
+            "",
+        );
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for c in batch {
             query = query

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use crate::users::Params;
-use crate::{Backend, Result, Store};
+use crate::users::insert_sql;
+use crate::{Result, Store};
 
 /// Rows in one INSERT at most: 64 rows of 12 values stay far below SQLite's
 /// (999 in old builds) and PostgreSQL's (65,535) limits on bound parameters.
@@ -27,26 +27,6 @@ fn chunks(n: usize) -> impl Iterator<Item = usize> {
             .map(|b| 1usize << b)
             .filter(move |bit| rest & bit != 0),
     )
-}
-
-/// `head` followed by `rows` groups of `cols` parameters, then `tail`: numbered on
-/// PostgreSQL, anonymous on SQLite, where binding a statement's numbered
-/// parameters looks each one up by name, in time quadratic in their number (a
-/// chunk of 64 IM sessions has 576), see [`Params`].
-fn insert_sql(backend: Backend, head: &str, cols: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 5);
-    let mut params = Params::new(backend);
-    sql.push_str(head);
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        params.push_list(&mut sql, cols);
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
 }
 
 /// One call, as recorded. Times are epoch milliseconds.
@@ -266,6 +246,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Backend;
 
     #[test]
     fn batches_cut_into_few_statement_sizes() {

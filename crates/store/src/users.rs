@@ -482,6 +482,32 @@ impl Params {
     }
 }
 
+/// `head` followed by `rows` groups of `cols` parameters, then `tail`: numbered on
+/// PostgreSQL, anonymous on SQLite, where binding a statement's numbered
+/// parameters looks each one up by name, in time quadratic in their number (a
+/// chunk of 64 IM sessions has 576), see [`Params`].
+pub(crate) fn insert_sql(
+    backend: Backend,
+    head: &str,
+    cols: usize,
+    rows: usize,
+    tail: &str,
+) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 5);
+    let mut params = Params::new(backend);
+    sql.push_str(head);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        params.push_list(&mut sql, cols);
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
 /// A value bound by [`Store::update_user`].
 enum Value {
     Text(Option<String>),
