@@ -102,11 +102,27 @@ impl Algorithm {
             joined.push(p.as_bytes());
         }
         if self.is_sha256() {
-            hex::encode(crypto::sha256(&joined))
+            lower_hex(&crypto::sha256(&joined))
         } else {
-            hex::encode(crypto::md5(&joined))
+            lower_hex(&crypto::md5(&joined))
         }
     }
+}
+
+/// Lower-case hex of a digest (at most 32 bytes), in one allocation: `hex::encode`
+/// collects character by character, three times per verified request.
+fn lower_hex(digest: &[u8]) -> String {
+    let mut buf = [0u8; 64];
+    let n = (digest.len() * 2).min(buf.len());
+    let Some(out) = buf.get_mut(..n) else {
+        return String::new();
+    };
+    if hex::encode_to_slice(digest.get(..n / 2).unwrap_or_default(), out).is_err() {
+        return String::new();
+    }
+    std::str::from_utf8(out)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// The stored HA1 values of one user (lower-case hex), as kept by

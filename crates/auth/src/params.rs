@@ -250,7 +250,8 @@ pub fn parse(input: &str) -> Result<AuthHeader<'_>, ParamsError> {
     let mut header = AuthHeader {
         scheme,
         token68: None,
-        params: Vec::new(),
+        // Digest credentials carry about ten parameters: one allocation for them.
+        params: Vec::with_capacity(12),
     };
     if c.at_end() {
         return Ok(header);

@@ -2,7 +2,8 @@
 //!
 //! The front end's core hands each step of a call or an IM conversation to a
 //! [`ChannelSink`] (a bounded channel, never a database round trip on the
-//! signalling path; see `confab_frontend::monitor`). A writer task groups them in
+//! signalling path; see `confab_frontend::monitor`), which queues them as one
+//! batch per turn of the core loop ([`ChannelSink::flush`]). A writer task groups them in
 //! an [`Aggregator`] (sans-IO: fed activity and a clock) into call records
 //! (`call_records`, direction `internal`) and IM sessions (`im_sessions`,
 //! migration 0016), and writes what changed once a second in one transaction per
@@ -13,8 +14,8 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use confab_frontend::{Activity, Metrics, MonitorSink};
@@ -34,22 +35,53 @@ const UNACKED_MS: u64 = 40_000;
 /// Activity queued between the core and the writer at most (more is dropped).
 const QUEUE: usize = 65_536;
 
-/// The core's side: a bounded channel; a full one drops (counted in
-/// `/metrics`, with the queue's depth).
+/// Activity gathered before it is queued as one batch at most (the core loop
+/// flushes after each turn; this bounds a turn that records a lot).
+const BATCH: usize = 1024;
+
+/// The core's side: activity is gathered, then queued as one batch per turn of
+/// the core loop ([`ChannelSink::flush`]) on a bounded channel; what would take
+/// the queue past [`QUEUE`] is dropped (counted in `/metrics`, with the queue's
+/// depth). One channel send per message woke the writer's thread each time: a
+/// fifteenth of the core thread's time at 10,000 MESSAGE/s (docs/performance.md,
+/// "Pauses in the core thread, session 13").
 #[derive(Debug)]
 pub struct ChannelSink {
-    tx: mpsc::Sender<Activity>,
+    tx: mpsc::Sender<Vec<Activity>>,
+    pending: Mutex<Vec<Activity>>,
     metrics: Arc<Metrics>,
 }
 
 impl MonitorSink for ChannelSink {
     fn record(&self, activity: Activity) {
+        let full = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push(activity);
+            pending.len() >= BATCH
+        };
+        if full {
+            self.flush();
+        }
+    }
+}
+
+impl ChannelSink {
+    /// Queues what was recorded since the last flush, as one batch.
+    pub fn flush(&self) {
+        let batch = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *pending)
+        };
         let m = &self.metrics.records;
+        let n = batch.len() as u64;
         // Counted before it is queued, so the writer's subtraction never comes first.
-        m.activity_queue.fetch_add(1, Ordering::Relaxed);
-        if self.tx.try_send(activity).is_err() {
-            m.activity_queue.fetch_sub(1, Ordering::Relaxed);
-            m.activity_dropped.fetch_add(1, Ordering::Relaxed);
+        let before = m.activity_queue.fetch_add(n, Ordering::Relaxed);
+        if before + n > QUEUE as u64 || self.tx.try_send(batch).is_err() {
+            m.activity_queue.fetch_sub(n, Ordering::Relaxed);
+            m.activity_dropped.fetch_add(n, Ordering::Relaxed);
         }
     }
 }
@@ -507,20 +539,27 @@ pub fn start(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) -> (Arc<ChannelSink>, JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::channel(QUEUE);
+    // Batches are counted against QUEUE activities in `flush`; the channel's own
+    // bound (in batches) only has to be at least as loose.
+    let (tx, mut rx) = mpsc::channel::<Vec<Activity>>(QUEUE);
     let sink = Arc::new(ChannelSink {
         tx,
+        pending: Mutex::new(Vec::new()),
         metrics: metrics.clone(),
     });
+    let own = Arc::downgrade(&sink);
     let task = tokio::spawn(async move {
         let mut agg = Aggregator::new(idle, 200_000);
         let mut every = tokio::time::interval(Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let m = &metrics.records;
         let (mut dropped, mut overflow) = (0, 0);
-        let apply = |agg: &mut Aggregator, a: Activity| {
-            m.activity_queue.fetch_sub(1, Ordering::Relaxed);
-            agg.apply(a);
+        let apply = |agg: &mut Aggregator, batch: Vec<Activity>| {
+            m.activity_queue
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            for a in batch {
+                agg.apply(a);
+            }
         };
         loop {
             tokio::select! {
@@ -534,6 +573,13 @@ pub fn start(
                     None => break,
                 },
                 _ = every.tick() => {
+                    // Whatever a core loop left unflushed is written this second too.
+                    if let Some(sink) = own.upgrade() {
+                        sink.flush();
+                    }
+                    while let Ok(a) = rx.try_recv() {
+                        apply(&mut agg, a);
+                    }
                     agg.tick(now_ms());
                     let (calls, ims) = agg.take();
                     write(&store, &metrics, &calls, &ims).await;
@@ -553,6 +599,9 @@ pub fn start(
                 _ = stop.changed() => break,
             }
         }
+        if let Some(sink) = own.upgrade() {
+            sink.flush();
+        }
         while let Ok(a) = rx.try_recv() {
             apply(&mut agg, a);
         }
@@ -568,6 +617,45 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sink_queues_one_batch_per_flush_and_drops_past_its_bound() {
+        let metrics = Arc::new(Metrics::default());
+        let (tx, mut rx) = mpsc::channel(4);
+        let sink = ChannelSink {
+            tx,
+            pending: Mutex::new(Vec::new()),
+            metrics: metrics.clone(),
+        };
+        let r = &metrics.records;
+        for i in 0..3 {
+            sink.record(fin(&format!("c{i}"), 200, i));
+        }
+        // Nothing is queued before the flush.
+        assert!(rx.try_recv().is_err());
+        sink.flush();
+        let batch = rx.try_recv().unwrap_or_default();
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.first(), Some(&fin("c0", 200, 0)));
+        assert_eq!(r.activity_queue.load(Ordering::Relaxed), 3);
+        // An empty flush queues nothing.
+        sink.flush();
+        assert!(rx.try_recv().is_err());
+        // A turn that records a lot is cut into batches of BATCH.
+        for i in 0..BATCH as u64 + 1 {
+            sink.record(fin("big", 200, i));
+        }
+        assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(BATCH));
+        sink.flush();
+        assert_eq!(rx.try_recv().map(|b| b.len()).ok(), Some(1));
+        // Past QUEUE activities waiting, a batch is dropped and counted.
+        r.activity_queue.store(QUEUE as u64, Ordering::Relaxed);
+        sink.record(fin("late", 200, 9));
+        sink.flush();
+        assert!(rx.try_recv().is_err());
+        assert_eq!(r.activity_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(r.activity_queue.load(Ordering::Relaxed), QUEUE as u64);
+    }
 
     fn offered(id: &str, im: bool, at: u64) -> Activity {
         Activity::Offered {

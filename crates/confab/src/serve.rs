@@ -662,17 +662,17 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         })?,
         None => store.clone(),
     };
-    let monitoring = if cfg.monitoring.enabled {
+    let (monitoring, monitor_sink) = if cfg.monitoring.enabled {
         let (sink, task) = crate::monitoring::start(
             monitoring_store.clone(),
             Duration::from_secs(cfg.monitoring.im_idle_secs),
             metrics.clone(),
             stop_rx.clone(),
         );
-        core_cfg.monitor = Some(sink as Arc<dyn confab_frontend::MonitorSink>);
-        Some(task)
+        core_cfg.monitor = Some(sink.clone() as Arc<dyn confab_frontend::MonitorSink>);
+        (Some(task), Some(sink))
     } else {
-        None
+        (None, None)
     };
 
     let advertised_host = core_cfg.advertise.host.clone();
@@ -948,6 +948,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         crate::pool_presence::share(&mut core, presence.as_ref());
         core.drain_output(&mut out);
         transports.deliver_all(&mut out);
+        // The turn's monitoring activity, queued as one batch.
+        if let Some(sink) = &monitor_sink {
+            sink.flush();
+        }
         stages.delivered(ev_rx.len(), transports.udp_send_queue_depth());
     }
     info!("shutting down");

@@ -207,7 +207,7 @@ impl Recorder {
                     return None;
                 }
                 if ruri.param("user").flatten() != Some("phone") {
-                    let to = format!("{}@{}", user.to_lowercase(), self.domain);
+                    let to = address(&user, &self.domain);
                     if (cx.is_user)(&to) {
                         return Some((from, to, None));
                     }
@@ -270,11 +270,24 @@ fn local_aor(u: Uri<'_>, domain: &str) -> Option<String> {
         return None;
     }
     let user = u.user_unescaped()?;
-    Some(format!(
-        "{}@{}",
-        user.to_lowercase(),
-        domain.to_ascii_lowercase()
-    ))
+    let mut aor = address(&user, domain);
+    aor.make_ascii_lowercase();
+    Some(aor)
+}
+
+/// `user@domain` with the user part in lower case, in one allocation (the domain
+/// as given).
+fn address(user: &str, domain: &str) -> String {
+    let mut s = String::with_capacity(user.len() + 1 + domain.len());
+    if user.is_ascii() {
+        s.push_str(user);
+        s.make_ascii_lowercase();
+    } else {
+        s.push_str(&user.to_lowercase());
+    }
+    s.push('@');
+    s.push_str(domain);
+    s
 }
 
 /// The status code of a response's bytes (`SIP/2.0 NNN ...`).

@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
+use confab_sip::hashed_map::HashedMap;
 use confab_sip::header::NameAddr;
 use confab_sip::transaction::{ClientKey, ResponseMatch, ServerKey};
 use confab_sip::{HeaderName, Limits, Message, Method, RequestBuilder, Rewriter, Uri};
@@ -63,8 +64,11 @@ pub(crate) struct ProxyState {
     /// inline, each doubling of the table moved hundreds of MB at once and stalled
     /// the core thread for hundreds of ms (docs/performance.md, "The stall").
     ctxs: FxHashMap<u64, Box<ProxyCtx>>,
-    by_client: FxHashMap<ClientKey, (u64, usize)>,
-    by_server: FxHashMap<ServerKey, u64>,
+    /// Keyed by strings (branches, sent-by; a client picks its own): kept with
+    /// their hashes, so that a doubling does not read every key again, and
+    /// hashed with a keyed hash, so that a client cannot make its keys collide.
+    by_client: HashedMap<ClientKey, (u64, usize)>,
+    by_server: HashedMap<ServerKey, u64>,
     cleanup: BinaryHeap<Reverse<(Instant, u64)>>,
     timer_c: BinaryHeap<Reverse<(Instant, u64)>>,
     next_id: u64,
@@ -647,10 +651,11 @@ impl Core {
         let mut ours = false;
         let mut keep = Vec::new();
         for v in msg.headers_named(HeaderName::ProxyAuthorization) {
-            let realm = confab_auth::params::parse(v)
-                .ok()
-                .and_then(|p| p.get("realm").map(str::to_owned));
-            if realm.is_some_and(|r| r.eq_ignore_ascii_case(&self.cfg.domain)) {
+            let ours_here = confab_auth::params::parse(v).is_ok_and(|p| {
+                p.get("realm")
+                    .is_some_and(|r| r.eq_ignore_ascii_case(&self.cfg.domain))
+            });
+            if ours_here {
                 ours = true;
             } else {
                 keep.push(v);

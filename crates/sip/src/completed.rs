@@ -6,7 +6,9 @@
 //! in the order they were completed: they sit in a FIFO (`VecDeque`) instead of the
 //! timer heap, and the oldest one is the next to go. Each entry is one allocation: a
 //! 64-bit keyed hash of the transaction key, the expiry, a fingerprint, then the
-//! response, encoded. A hash table of sequence numbers finds an entry by key hash.
+//! response, encoded. A hash table finds an entry by key hash: each of its slots
+//! holds the entry's sequence number and the high half of its key hash, so that
+//! growing the table rehashes without reading the entries (see [`Slot`]).
 //!
 //! The response is stored encoded, without what the retransmitted request itself
 //! carries:
@@ -81,8 +83,8 @@ pub(crate) struct Completed {
     /// Oldest first; `fifo[i]` has sequence number `head + i`.
     fifo: VecDeque<Entry>,
     head: u64,
-    /// Sequence numbers, hashed by their entry's key hash.
-    index: HashTable<u64>,
+    /// One [`Slot`] per entry.
+    index: HashTable<Slot>,
     hasher: RandomState,
     /// Expiries are stored relative to this (the first entry's expiry).
     base: Option<Instant>,
@@ -91,6 +93,38 @@ pub(crate) struct Completed {
     scratch: Vec<u8>,
     /// Common header lines (without CRLF), referenced by index from encoded responses.
     common: Vec<Box<[u8]>>,
+}
+
+/// An index slot: the high half of the entry's key hash, then the low half of its
+/// sequence number (the FIFO holds far fewer than 2^32 entries, so the low half
+/// and `head` give the position). The table hashes a slot by its tag alone, so a
+/// doubling of the index moves 8-byte slots without touching the entries: reading
+/// each entry's key hash from its own allocation made the doubling at a few
+/// hundred thousand entries a cache miss per entry, a pause of 30-50 ms on the
+/// core thread (docs/performance.md, "Pauses in the core thread, session 13").
+#[derive(Clone, Copy)]
+struct Slot(u64);
+
+impl Slot {
+    fn new(key_hash: u64, seq: u64) -> Slot {
+        Slot((key_hash & 0xffff_ffff_0000_0000) | (seq & 0xffff_ffff))
+    }
+    /// The hash the table files this slot under, from the key hash's high half
+    /// (repeated in the low half, which picks the bucket).
+    fn table_hash(self) -> u64 {
+        let tag = self.0 >> 32;
+        (tag << 32) | tag
+    }
+    fn of_key_hash(key_hash: u64) -> u64 {
+        Slot::new(key_hash, 0).table_hash()
+    }
+    fn tag_matches(self, key_hash: u64) -> bool {
+        (self.0 ^ key_hash) >> 32 == 0
+    }
+    /// Position in the FIFO whose first entry has sequence number `head`.
+    fn position(self, head: u64) -> usize {
+        (self.0 as u32).wrapping_sub(head as u32) as usize
+    }
 }
 
 /// Starts a reference (a common line's index, [`REF_LINE`], [`REF_PREFIX`]) or,
@@ -331,12 +365,14 @@ impl Completed {
     }
 
     fn find(&self, hash: u64) -> Option<&Entry> {
-        let seq = self.index.find(hash, |&s| {
-            self.fifo
-                .get((s - self.head) as usize)
-                .is_some_and(|e| e.key_hash() == hash)
+        let slot = self.index.find(Slot::of_key_hash(hash), |&s| {
+            s.tag_matches(hash)
+                && self
+                    .fifo
+                    .get(s.position(self.head))
+                    .is_some_and(|e| e.key_hash() == hash)
         })?;
-        self.fifo.get((*seq - self.head) as usize)
+        self.fifo.get(slot.position(self.head))
     }
 
     /// A retransmission of the request `key`, `req`, received from `target`: the
@@ -354,16 +390,21 @@ impl Completed {
             return None;
         }
         let hash = self.key_hash(key);
-        self.index.iter_hash(hash).find_map(|&s| {
-            let e = self.fifo.get((s - self.head) as usize)?;
-            if e.key_hash() != hash {
-                return None;
-            }
-            let mut fp = self.hasher.build_hasher();
-            target.hash(&mut fp);
-            let response = decode_response(&self.common, e.response(), Some(req), &mut fp)?;
-            (fp.finish() == e.fingerprint()).then(|| Bytes::from(response))
-        })
+        self.index
+            .iter_hash(Slot::of_key_hash(hash))
+            .find_map(|&s| {
+                if !s.tag_matches(hash) {
+                    return None;
+                }
+                let e = self.fifo.get(s.position(self.head))?;
+                if e.key_hash() != hash {
+                    return None;
+                }
+                let mut fp = self.hasher.build_hasher();
+                target.hash(&mut fp);
+                let response = decode_response(&self.common, e.response(), Some(req), &mut fp)?;
+                (fp.finish() == e.fingerprint()).then(|| Bytes::from(response))
+            })
     }
 
     pub(crate) fn contains(&self, key: &ServerKey) -> bool {
@@ -402,12 +443,9 @@ impl Completed {
         self.bytes += entry.cost();
         let seq = self.head + self.fifo.len() as u64;
         self.fifo.push_back(entry);
-        let Completed {
-            fifo, head, index, ..
-        } = self;
-        index.insert_unique(hash, seq, |&s| {
-            fifo.get((s - *head) as usize).map_or(0, Entry::key_hash)
-        });
+        let slot = Slot::new(hash, seq);
+        self.index
+            .insert_unique(slot.table_hash(), slot, |s| s.table_hash());
         self.evict_over_limit();
     }
 
@@ -416,8 +454,11 @@ impl Completed {
             return;
         };
         let hash = front.key_hash();
-        let head = self.head;
-        if let Ok(slot) = self.index.find_entry(hash, |&s| s == head) {
+        let oldest = Slot::new(hash, self.head);
+        if let Ok(slot) = self
+            .index
+            .find_entry(oldest.table_hash(), |&s| s.0 == oldest.0)
+        {
             slot.remove();
         }
         if let Some(e) = self.fifo.pop_front() {
@@ -454,12 +495,7 @@ impl Completed {
                 self.fifo.shrink_to(2 * len);
             }
             if self.index.capacity() > 4096 && self.index.capacity() > 4 * len {
-                let Completed {
-                    fifo, head, index, ..
-                } = self;
-                index.shrink_to(2 * len, |&s| {
-                    fifo.get((s - *head) as usize).map_or(0, Entry::key_hash)
-                });
+                self.index.shrink_to(2 * len, |s| s.table_hash());
             }
         }
         any
@@ -650,6 +686,41 @@ mod tests {
         assert!((8..=11).contains(&c.len()), "{}", c.len());
         assert!(c.contains(&key("z9hG4bK99")) && !c.contains(&key("z9hG4bK89")));
         assert!(c.expire(t0 + Duration::from_secs(1000)));
+        assert_eq!((c.len(), c.bytes, c.index.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn sequence_numbers_past_32_bits_and_many_doublings_keep_every_entry() {
+        let t0 = Instant::now();
+        let mut c = Completed::new();
+        // The slots keep the low 32 bits of a sequence number: start just below
+        // the wrap so that it happens among the entries.
+        c.head = (1 << 32) - 100;
+        let n = 20_000u32;
+        for i in 0..n {
+            let k = key(&format!("z9hG4bKw{i}"));
+            let response = format!("SIP/2.0 200 OK {i}");
+            c.insert(
+                &k,
+                None,
+                response.as_bytes(),
+                &i,
+                t0 + Duration::from_millis(u64::from(i)),
+            );
+        }
+        assert_eq!((c.len(), c.index.len()), (20_000, 20_000));
+        let req = request("z9hG4bKw0", "<sip:a@10.0.0.1>");
+        for i in [0u32, 99, 100, 101, 12_345, n - 1] {
+            let got = c.lookup(&key(&format!("z9hG4bKw{i}")), &req, &i);
+            assert_eq!(got, Some(Bytes::from(format!("SIP/2.0 200 OK {i}"))), "{i}");
+        }
+        assert!(!c.contains(&key("z9hG4bKw20000")));
+        // The first 15,000 end (the wrap among them); the index shrinks with them.
+        assert!(c.expire(t0 + Duration::from_millis(14_999)));
+        assert_eq!((c.len(), c.index.len()), (5_000, 5_000));
+        assert!(!c.contains(&key("z9hG4bKw14999")));
+        assert!((15_000..n).all(|i| c.contains(&key(&format!("z9hG4bKw{i}")))));
+        assert!(c.expire(t0 + Duration::from_secs(60)));
         assert_eq!((c.len(), c.bytes, c.index.len()), (0, 0, 0));
     }
 }

@@ -14,6 +14,7 @@
 pub mod builder;
 mod completed;
 pub mod framing;
+pub mod hashed_map;
 pub mod header;
 pub mod message;
 pub mod method;

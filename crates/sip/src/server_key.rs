@@ -44,10 +44,15 @@ impl ServerKey {
 
     fn with_method(msg: &Message, method: Method) -> ServerKey {
         let via = msg.top_via();
-        let sent_by: Box<str> = match via.port {
-            Some(p) => format!("{}:{}", via.host.to_ascii_lowercase(), p).into(),
-            None => via.host.to_ascii_lowercase().into(),
-        };
+        // host[:port], host in lower case: one allocation.
+        let mut sent_by = String::with_capacity(via.host.len() + 6);
+        sent_by.push_str(via.host);
+        sent_by.make_ascii_lowercase();
+        if let Some(p) = via.port {
+            use std::fmt::Write as _;
+            let _ = write!(sent_by, ":{p}");
+        }
+        let sent_by: Box<str> = sent_by.into();
         match via.branch() {
             // A branch that is only the cookie identifies nothing (RFC 4475 §3.2.1).
             Some(b)

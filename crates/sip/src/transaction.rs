@@ -10,7 +10,6 @@
 //! ACK, MESSAGE and BYE) are matched on Call-ID, CSeq, From tag and the top Via's
 //! sent-by (§17.2.3).
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use bytes::Bytes;
 
 use crate::builder::RequestBuilder;
 use crate::completed::Completed;
+use crate::hashed_map::HashedMap;
 use crate::header::HeaderName;
 use crate::message::{Limits, Message};
 use crate::method::Method;
@@ -162,11 +162,12 @@ struct Timer {
 pub struct Transactions<T> {
     /// Values boxed (as in `client`): a few hundred thousand transactions are
     /// live at a few thousand calls/s, and a table of ~110-byte entries moved tens
-    /// of MB at each doubling, a stall of tens of ms on the core thread.
-    server: HashMap<Arc<ServerKey>, Box<ServerTx<T>>>,
+    /// of MB at each doubling, a stall of tens of ms on the core thread. Hashes
+    /// kept beside the keys for the same reason ([`HashedMap`]).
+    server: HashedMap<Arc<ServerKey>, Box<ServerTx<T>>>,
     /// Completed non-INVITE server transactions over UDP (Timer J), kept compactly.
     completed: Completed,
-    client: HashMap<Arc<ClientKey>, Box<ClientTx<T>>>,
+    client: HashedMap<Arc<ClientKey>, Box<ClientTx<T>>>,
     timers: TimerQueues<Timer>,
     /// Scratch space of [`Transactions::poll`] (kept to reuse its allocation).
     due: Vec<Due<Timer>>,
@@ -181,9 +182,9 @@ impl<T: Clone + Hash> Default for Transactions<T> {
 impl<T: Clone + Hash> Transactions<T> {
     pub fn new() -> Self {
         Transactions {
-            server: HashMap::new(),
+            server: HashedMap::new(),
             completed: Completed::new(),
-            client: HashMap::new(),
+            client: HashedMap::new(),
             timers: TimerQueues::default(),
             due: Vec::new(),
         }
@@ -239,7 +240,7 @@ impl<T: Clone + Hash> Transactions<T> {
     /// Gives memory back after a burst: the tables never shrink on their own, so a
     /// peak of transactions would otherwise stay allocated for good.
     fn shrink(&mut self) {
-        fn shrink_map<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
+        fn shrink_map<K: Eq + Hash, V>(m: &mut HashedMap<K, V>) {
             if m.capacity() > 4096 && m.capacity() > 4 * m.len() {
                 m.shrink_to(2 * m.len());
             }
