@@ -113,11 +113,10 @@ impl Algorithm {
 /// collects character by character, three times per verified request.
 fn lower_hex(digest: &[u8]) -> String {
     let mut buf = [0u8; 64];
-    let n = (digest.len() * 2).min(buf.len());
-    let Some(out) = buf.get_mut(..n) else {
+    let Some(out) = buf.get_mut(..digest.len() * 2) else {
         return String::new();
     };
-    if hex::encode_to_slice(digest.get(..n / 2).unwrap_or_default(), out).is_err() {
+    if hex::encode_to_slice(digest, out).is_err() {
         return String::new();
     }
     std::str::from_utf8(out)

@@ -13,6 +13,11 @@ use std::hash::{BuildHasher, Hash, RandomState};
 
 use hashbrown::HashTable;
 
+/// Matches the entry of `key`, whose hash is `hash`.
+fn entry_of<K: Borrow<Q>, V, Q: Eq + ?Sized>(hash: u64, key: &Q) -> impl Fn(&(u64, K, V)) -> bool {
+    move |e| e.0 == hash && e.1.borrow() == key
+}
+
 pub struct HashedMap<K, V> {
     table: HashTable<(u64, K, V)>,
     hasher: RandomState,
@@ -55,7 +60,7 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
     {
         let hash = self.hash(key);
         self.table
-            .find(hash, |e| e.0 == hash && e.1.borrow() == key)
+            .find(hash, entry_of(hash, key))
             .map(|e| (&e.1, &e.2))
     }
 
@@ -82,7 +87,7 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
     {
         let hash = self.hash(key);
         self.table
-            .find_mut(hash, |e| e.0 == hash && e.1.borrow() == key)
+            .find_mut(hash, entry_of(hash, key))
             .map(|e| &mut e.2)
     }
 
@@ -92,10 +97,7 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let entry = self
-            .table
-            .find_entry(hash, |e| e.0 == hash && e.1.borrow() == key)
-            .ok()?;
+        let entry = self.table.find_entry(hash, entry_of(hash, key)).ok()?;
         Some(entry.remove().0.2)
     }
 
@@ -103,7 +105,7 @@ impl<K: Hash + Eq, V> HashedMap<K, V> {
     /// is kept, as `HashMap::insert` does).
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         let hash = self.hash(&key);
-        if let Some(e) = self.table.find_mut(hash, |e| e.0 == hash && e.1 == key) {
+        if let Some(e) = self.table.find_mut(hash, entry_of(hash, &key)) {
             return Some(std::mem::replace(&mut e.2, value));
         }
         self.table.insert_unique(hash, (hash, key, value), |e| e.0);
